@@ -1,0 +1,485 @@
+// `underlay-nsexec create`: runs the op list from server/sandbox/steps.ts.
+//
+// Three processes, in runc nsexec's staging (libcontainer/nsenter/nsexec.c):
+//
+//   host  - this process: host root, host namespaces. Forks `child`, writes
+//           its uid/gid maps, builds the idmapped lower + overlay with the
+//           child's user namespace, moves the child into its cgroups.
+//   child - unshare(CLONE_NEWUSER) FIRST, alone, so every later namespace is
+//           owned by the mapped user namespace; then waits for the host; then
+//           setresuid(0) and unshares mnt/uts/ipc/net/cgroup/pid in one call.
+//           The mount namespace is copied only now, after the host mounted the
+//           overlay, so the sandbox sees it. A new pid namespace applies to
+//           children only, hence the fork of `init`.
+//   init  - PID 1 of the sandbox: builds the root, pivots, and then stays
+//           as a tiny reaper that keeps the namespaces alive.
+//
+// The op list is a closed vocabulary; which op runs in which stage follows
+// from three boundary ops: clone-userns, release-child and fork-init.
+// Failures become one ERR record on the status pipe (report.h) and the host
+// stage forwards the first one to stdout for the addon.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "flags.h"
+#include "report.h"
+#include "spec.h"
+#include "sys.h"
+
+namespace create {
+namespace {
+
+using spec::Op;
+
+enum class Stage { kHost, kChild, kInit };
+
+struct Ctx {
+  pid_t child = -1;     // host pid of the user-namespace child
+  pid_t init = -1;      // host pid of the sandbox init
+  int status_w = -1;    // child/init -> host: PID/USERNS/OK/ERR lines
+  int status_r = -1;
+  int go_r = -1;        // host -> child: one byte = maps and host mounts done
+  int go_w = -1;
+};
+
+const char* arg(const Op& op, size_t i) { return op.args.size() > i ? op.args[i].c_str() : ""; }
+
+[[noreturn]] void bad_op(const Op& op, const char* why) {
+  report::die(op.step.c_str(), "", EINVAL, "", (op.name + ": " + why).c_str());
+}
+
+void need_args(const Op& op, size_t n) {
+  if (op.args.size() != n) bad_op(op, ("needs " + std::to_string(n) + " args").c_str());
+}
+
+bool write_file(const char* path, const std::string& content) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = write(fd, content.data(), content.size());
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return n == static_cast<ssize_t>(content.size());
+}
+
+// ---- ops valid in every stage -------------------------------------------
+
+bool run_common(const Op& op) {
+  const char* step = op.step.c_str();
+  if (op.name == "mount") {
+    // mount SOURCE TARGET FSTYPE FLAGS DATA (empty strings mean NULL)
+    need_args(op, 5);
+    unsigned long f = 0;
+    if (!flags::parse_mount(op.args[3], &f)) bad_op(op, ("unknown mount flag in " + op.args[3]).c_str());
+    const char* src = op.args[0].empty() ? nullptr : arg(op, 0);
+    const char* fstype = op.args[2].empty() ? nullptr : arg(op, 2);
+    const char* data = op.args[4].empty() ? nullptr : arg(op, 4);
+    if (mount(src, arg(op, 1), fstype, f, data) != 0) {
+      std::string detail = "fstype=" + op.args[2] + " flags=" + op.args[3];
+      if (!op.args[4].empty()) detail += " data=" + op.args[4];
+      report::die(step, "mount", errno, arg(op, 1), detail.c_str());
+    }
+    return true;
+  }
+  if (op.name == "mkdir") {
+    // mkdir PATH MODE(octal); an existing directory is fine
+    need_args(op, 2);
+    mode_t mode = static_cast<mode_t>(strtol(arg(op, 1), nullptr, 8));
+    if (mkdir(arg(op, 0), mode) != 0 && errno != EEXIST) report::die(step, "mkdir", errno, arg(op, 0));
+    return true;
+  }
+  if (op.name == "touch") {
+    // touch PATH: an empty file to bind-mount a device node or mask onto
+    need_args(op, 1);
+    int fd = open(arg(op, 0), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) report::die(step, "open", errno, arg(op, 0));
+    close(fd);
+    return true;
+  }
+  if (op.name == "symlink") {
+    need_args(op, 2);  // symlink TARGET LINKPATH
+    if (symlink(arg(op, 0), arg(op, 1)) != 0 && errno != EEXIST) report::die(step, "symlink", errno, arg(op, 1));
+    return true;
+  }
+  if (op.name == "write") {
+    need_args(op, 2);  // write PATH CONTENT
+    if (!write_file(arg(op, 0), op.args[1])) report::die(step, "write", errno, arg(op, 0));
+    return true;
+  }
+  if (op.name == "chown") {
+    need_args(op, 3);  // chown PATH UID GID
+    if (lchown(arg(op, 0), static_cast<uid_t>(atol(arg(op, 1))), static_cast<gid_t>(atol(arg(op, 2)))) != 0)
+      report::die(step, "chown", errno, arg(op, 0));
+    return true;
+  }
+  return false;
+}
+
+// ---- host stage ------------------------------------------------------------
+
+// Reads one '\n'-terminated line from the status pipe, with a deadline so a
+// wedged child can never hang the server's create call.
+bool read_status_line(Ctx* c, std::string* out, int timeout_ms) {
+  out->clear();
+  for (;;) {
+    struct pollfd p = {c->status_r, POLLIN, 0};
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) return false;
+    char ch;
+    ssize_t n = read(c->status_r, &ch, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    if (ch == '\n') return true;
+    out->push_back(ch);
+    if (out->size() > 4096) return false;
+  }
+}
+
+void kill_started(Ctx* c) {
+  if (c->init > 0) kill(c->init, SIGKILL);
+  if (c->child > 0) kill(c->child, SIGKILL);
+}
+
+// Forward an ERR line to stdout (the addon) and fail.
+[[noreturn]] void host_fail_with(Ctx* c, const std::string& line) {
+  kill_started(c);
+  report::set_fd(1);
+  report::line("%s", line.c_str());
+  _exit(1);
+}
+
+[[noreturn]] void host_die(Ctx* c, const char* step, const char* sc, int err, const char* path,
+                           const char* detail = "") {
+  kill_started(c);
+  report::set_fd(1);
+  report::die(step, sc, err, path, detail);
+}
+
+void host_expect_line(Ctx* c, const char* step, const char* prefix, std::string* line) {
+  if (!read_status_line(c, line, 10000)) {
+    // EOF or timeout: the sandbox side died without a record, or hung.
+    host_die(c, step, "", ETIMEDOUT, "", "sandbox process exited or hung before reporting");
+  }
+  if (line->rfind("ERR\t", 0) == 0) host_fail_with(c, *line);
+  if (line->rfind(prefix, 0) != 0) host_die(c, step, "", EPROTO, "", ("unexpected status: " + *line).c_str());
+}
+
+void idmap_mount(Ctx* c, const Op& op) {
+  // idmap-mount SOURCE TARGET: a read-only, nodev view of SOURCE in which
+  // on-disk ids 0..65535 appear shifted by the child's uid_map. One base
+  // image thus serves every session without chowned copies (kernel >= 5.19
+  // for overlay on idmapped layers; verified on 6.18). open_tree+move_mount
+  // is the only way to attach an idmapped mount; mount(2) cannot do it.
+  need_args(op, 2);
+  const char* step = op.step.c_str();
+  int tree = sys::open_tree(AT_FDCWD, arg(op, 0), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) host_die(c, step, "open_tree", errno, arg(op, 0));
+  char ns[64];
+  snprintf(ns, sizeof ns, "/proc/%d/ns/user", c->child);
+  int userns = open(ns, O_RDONLY | O_CLOEXEC);
+  if (userns < 0) host_die(c, step, "open", errno, ns);
+  struct mount_attr attr = {};
+  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV;
+  attr.userns_fd = static_cast<uint64_t>(userns);
+  if (sys::mount_setattr(tree, "", AT_EMPTY_PATH, &attr) != 0)
+    host_die(c, step, "mount_setattr", errno, arg(op, 0), "MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV");
+  if (sys::move_mount(tree, "", AT_FDCWD, arg(op, 1), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    host_die(c, step, "move_mount", errno, arg(op, 1));
+  close(tree);
+  close(userns);
+}
+
+void run_host_op(Ctx* c, const Op& op) {
+  const char* step = op.step.c_str();
+  if (op.name == "write-child-proc") {
+    // write-child-proc FILE CONTENT: /proc/<child>/{uid_map,gid_map,setgroups}.
+    // Host root holds CAP_SETUID/CAP_SETGID in the parent namespace, so it can
+    // map a whole range without newuidmap. Host uid 0 is never in the map.
+    need_args(op, 2);
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/%s", c->child, arg(op, 0));
+    if (!write_file(path, op.args[1])) host_die(c, step, "write", errno, path, arg(op, 1));
+    return;
+  }
+  if (op.name == "attach-child") {
+    // attach-child CGROUP_PROCS: before the child unshares its cgroup
+    // namespace, so the namespace root is the session's cgroup.
+    need_args(op, 1);
+    if (!write_file(arg(op, 0), std::to_string(c->child))) host_die(c, step, "write", errno, arg(op, 0));
+    return;
+  }
+  if (op.name == "idmap-mount") {
+    idmap_mount(c, op);
+    return;
+  }
+  if (op.name == "mount" || op.name == "mkdir" || op.name == "chown" || op.name == "write") {
+    // run_common exits on failure without killing the child; the child then
+    // reads EOF on the go pipe (or gets PR_SET_PDEATHSIG) and exits itself.
+    report::set_fd(1);
+    run_common(op);
+    return;
+  }
+  host_die(c, step, "", EINVAL, "", ("op not allowed on the host side: " + op.name).c_str());
+}
+
+// ---- child stage -------------------------------------------------------------
+
+void child_wait_go(Ctx* c) {
+  char b;
+  for (;;) {
+    ssize_t n = read(c->go_r, &b, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != 1) _exit(125);  // the host gave up; nothing to report
+    return;
+  }
+}
+
+// ---- init stage --------------------------------------------------------------
+
+void mask_path(const Op& op) {
+  // mask PATH: Docker's maskedPaths. Applied by init, i.e. inside the
+  // sandbox's own user namespace, so the masks are NOT locked: a locked
+  // overmount on /proc makes the kernel refuse every nested procfs mount
+  // (mnt_already_visible), which would break `unshare --pid --fork
+  // --mount-proc`, the heart of the pid-namespace lab (SANDBOX.md §2.7).
+  // The kernel itself still denies the dangerous files to a userns root.
+  need_args(op, 1);
+  struct stat st;
+  if (stat(arg(op, 0), &st) != 0) return;  // absent on this kernel: nothing to hide
+  int r = S_ISDIR(st.st_mode)
+              ? mount("tmpfs", arg(op, 0), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+              : mount("/dev/null", arg(op, 0), nullptr, MS_BIND, nullptr);
+  if (r != 0) report::die(op.step.c_str(), "mount", errno, arg(op, 0), "mask");
+}
+
+void bind_readonly(const Op& op) {
+  // bind-ro PATH: bind PATH onto itself and remount read-only. A remount in a
+  // user namespace must keep the flags it inherited locked (nosuid, nodev,
+  // noexec), or the kernel answers EPERM; statvfs tells which those are.
+  need_args(op, 1);
+  const char* p = arg(op, 0);
+  struct stat st;
+  if (stat(p, &st) != 0) return;
+  if (mount(p, p, nullptr, MS_BIND | MS_REC, nullptr) != 0) report::die(op.step.c_str(), "mount", errno, p, "MS_BIND|MS_REC");
+  struct statvfs sv;
+  unsigned long keep = 0;
+  if (statvfs(p, &sv) == 0) {
+    if (sv.f_flag & ST_NOSUID) keep |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) keep |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) keep |= MS_NOEXEC;
+  }
+  if (mount(nullptr, p, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, nullptr) != 0)
+    report::die(op.step.c_str(), "mount", errno, p, "MS_BIND|MS_REMOUNT|MS_RDONLY");
+}
+
+void pivot_root(const Op& op) {
+  // pivot-root NEWROOT: pivot_root(".", ".") then detach the old root, the
+  // trick runc took from LXC: no put_old directory is needed, and the old
+  // root (all host mounts) vanishes from this namespace. NEWROOT must be a
+  // mount of its own in this namespace - the host's overlay arrives here
+  // MNT_LOCKED and pivot_root refuses a locked new_root with EINVAL, hence
+  // the self-bind steps.ts puts right before this op.
+  need_args(op, 1);
+  const char* step = op.step.c_str();
+  if (chdir(arg(op, 0)) != 0) report::die(step, "chdir", errno, arg(op, 0));
+  if (sys::pivot_root(".", ".") != 0) report::die(step, "pivot_root", errno, arg(op, 0));
+  // Make the old root a slave before detaching, so the unmount cannot
+  // propagate anywhere (runc pivotRoot).
+  if (mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) report::die(step, "mount", errno, ".", "MS_SLAVE|MS_REC");
+  if (umount2(".", MNT_DETACH) != 0) report::die(step, "umount2", errno, ".", "MNT_DETACH");
+  if (chdir("/") != 0) report::die(step, "chdir", errno, "/");
+}
+
+void loopback_up(const Op& op) {
+  // A new network namespace has only `lo`, and it is down.
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) report::die(op.step.c_str(), "socket", errno, "lo");
+  struct ifreq ifr = {};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) report::die(op.step.c_str(), "ioctl", errno, "lo", "SIOCGIFFLAGS");
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) report::die(op.step.c_str(), "ioctl", errno, "lo", "SIOCSIFFLAGS");
+  close(s);
+}
+
+[[noreturn]] void init_loop(Ctx* c) {
+  // The sandbox is ready. Report, then shed every fd (the host may never
+  // leak an object into the sandbox through init) and reap forever. Signals
+  // other than SIGCHLD keep their default dispositions: for a pid-namespace
+  // init the kernel drops those from inside the namespace, so a student
+  // cannot kill the sandbox's keeper; the host ends it with SIGKILL.
+  report::line("OK %d", getpid());
+  sys::close_range(0, ~0U, 0);
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    if (null > 2) close(null);
+  }
+  setsid();
+  prctl(PR_SET_NAME, "underlay-init", 0, 0, 0);
+  (void)c;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  for (;;) {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    siginfo_t info;
+    sigwaitinfo(&set, &info);
+  }
+}
+
+void run_init_op(Ctx* c, const Op& op) {
+  const char* step = op.step.c_str();
+  if (run_common(op)) return;
+  if (op.name == "mask") return mask_path(op);
+  if (op.name == "bind-ro") return bind_readonly(op);
+  if (op.name == "pivot-root") return pivot_root(op);
+  if (op.name == "loopback-up") return loopback_up(op);
+  if (op.name == "sethostname") {
+    need_args(op, 1);
+    if (sethostname(arg(op, 0), op.args[0].size()) != 0) report::die(step, "sethostname", errno, "", arg(op, 0));
+    return;
+  }
+  if (op.name == "set-dumpable") {
+    // Changing credentials reset `dumpable` to fs.suid_dumpable (0), which
+    // would make /proc/1/* owned by the unmapped host root: checks and
+    // students could not even readlink /proc/1/ns/*. init holds no secret
+    // (a fork of this small helper, all fds closed), so dumpable is safe.
+    need_args(op, 1);
+    if (prctl(PR_SET_DUMPABLE, atol(arg(op, 0)), 0, 0, 0) != 0) report::die(step, "prctl", errno, "", "PR_SET_DUMPABLE");
+    return;
+  }
+  (void)c;
+  report::die(step, "", EINVAL, "", ("op not allowed in init: " + op.name).c_str());
+}
+
+void run_child_op(Ctx* c, const Op& op) {
+  const char* step = op.step.c_str();
+  if (op.name == "setids") {
+    // setids UID GID: become the namespace's root (or UID). Drop the host's
+    // supplementary groups first; they would otherwise show up as nogroup.
+    need_args(op, 2);
+    gid_t g = static_cast<gid_t>(atol(arg(op, 1)));
+    uid_t u = static_cast<uid_t>(atol(arg(op, 0)));
+    if (setgroups(0, nullptr) != 0) report::die(step, "setgroups", errno, "");
+    if (setresgid(g, g, g) != 0) report::die(step, "setresgid", errno, "");
+    if (setresuid(u, u, u) != 0) report::die(step, "setresuid", errno, "");
+    return;
+  }
+  if (op.name == "unshare") {
+    need_args(op, 1);
+    int f = 0;
+    if (!flags::parse_clone(op.args[0], &f)) bad_op(op, "unknown clone flag");
+    if (unshare(f) != 0) report::die(step, "unshare", errno, "", arg(op, 0));
+    return;
+  }
+  if (run_common(op)) return;
+  report::die(step, "", EINVAL, "", ("op not allowed in the child: " + op.name).c_str());
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  (void)argc;
+  (void)argv;
+  std::string buf;
+  std::vector<Op> ops;
+  std::string err;
+  report::set_fd(1);
+  if (!spec::read_all(0, &buf)) report::die("spec", "read", errno, "stdin");
+  if (!spec::parse(buf, &ops, &err)) report::die("spec", "", EINVAL, "", err.c_str());
+
+  Ctx c;
+  size_t i = 0;
+  // Host ops before the clone (none in today's steps.ts, but allowed).
+  for (; i < ops.size() && ops[i].name != "clone-userns"; ++i) run_host_op(&c, ops[i]);
+  if (i == ops.size()) report::die("spec", "", EINVAL, "", "no clone-userns op");
+  const Op& clone_op = ops[i++];
+
+  int status[2], go[2];
+  if (pipe2(status, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0) report::die(clone_op.step.c_str(), "pipe2", errno, "");
+  c.status_r = status[0];
+  c.status_w = status[1];
+  c.go_r = go[0];
+  c.go_w = go[1];
+
+  pid_t child = fork();
+  if (child < 0) report::die(clone_op.step.c_str(), "fork", errno, "");
+  if (child == 0) {
+    // ---- child ----
+    close(c.status_r);
+    close(c.go_w);
+    report::set_fd(c.status_w);
+    // Die with the host stage until the sandbox is complete; cleared in init.
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (unshare(CLONE_NEWUSER) != 0) report::die(clone_op.step.c_str(), "unshare", errno, "", "CLONE_NEWUSER");
+    report::line("USERNS");
+    child_wait_go(&c);
+    size_t j = i;
+    while (j < ops.size() && ops[j].name != "release-child") ++j;
+    for (++j; j < ops.size() && ops[j].name != "fork-init"; ++j) run_child_op(&c, ops[j]);
+    if (j == ops.size()) report::die("spec", "", EINVAL, "", "no fork-init op");
+    const Op& fork_op = ops[j++];
+    pid_t init = fork();
+    if (init < 0) report::die(fork_op.step.c_str(), "fork", errno, "");
+    if (init > 0) {
+      report::line("PID %d", init);
+      _exit(0);
+    }
+    // ---- init (pid 1 of the new pid namespace) ----
+    // The parent (child stage) exits right away; init must not die with it.
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    for (; j < ops.size(); ++j) {
+      if (ops[j].name == "init-loop") init_loop(&c);
+      run_init_op(&c, ops[j]);
+    }
+    report::die("spec", "", EINVAL, "", "no init-loop op");
+  }
+
+  // ---- host ----
+  c.child = child;
+  close(c.status_w);
+  close(c.go_r);
+  std::string line;
+  host_expect_line(&c, clone_op.step.c_str(), "USERNS", &line);
+  for (; i < ops.size() && ops[i].name != "release-child"; ++i) run_host_op(&c, ops[i]);
+  if (i == ops.size()) host_die(&c, "spec", "", EINVAL, "", "no release-child op");
+  if (write(c.go_w, "g", 1) != 1) host_die(&c, ops[i].step.c_str(), "write", errno, "go pipe");
+  host_expect_line(&c, ops[i].step.c_str(), "PID ", &line);
+  c.init = static_cast<pid_t>(atol(line.c_str() + 4));
+  int wst = 0;
+  while (waitpid(c.child, &wst, 0) < 0 && errno == EINTR) {
+  }
+  c.child = -1;
+  host_expect_line(&c, "init", "OK ", &line);
+  report::line("OK %d", c.init);
+  return 0;
+}
+
+}  // namespace create

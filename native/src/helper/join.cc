@@ -1,0 +1,201 @@
+// `underlay-nsexec join`: enter a running sandbox and exec a command in it,
+// the way `runc exec` / `nsenter` do, for terminals, checks and
+// `underlay sandbox run`.
+//
+//   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
+//                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid]
+//                        -- ARGV...
+//
+// Order (runc setns_init / SANDBOX.md §3.8):
+//   pidfd_open(init) and check its user namespace inode, so a recycled pid
+//   can never send us into someone else's sandbox; PR_SET_DUMPABLE 0, so
+//   nothing in the sandbox can ptrace or read /proc/<us>/{mem,environ,exe}
+//   during the window between setns and exec (CVE-2016-9962, CVE-2019-5736);
+//   join the session's cgroups while still on the host side; setns(pidfd,
+//   all namespaces) - atomic since 5.8, user namespace handled by the kernel;
+//   drop to the sandbox uid; fork (a pid namespace applies to children);
+//   in the child mark every fd above 2 close-on-exec (node-pty and Node leak
+//   other terminals' pty masters otherwise: microsoft/node-pty#657) and exec.
+// The parent stays as a small relay of signals and of the exit status.
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "report.h"
+#include "sys.h"
+
+extern char** environ;
+
+namespace join {
+namespace {
+
+struct Args {
+  pid_t pid = -1;
+  unsigned long long userns_ino = 0;
+  std::vector<std::string> cgroups;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string cwd = "/";
+  std::vector<std::string> env;
+  bool set_sid = false;
+  std::vector<char*> argv;
+};
+
+[[noreturn]] void usage(const char* why) {
+  report::die("join", "", EINVAL, "", why);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  int i = 2;  // argv[0] = helper, argv[1] = "join"
+  for (; i < argc; ++i) {
+    std::string k = argv[i];
+    auto val = [&]() -> const char* {
+      if (i + 1 >= argc) usage(("missing value for " + k).c_str());
+      return argv[++i];
+    };
+    if (k == "--") {
+      ++i;
+      break;
+    } else if (k == "--pid") {
+      a.pid = static_cast<pid_t>(atol(val()));
+    } else if (k == "--userns-ino") {
+      a.userns_ino = strtoull(val(), nullptr, 10);
+    } else if (k == "--cgroup") {
+      a.cgroups.emplace_back(val());
+    } else if (k == "--uid") {
+      a.uid = static_cast<uid_t>(atol(val()));
+    } else if (k == "--gid") {
+      a.gid = static_cast<gid_t>(atol(val()));
+    } else if (k == "--cwd") {
+      a.cwd = val();
+    } else if (k == "--env") {
+      a.env.emplace_back(val());
+    } else if (k == "--setsid") {
+      a.set_sid = true;
+    } else {
+      usage(("unknown option " + k).c_str());
+    }
+  }
+  for (; i < argc; ++i) a.argv.push_back(argv[i]);
+  if (a.pid <= 0) usage("--pid is required");
+  if (a.argv.empty()) usage("no command after --");
+  a.argv.push_back(nullptr);
+  return a;
+}
+
+bool write_file(const char* path, const std::string& s) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = write(fd, s.data(), s.size());
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return n == static_cast<ssize_t>(s.size());
+}
+
+pid_t g_child = -1;
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  report::set_fd(2);
+  Args a = parse(argc, argv);
+  // Whatever the caller leaked to us (node-pty hands every open pty master
+  // to its children) goes now, before we enter the sandbox's namespaces.
+  sys::close_range(3, ~0U, 0);
+
+  int pidfd = sys::pidfd_open(a.pid, 0);
+  if (pidfd < 0) report::die("join", "pidfd_open", errno, "", "sandbox init is gone");
+  if (a.userns_ino != 0) {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/ns/user", a.pid);
+    struct stat st;
+    if (stat(p, &st) != 0) report::die("join", "stat", errno, p);
+    if (static_cast<unsigned long long>(st.st_ino) != a.userns_ino)
+      report::die("join", "", ESRCH, p, "pid now belongs to another process (user namespace differs)");
+  }
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  // A new session first, so the command can never reach the caller's
+  // controlling terminal (TIOCSTI through /dev/tty). A pty caller (node-pty)
+  // already made one and made the pty our controlling tty; keep that.
+  if (a.set_sid && getsid(0) != getpid()) setsid();
+
+  std::string self = std::to_string(getpid());
+  for (const std::string& procs : a.cgroups) {
+    if (!write_file(procs.c_str(), self)) report::die("join-cgroup", "write", errno, procs.c_str());
+  }
+
+  int nsflags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+                CLONE_NEWNET | CLONE_NEWCGROUP;
+  if (setns(pidfd, nsflags) != 0) report::die("setns", "setns", errno, "", "pidfd, all namespaces");
+  close(pidfd);
+
+  if (setgroups(0, nullptr) != 0) report::die("setids", "setgroups", errno, "");
+  if (setresgid(a.gid, a.gid, a.gid) != 0) report::die("setids", "setresgid", errno, "");
+  if (setresuid(a.uid, a.uid, a.uid) != 0) report::die("setids", "setresuid", errno, "");
+  // setresuid reset dumpable; keep the relay non-dumpable anyway.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  // Block the signals we relay before forking, so none is lost in between.
+  sigset_t relay;
+  sigemptyset(&relay);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&relay, s);
+  sigset_t old;
+  sigprocmask(SIG_BLOCK, &relay, &old);
+
+  pid_t child = fork();
+  if (child < 0) report::die("fork", "fork", errno, "");
+  if (child == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
+    // If the relay dies (a check's time bound, a killed terminal), so does
+    // the command; its own children are reached through the cgroup.
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() == 1) _exit(125);
+    sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (chdir(a.cwd.c_str()) != 0) report::die("exec", "chdir", errno, a.cwd.c_str());
+    std::vector<char*> envp;
+    for (std::string& e : a.env) envp.push_back(&e[0]);
+    envp.push_back(nullptr);
+    environ = envp.data();  // execvp searches the sandbox's PATH, not ours
+    execvp(a.argv[0], a.argv.data());
+    int e = errno;
+    fprintf(stderr, "underlay: cannot run %s: %s\n", a.argv[0], strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  g_child = child;
+  for (;;) {
+    siginfo_t info;
+    int s = sigwaitinfo(&relay, &info);
+    if (s < 0) continue;
+    if (s != SIGCHLD) {
+      kill(child, s);
+      continue;
+    }
+    int st = 0;
+    pid_t r = waitpid(child, &st, WNOHANG);
+    if (r == child) {
+      if (WIFEXITED(st)) return WEXITSTATUS(st);
+      if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+      return 1;
+    }
+  }
+}
+
+}  // namespace join

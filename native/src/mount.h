@@ -1,0 +1,9 @@
+// mount(2) / umount2(2) on the host mount namespace: the per-session scratch
+// tmpfs and teardown. Flags arrive as names ("MS_BIND|MS_REC").
+#pragma once
+
+#include <napi.h>
+
+namespace mounts {
+void Register(Napi::Env env, Napi::Object exports);
+}

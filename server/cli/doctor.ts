@@ -1,0 +1,128 @@
+/**
+ * `underlay doctor`: what this host has and lacks for sandboxes, each with
+ * the fix. Exit 0 when sandboxes can run (warnings allowed), 1 otherwise.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { loadConfig } from '../config';
+import { detectCgroupMode, V1Driver, V2Driver } from '../sandbox/cgroups';
+import { findImage } from '../sandbox/images';
+import { nativeStatus } from '../sandbox/sandbox';
+
+export type Status = 'ok' | 'warn' | 'fail';
+export interface Finding {
+  check: string;
+  status: Status;
+  detail: string;
+  fix?: string;
+}
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(os.release());
+  if (!m) return false;
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > major || (maj === major && min >= minor);
+}
+
+function readNum(p: string): number | undefined {
+  try {
+    return Number(fs.readFileSync(p, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export function diagnose(): Finding[] {
+  const out: Finding[] = [];
+  const add = (check: string, status: Status, detail: string, fix?: string) =>
+    out.push({ check, status, detail, ...(fix ? { fix } : {}) });
+
+  add('root', process.getuid?.() === 0 ? 'ok' : 'fail', `uid ${process.getuid?.()}`, 'run as root (sudo), or in the Vagrant VM');
+
+  const rel = os.release();
+  add('kernel', kernelAtLeast(5, 11) ? 'ok' : 'fail', rel, 'Linux >= 5.11 is needed (overlay in user namespaces); >= 5.19 for idmapped mounts');
+  add(
+    'setns with pidfd',
+    kernelAtLeast(5, 8) ? 'ok' : 'fail',
+    kernelAtLeast(5, 8) ? 'kernel >= 5.8' : `kernel ${rel} < 5.8`,
+    'upgrade the kernel (joining terminals uses setns(pidfd))',
+  );
+  add(
+    'idmapped mounts',
+    kernelAtLeast(5, 19) ? 'ok' : 'fail',
+    kernelAtLeast(5, 19)
+      ? 'kernel >= 5.19: the base image is shared through one idmapped mount per session'
+      : `kernel ${rel} < 5.19: overlay on idmapped layers is unavailable`,
+    'upgrade to Linux >= 5.19; see docs/sandbox.md "Without idmapped mounts" for the fallback',
+  );
+
+  const maxUserns = readNum('/proc/sys/user/max_user_namespaces');
+  add('user namespaces', (maxUserns ?? 0) > 0 ? 'ok' : 'fail', `user.max_user_namespaces=${maxUserns ?? '?'}`, 'sysctl -w user.max_user_namespaces=63000');
+
+  const fsTypes = fs.readFileSync('/proc/filesystems', 'utf8');
+  add('overlayfs', /\boverlay\b/.test(fsTypes) ? 'ok' : 'fail', /\boverlay\b/.test(fsTypes) ? 'available' : 'not in /proc/filesystems', 'modprobe overlay');
+
+  let mode: 'v1' | 'v2' | undefined;
+  try {
+    mode = detectCgroupMode();
+  } catch {
+    add('cgroups', 'fail', '/sys/fs/cgroup is not mounted', 'mount cgroup2 at /sys/fs/cgroup');
+  }
+  if (mode === 'v1') {
+    const d = new V1Driver();
+    const ctrls = d.controllers();
+    const missing = ['cpu', 'memory', 'pids', 'freezer'].filter((c) => !ctrls.includes(c));
+    add(
+      'cgroups',
+      missing.length ? 'warn' : 'ok',
+      `v1 (hybrid/legacy); delegated controllers: ${ctrls.join(' ')}${missing.length ? `; missing: ${missing.join(' ')}` : ''}`,
+      missing.length ? 'enable the missing v1 controllers (kernel cmdline / mount options)' : undefined,
+    );
+  } else if (mode === 'v2') {
+    try {
+      const d = new V2Driver();
+      const ctrls = d.controllers();
+      const missing = ['cpu', 'memory', 'pids'].filter((c) => !ctrls.includes(c));
+      add(
+        'cgroups',
+        missing.length ? 'warn' : 'ok',
+        `v2 (unified); controllers available to us: ${ctrls.join(' ') || 'none'}`,
+        missing.length
+          ? `controllers ${missing.join(' ')} are not delegated to this process's cgroup: run underlay as a systemd unit with Delegate=yes (see Vagrantfile)`
+          : undefined,
+      );
+      const hasKill = fs.existsSync('/sys/fs/cgroup/cgroup.kill') || kernelAtLeast(5, 14);
+      add('cgroup.kill', hasKill ? 'ok' : 'warn', hasKill ? 'kernel >= 5.14' : 'missing: teardown falls back to freeze + kill', 'Linux >= 5.14');
+    } catch (err) {
+      add('cgroups', 'fail', `v2: ${(err as Error).message}`);
+    }
+  }
+
+  const nat = nativeStatus();
+  add('native module', nat.ok ? 'ok' : 'fail', nat.detail, 'npm run build:native');
+
+  const img = findImage(loadConfig().stateDir);
+  add('base image', img ? 'ok' : 'fail', img ? `${img.id} (${img.suite}/${img.arch}, built ${img.builtAt})` : 'not built', 'underlay rootfs build');
+
+  const dmesg = readNum('/proc/sys/kernel/dmesg_restrict');
+  add('kernel.dmesg_restrict', dmesg === 1 ? 'ok' : 'warn', String(dmesg), 'sysctl -w kernel.dmesg_restrict=1');
+  const bpf = readNum('/proc/sys/kernel/unprivileged_bpf_disabled');
+  add('kernel.unprivileged_bpf_disabled', (bpf ?? 0) >= 1 ? 'ok' : 'warn', String(bpf), 'sysctl -w kernel.unprivileged_bpf_disabled=2');
+  return out;
+}
+
+export async function runDoctor(opts: { json: boolean }): Promise<number> {
+  const findings = diagnose();
+  const failed = findings.some((f) => f.status === 'fail');
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ ok: !failed, findings }, null, 2) + '\n');
+  } else {
+    for (const f of findings) {
+      const mark = { ok: ' ok ', warn: 'warn', fail: 'FAIL' }[f.status];
+      process.stdout.write(`[${mark}] ${f.check.padEnd(34)} ${f.detail}\n`);
+      if (f.status !== 'ok' && f.fix) process.stdout.write(`       fix: ${f.fix}\n`);
+    }
+    process.stdout.write(failed ? '\nthis host cannot run sandboxes yet\n' : '\nthis host can run sandboxes\n');
+  }
+  return failed ? 1 : 0;
+}

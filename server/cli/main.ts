@@ -1,0 +1,230 @@
+/**
+ * The `underlay` command line: sandbox run|ls|rm|reap, rootfs build|status,
+ * doctor, serve. Errors print what failed, the named step and a hint; exit
+ * codes: 0 ok, 1 usage or operation error, 125 the sandbox itself failed,
+ * otherwise the command's own status (`sandbox run`).
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { loadConfig, parseSize } from '../config';
+import { SandboxError } from '../sandbox/errors';
+import { buildImage, findImage, hostDistro } from '../sandbox/images';
+import { SandboxManager } from '../sandbox/sandbox';
+import { Store } from '../store/store';
+import { runDoctor } from './doctor';
+import { runInSandbox } from './run';
+import { serve } from './serve';
+
+function sizeArg(name: string) {
+  return (v: string): number => {
+    const n = parseSize(v);
+    if (n === undefined) throw new InvalidArgumentError(`${name} must be a size like 256M or 1G, got '${v}'`);
+    return n;
+  };
+}
+
+function intArg(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number, got '${v}'`);
+    return Number(v);
+  };
+}
+
+function numArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+export function manager(ownerKind: 'cli' | 'server' = 'cli'): SandboxManager {
+  void ownerKind;
+  const config = loadConfig();
+  return new SandboxManager({ config, store: new Store(config.stateDir) });
+}
+
+export function printError(err: unknown): void {
+  if (err instanceof SandboxError) {
+    process.stderr.write(`underlay: ${err.message}\n`);
+    if (err.step) process.stderr.write(`  step: ${err.step}${err.syscall ? `  syscall: ${err.syscall}` : ''}${err.code ? `  code: ${err.code}` : ''}\n`);
+    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    return;
+  }
+  const e = err as Error;
+  process.stderr.write(`underlay: ${e?.message ?? String(err)}\n`);
+}
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new SandboxError('this command needs root on the host (it creates namespaces, mounts and cgroups)', {
+      code: 'EPERM',
+      hint: 'run it with sudo, or in the Vagrant VM',
+    });
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('underlay')
+    .description('Learn how containers really work, on a real kernel.')
+    .version('0.1.0')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)');
+
+  const sandbox = program.command('sandbox').description('create, list and remove lab sandboxes');
+
+  sandbox
+    .command('run')
+    .description('run CMD as root in a fresh sandbox, then tear it down')
+    .option('--hostname <name>', 'hostname inside the sandbox', 'underlay')
+    .option('--memory <size>', 'memory limit, e.g. 512M', sizeArg('--memory'))
+    .option('--pids <n>', 'maximum number of processes', intArg('--pids'))
+    .option('--cpus <n>', 'CPU bandwidth in CPUs, e.g. 0.5', numArg('--cpus'))
+    .option('--scratch <size>', 'writable layer size, e.g. 256M', sizeArg('--scratch'))
+    .option('--user <name>', "run as 'root' (default) or 'learner' (uid 1000)", 'root')
+    .option('-t, --tty', 'interactive terminal (default command: bash -l)')
+    .option('--keep', 'leave the sandbox running afterwards (remove with `sandbox rm`)')
+    .argument('[command...]', 'command and arguments, after --')
+    .passThroughOptions()
+    .action(async (command: string[], opts) => {
+      requireRoot();
+      if (!['root', 'learner'].includes(opts.user)) throw new InvalidArgumentError(`--user must be root or learner`);
+      const argv = command.length > 0 ? command : opts.tty ? ['bash', '-l'] : [];
+      if (argv.length === 0) throw new InvalidArgumentError('no command given: underlay sandbox run -- CMD [ARG...] (or -t for a shell)');
+      const code = await runInSandbox(manager(), argv, {
+        hostname: opts.hostname,
+        limits: {
+          ...(opts.memory !== undefined && { memoryBytes: opts.memory }),
+          ...(opts.pids !== undefined && { pids: opts.pids }),
+          ...(opts.cpus !== undefined && { cpus: opts.cpus }),
+          ...(opts.scratch !== undefined && { scratchBytes: opts.scratch }),
+        },
+        tty: Boolean(opts.tty),
+        keep: Boolean(opts.keep),
+        uid: opts.user === 'learner' ? 1000 : 0,
+      });
+      process.exitCode = code;
+    });
+
+  sandbox
+    .command('ls')
+    .description('list sandboxes recorded in the state directory')
+    .option('--json', 'machine-readable output')
+    .action((opts) => {
+      requireRoot();
+      const rows = manager().list();
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        return;
+      }
+      if (rows.length === 0) {
+        process.stdout.write('no sandboxes\n');
+        return;
+      }
+      process.stdout.write('ID            STATE       INIT     HOST-ROOT  OWNER         CGROUP  HOSTNAME\n');
+      for (const r of rows) {
+        const state = r.alive ? r.state : r.state === 'ready' ? 'dead' : r.state;
+        const owner = `${r.ownerKind}:${r.ownerPid}${r.ownerAlive ? '' : '(gone)'}`;
+        process.stdout.write(
+          `${r.id.padEnd(13)} ${state.padEnd(11)} ${String(r.initPid ?? '-').padEnd(8)} ${String(r.uidBase).padEnd(10)} ${owner.padEnd(13)} ${r.resources.cgroupMode.padEnd(7)} ${r.hostname}\n`,
+        );
+      }
+    });
+
+  sandbox
+    .command('rm')
+    .description('tear down sandboxes by id (kills everything in them)')
+    .argument('<id...>')
+    .action(async (ids: string[]) => {
+      requireRoot();
+      const m = manager();
+      for (const id of ids) {
+        await m.destroy(id);
+        process.stdout.write(`removed ${id}\n`);
+      }
+    });
+
+  sandbox
+    .command('reap')
+    .description('tear down sandboxes whose CLI or server process is gone')
+    .option('--all', 'tear down every sandbox, live owners included')
+    .action(async (opts) => {
+      requireRoot();
+      const done = await manager().reap({ all: Boolean(opts.all) });
+      process.stdout.write(done.length ? `reaped ${done.length}: ${done.join(' ')}\n` : 'nothing to reap\n');
+    });
+
+  const rootfs = program.command('rootfs').description('the base image sandboxes start from');
+  rootfs
+    .command('build')
+    .description("debootstrap the host's own distribution (minbase + lab tools); built once, reused")
+    .option('--force', 'rebuild even if the current recipe is already built')
+    .option('--quiet', 'no progress output')
+    .action(async (opts) => {
+      requireRoot();
+      const config = loadConfig();
+      const existing = findImage(config.stateDir);
+      if (existing && !opts.force) {
+        process.stdout.write(`base image ${existing.id} is up to date (${existing.rootfs})\n`);
+        return;
+      }
+      const d = hostDistro();
+      process.stdout.write(`building base image for ${d.id} ${d.codename}/${d.arch} ...\n`);
+      const info = await buildImage(config.stateDir, {
+        force: Boolean(opts.force),
+        onLine: opts.quiet ? () => {} : (l) => process.stdout.write(`  ${l}\n`),
+      });
+      process.stdout.write(`built base image ${info.id} in ${info.buildSeconds}s: ${info.rootfs}\n`);
+    });
+  rootfs
+    .command('status')
+    .description('show the base image for this host, if built')
+    .option('--json', 'machine-readable output')
+    .action((opts) => {
+      const img = findImage(loadConfig().stateDir);
+      if (opts.json) process.stdout.write(JSON.stringify(img ?? null) + '\n');
+      else process.stdout.write(img ? `${img.id} ${img.suite}/${img.arch} built ${img.builtAt}: ${img.rootfs}\n` : 'no base image: run `underlay rootfs build`\n');
+      if (!img) process.exitCode = 1;
+    });
+
+  program
+    .command('doctor')
+    .description('check that this host can run sandboxes, and say how to fix what it lacks')
+    .option('--json', 'machine-readable output')
+    .action(async (opts) => {
+      process.exitCode = await runDoctor({ json: Boolean(opts.json) });
+    });
+
+  program
+    .command('serve')
+    .description('serve the lab web app and API')
+    .option('--port <n>', 'TCP port', intArg('--port'), 3000)
+    .option('--host <addr>', 'address to listen on', '0.0.0.0')
+    .option('--dev', 'reload labs when their files change')
+    .action(async (opts) => {
+      requireRoot();
+      await serve({ port: opts.port, host: opts.host, dev: Boolean(opts.dev) });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander already printed its message
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof InvalidArgumentError) {
+      process.stderr.write(`underlay: ${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    printError(err);
+    process.exitCode = err instanceof SandboxError && err.step && err.step !== 'image' ? 125 : 1;
+  }
+}

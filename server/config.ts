@@ -1,0 +1,36 @@
+import * as path from 'node:path';
+
+/** Defaults in one place. Everything here can be overridden per call or by env. */
+export interface Config {
+  /** Sandboxes, images, the SQLite store. UNDERLAY_STATE_DIR, default /var/lib/underlay. */
+  stateDir: string;
+  /** First host uid of the first session range; ranges are 65536 wide. */
+  uidBase: number;
+  /** How many concurrent session ranges exist (100000 + 65536*k, k < maxSessions). */
+  maxSessions: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const stateDir = path.resolve(env.UNDERLAY_STATE_DIR ?? '/var/lib/underlay');
+  return { stateDir, uidBase: 100000, maxSessions: 4000 };
+}
+
+/** Default per-sandbox limits (SANDBOX.md §0 / §3.5). */
+export const DEFAULT_LIMITS = {
+  memoryBytes: 512 * 1024 * 1024,
+  pids: 512,
+  cpus: 1,
+  scratchBytes: 256 * 1024 * 1024,
+  scratchInodes: 65536,
+  tmpBytes: 128 * 1024 * 1024,
+};
+
+/** Parses "512M", "1G", "64k", "1048576". Returns undefined on junk. */
+export function parseSize(s: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$/.exec(s);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = (m[2] ?? '').toLowerCase();
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1;
+  return Math.floor(n * mult);
+}

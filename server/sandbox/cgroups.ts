@@ -1,0 +1,466 @@
+/**
+ * cgroup policy for sandboxes, for both cgroup versions.
+ *
+ * Where: always below the creating process's own cgroup (read from
+ * /proc/self/cgroup), as `<own>/underlay/<sandbox id>`, the way a systemd
+ * service with Delegate=yes owns its subtree. Nothing is ever created beside
+ * our own cgroup.
+ *
+ * Delegation (SANDBOX.md §3.4): the session root may create children and move
+ * its own processes, never raise its own limits. So only the directory and
+ * the delegation files (cgroup.procs, tasks / cgroup.threads,
+ * cgroup.subtree_control) are chowned to the session's root; the limit files
+ * stay owned by host root.
+ *
+ * v2 "no internal processes": a cgroup with controllers enabled in
+ * cgroup.subtree_control cannot hold processes. The sandbox therefore lives in
+ * a leaf `<session>/init`, which leaves `<session>` free for the student to
+ * enable controllers and create siblings such as `lab` (the cpu.max lab).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Op } from '../../native/index';
+import { SandboxError } from './errors';
+
+export type CgroupMode = 'v1' | 'v2';
+
+export interface CgroupLimits {
+  memoryBytes: number;
+  pids: number;
+  /** CPUs worth of bandwidth (1 = 100000us per 100000us). */
+  cpus: number;
+}
+
+export interface SessionCgroup {
+  mode: CgroupMode;
+  /** Every session dir created, in creation order (torn down in reverse). */
+  dirs: string[];
+  /** cgroup.procs files the new user-namespace child is written into before it unshares. */
+  attachProcs: string[];
+  /** cgroup.procs files a joining terminal/check writes itself into. */
+  joinProcs: string[];
+  /** Ops for the sandbox init: leaf move (v2) and cgroupfs mounts under `root`. */
+  initOps(root: string): Op[];
+}
+
+const CGROUP2_MAGIC = 0x63677270;
+const PERIOD_US = 100000;
+
+export function detectCgroupMode(mountPoint = '/sys/fs/cgroup'): CgroupMode {
+  const st = fs.statfsSync(mountPoint);
+  return st.type === CGROUP2_MAGIC ? 'v2' : 'v1';
+}
+
+interface V1Hierarchy {
+  /** e.g. "cpu" or "cpu,cpuacct" or "name=systemd" */
+  key: string;
+  controllers: string[];
+  mountPoint: string;
+  /** our own cgroup path in this hierarchy */
+  own: string;
+}
+
+/** Parses /proc/self/mountinfo + /proc/self/cgroup into the v1 hierarchies we can use. */
+export function v1Hierarchies(
+  mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8'),
+  selfCgroup = fs.readFileSync('/proc/self/cgroup', 'utf8'),
+): V1Hierarchy[] {
+  const own = new Map<string, string>();
+  for (const line of selfCgroup.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (m && m[2]) own.set(m[2], m[3] ?? '/');
+  }
+  const out: V1Hierarchy[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
+    if (fstype !== 'cgroup') continue;
+    const mountPoint = line.split(' ')[4] ?? '';
+    const controllers = superOpts
+      .split(',')
+      .filter((o) => !['rw', 'ro', 'relatime', 'noatime', 'clone_children'].includes(o) && !o.startsWith('release_agent'));
+    // /proc/self/cgroup lists controllers in the kernel's order; match as sets.
+    const key = [...own.keys()].find(
+      (k) => k.split(',').sort().join(',') === [...controllers].sort().join(','),
+    );
+    if (!key) continue;
+    out.push({ key, controllers, mountPoint, own: own.get(key) ?? '/' });
+  }
+  return out;
+}
+
+/** Controllers whose limits we set and that the student may use (mounted inside). */
+const V1_DELEGATED = new Set(['cpu', 'cpuacct', 'memory', 'pids', 'freezer', 'cpuset']);
+
+function write(file: string, value: string, step = 'cgroup'): void {
+  try {
+    fs.writeFileSync(file, value);
+  } catch (err) {
+    throw SandboxError.wrap(`write ${JSON.stringify(value)} to ${file}`, err, step);
+  }
+}
+
+function chown(p: string, uid: number, gid: number): void {
+  try {
+    fs.chownSync(p, uid, gid);
+  } catch (err) {
+    throw SandboxError.wrap(`chown ${p}`, err, 'cgroup');
+  }
+}
+
+function mkdirOnce(p: string): boolean {
+  try {
+    fs.mkdirSync(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw SandboxError.wrap(`mkdir ${p}`, err, 'cgroup');
+  }
+}
+
+/** cpuset children start with empty cpus/mems and then refuse tasks: copy the parent's. */
+function initCpuset(dir: string): void {
+  for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+    const mine = path.join(dir, f);
+    if (!fs.existsSync(mine) || fs.readFileSync(mine, 'utf8').trim() !== '') continue;
+    write(mine, fs.readFileSync(path.join(path.dirname(dir), f), 'utf8').trim() || '0');
+  }
+}
+
+export interface CgroupDriver {
+  readonly mode: CgroupMode;
+  /** Creates the session's cgroups with limits, delegated to `owner`. */
+  create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup;
+}
+
+export class V1Driver implements CgroupDriver {
+  readonly mode = 'v1' as const;
+  private readonly hierarchies: V1Hierarchy[];
+  /** In hybrid mode the v2 hierarchy exists too; scoping the cgroupns there hides the host's tree. */
+  private readonly unified: { mountPoint: string; own: string } | undefined;
+
+  constructor() {
+    this.hierarchies = v1Hierarchies().filter((h) => !h.key.startsWith('name='));
+    const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    const uni = mi.split('\n').find((l) => l.includes(' - cgroup2 '));
+    const ownLine = fs
+      .readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
+    this.unified = uni && ownLine ? { mountPoint: uni.split(' ')[4] ?? '', own: ownLine.slice(3) } : undefined;
+  }
+
+  /** Delegated controllers available on this host. */
+  controllers(): string[] {
+    return this.hierarchies.flatMap((h) => h.controllers).filter((c) => V1_DELEGATED.has(c));
+  }
+
+  create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
+    const dirs: string[] = [];
+    const delegated: { h: V1Hierarchy; dir: string }[] = [];
+    try {
+      for (const h of this.hierarchies) {
+        const base = path.join(h.mountPoint, h.own, 'underlay');
+        mkdirOnce(base);
+        if (h.controllers.includes('cpuset')) initCpuset(base);
+        const dir = path.join(base, id);
+        fs.mkdirSync(dir);
+        dirs.push(dir);
+        if (h.controllers.includes('cpuset')) initCpuset(dir);
+        if (h.controllers.includes('memory')) {
+          write(path.join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+          // With swap accounting, cap memory+swap too, or a hog just swaps.
+          const memsw = path.join(dir, 'memory.memsw.limit_in_bytes');
+          if (fs.existsSync(memsw)) write(memsw, String(limits.memoryBytes));
+        }
+        if (h.controllers.includes('pids')) write(path.join(dir, 'pids.max'), String(limits.pids));
+        if (h.controllers.includes('cpu')) {
+          write(path.join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
+          write(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * PERIOD_US)));
+        }
+        if (h.controllers.some((c) => V1_DELEGATED.has(c))) {
+          for (const f of ['', 'cgroup.procs', 'tasks']) chown(path.join(dir, f), owner.uid, owner.gid);
+          delegated.push({ h, dir });
+        }
+      }
+      if (this.unified) {
+        const base = path.join(this.unified.mountPoint, this.unified.own, 'underlay');
+        mkdirOnce(base);
+        const dir = path.join(base, id);
+        fs.mkdirSync(dir);
+        dirs.push(dir);
+      }
+    } catch (err) {
+      removeCgroupDirs(dirs);
+      throw SandboxError.wrap(`create v1 cgroups for ${id}`, err, 'cgroup');
+    }
+    const procs = dirs.map((d) => path.join(d, 'cgroup.procs'));
+    return {
+      mode: 'v1',
+      dirs,
+      attachProcs: procs,
+      joinProcs: procs,
+      initOps: (root) => {
+        const ops: Op[] = [
+          {
+            step: 'rootfs',
+            op: 'mount',
+            source: 'cgroup',
+            target: `${root}/sys/fs/cgroup`,
+            fstype: 'tmpfs',
+            flags: ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+            data: 'mode=755,size=64k',
+          },
+        ];
+        for (const { h } of delegated) {
+          const name = h.key;
+          ops.push({ step: 'rootfs', op: 'mkdir', path: `${root}/sys/fs/cgroup/${name}`, mode: 0o755 });
+          ops.push({
+            step: 'rootfs',
+            op: 'mount',
+            source: 'cgroup',
+            target: `${root}/sys/fs/cgroup/${name}`,
+            fstype: 'cgroup',
+            flags: ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+            data: h.controllers.join(','),
+          });
+          // Co-mounted hierarchies ("cpu,cpuacct") get per-controller links, as systemd makes.
+          if (h.controllers.length > 1) {
+            for (const c of h.controllers) {
+              ops.push({ step: 'rootfs', op: 'symlink', target: name, path: `${root}/sys/fs/cgroup/${c}` });
+            }
+          }
+        }
+        return ops;
+      },
+    };
+  }
+}
+
+export interface V2Options {
+  /** The cgroup2 mount (default /sys/fs/cgroup; /sys/fs/cgroup/unified on hybrid hosts, for tests). */
+  mountPoint?: string;
+  /** Controllers to enable for sessions when available. */
+  want?: string[];
+}
+
+export class V2Driver implements CgroupDriver {
+  readonly mode = 'v2' as const;
+  readonly mountPoint: string;
+  private readonly own: string;
+  private readonly want: string[];
+
+  constructor(opts: V2Options = {}) {
+    this.mountPoint = opts.mountPoint ?? '/sys/fs/cgroup';
+    const ownLine = fs
+      .readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
+    if (!ownLine) throw new SandboxError('no cgroup v2 entry in /proc/self/cgroup', { step: 'cgroup' });
+    this.own = ownLine.slice(3);
+    this.want = opts.want ?? ['cpu', 'memory', 'pids', 'cpuset', 'io', 'hugetlb'];
+  }
+
+  private ownDir(): string {
+    return path.join(this.mountPoint, this.own);
+  }
+
+  /** Controllers we can hand to sessions: wanted and available in our own cgroup. */
+  controllers(): string[] {
+    const avail = fs.readFileSync(path.join(this.ownDir(), 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
+    return this.want.filter((c) => avail.includes(c));
+  }
+
+  private enable(dir: string, ctrls: string[]): void {
+    if (ctrls.length === 0) return;
+    const file = path.join(dir, 'cgroup.subtree_control');
+    const have = fs.readFileSync(file, 'utf8').trim().split(/\s+/);
+    const missing = ctrls.filter((c) => !have.includes(c));
+    if (missing.length === 0) return;
+    try {
+      fs.writeFileSync(file, missing.map((c) => `+${c}`).join(' '));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || dir !== this.ownDir()) {
+        throw SandboxError.wrap(`enable ${missing.join(' ')} in ${file}`, err, 'cgroup');
+      }
+      this.leaveOwnCgroup();
+      fs.writeFileSync(file, missing.map((c) => `+${c}`).join(' '));
+    }
+  }
+
+  /**
+   * Our own cgroup holds processes, so it may not enable controllers for
+   * children (no internal processes). If we are its only process - the
+   * systemd unit case - move ourselves into a leaf `<own>/underlay-self`, as
+   * nsjail does with NSJAIL_SELF. Anything else there is not ours to move.
+   */
+  private leaveOwnCgroup(): void {
+    const own = this.ownDir();
+    const pids = fs.readFileSync(path.join(own, 'cgroup.procs'), 'utf8').trim().split(/\s+/).filter(Boolean);
+    if (pids.some((p) => Number(p) !== process.pid)) {
+      throw new SandboxError(
+        `cgroup ${own} holds other processes (${pids.join(' ')}), so its controllers cannot be delegated`,
+        {
+          step: 'cgroup',
+          code: 'EBUSY',
+          hint: 'run underlay under a systemd unit or scope with Delegate=yes (e.g. `systemd-run --scope -p Delegate=yes underlay ...`)',
+        },
+      );
+    }
+    const leaf = path.join(own, 'underlay-self');
+    mkdirOnce(leaf);
+    write(path.join(leaf, 'cgroup.procs'), String(process.pid));
+  }
+
+  create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
+    const ctrls = this.controllers();
+    const base = path.join(this.ownDir(), 'underlay');
+    const dir = path.join(base, id);
+    const leaf = path.join(dir, 'init');
+    const dirs: string[] = [];
+    try {
+      this.enable(this.ownDir(), ctrls);
+      mkdirOnce(base);
+      this.enable(base, ctrls);
+      fs.mkdirSync(dir);
+      dirs.push(dir);
+      if (ctrls.includes('memory')) {
+        write(path.join(dir, 'memory.max'), String(limits.memoryBytes));
+        const swap = path.join(dir, 'memory.swap.max');
+        if (fs.existsSync(swap)) write(swap, '0');
+      }
+      if (ctrls.includes('pids')) write(path.join(dir, 'pids.max'), String(limits.pids));
+      if (ctrls.includes('cpu')) {
+        write(path.join(dir, 'cpu.max'), `${Math.round(limits.cpus * PERIOD_US)} ${PERIOD_US}`);
+      }
+      // Pre-enable for the student's own children (e.g. `lab` for cpu.max).
+      this.enable(dir, ctrls);
+      fs.mkdirSync(leaf);
+      dirs.push(leaf);
+      for (const d of [dir, leaf]) {
+        for (const f of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) {
+          chown(path.join(d, f), owner.uid, owner.gid);
+        }
+      }
+    } catch (err) {
+      removeCgroupDirs(dirs);
+      throw SandboxError.wrap(`create v2 cgroup for ${id}`, err, 'cgroup');
+    }
+    return {
+      mode: 'v2',
+      dirs,
+      // The child enters `<session>` and unshares its cgroup namespace there, so
+      // the student's /sys/fs/cgroup is the session; init then moves to the leaf.
+      attachProcs: [path.join(dir, 'cgroup.procs')],
+      joinProcs: [path.join(leaf, 'cgroup.procs')],
+      initOps: (root) => [
+        { step: 'cgroup', op: 'write', path: path.join(leaf, 'cgroup.procs'), content: '0' },
+        {
+          step: 'rootfs',
+          op: 'mount',
+          source: 'cgroup2',
+          target: `${root}/sys/fs/cgroup`,
+          fstype: 'cgroup2',
+          flags: ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+          data: '',
+        },
+      ],
+    };
+  }
+}
+
+/** All pids in a cgroup dir and its descendants. */
+export function cgroupPids(dir: string): number[] {
+  const out: number[] = [];
+  const walk = (d: string) => {
+    let text = '';
+    try {
+      text = fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8');
+    } catch {
+      return;
+    }
+    for (const p of text.split('\n')) if (p) out.push(Number(p));
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
+  };
+  walk(dir);
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Kills every process in the session's cgroups - the only reliable way to end
+ * `nohup`, `setsid` and daemonised processes (TERMINALS.md R8).
+ * v2: cgroup.kill (5.14+). v1: freeze, SIGKILL every pid, thaw, until empty;
+ * frozen tasks cannot exit, so a pid read from cgroup.procs cannot be
+ * recycled before our kill lands.
+ */
+export async function killCgroups(mode: CgroupMode, dirs: string[], timeoutMs = 5000): Promise<void> {
+  const existing = dirs.filter((d) => fs.existsSync(d));
+  if (existing.length === 0) return;
+  const deadline = Date.now() + timeoutMs;
+  if (mode === 'v2') {
+    const top = existing[0] as string;
+    const killFile = path.join(top, 'cgroup.kill');
+    if (fs.existsSync(killFile)) {
+      write(killFile, '1', 'teardown');
+    }
+  }
+  const freezer = existing.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
+  while (existing.some((d) => cgroupPids(d).length > 0)) {
+    if (Date.now() > deadline) {
+      throw new SandboxError(`processes still in ${existing.join(', ')} after ${timeoutMs} ms`, {
+        step: 'teardown',
+        code: 'EBUSY',
+      });
+    }
+    if (freezer) write(path.join(freezer, 'freezer.state'), 'FROZEN', 'teardown');
+    const v2freeze = mode === 'v2' ? path.join(existing[0] as string, 'cgroup.freeze') : undefined;
+    if (v2freeze && fs.existsSync(v2freeze)) write(v2freeze, '1', 'teardown');
+    for (const d of existing) {
+      for (const pid of cgroupPids(d)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+    if (freezer) write(path.join(freezer, 'freezer.state'), 'THAWED', 'teardown');
+    if (v2freeze && fs.existsSync(v2freeze)) write(v2freeze, '0', 'teardown');
+    await sleep(2);
+  }
+}
+
+/** rmdir depth-first (student-made children first), newest dir first. Idempotent. */
+export function removeCgroupDirs(dirs: string[]): void {
+  const rm = (d: string) => {
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const e of entries) if (e.isDirectory()) rm(path.join(d, e.name));
+    try {
+      fs.rmdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw SandboxError.wrap(`rmdir ${d}`, err, 'teardown');
+      }
+    }
+  };
+  for (const d of [...dirs].reverse()) rm(d);
+}
+
+export function createDriver(mode: CgroupMode = detectCgroupMode()): CgroupDriver {
+  return mode === 'v2' ? new V2Driver() : new V1Driver();
+}

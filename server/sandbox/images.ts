@@ -1,0 +1,279 @@
+/**
+ * The base image: a debootstrap of the host's own distribution and suite,
+ * minbase plus what the labs need, owned 0..65535 on disk and shown to each
+ * session through an idmapped mount. Content-addressed: the id is a hash of
+ * the recipe, so the same recipe is built once and reused.
+ *
+ * The Debian mirror is read from the host's apt sources at run time; no
+ * mirror address is written anywhere in the repository.
+ */
+import { spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SandboxError } from './errors';
+
+/** Packages on top of minbase (issue #2 / CURRICULUM.md prerequisites). */
+export const IMAGE_PACKAGES = [
+  'util-linux',
+  'iproute2',
+  'iputils-ping',
+  'libcap2-bin',
+  'attr',
+  'procps',
+  'psmisc',
+  'python3',
+  'strace',
+  'tini',
+  'busybox-static',
+  'tar',
+  'less',
+  'nano',
+  'file',
+  'ncurses-base',
+];
+
+/** Bump when the post-processing below changes what an image contains. */
+const RECIPE_VERSION = 1;
+
+export interface AptSource {
+  uri: string;
+  suites: string[];
+  components: string[];
+}
+
+/** Parses deb822 (.sources) and one-line (.list) apt sources; returns `deb` entries only. */
+export function parseAptSources(files: { name: string; text: string }[]): AptSource[] {
+  const out: AptSource[] = [];
+  for (const f of files) {
+    if (f.name.endsWith('.sources')) {
+      for (const stanza of f.text.split(/\n\s*\n/)) {
+        const fields = new Map<string, string>();
+        for (const line of stanza.split('\n')) {
+          const m = /^([A-Za-z-]+):\s*(.*)$/.exec(line);
+          if (m && m[1] && !line.startsWith('#')) fields.set(m[1].toLowerCase(), m[2] ?? '');
+        }
+        if (!(fields.get('types') ?? '').split(/\s+/).includes('deb')) continue;
+        if ((fields.get('enabled') ?? 'yes') === 'no') continue;
+        for (const uri of (fields.get('uris') ?? '').split(/\s+/).filter(Boolean)) {
+          out.push({
+            uri,
+            suites: (fields.get('suites') ?? '').split(/\s+/).filter(Boolean),
+            components: (fields.get('components') ?? '').split(/\s+/).filter(Boolean),
+          });
+        }
+      }
+    } else {
+      for (const raw of f.text.split('\n')) {
+        const line = raw.replace(/#.*/, '').trim();
+        const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
+        if (m && m[1] && m[2]) {
+          out.push({ uri: m[1], suites: [m[2]], components: (m[3] ?? '').split(/\s+/).filter(Boolean) });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+export interface HostDistro {
+  id: string;
+  codename: string;
+  arch: string;
+}
+
+export function hostDistro(): HostDistro {
+  const osr = fs.readFileSync('/etc/os-release', 'utf8');
+  const get = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?`, 'm').exec(osr)?.[1] ?? '';
+  const arch = { x64: 'amd64', arm64: 'arm64' }[process.arch as string] ?? process.arch;
+  return { id: get('ID'), codename: get('VERSION_CODENAME'), arch };
+}
+
+/** The host's mirror for its own suite's `main`, from /etc/apt. */
+export function hostMirror(codename: string, aptDir = '/etc/apt'): string {
+  const files: { name: string; text: string }[] = [];
+  const main = path.join(aptDir, 'sources.list');
+  if (fs.existsSync(main)) files.push({ name: main, text: fs.readFileSync(main, 'utf8') });
+  const dir = path.join(aptDir, 'sources.list.d');
+  if (fs.existsSync(dir)) {
+    for (const n of fs.readdirSync(dir).sort()) {
+      if (n.endsWith('.list') || n.endsWith('.sources')) {
+        files.push({ name: n, text: fs.readFileSync(path.join(dir, n), 'utf8') });
+      }
+    }
+  }
+  const hit = parseAptSources(files).find(
+    (s) => s.suites.includes(codename) && s.components.includes('main'),
+  );
+  if (!hit) {
+    throw new SandboxError(`no apt source for suite '${codename}' with component 'main' in ${aptDir}`, {
+      step: 'image',
+      hint: 'the base image is built from the host distribution\'s own apt sources; add one for the host suite',
+    });
+  }
+  return hit.uri;
+}
+
+export interface ImageInfo {
+  id: string;
+  rootfs: string;
+  suite: string;
+  arch: string;
+  packages: string[];
+  builtAt: string;
+  buildSeconds: number;
+}
+
+export function imageId(distro: HostDistro, packages = IMAGE_PACKAGES): string {
+  const recipe = JSON.stringify({ v: RECIPE_VERSION, suite: distro.codename, arch: distro.arch, packages });
+  return crypto.createHash('sha256').update(recipe).digest('hex').slice(0, 16);
+}
+
+export function imagesDir(stateDir: string): string {
+  return path.join(stateDir, 'images');
+}
+
+/** The image for the current recipe, if built. */
+export function findImage(stateDir: string, distro = hostDistro()): ImageInfo | undefined {
+  const meta = path.join(imagesDir(stateDir), imageId(distro), 'image.json');
+  if (!fs.existsSync(meta)) return undefined;
+  return JSON.parse(fs.readFileSync(meta, 'utf8')) as ImageInfo;
+}
+
+export function requireImage(stateDir: string): ImageInfo {
+  const img = findImage(stateDir);
+  if (!img) {
+    throw new SandboxError('no base image yet', {
+      step: 'image',
+      code: 'ENOENT',
+      hint: 'run `underlay rootfs build` (about a minute; needs the Debian package mirror)',
+    });
+  }
+  return img;
+}
+
+function run(cmd: string, args: string[], onLine: (l: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tail = '';
+    const feed = (b: Buffer) => {
+      const text = b.toString();
+      tail = (tail + text).slice(-4000);
+      for (const l of text.split('\n')) if (l.trim()) onLine(l);
+    };
+    child.stdout.on('data', feed);
+    child.stderr.on('data', feed);
+    child.on('error', (err) =>
+      reject(
+        SandboxError.wrap(`run ${cmd}`, err, 'image'),
+      ),
+    );
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          new SandboxError(`${cmd} exited with ${code}:\n${tail}`, {
+            step: 'image',
+            hint: cmd === 'debootstrap' ? 'install it with `apt-get install debootstrap`' : undefined,
+          }),
+        );
+    });
+  });
+}
+
+function appendLine(file: string, line: string, key: string): void {
+  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  if (text.split('\n').some((l) => l.startsWith(key))) return;
+  fs.writeFileSync(file, (text.endsWith('\n') || text === '' ? text : text + '\n') + line + '\n');
+}
+
+/** What the labs expect on top of debootstrap: a `learner`, /lab, a quiet hostname. */
+function postProcess(root: string): void {
+  const etc = path.join(root, 'etc');
+  appendLine(path.join(etc, 'passwd'), 'learner:x:1000:1000:Learner:/home/learner:/bin/bash', 'learner:');
+  appendLine(path.join(etc, 'group'), 'learner:x:1000:', 'learner:');
+  appendLine(path.join(etc, 'shadow'), 'learner:*:19000:0:99999:7:::', 'learner:');
+  const home = path.join(root, 'home', 'learner');
+  fs.mkdirSync(home, { recursive: true, mode: 0o755 });
+  const skel = path.join(etc, 'skel');
+  if (fs.existsSync(skel)) {
+    for (const f of fs.readdirSync(skel)) fs.copyFileSync(path.join(skel, f), path.join(home, f));
+  }
+  for (const f of ['', ...fs.readdirSync(home)]) fs.lchownSync(path.join(home, f), 1000, 1000);
+  fs.mkdirSync(path.join(root, 'lab'), { recursive: true, mode: 0o755 });
+  fs.writeFileSync(path.join(etc, 'hostname'), 'underlay\n');
+  fs.writeFileSync(path.join(etc, 'hosts'), '127.0.0.1\tlocalhost\n::1\tlocalhost\n');
+  fs.writeFileSync(path.join(etc, 'resolv.conf'), '');
+  // A prompt that says where you are; colour only when the terminal can.
+  fs.appendFileSync(
+    path.join(root, 'root', '.bashrc'),
+    '\nPS1=\'\\[\\e[1;32m\\]\\u@\\h\\[\\e[0m\\]:\\[\\e[1;34m\\]\\w\\[\\e[0m\\]\\$ \'\n',
+  );
+  for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
+    const dir = path.join(root, d);
+    if (!fs.existsSync(dir)) continue;
+    for (const f of fs.readdirSync(dir)) {
+      if (f.endsWith('.deb') || (d.endsWith('lists') && f !== 'partial' && f !== 'lock')) {
+        fs.rmSync(path.join(dir, f), { force: true });
+      }
+    }
+  }
+}
+
+export interface BuildOptions {
+  force?: boolean;
+  onLine?: (line: string) => void;
+}
+
+export async function buildImage(stateDir: string, opts: BuildOptions = {}): Promise<ImageInfo> {
+  const distro = hostDistro();
+  const existing = findImage(stateDir, distro);
+  if (existing && !opts.force) return existing;
+  const id = imageId(distro);
+  const dir = imagesDir(stateDir);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
+  fs.chmodSync(stateDir, 0o711);
+  const tmp = path.join(dir, `${id}.tmp-${process.pid}`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { mode: 0o711 });
+  const rootfs = path.join(tmp, 'rootfs');
+  const cache = path.join(stateDir, 'cache', 'debootstrap');
+  fs.mkdirSync(cache, { recursive: true });
+  const mirror = hostMirror(distro.codename);
+  const t0 = Date.now();
+  const onLine = opts.onLine ?? (() => {});
+  try {
+    await run(
+      'debootstrap',
+      [
+        '--variant=minbase',
+        `--arch=${distro.arch}`,
+        `--cache-dir=${cache}`,
+        `--include=${IMAGE_PACKAGES.join(',')}`,
+        distro.codename,
+        rootfs,
+        mirror,
+      ],
+      onLine,
+    );
+    postProcess(rootfs);
+    fs.chmodSync(rootfs, 0o755);
+    const info: ImageInfo = {
+      id,
+      rootfs: path.join(dir, id, 'rootfs'),
+      suite: distro.codename,
+      arch: distro.arch,
+      packages: IMAGE_PACKAGES,
+      builtAt: new Date().toISOString(),
+      buildSeconds: Math.round((Date.now() - t0) / 100) / 10,
+    };
+    fs.writeFileSync(path.join(tmp, 'image.json'), JSON.stringify(info, null, 2));
+    const final = path.join(dir, id);
+    if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
+    fs.renameSync(tmp, final);
+    return info;
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

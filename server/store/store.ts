@@ -1,0 +1,109 @@
+import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** What the store remembers about a live sandbox, enough to re-adopt or reap it. */
+export interface SandboxRecord {
+  id: string;
+  /** Index of the uid/gid range: host ids 100000 + 65536*k ... */
+  k: number;
+  uidBase: number;
+  state: 'creating' | 'ready' | 'destroying';
+  /** Host pid of the sandbox init and its start time (clock ticks), to survive pid reuse. */
+  initPid: number | null;
+  initStart: number | null;
+  usernsIno: number | null;
+  /** Who owns it: a CLI run, the server, or nobody (detached, `run --keep`); pid and start time. */
+  ownerPid: number;
+  ownerStart: number;
+  ownerKind: 'cli' | 'server' | 'detached';
+  hostname: string;
+  /** Host-side resources, so teardown can find them even after a crash. */
+  resources: SandboxResources;
+  createdAt: number;
+}
+
+export interface SandboxResources {
+  sessionDir: string;
+  /** Mount points in the host namespace, innermost last: unmounted in reverse. */
+  mounts: string[];
+  cgroupMode: 'v1' | 'v2';
+  /** Session cgroup dirs (one per v1 hierarchy, one on v2). */
+  cgroupDirs: string[];
+  /** cgroup.procs files a joining process writes itself into. */
+  joinProcs: string[];
+}
+
+interface Row {
+  id: string;
+  k: number;
+  body: string;
+}
+
+/**
+ * The embedded SQLite store (better-sqlite3, WAL). Small and synchronous:
+ * every write is a short transaction, which is what makes allocation of id
+ * ranges safe between a server and concurrent CLI runs.
+ */
+export class Store {
+  private readonly db: Database.Database;
+
+  constructor(stateDir: string) {
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+    this.db = new Database(path.join(stateDir, 'underlay.db'), { timeout: 5000 });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS sandboxes (
+        id   TEXT PRIMARY KEY,
+        k    INTEGER NOT NULL UNIQUE,
+        body TEXT NOT NULL
+      );
+    `);
+  }
+
+  /** Reserves the lowest free range index and records the sandbox as 'creating'. */
+  reserve(make: (k: number) => SandboxRecord, maxK: number): SandboxRecord {
+    const tx = this.db.transaction(() => {
+      const used = new Set(
+        (this.db.prepare('SELECT k FROM sandboxes').all() as { k: number }[]).map((r) => r.k),
+      );
+      let k = 0;
+      while (used.has(k)) k++;
+      if (k >= maxK) {
+        throw new Error(`all ${maxK} sandbox id ranges are in use; end or reap sessions first`);
+      }
+      const rec = make(k);
+      this.db
+        .prepare('INSERT INTO sandboxes (id, k, body) VALUES (?, ?, ?)')
+        .run(rec.id, rec.k, JSON.stringify(rec));
+      return rec;
+    });
+    return tx.immediate();
+  }
+
+  update(rec: SandboxRecord): void {
+    this.db.prepare('UPDATE sandboxes SET body = ? WHERE id = ?').run(JSON.stringify(rec), rec.id);
+  }
+
+  get(id: string): SandboxRecord | undefined {
+    const row = this.db.prepare('SELECT id, k, body FROM sandboxes WHERE id = ?').get(id) as
+      | Row
+      | undefined;
+    return row ? (JSON.parse(row.body) as SandboxRecord) : undefined;
+  }
+
+  list(): SandboxRecord[] {
+    const rows = this.db.prepare('SELECT id, k, body FROM sandboxes ORDER BY k').all() as Row[];
+    return rows.map((r) => JSON.parse(r.body) as SandboxRecord);
+  }
+
+  /** Releases the range; only called once nothing of the sandbox remains. */
+  remove(id: string): void {
+    this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
