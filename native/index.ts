@@ -144,6 +144,10 @@ export interface NativeAddon {
   /** True once the process behind the pidfd has exited (waits up to timeoutMs). */
   pidfdExited(fd: number, timeoutMs: number): boolean;
   closeFd(fd: number): void;
+  /** prctl(PR_SET_CHILD_SUBREAPER): orphaned sandbox inits re-parent to this process. */
+  setChildSubreaper(): void;
+  /** waitpid(pid, WNOHANG) for one specific pid; true if it was reaped. */
+  reapChild(pid: number): boolean;
   /** Runs the encoded op list in a fresh underlay-nsexec; resolves with the sandbox init's host pid. */
   createSandbox(helperPath: string, spec: Buffer): Promise<{ initPid: number }>;
 }

@@ -2,9 +2,14 @@ import * as path from 'node:path';
 
 /** Defaults in one place. Everything here can be overridden per call or by env. */
 export interface Config {
-  /** Sandboxes, images, the SQLite store. UNDERLAY_STATE_DIR, default /var/lib/underlay. */
+  /** Sandboxes and the SQLite store. UNDERLAY_STATE_DIR, default /var/lib/underlay. */
   stateDir: string;
-  /** First host uid of the first session range; ranges are 65536 wide. */
+  /** Base images. UNDERLAY_IMAGES_DIR, default <stateDir>/images. */
+  imagesDir: string;
+  /**
+   * First host uid of the first session range; ranges are 65536 wide.
+   * UNDERLAY_UID_BASE. Two state dirs on one host must use disjoint bases.
+   */
   uidBase: number;
   /** How many concurrent session ranges exist (100000 + 65536*k, k < maxSessions). */
   maxSessions: number;
@@ -12,7 +17,12 @@ export interface Config {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const stateDir = path.resolve(env.UNDERLAY_STATE_DIR ?? '/var/lib/underlay');
-  return { stateDir, uidBase: 100000, maxSessions: 4000 };
+  const imagesDir = path.resolve(env.UNDERLAY_IMAGES_DIR ?? path.join(stateDir, 'images'));
+  const uidBase = Number(env.UNDERLAY_UID_BASE ?? 100000);
+  if (!Number.isInteger(uidBase) || uidBase < 65536 || uidBase % 65536 !== 100000 % 65536) {
+    throw new Error(`UNDERLAY_UID_BASE must be 100000 + 65536*n (got ${env.UNDERLAY_UID_BASE})`);
+  }
+  return { stateDir, imagesDir, uidBase, maxSessions: 1000 };
 }
 
 /** Default per-sandbox limits (SANDBOX.md §0 / §3.5). */

@@ -1,6 +1,8 @@
 #include "pidfd.h"
 
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,6 +61,31 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setChildSubreaper(): the sandbox init is a grandchild (the helper's
+// user-namespace stage exits right after forking it). Without this it would
+// be re-parented to the host's PID 1 and linger as a zombie until that init
+// gets round to reaping it; as a subreaper we can reap our own inits.
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+    errors::Throw(info.Env(), {"init", "prctl", errno, "", "PR_SET_CHILD_SUBREAPER"});
+  }
+  return info.Env().Undefined();
+}
+
+// reapChild(pid) -> true if `pid` was our exited child and is now reaped.
+// Only ever a specific pid: a waitpid(-1) would steal node-pty's and libuv's
+// children and lose their exit codes (TERMINALS.md R6).
+Napi::Value ReapChild(const Napi::CallbackInfo& info) {
+  int pid = Int(info, 0);
+  if (pid <= 0) return Napi::Boolean::New(info.Env(), false);
+  int st = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &st, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  return Napi::Boolean::New(info.Env(), r == pid);
+}
+
 }  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
@@ -66,6 +93,8 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdSignal", Napi::Function::New(env, Signal));
   exports.Set("pidfdExited", Napi::Function::New(env, Exited));
   exports.Set("closeFd", Napi::Function::New(env, Close));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("reapChild", Napi::Function::New(env, ReapChild));
 }
 
 }  // namespace pidfd

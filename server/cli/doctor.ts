@@ -101,7 +101,7 @@ export function diagnose(): Finding[] {
   const nat = nativeStatus();
   add('native module', nat.ok ? 'ok' : 'fail', nat.detail, 'npm run build:native');
 
-  const img = findImage(loadConfig().stateDir);
+  const img = findImage(loadConfig().imagesDir);
   add('base image', img ? 'ok' : 'fail', img ? `${img.id} (${img.suite}/${img.arch}, built ${img.builtAt})` : 'not built', 'underlay rootfs build');
 
   const dmesg = readNum('/proc/sys/kernel/dmesg_restrict');

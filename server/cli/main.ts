@@ -162,14 +162,14 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       requireRoot();
       const config = loadConfig();
-      const existing = findImage(config.stateDir);
+      const existing = findImage(config.imagesDir);
       if (existing && !opts.force) {
         process.stdout.write(`base image ${existing.id} is up to date (${existing.rootfs})\n`);
         return;
       }
       const d = hostDistro();
       process.stdout.write(`building base image for ${d.id} ${d.codename}/${d.arch} ...\n`);
-      const info = await buildImage(config.stateDir, {
+      const info = await buildImage(config.imagesDir, {
         force: Boolean(opts.force),
         onLine: opts.quiet ? () => {} : (l) => process.stdout.write(`  ${l}\n`),
       });
@@ -180,7 +180,7 @@ export function buildProgram(): Command {
     .description('show the base image for this host, if built')
     .option('--json', 'machine-readable output')
     .action((opts) => {
-      const img = findImage(loadConfig().stateDir);
+      const img = findImage(loadConfig().imagesDir);
       if (opts.json) process.stdout.write(JSON.stringify(img ?? null) + '\n');
       else process.stdout.write(img ? `${img.id} ${img.suite}/${img.arch} built ${img.builtAt}: ${img.rootfs}\n` : 'no base image: run `underlay rootfs build`\n');
       if (!img) process.exitCode = 1;

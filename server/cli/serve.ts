@@ -44,7 +44,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       res.end(page('<h1>Not found</h1><p><a href="/">Back to Underlay</a></p>'));
       return;
     }
-    const img = findImage(config.stateDir);
+    const img = findImage(config.imagesDir);
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end(
       page(`<h1>Underlay</h1><p class="muted">Learn how containers really work, on a real kernel.</p>

@@ -129,19 +129,15 @@ export function imageId(distro: HostDistro, packages = IMAGE_PACKAGES): string {
   return crypto.createHash('sha256').update(recipe).digest('hex').slice(0, 16);
 }
 
-export function imagesDir(stateDir: string): string {
-  return path.join(stateDir, 'images');
-}
-
 /** The image for the current recipe, if built. */
-export function findImage(stateDir: string, distro = hostDistro()): ImageInfo | undefined {
-  const meta = path.join(imagesDir(stateDir), imageId(distro), 'image.json');
+export function findImage(imagesDir: string, distro = hostDistro()): ImageInfo | undefined {
+  const meta = path.join(imagesDir, imageId(distro), 'image.json');
   if (!fs.existsSync(meta)) return undefined;
   return JSON.parse(fs.readFileSync(meta, 'utf8')) as ImageInfo;
 }
 
-export function requireImage(stateDir: string): ImageInfo {
-  const img = findImage(stateDir);
+export function requireImage(imagesDir: string): ImageInfo {
+  const img = findImage(imagesDir);
   if (!img) {
     throw new SandboxError('no base image yet', {
       step: 'image',
@@ -225,19 +221,17 @@ export interface BuildOptions {
   onLine?: (line: string) => void;
 }
 
-export async function buildImage(stateDir: string, opts: BuildOptions = {}): Promise<ImageInfo> {
+export async function buildImage(dir: string, opts: BuildOptions = {}): Promise<ImageInfo> {
   const distro = hostDistro();
-  const existing = findImage(stateDir, distro);
+  const existing = findImage(dir, distro);
   if (existing && !opts.force) return existing;
   const id = imageId(distro);
-  const dir = imagesDir(stateDir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
-  fs.chmodSync(stateDir, 0o711);
   const tmp = path.join(dir, `${id}.tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { mode: 0o711 });
   const rootfs = path.join(tmp, 'rootfs');
-  const cache = path.join(stateDir, 'cache', 'debootstrap');
+  const cache = path.join(dir, '.cache', 'debootstrap');
   fs.mkdirSync(cache, { recursive: true });
   const mirror = hostMirror(distro.codename);
   const t0 = Date.now();

@@ -167,6 +167,15 @@ export class Sandbox {
         clearTimeout(timer);
         reject(SandboxError.wrap(`exec in sandbox ${this.id}`, e, 'join'));
       });
+      // Finish when the command exits, not when every holder of its stdout
+      // does: a background job (`sleep 300 &`) inherits the pipe and would
+      // otherwise hold the call open. Give the pipes a moment to drain.
+      child.on('exit', () => {
+        setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+        }, 50).unref();
+      });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         const stderr = Buffer.concat(err).toString('utf8');
@@ -225,6 +234,7 @@ export class SandboxManager {
     this.store = opts.store;
     this.native = opts.native ?? loadNative();
     this.native.addon.initialize(SandboxError);
+    this.native.addon.setChildSubreaper();
     this.driver = opts.driver ?? createDriver();
     this.log = opts.logger ?? createLogger();
   }
@@ -243,7 +253,7 @@ export class SandboxManager {
         code: 'EINVAL',
       });
     }
-    const image = requireImage(this.config.stateDir);
+    const image = requireImage(this.config.imagesDir);
     const id = crypto.randomBytes(6).toString('hex');
     const sessionDir = path.join(this.sessionsDir(), id);
     const ownerStart = processStartTime(process.pid) ?? 0;
@@ -407,6 +417,10 @@ export class SandboxManager {
         if (fd >= 0) addon.closeFd(fd);
       }
     }
+    // Reap it if it is ours (we are a subreaper); otherwise its parent will.
+    if (r.initPid !== null) {
+      for (let i = 0; i < 200 && !addon.reapChild(r.initPid) && zombieOf(r); i++) await sleep(5);
+    }
     // 3. host mounts, innermost first
     for (const m of [...r.resources.mounts].reverse()) {
       try {
@@ -440,6 +454,20 @@ export function nativeStatus(): { ok: boolean; detail: string } {
     return { ok: true, detail: loadNative().helperPath };
   } catch (err) {
     return { ok: false, detail: (err as Error).message };
+  }
+}
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+/** True while the record's init is a zombie whose parent is this process. */
+function zombieOf(r: SandboxRecord): boolean {
+  if (r.initPid === null) return false;
+  try {
+    const st = fs.readFileSync(`/proc/${r.initPid}/stat`, 'utf8');
+    const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return rest[0] === 'Z' && Number(rest[1]) === process.pid && Number(rest[19]) === r.initStart;
+  } catch {
+    return false;
   }
 }
 

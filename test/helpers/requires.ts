@@ -1,0 +1,66 @@
+/**
+ * Privileged tests declare what they need. Locally a missing requirement
+ * skips with the reason; in CI (CI=true or UNDERLAY_SYSTEM_MUST_RUN=1) it
+ * FAILS with the reason, so a broken machine can never show up as green
+ * (bubblewrap's BWRAP_MUST_WORK, runc's `requires`).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { test, type TestContext } from 'node:test';
+import { findImage } from '../../server/sandbox/images';
+import { testConfig } from './env';
+
+export type Need = 'root' | 'userns' | 'overlay' | 'idmap' | 'image' | 'cgroup-v1' | 'cgroup-v2-hierarchy';
+
+export function mustRun(): boolean {
+  return process.env.CI === 'true' || process.env.UNDERLAY_SYSTEM_MUST_RUN === '1';
+}
+
+function kernelAtLeast(a: number, b: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(os.release());
+  return !!m && (Number(m[1]) > a || (Number(m[1]) === a && Number(m[2]) >= b));
+}
+
+function missing(need: Need): string | undefined {
+  switch (need) {
+    case 'root':
+      return process.getuid?.() === 0 ? undefined : 'needs root';
+    case 'userns':
+      return Number(fs.readFileSync('/proc/sys/user/max_user_namespaces', 'utf8')) > 0 ? undefined : 'user namespaces disabled';
+    case 'overlay':
+      return /\boverlay\b/.test(fs.readFileSync('/proc/filesystems', 'utf8')) ? undefined : 'no overlayfs';
+    case 'idmap':
+      return kernelAtLeast(5, 19) ? undefined : `kernel ${os.release()} < 5.19 (idmapped mounts)`;
+    case 'image':
+      return findImage(testConfig().imagesDir) ? undefined : 'no base image: run `underlay rootfs build`';
+    case 'cgroup-v1':
+      return fs.existsSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') || fs.existsSync('/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us')
+        ? undefined
+        : 'host is not cgroup v1/hybrid';
+    case 'cgroup-v2-hierarchy':
+      return fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers') || fs.existsSync('/sys/fs/cgroup/cgroup.controllers')
+        ? undefined
+        : 'no cgroup2 hierarchy mounted';
+  }
+}
+
+/** `test()` that skips (locally) or fails (CI) when a requirement is missing. */
+export function sysTest(
+  name: string,
+  needs: Need[],
+  fn: (t: TestContext) => Promise<void> | void,
+  opts: { timeout?: number } = {},
+): void {
+  const why = needs.map(missing).filter(Boolean).join('; ');
+  if (!why) {
+    test(name, { timeout: opts.timeout ?? 60_000 }, fn);
+  } else if (mustRun()) {
+    test(name, () => {
+      throw new Error(`requirement missing on a machine where system tests must run: ${why}`);
+    });
+  } else {
+    test(name, { skip: why }, () => {});
+  }
+}
+
+export const SYSTEM_NEEDS: Need[] = ['root', 'userns', 'overlay', 'idmap', 'image'];
