@@ -39,6 +39,8 @@ export interface ExecOptions {
   cwd?: string;
   env?: Record<string, string>;
   input?: string | Buffer;
+  /** Apply the seccomp deny-list (default true; false exists for tests that prove it matters). */
+  seccomp?: boolean;
   /** Kill the command after this long (default 10 s). */
   timeoutMs?: number;
   /** Keep at most this many bytes of stdout and of stderr (default 1 MiB). */
@@ -124,6 +126,7 @@ export class Sandbox {
     args.push('--cwd', opts.cwd ?? (opts.uid ? '/home/learner' : '/root'));
     for (const [k, v] of Object.entries(env)) args.push('--env', `${k}=${v}`);
     if (opts.setsid) args.push('--setsid');
+    if (opts.seccomp === false) args.push('--no-seccomp');
     args.push('--', ...argv);
     return { file: this.native.helperPath, args };
   }

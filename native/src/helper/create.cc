@@ -324,6 +324,20 @@ void loopback_up(const Op& op) {
   close(s);
 }
 
+// argv of this process, so init can rename itself in `ps` (the host path of
+// the helper is none of the sandbox's business).
+char** g_argv = nullptr;
+int g_argc = 0;
+
+void rename_argv(const char* name) {
+  if (!g_argv || g_argc < 1) return;
+  char* start = g_argv[0];
+  char* end = g_argv[g_argc - 1] + strlen(g_argv[g_argc - 1]);
+  size_t room = static_cast<size_t>(end - start);
+  memset(start, 0, room);
+  strncpy(start, name, room);
+}
+
 [[noreturn]] void init_loop(Ctx* c) {
   // The sandbox is ready. Report, then shed every fd (the host may never
   // leak an object into the sandbox through init) and reap forever. Signals
@@ -341,6 +355,7 @@ void loopback_up(const Op& op) {
   }
   setsid();
   prctl(PR_SET_NAME, "underlay-init", 0, 0, 0);
+  rename_argv("underlay-init");
   (void)c;
   sigset_t set;
   sigemptyset(&set);
@@ -406,8 +421,8 @@ void run_child_op(Ctx* c, const Op& op) {
 }  // namespace
 
 int run(int argc, char** argv) {
-  (void)argc;
-  (void)argv;
+  g_argc = argc;
+  g_argv = argv;
   std::string buf;
   std::vector<Op> ops;
   std::string err;

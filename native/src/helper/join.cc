@@ -3,7 +3,7 @@
 // `underlay sandbox run`.
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
-//                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid]
+//                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
 //                        -- ARGV...
 //
 // Order (runc setns_init / SANDBOX.md §3.8):
@@ -36,6 +36,10 @@
 #include "report.h"
 #include "sys.h"
 
+namespace seccomp {
+void install();
+}
+
 extern char** environ;
 
 namespace join {
@@ -50,6 +54,7 @@ struct Args {
   std::string cwd = "/";
   std::vector<std::string> env;
   bool set_sid = false;
+  bool no_seccomp = false;
   std::vector<char*> argv;
 };
 
@@ -85,6 +90,8 @@ Args parse(int argc, char** argv) {
       a.env.emplace_back(val());
     } else if (k == "--setsid") {
       a.set_sid = true;
+    } else if (k == "--no-seccomp") {
+      a.no_seccomp = true;
     } else {
       usage(("unknown option " + k).c_str());
     }
@@ -143,6 +150,10 @@ int run(int argc, char** argv) {
                 CLONE_NEWNET | CLONE_NEWCGROUP;
   if (setns(pidfd, nsflags) != 0) report::die("setns", "setns", errno, "", "pidfd, all namespaces");
   close(pidfd);
+
+  // While still sandbox root (CAP_SYS_ADMIN in the sandbox's userns): the
+  // filter is then inherited by the command and everything it starts.
+  if (!a.no_seccomp) seccomp::install();
 
   if (setgroups(0, nullptr) != 0) report::die("setids", "setgroups", errno, "");
   if (setresgid(a.gid, a.gid, a.gid) != 0) report::die("setids", "setresgid", errno, "");
