@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import * as pty from 'node-pty';
-import { parseHelperError, type CreateOptions, type Sandbox, type SandboxManager } from '../sandbox/sandbox';
+import { parseHelperError, trackSpawn, untrackSpawn, type CreateOptions, type Sandbox, type SandboxManager } from '../sandbox/sandbox';
 
 export interface RunOptions extends CreateOptions {
   tty: boolean;
@@ -18,6 +18,8 @@ function relayPipes(sb: Sandbox, argv: string[], uid: number): Promise<number> {
   const { file, args } = sb.joinCommand(argv, { setsid: true, uid, gid: uid });
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+    trackSpawn(child.pid);
+    child.on('exit', () => untrackSpawn(child.pid));
     let firstErr = true;
     let helperError = '';
     child.stdout.pipe(process.stdout, { end: false });
@@ -65,6 +67,7 @@ function relayTty(sb: Sandbox, argv: string[], uid: number): Promise<number> {
       rows: process.stdout.rows || 24,
       env: {},
     });
+    trackSpawn(term.pid);
     const stdin = process.stdin;
     const wasRaw = stdin.isTTY ? stdin.isRaw : false;
     if (stdin.isTTY) stdin.setRawMode(true);
@@ -75,6 +78,7 @@ function relayTty(sb: Sandbox, argv: string[], uid: number): Promise<number> {
     const onResize = () => term.resize(process.stdout.columns || 80, process.stdout.rows || 24);
     process.stdout.on('resize', onResize);
     term.onExit(({ exitCode, signal }) => {
+      untrackSpawn(term.pid);
       stdin.off('data', onInput);
       process.stdout.off('resize', onResize);
       if (stdin.isTTY) stdin.setRawMode(wasRaw);

@@ -65,6 +65,19 @@ export const SANDBOX_ENV: Record<string, string> = {
   USER: 'root',
 };
 
+/**
+ * Helper processes this process spawned itself (libuv or node-pty will
+ * waitpid them). collectZombies must never reap those: the real owner would
+ * get ECHILD and lose the exit status.
+ */
+const ownSpawns = new Set<number>();
+export function trackSpawn(pid: number | undefined): void {
+  if (pid) ownSpawns.add(pid);
+}
+export function untrackSpawn(pid: number | undefined): void {
+  if (pid) ownSpawns.delete(pid);
+}
+
 const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
 
 /** utime-independent identity of a process: its start time in clock ticks. */
@@ -143,6 +156,7 @@ export class Sandbox {
     const t0 = process.hrtime.bigint();
     return new Promise((resolve, reject) => {
       const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+      trackSpawn(child.pid);
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let outN = 0;
@@ -174,6 +188,7 @@ export class Sandbox {
       // does: a background job (`sleep 300 &`) inherits the pipe and would
       // otherwise hold the call open. Give the pipes a moment to drain.
       child.on('exit', () => {
+        untrackSpawn(child.pid);
         setTimeout(() => {
           child.stdout.destroy();
           child.stderr.destroy();
@@ -367,6 +382,7 @@ export class SandboxManager {
       await this.teardown(r);
       done.push(r.id);
     }
+    this.collectZombies();
     return done;
   }
 
@@ -390,7 +406,37 @@ export class SandboxManager {
         reaped.push(r.id);
       }
     }
+    this.collectZombies();
     return { adopted, reaped };
+  }
+
+  /**
+   * Reaps sandbox processes that ended up as OUR zombie children: as a
+   * subreaper we inherit the init and the join relays of any sandbox whose
+   * creator (a CLI run) was killed. A dying pid-namespace init waits until
+   * every task of its namespace is reaped, including children of such a
+   * zombie relay, so this also unblocks teardown. Only specific pids running
+   * as a sandbox uid that we did not spawn ourselves; never waitpid(-1).
+   */
+  collectZombies(): number {
+    const lo = this.config.uidBase;
+    const hi = lo + 65536 * this.config.maxSessions;
+    let n = 0;
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d) || ownSpawns.has(Number(d))) continue;
+      try {
+        const status = fs.readFileSync(`/proc/${d}/status`, 'utf8');
+        const state = /^State:\s+(\S)/m.exec(status)?.[1];
+        const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+        const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+        if (state === 'Z' && ppid === process.pid && uid >= lo && uid < hi) {
+          if (this.native.addon.reapChild(Number(d))) n++;
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return n;
   }
 
   /** Detaches a sandbox from its creator: only `sandbox rm` (or `reap --all`) removes it. */
@@ -474,8 +520,16 @@ function zombieOf(r: SandboxRecord): boolean {
   }
 }
 
+/** The init lives: same pid, same start time, and not a zombie. */
 export function initAlive(r: SandboxRecord): boolean {
-  return r.initPid !== null && r.initStart !== null && processStartTime(r.initPid) === r.initStart;
+  if (r.initPid === null || r.initStart === null) return false;
+  try {
+    const st = fs.readFileSync(`/proc/${r.initPid}/stat`, 'utf8');
+    const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[19]) === r.initStart && rest[0] !== 'Z' && rest[0] !== 'X';
+  } catch {
+    return false;
+  }
 }
 
 export function ownerAlive(r: SandboxRecord): boolean {

@@ -1,0 +1,135 @@
+/**
+ * Lifecycle: many create/teardown cycles leave nothing; a CLI or server
+ * killed with SIGKILL mid-session leaves state that `reap` or the next
+ * server start cleans up or re-adopts.
+ */
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe } from 'node:test';
+import { initAlive } from '../../server/sandbox/sandbox';
+import type { SandboxRecord } from '../../server/store/store';
+import { CLI, REPO, cli, mountsContaining, pidsOwnedByRange, sleep, testEnv, testManager } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+async function assertGone(r: SandboxRecord): Promise<void> {
+  // We (the test process) are a subreaper: the init and relays of a sandbox
+  // whose creator we killed become our children, and only a parent can reap.
+  // A dying namespace init waits for its namespace to drain, so reap in rounds.
+  for (let i = 0; i < 100 && pidsOwnedByRange(r.uidBase).length > 0; i++) {
+    testManager().collectZombies();
+    await sleep(20);
+  }
+  assert.deepEqual(pidsOwnedByRange(r.uidBase), [], `processes of ${r.id} survived`);
+  assert.deepEqual(mountsContaining(r.id), [], `mounts of ${r.id} survived`);
+  for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
+  assert.ok(!fs.existsSync(r.resources.sessionDir), `files of ${r.id} survived`);
+}
+
+function cgroupChildren(): number {
+  let n = 0;
+  for (const ctrl of ['cpu', 'memory', 'pids', 'freezer']) {
+    const own = (fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.split(':')[1] === ctrl) ?? '').split(':')[2] ?? '/';
+    const base = path.join('/sys/fs/cgroup', ctrl, own, 'underlay');
+    if (fs.existsSync(base)) n += fs.readdirSync(base, { withFileTypes: true }).filter((e) => e.isDirectory()).length;
+  }
+  return n;
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined, ms = 15000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('lifecycle', () => {
+  sysTest('200 create/teardown cycles leave nothing behind', SYSTEM_NEEDS, async () => {
+    const m = testManager();
+    const storeBefore = m.store.list().length;
+    const cgBefore = cgroupChildren();
+    const mountsBefore = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
+    const records: SandboxRecord[] = [];
+    for (let i = 0; i < 200; i++) {
+      const sb = await m.create({ hostname: `cycle-${i}` });
+      if (i % 20 === 0) {
+        const r = await sb.exec(['hostname']);
+        assert.equal(r.stdout, `cycle-${i}\n`);
+      }
+      records.push({ ...sb.record });
+      await m.teardown(sb.record);
+    }
+    for (const r of records) await assertGone(r);
+    assert.equal(cgroupChildren(), cgBefore, 'session cgroups accumulated');
+    assert.equal(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length, mountsBefore, 'mounts accumulated');
+    assert.equal(m.store.list().length, storeBefore, 'id ranges were not released');
+  }, { timeout: 180_000 });
+
+  sysTest('kill -9 of the CLI mid-session, then `underlay sandbox reap`, leaves nothing behind', SYSTEM_NEEDS, async () => {
+    const m = testManager();
+    const child = spawn(process.execPath, [CLI, 'sandbox', 'run', '--', 'sh', '-c', 'setsid sleep 300 & sleep 300'], {
+      env: testEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const rec = await waitFor('the CLI sandbox', () =>
+      m.store.list().find((r) => r.ownerPid === child.pid && r.state === 'ready' && pidsOwnedByRange(r.uidBase).length >= 3),
+    );
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    assert.ok(initAlive(rec), 'the sandbox should outlive its killed CLI until reaped');
+    const ls = await cli(['sandbox', 'ls']);
+    assert.match(ls.stdout, new RegExp(`${rec.id}.*\\(gone\\)`));
+    const reap = await cli(['sandbox', 'reap']);
+    assert.equal(reap.code, 0, reap.stderr);
+    assert.match(reap.stdout, new RegExp(`reaped \\d+: .*${rec.id}`));
+    await assertGone(rec);
+    assert.equal(m.store.get(rec.id), undefined);
+  });
+
+  sysTest('kill -9 of the server mid-session: the next start re-adopts a live sandbox and reaps a dead one', SYSTEM_NEEDS, async () => {
+    const m = testManager();
+    const start = () => {
+      const p = spawn(process.execPath, [path.join(REPO, 'test', 'fixtures', 'hold-sandbox.js'), 'server'], {
+        env: testEnv(),
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      return new Promise<{ pid: number; id: string; kill: () => Promise<void> }>((resolve, reject) => {
+        p.stdout.once('data', (b: Buffer) =>
+          resolve({
+            pid: p.pid as number,
+            id: b.toString().trim(),
+            kill: async () => {
+              p.kill('SIGKILL');
+              await new Promise((r) => p.once('exit', r));
+            },
+          }),
+        );
+        p.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
+      });
+    };
+    const live = await start();
+    const dead = await start();
+    await live.kill();
+    await dead.kill();
+    const deadRec = m.store.get(dead.id) as SandboxRecord;
+    const liveRec = m.store.get(live.id) as SandboxRecord;
+    // The second sandbox's init dies too (as if the host had rebooted it away).
+    process.kill(deadRec.initPid as number, 'SIGKILL');
+    await waitFor('the dead init', () => (initAlive(deadRec) ? undefined : true));
+    const { adopted, reaped } = await m.adoptOrReap();
+    assert.ok(adopted.includes(live.id), `live sandbox not adopted: ${adopted}`);
+    assert.ok(reaped.includes(dead.id), `dead sandbox not reaped: ${reaped}`);
+    await assertGone(deadRec);
+    // The adopted sandbox is fully usable, and now ours.
+    const sb = m.get(live.id);
+    assert.equal(sb.record.ownerPid, process.pid);
+    const r = await sb.exec(['hostname']);
+    assert.equal(r.stdout, 'held\n');
+    await m.teardown(sb.record);
+    await assertGone(liveRec);
+  });
+});
