@@ -49,7 +49,14 @@ export type Op = { step: string } & (
   | { op: 'setids'; uid: number; gid: number }
   | { op: 'unshare'; ns: CloneFlag[] }
   | { op: 'fork-init' }
-  | { op: 'mount'; source: string; target: string; fstype: string; flags: MountFlag[]; data: string }
+  | {
+      op: 'mount';
+      source: string;
+      target: string;
+      fstype: string;
+      flags: MountFlag[];
+      data: string;
+    }
   | { op: 'mkdir'; path: string; mode: number }
   | { op: 'touch'; path: string }
   | { op: 'symlink'; target: string; path: string }
@@ -136,7 +143,14 @@ export interface NativeAddon {
   /** Injects the error class the addon constructs: `new cls(message, props)`. */
   initialize(cls: new (message: string, props: NativeErrorProps) => Error): void;
   /** mount(2) in the host mount namespace. Empty strings mean NULL. */
-  mount(source: string, target: string, fstype: string, flags: string, data: string, step: string): void;
+  mount(
+    source: string,
+    target: string,
+    fstype: string,
+    flags: string,
+    data: string,
+    step: string,
+  ): void;
   /** umount2(2); `detach` = MNT_DETACH. */
   umount(target: string, detach: boolean, step: string): void;
   pidfdOpen(pid: number): number;

@@ -16,7 +16,8 @@ namespace {
 
 Napi::Value Initialize(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsFunction()) {
-    Napi::TypeError::New(info.Env(), "initialize(SandboxError) expects the error class").ThrowAsJavaScriptException();
+    Napi::TypeError::New(info.Env(), "initialize(SandboxError) expects the error class")
+        .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
   errors::SetErrorClass(info[0].As<Napi::Function>());

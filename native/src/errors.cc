@@ -19,7 +19,8 @@ Napi::Error Make(Napi::Env env, const Record& r) {
   msg += ": ";
   if (!r.syscall.empty()) msg += r.syscall + " ";
   if (!r.path.empty()) msg += "'" + r.path + "' ";
-  msg += r.err ? std::string(strerror(r.err)) + " (" + (code ? code : "?") + ")" : std::string("failed");
+  msg += r.err ? std::string(strerror(r.err)) + " (" + (code ? code : "?") + ")"
+               : std::string("failed");
   if (!r.detail.empty()) msg += " [" + r.detail + "]";
 
   Napi::Object props = Napi::Object::New(env);

@@ -12,7 +12,8 @@ namespace mounts {
 namespace {
 
 std::string Str(const Napi::CallbackInfo& info, size_t i) {
-  return info.Length() > i && info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : std::string();
+  return info.Length() > i && info[i].IsString() ? info[i].As<Napi::String>().Utf8Value()
+                                                 : std::string();
 }
 
 // mount(source, target, fstype, flags, data, step)
@@ -25,7 +26,8 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
     errors::Throw(env, {step, "mount", EINVAL, target, "unknown mount flag in " + fl});
     return env.Undefined();
   }
-  if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(), fstype.empty() ? nullptr : fstype.c_str(), f,
+  if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(),
+              fstype.empty() ? nullptr : fstype.c_str(), f,
               data.empty() ? nullptr : data.c_str()) != 0) {
     std::string detail = "fstype=" + fstype + " flags=" + fl;
     if (!data.empty()) detail += " data=" + data;

@@ -1,10 +1,10 @@
 #include "pidfd.h"
 
 #include <poll.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,7 +34,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 Napi::Value Signal(const Napi::CallbackInfo& info) {
   int fd = Int(info, 0), sig = Int(info, 1);
   if (syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) != 0) {
-    errors::Throw(info.Env(), {"pidfd", "pidfd_send_signal", errno, "", "signal " + std::to_string(sig)});
+    errors::Throw(info.Env(),
+                  {"pidfd", "pidfd_send_signal", errno, "", "signal " + std::to_string(sig)});
   }
   return info.Env().Undefined();
 }

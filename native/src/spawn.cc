@@ -18,8 +18,10 @@ namespace {
 class CreateWorker : public Napi::AsyncWorker {
  public:
   CreateWorker(Napi::Env env, std::string helper, std::string spec)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)),
-        helper_(std::move(helper)), spec_(std::move(spec)) {}
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        helper_(std::move(helper)),
+        spec_(std::move(spec)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -92,7 +94,8 @@ class CreateWorker : public Napi::AsyncWorker {
     errors::Record r;
     if (errors::ParseRecord(first, &r)) return Fail(r);
     Fail({"clone", "", 0, helper_,
-          "helper exited with status " + std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)) +
+          "helper exited with status " +
+              std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)) +
               " and no report"});
   }
 
@@ -124,11 +127,13 @@ class CreateWorker : public Napi::AsyncWorker {
 Napi::Value CreateSandbox(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) {
-    Napi::TypeError::New(env, "createSandbox(helperPath: string, spec: Buffer)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "createSandbox(helperPath: string, spec: Buffer)")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
-  auto* w = new CreateWorker(env, info[0].As<Napi::String>().Utf8Value(), std::string(b.Data(), b.Length()));
+  auto* w = new CreateWorker(env, info[0].As<Napi::String>().Utf8Value(),
+                             std::string(b.Data(), b.Length()));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

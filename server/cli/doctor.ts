@@ -17,8 +17,8 @@ export interface Finding {
   fix?: string;
 }
 
-function kernelAtLeast(major: number, minor: number): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(os.release());
+function kernelAtLeast(major: number, minor: number, release = os.release()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
   if (!m) return false;
   const [maj, min] = [Number(m[1]), Number(m[2])];
   return maj > major || (maj === major && min >= minor);
@@ -32,35 +32,61 @@ function readNum(p: string): number | undefined {
   }
 }
 
-export function diagnose(): Finding[] {
+/** Host facts that can be overridden to show what doctor says on another kernel. */
+export interface HostFacts {
+  release: string;
+}
+
+export function diagnose(facts: HostFacts = { release: os.release() }): Finding[] {
   const out: Finding[] = [];
+  const atLeast = (a: number, b: number) => kernelAtLeast(a, b, facts.release);
   const add = (check: string, status: Status, detail: string, fix?: string) =>
     out.push({ check, status, detail, ...(fix ? { fix } : {}) });
 
-  add('root', process.getuid?.() === 0 ? 'ok' : 'fail', `uid ${process.getuid?.()}`, 'run as root (sudo), or in the Vagrant VM');
+  add(
+    'root',
+    process.getuid?.() === 0 ? 'ok' : 'fail',
+    `uid ${process.getuid?.()}`,
+    'run as root (sudo), or in the Vagrant VM',
+  );
 
-  const rel = os.release();
-  add('kernel', kernelAtLeast(5, 11) ? 'ok' : 'fail', rel, 'Linux >= 5.11 is needed (overlay in user namespaces); >= 5.19 for idmapped mounts');
+  const rel = facts.release;
+  add(
+    'kernel',
+    atLeast(5, 11) ? 'ok' : 'fail',
+    rel,
+    'Linux >= 5.11 is needed (overlay in user namespaces); >= 5.19 for idmapped mounts',
+  );
   add(
     'setns with pidfd',
-    kernelAtLeast(5, 8) ? 'ok' : 'fail',
-    kernelAtLeast(5, 8) ? 'kernel >= 5.8' : `kernel ${rel} < 5.8`,
+    atLeast(5, 8) ? 'ok' : 'fail',
+    atLeast(5, 8) ? 'kernel >= 5.8' : `kernel ${rel} < 5.8`,
     'upgrade the kernel (joining terminals uses setns(pidfd))',
   );
   add(
     'idmapped mounts',
-    kernelAtLeast(5, 19) ? 'ok' : 'fail',
-    kernelAtLeast(5, 19)
+    atLeast(5, 19) ? 'ok' : 'fail',
+    atLeast(5, 19)
       ? 'kernel >= 5.19: the base image is shared through one idmapped mount per session'
       : `kernel ${rel} < 5.19: overlay on idmapped layers is unavailable`,
     'upgrade to Linux >= 5.19; see docs/sandbox.md "Without idmapped mounts" for the fallback',
   );
 
   const maxUserns = readNum('/proc/sys/user/max_user_namespaces');
-  add('user namespaces', (maxUserns ?? 0) > 0 ? 'ok' : 'fail', `user.max_user_namespaces=${maxUserns ?? '?'}`, 'sysctl -w user.max_user_namespaces=63000');
+  add(
+    'user namespaces',
+    (maxUserns ?? 0) > 0 ? 'ok' : 'fail',
+    `user.max_user_namespaces=${maxUserns ?? '?'}`,
+    'sysctl -w user.max_user_namespaces=63000',
+  );
 
   const fsTypes = fs.readFileSync('/proc/filesystems', 'utf8');
-  add('overlayfs', /\boverlay\b/.test(fsTypes) ? 'ok' : 'fail', /\boverlay\b/.test(fsTypes) ? 'available' : 'not in /proc/filesystems', 'modprobe overlay');
+  add(
+    'overlayfs',
+    /\boverlay\b/.test(fsTypes) ? 'ok' : 'fail',
+    /\boverlay\b/.test(fsTypes) ? 'available' : 'not in /proc/filesystems',
+    'modprobe overlay',
+  );
 
   let mode: 'v1' | 'v2' | undefined;
   try {
@@ -76,7 +102,9 @@ export function diagnose(): Finding[] {
       'cgroups',
       missing.length ? 'warn' : 'ok',
       `v1 (hybrid/legacy); delegated controllers: ${ctrls.join(' ')}${missing.length ? `; missing: ${missing.join(' ')}` : ''}`,
-      missing.length ? 'enable the missing v1 controllers (kernel cmdline / mount options)' : undefined,
+      missing.length
+        ? 'enable the missing v1 controllers (kernel cmdline / mount options)'
+        : undefined,
     );
   } else if (mode === 'v2') {
     try {
@@ -91,8 +119,13 @@ export function diagnose(): Finding[] {
           ? `controllers ${missing.join(' ')} are not delegated to this process's cgroup: run underlay as a systemd unit with Delegate=yes (see Vagrantfile)`
           : undefined,
       );
-      const hasKill = fs.existsSync('/sys/fs/cgroup/cgroup.kill') || kernelAtLeast(5, 14);
-      add('cgroup.kill', hasKill ? 'ok' : 'warn', hasKill ? 'kernel >= 5.14' : 'missing: teardown falls back to freeze + kill', 'Linux >= 5.14');
+      const hasKill = fs.existsSync('/sys/fs/cgroup/cgroup.kill') || atLeast(5, 14);
+      add(
+        'cgroup.kill',
+        hasKill ? 'ok' : 'warn',
+        hasKill ? 'kernel >= 5.14' : 'missing: teardown falls back to freeze + kill',
+        'Linux >= 5.14',
+      );
     } catch (err) {
       add('cgroups', 'fail', `v2: ${(err as Error).message}`);
     }
@@ -102,12 +135,27 @@ export function diagnose(): Finding[] {
   add('native module', nat.ok ? 'ok' : 'fail', nat.detail, 'npm run build:native');
 
   const img = findImage(loadConfig().imagesDir);
-  add('base image', img ? 'ok' : 'fail', img ? `${img.id} (${img.suite}/${img.arch}, built ${img.builtAt})` : 'not built', 'underlay rootfs build');
+  add(
+    'base image',
+    img ? 'ok' : 'fail',
+    img ? `${img.id} (${img.suite}/${img.arch}, built ${img.builtAt})` : 'not built',
+    'underlay rootfs build',
+  );
 
   const dmesg = readNum('/proc/sys/kernel/dmesg_restrict');
-  add('kernel.dmesg_restrict', dmesg === 1 ? 'ok' : 'warn', String(dmesg), 'sysctl -w kernel.dmesg_restrict=1');
+  add(
+    'kernel.dmesg_restrict',
+    dmesg === 1 ? 'ok' : 'warn',
+    String(dmesg),
+    'sysctl -w kernel.dmesg_restrict=1',
+  );
   const bpf = readNum('/proc/sys/kernel/unprivileged_bpf_disabled');
-  add('kernel.unprivileged_bpf_disabled', (bpf ?? 0) >= 1 ? 'ok' : 'warn', String(bpf), 'sysctl -w kernel.unprivileged_bpf_disabled=2');
+  add(
+    'kernel.unprivileged_bpf_disabled',
+    (bpf ?? 0) >= 1 ? 'ok' : 'warn',
+    String(bpf),
+    'sysctl -w kernel.unprivileged_bpf_disabled=2',
+  );
   return out;
 }
 
@@ -122,7 +170,9 @@ export async function runDoctor(opts: { json: boolean }): Promise<number> {
       process.stdout.write(`[${mark}] ${f.check.padEnd(34)} ${f.detail}\n`);
       if (f.status !== 'ok' && f.fix) process.stdout.write(`       fix: ${f.fix}\n`);
     }
-    process.stdout.write(failed ? '\nthis host cannot run sandboxes yet\n' : '\nthis host can run sandboxes\n');
+    process.stdout.write(
+      failed ? '\nthis host cannot run sandboxes yet\n' : '\nthis host can run sandboxes\n',
+    );
   }
   return failed ? 1 : 0;
 }

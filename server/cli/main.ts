@@ -14,17 +14,22 @@ import { runDoctor } from './doctor';
 import { runInSandbox } from './run';
 import { serve } from './serve';
 
+/** A usage problem found inside an action (commander's own errors are printed by commander). */
+export class UsageError extends Error {}
+
 function sizeArg(name: string) {
   return (v: string): number => {
     const n = parseSize(v);
-    if (n === undefined) throw new InvalidArgumentError(`${name} must be a size like 256M or 1G, got '${v}'`);
+    if (n === undefined)
+      throw new InvalidArgumentError(`${name} must be a size like 256M or 1G, got '${v}'`);
     return n;
   };
 }
 
 function intArg(name: string) {
   return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number, got '${v}'`);
+    if (!/^\d+$/.test(v))
+      throw new InvalidArgumentError(`${name} must be a whole number, got '${v}'`);
     return Number(v);
   };
 }
@@ -46,7 +51,10 @@ export function manager(ownerKind: 'cli' | 'server' = 'cli'): SandboxManager {
 export function printError(err: unknown): void {
   if (err instanceof SandboxError) {
     process.stderr.write(`underlay: ${err.message}\n`);
-    if (err.step) process.stderr.write(`  step: ${err.step}${err.syscall ? `  syscall: ${err.syscall}` : ''}${err.code ? `  code: ${err.code}` : ''}\n`);
+    if (err.step)
+      process.stderr.write(
+        `  step: ${err.step}${err.syscall ? `  syscall: ${err.syscall}` : ''}${err.code ? `  code: ${err.code}` : ''}\n`,
+      );
     if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
     return;
   }
@@ -56,10 +64,13 @@ export function printError(err: unknown): void {
 
 function requireRoot(): void {
   if (process.getuid?.() !== 0) {
-    throw new SandboxError('this command needs root on the host (it creates namespaces, mounts and cgroups)', {
-      code: 'EPERM',
-      hint: 'run it with sudo, or in the Vagrant VM',
-    });
+    throw new SandboxError(
+      'this command needs root on the host (it creates namespaces, mounts and cgroups)',
+      {
+        code: 'EPERM',
+        hint: 'run it with sudo, or in the Vagrant VM',
+      },
+    );
   }
 }
 
@@ -86,10 +97,14 @@ export function buildProgram(): Command {
     .argument('[command...]', 'command and arguments, after --')
     .passThroughOptions()
     .action(async (command: string[], opts) => {
-      requireRoot();
-      if (!['root', 'learner'].includes(opts.user)) throw new InvalidArgumentError(`--user must be root or learner`);
+      if (!['root', 'learner'].includes(opts.user))
+        throw new UsageError(`--user must be root or learner, got '${opts.user}'`);
       const argv = command.length > 0 ? command : opts.tty ? ['bash', '-l'] : [];
-      if (argv.length === 0) throw new InvalidArgumentError('no command given: underlay sandbox run -- CMD [ARG...] (or -t for a shell)');
+      if (argv.length === 0)
+        throw new UsageError(
+          'no command given: underlay sandbox run -- CMD [ARG...] (or -t for a shell)',
+        );
+      requireRoot();
       const code = await runInSandbox(manager(), argv, {
         hostname: opts.hostname,
         limits: {
@@ -120,7 +135,9 @@ export function buildProgram(): Command {
         process.stdout.write('no sandboxes\n');
         return;
       }
-      process.stdout.write('ID            STATE       INIT     HOST-ROOT  OWNER         CGROUP  HOSTNAME\n');
+      process.stdout.write(
+        'ID            STATE       INIT     HOST-ROOT  OWNER         CGROUP  HOSTNAME\n',
+      );
       for (const r of rows) {
         const state = r.alive ? r.state : r.state === 'ready' ? 'dead' : r.state;
         const owner = `${r.ownerKind}:${r.ownerPid}${r.ownerAlive ? '' : '(gone)'}`;
@@ -150,13 +167,17 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       requireRoot();
       const done = await manager().reap({ all: Boolean(opts.all) });
-      process.stdout.write(done.length ? `reaped ${done.length}: ${done.join(' ')}\n` : 'nothing to reap\n');
+      process.stdout.write(
+        done.length ? `reaped ${done.length}: ${done.join(' ')}\n` : 'nothing to reap\n',
+      );
     });
 
   const rootfs = program.command('rootfs').description('the base image sandboxes start from');
   rootfs
     .command('build')
-    .description("debootstrap the host's own distribution (minbase + lab tools); built once, reused")
+    .description(
+      "debootstrap the host's own distribution (minbase + lab tools); built once, reused",
+    )
     .option('--force', 'rebuild even if the current recipe is already built')
     .option('--quiet', 'no progress output')
     .action(async (opts) => {
@@ -173,7 +194,9 @@ export function buildProgram(): Command {
         force: Boolean(opts.force),
         onLine: opts.quiet ? () => {} : (l) => process.stdout.write(`  ${l}\n`),
       });
-      process.stdout.write(`built base image ${info.id} in ${info.buildSeconds}s: ${info.rootfs}\n`);
+      process.stdout.write(
+        `built base image ${info.id} in ${info.buildSeconds}s: ${info.rootfs}\n`,
+      );
     });
   rootfs
     .command('status')
@@ -182,7 +205,12 @@ export function buildProgram(): Command {
     .action((opts) => {
       const img = findImage(loadConfig().imagesDir);
       if (opts.json) process.stdout.write(JSON.stringify(img ?? null) + '\n');
-      else process.stdout.write(img ? `${img.id} ${img.suite}/${img.arch} built ${img.builtAt}: ${img.rootfs}\n` : 'no base image: run `underlay rootfs build`\n');
+      else
+        process.stdout.write(
+          img
+            ? `${img.id} ${img.suite}/${img.arch} built ${img.builtAt}: ${img.rootfs}\n`
+            : 'no base image: run `underlay rootfs build`\n',
+        );
       if (!img) process.exitCode = 1;
     });
 
@@ -219,7 +247,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
-    if (err instanceof InvalidArgumentError) {
+    if (err instanceof UsageError) {
       process.stderr.write(`underlay: ${err.message}\n`);
       process.exitCode = 1;
       return;

@@ -6,7 +6,14 @@
  */
 import { spawn } from 'node:child_process';
 import * as pty from 'node-pty';
-import { parseHelperError, trackSpawn, untrackSpawn, type CreateOptions, type Sandbox, type SandboxManager } from '../sandbox/sandbox';
+import {
+  parseHelperError,
+  trackSpawn,
+  untrackSpawn,
+  type CreateOptions,
+  type Sandbox,
+  type SandboxManager,
+} from '../sandbox/sandbox';
 
 export interface RunOptions extends CreateOptions {
   tty: boolean;
@@ -88,7 +95,11 @@ function relayTty(sb: Sandbox, argv: string[], uid: number): Promise<number> {
   });
 }
 
-export async function runInSandbox(m: SandboxManager, argv: string[], opts: RunOptions): Promise<number> {
+export async function runInSandbox(
+  m: SandboxManager,
+  argv: string[],
+  opts: RunOptions,
+): Promise<number> {
   const sb = await m.create({ ...opts, ownerKind: 'cli' });
   let code = 1;
   try {
@@ -96,7 +107,9 @@ export async function runInSandbox(m: SandboxManager, argv: string[], opts: RunO
   } finally {
     if (opts.keep) {
       m.detach(sb);
-      process.stderr.write(`underlay: sandbox ${sb.id} kept (init pid ${sb.initPid}); remove it with: underlay sandbox rm ${sb.id}\n`);
+      process.stderr.write(
+        `underlay: sandbox ${sb.id} kept (init pid ${sb.initPid}); remove it with: underlay sandbox rm ${sb.id}\n`,
+      );
     } else {
       await m.teardown(sb.record);
     }

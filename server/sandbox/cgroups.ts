@@ -41,6 +41,8 @@ export interface SessionCgroup {
   joinProcs: string[];
   /** Ops for the sandbox init: leaf move (v2) and cgroupfs mounts under `root`. */
   initOps(root: string): Op[];
+  /** Runs once the sandbox init is in place (v2: enable controllers on the emptied session cgroup). */
+  afterStart(): void;
 }
 
 const CGROUP2_MAGIC = 0x63677270;
@@ -79,7 +81,11 @@ export function v1Hierarchies(
     const mountPoint = line.split(' ')[4] ?? '';
     const controllers = superOpts
       .split(',')
-      .filter((o) => !['rw', 'ro', 'relatime', 'noatime', 'clone_children'].includes(o) && !o.startsWith('release_agent'));
+      .filter(
+        (o) =>
+          !['rw', 'ro', 'relatime', 'noatime', 'clone_children'].includes(o) &&
+          !o.startsWith('release_agent'),
+      );
     // /proc/self/cgroup lists controllers in the kernel's order; match as sets.
     const key = [...own.keys()].find(
       (k) => k.split(',').sort().join(',') === [...controllers].sort().join(','),
@@ -148,7 +154,8 @@ export class V1Driver implements CgroupDriver {
       .readFileSync('/proc/self/cgroup', 'utf8')
       .split('\n')
       .find((l) => l.startsWith('0::'));
-    this.unified = uni && ownLine ? { mountPoint: uni.split(' ')[4] ?? '', own: ownLine.slice(3) } : undefined;
+    this.unified =
+      uni && ownLine ? { mountPoint: uni.split(' ')[4] ?? '', own: ownLine.slice(3) } : undefined;
   }
 
   /** Delegated controllers available on this host. */
@@ -180,7 +187,8 @@ export class V1Driver implements CgroupDriver {
           write(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * PERIOD_US)));
         }
         if (h.controllers.some((c) => V1_DELEGATED.has(c))) {
-          for (const f of ['', 'cgroup.procs', 'tasks']) chown(path.join(dir, f), owner.uid, owner.gid);
+          for (const f of ['', 'cgroup.procs', 'tasks'])
+            chown(path.join(dir, f), owner.uid, owner.gid);
           delegated.push({ h, dir });
         }
       }
@@ -198,6 +206,7 @@ export class V1Driver implements CgroupDriver {
     const procs = dirs.map((d) => path.join(d, 'cgroup.procs'));
     return {
       mode: 'v1',
+      afterStart: () => {},
       dirs,
       attachProcs: procs,
       joinProcs: procs,
@@ -215,7 +224,12 @@ export class V1Driver implements CgroupDriver {
         ];
         for (const { h } of delegated) {
           const name = h.key;
-          ops.push({ step: 'rootfs', op: 'mkdir', path: `${root}/sys/fs/cgroup/${name}`, mode: 0o755 });
+          ops.push({
+            step: 'rootfs',
+            op: 'mkdir',
+            path: `${root}/sys/fs/cgroup/${name}`,
+            mode: 0o755,
+          });
           ops.push({
             step: 'rootfs',
             op: 'mount',
@@ -228,7 +242,12 @@ export class V1Driver implements CgroupDriver {
           // Co-mounted hierarchies ("cpu,cpuacct") get per-controller links, as systemd makes.
           if (h.controllers.length > 1) {
             for (const c of h.controllers) {
-              ops.push({ step: 'rootfs', op: 'symlink', target: name, path: `${root}/sys/fs/cgroup/${c}` });
+              ops.push({
+                step: 'rootfs',
+                op: 'symlink',
+                target: name,
+                path: `${root}/sys/fs/cgroup/${c}`,
+              });
             }
           }
         }
@@ -257,7 +276,8 @@ export class V2Driver implements CgroupDriver {
       .readFileSync('/proc/self/cgroup', 'utf8')
       .split('\n')
       .find((l) => l.startsWith('0::'));
-    if (!ownLine) throw new SandboxError('no cgroup v2 entry in /proc/self/cgroup', { step: 'cgroup' });
+    if (!ownLine)
+      throw new SandboxError('no cgroup v2 entry in /proc/self/cgroup', { step: 'cgroup' });
     this.own = ownLine.slice(3);
     this.want = opts.want ?? ['cpu', 'memory', 'pids', 'cpuset', 'io', 'hugetlb'];
   }
@@ -268,7 +288,10 @@ export class V2Driver implements CgroupDriver {
 
   /** Controllers we can hand to sessions: wanted and available in our own cgroup. */
   controllers(): string[] {
-    const avail = fs.readFileSync(path.join(this.ownDir(), 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
+    const avail = fs
+      .readFileSync(path.join(this.ownDir(), 'cgroup.controllers'), 'utf8')
+      .trim()
+      .split(/\s+/);
     return this.want.filter((c) => avail.includes(c));
   }
 
@@ -297,7 +320,11 @@ export class V2Driver implements CgroupDriver {
    */
   private leaveOwnCgroup(): void {
     const own = this.ownDir();
-    const pids = fs.readFileSync(path.join(own, 'cgroup.procs'), 'utf8').trim().split(/\s+/).filter(Boolean);
+    const pids = fs
+      .readFileSync(path.join(own, 'cgroup.procs'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
     if (pids.some((p) => Number(p) !== process.pid)) {
       throw new SandboxError(
         `cgroup ${own} holds other processes (${pids.join(' ')}), so its controllers cannot be delegated`,
@@ -334,8 +361,6 @@ export class V2Driver implements CgroupDriver {
       if (ctrls.includes('cpu')) {
         write(path.join(dir, 'cpu.max'), `${Math.round(limits.cpus * PERIOD_US)} ${PERIOD_US}`);
       }
-      // Pre-enable for the student's own children (e.g. `lab` for cpu.max).
-      this.enable(dir, ctrls);
       fs.mkdirSync(leaf);
       dirs.push(leaf);
       for (const d of [dir, leaf]) {
@@ -354,6 +379,10 @@ export class V2Driver implements CgroupDriver {
       // the student's /sys/fs/cgroup is the session; init then moves to the leaf.
       attachProcs: [path.join(dir, 'cgroup.procs')],
       joinProcs: [path.join(leaf, 'cgroup.procs')],
+      // Only now is `<session>` empty (init moved itself to the leaf), so
+      // controllers can be enabled for the student's own children, e.g.
+      // `lab` in the cpu.max lab. Before, the child could not have entered.
+      afterStart: () => this.enable(dir, ctrls),
       initOps: (root) => [
         { step: 'cgroup', op: 'write', path: path.join(leaf, 'cgroup.procs'), content: '0' },
         {
@@ -402,7 +431,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * frozen tasks cannot exit, so a pid read from cgroup.procs cannot be
  * recycled before our kill lands.
  */
-export async function killCgroups(mode: CgroupMode, dirs: string[], timeoutMs = 5000): Promise<void> {
+export async function killCgroups(
+  mode: CgroupMode,
+  dirs: string[],
+  timeoutMs = 5000,
+): Promise<void> {
   const existing = dirs.filter((d) => fs.existsSync(d));
   if (existing.length === 0) return;
   const deadline = Date.now() + timeoutMs;

@@ -57,7 +57,11 @@ const RULES: Rule[] = [
   },
 ];
 
-export function hintFor(syscall: string, code: string | undefined, detail = ''): string | undefined {
+export function hintFor(
+  syscall: string,
+  code: string | undefined,
+  detail = '',
+): string | undefined {
   for (const r of RULES) {
     if (r.syscall !== undefined && r.syscall !== syscall) continue;
     if (r.code !== undefined && r.code !== code) continue;

@@ -68,7 +68,11 @@ export function parseAptSources(files: { name: string; text: string }[]): AptSou
         const line = raw.replace(/#.*/, '').trim();
         const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
         if (m && m[1] && m[2]) {
-          out.push({ uri: m[1], suites: [m[2]], components: (m[3] ?? '').split(/\s+/).filter(Boolean) });
+          out.push({
+            uri: m[1],
+            suites: [m[2]],
+            components: (m[3] ?? '').split(/\s+/).filter(Boolean),
+          });
         }
       }
     }
@@ -106,10 +110,13 @@ export function hostMirror(codename: string, aptDir = '/etc/apt'): string {
     (s) => s.suites.includes(codename) && s.components.includes('main'),
   );
   if (!hit) {
-    throw new SandboxError(`no apt source for suite '${codename}' with component 'main' in ${aptDir}`, {
-      step: 'image',
-      hint: 'the base image is built from the host distribution\'s own apt sources; add one for the host suite',
-    });
+    throw new SandboxError(
+      `no apt source for suite '${codename}' with component 'main' in ${aptDir}`,
+      {
+        step: 'image',
+        hint: "the base image is built from the host distribution's own apt sources; add one for the host suite",
+      },
+    );
   }
   return hit.uri;
 }
@@ -125,7 +132,12 @@ export interface ImageInfo {
 }
 
 export function imageId(distro: HostDistro, packages = IMAGE_PACKAGES): string {
-  const recipe = JSON.stringify({ v: RECIPE_VERSION, suite: distro.codename, arch: distro.arch, packages });
+  const recipe = JSON.stringify({
+    v: RECIPE_VERSION,
+    suite: distro.codename,
+    arch: distro.arch,
+    packages,
+  });
   return crypto.createHash('sha256').update(recipe).digest('hex').slice(0, 16);
 }
 
@@ -159,18 +171,15 @@ function run(cmd: string, args: string[], onLine: (l: string) => void): Promise<
     };
     child.stdout.on('data', feed);
     child.stderr.on('data', feed);
-    child.on('error', (err) =>
-      reject(
-        SandboxError.wrap(`run ${cmd}`, err, 'image'),
-      ),
-    );
+    child.on('error', (err) => reject(SandboxError.wrap(`run ${cmd}`, err, 'image')));
     child.on('close', (code) => {
       if (code === 0) resolve();
       else
         reject(
           new SandboxError(`${cmd} exited with ${code}:\n${tail}`, {
             step: 'image',
-            hint: cmd === 'debootstrap' ? 'install it with `apt-get install debootstrap`' : undefined,
+            hint:
+              cmd === 'debootstrap' ? 'install it with `apt-get install debootstrap`' : undefined,
           }),
         );
     });
@@ -186,7 +195,11 @@ function appendLine(file: string, line: string, key: string): void {
 /** What the labs expect on top of debootstrap: a `learner`, /lab, a quiet hostname. */
 function postProcess(root: string): void {
   const etc = path.join(root, 'etc');
-  appendLine(path.join(etc, 'passwd'), 'learner:x:1000:1000:Learner:/home/learner:/bin/bash', 'learner:');
+  appendLine(
+    path.join(etc, 'passwd'),
+    'learner:x:1000:1000:Learner:/home/learner:/bin/bash',
+    'learner:',
+  );
   appendLine(path.join(etc, 'group'), 'learner:x:1000:', 'learner:');
   appendLine(path.join(etc, 'shadow'), 'learner:*:19000:0:99999:7:::', 'learner:');
   const home = path.join(root, 'home', 'learner');
@@ -203,7 +216,7 @@ function postProcess(root: string): void {
   // A prompt that says where you are; colour only when the terminal can.
   fs.appendFileSync(
     path.join(root, 'root', '.bashrc'),
-    '\nPS1=\'\\[\\e[1;32m\\]\\u@\\h\\[\\e[0m\\]:\\[\\e[1;34m\\]\\w\\[\\e[0m\\]\\$ \'\n',
+    "\nPS1='\\[\\e[1;32m\\]\\u@\\h\\[\\e[0m\\]:\\[\\e[1;34m\\]\\w\\[\\e[0m\\]\\$ '\n",
   );
   for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
     const dir = path.join(root, d);

@@ -16,7 +16,13 @@ import { encodeOps, loadNative, type Native } from '../../native/index';
 import { DEFAULT_LIMITS, type Config } from '../config';
 import type { SandboxRecord, Store } from '../store/store';
 import { createLogger, type Logger } from '../util/logger';
-import { createDriver, killCgroups, removeCgroupDirs, type CgroupDriver, type CgroupLimits } from './cgroups';
+import {
+  createDriver,
+  killCgroups,
+  removeCgroupDirs,
+  type CgroupDriver,
+  type CgroupLimits,
+} from './cgroups';
 import { SandboxError } from './errors';
 import { requireImage } from './images';
 import { buildOps } from './steps';
@@ -98,14 +104,20 @@ export function nsInode(pid: number, kind: string): number {
 
 export function validateLimits(l: Limits): void {
   const bad = (field: string, why: string) => {
-    throw new SandboxError(`impossible limit ${field}: ${why}`, { step: 'allocate-ids', code: 'EINVAL' });
+    throw new SandboxError(`impossible limit ${field}: ${why}`, {
+      step: 'allocate-ids',
+      code: 'EINVAL',
+    });
   };
-  if (!Number.isFinite(l.memoryBytes) || l.memoryBytes < 16 * 1024 * 1024) bad('memory', 'at least 16M is needed to start a shell');
+  if (!Number.isFinite(l.memoryBytes) || l.memoryBytes < 16 * 1024 * 1024)
+    bad('memory', 'at least 16M is needed to start a shell');
   if (l.memoryBytes > 64 * 1024 ** 3) bad('memory', 'more than 64G');
-  if (!Number.isInteger(l.pids) || l.pids < 8) bad('pids', 'at least 8 (init, a shell and a command)');
+  if (!Number.isInteger(l.pids) || l.pids < 8)
+    bad('pids', 'at least 8 (init, a shell and a command)');
   if (l.pids > 1_000_000) bad('pids', 'more than 1000000');
   if (!(l.cpus > 0) || l.cpus > 1024) bad('cpus', 'must be > 0 and <= 1024');
-  if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 1024 * 1024) bad('scratch', 'at least 1M');
+  if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 1024 * 1024)
+    bad('scratch', 'at least 1M');
   if (!Number.isFinite(l.tmpBytes) || l.tmpBytes < 1024 * 1024) bad('tmp', 'at least 1M');
 }
 
@@ -123,7 +135,10 @@ export class Sandbox {
   }
 
   /** argv for the join helper: enter this sandbox and run `argv`. */
-  joinCommand(argv: string[], opts: Omit<ExecOptions, 'input' | 'timeoutMs' | 'maxBytes'> & { setsid?: boolean } = {}): {
+  joinCommand(
+    argv: string[],
+    opts: Omit<ExecOptions, 'input' | 'timeoutMs' | 'maxBytes'> & { setsid?: boolean } = {},
+  ): {
     file: string;
     args: string[];
   } {
@@ -131,7 +146,12 @@ export class Sandbox {
     if (r.initPid === null || r.usernsIno === null) {
       throw new SandboxError(`sandbox ${r.id} is not ready`, { step: 'join', code: 'ESRCH' });
     }
-    const env = { ...SANDBOX_ENV, HOSTNAME: r.hostname, ...(opts.uid ? { USER: 'learner', HOME: '/home/learner' } : {}), ...opts.env };
+    const env = {
+      ...SANDBOX_ENV,
+      HOSTNAME: r.hostname,
+      ...(opts.uid ? { USER: 'learner', HOME: '/home/learner' } : {}),
+      ...opts.env,
+    };
     const args = ['join', '--pid', String(r.initPid), '--userns-ino', String(r.usernsIno)];
     for (const p of r.resources.joinProcs) args.push('--cgroup', p);
     if (opts.uid !== undefined) args.push('--uid', String(opts.uid));
@@ -219,17 +239,24 @@ export class Sandbox {
 
 /** Turns the helper's "ERR\tstep\tsyscall\terrno\tpath\tdetail" line into a SandboxError. */
 export function parseHelperError(text: string, id: string): SandboxError {
-  const [, step = 'join', syscall = '', errno = '0', p = '', detail = ''] = (text.split('\n')[0] ?? '').split('\t');
+  const [, step = 'join', syscall = '', errno = '0', p = '', detail = ''] = (
+    text.split('\n')[0] ?? ''
+  ).split('\t');
   const n = Number(errno);
-  const code = n ? Object.entries(os.constants.errno as Record<string, number>).find(([, v]) => v === n)?.[0] : undefined;
-  return new SandboxError(`sandbox ${id}: ${step}: ${syscall} ${p} failed${code ? ` (${code})` : ''}${detail ? ` [${detail}]` : ''}`, {
-    step,
-    syscall,
-    errno: n,
-    code,
-    path: p,
-    detail,
-  });
+  const code = n
+    ? Object.entries(os.constants.errno as Record<string, number>).find(([, v]) => v === n)?.[0]
+    : undefined;
+  return new SandboxError(
+    `sandbox ${id}: ${step}: ${syscall} ${p} failed${code ? ` (${code})` : ''}${detail ? ` [${detail}]` : ''}`,
+    {
+      step,
+      syscall,
+      errno: n,
+      code,
+      path: p,
+      detail,
+    },
+  );
 }
 
 export interface ManagerOptions {
@@ -266,10 +293,13 @@ export class SandboxManager {
     validateLimits(limits);
     const hostname = opts.hostname ?? 'underlay';
     if (!HOSTNAME_RE.test(hostname)) {
-      throw new SandboxError(`invalid hostname ${JSON.stringify(hostname)}: use letters, digits and '-', at most 63`, {
-        step: 'hostname',
-        code: 'EINVAL',
-      });
+      throw new SandboxError(
+        `invalid hostname ${JSON.stringify(hostname)}: use letters, digits and '-', at most 63`,
+        {
+          step: 'hostname',
+          code: 'EINVAL',
+        },
+      );
     }
     const image = requireImage(this.config.imagesDir);
     const id = crypto.randomBytes(6).toString('hex');
@@ -290,7 +320,13 @@ export class SandboxManager {
         ownerStart,
         ownerKind: opts.ownerKind ?? 'cli',
         hostname,
-        resources: { sessionDir, mounts: [], cgroupMode: this.driver.mode, cgroupDirs: [], joinProcs: [] },
+        resources: {
+          sessionDir,
+          mounts: [],
+          cgroupMode: this.driver.mode,
+          cgroupDirs: [],
+          joinProcs: [],
+        },
         createdAt: t0,
       }),
       this.config.maxSessions,
@@ -317,7 +353,14 @@ export class SandboxManager {
       for (const d of [scratch, lower, merged]) fs.mkdirSync(d, { mode: 0o711 });
       record.resources.mounts = [scratch, lower, merged];
       this.store.update(record);
-      addon.mount('tmpfs', scratch, 'tmpfs', 'MS_NODEV', `size=${limits.scratchBytes},nr_inodes=${limits.scratchInodes},mode=0711`, 'scratch');
+      addon.mount(
+        'tmpfs',
+        scratch,
+        'tmpfs',
+        'MS_NODEV',
+        `size=${limits.scratchBytes},nr_inodes=${limits.scratchInodes},mode=0711`,
+        'scratch',
+      );
       const upper = path.join(scratch, 'upper');
       const work = path.join(scratch, 'work');
       fs.mkdirSync(upper, { mode: 0o755 });
@@ -340,6 +383,7 @@ export class SandboxManager {
       });
       const { initPid } = await addon.createSandbox(this.native.helperPath, encodeOps(ops));
       record.initPid = initPid;
+      cg.afterStart();
       record.initStart = processStartTime(initPid) ?? null;
       record.usernsIno = nsInode(initPid, 'user');
       record.state = 'ready';
@@ -349,14 +393,21 @@ export class SandboxManager {
     } catch (err) {
       const e = err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${id}`, err);
       this.log.warn('sandbox create failed', { id, error: e.toJSON() });
-      await this.teardown(record).catch((te) => this.log.error('cleanup after failed create', { id, error: String(te) }));
+      await this.teardown(record).catch((te) =>
+        this.log.error('cleanup after failed create', { id, error: String(te) }),
+      );
       throw e;
     }
   }
 
   get(id: string): Sandbox {
     const r = this.store.get(id);
-    if (!r) throw new SandboxError(`no sandbox with id ${JSON.stringify(id)}`, { step: 'join', code: 'ENOENT', hint: 'list them with `underlay sandbox ls`' });
+    if (!r)
+      throw new SandboxError(`no sandbox with id ${JSON.stringify(id)}`, {
+        step: 'join',
+        code: 'ENOENT',
+        hint: 'list them with `underlay sandbox ls`',
+      });
     return new Sandbox(r, this.native);
   }
 
@@ -366,7 +417,11 @@ export class SandboxManager {
 
   async destroy(id: string): Promise<void> {
     const r = this.store.get(id);
-    if (!r) throw new SandboxError(`no sandbox with id ${JSON.stringify(id)}`, { step: 'teardown', code: 'ENOENT' });
+    if (!r)
+      throw new SandboxError(`no sandbox with id ${JSON.stringify(id)}`, {
+        step: 'teardown',
+        code: 'ENOENT',
+      });
     await this.teardown(r);
   }
 

@@ -76,17 +76,48 @@ export function buildOps(p: StepPlan): Op[] {
     {
       step: 'clone',
       op: 'unshare',
-      ns: ['CLONE_NEWNS', 'CLONE_NEWUTS', 'CLONE_NEWIPC', 'CLONE_NEWNET', 'CLONE_NEWCGROUP', 'CLONE_NEWPID'],
+      ns: [
+        'CLONE_NEWNS',
+        'CLONE_NEWUTS',
+        'CLONE_NEWIPC',
+        'CLONE_NEWNET',
+        'CLONE_NEWCGROUP',
+        'CLONE_NEWPID',
+      ],
     },
     { step: 'clone', op: 'fork-init' },
     // ---- sandbox init (pid 1) ---------------------------------------------
     { step: 'init', op: 'set-dumpable', value: 1 },
     // Nothing we mount may propagate back to the host, nor host mounts in.
-    { step: 'rootfs', op: 'mount', source: '', target: '/', fstype: '', flags: ['MS_REC', 'MS_PRIVATE'], data: '' },
+    {
+      step: 'rootfs',
+      op: 'mount',
+      source: '',
+      target: '/',
+      fstype: '',
+      flags: ['MS_REC', 'MS_PRIVATE'],
+      data: '',
+    },
     // The overlay arrived MNT_LOCKED from the host; a bind of it made here is
     // ours, and pivot_root accepts it (runc prepareRoot).
-    { step: 'rootfs', op: 'mount', source: R, target: R, fstype: '', flags: ['MS_BIND', 'MS_REC'], data: '' },
-    { step: 'rootfs', op: 'mount', source: 'proc', target: `${R}/proc`, fstype: 'proc', flags: [...nosuidNodevNoexec], data: '' },
+    {
+      step: 'rootfs',
+      op: 'mount',
+      source: R,
+      target: R,
+      fstype: '',
+      flags: ['MS_BIND', 'MS_REC'],
+      data: '',
+    },
+    {
+      step: 'rootfs',
+      op: 'mount',
+      source: 'proc',
+      target: `${R}/proc`,
+      fstype: 'proc',
+      flags: [...nosuidNodevNoexec],
+      data: '',
+    },
     // sysfs may be mounted because the sandbox owns its network namespace; ro.
     {
       step: 'rootfs',
@@ -111,7 +142,15 @@ export function buildOps(p: StepPlan): Op[] {
     },
     ...DEVICES.flatMap((d): Op[] => [
       { step: 'rootfs', op: 'touch', path: `${R}/dev/${d}` },
-      { step: 'rootfs', op: 'mount', source: `/dev/${d}`, target: `${R}/dev/${d}`, fstype: '', flags: ['MS_BIND'], data: '' },
+      {
+        step: 'rootfs',
+        op: 'mount',
+        source: `/dev/${d}`,
+        target: `${R}/dev/${d}`,
+        fstype: '',
+        flags: ['MS_BIND'],
+        data: '',
+      },
     ]),
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/pts`, mode: 0o755 },
     {
@@ -135,7 +174,15 @@ export function buildOps(p: StepPlan): Op[] {
       data: 'mode=1777,size=65536k',
     },
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/mqueue`, mode: 0o755 },
-    { step: 'rootfs', op: 'mount', source: 'mqueue', target: `${R}/dev/mqueue`, fstype: 'mqueue', flags: [...nosuidNodevNoexec], data: '' },
+    {
+      step: 'rootfs',
+      op: 'mount',
+      source: 'mqueue',
+      target: `${R}/dev/mqueue`,
+      fstype: 'mqueue',
+      flags: [...nosuidNodevNoexec],
+      data: '',
+    },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd', path: `${R}/dev/fd` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/0', path: `${R}/dev/stdin` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/1', path: `${R}/dev/stdout` },

@@ -36,7 +36,11 @@ export function testManager(): SandboxManager {
   if (!shared) {
     const config = testConfig();
     fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o711 });
-    shared = new SandboxManager({ config, store: new Store(config.stateDir), logger: createLogger('warn') });
+    shared = new SandboxManager({
+      config,
+      store: new Store(config.stateDir),
+      logger: createLogger('warn'),
+    });
   }
   return shared;
 }
@@ -47,14 +51,21 @@ export interface CliResult {
   stderr: string;
 }
 
-export function cli(args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function cli(
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = execFile(
       process.execPath,
       [CLI, ...args],
       { env: testEnv(opts.env), timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        const code = err
+          ? typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : 1
+          : 0;
         resolve({ code, stdout, stderr });
       },
     );

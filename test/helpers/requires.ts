@@ -10,7 +10,14 @@ import { test, type TestContext } from 'node:test';
 import { findImage } from '../../server/sandbox/images';
 import { testConfig } from './env';
 
-export type Need = 'root' | 'userns' | 'overlay' | 'idmap' | 'image' | 'cgroup-v1' | 'cgroup-v2-hierarchy';
+export type Need =
+  | 'root'
+  | 'userns'
+  | 'overlay'
+  | 'idmap'
+  | 'image'
+  | 'cgroup-v1'
+  | 'cgroup-v2-hierarchy';
 
 export function mustRun(): boolean {
   return process.env.CI === 'true' || process.env.UNDERLAY_SYSTEM_MUST_RUN === '1';
@@ -26,19 +33,27 @@ function missing(need: Need): string | undefined {
     case 'root':
       return process.getuid?.() === 0 ? undefined : 'needs root';
     case 'userns':
-      return Number(fs.readFileSync('/proc/sys/user/max_user_namespaces', 'utf8')) > 0 ? undefined : 'user namespaces disabled';
+      return Number(fs.readFileSync('/proc/sys/user/max_user_namespaces', 'utf8')) > 0
+        ? undefined
+        : 'user namespaces disabled';
     case 'overlay':
-      return /\boverlay\b/.test(fs.readFileSync('/proc/filesystems', 'utf8')) ? undefined : 'no overlayfs';
+      return /\boverlay\b/.test(fs.readFileSync('/proc/filesystems', 'utf8'))
+        ? undefined
+        : 'no overlayfs';
     case 'idmap':
       return kernelAtLeast(5, 19) ? undefined : `kernel ${os.release()} < 5.19 (idmapped mounts)`;
     case 'image':
-      return findImage(testConfig().imagesDir) ? undefined : 'no base image: run `underlay rootfs build`';
+      return findImage(testConfig().imagesDir)
+        ? undefined
+        : 'no base image: run `underlay rootfs build`';
     case 'cgroup-v1':
-      return fs.existsSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') || fs.existsSync('/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us')
+      return fs.existsSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') ||
+        fs.existsSync('/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us')
         ? undefined
         : 'host is not cgroup v1/hybrid';
     case 'cgroup-v2-hierarchy':
-      return fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers') || fs.existsSync('/sys/fs/cgroup/cgroup.controllers')
+      return fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers') ||
+        fs.existsSync('/sys/fs/cgroup/cgroup.controllers')
         ? undefined
         : 'no cgroup2 hierarchy mounted';
   }

@@ -14,6 +14,12 @@ import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 const NS_KINDS = ['user', 'mnt', 'pid', 'uts', 'ipc', 'net', 'cgroup'];
 
+let setupError: unknown;
+/** Re-raises a failure of the shared before() hook inside each test. */
+function ready(): void {
+  if (setupError) throw setupError;
+}
+
 describe('one sandbox, seen from both sides', () => {
   let sb: Sandbox;
   const sh = (script: string, opts: { uid?: number; timeoutMs?: number } = {}) =>
@@ -22,55 +28,92 @@ describe('one sandbox, seen from both sides', () => {
   before(async () => {
     if (process.getuid?.() !== 0) return;
     try {
-      sb = await testManager().create({ hostname: 'iso-test', limits: { pids: 96, memoryBytes: 128 * 1024 * 1024, scratchBytes: 32 * 1024 * 1024 } });
-    } catch {
-      // each test reports the missing requirement or the failure itself
+      sb = await testManager().create({
+        hostname: 'iso-test',
+        limits: { pids: 96, memoryBytes: 128 * 1024 * 1024, scratchBytes: 32 * 1024 * 1024 },
+      });
+    } catch (err) {
+      setupError = err;
     }
   });
   after(async () => {
-    if (sb) await testManager().teardown(sb.record).catch(() => {});
+    if (sb)
+      await testManager()
+        .teardown(sb.record)
+        .catch(() => {});
   });
 
   sysTest('every namespace differs from the host (inode compare, host side)', SYSTEM_NEEDS, () => {
+    ready();
     for (const kind of NS_KINDS) {
-      assert.notEqual(nsInode(sb.initPid, kind), nsInode(process.pid, kind), `${kind} namespace is shared with the host`);
+      assert.notEqual(
+        nsInode(sb.initPid, kind),
+        nsInode(process.pid, kind),
+        `${kind} namespace is shared with the host`,
+      );
     }
   });
 
   sysTest('every namespace differs from the host (seen from inside)', SYSTEM_NEEDS, async () => {
-    const r = await sh(`for k in ${NS_KINDS.join(' ')}; do stat -L -c "$k %i" /proc/self/ns/$k; done`);
+    ready();
+    const r = await sh(
+      `for k in ${NS_KINDS.join(' ')}; do stat -L -c "$k %i" /proc/self/ns/$k; done`,
+    );
     assert.equal(r.code, 0, r.stderr);
     for (const line of r.stdout.trim().split('\n')) {
       const [kind, ino] = line.split(' ');
-      assert.notEqual(Number(ino), nsInode(process.pid, kind as string), `${kind} seen from inside equals the host's`);
-      assert.equal(Number(ino), nsInode(sb.initPid, kind as string), `${kind}: a joined process is not in the sandbox's namespace`);
+      assert.notEqual(
+        Number(ino),
+        nsInode(process.pid, kind as string),
+        `${kind} seen from inside equals the host's`,
+      );
+      assert.equal(
+        Number(ino),
+        nsInode(sb.initPid, kind as string),
+        `${kind}: a joined process is not in the sandbox's namespace`,
+      );
     }
   });
 
   sysTest("the host sees the sandbox's root as uid 100000+65536*k", SYSTEM_NEEDS, async () => {
+    ready();
     const expected = testManager().config.uidBase + 65536 * sb.record.k;
     const status = fs.readFileSync(`/proc/${sb.initPid}/status`, 'utf8');
-    assert.match(status, new RegExp(`^Uid:\\s+${expected}\\s+${expected}\\s+${expected}\\s+${expected}`, 'm'));
+    assert.match(
+      status,
+      new RegExp(`^Uid:\\s+${expected}\\s+${expected}\\s+${expected}\\s+${expected}`, 'm'),
+    );
     const r = await sh('id -u; cat /proc/self/uid_map');
     assert.equal(r.stdout.split('\n')[0], '0');
     assert.match(r.stdout, new RegExp(`^\\s*0\\s+${expected}\\s+65536`, 'm'));
     assert.ok(expected >= 100000 && expected !== 0);
   });
 
-  sysTest("'/' inside is an overlay whose writes land in the session's upper layer", SYSTEM_NEEDS, async () => {
-    const r = await sh('findmnt -no FSTYPE /; echo written-inside > /proof.txt; rm /etc/issue');
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'overlay');
-    const upper = path.join(sb.record.resources.sessionDir, 'scratch', 'upper');
-    assert.equal(fs.readFileSync(path.join(upper, 'proof.txt'), 'utf8'), 'written-inside\n');
-    const wh = fs.statSync(path.join(upper, 'etc', 'issue'));
-    assert.ok(wh.isCharacterDevice() && wh.rdev === 0, 'deleting a lower file must leave a whiteout in upper');
-    // The base image itself is untouched.
-    const img = testManager().config.imagesDir;
-    assert.ok(!fs.readdirSync(img).some((d) => fs.existsSync(path.join(img, d, 'rootfs', 'proof.txt'))));
-  });
+  sysTest(
+    "'/' inside is an overlay whose writes land in the session's upper layer",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const r = await sh('findmnt -no FSTYPE /; echo written-inside > /proof.txt; rm /etc/issue');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), 'overlay');
+      const upper = path.join(sb.record.resources.sessionDir, 'scratch', 'upper');
+      assert.equal(fs.readFileSync(path.join(upper, 'proof.txt'), 'utf8'), 'written-inside\n');
+      const wh = fs.statSync(path.join(upper, 'etc', 'issue'));
+      assert.ok(
+        wh.isCharacterDevice() && wh.rdev === 0,
+        'deleting a lower file must leave a whiteout in upper',
+      );
+      // The base image itself is untouched.
+      const img = testManager().config.imagesDir;
+      assert.ok(
+        !fs.readdirSync(img).some((d) => fs.existsSync(path.join(img, d, 'rootfs', 'proof.txt'))),
+      );
+    },
+  );
 
   sysTest('hostname is isolated in both directions', SYSTEM_NEEDS, async () => {
+    ready();
     const before = os.hostname();
     const r = await sh('hostname; hostname pwned; hostname');
     assert.equal(r.stdout, 'iso-test\npwned\n');
@@ -80,6 +123,7 @@ describe('one sandbox, seen from both sides', () => {
   });
 
   sysTest('nested unshare --pid --fork --mount-proc --uts --ipc works', SYSTEM_NEEDS, async () => {
+    ready();
     const r = await sh(
       "unshare --pid --fork --mount-proc --uts --ipc bash -c 'hostname nested; echo $$; hostname; ps -e --no-headers | wc -l; ipcmk -Q >/dev/null; ipcs -q | grep -c 0x'; hostname; ipcs -q | grep -c 0x || true",
     );
@@ -93,8 +137,12 @@ describe('one sandbox, seen from both sides', () => {
     assert.equal(outerQueues, '0', 'the nested message queue leaked out');
   });
 
-  sysTest('an overlay mounted inside (upper on tmpfs, userxattr) works; deleting a lower file leaves a 0/0 whiteout', SYSTEM_NEEDS, async () => {
-    const r = await sh(`set -e
+  sysTest(
+    'an overlay mounted inside (upper on tmpfs, userxattr) works; deleting a lower file leaves a 0/0 whiteout',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const r = await sh(`set -e
       mkdir -p /tmp/ov/lower /tmp/ov/upper /tmp/ov/work /tmp/ov/merged
       echo a > /tmp/ov/lower/a.txt; echo b > /tmp/ov/lower/b.txt
       mount -t overlay overlay -o userxattr,lowerdir=/tmp/ov/lower,upperdir=/tmp/ov/upper,workdir=/tmp/ov/work /tmp/ov/merged
@@ -103,29 +151,53 @@ describe('one sandbox, seen from both sides', () => {
       stat -c '%F %t:%T' /tmp/ov/upper/b.txt
       cat /tmp/ov/upper/a.txt; cat /tmp/ov/lower/a.txt
       findmnt -no OPTIONS /tmp/ov/merged`);
-    assert.equal(r.code, 0, r.stderr);
-    const lines = r.stdout.trim().split('\n');
-    assert.equal(lines[0], 'character special file 0:0');
-    assert.deepEqual(lines.slice(1, 4), ['a', 'more', 'a'], 'copy-up must leave the lower file unchanged');
-    assert.match(lines[4] ?? '', /userxattr/);
-  });
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines[0], 'character special file 0:0');
+      assert.deepEqual(
+        lines.slice(1, 4),
+        ['a', 'more', 'a'],
+        'copy-up must leave the lower file unchanged',
+      );
+      assert.match(lines[4] ?? '', /userxattr/);
+    },
+  );
 
-  sysTest("a copy of ping run as learner fails with EPERM, and works after setcap cap_net_raw+ep", SYSTEM_NEEDS, async () => {
-    const asLearner = 'setpriv --reuid=1000 --regid=1000 --clear-groups /home/learner/myping -c1 -W2 127.0.0.1';
-    const r1 = await sh(`cp /usr/bin/ping /home/learner/myping && ${asLearner}`);
-    assert.notEqual(r1.code, 0, 'a plain copy must not ping');
-    assert.match(r1.stderr, /Operation not permitted|missing cap_net_raw/);
-    const r2 = await sh(`setcap cap_net_raw+ep /home/learner/myping && getcap /home/learner/myping && ${asLearner}`);
-    assert.equal(r2.code, 0, r2.stderr);
-    assert.match(r2.stdout, /cap_net_raw=ep/);
-    assert.match(r2.stdout, /1 received/);
-    // From the host, the capability is a v3 (namespaced) one whose rootid is the session's root.
-    const upperFile = path.join(sb.record.resources.sessionDir, 'scratch', 'upper', 'home', 'learner', 'myping');
-    assert.ok(fs.existsSync(upperFile));
-  });
+  sysTest(
+    'a copy of ping run as learner fails with EPERM, and works after setcap cap_net_raw+ep',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const asLearner =
+        'setpriv --reuid=1000 --regid=1000 --clear-groups /home/learner/myping -c1 -W2 127.0.0.1';
+      const r1 = await sh(`cp /usr/bin/ping /home/learner/myping && ${asLearner}`);
+      assert.notEqual(r1.code, 0, 'a plain copy must not ping');
+      assert.match(r1.stderr, /Operation not permitted|missing cap_net_raw/);
+      const r2 = await sh(
+        `setcap cap_net_raw+ep /home/learner/myping && getcap /home/learner/myping && ${asLearner}`,
+      );
+      assert.equal(r2.code, 0, r2.stderr);
+      assert.match(r2.stdout, /cap_net_raw=ep/);
+      assert.match(r2.stdout, /1 received/);
+      // From the host, the capability is a v3 (namespaced) one whose rootid is the session's root.
+      const upperFile = path.join(
+        sb.record.resources.sessionDir,
+        'scratch',
+        'upper',
+        'home',
+        'learner',
+        'myping',
+      );
+      assert.ok(fs.existsSync(upperFile));
+    },
+  );
 
-  sysTest('a child cgroup with a lower cpu quota throttles a busy loop; raising own limits fails', [...SYSTEM_NEEDS, 'cgroup-v1'], async () => {
-    const r = await sh(`C=/sys/fs/cgroup/cpu
+  sysTest(
+    'a child cgroup with a lower cpu quota throttles a busy loop; raising own limits fails',
+    [...SYSTEM_NEEDS, 'cgroup-v1'],
+    async () => {
+      ready();
+      const r = await sh(`C=/sys/fs/cgroup/cpu
       mkdir $C/lab && echo 50000 > $C/lab/cpu.cfs_quota_us || exit 3
       (while :; do :; done) & L=$!
       echo $L > $C/lab/cgroup.procs || exit 4
@@ -137,15 +209,21 @@ describe('one sandbox, seen from both sides', () => {
       echo 9999999999 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null && echo raised-memory
       echo 100000 > /sys/fs/cgroup/pids/pids.max 2>/dev/null && echo raised-pids
       true`);
-    assert.equal(r.code, 0, r.stderr);
-    const [counts, ...rest] = r.stdout.trim().split('\n');
-    const [a, b] = (counts ?? '').split(' ').map(Number);
-    assert.ok((b ?? 0) > (a ?? 0), `nr_throttled must grow, was ${counts}`);
-    assert.deepEqual(rest, [], `the session could raise its own limits: ${rest.join(', ')}`);
-  });
+      assert.equal(r.code, 0, r.stderr);
+      const [counts, ...rest] = r.stdout.trim().split('\n');
+      const [a, b] = (counts ?? '').split(' ').map(Number);
+      assert.ok((b ?? 0) > (a ?? 0), `nr_throttled must grow, was ${counts}`);
+      assert.deepEqual(rest, [], `the session could raise its own limits: ${rest.join(', ')}`);
+    },
+  );
 
-  sysTest('a fork bomb stops at the pids limit, and the host is unaffected', SYSTEM_NEEDS, async () => {
-    const r = await sh(`python3 - <<'EOF'
+  sysTest(
+    'a fork bomb stops at the pids limit, and the host is unaffected',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const r = await sh(
+        `python3 - <<'EOF'
 import os, time, errno
 n = 0
 while True:
@@ -156,16 +234,22 @@ while True:
     if pid == 0:
         os.closerange(0, 3); time.sleep(30); os._exit(0)
     n += 1
-EOF`, { timeoutMs: 30_000 });
-    const [n, code] = r.stdout.trim().split(' ');
-    assert.equal(code, 'EAGAIN');
-    assert.ok(Number(n) > 10 && Number(n) < 96, `forked ${n} times with pids.max=96`);
-    // Clean up the sleepers so later tests have room.
-    await sh('pkill -KILL -f "import os, time" ; pkill -KILL python3; true');
-  });
+EOF`,
+        { timeoutMs: 30_000 },
+      );
+      const [n, code] = r.stdout.trim().split(' ');
+      assert.equal(code, 'EAGAIN');
+      assert.ok(Number(n) > 10 && Number(n) < 96, `forked ${n} times with pids.max=96`);
+      // Clean up the sleepers so later tests have room.
+      await sh('pkill -KILL -f "import os, time" ; pkill -KILL python3; true');
+    },
+  );
 
   sysTest('a memory hog is OOM-killed inside the session only', SYSTEM_NEEDS, async () => {
-    const r = await sh(`python3 -c "b = bytearray(400*1024*1024); print('survived')"; echo "rc=$?"; echo alive`);
+    ready();
+    const r = await sh(
+      `python3 -c "b = bytearray(400*1024*1024); print('survived')"; echo "rc=$?"; echo alive`,
+    );
     assert.match(r.stdout, /rc=137/, `the hog should be SIGKILLed, got: ${r.stdout} ${r.stderr}`);
     assert.match(r.stdout, /alive/);
     assert.doesNotMatch(r.stdout, /survived/);
@@ -173,13 +257,17 @@ EOF`, { timeoutMs: 30_000 });
   });
 
   sysTest('filling the disk stops at the scratch limit', SYSTEM_NEEDS, async () => {
-    const r = await sh('dd if=/dev/zero of=/fill bs=1M count=100 2>&1; stat -c %s /fill; rm -f /fill');
+    ready();
+    const r = await sh(
+      'dd if=/dev/zero of=/fill bs=1M count=100 2>&1; stat -c %s /fill; rm -f /fill',
+    );
     assert.match(r.stdout, /No space left on device/);
     const size = Number(r.stdout.trim().split('\n').at(-1));
     assert.ok(size <= 32 * 1024 * 1024, `wrote ${size} bytes into a 32M scratch`);
   });
 
   sysTest('a shell sees only fds 0, 1, 2 (and its own)', SYSTEM_NEEDS, async () => {
+    ready();
     // Open extra fds in the test process first: none may reach the sandbox.
     const leak = fs.openSync('/etc/hostname', 'r');
     try {
@@ -192,19 +280,28 @@ EOF`, { timeoutMs: 30_000 });
     }
   });
 
-  sysTest('after teardown nothing is left: processes, mounts, cgroups, files, id range', SYSTEM_NEEDS, async () => {
-    const m = testManager();
-    const other = await m.create({ hostname: 'gone' });
-    await other.exec(['bash', '-c', 'nohup sleep 300 >/dev/null 2>&1 & setsid sleep 300 & (sleep 300 &) ; mkdir /sys/fs/cgroup/cpu/mine 2>/dev/null; true']);
-    const r = other.record;
-    assert.ok(pidsOwnedByRange(r.uidBase).length >= 3);
-    await m.teardown(r);
-    assert.deepEqual(pidsOwnedByRange(r.uidBase), [], 'processes survived teardown');
-    assert.deepEqual(mountsContaining(r.id), [], 'mounts survived teardown');
-    for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
-    assert.ok(!fs.existsSync(r.resources.sessionDir), 'session files survived');
-    assert.equal(m.store.get(r.id), undefined, 'the id range was not released');
-    // Idempotent: a second teardown is a no-op.
-    await m.teardown(r);
-  });
+  sysTest(
+    'after teardown nothing is left: processes, mounts, cgroups, files, id range',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const m = testManager();
+      const other = await m.create({ hostname: 'gone' });
+      await other.exec([
+        'bash',
+        '-c',
+        'nohup sleep 300 >/dev/null 2>&1 & setsid sleep 300 & (sleep 300 &) ; mkdir /sys/fs/cgroup/cpu/mine 2>/dev/null; true',
+      ]);
+      const r = other.record;
+      assert.ok(pidsOwnedByRange(r.uidBase).length >= 3);
+      await m.teardown(r);
+      assert.deepEqual(pidsOwnedByRange(r.uidBase), [], 'processes survived teardown');
+      assert.deepEqual(mountsContaining(r.id), [], 'mounts survived teardown');
+      for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
+      assert.ok(!fs.existsSync(r.resources.sessionDir), 'session files survived');
+      assert.equal(m.store.get(r.id), undefined, 'the id range was not released');
+      // Idempotent: a second teardown is a no-op.
+      await m.teardown(r);
+    },
+  );
 });

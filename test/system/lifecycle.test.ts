@@ -10,7 +10,16 @@ import * as path from 'node:path';
 import { describe } from 'node:test';
 import { initAlive } from '../../server/sandbox/sandbox';
 import type { SandboxRecord } from '../../server/store/store';
-import { CLI, REPO, cli, mountsContaining, pidsOwnedByRange, sleep, testEnv, testManager } from '../helpers/env';
+import {
+  CLI,
+  REPO,
+  cli,
+  mountsContaining,
+  pidsOwnedByRange,
+  sleep,
+  testEnv,
+  testManager,
+} from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 async function assertGone(r: SandboxRecord): Promise<void> {
@@ -30,9 +39,16 @@ async function assertGone(r: SandboxRecord): Promise<void> {
 function cgroupChildren(): number {
   let n = 0;
   for (const ctrl of ['cpu', 'memory', 'pids', 'freezer']) {
-    const own = (fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.split(':')[1] === ctrl) ?? '').split(':')[2] ?? '/';
+    const own =
+      (
+        fs
+          .readFileSync('/proc/self/cgroup', 'utf8')
+          .split('\n')
+          .find((l) => l.split(':')[1] === ctrl) ?? ''
+      ).split(':')[2] ?? '/';
     const base = path.join('/sys/fs/cgroup', ctrl, own, 'underlay');
-    if (fs.existsSync(base)) n += fs.readdirSync(base, { withFileTypes: true }).filter((e) => e.isDirectory()).length;
+    if (fs.existsSync(base))
+      n += fs.readdirSync(base, { withFileTypes: true }).filter((e) => e.isDirectory()).length;
   }
   return n;
 }
@@ -48,88 +64,122 @@ async function waitFor<T>(what: string, fn: () => T | undefined, ms = 15000): Pr
 }
 
 describe('lifecycle', () => {
-  sysTest('200 create/teardown cycles leave nothing behind', SYSTEM_NEEDS, async () => {
-    const m = testManager();
-    const storeBefore = m.store.list().length;
-    const cgBefore = cgroupChildren();
-    const mountsBefore = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
-    const records: SandboxRecord[] = [];
-    for (let i = 0; i < 200; i++) {
-      const sb = await m.create({ hostname: `cycle-${i}` });
-      if (i % 20 === 0) {
-        const r = await sb.exec(['hostname']);
-        assert.equal(r.stdout, `cycle-${i}\n`);
+  sysTest(
+    '200 create/teardown cycles leave nothing behind',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const storeBefore = m.store.list().length;
+      const cgBefore = cgroupChildren();
+      const mountsBefore = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
+      const records: SandboxRecord[] = [];
+      for (let i = 0; i < 200; i++) {
+        const sb = await m.create({ hostname: `cycle-${i}` });
+        if (i % 20 === 0) {
+          const r = await sb.exec(['hostname']);
+          assert.equal(r.stdout, `cycle-${i}\n`);
+        }
+        records.push({ ...sb.record });
+        await m.teardown(sb.record);
       }
-      records.push({ ...sb.record });
-      await m.teardown(sb.record);
-    }
-    for (const r of records) await assertGone(r);
-    assert.equal(cgroupChildren(), cgBefore, 'session cgroups accumulated');
-    assert.equal(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length, mountsBefore, 'mounts accumulated');
-    assert.equal(m.store.list().length, storeBefore, 'id ranges were not released');
-  }, { timeout: 180_000 });
+      for (const r of records) await assertGone(r);
+      assert.equal(cgroupChildren(), cgBefore, 'session cgroups accumulated');
+      assert.equal(
+        fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
+        mountsBefore,
+        'mounts accumulated',
+      );
+      assert.equal(m.store.list().length, storeBefore, 'id ranges were not released');
+    },
+    { timeout: 180_000 },
+  );
 
-  sysTest('kill -9 of the CLI mid-session, then `underlay sandbox reap`, leaves nothing behind', SYSTEM_NEEDS, async () => {
-    const m = testManager();
-    const child = spawn(process.execPath, [CLI, 'sandbox', 'run', '--', 'sh', '-c', 'setsid sleep 300 & sleep 300'], {
-      env: testEnv(),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const rec = await waitFor('the CLI sandbox', () =>
-      m.store.list().find((r) => r.ownerPid === child.pid && r.state === 'ready' && pidsOwnedByRange(r.uidBase).length >= 3),
-    );
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    assert.ok(initAlive(rec), 'the sandbox should outlive its killed CLI until reaped');
-    const ls = await cli(['sandbox', 'ls']);
-    assert.match(ls.stdout, new RegExp(`${rec.id}.*\\(gone\\)`));
-    const reap = await cli(['sandbox', 'reap']);
-    assert.equal(reap.code, 0, reap.stderr);
-    assert.match(reap.stdout, new RegExp(`reaped \\d+: .*${rec.id}`));
-    await assertGone(rec);
-    assert.equal(m.store.get(rec.id), undefined);
-  });
+  sysTest(
+    'kill -9 of the CLI mid-session, then `underlay sandbox reap`, leaves nothing behind',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const child = spawn(
+        process.execPath,
+        [CLI, 'sandbox', 'run', '--', 'sh', '-c', 'setsid sleep 300 & sleep 300'],
+        {
+          env: testEnv(),
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      const rec = await waitFor('the CLI sandbox', () =>
+        m.store
+          .list()
+          .find(
+            (r) =>
+              r.ownerPid === child.pid &&
+              r.state === 'ready' &&
+              pidsOwnedByRange(r.uidBase).length >= 3,
+          ),
+      );
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      assert.ok(initAlive(rec), 'the sandbox should outlive its killed CLI until reaped');
+      const ls = await cli(['sandbox', 'ls']);
+      assert.match(ls.stdout, new RegExp(`${rec.id}.*\\(gone\\)`));
+      const reap = await cli(['sandbox', 'reap']);
+      assert.equal(reap.code, 0, reap.stderr);
+      assert.match(reap.stdout, new RegExp(`reaped \\d+: .*${rec.id}`));
+      await assertGone(rec);
+      assert.equal(m.store.get(rec.id), undefined);
+    },
+  );
 
-  sysTest('kill -9 of the server mid-session: the next start re-adopts a live sandbox and reaps a dead one', SYSTEM_NEEDS, async () => {
-    const m = testManager();
-    const start = () => {
-      const p = spawn(process.execPath, [path.join(REPO, 'test', 'fixtures', 'hold-sandbox.js'), 'server'], {
-        env: testEnv(),
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      return new Promise<{ pid: number; id: string; kill: () => Promise<void> }>((resolve, reject) => {
-        p.stdout.once('data', (b: Buffer) =>
-          resolve({
-            pid: p.pid as number,
-            id: b.toString().trim(),
-            kill: async () => {
-              p.kill('SIGKILL');
-              await new Promise((r) => p.once('exit', r));
-            },
-          }),
+  sysTest(
+    'kill -9 of the server mid-session: the next start re-adopts a live sandbox and reaps a dead one',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const start = () => {
+        const p = spawn(
+          process.execPath,
+          [path.join(REPO, 'test', 'fixtures', 'hold-sandbox.js'), 'server'],
+          {
+            env: testEnv(),
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
         );
-        p.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
-      });
-    };
-    const live = await start();
-    const dead = await start();
-    await live.kill();
-    await dead.kill();
-    const deadRec = m.store.get(dead.id) as SandboxRecord;
-    const liveRec = m.store.get(live.id) as SandboxRecord;
-    // The second sandbox's init dies too (as if the host had rebooted it away).
-    process.kill(deadRec.initPid as number, 'SIGKILL');
-    await waitFor('the dead init', () => (initAlive(deadRec) ? undefined : true));
-    const { adopted, reaped } = await m.adoptOrReap();
-    assert.ok(adopted.includes(live.id), `live sandbox not adopted: ${adopted}`);
-    assert.ok(reaped.includes(dead.id), `dead sandbox not reaped: ${reaped}`);
-    await assertGone(deadRec);
-    // The adopted sandbox is fully usable, and now ours.
-    const sb = m.get(live.id);
-    assert.equal(sb.record.ownerPid, process.pid);
-    const r = await sb.exec(['hostname']);
-    assert.equal(r.stdout, 'held\n');
-    await m.teardown(sb.record);
-    await assertGone(liveRec);
-  });
+        return new Promise<{ pid: number; id: string; kill: () => Promise<void> }>(
+          (resolve, reject) => {
+            p.stdout.once('data', (b: Buffer) =>
+              resolve({
+                pid: p.pid as number,
+                id: b.toString().trim(),
+                kill: async () => {
+                  p.kill('SIGKILL');
+                  await new Promise((r) => p.once('exit', r));
+                },
+              }),
+            );
+            p.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
+          },
+        );
+      };
+      const live = await start();
+      const dead = await start();
+      await live.kill();
+      await dead.kill();
+      const deadRec = m.store.get(dead.id) as SandboxRecord;
+      const liveRec = m.store.get(live.id) as SandboxRecord;
+      // The second sandbox's init dies too (as if the host had rebooted it away).
+      process.kill(deadRec.initPid as number, 'SIGKILL');
+      await waitFor('the dead init', () => (initAlive(deadRec) ? undefined : true));
+      const { adopted, reaped } = await m.adoptOrReap();
+      assert.ok(adopted.includes(live.id), `live sandbox not adopted: ${adopted}`);
+      assert.ok(reaped.includes(dead.id), `dead sandbox not reaped: ${reaped}`);
+      await assertGone(deadRec);
+      // The adopted sandbox is fully usable, and now ours.
+      const sb = m.get(live.id);
+      assert.equal(sb.record.ownerPid, process.pid);
+      const r = await sb.exec(['hostname']);
+      assert.equal(r.stdout, 'held\n');
+      await m.teardown(sb.record);
+      await assertGone(liveRec);
+    },
+  );
 });

@@ -55,11 +55,11 @@ using spec::Op;
 enum class Stage { kHost, kChild, kInit };
 
 struct Ctx {
-  pid_t child = -1;     // host pid of the user-namespace child
-  pid_t init = -1;      // host pid of the sandbox init
-  int status_w = -1;    // child/init -> host: PID/USERNS/OK/ERR lines
+  pid_t child = -1;   // host pid of the user-namespace child
+  pid_t init = -1;    // host pid of the sandbox init
+  int status_w = -1;  // child/init -> host: PID/USERNS/OK/ERR lines
   int status_r = -1;
-  int go_r = -1;        // host -> child: one byte = maps and host mounts done
+  int go_r = -1;  // host -> child: one byte = maps and host mounts done
   int go_w = -1;
 };
 
@@ -91,7 +91,8 @@ bool run_common(const Op& op) {
     // mount SOURCE TARGET FSTYPE FLAGS DATA (empty strings mean NULL)
     need_args(op, 5);
     unsigned long f = 0;
-    if (!flags::parse_mount(op.args[3], &f)) bad_op(op, ("unknown mount flag in " + op.args[3]).c_str());
+    if (!flags::parse_mount(op.args[3], &f))
+      bad_op(op, ("unknown mount flag in " + op.args[3]).c_str());
     const char* src = op.args[0].empty() ? nullptr : arg(op, 0);
     const char* fstype = op.args[2].empty() ? nullptr : arg(op, 2);
     const char* data = op.args[4].empty() ? nullptr : arg(op, 4);
@@ -106,7 +107,8 @@ bool run_common(const Op& op) {
     // mkdir PATH MODE(octal); an existing directory is fine
     need_args(op, 2);
     mode_t mode = static_cast<mode_t>(strtol(arg(op, 1), nullptr, 8));
-    if (mkdir(arg(op, 0), mode) != 0 && errno != EEXIST) report::die(step, "mkdir", errno, arg(op, 0));
+    if (mkdir(arg(op, 0), mode) != 0 && errno != EEXIST)
+      report::die(step, "mkdir", errno, arg(op, 0));
     return true;
   }
   if (op.name == "touch") {
@@ -119,7 +121,8 @@ bool run_common(const Op& op) {
   }
   if (op.name == "symlink") {
     need_args(op, 2);  // symlink TARGET LINKPATH
-    if (symlink(arg(op, 0), arg(op, 1)) != 0 && errno != EEXIST) report::die(step, "symlink", errno, arg(op, 1));
+    if (symlink(arg(op, 0), arg(op, 1)) != 0 && errno != EEXIST)
+      report::die(step, "symlink", errno, arg(op, 1));
     return true;
   }
   if (op.name == "write") {
@@ -129,7 +132,8 @@ bool run_common(const Op& op) {
   }
   if (op.name == "chown") {
     need_args(op, 3);  // chown PATH UID GID
-    if (lchown(arg(op, 0), static_cast<uid_t>(atol(arg(op, 1))), static_cast<gid_t>(atol(arg(op, 2)))) != 0)
+    if (lchown(arg(op, 0), static_cast<uid_t>(atol(arg(op, 1))),
+               static_cast<gid_t>(atol(arg(op, 2)))) != 0)
       report::die(step, "chown", errno, arg(op, 0));
     return true;
   }
@@ -183,7 +187,8 @@ void host_expect_line(Ctx* c, const char* step, const char* prefix, std::string*
     host_die(c, step, "", ETIMEDOUT, "", "sandbox process exited or hung before reporting");
   }
   if (line->rfind("ERR\t", 0) == 0) host_fail_with(c, *line);
-  if (line->rfind(prefix, 0) != 0) host_die(c, step, "", EPROTO, "", ("unexpected status: " + *line).c_str());
+  if (line->rfind(prefix, 0) != 0)
+    host_die(c, step, "", EPROTO, "", ("unexpected status: " + *line).c_str());
 }
 
 void idmap_mount(Ctx* c, const Op& op) {
@@ -204,7 +209,8 @@ void idmap_mount(Ctx* c, const Op& op) {
   attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV;
   attr.userns_fd = static_cast<uint64_t>(userns);
   if (sys::mount_setattr(tree, "", AT_EMPTY_PATH, &attr) != 0)
-    host_die(c, step, "mount_setattr", errno, arg(op, 0), "MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV");
+    host_die(c, step, "mount_setattr", errno, arg(op, 0),
+             "MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV");
   if (sys::move_mount(tree, "", AT_FDCWD, arg(op, 1), MOVE_MOUNT_F_EMPTY_PATH) != 0)
     host_die(c, step, "move_mount", errno, arg(op, 1));
   close(tree);
@@ -227,7 +233,8 @@ void run_host_op(Ctx* c, const Op& op) {
     // attach-child CGROUP_PROCS: before the child unshares its cgroup
     // namespace, so the namespace root is the session's cgroup.
     need_args(op, 1);
-    if (!write_file(arg(op, 0), std::to_string(c->child))) host_die(c, step, "write", errno, arg(op, 0));
+    if (!write_file(arg(op, 0), std::to_string(c->child)))
+      host_die(c, step, "write", errno, arg(op, 0));
     return;
   }
   if (op.name == "idmap-mount") {
@@ -268,9 +275,9 @@ void mask_path(const Op& op) {
   need_args(op, 1);
   struct stat st;
   if (stat(arg(op, 0), &st) != 0) return;  // absent on this kernel: nothing to hide
-  int r = S_ISDIR(st.st_mode)
-              ? mount("tmpfs", arg(op, 0), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
-              : mount("/dev/null", arg(op, 0), nullptr, MS_BIND, nullptr);
+  int r = S_ISDIR(st.st_mode) ? mount("tmpfs", arg(op, 0), "tmpfs",
+                                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+                              : mount("/dev/null", arg(op, 0), nullptr, MS_BIND, nullptr);
   if (r != 0) report::die(op.step.c_str(), "mount", errno, arg(op, 0), "mask");
 }
 
@@ -282,7 +289,8 @@ void bind_readonly(const Op& op) {
   const char* p = arg(op, 0);
   struct stat st;
   if (stat(p, &st) != 0) return;
-  if (mount(p, p, nullptr, MS_BIND | MS_REC, nullptr) != 0) report::die(op.step.c_str(), "mount", errno, p, "MS_BIND|MS_REC");
+  if (mount(p, p, nullptr, MS_BIND | MS_REC, nullptr) != 0)
+    report::die(op.step.c_str(), "mount", errno, p, "MS_BIND|MS_REC");
   struct statvfs sv;
   unsigned long keep = 0;
   if (statvfs(p, &sv) == 0) {
@@ -307,7 +315,8 @@ void pivot_root(const Op& op) {
   if (sys::pivot_root(".", ".") != 0) report::die(step, "pivot_root", errno, arg(op, 0));
   // Make the old root a slave before detaching, so the unmount cannot
   // propagate anywhere (runc pivotRoot).
-  if (mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) report::die(step, "mount", errno, ".", "MS_SLAVE|MS_REC");
+  if (mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) != 0)
+    report::die(step, "mount", errno, ".", "MS_SLAVE|MS_REC");
   if (umount2(".", MNT_DETACH) != 0) report::die(step, "umount2", errno, ".", "MNT_DETACH");
   if (chdir("/") != 0) report::die(step, "chdir", errno, "/");
 }
@@ -318,9 +327,11 @@ void loopback_up(const Op& op) {
   if (s < 0) report::die(op.step.c_str(), "socket", errno, "lo");
   struct ifreq ifr = {};
   strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) report::die(op.step.c_str(), "ioctl", errno, "lo", "SIOCGIFFLAGS");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0)
+    report::die(op.step.c_str(), "ioctl", errno, "lo", "SIOCGIFFLAGS");
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
-  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) report::die(op.step.c_str(), "ioctl", errno, "lo", "SIOCSIFFLAGS");
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
+    report::die(op.step.c_str(), "ioctl", errno, "lo", "SIOCSIFFLAGS");
   close(s);
 }
 
@@ -378,7 +389,8 @@ void run_init_op(Ctx* c, const Op& op) {
   if (op.name == "loopback-up") return loopback_up(op);
   if (op.name == "sethostname") {
     need_args(op, 1);
-    if (sethostname(arg(op, 0), op.args[0].size()) != 0) report::die(step, "sethostname", errno, "", arg(op, 0));
+    if (sethostname(arg(op, 0), op.args[0].size()) != 0)
+      report::die(step, "sethostname", errno, "", arg(op, 0));
     return;
   }
   if (op.name == "set-dumpable") {
@@ -387,7 +399,8 @@ void run_init_op(Ctx* c, const Op& op) {
     // students could not even readlink /proc/1/ns/*. init holds no secret
     // (a fork of this small helper, all fds closed), so dumpable is safe.
     need_args(op, 1);
-    if (prctl(PR_SET_DUMPABLE, atol(arg(op, 0)), 0, 0, 0) != 0) report::die(step, "prctl", errno, "", "PR_SET_DUMPABLE");
+    if (prctl(PR_SET_DUMPABLE, atol(arg(op, 0)), 0, 0, 0) != 0)
+      report::die(step, "prctl", errno, "", "PR_SET_DUMPABLE");
     return;
   }
   (void)c;
@@ -438,7 +451,8 @@ int run(int argc, char** argv) {
   const Op& clone_op = ops[i++];
 
   int status[2], go[2];
-  if (pipe2(status, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0) report::die(clone_op.step.c_str(), "pipe2", errno, "");
+  if (pipe2(status, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0)
+    report::die(clone_op.step.c_str(), "pipe2", errno, "");
   c.status_r = status[0];
   c.status_w = status[1];
   c.go_r = go[0];
@@ -453,7 +467,8 @@ int run(int argc, char** argv) {
     report::set_fd(c.status_w);
     // Die with the host stage until the sandbox is complete; cleared in init.
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (unshare(CLONE_NEWUSER) != 0) report::die(clone_op.step.c_str(), "unshare", errno, "", "CLONE_NEWUSER");
+    if (unshare(CLONE_NEWUSER) != 0)
+      report::die(clone_op.step.c_str(), "unshare", errno, "", "CLONE_NEWUSER");
     report::line("USERNS");
     child_wait_go(&c);
     size_t j = i;

@@ -58,9 +58,7 @@ struct Args {
   std::vector<char*> argv;
 };
 
-[[noreturn]] void usage(const char* why) {
-  report::die("join", "", EINVAL, "", why);
-}
+[[noreturn]] void usage(const char* why) { report::die("join", "", EINVAL, "", why); }
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -132,7 +130,8 @@ int run(int argc, char** argv) {
     struct stat st;
     if (stat(p, &st) != 0) report::die("join", "stat", errno, p);
     if (static_cast<unsigned long long>(st.st_ino) != a.userns_ino)
-      report::die("join", "", ESRCH, p, "pid now belongs to another process (user namespace differs)");
+      report::die("join", "", ESRCH, p,
+                  "pid now belongs to another process (user namespace differs)");
   }
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 

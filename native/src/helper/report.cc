@@ -44,7 +44,8 @@ void failure(const char* step, const char* syscall_name, int err, const char* pa
   sanitize(d);
   char buf[4000];
   int n = snprintf(buf, sizeof buf, "ERR\t%s\t%s\t%d\t%s\t%s\n", s, sc, err, p, d);
-  if (n > 0) write_all(buf, static_cast<size_t>(n) < sizeof buf ? static_cast<size_t>(n) : sizeof buf - 1);
+  if (n > 0)
+    write_all(buf, static_cast<size_t>(n) < sizeof buf ? static_cast<size_t>(n) : sizeof buf - 1);
 }
 
 void die(const char* step, const char* syscall_name, int err, const char* path,

@@ -45,17 +45,35 @@ const long kBlocked[] = {
 #ifdef SYS_kexec_load
     SYS_kexec_load,
 #endif
-    SYS_kexec_file_load, SYS_init_module,   SYS_finit_module,  SYS_delete_module,
-    SYS_open_by_handle_at, SYS_bpf,         SYS_perf_event_open, SYS_userfaultfd,
-    SYS_io_uring_setup,  SYS_io_uring_enter, SYS_io_uring_register, SYS_add_key,
-    SYS_request_key,     SYS_keyctl,        SYS_acct,          SYS_swapon,
-    SYS_swapoff,         SYS_clock_settime, SYS_clock_adjtime, SYS_settimeofday,
-    SYS_adjtimex,        SYS_reboot,        SYS_quotactl,
+    SYS_kexec_file_load,
+    SYS_init_module,
+    SYS_finit_module,
+    SYS_delete_module,
+    SYS_open_by_handle_at,
+    SYS_bpf,
+    SYS_perf_event_open,
+    SYS_userfaultfd,
+    SYS_io_uring_setup,
+    SYS_io_uring_enter,
+    SYS_io_uring_register,
+    SYS_add_key,
+    SYS_request_key,
+    SYS_keyctl,
+    SYS_acct,
+    SYS_swapon,
+    SYS_swapoff,
+    SYS_clock_settime,
+    SYS_clock_adjtime,
+    SYS_settimeofday,
+    SYS_adjtimex,
+    SYS_reboot,
+    SYS_quotactl,
 #ifdef SYS_lookup_dcookie
     SYS_lookup_dcookie,
 #endif
 #ifdef SYS_iopl
-    SYS_iopl,            SYS_ioperm,
+    SYS_iopl,
+    SYS_ioperm,
 #endif
 };
 

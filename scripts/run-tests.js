@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// The whole test suite, in stages: lint, unit, system (root, real kernel).
+// Each stage writes TAP and JUnit into test/artifacts/; the last line printed
+// is "N passed, N failed" and the exit status is non-zero on any failure.
+//
+//   node scripts/run-tests.js [--only lint|unit|system] [--skip-lint]
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const artifacts = path.join(root, 'test', 'artifacts');
+fs.mkdirSync(artifacts, { recursive: true });
+const args = process.argv.slice(2);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const want = (stage) =>
+  (!only || only === stage) && !(stage === 'lint' && args.includes('--skip-lint'));
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const failures = [];
+
+function run(cmd, argv, env = {}) {
+  return spawnSync(cmd, argv, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+}
+
+function check(name, cmd, argv) {
+  process.stdout.write(`\n── ${name}\n`);
+  const r = run(cmd, argv);
+  if (r.status === 0) passed++;
+  else {
+    failed++;
+    failures.push(name);
+  }
+}
+
+// Counts from the TAP summary node's runner writes ("# pass N" ...).
+function nodeTests(stage, files, extra = []) {
+  process.stdout.write(`\n── ${stage} tests\n`);
+  const tap = path.join(artifacts, `${stage}.tap`);
+  const junit = path.join(artifacts, `${stage}.junit.xml`);
+  const r = run(process.execPath, [
+    '--test',
+    ...extra,
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${tap}`,
+    '--test-reporter=junit',
+    `--test-reporter-destination=${junit}`,
+    ...files,
+  ]);
+  const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
+  const count = (k) => Number((new RegExp(`^# ${k} (\\d+)$`, 'm').exec(text) || [])[1] || 0);
+  const p = count('pass');
+  const f = count('fail') + count('cancelled');
+  skipped += count('skipped');
+  passed += p;
+  failed += f;
+  if (f > 0 || r.status !== 0) failures.push(`${stage} tests`);
+  if (r.status !== 0 && f === 0) failed++; // the runner itself failed
+  if (p + f === 0) {
+    failed++;
+    failures.push(`${stage}: no test ran`);
+  }
+}
+
+const dist = (...p) => path.join(root, 'dist', 'test', ...p);
+const listTests = (dir) =>
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.test.js'))
+        .map((f) => path.join(dir, f))
+    : [];
+
+if (want('lint')) {
+  check('typecheck (tsc -b)', 'npx', ['tsc', '-b']);
+  check('eslint', 'npx', ['eslint', '.']);
+  check('prettier --check', 'npx', ['prettier', '--check', '.']);
+  check('clang-format + shellcheck', 'bash', ['scripts/lint-native']);
+}
+if (want('unit')) nodeTests('unit', listTests(dist('unit')));
+if (want('system')) {
+  // Leftovers of an interrupted earlier run must not skew this one.
+  const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
+  run(process.execPath, [env.CLI, 'sandbox', 'reap', '--all'], env.testEnv());
+  nodeTests('system', listTests(dist('system')), ['--test-concurrency=1']);
+}
+
+process.stdout.write('\n');
+if (failures.length) process.stdout.write(`failed: ${failures.join(', ')}\n`);
+process.stdout.write(
+  `${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
+);
+process.exit(failed > 0 ? 1 : 0);

@@ -1,0 +1,156 @@
+/**
+ * The `underlay` command as a user meets it: clear errors for bad input,
+ * exit codes, and `sandbox run` relaying through pipes.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { diagnose } from '../../server/cli/doctor';
+import { cli } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+describe('underlay CLI', () => {
+  test('--help works on every verb', async () => {
+    for (const verb of [
+      [],
+      ['sandbox'],
+      ['sandbox', 'run'],
+      ['sandbox', 'ls'],
+      ['sandbox', 'rm'],
+      ['sandbox', 'reap'],
+      ['rootfs', 'build'],
+      ['doctor'],
+      ['serve'],
+    ]) {
+      const r = await cli([...verb, '--help']);
+      assert.equal(r.code, 0, `${verb.join(' ')} --help: ${r.stderr}`);
+      assert.match(r.stdout, /Usage: underlay/);
+    }
+  });
+
+  test('an unknown flag is a clear error, exit 1', async () => {
+    const r = await cli(['sandbox', 'run', '--memroy', '1G', '--', 'true']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unknown option '--memroy'/);
+  });
+
+  test('an unknown command is a clear error', async () => {
+    const r = await cli(['sandbx']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unknown command 'sandbx'/);
+  });
+
+  sysTest(
+    'malformed and impossible limits are refused before anything is created',
+    SYSTEM_NEEDS,
+    async () => {
+      const bad = await cli(['sandbox', 'run', '--memory', 'lots', '--', 'true']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /--memory must be a size like 256M or 1G, got 'lots'/);
+      const tiny = await cli(['sandbox', 'run', '--memory', '1k', '--', 'true']);
+      assert.notEqual(tiny.code, 0);
+      assert.match(tiny.stderr, /impossible limit memory: at least 16M/);
+      const pids = await cli(['sandbox', 'run', '--pids', '2', '--', 'true']);
+      assert.match(pids.stderr, /impossible limit pids/);
+      const host = await cli(['sandbox', 'run', '--hostname', 'not_valid!', '--', 'true']);
+      assert.match(host.stderr, /invalid hostname/);
+      const none = await cli(['sandbox', 'run']);
+      assert.match(none.stderr, /no command given/);
+    },
+  );
+
+  sysTest(
+    'no base image yet: the error says to run `underlay rootfs build`',
+    ['root'],
+    async () => {
+      const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-noimg-'));
+      try {
+        const r = await cli(['sandbox', 'run', '--', 'true'], {
+          env: { UNDERLAY_IMAGES_DIR: empty },
+        });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /no base image yet/);
+        assert.match(r.stderr, /hint: run `underlay rootfs build`/);
+        const d = await cli(['doctor'], { env: { UNDERLAY_IMAGES_DIR: empty } });
+        assert.equal(d.code, 1);
+        assert.match(d.stdout, /\[FAIL\] base image\s+not built\n\s+fix: underlay rootfs build/);
+      } finally {
+        fs.rmSync(empty, { recursive: true, force: true });
+      }
+    },
+  );
+
+  test('doctor names missing kernel features with the fix (a 5.4 kernel)', () => {
+    const f = diagnose({ release: '5.4.0-150-generic' });
+    const idmap = f.find((x) => x.check === 'idmapped mounts');
+    assert.equal(idmap?.status, 'fail');
+    assert.match(idmap?.detail ?? '', /5\.4\.0-150-generic < 5\.19/);
+    assert.match(idmap?.fix ?? '', /5\.19/);
+    assert.equal(f.find((x) => x.check === 'kernel')?.status, 'fail');
+    assert.equal(f.find((x) => x.check === 'setns with pidfd')?.status, 'fail');
+  });
+
+  sysTest('doctor passes on this host, and --json is machine-readable', SYSTEM_NEEDS, async () => {
+    const r = await cli(['doctor', '--json']);
+    assert.equal(r.code, 0, r.stdout);
+    const j = JSON.parse(r.stdout) as {
+      ok: boolean;
+      findings: { check: string; status: string }[];
+    };
+    assert.equal(j.ok, true);
+    assert.ok(j.findings.some((f) => f.check === 'cgroups' && f.status !== 'fail'));
+  });
+
+  sysTest(
+    'sandbox run relays stdin/stdout/stderr through pipes and exits with the command status',
+    SYSTEM_NEEDS,
+    async () => {
+      const r = await cli(
+        [
+          'sandbox',
+          'run',
+          '--hostname',
+          'relay',
+          '--',
+          'sh',
+          '-c',
+          'read x; echo "got $x on $(hostname)"; echo oops >&2; exit 7',
+        ],
+        {
+          input: 'hello\n',
+        },
+      );
+      assert.equal(r.code, 7);
+      assert.equal(r.stdout, 'got hello on relay\n');
+      assert.equal(r.stderr, 'oops\n');
+    },
+  );
+
+  sysTest('sandbox run as learner runs as uid 1000', SYSTEM_NEEDS, async () => {
+    const r = await cli([
+      'sandbox',
+      'run',
+      '--user',
+      'learner',
+      '--',
+      'sh',
+      '-c',
+      'id -u; echo $HOME',
+    ]);
+    assert.equal(r.stdout, '1000\n/home/learner\n');
+  });
+
+  sysTest('a missing command inside reports exit 127 with a message', SYSTEM_NEEDS, async () => {
+    const r = await cli(['sandbox', 'run', '--', 'no-such-command']);
+    assert.equal(r.code, 127);
+    assert.match(r.stderr, /cannot run no-such-command/);
+  });
+
+  sysTest('sandbox rm of an unknown id is a clear error', ['root'], async () => {
+    const r = await cli(['sandbox', 'rm', 'nope']);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /no sandbox with id "nope"/);
+  });
+});

@@ -1,0 +1,89 @@
+import * as assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Op } from '../../native/index';
+import { buildOps } from '../../server/sandbox/steps';
+
+const cg = {
+  mode: 'v1' as const,
+  dirs: [],
+  attachProcs: ['/cg/cgroup.procs'],
+  joinProcs: [],
+  initOps: (): Op[] => [],
+  afterStart: () => {},
+};
+const ops = buildOps({
+  uidBase: 165536,
+  gidBase: 165536,
+  hostname: 'lab',
+  imageRoot: '/img',
+  lowerDir: '/s/lower',
+  upperDir: '/s/up',
+  workDir: '/s/work',
+  mergedDir: '/s/merged',
+  cgroup: cg,
+  tmpBytes: 1 << 20,
+  tmpInodes: 100,
+});
+const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
+
+test('the step order follows the architecture: userns first, maps, idmap, overlay, cgroup, then the rest', () => {
+  const order = [
+    idx((o) => o.op === 'clone-userns'),
+    idx((o) => o.op === 'write-child-proc' && o.file === 'uid_map'),
+    idx((o) => o.op === 'idmap-mount'),
+    idx((o) => o.op === 'mount' && o.fstype === 'overlay'),
+    idx((o) => o.op === 'attach-child'),
+    idx((o) => o.op === 'release-child'),
+    idx((o) => o.op === 'unshare'),
+    idx((o) => o.op === 'fork-init'),
+    idx((o) => o.op === 'mount' && o.source === '/s/merged' && o.target === '/s/merged'),
+    idx((o) => o.op === 'pivot-root'),
+    idx((o) => o.op === 'mask'),
+    idx((o) => o.op === 'sethostname'),
+    idx((o) => o.op === 'init-loop'),
+  ];
+  assert.ok(
+    order.every((i) => i >= 0),
+    `missing op: ${order}`,
+  );
+  assert.deepEqual(
+    [...order].sort((a, b) => a - b),
+    order,
+  );
+  assert.equal(ops.at(-1)?.op, 'init-loop');
+});
+
+test('host uid 0 is never mapped; the range is 65536 wide', () => {
+  const maps = ops.filter(
+    (o): o is Extract<Op, { op: 'write-child-proc' }> => o.op === 'write-child-proc',
+  );
+  for (const m of maps) assert.equal(m.content, '0 165536 65536');
+});
+
+test('the overlay root is not nosuid (file capabilities must work), but nodev', () => {
+  const ov = ops.find((o) => o.op === 'mount' && o.fstype === 'overlay') as Extract<
+    Op,
+    { op: 'mount' }
+  >;
+  assert.ok(!ov.flags.includes('MS_NOSUID'));
+  assert.ok(ov.flags.includes('MS_NODEV'));
+  assert.equal(ov.data, 'lowerdir=/s/lower,upperdir=/s/up,workdir=/s/work');
+});
+
+test('all namespaces are unshared; the ping group range is the netns default', () => {
+  const u = ops.find((o) => o.op === 'unshare') as Extract<Op, { op: 'unshare' }>;
+  assert.deepEqual([...u.ns].sort(), [
+    'CLONE_NEWCGROUP',
+    'CLONE_NEWIPC',
+    'CLONE_NEWNET',
+    'CLONE_NEWNS',
+    'CLONE_NEWPID',
+    'CLONE_NEWUTS',
+  ]);
+  assert.ok(
+    ops.some(
+      (o) =>
+        o.op === 'write' && o.path === '/proc/sys/net/ipv4/ping_group_range' && o.content === '1 0',
+    ),
+  );
+});
