@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 /** Defaults in one place. Everything here can be overridden per call or by env. */
@@ -13,6 +14,17 @@ export interface Config {
   uidBase: number;
   /** How many concurrent session ranges exist (100000 + 65536*k, k < maxSessions). */
   maxSessions: number;
+  /**
+   * Share the base image through idmapped mounts (kernel >= 5.19). When
+   * false - UNDERLAY_IDMAP=0, or an older kernel - each uid range gets a
+   * shifted copy instead (docs/sandbox.md).
+   */
+  idmap: boolean;
+}
+
+function kernelHasIdmap(release = os.release()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  return !!m && (Number(m[1]) > 5 || (Number(m[1]) === 5 && Number(m[2]) >= 19));
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -22,7 +34,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!Number.isInteger(uidBase) || uidBase < 65536 || uidBase % 65536 !== 100000 % 65536) {
     throw new Error(`UNDERLAY_UID_BASE must be 100000 + 65536*n (got ${env.UNDERLAY_UID_BASE})`);
   }
-  return { stateDir, imagesDir, uidBase, maxSessions: 1000 };
+  const idmap = env.UNDERLAY_IDMAP === '0' ? false : kernelHasIdmap();
+  return { stateDir, imagesDir, uidBase, maxSessions: 1000, idmap };
 }
 
 /** Default per-sandbox limits (SANDBOX.md §0 / §3.5). */

@@ -7,7 +7,7 @@
  * The Debian mirror is read from the host's apt sources at run time; no
  * mirror address is written anywhere in the repository.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -283,4 +283,47 @@ export async function buildImage(dir: string, opts: BuildOptions = {}): Promise<
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Fallback for kernels without idmapped mounts (< 5.19): a copy of the base
+ * image shifted into the session's uid range, cached per range and reused by
+ * every later session on that range. Slow the first time (a full copy) and
+ * heavy on disk, which is why idmapped mounts are the default.
+ *
+ * chown(2) clears setuid/setgid bits and file capabilities, so both are put
+ * back afterwards; capabilities are rewritten as namespaced (v3) ones whose
+ * rootid is the range's root, or the kernel would ignore them inside.
+ */
+export function shiftedImage(image: ImageInfo, imagesDir: string, uidBase: number): string {
+  const dir = path.join(imagesDir, image.id, `shifted-${uidBase}`);
+  const rootfs = path.join(dir, 'rootfs');
+  if (fs.existsSync(path.join(dir, 'complete'))) return rootfs;
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
+  const sh = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    if (r.status !== 0) {
+      throw new SandboxError(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error}`, {
+        step: 'idmap-lower',
+      });
+    }
+    return r.stdout;
+  };
+  sh('cp', ['-a', image.rootfs, rootfs]);
+  const caps = sh('getcap', ['-r', rootfs])
+    .split('\n')
+    .map((l) => /^(\S+)\s+(\S+)$/.exec(l.trim()))
+    .filter((m): m is RegExpExecArray => m !== null);
+  const walk = (p: string) => {
+    const st = fs.lstatSync(p);
+    fs.lchownSync(p, st.uid + uidBase, st.gid + uidBase);
+    if (!st.isSymbolicLink() && st.mode & 0o6000) fs.chmodSync(p, st.mode & 0o7777);
+    if (st.isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e));
+  };
+  walk(rootfs);
+  for (const [, file, cap] of caps)
+    sh('setcap', ['-n', String(uidBase), cap as string, file as string]);
+  fs.writeFileSync(path.join(dir, 'complete'), new Date().toISOString());
+  return rootfs;
 }

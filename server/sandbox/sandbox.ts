@@ -24,7 +24,7 @@ import {
   type CgroupLimits,
 } from './cgroups';
 import { SandboxError } from './errors';
-import { requireImage } from './images';
+import { requireImage, shiftedImage } from './images';
 import { buildOps } from './steps';
 
 export interface Limits extends CgroupLimits {
@@ -368,11 +368,15 @@ export class SandboxManager {
       // The upper dir's owner becomes the owner of `/` inside: sandbox root.
       fs.chownSync(upper, uid, uid);
 
+      const imageRoot = this.config.idmap
+        ? image.rootfs
+        : shiftedImage(image, this.config.imagesDir, uid);
       const ops = buildOps({
         uidBase: uid,
         gidBase: uid,
         hostname,
-        imageRoot: image.rootfs,
+        imageRoot,
+        idmap: this.config.idmap,
         lowerDir: lower,
         upperDir: upper,
         workDir: work,

@@ -19,6 +19,11 @@ export interface StepPlan {
   imageRoot: string;
   /** Where the idmapped view of the image is attached on the host. */
   lowerDir: string;
+  /**
+   * false: `imageRoot` is already a copy shifted into this range (no
+   * idmapped mounts on this kernel); bind it read-only instead.
+   */
+  idmap: boolean;
   upperDir: string;
   workDir: string;
   /** Overlay mount point on the host, and the sandbox's future root. */
@@ -58,7 +63,28 @@ export function buildOps(p: StepPlan): Op[] {
     // map is written by host root, which may map a whole range (no newuidmap).
     { step: 'clone', op: 'write-child-proc', file: 'uid_map', content: map },
     { step: 'clone', op: 'write-child-proc', file: 'gid_map', content: gmap },
-    { step: 'idmap-lower', op: 'idmap-mount', source: p.imageRoot, target: p.lowerDir },
+    ...(p.idmap
+      ? [{ step: 'idmap-lower', op: 'idmap-mount', source: p.imageRoot, target: p.lowerDir } as Op]
+      : ([
+          {
+            step: 'idmap-lower',
+            op: 'mount',
+            source: p.imageRoot,
+            target: p.lowerDir,
+            fstype: '',
+            flags: ['MS_BIND'],
+            data: '',
+          },
+          {
+            step: 'idmap-lower',
+            op: 'mount',
+            source: '',
+            target: p.lowerDir,
+            fstype: '',
+            flags: ['MS_BIND', 'MS_REMOUNT', 'MS_RDONLY', 'MS_NODEV'],
+            data: '',
+          },
+        ] as Op[])),
     {
       step: 'overlay',
       op: 'mount',

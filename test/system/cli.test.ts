@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { diagnose } from '../../server/cli/doctor';
-import { cli } from '../helpers/env';
+import { TEST_UID_BASE, cli, testConfig } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 describe('underlay CLI', () => {
@@ -147,6 +147,42 @@ describe('underlay CLI', () => {
     assert.equal(r.code, 127);
     assert.match(r.stderr, /cannot run no-such-command/);
   });
+
+  sysTest(
+    'without idmapped mounts (UNDERLAY_IDMAP=0) a shifted copy of the image serves the same sandbox',
+    SYSTEM_NEEDS,
+    async () => {
+      const images = testConfig().imagesDir;
+      try {
+        const r = await cli(
+          [
+            'sandbox',
+            'run',
+            '--',
+            'sh',
+            '-c',
+            'stat -c "%u %a" /usr/bin/passwd; getcap /usr/bin/ping; setpriv --reuid=1000 --regid=1000 --clear-groups ping -c1 -W2 127.0.0.1 >/dev/null && echo pinged',
+          ],
+          { env: { UNDERLAY_IDMAP: '0' }, timeoutMs: 120_000 },
+        );
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(r.stdout.trim().split('\n'), [
+          '0 4755',
+          '/usr/bin/ping cap_net_raw=ep',
+          'pinged',
+        ]);
+      } finally {
+        for (const id of fs.readdirSync(images)) {
+          const d = path.join(images, id);
+          if (!fs.statSync(d).isDirectory()) continue;
+          for (const e of fs.readdirSync(d)) {
+            if (e.startsWith('shifted-') && Number(e.slice(8)) >= TEST_UID_BASE)
+              fs.rmSync(path.join(d, e), { recursive: true, force: true });
+          }
+        }
+      }
+    },
+  );
 
   sysTest('sandbox rm of an unknown id is a clear error', ['root'], async () => {
     const r = await cli(['sandbox', 'rm', 'nope']);

@@ -17,6 +17,7 @@ const ops = buildOps({
   hostname: 'lab',
   imageRoot: '/img',
   lowerDir: '/s/lower',
+  idmap: true,
   upperDir: '/s/up',
   workDir: '/s/work',
   mergedDir: '/s/merged',
