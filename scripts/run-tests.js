@@ -81,6 +81,11 @@ if (want('lint')) {
   check('eslint', 'npx', ['eslint', '.']);
   check('prettier --check', 'npx', ['prettier', '--check', '.']);
   check('clang-format + shellcheck', 'bash', ['scripts/lint-native']);
+  if (spawnSync('vagrant', ['--version']).status === 0) {
+    check('vagrant validate', 'vagrant', ['validate', '--ignore-provider']);
+  } else if (process.env.CI === 'true') {
+    check('vagrant validate (vagrant is not installed)', 'false', []);
+  }
 }
 if (want('unit')) nodeTests('unit', listTests(dist('unit')));
 if (want('system')) {
