@@ -134,10 +134,33 @@ export class Sandbox {
     return this.record.initPid ?? -1;
   }
 
+  /**
+   * A cgroup of its own for one terminal, below the session's (v1: in the
+   * freezer hierarchy; v2: below the `init` leaf), so closing the terminal
+   * kills exactly what it started - nohup and setsid included (TERMINALS.md
+   * R8). Returns the cgroup.procs files to join instead of the session's.
+   */
+  terminalCgroup(name: string): { dirs: string[]; joinProcs: string[] } {
+    const r = this.record;
+    if (r.resources.cgroupMode === 'v2') {
+      const leaf = r.resources.cgroupDirs[r.resources.cgroupDirs.length - 1] as string;
+      const dir = path.join(leaf, `t-${name}`);
+      fs.mkdirSync(dir);
+      return { dirs: [dir], joinProcs: [path.join(dir, 'cgroup.procs')] };
+    }
+    const freezer = r.resources.cgroupDirs.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
+    if (!freezer) return { dirs: [], joinProcs: r.resources.joinProcs };
+    const dir = path.join(freezer, `t-${name}`);
+    fs.mkdirSync(dir);
+    const procs = path.join(dir, 'cgroup.procs');
+    const own = path.join(freezer, 'cgroup.procs');
+    return { dirs: [dir], joinProcs: r.resources.joinProcs.map((p) => (p === own ? procs : p)) };
+  }
+
   /** argv for the join helper: enter this sandbox and run `argv`. */
   joinCommand(
     argv: string[],
-    opts: Omit<ExecOptions, 'input' | 'timeoutMs' | 'maxBytes'> & { setsid?: boolean } = {},
+    opts: Omit<ExecOptions, 'input' | 'timeoutMs' | 'maxBytes'> & { setsid?: boolean; cgroupProcs?: string[] } = {},
   ): {
     file: string;
     args: string[];
@@ -153,7 +176,7 @@ export class Sandbox {
       ...opts.env,
     };
     const args = ['join', '--pid', String(r.initPid), '--userns-ino', String(r.usernsIno)];
-    for (const p of r.resources.joinProcs) args.push('--cgroup', p);
+    for (const p of opts.cgroupProcs ?? r.resources.joinProcs) args.push('--cgroup', p);
     if (opts.uid !== undefined) args.push('--uid', String(opts.uid));
     if (opts.gid !== undefined) args.push('--gid', String(opts.gid));
     args.push('--cwd', opts.cwd ?? (opts.uid ? '/home/learner' : '/root'));

@@ -1,0 +1,147 @@
+/**
+ * The wire protocol between the browser and `underlay serve`: one typed,
+ * runtime-validated module shared by web/ and server/. No Node imports.
+ * Specified for third-party clients in docs/protocol.md.
+ *
+ * Transport: socket.io, websocket transport only, one socket per browser tab,
+ * terminals multiplexed by id. Output is raw bytes (binary frames) with a
+ * byte offset per terminal; the client decodes UTF-8 with one streaming
+ * decoder per terminal and acknowledges what it has rendered.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Limits both sides agree on. */
+export const LIMITS = {
+  /** Max characters in one `term:input` (pastes are chunked by the client). */
+  inputChars: 4096,
+  /** Largest socket.io message the server accepts, in bytes. */
+  maxMessageBytes: 64 * 1024,
+  /** Terminal geometry clamp. */
+  minDim: 1,
+  maxDim: 500,
+  /** Client acks at least every this many rendered bytes. */
+  ackEveryBytes: 32 * 1024,
+  /** Server pauses the pty above this many unacknowledged bytes... */
+  highWaterBytes: 256 * 1024,
+  /** ...and resumes below this many. */
+  lowWaterBytes: 64 * 1024,
+  /** Terminals per session. */
+  terminalsPerSession: 8,
+} as const;
+
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'an id of 1-64 letters, digits, _ or -');
+const dim = z.number().int().min(LIMITS.minDim).max(LIMITS.maxDim);
+
+/** socket.io `auth` payload of the handshake. */
+export const HandshakeAuth = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  session: id,
+  token: z.string().min(16).max(256),
+});
+export type HandshakeAuth = z.infer<typeof HandshakeAuth>;
+
+// ---- client -> server --------------------------------------------------------
+
+export const TermOpen = z
+  .object({
+    /** Attach to (resume) this terminal; omit to open a new one. */
+    term: id.optional(),
+    /** Label for a new terminal, e.g. "T2". */
+    name: z.string().max(32).optional(),
+    cols: dim,
+    rows: dim,
+    /** Resume: the offset of the first byte not yet received. */
+    offset: z.number().int().min(0).optional(),
+  })
+  .strict();
+export type TermOpen = z.infer<typeof TermOpen>;
+
+export const TermInput = z.object({ term: id, data: z.string().min(1).max(LIMITS.inputChars) }).strict();
+export type TermInput = z.infer<typeof TermInput>;
+
+export const TermResize = z.object({ term: id, cols: dim, rows: dim }).strict();
+export type TermResize = z.infer<typeof TermResize>;
+
+export const TermAck = z.object({ term: id, bytes: z.number().int().min(1).max(64 * 1024 * 1024) }).strict();
+export type TermAck = z.infer<typeof TermAck>;
+
+export const TermClose = z.object({ term: id }).strict();
+export type TermClose = z.infer<typeof TermClose>;
+
+// ---- server -> client --------------------------------------------------------
+
+export type TermOpenResult =
+  | {
+      ok: true;
+      term: string;
+      name: string;
+      /** Offset of the first byte the server will send next. */
+      offset: number;
+      /** True when the requested offset fell out of the replay buffer: clear the screen first. */
+      reset: boolean;
+      /** Set when the terminal has already ended. */
+      exited?: { code: number };
+    }
+  | { ok: false; error: ProtocolError };
+
+export interface TermOutput {
+  term: string;
+  /** Offset of data[0] in the terminal's output stream. */
+  offset: number;
+  data: Uint8Array;
+}
+
+export interface TermExit {
+  term: string;
+  code: number;
+}
+
+export type ErrorCode =
+  | 'bad-request'
+  | 'unknown-event'
+  | 'unknown-terminal'
+  | 'too-many-terminals'
+  | 'terminal-ended'
+  | 'sandbox-error';
+
+export interface ProtocolError {
+  code: ErrorCode;
+  message: string;
+  /** The event that caused it, when there is one. */
+  event?: string;
+}
+
+export type Ack<T> = (result: T) => void;
+
+export interface ClientToServerEvents {
+  'term:open': (req: TermOpen, ack: Ack<TermOpenResult>) => void;
+  /** The ack fires once the pty has taken the data (input backpressure). */
+  'term:input': (req: TermInput, ack?: Ack<{ ok: boolean }>) => void;
+  'term:resize': (req: TermResize) => void;
+  'term:ack': (req: TermAck) => void;
+  'term:close': (req: TermClose) => void;
+}
+
+export interface ServerToClientEvents {
+  'term:output': (msg: TermOutput) => void;
+  'term:exit': (msg: TermExit) => void;
+  'proto:error': (err: ProtocolError) => void;
+}
+
+/** Validates a payload; returns the parsed value or a ProtocolError naming the field. */
+export function parse<T>(schema: z.ZodType<T>, event: string, payload: unknown): { ok: true; value: T } | { ok: false; error: ProtocolError } {
+  const r = schema.safeParse(payload);
+  if (r.success) return { ok: true, value: r.data };
+  const issue = r.error.issues[0];
+  const where = issue && issue.path.length ? issue.path.join('.') : 'payload';
+  return { ok: false, error: { code: 'bad-request', event, message: `${event}: ${where}: ${issue?.message ?? 'invalid'}` } };
+}
+
+/** The REST side: POST /api/sessions answers with this. */
+export interface SessionCreated {
+  session: string;
+  token: string;
+  hostname: string;
+}

@@ -1,0 +1,160 @@
+/**
+ * A student session: one sandbox, its terminals and a bearer token. (Lab
+ * progress and persistence across restarts come with the lab engine and
+ * the web app.) Terminals outlive a disconnect for a grace period, then
+ * close; closing a terminal kills its cgroup, ending a session tears down
+ * the whole sandbox.
+ */
+import * as crypto from 'node:crypto';
+import * as pty from 'node-pty';
+import { LIMITS, type SessionCreated } from '../protocol/index';
+import { killCgroups, removeCgroupDirs } from '../sandbox/cgroups';
+import { SandboxError } from '../sandbox/errors';
+import { trackSpawn, untrackSpawn, type Sandbox, type SandboxManager } from '../sandbox/sandbox';
+import { Terminal } from '../terminals/terminal';
+import type { Logger } from '../util/logger';
+
+export interface TerminalEntry {
+  terminal: Terminal;
+  cgroupDirs: string[];
+}
+
+export interface Session {
+  id: string;
+  tokenHash: Buffer;
+  sandbox: Sandbox;
+  terminals: Map<string, TerminalEntry>;
+  connections: number;
+  graceTimer: NodeJS.Timeout | undefined;
+  nextTerm: number;
+  createdAt: number;
+}
+
+export interface SessionOptions {
+  /** How long terminals survive with no client attached (default 5 min). */
+  graceMs?: number;
+}
+
+const hash = (token: string) => crypto.createHash('sha256').update(token).digest();
+
+export class SessionManager {
+  private readonly sessions = new Map<string, Session>();
+  private readonly graceMs: number;
+
+  constructor(
+    private readonly sandboxes: SandboxManager,
+    private readonly log: Logger,
+    opts: SessionOptions = {},
+  ) {
+    this.graceMs = opts.graceMs ?? 5 * 60_000;
+  }
+
+  async create(opts: { hostname?: string } = {}): Promise<SessionCreated> {
+    const sandbox = await this.sandboxes.create({ hostname: opts.hostname ?? 'lab', ownerKind: 'server' });
+    const id = sandbox.id;
+    const token = crypto.randomBytes(24).toString('base64url');
+    this.sessions.set(id, {
+      id,
+      tokenHash: hash(token),
+      sandbox,
+      terminals: new Map(),
+      connections: 0,
+      graceTimer: undefined,
+      nextTerm: 1,
+      createdAt: Date.now(),
+    });
+    this.log.info('session created', { session: id });
+    return { session: id, token, hostname: sandbox.record.hostname };
+  }
+
+  /** The session if the token matches (constant-time compare), else undefined. */
+  authenticate(id: string, token: string): Session | undefined {
+    const s = this.sessions.get(id);
+    if (!s) return undefined;
+    const h = hash(token);
+    return crypto.timingSafeEqual(h, s.tokenHash) ? s : undefined;
+  }
+
+  get(id: string): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  list(): Session[] {
+    return [...this.sessions.values()];
+  }
+
+  openTerminal(s: Session, opts: { name?: string; cols: number; rows: number }): Terminal {
+    if (s.terminals.size >= LIMITS.terminalsPerSession) {
+      throw new SandboxError(`at most ${LIMITS.terminalsPerSession} terminals per session`, { step: 'join', code: 'EMFILE' });
+    }
+    const id = `t${s.nextTerm++}`;
+    const name = opts.name ?? `T${s.nextTerm - 1}`;
+    const cg = s.sandbox.terminalCgroup(`${id}`);
+    const { file, args } = s.sandbox.joinCommand(['bash', '-l'], { cgroupProcs: cg.joinProcs });
+    const p = pty.spawn(file, args, {
+      name: 'xterm-256color',
+      cols: opts.cols,
+      rows: opts.rows,
+      cwd: '/',
+      env: {},
+      encoding: null,
+    });
+    trackSpawn(p.pid);
+    const terminal = new Terminal(id, name, p, opts.cols, opts.rows, {
+      onExit: (code) => {
+        untrackSpawn(p.pid);
+        this.log.info('terminal exited', { session: s.id, term: id, code });
+      },
+    });
+    s.terminals.set(id, { terminal, cgroupDirs: cg.dirs });
+    this.log.info('terminal opened', { session: s.id, term: id, pid: p.pid });
+    return terminal;
+  }
+
+  async closeTerminal(s: Session, id: string): Promise<void> {
+    const e = s.terminals.get(id);
+    if (!e) return;
+    s.terminals.delete(id);
+    // Everything the terminal started, nohup/setsid included, lives in its cgroup.
+    await killCgroups(s.sandbox.record.resources.cgroupMode, e.cgroupDirs).catch(() => {});
+    e.terminal.kill();
+    try {
+      removeCgroupDirs(e.cgroupDirs);
+    } catch (err) {
+      this.log.warn('terminal cgroup removal', { session: s.id, term: id, error: String(err) });
+    }
+  }
+
+  connected(s: Session): void {
+    s.connections++;
+    if (s.graceTimer) clearTimeout(s.graceTimer);
+    s.graceTimer = undefined;
+  }
+
+  disconnected(s: Session): void {
+    s.connections = Math.max(0, s.connections - 1);
+    if (s.connections > 0 || s.graceTimer) return;
+    s.graceTimer = setTimeout(() => {
+      s.graceTimer = undefined;
+      if (s.connections > 0) return;
+      this.log.info('grace period over: closing terminals', { session: s.id });
+      for (const id of [...s.terminals.keys()]) void this.closeTerminal(s, id);
+    }, this.graceMs);
+    s.graceTimer.unref();
+  }
+
+  async end(id: string): Promise<boolean> {
+    const s = this.sessions.get(id);
+    if (!s) return false;
+    this.sessions.delete(id);
+    if (s.graceTimer) clearTimeout(s.graceTimer);
+    for (const e of s.terminals.values()) e.terminal.kill();
+    await this.sandboxes.teardown(s.sandbox.record);
+    this.log.info('session ended', { session: id });
+    return true;
+  }
+
+  async endAll(): Promise<void> {
+    for (const id of [...this.sessions.keys()]) await this.end(id);
+  }
+}
