@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// The whole test suite, in stages: lint, unit, system (root, real kernel).
+// The whole test suite, in stages: lint, unit, system (root, real kernel),
+// e2e (headless Chromium against `underlay serve`).
 // Each stage writes TAP and JUnit into test/artifacts/; the last line printed
 // is "N passed, N failed" and the exit status is non-zero on any failure.
 //
-//   node scripts/run-tests.js [--only lint|unit|system] [--skip-lint]
+//   node scripts/run-tests.js [--only lint|unit|system|e2e] [--skip-lint]
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -94,6 +95,7 @@ if (want('system')) {
   run(process.execPath, [env.CLI, 'sandbox', 'reap', '--all'], env.testEnv());
   nodeTests('system', listTests(dist('system')), ['--test-concurrency=1']);
 }
+if (want('e2e')) nodeTests('e2e', listTests(dist('e2e')), ['--test-concurrency=1']);
 
 process.stdout.write('\n');
 if (failures.length) process.stdout.write(`failed: ${failures.join(', ')}\n`);

@@ -24,7 +24,10 @@ export interface RunOptions extends CreateOptions {
 function relayPipes(sb: Sandbox, argv: string[], uid: number): Promise<number> {
   const { file, args } = sb.joinCommand(argv, { setsid: true, uid, gid: uid });
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+    const child = spawn(file, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {} as NodeJS.ProcessEnv,
+    });
     trackSpawn(child.pid);
     child.on('exit', () => untrackSpawn(child.pid));
     let firstErr = true;

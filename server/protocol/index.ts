@@ -58,13 +58,24 @@ export const TermOpen = z
   .strict();
 export type TermOpen = z.infer<typeof TermOpen>;
 
-export const TermInput = z.object({ term: id, data: z.string().min(1).max(LIMITS.inputChars) }).strict();
+export const TermInput = z
+  .object({ term: id, data: z.string().min(1).max(LIMITS.inputChars) })
+  .strict();
 export type TermInput = z.infer<typeof TermInput>;
 
 export const TermResize = z.object({ term: id, cols: dim, rows: dim }).strict();
 export type TermResize = z.infer<typeof TermResize>;
 
-export const TermAck = z.object({ term: id, bytes: z.number().int().min(1).max(64 * 1024 * 1024) }).strict();
+export const TermAck = z
+  .object({
+    term: id,
+    bytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(64 * 1024 * 1024),
+  })
+  .strict();
 export type TermAck = z.infer<typeof TermAck>;
 
 export const TermClose = z.object({ term: id }).strict();
@@ -131,12 +142,23 @@ export interface ServerToClientEvents {
 }
 
 /** Validates a payload; returns the parsed value or a ProtocolError naming the field. */
-export function parse<T>(schema: z.ZodType<T>, event: string, payload: unknown): { ok: true; value: T } | { ok: false; error: ProtocolError } {
+export function parse<T>(
+  schema: z.ZodType<T>,
+  event: string,
+  payload: unknown,
+): { ok: true; value: T } | { ok: false; error: ProtocolError } {
   const r = schema.safeParse(payload);
   if (r.success) return { ok: true, value: r.data };
   const issue = r.error.issues[0];
   const where = issue && issue.path.length ? issue.path.join('.') : 'payload';
-  return { ok: false, error: { code: 'bad-request', event, message: `${event}: ${where}: ${issue?.message ?? 'invalid'}` } };
+  return {
+    ok: false,
+    error: {
+      code: 'bad-request',
+      event,
+      message: `${event}: ${where}: ${issue?.message ?? 'invalid'}`,
+    },
+  };
 }
 
 /** The REST side: POST /api/sessions answers with this. */

@@ -148,7 +148,9 @@ export class Sandbox {
       fs.mkdirSync(dir);
       return { dirs: [dir], joinProcs: [path.join(dir, 'cgroup.procs')] };
     }
-    const freezer = r.resources.cgroupDirs.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
+    const freezer = r.resources.cgroupDirs.find((d) =>
+      fs.existsSync(path.join(d, 'freezer.state')),
+    );
     if (!freezer) return { dirs: [], joinProcs: r.resources.joinProcs };
     const dir = path.join(freezer, `t-${name}`);
     fs.mkdirSync(dir);
@@ -160,7 +162,10 @@ export class Sandbox {
   /** argv for the join helper: enter this sandbox and run `argv`. */
   joinCommand(
     argv: string[],
-    opts: Omit<ExecOptions, 'input' | 'timeoutMs' | 'maxBytes'> & { setsid?: boolean; cgroupProcs?: string[] } = {},
+    opts: Omit<ExecOptions, 'input' | 'timeoutMs' | 'maxBytes'> & {
+      setsid?: boolean;
+      cgroupProcs?: string[];
+    } = {},
   ): {
     file: string;
     args: string[];
@@ -198,7 +203,10 @@ export class Sandbox {
     const timeout = opts.timeoutMs ?? 10_000;
     const t0 = process.hrtime.bigint();
     return new Promise((resolve, reject) => {
-      const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+      const child = spawn(file, args, {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: {} as NodeJS.ProcessEnv,
+      });
       trackSpawn(child.pid);
       const out: Buffer[] = [];
       const err: Buffer[] = [];

@@ -50,7 +50,10 @@ export class SessionManager {
   }
 
   async create(opts: { hostname?: string } = {}): Promise<SessionCreated> {
-    const sandbox = await this.sandboxes.create({ hostname: opts.hostname ?? 'lab', ownerKind: 'server' });
+    const sandbox = await this.sandboxes.create({
+      hostname: opts.hostname ?? 'lab',
+      ownerKind: 'server',
+    });
     const id = sandbox.id;
     const token = crypto.randomBytes(24).toString('base64url');
     this.sessions.set(id, {
@@ -85,7 +88,10 @@ export class SessionManager {
 
   openTerminal(s: Session, opts: { name?: string; cols: number; rows: number }): Terminal {
     if (s.terminals.size >= LIMITS.terminalsPerSession) {
-      throw new SandboxError(`at most ${LIMITS.terminalsPerSession} terminals per session`, { step: 'join', code: 'EMFILE' });
+      throw new SandboxError(`at most ${LIMITS.terminalsPerSession} terminals per session`, {
+        step: 'join',
+        code: 'EMFILE',
+      });
     }
     const id = `t${s.nextTerm++}`;
     const name = opts.name ?? `T${s.nextTerm - 1}`;

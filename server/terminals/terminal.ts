@@ -65,7 +65,9 @@ export class Terminal {
     this.rows = rows;
     this.replay = new ReplayBuffer(opts.replayBytes);
     this.installWriteBackoff();
-    pty.onData((d: string | Buffer) => this.onOutput(typeof d === 'string' ? Buffer.from(d, 'utf8') : d));
+    pty.onData((d: string | Buffer) =>
+      this.onOutput(typeof d === 'string' ? Buffer.from(d, 'utf8') : d),
+    );
     pty.onExit(({ exitCode, signal }) => {
       this.flush();
       this.exited = { code: signal ? 128 + signal : exitCode };
@@ -89,7 +91,10 @@ export class Terminal {
    * (its offset fell out of the replay buffer). Replayed bytes are sent
    * through the sink before any new output.
    */
-  attach(sink: OutputSink, from: number | undefined): { offset: number; reset: boolean; token: number } {
+  attach(
+    sink: OutputSink,
+    from: number | undefined,
+  ): { offset: number; reset: boolean; token: number } {
     this.flush();
     this.sink = sink;
     this.attachId++;

@@ -13,7 +13,10 @@ import { SessionManager, type SessionOptions } from '../sessions/session-manager
 import type { Logger } from '../util/logger';
 import { attachGateway, originAllowed, type GatewayOptions } from './socket';
 
-export type WebHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
+export type WebHandler = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+) => void | Promise<void>;
 
 export interface AppOptions extends GatewayOptions, SessionOptions {
   sandboxes: SandboxManager;
@@ -45,9 +48,11 @@ export function createApp(opts: AppOptions): App {
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname === '/healthz') return json(res, 200, { ok: true, sessions: sessions.list().length });
+    if (url.pathname === '/healthz')
+      return json(res, 200, { ok: true, sessions: sessions.list().length });
     if (url.pathname === '/api/sessions' && req.method === 'POST') {
-      if (!originAllowed(req, opts.allowedOrigins)) return json(res, 403, { error: 'origin not allowed' });
+      if (!originAllowed(req, opts.allowedOrigins))
+        return json(res, 403, { error: 'origin not allowed' });
       try {
         return json(res, 201, await sessions.create());
       } catch (err) {
@@ -64,7 +69,8 @@ export function createApp(opts: AppOptions): App {
       await sessions.end(s.id);
       return json(res, 200, { ended: s.id });
     }
-    if (url.pathname.startsWith('/api/')) return json(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+    if (url.pathname.startsWith('/api/'))
+      return json(res, 404, { error: `no route ${req.method} ${url.pathname}` });
     if (opts.web) return void (await opts.web(req, res));
     json(res, 404, { error: 'not found' });
   }

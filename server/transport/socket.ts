@@ -24,7 +24,12 @@ import {
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Logger } from '../util/logger';
 
-type GatewaySocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, { session: Session }>;
+type GatewaySocket = Socket<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  Record<string, never>,
+  { session: Session }
+>;
 
 const KNOWN = new Set(['term:open', 'term:input', 'term:resize', 'term:ack', 'term:close']);
 
@@ -45,8 +50,18 @@ export function originAllowed(req: http.IncomingMessage, allowed: string[] = [])
   }
 }
 
-export function attachGateway(server: http.Server, sessions: SessionManager, log: Logger, opts: GatewayOptions = {}): Server {
-  const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, { session: Session }>(server, {
+export function attachGateway(
+  server: http.Server,
+  sessions: SessionManager,
+  log: Logger,
+  opts: GatewayOptions = {},
+): Server {
+  const io = new Server<
+    ClientToServerEvents,
+    ServerToClientEvents,
+    Record<string, never>,
+    { session: Session }
+  >(server, {
     transports: ['websocket'],
     perMessageDeflate: false,
     // Well above any valid message (inputs are <= 4096 chars), so a too-large
@@ -66,7 +81,13 @@ export function attachGateway(server: http.Server, sessions: SessionManager, log
     const auth = parse(HandshakeAuth, 'handshake', socket.handshake.auth);
     if (!auth.ok) {
       const v = (socket.handshake.auth as { v?: unknown } | undefined)?.v;
-      return next(new Error(v !== PROTOCOL_VERSION ? `protocol version ${String(v)} is not ${PROTOCOL_VERSION}` : 'unauthorized'));
+      return next(
+        new Error(
+          v !== PROTOCOL_VERSION
+            ? `protocol version ${String(v)} is not ${PROTOCOL_VERSION}`
+            : 'unauthorized',
+        ),
+      );
     }
     const session = sessions.authenticate(auth.value.session, auth.value.token);
     if (!session) return next(new Error('unauthorized'));
@@ -82,16 +103,23 @@ export function attachGateway(server: http.Server, sessions: SessionManager, log
     const fail = (error: ProtocolError) => socket.emit('proto:error', error);
     const termOf = (event: string, term: string) => {
       const e = session.terminals.get(term);
-      if (!e) fail({ code: 'unknown-terminal', event, message: `${event}: no terminal '${term}' in this session` });
+      if (!e)
+        fail({
+          code: 'unknown-terminal',
+          event,
+          message: `${event}: no terminal '${term}' in this session`,
+        });
       return e?.terminal;
     };
 
     socket.onAny((event: string) => {
-      if (!KNOWN.has(event)) fail({ code: 'unknown-event', event, message: `unknown event '${event}'` });
+      if (!KNOWN.has(event))
+        fail({ code: 'unknown-event', event, message: `unknown event '${event}'` });
     });
 
     socket.on('term:open', (payload, ack) => {
-      const reply = (r: TermOpenResult) => (typeof ack === 'function' ? ack(r) : r.ok || fail(r.error));
+      const reply = (r: TermOpenResult) =>
+        typeof ack === 'function' ? ack(r) : r.ok || fail(r.error);
       const p = parse(TermOpen, 'term:open', payload);
       if (!p.ok) return reply({ ok: false, error: p.error });
       const req = p.value;
@@ -99,15 +127,30 @@ export function attachGateway(server: http.Server, sessions: SessionManager, log
       if (req.term) {
         terminal = session.terminals.get(req.term)?.terminal;
         if (!terminal) {
-          return reply({ ok: false, error: { code: 'unknown-terminal', event: 'term:open', message: `no terminal '${req.term}' in this session` } });
+          return reply({
+            ok: false,
+            error: {
+              code: 'unknown-terminal',
+              event: 'term:open',
+              message: `no terminal '${req.term}' in this session`,
+            },
+          });
         }
         terminal.resize(req.cols, req.rows);
       } else {
         try {
-          terminal = sessions.openTerminal(session, { ...(req.name ? { name: req.name } : {}), cols: req.cols, rows: req.rows });
+          terminal = sessions.openTerminal(session, {
+            ...(req.name ? { name: req.name } : {}),
+            cols: req.cols,
+            rows: req.rows,
+          });
         } catch (err) {
-          const code = (err as { code?: string }).code === 'EMFILE' ? 'too-many-terminals' : 'sandbox-error';
-          return reply({ ok: false, error: { code, event: 'term:open', message: (err as Error).message } });
+          const code =
+            (err as { code?: string }).code === 'EMFILE' ? 'too-many-terminals' : 'sandbox-error';
+          return reply({
+            ok: false,
+            error: { code, event: 'term:open', message: (err as Error).message },
+          });
         }
         const t = terminal;
         t.onExit((code) => io.to(`s:${session.id}`).emit('term:exit', { term: t.id, code }));
@@ -126,9 +169,17 @@ export function attachGateway(server: http.Server, sessions: SessionManager, log
         else socket.emit('term:output', { term: t.id, offset, data });
       }, start);
       attached.set(t.id, info.token);
-      reply({ ok: true, term: t.id, name: t.name, offset: info.offset, reset: info.reset, ...(t.exited ? { exited: t.exited } : {}) });
+      reply({
+        ok: true,
+        term: t.id,
+        name: t.name,
+        offset: info.offset,
+        reset: info.reset,
+        ...(t.exited ? { exited: t.exited } : {}),
+      });
       replied = true;
-      for (const o of pendingOut) socket.emit('term:output', { term: t.id, offset: o.offset, data: o.data });
+      for (const o of pendingOut)
+        socket.emit('term:output', { term: t.id, offset: o.offset, data: o.data });
     });
 
     socket.on('term:input', (payload, ack) => {

@@ -4,7 +4,13 @@
  */
 import { TextDecoder } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
-import { PROTOCOL_VERSION, type ClientToServerEvents, type ProtocolError, type ServerToClientEvents, type TermOpenResult } from '../../server/protocol/index';
+import {
+  PROTOCOL_VERSION,
+  type ClientToServerEvents,
+  type ProtocolError,
+  type ServerToClientEvents,
+  type TermOpenResult,
+} from '../../server/protocol/index';
 
 export interface TermState {
   text: string;
@@ -27,7 +33,8 @@ export class TermClient {
       const st = this.terms.get(term);
       if (!st) return;
       const buf = Buffer.from(data);
-      if (offset !== st.next) throw new Error(`gap in ${term}: expected offset ${st.next}, got ${offset}`);
+      if (offset !== st.next)
+        throw new Error(`gap in ${term}: expected offset ${st.next}, got ${offset}`);
       st.next += buf.length;
       st.bytes.push(buf);
       st.text += st.decoder.decode(buf, { stream: true });
@@ -39,7 +46,11 @@ export class TermClient {
     });
   }
 
-  static connect(url: string, auth: Record<string, unknown>, opts: { origin?: string } = {}): Promise<TermClient> {
+  static connect(
+    url: string,
+    auth: Record<string, unknown>,
+    opts: { origin?: string } = {},
+  ): Promise<TermClient> {
     const socket = io(url, {
       transports: ['websocket'],
       auth: { v: PROTOCOL_VERSION, ...auth },
@@ -56,12 +67,29 @@ export class TermClient {
     });
   }
 
-  open(req: { term?: string; cols?: number; rows?: number; offset?: number; name?: string }): Promise<TermOpenResult> {
+  open(req: {
+    term?: string;
+    cols?: number;
+    rows?: number;
+    offset?: number;
+    name?: string;
+  }): Promise<TermOpenResult> {
     return new Promise((resolve) => {
       this.socket.emit('term:open', { cols: 80, rows: 24, ...req }, (res) => {
         if (res.ok) {
           const prev = this.terms.get(res.term);
-          this.terms.set(res.term, prev && !res.reset ? prev : { text: '', bytes: [], next: res.offset, decoder: new TextDecoder(), ...(res.exited ? { exited: res.exited.code } : {}) });
+          this.terms.set(
+            res.term,
+            prev && !res.reset
+              ? prev
+              : {
+                  text: '',
+                  bytes: [],
+                  next: res.offset,
+                  decoder: new TextDecoder(),
+                  ...(res.exited ? { exited: res.exited.code } : {}),
+                },
+          );
           const st = this.terms.get(res.term) as TermState;
           st.next = res.offset;
         }
@@ -71,7 +99,9 @@ export class TermClient {
   }
 
   input(term: string, data: string): Promise<void> {
-    return new Promise((resolve) => this.socket.emit('term:input', { term, data }, () => resolve()));
+    return new Promise((resolve) =>
+      this.socket.emit('term:input', { term, data }, () => resolve()),
+    );
   }
 
   /** Waits until the terminal's decoded text matches. */
@@ -80,7 +110,10 @@ export class TermClient {
     for (;;) {
       const t = this.terms.get(term)?.text ?? '';
       if (typeof pattern === 'string' ? t.includes(pattern) : pattern.test(t)) return t;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${pattern} in ${term}; last output: ${JSON.stringify(t.slice(-400))}`);
+      if (Date.now() > end)
+        throw new Error(
+          `timed out waiting for ${pattern} in ${term}; last output: ${JSON.stringify(t.slice(-400))}`,
+        );
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -91,7 +124,10 @@ export class TermClient {
     const begin = `B${tag}`;
     const end = `E${tag}`;
     // The markers are assembled by the shell, so the echoed command line never contains them.
-    await this.input(term, `echo ${begin.slice(0, 2)}''${begin.slice(2)}; ${cmd}; echo ${end.slice(0, 2)}''${end.slice(2)}\r`);
+    await this.input(
+      term,
+      `echo ${begin.slice(0, 2)}''${begin.slice(2)}; ${cmd}; echo ${end.slice(0, 2)}''${end.slice(2)}\r`,
+    );
     const text = await this.waitFor(term, new RegExp(`${begin}\\r?\\n[\\s\\S]*${end}`), timeoutMs);
     const m = new RegExp(`${begin}\\r?\\n([\\s\\S]*?)${end}`).exec(text);
     return (m?.[1] ?? '').replace(/\r/g, '');

@@ -52,25 +52,33 @@ describe('terminals over socket.io', () => {
     await app?.close();
   });
 
-  sysTest('typing reaches the shell and echoes; the shell runs in the session sandbox', SYSTEM_NEEDS, async () => {
-    ready();
-    const c = await connect(a);
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
-    assert.equal((await c.run(t.term, 'hostname; id -u')).trim(), 'lab\n0');
-  });
+  sysTest(
+    'typing reaches the shell and echoes; the shell runs in the session sandbox',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const c = await connect(a);
+      const t = await c.open({});
+      assert.ok(t.ok);
+      await c.waitFor(t.term, /# $/);
+      assert.equal((await c.run(t.term, 'hostname; id -u')).trim(), 'lab\n0');
+    },
+  );
 
-  sysTest("'─é😀' streamed through the whole path arrives without U+FFFD or loss", SYSTEM_NEEDS, async () => {
-    ready();
-    const c = await connect(a);
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
-    const out = await c.run(t.term, "for i in $(seq 3000); do printf '─é😀'; done; echo", 20_000);
-    assert.ok(!out.includes('\uFFFD'), 'U+FFFD in the output');
-    assert.equal(out.split('─é😀').length - 1, 3000);
-  });
+  sysTest(
+    "'─é😀' streamed through the whole path arrives without U+FFFD or loss",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const c = await connect(a);
+      const t = await c.open({});
+      assert.ok(t.ok);
+      await c.waitFor(t.term, /# $/);
+      const out = await c.run(t.term, "for i in $(seq 3000); do printf '─é😀'; done; echo", 20_000);
+      assert.ok(!out.includes('\uFFFD'), 'U+FFFD in the output');
+      assert.equal(out.split('─é😀').length - 1, 3000);
+    },
+  );
 
   sysTest('the initial size and a resize reach `stty size`', SYSTEM_NEEDS, async () => {
     ready();
@@ -84,49 +92,64 @@ describe('terminals over socket.io', () => {
     assert.equal((await c.run(t.term, 'stty size')).trim(), '45 123');
   });
 
-  sysTest("two terminals share the sandbox, but the second shell holds only fds 0, 1, 2 (and bash's own)", SYSTEM_NEEDS, async () => {
-    ready();
-    const c = await connect(a);
-    const t1 = await c.open({});
-    const t2 = await c.open({});
-    assert.ok(t1.ok && t2.ok);
-    await c.waitFor(t1.term, /# $/);
-    await c.waitFor(t2.term, /# $/);
-    await c.run(t1.term, 'echo from-t1 > /tmp/shared');
-    assert.equal((await c.run(t2.term, 'cat /tmp/shared')).trim(), 'from-t1');
-    const fds = (await c.run(t2.term, 'ls /proc/$$/fd')).trim().split(/\s+/).map(Number).sort((x, y) => x - y);
-    assert.deepEqual(fds, [0, 1, 2, 255], `unexpected fds ${fds}`);
-    const links = await c.run(t2.term, 'for f in /proc/$$/fd/*; do readlink $f; done');
-    assert.doesNotMatch(links, /ptmx/, 'another terminal\'s pty master leaked in');
-  });
+  sysTest(
+    "two terminals share the sandbox, but the second shell holds only fds 0, 1, 2 (and bash's own)",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const c = await connect(a);
+      const t1 = await c.open({});
+      const t2 = await c.open({});
+      assert.ok(t1.ok && t2.ok);
+      await c.waitFor(t1.term, /# $/);
+      await c.waitFor(t2.term, /# $/);
+      await c.run(t1.term, 'echo from-t1 > /tmp/shared');
+      assert.equal((await c.run(t2.term, 'cat /tmp/shared')).trim(), 'from-t1');
+      const fds = (await c.run(t2.term, 'ls /proc/$$/fd'))
+        .trim()
+        .split(/\s+/)
+        .map(Number)
+        .sort((x, y) => x - y);
+      assert.deepEqual(fds, [0, 1, 2, 255], `unexpected fds ${fds}`);
+      const links = await c.run(t2.term, 'for f in /proc/$$/fd/*; do readlink $f; done');
+      assert.doesNotMatch(links, /ptmx/, "another terminal's pty master leaked in");
+    },
+  );
 
-  sysTest('reconnecting with an offset replays exactly the missing bytes', SYSTEM_NEEDS, async () => {
-    ready();
-    const c1 = await connect(a);
-    const t = await c1.open({});
-    assert.ok(t.ok);
-    await c1.waitFor(t.term, /# $/);
-    await c1.input(t.term, 'sleep 0.7; for i in $(seq 200); do echo line-$i; done\r');
-    await sleep(200);
-    const have = c1.terms.get(t.term)!;
-    const cut = have.next;
-    const before = Buffer.concat(have.bytes);
-    c1.close();
-    await sleep(1200); // output keeps coming while nobody is attached
-    const c2 = await connect(a);
-    const r = await c2.open({ term: t.term, offset: cut });
-    assert.ok(r.ok);
-    assert.equal(r.offset, cut);
-    assert.equal(r.reset, false);
-    await c2.waitFor(t.term, 'line-200');
-    const full = await connect(a);
-    const r0 = await full.open({ term: t.term, offset: 0 });
-    assert.ok(r0.ok && r0.offset === 0);
-    await full.waitFor(t.term, 'line-200');
-    const whole = Buffer.concat(full.terms.get(t.term)!.bytes);
-    const resumed = Buffer.concat([before, ...c2.terms.get(t.term)!.bytes]);
-    assert.ok(whole.subarray(0, resumed.length).equals(resumed), 'resumed stream differs from the original');
-  });
+  sysTest(
+    'reconnecting with an offset replays exactly the missing bytes',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const c1 = await connect(a);
+      const t = await c1.open({});
+      assert.ok(t.ok);
+      await c1.waitFor(t.term, /# $/);
+      await c1.input(t.term, 'sleep 0.7; for i in $(seq 200); do echo line-$i; done\r');
+      await sleep(200);
+      const have = c1.terms.get(t.term)!;
+      const cut = have.next;
+      const before = Buffer.concat(have.bytes);
+      c1.close();
+      await sleep(1200); // output keeps coming while nobody is attached
+      const c2 = await connect(a);
+      const r = await c2.open({ term: t.term, offset: cut });
+      assert.ok(r.ok);
+      assert.equal(r.offset, cut);
+      assert.equal(r.reset, false);
+      await c2.waitFor(t.term, 'line-200');
+      const full = await connect(a);
+      const r0 = await full.open({ term: t.term, offset: 0 });
+      assert.ok(r0.ok && r0.offset === 0);
+      await full.waitFor(t.term, 'line-200');
+      const whole = Buffer.concat(full.terms.get(t.term)!.bytes);
+      const resumed = Buffer.concat([before, ...c2.terms.get(t.term)!.bytes]);
+      assert.ok(
+        whole.subarray(0, resumed.length).equals(resumed),
+        'resumed stream differs from the original',
+      );
+    },
+  );
 
   sysTest('Ctrl-C during `yes` returns a prompt', SYSTEM_NEEDS, async () => {
     ready();
@@ -162,82 +185,133 @@ describe('terminals over socket.io', () => {
     await sleep(2000);
     const u = process.cpuUsage(u0);
     const busy = (u.user + u.system) / 1000 / (Date.now() - t0);
-    assert.ok(busy < 0.3, `server used ${(busy * 100).toFixed(0)}% of a core while the paste was blocked`);
+    assert.ok(
+      busy < 0.3,
+      `server used ${(busy * 100).toFixed(0)}% of a core while the paste was blocked`,
+    );
     c.close();
   });
 
-  sysTest("a token for session A cannot attach to session B's terminals", SYSTEM_NEEDS, async () => {
-    ready();
-    const cb = await connect(b);
-    const tb = await cb.open({});
-    assert.ok(tb.ok);
-    await assert.rejects(TermClient.connect(url, { session: b.session, token: a.token }), /unauthorized/);
-    const ca = await connect(a);
-    const r = await ca.open({ term: 't999' });
-    assert.equal(r.ok, false);
-    if (!r.ok) assert.equal(r.error.code, 'unknown-terminal');
-  });
+  sysTest(
+    "a token for session A cannot attach to session B's terminals",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const cb = await connect(b);
+      const tb = await cb.open({});
+      assert.ok(tb.ok);
+      await assert.rejects(
+        TermClient.connect(url, { session: b.session, token: a.token }),
+        /unauthorized/,
+      );
+      const ca = await connect(a);
+      const r = await ca.open({ term: 't999' });
+      assert.equal(r.ok, false);
+      if (!r.ok) assert.equal(r.error.code, 'unknown-terminal');
+    },
+  );
 
-  sysTest('a wrong Origin is refused; a wrong protocol version is named', SYSTEM_NEEDS, async () => {
-    ready();
-    await assert.rejects(connect(a, { origin: 'http://evil.example' }));
-    await assert.rejects(TermClient.connect(url, { session: a.session, token: a.token, v: 99 }), /protocol version 99/);
-    const r = await fetch(`${url}/api/sessions`, { method: 'POST', headers: { origin: 'http://evil.example' } });
-    assert.equal(r.status, 403);
-  });
+  sysTest(
+    'a wrong Origin is refused; a wrong protocol version is named',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      await assert.rejects(connect(a, { origin: 'http://evil.example' }));
+      await assert.rejects(
+        TermClient.connect(url, { session: a.session, token: a.token, v: 99 }),
+        /protocol version 99/,
+      );
+      const r = await fetch(`${url}/api/sessions`, {
+        method: 'POST',
+        headers: { origin: 'http://evil.example' },
+      });
+      assert.equal(r.status, 403);
+    },
+  );
 
-  sysTest('malformed, oversized and unknown messages get an error event and leave the server up', SYSTEM_NEEDS, async () => {
-    ready();
-    const c = await connect(await post());
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
-    c.socket.emit('term:input', { term: t.term, data: 42 } as never);
-    c.socket.emit('term:input', { term: t.term, data: 'x'.repeat(5000) });
-    c.socket.emit('term:resize', { term: t.term, cols: 0, rows: 99999 });
-    (c.socket as unknown as { emit: (e: string, ...a: unknown[]) => void }).emit('rm -rf', {});
-    c.socket.emit('term:input', { term: '../../etc', data: 'x' });
-    await sleep(300);
-    const codes = c.errors.map((e) => e.code).sort();
-    assert.deepEqual(codes, ['bad-request', 'bad-request', 'bad-request', 'bad-request', 'unknown-event'], JSON.stringify(c.errors));
-    assert.ok(c.errors.some((e) => /term:input: data: Too big/.test(e.message)), 'the oversized input is named');
-    assert.ok(c.errors.some((e) => e.event === 'rm -rf'), 'the unknown event is named');
-    assert.equal((await c.run(t.term, 'echo still-$((2*3))')).trim(), 'still-6');
-  });
+  sysTest(
+    'malformed, oversized and unknown messages get an error event and leave the server up',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const c = await connect(await post());
+      const t = await c.open({});
+      assert.ok(t.ok);
+      await c.waitFor(t.term, /# $/);
+      c.socket.emit('term:input', { term: t.term, data: 42 } as never);
+      c.socket.emit('term:input', { term: t.term, data: 'x'.repeat(5000) });
+      c.socket.emit('term:resize', { term: t.term, cols: 0, rows: 99999 });
+      (c.socket as unknown as { emit: (e: string, ...a: unknown[]) => void }).emit('rm -rf', {});
+      c.socket.emit('term:input', { term: '../../etc', data: 'x' });
+      await sleep(300);
+      const codes = c.errors.map((e) => e.code).sort();
+      assert.deepEqual(
+        codes,
+        ['bad-request', 'bad-request', 'bad-request', 'bad-request', 'unknown-event'],
+        JSON.stringify(c.errors),
+      );
+      assert.ok(
+        c.errors.some((e) => /term:input: data: Too big/.test(e.message)),
+        'the oversized input is named',
+      );
+      assert.ok(
+        c.errors.some((e) => e.event === 'rm -rf'),
+        'the unknown event is named',
+      );
+      assert.equal((await c.run(t.term, 'echo still-$((2*3))')).trim(), 'still-6');
+    },
+  );
 
-  sysTest('closing a terminal kills what it started (nohup, setsid), not the other terminals', SYSTEM_NEEDS, async () => {
-    ready();
-    const c = await connect(await post());
-    const t1 = await c.open({});
-    const t2 = await c.open({});
-    assert.ok(t1.ok && t2.ok);
-    await c.waitFor(t1.term, /# $/);
-    await c.waitFor(t2.term, /# $/);
-    await c.run(t1.term, 'nohup sleep 301 >/dev/null 2>&1 & setsid sleep 302 >/dev/null 2>&1 & true');
-    await c.run(t2.term, 'sleep 303 >/dev/null 2>&1 & true');
-    c.socket.emit('term:close', { term: t1.term });
-    await sleep(500);
-    const ps = await c.run(t2.term, 'ps -eo args');
-    assert.doesNotMatch(ps, /sleep 30[12]/);
-    assert.match(ps, /sleep 303/);
-  });
+  sysTest(
+    'closing a terminal kills what it started (nohup, setsid), not the other terminals',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const c = await connect(await post());
+      const t1 = await c.open({});
+      const t2 = await c.open({});
+      assert.ok(t1.ok && t2.ok);
+      await c.waitFor(t1.term, /# $/);
+      await c.waitFor(t2.term, /# $/);
+      await c.run(
+        t1.term,
+        'nohup sleep 301 >/dev/null 2>&1 & setsid sleep 302 >/dev/null 2>&1 & true',
+      );
+      await c.run(t2.term, 'sleep 303 >/dev/null 2>&1 & true');
+      c.socket.emit('term:close', { term: t1.term });
+      await sleep(500);
+      const ps = await c.run(t2.term, 'ps -eo args');
+      assert.doesNotMatch(ps, /sleep 30[12]/);
+      assert.match(ps, /sleep 303/);
+    },
+  );
 
-  sysTest('nohup/setsid processes do not survive the end of the session', SYSTEM_NEEDS, async () => {
-    ready();
-    const s = await post();
-    const c = await connect(s);
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
-    await c.run(t.term, 'nohup sleep 311 >/dev/null 2>&1 & setsid sleep 312 >/dev/null 2>&1 & (sleep 313 &)');
-    const base = app.sessions.get(s.session)!.sandbox.record.uidBase;
-    assert.ok(pidsOwnedByRange(base).length >= 4);
-    const r = await fetch(`${url}/api/sessions/${s.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${s.token}` } });
-    assert.equal(r.status, 200);
-    for (let i = 0; i < 100 && pidsOwnedByRange(base).length > 0; i++) {
-      testManager().collectZombies();
-      await sleep(20);
-    }
-    assert.deepEqual(pidsOwnedByRange(base), []);
-  });
+  sysTest(
+    'nohup/setsid processes do not survive the end of the session',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const c = await connect(s);
+      const t = await c.open({});
+      assert.ok(t.ok);
+      await c.waitFor(t.term, /# $/);
+      await c.run(
+        t.term,
+        'nohup sleep 311 >/dev/null 2>&1 & setsid sleep 312 >/dev/null 2>&1 & (sleep 313 &)',
+      );
+      const base = app.sessions.get(s.session)!.sandbox.record.uidBase;
+      assert.ok(pidsOwnedByRange(base).length >= 4);
+      const r = await fetch(`${url}/api/sessions/${s.session}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${s.token}` },
+      });
+      assert.equal(r.status, 200);
+      for (let i = 0; i < 100 && pidsOwnedByRange(base).length > 0; i++) {
+        testManager().collectZombies();
+        await sleep(20);
+      }
+      assert.deepEqual(pidsOwnedByRange(base), []);
+    },
+  );
 });

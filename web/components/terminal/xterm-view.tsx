@@ -1,0 +1,117 @@
+'use client';
+/**
+ * One xterm.js terminal bound to a RemoteTerminal. Client-only (touches
+ * window): loaded with next/dynamic({ ssr: false }) by its users.
+ */
+import { FitAddon } from '@xterm/addon-fit';
+import { Unicode11Addon } from '@xterm/addon-unicode11';
+import { WebLinksAddon } from '@xterm/addon-web-links';
+import { Terminal } from '@xterm/xterm';
+import '@xterm/xterm/css/xterm.css';
+import { useEffect, useRef } from 'react';
+import type { RemoteTerminal, SessionClient } from '../../lib/terminal-client';
+
+export interface XtermViewProps {
+  client: SessionClient;
+  /** Re-attach to this terminal id (after a reload) instead of opening a new one. */
+  termId?: string;
+  name?: string;
+  active: boolean;
+  onOpened: (t: RemoteTerminal) => void;
+  onError: (message: string) => void;
+}
+
+export default function XtermView({
+  client,
+  termId,
+  name,
+  active,
+  onOpened,
+  onError,
+}: XtermViewProps) {
+  const box = useRef<HTMLDivElement>(null);
+  const fitRef = useRef<FitAddon | null>(null);
+  const xtermRef = useRef<Terminal | null>(null);
+
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const term = new Terminal({
+      scrollback: 1000,
+      cursorBlink: true,
+      allowProposedApi: true,
+      fontFamily: "ui-monospace, 'DejaVu Sans Mono', 'Liberation Mono', monospace",
+      fontSize: 14,
+      theme: {
+        background: '#0d1117',
+        foreground: '#e6edf3',
+        cursor: '#e6edf3',
+        selectionBackground: '#264f78',
+      },
+    });
+    const fit = new FitAddon();
+    term.loadAddon(fit);
+    term.loadAddon(new WebLinksAddon());
+    term.loadAddon(new Unicode11Addon());
+    term.unicode.activeVersion = '11';
+    term.open(el);
+    fit.fit();
+    fitRef.current = fit;
+    xtermRef.current = term;
+    // Copy with Ctrl+Shift+C (Ctrl+C stays an interrupt); paste is the browser's own.
+    term.attachCustomKeyEventHandler((e) => {
+      if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && e.code === 'KeyC') {
+        void navigator.clipboard?.writeText(term.getSelection());
+        return false;
+      }
+      return true;
+    });
+    let remote: RemoteTerminal | undefined;
+    let disposed = false;
+    const view = {
+      write: (d: string, cb: () => void) => term.write(d, cb),
+      reset: () => term.reset(),
+    };
+    client
+      .open(view, {
+        ...(termId ? { term: termId } : {}),
+        ...(name ? { name } : {}),
+        cols: term.cols,
+        rows: term.rows,
+      })
+      .then((t) => {
+        if (disposed) return;
+        remote = t;
+        onOpened(t);
+        term.onData((d) => void t.input(d));
+        term.onResize(({ cols, rows }) => t.resize(cols, rows));
+        t.onExit = (code) => term.write(`\r\n\x1b[2m[shell exited with status ${code}]\x1b[0m\r\n`);
+      })
+      .catch((err: Error) => onError(err.message));
+    const ro = new ResizeObserver(() => {
+      if (el.offsetParent !== null) fit.fit();
+    });
+    ro.observe(el);
+    return () => {
+      disposed = true;
+      ro.disconnect();
+      term.dispose();
+      void remote;
+    };
+  }, []);
+
+  useEffect(() => {
+    if (active) {
+      fitRef.current?.fit();
+      xtermRef.current?.focus();
+    }
+  }, [active]);
+
+  return (
+    <div
+      ref={box}
+      data-testid="xterm"
+      style={{ position: 'absolute', inset: 0, padding: '6px', display: active ? 'block' : 'none' }}
+    />
+  );
+}

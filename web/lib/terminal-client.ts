@@ -1,0 +1,218 @@
+/**
+ * The browser side of the terminal protocol (docs/protocol.md), independent
+ * of React and xterm: one socket per tab, terminals multiplexed by id, one
+ * streaming UTF-8 decoder per terminal (xterm.js 6 loses characters split
+ * across Uint8Array writes, xtermjs/xterm.js#6003), acks from the render
+ * callback, chunked pastes, and resume-by-offset after a reconnect.
+ */
+import { io, type Socket } from 'socket.io-client';
+import {
+  LIMITS,
+  PROTOCOL_VERSION,
+  type ClientToServerEvents,
+  type ProtocolError,
+  type ServerToClientEvents,
+  type TermOpenResult,
+} from '../../server/protocol/index';
+
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'ended';
+
+/** What a terminal widget must offer (xterm.js does). */
+export interface TerminalView {
+  write(data: string, rendered: () => void): void;
+  reset(): void;
+}
+
+type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export class RemoteTerminal {
+  /** Offset of the next byte we expect: what we ask for after a reconnect. */
+  next = 0;
+  exited: number | undefined;
+  private decoder = new TextDecoder();
+  private rendered = 0;
+  private inputChain: Promise<void> = Promise.resolve();
+  private resizeTimer: ReturnType<typeof setTimeout> | undefined;
+  onExit: ((code: number) => void) | undefined;
+
+  constructor(
+    private readonly client: SessionClient,
+    readonly id: string,
+    readonly name: string,
+    private readonly view: TerminalView,
+    public cols: number,
+    public rows: number,
+  ) {}
+
+  /** Output from the server, in order, each byte once. */
+  receive(offset: number, data: Uint8Array): void {
+    if (offset + data.length <= this.next) return; // already have it (a replay overlap)
+    const fresh = offset < this.next ? data.subarray(this.next - offset) : data;
+    this.next = Math.max(this.next, offset) + fresh.length;
+    const text = this.decoder.decode(fresh, { stream: true });
+    const n = fresh.length;
+    this.view.write(text, () => {
+      // Ack what xterm has actually parsed, in 32 KiB steps (TERMINALS.md R4).
+      this.rendered += n;
+      if (this.rendered >= LIMITS.ackEveryBytes) {
+        this.client.emit('term:ack', { term: this.id, bytes: this.rendered });
+        this.rendered = 0;
+      }
+    });
+  }
+
+  /** Re-attach after a reconnect: the server replays from `next`, or says to reset. */
+  async reattach(): Promise<void> {
+    const res = await this.client.request({
+      term: this.id,
+      offset: this.next,
+      cols: this.cols,
+      rows: this.rows,
+    });
+    if (!res.ok) {
+      this.exited = this.exited ?? -1;
+      return;
+    }
+    this.rendered = 0;
+    this.decoder = new TextDecoder();
+    if (res.reset) this.view.reset();
+    this.next = res.offset;
+    if (res.exited) this.exited = res.exited.code;
+  }
+
+  /** Keystrokes and pastes; big pastes go in chunks, each after the previous was taken. */
+  input(data: string): Promise<void> {
+    const chunks: string[] = [];
+    for (let i = 0; i < data.length; i += LIMITS.inputChars)
+      chunks.push(data.slice(i, i + LIMITS.inputChars));
+    this.inputChain = this.inputChain.then(async () => {
+      for (const chunk of chunks) {
+        await new Promise<void>((resolve) => {
+          if (!this.client.connected) return resolve(); // dropped while offline, as a real terminal would
+          this.client.emit('term:input', { term: this.id, data: chunk }, () => resolve());
+        });
+      }
+    });
+    return this.inputChain;
+  }
+
+  /** Debounced: fit addons and ResizeObserver fire in bursts (TERMINALS.md R10). */
+  resize(cols: number, rows: number): void {
+    const c = Math.max(LIMITS.minDim, Math.min(LIMITS.maxDim, cols));
+    const r = Math.max(LIMITS.minDim, Math.min(LIMITS.maxDim, rows));
+    if (c === this.cols && r === this.rows) return;
+    this.cols = c;
+    this.rows = r;
+    clearTimeout(this.resizeTimer);
+    this.resizeTimer = setTimeout(
+      () => this.client.emit('term:resize', { term: this.id, cols: c, rows: r }),
+      80,
+    );
+  }
+
+  close(): void {
+    this.client.emit('term:close', { term: this.id });
+    this.client.forget(this.id);
+  }
+
+  markExited(code: number): void {
+    this.exited = code;
+    this.onExit?.(code);
+  }
+}
+
+export class SessionClient {
+  private readonly socket: ClientSocket;
+  private readonly terms = new Map<string, RemoteTerminal>();
+  private listeners: ((s: ConnectionState, detail?: string) => void)[] = [];
+  state: ConnectionState = 'connecting';
+  onError: ((e: ProtocolError) => void) | undefined;
+
+  constructor(url: string, session: string, token: string) {
+    this.socket = io(url, {
+      transports: ['websocket'],
+      auth: { v: PROTOCOL_VERSION, session, token },
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+    });
+    this.socket.on('connect', () => {
+      void Promise.all([...this.terms.values()].map((t) => t.reattach())).then(() =>
+        this.setState('connected'),
+      );
+    });
+    this.socket.on('disconnect', (reason) => {
+      if (reason === 'io client disconnect') return this.setState('ended');
+      this.setState('reconnecting', reason);
+    });
+    this.socket.on('connect_error', (err) => {
+      // A session that no longer exists will never accept us again.
+      if (/unauthorized|protocol version/.test(err.message)) {
+        this.socket.close();
+        this.setState('ended', err.message);
+      } else if (this.state !== 'connecting') this.setState('reconnecting', err.message);
+    });
+    this.socket.on('term:output', ({ term, offset, data }) =>
+      this.terms.get(term)?.receive(offset, new Uint8Array(data)),
+    );
+    this.socket.on('term:exit', ({ term, code }) => this.terms.get(term)?.markExited(code));
+    this.socket.on('proto:error', (e) => this.onError?.(e));
+  }
+
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  onState(l: (s: ConnectionState, detail?: string) => void): () => void {
+    this.listeners.push(l);
+    l(this.state);
+    return () => (this.listeners = this.listeners.filter((x) => x !== l));
+  }
+
+  private setState(s: ConnectionState, detail?: string): void {
+    this.state = s;
+    for (const l of this.listeners) l(s, detail);
+  }
+
+  emit<E extends keyof ClientToServerEvents>(
+    event: E,
+    ...args: Parameters<ClientToServerEvents[E]>
+  ): void {
+    (this.socket.emit as (e: string, ...a: unknown[]) => void)(event, ...args);
+  }
+
+  request(req: Parameters<ClientToServerEvents['term:open']>[0]): Promise<TermOpenResult> {
+    return new Promise((resolve) => this.socket.emit('term:open', req, resolve));
+  }
+
+  /**
+   * Opens a new terminal, or re-attaches to `term` (after a page reload,
+   * from offset 0: the server replays what its buffer still holds).
+   */
+  async open(
+    view: TerminalView,
+    opts: { term?: string; name?: string; cols: number; rows: number },
+  ): Promise<RemoteTerminal> {
+    if (!this.socket.connected)
+      await new Promise<void>((r) => this.socket.once('connect', () => r()));
+    // Register inside the ack callback itself: replayed output may arrive in
+    // the same network read as the ack, before any awaiting code would run.
+    return new Promise((resolve, reject) => {
+      this.socket.emit('term:open', { ...opts, ...(opts.term ? { offset: 0 } : {}) }, (res) => {
+        if (!res.ok) return reject(new Error(res.error.message));
+        const t = new RemoteTerminal(this, res.term, res.name, view, opts.cols, opts.rows);
+        t.next = res.offset;
+        if (res.exited) t.exited = res.exited.code;
+        this.terms.set(res.term, t);
+        resolve(t);
+      });
+    });
+  }
+
+  forget(id: string): void {
+    this.terms.delete(id);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
