@@ -1,0 +1,427 @@
+/**
+ * npm run bench:terminal - TERMINALS.md §4.3 in one run: a raw node-pty
+ * baseline, our server (shells in real sandboxes) and wetty 3.2.0
+ * (installed from npm into .bench/, not a product dependency). The client
+ * is Node with @xterm/headless as the emulator, reproducing each peer's own
+ * ack logic. Prints Markdown for docs/benchmarks.md. Figures, not assertions.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { TextDecoder } from 'node:util';
+import * as xtermHeadless from '@xterm/headless';
+import * as pty from 'node-pty';
+import { io, type Socket } from 'socket.io-client';
+import { PROTOCOL_VERSION, type SessionCreated } from '../../server/protocol/index';
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const BENCH_DIR = path.join(REPO, '.bench');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '-');
+
+type SinkKind = 'headless' | 'null' | { slowBytesPerSec: number };
+
+/** One terminal connection, whatever the server. */
+interface Conn {
+  send(data: string): void;
+  onData(fn: (chunk: Uint8Array | string) => void): void;
+  /** What the peer's own client does after processing `n` units. */
+  processed(n: number): void;
+  close(): void;
+}
+
+/** A client: receives, "renders" through a sink, acks like the peer's client. */
+class Client {
+  received = '';
+  processedText = '';
+  receivedBytes = 0;
+  backlog = 0;
+  maxBacklog = 0;
+  /** Called on every received chunk (lets waits sleep instead of spinning a core). */
+  onReceive: (() => void) | undefined;
+  private term: InstanceType<typeof xtermHeadless.Terminal> | undefined;
+  private decoder = new TextDecoder();
+  private queue: string[] = [];
+  private draining = false;
+
+  constructor(
+    readonly conn: Conn,
+    private readonly sink: SinkKind,
+  ) {
+    if (sink === 'headless') this.term = new xtermHeadless.Terminal({ cols: 120, rows: 30, scrollback: 1000, allowProposedApi: true });
+    conn.onData((chunk) => {
+      const text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
+      const units = typeof chunk === 'string' ? chunk.length : chunk.length;
+      this.receivedBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      this.received = (this.received + text).slice(-8192);
+      this.render(text, units);
+      this.onReceive?.();
+    });
+  }
+
+  private render(text: string, units: number): void {
+    if (this.sink === 'null') {
+      this.done(text, units);
+    } else if (this.sink === 'headless') {
+      this.term!.write(text, () => this.done(text, units));
+    } else {
+      this.queue.push(text);
+      this.backlog += text.length;
+      this.maxBacklog = Math.max(this.maxBacklog, this.backlog);
+      if (!this.draining) void this.drainSlow(this.sink.slowBytesPerSec, units);
+    }
+  }
+
+  private async drainSlow(rate: number, _units: number): Promise<void> {
+    this.draining = true;
+    while (this.queue.length) {
+      const t = this.queue.shift() as string;
+      await sleep((t.length / rate) * 1000);
+      this.backlog -= t.length;
+      this.done(t, t.length);
+    }
+    this.draining = false;
+  }
+
+  private done(text: string, units: number): void {
+    this.processedText = (this.processedText + text).slice(-8192);
+    this.conn.processed(units);
+  }
+
+  async waitReceived(s: string, mark = '', ms = 30_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.received.includes(s) || (mark && !this.received.slice(this.received.lastIndexOf(mark)).includes(s))) {
+      if (Date.now() > end) throw new Error(`timeout waiting for ${JSON.stringify(s)}; got ${JSON.stringify(this.received.slice(-200))}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  async waitProcessed(s: string, ms = 120_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.processedText.includes(s)) {
+      if (Date.now() > end) throw new Error(`timeout waiting to process ${JSON.stringify(s)}`);
+      await new Promise((r) => setImmediate(r));
+    }
+    if (this.term) await new Promise<void>((r) => this.term!.write('', r));
+  }
+}
+
+interface Server {
+  name: string;
+  pid: number | undefined;
+  open(): Promise<Conn>;
+  stop(): Promise<void>;
+}
+
+// ---- peers ------------------------------------------------------------------
+
+function rawPty(): Server {
+  return {
+    name: 'raw node-pty (no network)',
+    pid: process.pid,
+    async open() {
+      const p = pty.spawn('bash', ['--norc', '--noprofile'], { cols: 120, rows: 30, env: { ...process.env, PS1: 'P> ' } as Record<string, string> });
+      return { send: (d) => p.write(d), onData: (fn) => void p.onData(fn), processed: () => {}, close: () => p.kill() };
+    },
+    async stop() {},
+  };
+}
+
+async function startProcess(cmd: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      const m = ready.exec(out);
+      if (m) resolve({ child, match: m });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
+  });
+}
+
+async function ours(): Promise<Server & { sessions: SessionCreated[]; url: string }> {
+  const { child, match } = await startProcess(process.execPath, [path.join(__dirname, 'terminal-server.js'), '0'], /READY (\d+)/);
+  const url = `http://127.0.0.1:${match[1]}`;
+  const sessions: SessionCreated[] = [];
+  const sockets = new Map<string, Socket>();
+  let opened = 0;
+  const socketFor = async (s: SessionCreated) => {
+    let sock = sockets.get(s.session);
+    if (!sock) {
+      sock = io(url, { transports: ['websocket'], auth: { v: PROTOCOL_VERSION, session: s.session, token: s.token }, forceNew: true });
+      sockets.set(s.session, sock);
+      await new Promise<void>((r) => sock!.once('connect', () => r()));
+    }
+    return sock;
+  };
+  return {
+    name: 'Underlay (shell in a sandbox)',
+    pid: child.pid,
+    url,
+    sessions,
+    async open() {
+      if (opened % 8 === 0) {
+        const r = await fetch(`${url}/api/sessions`, { method: 'POST' });
+        sessions.push((await r.json()) as SessionCreated);
+      }
+      opened++;
+      const s = sessions[sessions.length - 1] as SessionCreated;
+      const sock = await socketFor(s);
+      const res = await new Promise<{ ok: boolean; term: string }>((resolve) =>
+        sock.emit('term:open', { cols: 120, rows: 30 }, resolve as (r: unknown) => void),
+      );
+      if (!res.ok) throw new Error(`term:open failed: ${JSON.stringify(res)}`);
+      const term = res.term;
+      let fn: (c: Uint8Array) => void = () => {};
+      sock.on('term:output', (m: { term: string; data: ArrayBuffer }) => {
+        if (m.term === term) fn(new Uint8Array(m.data));
+      });
+      let acc = 0;
+      return {
+        send: (d) => sock.emit('term:input', { term, data: d }),
+        onData: (f) => (fn = f),
+        processed: (n) => {
+          acc += n;
+          if (acc >= 32 * 1024) {
+            sock.emit('term:ack', { term, bytes: acc });
+            acc = 0;
+          }
+        },
+        close: () => sock.emit('term:close', { term }),
+      };
+    },
+    async stop() {
+      for (const s of sockets.values()) s.close();
+      for (const s of sessions) await fetch(`${url}/api/sessions/${s.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${s.token}` } });
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+function ensureWetty(): string | undefined {
+  const main = path.join(BENCH_DIR, 'node_modules', 'wetty', 'build', 'main.js');
+  if (fs.existsSync(main)) return main;
+  fs.mkdirSync(BENCH_DIR, { recursive: true });
+  if (!fs.existsSync(path.join(BENCH_DIR, 'package.json'))) fs.writeFileSync(path.join(BENCH_DIR, 'package.json'), '{"private":true}\n');
+  const env = { ...process.env, ...(fs.existsSync('/usr/include/node/node.h') ? { npm_config_nodedir: '/usr' } : {}) };
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', 'wetty@3.2.0'], { cwd: BENCH_DIR, env, stdio: 'inherit' });
+  return r.status === 0 && fs.existsSync(main) ? main : undefined;
+}
+
+async function wetty(main: string): Promise<Server> {
+  const port = 3100 + Math.floor(Math.random() * 500);
+  const { child } = await startProcess(process.execPath, [main, '--host', '127.0.0.1', '--port', String(port), '--command', 'bash --norc --noprofile'], /Server started|listening|port/i, {
+    ...process.env,
+    PS1: 'P> ',
+  });
+  await sleep(300);
+  return {
+    name: 'wetty 3.2.0 (host shell, no sandbox)',
+    pid: child.pid,
+    async open() {
+      const sock = io(`http://127.0.0.1:${port}`, { path: '/socket.io', transports: ['websocket'], forceNew: true });
+      let fn: (c: string) => void = () => {};
+      sock.on('data', (d: string) => fn(d));
+      await new Promise<void>((r) => sock.once('login', () => r()));
+      sock.emit('resize', { cols: 120, rows: 30 });
+      let acc = 0;
+      return {
+        send: (d) => sock.emit('input', d),
+        onData: (f) => (fn = f),
+        processed: (n) => {
+          acc += n;
+          if (acc >= 2 ** 18) {
+            sock.emit('commit', acc);
+            acc = 0;
+          }
+        },
+        close: () => sock.close(),
+      };
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+// ---- measurements ------------------------------------------------------------
+
+function procStat(pid: number | undefined): { cpuMs: number; rssKiB: number; threads: number; fds: number } {
+  if (!pid) return { cpuMs: NaN, rssKiB: NaN, threads: NaN, fds: NaN };
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 1000 / 100;
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return {
+    cpuMs: (Number(rest[11]) + Number(rest[12])) * tick,
+    rssKiB: Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1]),
+    threads: Number(/^Threads:\s+(\d+)/m.exec(status)?.[1]),
+    fds: fs.readdirSync(`/proc/${pid}/fd`).length,
+  };
+}
+
+async function prompt(c: Client): Promise<void> {
+  c.conn.send("PS1='P> '; stty -echoctl\r");
+  await c.waitReceived('P> ');
+  await sleep(200);
+}
+
+/** Keystroke echo, waiting idle for the reply (a busy-polling client would steal one of the 2 cores). */
+async function echo(c: Client, n: number): Promise<number[]> {
+  const out: number[] = [];
+  const next = (pred: () => boolean) =>
+    new Promise<void>((resolve) => {
+      if (pred()) return resolve();
+      c.onReceive = () => {
+        if (pred()) {
+          c.onReceive = undefined;
+          resolve();
+        }
+      };
+    });
+  for (let i = 0; i < n; i++) {
+    const before = c.received;
+    const t0 = now();
+    c.conn.send('x');
+    await next(() => c.received !== before && c.received.endsWith('x'));
+    out.push(now() - t0);
+    const b2 = c.received;
+    c.conn.send('\x7f');
+    await next(() => c.received !== b2);
+    await sleep(20);
+  }
+  return out;
+}
+
+async function flood(c: Client, srv: Server): Promise<{ mbps: number; serverCpuMs: number }> {
+  const cpu0 = procStat(srv.pid).cpuMs;
+  const b0 = c.receivedBytes;
+  const t0 = now();
+  c.conn.send('head -c 60000000 /dev/zero | base64 -w0; echo; echo MARK_END_$((40+2))\r');
+  await c.waitProcessed('MARK_END_42');
+  const ms = now() - t0;
+  return { mbps: (c.receivedBytes - b0) / 1e6 / (ms / 1000), serverCpuMs: procStat(srv.pid).cpuMs - cpu0 };
+}
+
+async function ctrlC(srv: Server): Promise<{ ms: number; backlogKB: number }> {
+  const c = new Client(await srv.open(), { slowBytesPerSec: 5e6 });
+  await prompt(c);
+  await sleep(300);
+  c.conn.send('yes\r');
+  await sleep(8000);
+  c.conn.send('\x03');
+  const t0 = now();
+  c.processedText = '';
+  // Everything processed from here on is new; the next prompt ends the wait.
+  while (!c.processedText.includes('P> ')) {
+    if (now() - t0 > 60_000) break;
+    await new Promise((r) => setImmediate(r));
+  }
+  const ms = now() - t0;
+  const backlogKB = c.maxBacklog / 1024;
+  c.conn.close();
+  return { ms, backlogKB };
+}
+
+async function fairness(srv: Server): Promise<number[]> {
+  const a = new Client(await srv.open(), 'headless');
+  const b = new Client(await srv.open(), 'null');
+  await prompt(a);
+  await prompt(b);
+  a.conn.send('yes\r');
+  await sleep(500);
+  const lat = await echo(b, 200);
+  a.conn.send('\x03');
+  await sleep(300);
+  a.conn.close();
+  b.conn.close();
+  return lat;
+}
+
+async function idle(srv: Server, n: number): Promise<{ rssPerTermKiB: number; before: ReturnType<typeof procStat>; during: ReturnType<typeof procStat>; openMs: number }> {
+  const before = procStat(srv.pid);
+  const conns: Conn[] = [];
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    const c = new Client(await srv.open(), 'null');
+    await c.waitReceived(srv.name.startsWith('Underlay') ? '# ' : 'P> ');
+    conns.push(c.conn);
+  }
+  const openMs = now() - t0;
+  await sleep(1000);
+  const during = procStat(srv.pid);
+  for (const c of conns) c.close();
+  return { rssPerTermKiB: (during.rssKiB - before.rssKiB) / n, before, during, openMs };
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  const lines: string[] = [];
+  lines.push(`Terminal benchmark - ${new Date().toISOString()} - ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}`);
+  lines.push('');
+  lines.push('| server | attach→prompt ms | echo p50 / p95 / p99 ms | flood into xterm-headless MB/s (server CPU s) | ^C after 8 s of `yes`, 5 MB/s client: prompt ms / max backlog KB | echo in B while A floods p50 / p99 ms | idle: server RSS per terminal |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const wettyMain = only && only !== 'wetty' ? undefined : ensureWetty();
+  const servers: (() => Promise<Server>)[] = [];
+  if (!only || only === 'raw') servers.push(async () => rawPty());
+  if (!only || only === 'ours') servers.push(ours);
+  if (wettyMain) servers.push(() => wetty(wettyMain));
+  let leak = '';
+  for (const make of servers) {
+    const srv = await make();
+    try {
+      const t0 = now();
+      const c = new Client(await srv.open(), 'headless');
+      await prompt(c);
+      const attach = now() - t0;
+      const e = await echo(c, 300);
+      const fl = await flood(c, srv);
+      c.conn.close();
+      const cc = await ctrlC(srv);
+      const fair = await fairness(srv);
+      const id = srv.name.startsWith('raw') ? undefined : await idle(srv, 50);
+      lines.push(
+        `| ${srv.name} | ${f1(attach)} | ${f2(pct(e, 50))} / ${f2(pct(e, 95))} / ${f2(pct(e, 99))} | ${f1(fl.mbps)} (${f2(fl.serverCpuMs / 1000)}) | ${f1(cc.ms)} / ${f1(cc.backlogKB)} | ${f2(pct(fair, 50))} / ${f2(pct(fair, 99))} | ${id ? `${(id.rssPerTermKiB / 1024).toFixed(2)} MB (50 terminals opened in ${f1(id.openMs)} ms)` : '-'} |`,
+      );
+      if (srv.name.startsWith('Underlay')) {
+        // 300 terminals opened and closed: nothing may leak.
+        await sleep(1500);
+        const base = procStat(srv.pid);
+        const ptys0 = Number(fs.readFileSync('/proc/sys/kernel/pty/nr', 'utf8'));
+        const t1 = now();
+        const conns: Conn[] = [];
+        for (let i = 0; i < 300; i++) conns.push(await srv.open());
+        const openMs = now() - t1;
+        const peak = procStat(srv.pid);
+        const ptysPeak = Number(fs.readFileSync('/proc/sys/kernel/pty/nr', 'utf8'));
+        for (const x of conns) x.close();
+        await sleep(3000);
+        const end = procStat(srv.pid);
+        const ptys1 = Number(fs.readFileSync('/proc/sys/kernel/pty/nr', 'utf8'));
+        leak =
+          `300 terminals (38 sessions) opened in ${(openMs / 1000).toFixed(1)} s; server fds ${base.fds} → ${peak.fds} → ${end.fds}, ` +
+          `threads ${base.threads} → ${peak.threads} → ${end.threads}, ptys ${ptys0} → ${ptysPeak} → ${ptys1} (before → open → closed).`;
+      }
+    } finally {
+      await srv.stop();
+    }
+  }
+  lines.push('');
+  if (leak) lines.push(leak);
+  process.stdout.write(lines.join('\n') + '\n');
+  process.exit(0);
+}
+
+main().catch((err) => {
+  process.stderr.write(String(err?.stack ?? err) + '\n');
+  process.exit(1);
+});
