@@ -29,6 +29,14 @@ describe('terminals over socket.io', () => {
     clients.push(c);
     return c;
   };
+  /** A connected client with one shell at its prompt. */
+  const shell = async (s: SessionCreated, size: { cols?: number; rows?: number } = {}) => {
+    const c = await connect(s);
+    const t = await c.open(size);
+    assert.ok(t.ok, JSON.stringify(t));
+    await c.waitFor(t.term, /# $/);
+    return { c, term: t.term };
+  };
   const post = async (): Promise<SessionCreated> => {
     const r = await fetch(`${url}/api/sessions`, { method: 'POST' });
     if (r.status !== 201) throw new Error(`POST /api/sessions: ${r.status} ${await r.text()}`);
@@ -57,10 +65,8 @@ describe('terminals over socket.io', () => {
     SYSTEM_NEEDS,
     async () => {
       ready();
-      const c = await connect(a);
-      const t = await c.open({});
-      assert.ok(t.ok);
-      await c.waitFor(t.term, /# $/);
+      const { c, term } = await shell(a);
+      const t = { term };
       assert.equal((await c.run(t.term, 'hostname; id -u')).trim(), 'lab\n0');
     },
   );
@@ -70,10 +76,8 @@ describe('terminals over socket.io', () => {
     SYSTEM_NEEDS,
     async () => {
       ready();
-      const c = await connect(a);
-      const t = await c.open({});
-      assert.ok(t.ok);
-      await c.waitFor(t.term, /# $/);
+      const { c, term } = await shell(a);
+      const t = { term };
       const out = await c.run(t.term, "for i in $(seq 3000); do printf '─é😀'; done; echo", 20_000);
       assert.ok(!out.includes('\uFFFD'), 'U+FFFD in the output');
       assert.equal(out.split('─é😀').length - 1, 3000);
@@ -82,10 +86,8 @@ describe('terminals over socket.io', () => {
 
   sysTest('the initial size and a resize reach `stty size`', SYSTEM_NEEDS, async () => {
     ready();
-    const c = await connect(a);
-    const t = await c.open({ cols: 101, rows: 33 });
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
+    const { c, term } = await shell(a, { cols: 101, rows: 33 });
+    const t = { term };
     assert.equal((await c.run(t.term, 'stty size')).trim(), '33 101');
     c.socket.emit('term:resize', { term: t.term, cols: 123, rows: 45 });
     await sleep(100);
@@ -153,10 +155,8 @@ describe('terminals over socket.io', () => {
 
   sysTest('Ctrl-C during `yes` returns a prompt', SYSTEM_NEEDS, async () => {
     ready();
-    const c = await connect(a);
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
+    const { c, term } = await shell(a);
+    const t = { term };
     await c.input(t.term, 'yes\r');
     await c.waitFor(t.term, 'y\r\ny\r\ny');
     await sleep(1500);
@@ -171,10 +171,8 @@ describe('terminals over socket.io', () => {
 
   sysTest('a 1 MiB paste into `sleep` does not keep a core busy', SYSTEM_NEEDS, async () => {
     ready();
-    const c = await connect(a);
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
+    const { c, term } = await shell(a);
+    const t = { term };
     await c.input(t.term, 'stty -icanon; sleep 6\r');
     await sleep(200);
     const chunk = 'x'.repeat(4096);
@@ -234,10 +232,8 @@ describe('terminals over socket.io', () => {
     SYSTEM_NEEDS,
     async () => {
       ready();
-      const c = await connect(await post());
-      const t = await c.open({});
-      assert.ok(t.ok);
-      await c.waitFor(t.term, /# $/);
+      const { c, term } = await shell(await post());
+      const t = { term };
       c.socket.emit('term:input', { term: t.term, data: 42 } as never);
       c.socket.emit('term:input', { term: t.term, data: 'x'.repeat(5000) });
       c.socket.emit('term:resize', { term: t.term, cols: 0, rows: 99999 });
@@ -292,10 +288,8 @@ describe('terminals over socket.io', () => {
     async () => {
       ready();
       const s = await post();
-      const c = await connect(s);
-      const t = await c.open({});
-      assert.ok(t.ok);
-      await c.waitFor(t.term, /# $/);
+      const { c, term } = await shell(s);
+      const t = { term };
       await c.run(
         t.term,
         'nohup sleep 311 >/dev/null 2>&1 & setsid sleep 312 >/dev/null 2>&1 & (sleep 313 &)',

@@ -82,6 +82,19 @@ sock_filter jump(unsigned short code, unsigned k, unsigned char jt, unsigned cha
   return BPF_JUMP(code, k, jt, jf);
 }
 
+// if (nr == syscall) return arg in {a, b} ? deny : allow; else fall through.
+// Loading the argument clobbers the accumulator (nr), so each such check
+// ends in a return and must come after all plain syscall-number checks.
+void deny_arg_values(std::vector<sock_filter>* p, long syscall_nr, unsigned arg_offset, unsigned a,
+                     unsigned b, unsigned deny) {
+  p->push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(syscall_nr), 0, 5));
+  p->push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg_offset));
+  p->push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, a, 2, 0));
+  p->push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, b, 1, 0));
+  p->push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  p->push_back(stmt(BPF_RET | BPF_K, deny));
+}
+
 }  // namespace
 
 void install() {
@@ -101,20 +114,9 @@ void install() {
     p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(nr), 0, 1));
     p.push_back(stmt(BPF_RET | BPF_K, deny));
   }
-  // socket(AF_ALG|AF_VSOCK, ...)
-  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 5));
-  p.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg0));
-  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, kAfAlg, 2, 0));
-  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, kAfVsock, 1, 0));
-  p.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  p.push_back(stmt(BPF_RET | BPF_K, deny));
-  // ioctl(fd, TIOCSTI|TIOCLINUX, ...)
-  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 5));
-  p.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg1));
-  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, kTiocsti, 2, 0));
-  p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, kTioclinux, 1, 0));
-  p.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  p.push_back(stmt(BPF_RET | BPF_K, deny));
+  // socket(AF_ALG|AF_VSOCK, ...) and ioctl(fd, TIOCSTI|TIOCLINUX, ...)
+  deny_arg_values(&p, SYS_socket, arg0, kAfAlg, kAfVsock, deny);
+  deny_arg_values(&p, SYS_ioctl, arg1, kTiocsti, kTioclinux, deny);
   p.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
 
   sock_fprog prog = {static_cast<unsigned short>(p.size()), p.data()};
