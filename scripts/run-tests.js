@@ -4,7 +4,7 @@
 // Each stage writes TAP and JUnit into test/artifacts/; the last line printed
 // is "N passed, N failed" and the exit status is non-zero on any failure.
 //
-//   node scripts/run-tests.js [--only lint|unit|system|e2e] [--skip-lint]
+//   node scripts/run-tests.js [--only lint|unit|system|labs|e2e] [--skip-lint]
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -94,6 +94,30 @@ if (want('system')) {
   const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
   run(process.execPath, [env.CLI, 'sandbox', 'reap', '--all'], env.testEnv());
   nodeTests('system', listTests(dist('system')), ['--test-concurrency=1']);
+}
+if (want('labs')) {
+  // Every lab end to end: fail before, near misses still fail, pass after.
+  process.stdout.write('\n── labs (underlay test labs/ --repeat 2)\n');
+  const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
+  const tapFile = path.join(artifacts, 'labs.tap');
+  const r = run(
+    process.execPath,
+    [env.CLI, 'test', 'labs', '--repeat', '2', '--reporter', 'tap', '-o', tapFile],
+    env.testEnv(),
+  );
+  run(
+    process.execPath,
+    [env.CLI, 'test', 'labs', '--reporter', 'junit', '-o', path.join(artifacts, 'labs.junit.xml')],
+    env.testEnv(),
+  );
+  const text = fs.existsSync(tapFile) ? fs.readFileSync(tapFile, 'utf8') : '';
+  const ok = (text.match(/^ok \d+/gm) || []).filter((l) => !/# SKIP/.test(l)).length;
+  const notOk = (text.match(/^not ok \d+/gm) || []).length;
+  skipped += (text.match(/# SKIP/g) || []).length;
+  passed += ok;
+  failed += notOk;
+  if (notOk > 0 || r.status !== 0 || ok === 0) failures.push('labs');
+  if (r.status !== 0 && notOk === 0) failed++;
 }
 if (want('e2e')) nodeTests('e2e', listTests(dist('e2e')), ['--test-concurrency=1']);
 

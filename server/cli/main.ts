@@ -11,6 +11,7 @@ import { buildImage, findImage, hostDistro } from '../sandbox/images';
 import { SandboxManager } from '../sandbox/sandbox';
 import { Store } from '../store/store';
 import { runDoctor } from './doctor';
+import { schema, test, validate } from './labs';
 import { runInSandbox } from './run';
 import { serve } from './serve';
 
@@ -212,6 +213,40 @@ export function buildProgram(): Command {
             : 'no base image: run `underlay rootfs build`\n',
         );
       if (!img) process.exitCode = 1;
+    });
+
+  program
+    .command('validate')
+    .description('check lab files: every problem with file:line:col, the field and a fix')
+    .argument('[paths...]', 'lab folders, or folders of labs (default: labs/)')
+    .action((paths: string[]) => {
+      process.exitCode = validate(paths);
+    });
+
+  program
+    .command('test')
+    .description(
+      'run labs end to end: each check must fail before, fail after each near miss, pass after the solution',
+    )
+    .argument('[paths...]', 'lab folders, or folders of labs (default: labs/)')
+    .option('--reporter <name>', 'pretty | tap | junit', 'pretty')
+    .option('--repeat <n>', 'run every lab N times (catches flaky checks)', intArg('--repeat'), 1)
+    .option('--only <lab[/step]>', 'one lab, or one step of it (earlier steps are solved first)')
+    .option('-o, --output <file>', 'write the report to a file')
+    .action(async (paths: string[], opts) => {
+      if (!['pretty', 'tap', 'junit'].includes(opts.reporter))
+        throw new UsageError(`--reporter must be pretty, tap or junit, got '${opts.reporter}'`);
+      if (opts.repeat < 1) throw new UsageError('--repeat must be at least 1');
+      requireRoot();
+      process.exitCode = await test(paths, opts);
+    });
+
+  program
+    .command('schema')
+    .description('write labs/lab.schema.json from the lab format (the editor schema)')
+    .option('--check', 'fail if the committed file is stale')
+    .action((opts) => {
+      process.exitCode = schema({ check: Boolean(opts.check) });
     });
 
   program

@@ -19,7 +19,8 @@ const REPO = path.resolve(__dirname, '..', '..', '..');
 const BENCH_DIR = path.join(REPO, '.bench');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '-');
 
@@ -52,7 +53,13 @@ class Client {
     readonly conn: Conn,
     private readonly sink: SinkKind,
   ) {
-    if (sink === 'headless') this.term = new xtermHeadless.Terminal({ cols: 120, rows: 30, scrollback: 1000, allowProposedApi: true });
+    if (sink === 'headless')
+      this.term = new xtermHeadless.Terminal({
+        cols: 120,
+        rows: 30,
+        scrollback: 1000,
+        allowProposedApi: true,
+      });
     conn.onData((chunk) => {
       const text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
       const units = typeof chunk === 'string' ? chunk.length : chunk.length;
@@ -94,8 +101,14 @@ class Client {
 
   async waitReceived(s: string, mark = '', ms = 30_000): Promise<void> {
     const end = Date.now() + ms;
-    while (!this.received.includes(s) || (mark && !this.received.slice(this.received.lastIndexOf(mark)).includes(s))) {
-      if (Date.now() > end) throw new Error(`timeout waiting for ${JSON.stringify(s)}; got ${JSON.stringify(this.received.slice(-200))}`);
+    while (
+      !this.received.includes(s) ||
+      (mark && !this.received.slice(this.received.lastIndexOf(mark)).includes(s))
+    ) {
+      if (Date.now() > end)
+        throw new Error(
+          `timeout waiting for ${JSON.stringify(s)}; got ${JSON.stringify(this.received.slice(-200))}`,
+        );
       await new Promise((r) => setImmediate(r));
     }
   }
@@ -124,14 +137,28 @@ function rawPty(): Server {
     name: 'raw node-pty (no network)',
     pid: process.pid,
     async open() {
-      const p = pty.spawn('bash', ['--norc', '--noprofile'], { cols: 120, rows: 30, env: { ...process.env, PS1: 'P> ' } as Record<string, string> });
-      return { send: (d) => p.write(d), onData: (fn) => void p.onData(fn), processed: () => {}, close: () => p.kill() };
+      const p = pty.spawn('bash', ['--norc', '--noprofile'], {
+        cols: 120,
+        rows: 30,
+        env: { ...process.env, PS1: 'P> ' } as Record<string, string>,
+      });
+      return {
+        send: (d) => p.write(d),
+        onData: (fn) => void p.onData(fn),
+        processed: () => {},
+        close: () => p.kill(),
+      };
     },
     async stop() {},
   };
 }
 
-async function startProcess(cmd: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+async function startProcess(
+  cmd: string,
+  args: string[],
+  ready: RegExp,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -147,7 +174,11 @@ async function startProcess(cmd: string, args: string[], ready: RegExp, env: Nod
 }
 
 async function ours(): Promise<Server & { sessions: SessionCreated[]; url: string }> {
-  const { child, match } = await startProcess(process.execPath, [path.join(__dirname, 'terminal-server.js'), '0'], /READY (\d+)/);
+  const { child, match } = await startProcess(
+    process.execPath,
+    [path.join(__dirname, 'terminal-server.js'), '0'],
+    /READY (\d+)/,
+  );
   const url = `http://127.0.0.1:${match[1]}`;
   const sessions: SessionCreated[] = [];
   const sockets = new Map<string, Socket>();
@@ -155,7 +186,11 @@ async function ours(): Promise<Server & { sessions: SessionCreated[]; url: strin
   const socketFor = async (s: SessionCreated) => {
     let sock = sockets.get(s.session);
     if (!sock) {
-      sock = io(url, { transports: ['websocket'], auth: { v: PROTOCOL_VERSION, session: s.session, token: s.token }, forceNew: true });
+      sock = io(url, {
+        transports: ['websocket'],
+        auth: { v: PROTOCOL_VERSION, session: s.session, token: s.token },
+        forceNew: true,
+      });
       sockets.set(s.session, sock);
       await new Promise<void>((r) => sock!.once('connect', () => r()));
     }
@@ -199,7 +234,11 @@ async function ours(): Promise<Server & { sessions: SessionCreated[]; url: strin
     },
     async stop() {
       for (const s of sockets.values()) s.close();
-      for (const s of sessions) await fetch(`${url}/api/sessions/${s.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${s.token}` } });
+      for (const s of sessions)
+        await fetch(`${url}/api/sessions/${s.session}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${s.token}` },
+        });
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     },
@@ -210,24 +249,41 @@ function ensureWetty(): string | undefined {
   const main = path.join(BENCH_DIR, 'node_modules', 'wetty', 'build', 'main.js');
   if (fs.existsSync(main)) return main;
   fs.mkdirSync(BENCH_DIR, { recursive: true });
-  if (!fs.existsSync(path.join(BENCH_DIR, 'package.json'))) fs.writeFileSync(path.join(BENCH_DIR, 'package.json'), '{"private":true}\n');
-  const env = { ...process.env, ...(fs.existsSync('/usr/include/node/node.h') ? { npm_config_nodedir: '/usr' } : {}) };
-  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', 'wetty@3.2.0'], { cwd: BENCH_DIR, env, stdio: 'inherit' });
+  if (!fs.existsSync(path.join(BENCH_DIR, 'package.json')))
+    fs.writeFileSync(path.join(BENCH_DIR, 'package.json'), '{"private":true}\n');
+  const env = {
+    ...process.env,
+    ...(fs.existsSync('/usr/include/node/node.h') ? { npm_config_nodedir: '/usr' } : {}),
+  };
+  const r = spawnSync(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--loglevel=error', 'wetty@3.2.0'],
+    { cwd: BENCH_DIR, env, stdio: 'inherit' },
+  );
   return r.status === 0 && fs.existsSync(main) ? main : undefined;
 }
 
 async function wetty(main: string): Promise<Server> {
   const port = 3100 + Math.floor(Math.random() * 500);
-  const { child } = await startProcess(process.execPath, [main, '--host', '127.0.0.1', '--port', String(port), '--command', 'bash --norc --noprofile'], /Server started|listening|port/i, {
-    ...process.env,
-    PS1: 'P> ',
-  });
+  const { child } = await startProcess(
+    process.execPath,
+    [main, '--host', '127.0.0.1', '--port', String(port), '--command', 'bash --norc --noprofile'],
+    /Server started|listening|port/i,
+    {
+      ...process.env,
+      PS1: 'P> ',
+    },
+  );
   await sleep(300);
   return {
     name: 'wetty 3.2.0 (host shell, no sandbox)',
     pid: child.pid,
     async open() {
-      const sock = io(`http://127.0.0.1:${port}`, { path: '/socket.io', transports: ['websocket'], forceNew: true });
+      const sock = io(`http://127.0.0.1:${port}`, {
+        path: '/socket.io',
+        transports: ['websocket'],
+        forceNew: true,
+      });
       let fn: (c: string) => void = () => {};
       sock.on('data', (d: string) => fn(d));
       await new Promise<void>((r) => sock.once('login', () => r()));
@@ -255,7 +311,12 @@ async function wetty(main: string): Promise<Server> {
 
 // ---- measurements ------------------------------------------------------------
 
-function procStat(pid: number | undefined): { cpuMs: number; rssKiB: number; threads: number; fds: number } {
+function procStat(pid: number | undefined): {
+  cpuMs: number;
+  rssKiB: number;
+  threads: number;
+  fds: number;
+} {
   if (!pid) return { cpuMs: NaN, rssKiB: NaN, threads: NaN, fds: NaN };
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -309,7 +370,10 @@ async function flood(c: Client, srv: Server): Promise<{ mbps: number; serverCpuM
   c.conn.send('head -c 60000000 /dev/zero | base64 -w0; echo; echo MARK_END_$((40+2))\r');
   await c.waitProcessed('MARK_END_42');
   const ms = now() - t0;
-  return { mbps: (c.receivedBytes - b0) / 1e6 / (ms / 1000), serverCpuMs: procStat(srv.pid).cpuMs - cpu0 };
+  return {
+    mbps: (c.receivedBytes - b0) / 1e6 / (ms / 1000),
+    serverCpuMs: procStat(srv.pid).cpuMs - cpu0,
+  };
 }
 
 async function ctrlC(srv: Server): Promise<{ ms: number; backlogKB: number }> {
@@ -347,7 +411,15 @@ async function fairness(srv: Server): Promise<number[]> {
   return lat;
 }
 
-async function idle(srv: Server, n: number): Promise<{ rssPerTermKiB: number; before: ReturnType<typeof procStat>; during: ReturnType<typeof procStat>; openMs: number }> {
+async function idle(
+  srv: Server,
+  n: number,
+): Promise<{
+  rssPerTermKiB: number;
+  before: ReturnType<typeof procStat>;
+  during: ReturnType<typeof procStat>;
+  openMs: number;
+}> {
   const before = procStat(srv.pid);
   const conns: Conn[] = [];
   const t0 = now();
@@ -364,11 +436,17 @@ async function idle(srv: Server, n: number): Promise<{ rssPerTermKiB: number; be
 }
 
 async function main(): Promise<void> {
-  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  const only = process.argv.includes('--only')
+    ? process.argv[process.argv.indexOf('--only') + 1]
+    : undefined;
   const lines: string[] = [];
-  lines.push(`Terminal benchmark - ${new Date().toISOString()} - ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}`);
+  lines.push(
+    `Terminal benchmark - ${new Date().toISOString()} - ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}`,
+  );
   lines.push('');
-  lines.push('| server | attach→prompt ms | echo p50 / p95 / p99 ms | flood into xterm-headless MB/s (server CPU s) | ^C after 8 s of `yes`, 5 MB/s client: prompt ms / max backlog KB | echo in B while A floods p50 / p99 ms | idle: server RSS per terminal |');
+  lines.push(
+    '| server | attach→prompt ms | echo p50 / p95 / p99 ms | flood into xterm-headless MB/s (server CPU s) | ^C after 8 s of `yes`, 5 MB/s client: prompt ms / max backlog KB | echo in B while A floods p50 / p99 ms | idle: server RSS per terminal |',
+  );
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   const wettyMain = only && only !== 'wetty' ? undefined : ensureWetty();
   const servers: (() => Promise<Server>)[] = [];

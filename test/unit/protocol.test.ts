@@ -1,6 +1,13 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HandshakeAuth, LIMITS, TermInput, TermOpen, TermResize, parse } from '../../server/protocol/index';
+import {
+  HandshakeAuth,
+  LIMITS,
+  TermInput,
+  TermOpen,
+  TermResize,
+  parse,
+} from '../../server/protocol/index';
 
 test('valid payloads parse', () => {
   assert.ok(parse(TermOpen, 'term:open', { cols: 80, rows: 24 }).ok);
@@ -26,5 +33,8 @@ test('bad payloads are refused with the field named', () => {
     }
   }
   assert.equal(parse(TermResize, 'term:resize', { term: 't1', cols: 501, rows: 10 }).ok, false);
-  assert.equal(parse(HandshakeAuth, 'handshake', { v: 2, session: 'abc', token: 'x'.repeat(32) }).ok, false);
+  assert.equal(
+    parse(HandshakeAuth, 'handshake', { v: 2, session: 'abc', token: 'x'.repeat(32) }).ok,
+    false,
+  );
 });

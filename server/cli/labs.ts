@@ -1,0 +1,94 @@
+/**
+ * `underlay validate`, `underlay test`, `underlay schema`: the instructor and
+ * CI side of labs.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadConfig } from '../config';
+import { formatProblem, loadLabs } from '../labs/loader';
+import { junit, pretty, summary, tap } from '../labs/reporters';
+import { testLab, type LabResult } from '../labs/runner';
+import { labJsonSchema } from '../labs/schema';
+import { detectCgroupMode } from '../sandbox/cgroups';
+import { SandboxManager } from '../sandbox/sandbox';
+import { Store } from '../store/store';
+
+export const REPO_LABS = path.resolve(__dirname, '..', '..', '..', 'labs');
+
+export function validate(paths: string[]): number {
+  const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
+  for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
+  const files = new Set(problems.map((p) => p.file)).size;
+  process.stdout.write(
+    problems.length
+      ? `${problems.length} problem${problems.length > 1 ? 's' : ''} in ${files} file${files > 1 ? 's' : ''}; ${labs.length} lab${labs.length === 1 ? '' : 's'} valid\n`
+      : `${labs.length} lab${labs.length === 1 ? '' : 's'} valid\n`,
+  );
+  return problems.length ? 1 : 0;
+}
+
+export async function test(
+  paths: string[],
+  opts: { reporter: string; repeat: number; only?: string; output?: string },
+): Promise<number> {
+  const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
+  for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
+  const [onlyLab, onlyStep] = opts.only ? opts.only.split('/') : [];
+  const selected = labs.filter((l) => !onlyLab || l.lab.metadata.id === onlyLab);
+  if (onlyLab && selected.length === 0) {
+    process.stderr.write(`underlay: no lab "${onlyLab}" in ${paths.join(' ') || 'labs/'}\n`);
+    return 1;
+  }
+  const config = loadConfig();
+  const mgr = new SandboxManager({ config, store: new Store(config.stateDir) });
+  const mode = detectCgroupMode();
+  const results: LabResult[] = [];
+  const t0 = Date.now();
+  for (let run = 1; run <= opts.repeat; run++) {
+    for (const l of selected) {
+      process.stderr.write(
+        `▶ ${l.lab.metadata.id}${opts.repeat > 1 ? ` (run ${run}/${opts.repeat})` : ''}\n`,
+      );
+      const r = await testLab(l, mgr, run, {
+        mode,
+        ...(onlyStep ? { onlyStep } : {}),
+        onPhase: (_lab, step, p) =>
+          process.stderr.write(
+            `    ${p.ok ? '✔' : '✖'} ${step}: ${p.phase} (${p.ms} ms)${p.ok ? '' : ` - ${p.detail.split('\n')[0]}`}\n`,
+          ),
+      });
+      results.push(r);
+    }
+  }
+  const report =
+    opts.reporter === 'tap'
+      ? tap(results)
+      : opts.reporter === 'junit'
+        ? junit(results)
+        : pretty(results);
+  if (opts.output) fs.writeFileSync(opts.output, report + '\n');
+  else process.stdout.write(report + '\n');
+  const s = summary(results);
+  process.stderr.write(
+    `labs: ${s.passed} passed, ${s.failed} failed, ${s.na} not applicable (cgroup ${mode}) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+  );
+  mgr.store.close();
+  return s.failed > 0 || problems.length > 0 ? 1 : 0;
+}
+
+export function schema(opts: { check: boolean; out?: string }): number {
+  const file = opts.out ?? path.join(REPO_LABS, 'lab.schema.json');
+  const text = JSON.stringify(labJsonSchema(), null, 2) + '\n';
+  if (opts.check) {
+    const cur = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    if (cur !== text) {
+      process.stderr.write(`underlay: ${file} is stale; run \`underlay schema\` and commit it\n`);
+      return 1;
+    }
+    process.stdout.write(`${file} is up to date\n`);
+    return 0;
+  }
+  fs.writeFileSync(file, text);
+  process.stdout.write(`wrote ${file}\n`);
+  return 0;
+}

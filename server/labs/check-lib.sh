@@ -1,0 +1,40 @@
+# Underlay check library (CURRICULUM.md §5.2). Sent by the server ahead of
+# every check, hint and solution; runs as root in the sandbox's initial
+# namespaces, so /proc/1 is the sandbox init and the baseline.
+sbx_ns() { readlink "/proc/1/ns/$1"; }
+ns_inode() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
+# PIDs whose namespace TYPE differs from the sandbox's own.
+other_ns_pids() {
+  local base p; base=$(sbx_ns "$1")
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$(readlink "/proc/$p/ns/$1" 2>/dev/null)" != "$base" ] && [ -e "/proc/$p/ns/$1" ] && echo "$p"
+  done
+  return 0
+}
+nspid() { awk '/^NSpid:/{ $1=""; sub(/^ /, ""); print }' "/proc/$1/status" 2>/dev/null; }
+is_ns_init() { [ "$(nspid "$1" | awk '{print $NF}')" = 1 ]; }
+procs_in_pidns() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(stat -L -c %i "$p/ns/pid" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+cpu_pct() { # PID SECS -> percent of one CPU over the window
+  local a b; a=$(cpu_ticks "$1") || return 1; sleep "$2"; b=$(cpu_ticks "$1") || return 1
+  echo $(( (b - a) * 100 / ($2 * $(getconf CLK_TCK)) ))
+}
+cg_mode() { [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && echo v2 || echo v1; }
+cg_dir() { # PID CTRL -> cgroup path of PID (v1: for CTRL)
+  if [ "$(cg_mode)" = v2 ]; then sed -n 's/^0:://p' "/proc/$1/cgroup"
+  else awk -F: -v c="$2" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3 }' "/proc/$1/cgroup"; fi
+}
+as_learner() { setpriv --reuid=1000 --regid=1000 --clear-groups "$@"; }
+is_whiteout() { [ "$(stat -c '%F %t:%T' "$1" 2>/dev/null)" = "character special file 0:0" ]; }
+ovl_opaque() { getfattr --only-values -n user.overlay.opaque "$1" 2>/dev/null || getfattr --only-values -n trusted.overlay.opaque "$1" 2>/dev/null; }
+mountinfo_of() { cat "/proc/$1/mountinfo"; }
+# Prints MSG and fails: `[ -f x ] || fail "x is missing"`.
+fail() { echo "$*"; exit 1; }
+pass() { echo "$*"; exit 0; }

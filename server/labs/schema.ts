@@ -1,0 +1,167 @@
+/**
+ * The lab format, version underlay.dev/v1: the single source of truth.
+ * `underlay schema` writes labs/lab.schema.json from it for editors
+ * (yaml-language-server completion and hover use the descriptions).
+ */
+import { z } from 'zod';
+
+export const API_VERSION = 'underlay.dev/v1';
+
+const id = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9-]{0,62}$/,
+    'lower-case letters, digits and dashes, starting with a letter or digit',
+  );
+
+const script = z
+  .string()
+  .min(1)
+  .describe('A POSIX shell script, run with bash as root inside the sandbox.');
+
+const markdown = z.string().min(1);
+
+export const Hint = z
+  .union([
+    z.object({ text: markdown.describe('A static hint, shown as written.') }).strict(),
+    z
+      .object({
+        script: script.describe(
+          'A state-based hint: runs like a check; whatever it prints (if anything) is shown. Point at what is wrong, never give the command.',
+        ),
+      })
+      .strict(),
+  ])
+  .describe('A hint, revealed one at a time on request.');
+
+export const NearMiss = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .describe('What plausible mistake this is, e.g. "cap_net_admin instead of cap_net_raw".'),
+    script: script.describe(
+      'Applies the mistake. The check must still FAIL afterwards (underlay test proves it).',
+    ),
+  })
+  .strict();
+
+const Check = z
+  .object({
+    script: script.describe(
+      'Exit 0 = pass; the last line of stdout is the message shown. It may read $STEP_<id>_OUT (the message of an earlier passed step) and the helpers of the check library.',
+    ),
+    timeout: z
+      .number()
+      .int()
+      .min(1)
+      .max(300)
+      .default(10)
+      .describe('Seconds before the check is killed and fails (default 10).'),
+  })
+  .strict();
+
+const StepBody = {
+  instructions: markdown
+    .optional()
+    .describe(
+      'Markdown shown to the student. ```sh blocks get Run (types into the terminal) and Copy buttons.',
+    ),
+  instructionsFile: z
+    .string()
+    .optional()
+    .describe('Markdown file, relative to the lab folder, instead of `instructions`.'),
+  check: Check.optional(),
+  solution: script
+    .optional()
+    .describe(
+      'The reference solution. Applied by `underlay test` after which the check must pass.',
+    ),
+  nearMisses: z.array(NearMiss).default([]).describe('Plausible wrong answers that must not pass.'),
+  hints: z.array(Hint).default([]).describe('Hints in the order they are revealed.'),
+};
+
+export const Variant = z.object(StepBody).strict().describe('Overrides for one cgroup version.');
+
+export const Step = z
+  .object({
+    id: id.describe(
+      'Unique within the lab; names $STEP_<id>_OUT for later steps (dashes become underscores).',
+    ),
+    title: z.string().min(1).describe('Short title shown in the step list.'),
+    ...StepBody,
+    variants: z
+      .object({ v1: Variant.optional(), v2: Variant.optional() })
+      .strict()
+      .optional()
+      .describe("Per cgroup version overrides, chosen by the host's cgroup mode."),
+  })
+  .strict();
+
+export const Lab = z
+  .object({
+    $schema: z.string().optional(),
+    apiVersion: z.literal(API_VERSION).describe(`Format version; must be ${API_VERSION}.`),
+    kind: z.literal('Lab'),
+    metadata: z
+      .object({
+        id: id.describe('Unique lab id; also the URL (/labs/<id>).'),
+        title: z.string().min(1),
+        summary: z.string().min(1).describe('One or two sentences for the catalog card.'),
+        duration: z.number().int().min(1).max(600).describe('Estimated minutes.'),
+        difficulty: z.enum(['beginner', 'intermediate', 'advanced']),
+        tags: z.array(z.string().min(1)).default([]),
+        objectives: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('What the student can explain afterwards.'),
+      })
+      .strict(),
+    requires: z
+      .object({
+        cgroup: z
+          .enum(['any', 'v1', 'v2'])
+          .default('any')
+          .describe('Host cgroup mode the lab needs.'),
+        kernel: z
+          .string()
+          .regex(/^\d+\.\d+$/, 'a version like 5.11')
+          .optional()
+          .describe('Minimum kernel version.'),
+      })
+      .strict()
+      .default({ cgroup: 'any' }),
+    sandbox: z
+      .object({
+        hostname: z
+          .string()
+          .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/)
+          .default('lab'),
+        memory: z.string().optional().describe('Memory limit, e.g. 512M.'),
+        pids: z.number().int().min(8).optional(),
+        cpus: z.number().positive().optional(),
+        terminals: z
+          .array(z.object({ name: z.string().min(1).max(32) }).strict())
+          .min(1)
+          .default([{ name: 'T1' }])
+          .describe('Named terminals opened when the lab starts.'),
+      })
+      .strict()
+      .default({ hostname: 'lab', terminals: [{ name: 'T1' }] }),
+    setup: script.optional().describe('Runs once in a fresh sandbox before the first step.'),
+    steps: z.array(Step).min(1),
+    outro: markdown.optional().describe('Shown after the last step: what Docker does with this.'),
+  })
+  .strict();
+
+export type Lab = z.infer<typeof Lab>;
+export type Step = z.infer<typeof Step>;
+
+/** JSON Schema for editors, generated from the zod schema. */
+export function labJsonSchema(): Record<string, unknown> {
+  return {
+    ...(z.toJSONSchema(Lab, { io: 'input' }) as Record<string, unknown>),
+    $id: 'https://underlay.dev/schemas/lab.v1.json',
+    title: 'Underlay lab (lab.yaml)',
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * The lab format and `underlay test`: golden loader errors, the repository's
+ * labs and schema, and a run over deliberately bad labs (a check that passes
+ * before the solution, one that hangs, one that floods, a failing solution).
+ */
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { REPO, cli, pidsOwnedByRange, testManager, TEST_UID_BASE } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+const FIX = path.join(REPO, 'test', 'fixtures', 'labs');
+
+describe('labs', () => {
+  for (const c of fs.readdirSync(path.join(FIX, 'invalid')).sort()) {
+    test(`loader golden case: ${c}`, async () => {
+      const dir = path.join('test', 'fixtures', 'labs', 'invalid', c);
+      const r = await cli(['validate', dir], { cwd: REPO });
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, fs.readFileSync(path.join(REPO, dir, 'expected-error.txt'), 'utf8'));
+    });
+  }
+
+  test('several broken labs are reported at once', async () => {
+    const r = await cli(['validate', path.join('test', 'fixtures', 'labs', 'invalid')], {
+      cwd: REPO,
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /10 problems in 5 files; 0 labs valid/);
+  });
+
+  test("the repository's labs are valid and the editor schema is fresh", async () => {
+    const v = await cli(['validate']);
+    assert.equal(v.code, 0, v.stderr);
+    const s = await cli(['schema', '--check']);
+    assert.equal(s.code, 0, s.stderr);
+    for (const d of fs.readdirSync(path.join(REPO, 'labs'))) {
+      const f = path.join(REPO, 'labs', d, 'lab.yaml');
+      if (fs.existsSync(f))
+        assert.match(
+          fs.readFileSync(f, 'utf8'),
+          /^# yaml-language-server: \$schema=\.\.\/lab\.schema\.json/,
+          `${d} does not point editors at the schema`,
+        );
+    }
+  });
+
+  sysTest(
+    'underlay test catches bad labs, reports each clearly, continues, and leaves nothing running',
+    SYSTEM_NEEDS,
+    async () => {
+      const out = path.join(REPO, 'test', 'artifacts', 'bad-runs.junit.xml');
+      fs.mkdirSync(path.dirname(out), { recursive: true });
+      const r = await cli(['test', path.join(FIX, 'bad-runs'), '--reporter', 'junit', '-o', out], {
+        timeoutMs: 120_000,
+      });
+      assert.equal(r.code, 1, 'a failing lab must fail the run');
+      const xml = fs.readFileSync(out, 'utf8');
+      execFileSync('python3', [
+        '-c',
+        'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])',
+        out,
+      ]); // well-formed
+      const failure = (lab: string) =>
+        new RegExp(
+          `<testsuite name="${lab}"[^>]*failures="1"[\\s\\S]*?<failure message="([^"]*)">([^<]*)</failure>`,
+        ).exec(xml);
+      assert.match(failure('passes-before')?.[2] ?? '', /the check PASSED before the solution/);
+      assert.match(failure('hangs')?.[2] ?? '', /killed after 2s/);
+      assert.match(failure('floods')?.[2] ?? '', /output truncated/);
+      assert.ok(
+        (failure('floods')?.[2] ?? '').length < 10_000,
+        'a flooding check must not flood the report',
+      );
+      assert.match(failure('bad-solution')?.[2] ?? '', /the solution exited 1: trying/);
+      assert.match(
+        xml,
+        /<testsuite name="good" tests="1" failures="0"/,
+        'the run must continue to the other labs',
+      );
+      assert.match(r.stderr, /labs: 1 passed, 4 failed/);
+      // Nothing left: no sandbox recorded, no process in the test uid ranges.
+      assert.equal(testManager().store.list().length, 0);
+      testManager().collectZombies();
+      for (let k = 0; k < 5; k++) assert.deepEqual(pidsOwnedByRange(TEST_UID_BASE + 65536 * k), []);
+    },
+    { timeout: 150_000 },
+  );
+});
