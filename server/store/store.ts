@@ -59,6 +59,22 @@ export class Store {
         k    INTEGER NOT NULL UNIQUE,
         body TEXT NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS progress (
+        owner TEXT NOT NULL,
+        lab   TEXT NOT NULL,
+        body  TEXT NOT NULL,
+        updated INTEGER NOT NULL,
+        PRIMARY KEY (owner, lab)
+      );
+      CREATE TABLE IF NOT EXISTS events (
+        id    INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL,
+        lab   TEXT NOT NULL,
+        step  TEXT NOT NULL,
+        kind  TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        at    INTEGER NOT NULL
+      );
     `);
   }
 
@@ -101,6 +117,45 @@ export class Store {
   /** Releases the range; only called once nothing of the sandbox remains. */
   remove(id: string): void {
     this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+  }
+
+  /** Lab progress of one student (or session) in one lab, as the engine's JSON. */
+  getProgress(owner: string, lab: string): unknown {
+    const row = this.db
+      .prepare('SELECT body FROM progress WHERE owner = ? AND lab = ?')
+      .get(owner, lab) as { body: string } | undefined;
+    return row ? JSON.parse(row.body) : undefined;
+  }
+
+  saveProgress(owner: string, lab: string, body: unknown): void {
+    this.db
+      .prepare(
+        'INSERT INTO progress (owner, lab, body, updated) VALUES (?, ?, ?, ?) ON CONFLICT (owner, lab) DO UPDATE SET body = excluded.body, updated = excluded.updated',
+      )
+      .run(owner, lab, JSON.stringify(body), Date.now());
+  }
+
+  deleteProgress(owner: string, lab: string): void {
+    this.db.prepare('DELETE FROM progress WHERE owner = ? AND lab = ?').run(owner, lab);
+  }
+
+  addEvent(owner: string, lab: string, step: string, kind: string, detail: unknown): void {
+    this.db
+      .prepare('INSERT INTO events (owner, lab, step, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(owner, lab, step, kind, JSON.stringify(detail), Date.now());
+  }
+
+  events(
+    owner: string,
+    lab: string,
+  ): { step: string; kind: string; detail: unknown; at: number }[] {
+    return (
+      this.db
+        .prepare(
+          'SELECT step, kind, detail, at FROM events WHERE owner = ? AND lab = ? ORDER BY id',
+        )
+        .all(owner, lab) as { step: string; kind: string; detail: string; at: number }[]
+    ).map((e) => ({ ...e, detail: JSON.parse(e.detail) }));
   }
 
   close(): void {

@@ -1,0 +1,194 @@
+/**
+ * The step engine: per student and lab, the current step, latched passes,
+ * recorded values ($STEP_<id>_OUT), attempts and hints shown - persisted in
+ * SQLite, so a reload or a server restart loses nothing. Checks and hint
+ * scripts run in the student's sandbox through the join path.
+ */
+import type { CgroupMode } from '../sandbox/cgroups';
+import { SandboxError } from '../sandbox/errors';
+import type { Sandbox } from '../sandbox/sandbox';
+import type { Store } from '../store/store';
+import { effectiveStep, type LoadedLab } from './loader';
+import { runScript } from './runner';
+import type { Step } from './schema';
+
+export interface StepState {
+  passed: boolean;
+  skipped: boolean;
+  /** The pass message, also the value later steps see as $STEP_<id>_OUT. */
+  message: string;
+  attempts: number;
+  hintsShown: number;
+  passedAt?: number;
+}
+
+export interface LabState {
+  lab: string;
+  current: number;
+  steps: Record<string, StepState>;
+}
+
+export interface CheckResult {
+  passed: boolean;
+  /** True when an earlier pass is kept although this run failed. */
+  latched: boolean;
+  message: string;
+  state: LabState;
+}
+
+const fresh = (): StepState => ({
+  passed: false,
+  skipped: false,
+  message: '',
+  attempts: 0,
+  hintsShown: 0,
+});
+
+export class LabEngine {
+  constructor(
+    private readonly store: Store,
+    private readonly labs: Map<string, LoadedLab>,
+    private readonly mode: CgroupMode,
+  ) {}
+
+  private lab(id: string): LoadedLab {
+    const l = this.labs.get(id);
+    if (!l)
+      throw new SandboxError(`no lab with id ${JSON.stringify(id)}`, {
+        code: 'ENOENT',
+        step: 'lab',
+      });
+    return l;
+  }
+
+  private step(l: LoadedLab, stepId: string): { step: Step; index: number } {
+    const index = l.lab.steps.findIndex((s) => s.id === stepId);
+    if (index < 0)
+      throw new SandboxError(`lab ${l.lab.metadata.id} has no step ${JSON.stringify(stepId)}`, {
+        code: 'ENOENT',
+        step: 'lab',
+      });
+    return { step: effectiveStep(l.lab.steps[index] as Step, this.mode), index };
+  }
+
+  state(owner: string, labId: string): LabState {
+    const l = this.lab(labId);
+    const saved = this.store.getProgress(owner, labId) as LabState | undefined;
+    const st: LabState = saved ?? { lab: labId, current: 0, steps: {} };
+    for (const s of l.lab.steps) st.steps[s.id] ??= fresh();
+    return st;
+  }
+
+  private env(st: LabState): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const [id, s] of Object.entries(st.steps))
+      if (s.passed) env[`STEP_${id.replace(/-/g, '_')}_OUT`] = s.message;
+    return env;
+  }
+
+  private advance(l: LoadedLab, st: LabState): void {
+    const next = l.lab.steps.findIndex((s) => !st.steps[s.id]?.passed && !st.steps[s.id]?.skipped);
+    st.current = next < 0 ? l.lab.steps.length : next;
+  }
+
+  /** Runs the step's check; a pass is latched (the state may change later: loops end, shells exit). */
+  async check(
+    owner: string,
+    sandbox: Sandbox,
+    labId: string,
+    stepId: string,
+  ): Promise<CheckResult> {
+    const l = this.lab(labId);
+    const { step } = this.step(l, stepId);
+    const st = this.state(owner, labId);
+    const ss = st.steps[stepId] as StepState;
+    if (!step.check)
+      throw new SandboxError(`step ${stepId} has no check`, { code: 'EINVAL', step: 'lab' });
+    const r = await runScript(sandbox, step.check.script, {
+      timeoutS: step.check.timeout,
+      env: this.env(st),
+    });
+    ss.attempts++;
+    const passed = r.code === 0;
+    const latched = !passed && ss.passed;
+    const message = r.timedOut
+      ? `The check took longer than ${step.check.timeout} s and was stopped.`
+      : r.message;
+    if (passed && !ss.passed) {
+      ss.passed = true;
+      ss.message = r.message;
+      ss.passedAt = Date.now();
+    }
+    this.advance(l, st);
+    this.store.saveProgress(owner, labId, st);
+    this.store.addEvent(owner, labId, stepId, passed ? 'check-pass' : 'check-fail', {
+      message,
+      attempt: ss.attempts,
+    });
+    return {
+      passed: passed || ss.passed,
+      latched,
+      message: latched ? ss.message : message,
+      state: st,
+    };
+  }
+
+  /**
+   * Reveals the next hint. A script hint runs against the current state; if
+   * it has nothing to say, the next hint is tried.
+   */
+  async hint(
+    owner: string,
+    sandbox: Sandbox,
+    labId: string,
+    stepId: string,
+  ): Promise<{ hint: string | undefined; shown: number; total: number }> {
+    const l = this.lab(labId);
+    const { step } = this.step(l, stepId);
+    const st = this.state(owner, labId);
+    const ss = st.steps[stepId] as StepState;
+    let hint: string | undefined;
+    while (ss.hintsShown < step.hints.length && hint === undefined) {
+      const h = step.hints[ss.hintsShown++] as Step['hints'][number];
+      if ('text' in h) hint = h.text;
+      else {
+        const r = await runScript(sandbox, h.script, { timeoutS: 10, env: this.env(st) });
+        const out = r.output.trim();
+        if (r.code === 0 && out) hint = out;
+      }
+    }
+    this.store.saveProgress(owner, labId, st);
+    this.store.addEvent(owner, labId, stepId, 'hint', { hint: hint ?? null });
+    return { hint, shown: ss.hintsShown, total: step.hints.length };
+  }
+
+  skip(owner: string, labId: string, stepId: string): LabState {
+    const l = this.lab(labId);
+    this.step(l, stepId);
+    const st = this.state(owner, labId);
+    (st.steps[stepId] as StepState).skipped = true;
+    this.advance(l, st);
+    this.store.saveProgress(owner, labId, st);
+    this.store.addEvent(owner, labId, stepId, 'skip', {});
+    return st;
+  }
+
+  resetStep(owner: string, labId: string, stepId: string): LabState {
+    const l = this.lab(labId);
+    this.step(l, stepId);
+    const st = this.state(owner, labId);
+    st.steps[stepId] = fresh();
+    this.advance(l, st);
+    this.store.saveProgress(owner, labId, st);
+    this.store.addEvent(owner, labId, stepId, 'reset-step', {});
+    return st;
+  }
+
+  /** Forgets all progress; the caller gives the student a fresh sandbox. */
+  resetLab(owner: string, labId: string): LabState {
+    this.lab(labId);
+    this.store.deleteProgress(owner, labId);
+    this.store.addEvent(owner, labId, '', 'reset-lab', {});
+    return this.state(owner, labId);
+  }
+}

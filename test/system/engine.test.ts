@@ -1,0 +1,86 @@
+/**
+ * The lab engine on a real sandbox with the example lab: failed check, a
+ * static and a state-based hint, a latched pass whose message feeds the next
+ * step, and progress that survives a restart (a new engine on the same DB).
+ */
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { describe } from 'node:test';
+import { LabEngine } from '../../server/labs/engine';
+import { loadLabs } from '../../server/labs/loader';
+import { Store } from '../../server/store/store';
+import { REPO, testConfig, testManager } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+describe('lab engine', () => {
+  sysTest(
+    'check, hints, latch, recorded values and persistence across a restart',
+    SYSTEM_NEEDS,
+    async () => {
+      const { labs, problems } = loadLabs([path.join(REPO, 'labs', 'uts-hostname')]);
+      assert.deepEqual(problems, []);
+      const map = new Map(labs.map((l) => [l.lab.metadata.id, l]));
+      const m = testManager();
+      const engine = new LabEngine(m.store, map, m.driver.mode);
+      const owner = `student-${process.pid}`;
+      const sb = await m.create({ hostname: 'lab' });
+      try {
+        const c1 = await engine.check(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.equal(c1.passed, false);
+        assert.match(c1.message, /No process is in a UTS namespace whose hostname is lab-box/);
+        assert.equal(c1.state.steps['private-hostname']?.attempts, 1);
+
+        const h1 = await engine.hint(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.match(h1.hint ?? '', /unshare --uts bash/);
+        await sb.exec([
+          'bash',
+          '-c',
+          "unshare --uts sh -c 'hostname lab-b0x; exec sleep 600' >/dev/null 2>&1 & sleep 0.2",
+        ]);
+        const h2 = await engine.hint(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.match(
+          h2.hint ?? '',
+          /named lab-b0x/,
+          'the state-based hint points at what is wrong',
+        );
+        assert.deepEqual([h2.shown, h2.total], [2, 2]);
+
+        await sb.exec([
+          'bash',
+          '-c',
+          "unshare --uts sh -c 'hostname lab-box; exec sleep 601' >/dev/null 2>&1 & sleep 0.2",
+        ]);
+        const c2 = await engine.check(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.equal(c2.passed, true);
+        assert.match(c2.message, /^\d+$/, 'the pass message is the namespace inode');
+        assert.equal(c2.state.current, 1);
+
+        // The state changes (the shell exits); the pass stays latched.
+        await sb.exec(['bash', '-c', 'pkill -f "sleep 601"; sleep 0.2']);
+        const c3 = await engine.check(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.equal(c3.passed, true);
+        assert.equal(c3.latched, true);
+
+        // A restart: a new store connection and engine see the same progress,
+        // and step 2 reads the recorded inode.
+        const store2 = new Store(testConfig().stateDir);
+        const engine2 = new LabEngine(store2, map, m.driver.mode);
+        const st = engine2.state(owner, 'uts-hostname');
+        assert.equal(st.steps['private-hostname']?.passed, true);
+        assert.equal(st.steps['private-hostname']?.message, c2.message);
+        const c4 = await engine2.check(owner, sb, 'uts-hostname', 'namespace-dies');
+        assert.equal(c4.passed, true, c4.message);
+        assert.match(c4.message, new RegExp(`UTS namespace ${c2.message} is gone`));
+        assert.equal(c4.state.current, 2);
+        assert.ok(store2.events(owner, 'uts-hostname').some((e) => e.kind === 'check-pass'));
+
+        const reset = engine2.resetLab(owner, 'uts-hostname');
+        assert.equal(reset.current, 0);
+        assert.equal(reset.steps['private-hostname']?.passed, false);
+        store2.close();
+      } finally {
+        await m.teardown(sb.record);
+      }
+    },
+  );
+});
