@@ -262,7 +262,10 @@ export function buildProgram(): Command {
     .description('serve the lab web app and API')
     .option('--port <n>', 'TCP port', intArg('--port'), 3000)
     .option('--host <addr>', 'address to listen on', '0.0.0.0')
-    .option('--dev', 'reload labs when their files change')
+    .option(
+      '--dev',
+      'reload labs when their files change, serving validation errors instead of failing',
+    )
     .action(async (opts) => {
       requireRoot();
       await serve({ port: opts.port, host: opts.host, dev: Boolean(opts.dev) });

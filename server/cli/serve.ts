@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import next from 'next';
 import { loadConfig } from '../config';
+import { LabCatalog } from '../labs/catalog';
 import { SandboxManager } from '../sandbox/sandbox';
 import { Store } from '../store/store';
 import { createApp } from '../transport/http';
@@ -18,6 +19,9 @@ export interface ServeOptions {
 }
 
 export const WEB_DIR = path.resolve(__dirname, '..', '..', '..', 'web');
+export const LABS_DIR = path.resolve(
+  process.env.UNDERLAY_LABS_DIR ?? path.join(__dirname, '..', '..', '..', 'labs'),
+);
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const log = createLogger((process.env.UNDERLAY_LOG as 'info') || 'info');
@@ -30,16 +34,21 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // adopted sandboxes have no session to attach to, so they are reaped too.
   for (const id of adopted) await sandboxes.destroy(id);
 
-  if (!opts.dev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {
+  // --dev reloads labs; the web app's own dev mode (next dev) is separate.
+  const nextDev = process.env.UNDERLAY_NEXT_DEV === '1';
+  if (!nextDev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {
     throw new Error('the web app is not built: run `npm run build` (or scripts/up)');
   }
-  const web = next({ dev: opts.dev, dir: WEB_DIR, hostname: opts.host, port: opts.port });
+  const web = next({ dev: nextDev, dir: WEB_DIR, hostname: opts.host, port: opts.port });
   await web.prepare();
   const handle = web.getRequestHandler();
+  const labs = new LabCatalog(LABS_DIR, log);
+  if (opts.dev) labs.watch();
   const app = createApp({
     sandboxes,
     log,
     web: (req, res) => handle(req, res),
+    labs,
     allowedOrigins: (process.env.UNDERLAY_ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
   });
   await new Promise<void>((resolve) => app.server.listen(opts.port, opts.host, resolve));
@@ -49,6 +58,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   });
   const stop = async () => {
     log.info('stopping: ending sessions');
+    labs.close();
     await app.close();
     store.close();
     process.exit(0);

@@ -2,12 +2,14 @@
  * One HTTP server, one port: the REST API, socket.io, and the web app.
  *   POST   /api/sessions        -> { session, token, hostname }   (starts a sandbox)
  *   DELETE /api/sessions/:id    (Authorization: Bearer <token>)   (ends it)
+ *   GET    /api/labs            -> { labs: [...], problems: ["file:line:col: ..."] }
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any.
  */
 import * as http from 'node:http';
 import type { Server } from 'socket.io';
 import { SandboxError } from '../sandbox/errors';
+import type { LabCatalog } from '../labs/catalog';
 import type { SandboxManager } from '../sandbox/sandbox';
 import { SessionManager, type SessionOptions } from '../sessions/session-manager';
 import type { Logger } from '../util/logger';
@@ -22,6 +24,7 @@ export interface AppOptions extends GatewayOptions, SessionOptions {
   sandboxes: SandboxManager;
   log: Logger;
   web?: WebHandler;
+  labs?: LabCatalog;
 }
 
 export interface App {
@@ -50,6 +53,9 @@ export function createApp(opts: AppOptions): App {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/healthz')
       return json(res, 200, { ok: true, sessions: sessions.list().length });
+    if (url.pathname === '/api/labs' && req.method === 'GET') {
+      return json(res, 200, opts.labs ? opts.labs.summary() : { labs: [], problems: [] });
+    }
     if (url.pathname === '/api/sessions' && req.method === 'POST') {
       if (!originAllowed(req, opts.allowedOrigins))
         return json(res, 403, { error: 'origin not allowed' });

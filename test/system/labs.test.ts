@@ -4,11 +4,21 @@
  * before the solution, one that hangs, one that floods, a failing solution).
  */
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { REPO, cli, pidsOwnedByRange, testManager, TEST_UID_BASE } from '../helpers/env';
+import {
+  CLI,
+  REPO,
+  cli,
+  pidsOwnedByRange,
+  sleep,
+  testEnv,
+  testManager,
+  TEST_UID_BASE,
+} from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'labs');
@@ -87,5 +97,62 @@ describe('labs', () => {
       for (let k = 0; k < 5; k++) assert.deepEqual(pidsOwnedByRange(TEST_UID_BASE + 65536 * k), []);
     },
     { timeout: 150_000 },
+  );
+
+  sysTest(
+    'underlay serve --dev reloads labs on change and serves validation errors instead of crashing',
+    SYSTEM_NEEDS,
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-labs-'));
+      fs.cpSync(path.join(REPO, 'labs', 'uts-hostname'), path.join(dir, 'uts-hostname'), {
+        recursive: true,
+      });
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const server = spawn(
+        process.execPath,
+        [CLI, 'serve', '--dev', '--host', '127.0.0.1', '--port', String(port)],
+        {
+          env: testEnv({ UNDERLAY_LABS_DIR: dir }),
+          stdio: 'ignore',
+        },
+      );
+      const api = async () =>
+        (await fetch(`http://127.0.0.1:${port}/api/labs`)).json() as Promise<{
+          labs: { id: string }[];
+          problems: string[];
+        }>;
+      const until = async (
+        what: string,
+        pred: (r: { labs: { id: string }[]; problems: string[] }) => boolean,
+      ) => {
+        const end = Date.now() + 20_000;
+        for (;;) {
+          const r = await api().catch(() => undefined);
+          if (r && pred(r)) return r;
+          if (Date.now() > end)
+            throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(r)}`);
+          await sleep(100);
+        }
+      };
+      try {
+        await until('the lab', (r) => r.labs.length === 1 && r.problems.length === 0);
+        const file = path.join(dir, 'uts-hostname', 'lab.yaml');
+        const good = fs.readFileSync(file, 'utf8');
+        fs.writeFileSync(file, good.replace('  duration: 10', '  duraton: 10'));
+        const bad = await until('the problem', (r) => r.problems.length > 0);
+        assert.equal(bad.labs.length, 0);
+        assert.match(
+          bad.problems.join('\n'),
+          /lab\.yaml:\d+:\d+: metadata\.duraton: unknown field "duraton" - did you mean "duration"\?/,
+        );
+        fs.writeFileSync(file, good);
+        await until('the fixed lab', (r) => r.labs.length === 1 && r.problems.length === 0);
+      } finally {
+        server.kill('SIGTERM');
+        await new Promise((r) => server.once('exit', r));
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    { timeout: 60_000 },
   );
 });

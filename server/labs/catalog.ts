@@ -1,0 +1,65 @@
+/**
+ * The labs a server offers, reloaded on change in dev mode. A broken lab
+ * never takes the server down: its problems are kept and served instead.
+ */
+import * as fs from 'node:fs';
+import { formatProblem, loadLabs, type LoadedLab } from './loader';
+import type { Logger } from '../util/logger';
+
+export class LabCatalog {
+  labs = new Map<string, LoadedLab>();
+  problems: string[] = [];
+  private watchers: fs.FSWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly log: Logger,
+  ) {
+    this.reload();
+  }
+
+  reload(): void {
+    const { labs, problems } = loadLabs([this.dir]);
+    this.labs = new Map(labs.map((l) => [l.lab.metadata.id, l]));
+    this.problems = problems.map(formatProblem);
+    for (const p of this.problems) this.log.warn('lab problem', { problem: p });
+    this.log.info('labs loaded', { labs: [...this.labs.keys()], problems: this.problems.length });
+  }
+
+  /** Dev mode: reload (debounced) whenever a file under the labs dir changes. */
+  watch(): void {
+    try {
+      this.watchers.push(
+        fs.watch(this.dir, { recursive: true }, () => {
+          clearTimeout(this.timer);
+          this.timer = setTimeout(() => this.reload(), 150);
+        }),
+      );
+    } catch (err) {
+      this.log.warn('cannot watch labs', { dir: this.dir, error: String(err) });
+    }
+  }
+
+  close(): void {
+    for (const w of this.watchers) w.close();
+    clearTimeout(this.timer);
+  }
+
+  /** What GET /api/labs answers: catalog cards plus any problems. */
+  summary(): { labs: Record<string, unknown>[]; problems: string[] } {
+    return {
+      labs: [...this.labs.values()].map(({ lab }) => ({
+        id: lab.metadata.id,
+        title: lab.metadata.title,
+        summary: lab.metadata.summary,
+        duration: lab.metadata.duration,
+        difficulty: lab.metadata.difficulty,
+        tags: lab.metadata.tags,
+        steps: lab.steps.length,
+        requires: lab.requires,
+      })),
+      problems: this.problems,
+    };
+  }
+}
