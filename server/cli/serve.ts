@@ -7,6 +7,9 @@ import * as path from 'node:path';
 import next from 'next';
 import { loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
+import { LabEngine } from '../labs/engine';
+import { detectCgroupMode } from '../sandbox/cgroups';
+import { LabSessions } from '../sessions/lab-sessions';
 import { SandboxManager } from '../sandbox/sandbox';
 import { Store } from '../store/store';
 import { createApp } from '../transport/http';
@@ -30,9 +33,6 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const sandboxes = new SandboxManager({ config, store, logger: log });
   const { adopted, reaped } = await sandboxes.adoptOrReap();
   log.info('sandboxes from a previous run', { adopted, reaped });
-  // Terminals and tokens live in memory until sessions are persisted (issue #6):
-  // adopted sandboxes have no session to attach to, so they are reaped too.
-  for (const id of adopted) await sandboxes.destroy(id);
 
   // --dev reloads labs; the web app's own dev mode (next dev) is separate.
   const nextDev = process.env.UNDERLAY_NEXT_DEV === '1';
@@ -44,22 +44,36 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const handle = web.getRequestHandler();
   const labs = new LabCatalog(LABS_DIR, log);
   if (opts.dev) labs.watch();
+  const mode = detectCgroupMode();
+  const engine = new LabEngine(store, () => labs.labs, mode);
   const app = createApp({
     sandboxes,
     log,
     web: (req, res) => handle(req, res),
     labs,
+    engine,
+    mode,
+    labSessions: (sessions) => new LabSessions(sessions, sandboxes, store, labs, mode, log),
     allowedOrigins: (process.env.UNDERLAY_ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
   });
+  // Students' sandboxes from before a restart come back as their sessions; the rest is destroyed.
+  await app.labSessions?.restore(adopted);
   await new Promise<void>((resolve) => app.server.listen(opts.port, opts.host, resolve));
   log.info('listening', {
     url: `http://${opts.host === '0.0.0.0' ? 'localhost' : opts.host}:${opts.port}/`,
     dev: opts.dev,
   });
+  // Stopping keeps students' sandboxes for the next start to re-adopt
+  // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
-    log.info('stopping: ending sessions');
     labs.close();
-    await app.close();
+    if (process.env.UNDERLAY_END_ON_STOP === '1') {
+      log.info('stopping: ending sessions');
+      await app.close();
+    } else {
+      log.info('stopping: sandboxes are kept for the next start');
+      await app.shutdown();
+    }
     store.close();
     process.exit(0);
   };

@@ -45,14 +45,19 @@ const fresh = (): StepState => ({
 });
 
 export class LabEngine {
+  private readonly labs: () => Map<string, LoadedLab>;
+
+  /** `labs` may be a function so a reloading catalog (serve --dev) is seen at once. */
   constructor(
     private readonly store: Store,
-    private readonly labs: Map<string, LoadedLab>,
+    labs: Map<string, LoadedLab> | (() => Map<string, LoadedLab>),
     private readonly mode: CgroupMode,
-  ) {}
+  ) {
+    this.labs = typeof labs === 'function' ? labs : () => labs;
+  }
 
   private lab(id: string): LoadedLab {
-    const l = this.labs.get(id);
+    const l = this.labs().get(id);
     if (!l)
       throw new SandboxError(`no lab with id ${JSON.stringify(id)}`, {
         code: 'ENOENT',
@@ -97,6 +102,7 @@ export class LabEngine {
     sandbox: Sandbox,
     labId: string,
     stepId: string,
+    answer?: string,
   ): Promise<CheckResult> {
     const l = this.lab(labId);
     const { step } = this.step(l, stepId);
@@ -104,9 +110,14 @@ export class LabEngine {
     const ss = st.steps[stepId] as StepState;
     if (!step.check)
       throw new SandboxError(`step ${stepId} has no check`, { code: 'EINVAL', step: 'lab' });
+    if (step.check.input && !answer?.trim())
+      throw new SandboxError(`step ${stepId} needs an answer: ${step.check.input.prompt}`, {
+        code: 'EINVAL',
+        step: 'lab',
+      });
     const r = await runScript(sandbox, step.check.script, {
       timeoutS: step.check.timeout,
-      env: this.env(st),
+      env: step.check.input ? { ...this.env(st), ANSWER: (answer ?? '').trim() } : this.env(st),
     });
     ss.attempts++;
     const passed = r.code === 0;
@@ -124,6 +135,7 @@ export class LabEngine {
     this.store.addEvent(owner, labId, stepId, passed ? 'check-pass' : 'check-fail', {
       message,
       attempt: ss.attempts,
+      ...(answer !== undefined ? { answer } : {}),
     });
     return {
       passed: passed || ss.passed,

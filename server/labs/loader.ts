@@ -189,6 +189,17 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
   const terminals = new Set(lab.sandbox.terminals.map((t) => t.name));
   const modes: ('v1' | 'v2')[] =
     lab.requires.cgroup === 'any' ? ['v1', 'v2'] : [lab.requires.cgroup];
+  lab.sandbox.files.forEach((f, i) => {
+    const from = path.resolve(dir, f.from);
+    const p = ['sandbox', 'files', i, 'from'];
+    if (!from.startsWith(path.resolve(dir) + path.sep) || !fs.existsSync(from))
+      problems.push({
+        file,
+        ...loc.at(p),
+        field: fieldPath(p),
+        message: `file not found: ${f.from} (relative to ${display}; must stay inside the lab folder)`,
+      });
+  });
   lab.steps.forEach((step, i) => {
     if (seen.has(step.id)) {
       problems.push({
@@ -205,7 +216,9 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
     ] as [string, Partial<Step>][]) {
       if (body.instructionsFile) {
         const f = path.join(dir, body.instructionsFile);
-        if (!fs.existsSync(f)) {
+        // The text is served and scanned like inline instructions.
+        if (fs.existsSync(f)) body.instructions = fs.readFileSync(f, 'utf8');
+        else {
           const p = ['steps', i, ...(where ? where.slice(1).split('.') : []), 'instructionsFile'];
           problems.push({
             file,

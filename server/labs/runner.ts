@@ -86,6 +86,72 @@ export async function runScript(
   };
 }
 
+const MAX_FILES_BYTES = 8 * 1024 * 1024;
+
+/** A script that recreates the lab's `sandbox.files` in the sandbox (base64 through the join path). */
+export function filesScript(loaded: LoadedLab): string {
+  const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  const lines: string[] = ['set -e'];
+  let total = 0;
+  const add = (src: string, dst: string, mode: string | undefined) => {
+    const st = fs.statSync(src);
+    if (st.isDirectory()) {
+      lines.push(`mkdir -p ${q(dst)}`);
+      for (const e of fs.readdirSync(src).sort())
+        add(path.join(src, e), path.posix.join(dst, e), mode);
+      return;
+    }
+    const data = fs.readFileSync(src);
+    total += data.length;
+    if (total > MAX_FILES_BYTES)
+      throw new SandboxError(`sandbox.files of ${loaded.lab.metadata.id} exceed 8 MiB`, {
+        code: 'EFBIG',
+        step: 'lab-files',
+      });
+    lines.push(
+      `mkdir -p ${q(path.posix.dirname(dst))}`,
+      `base64 -d > ${q(dst)} <<'UNDERLAY_EOF'`,
+      data.toString('base64').replace(/.{76}/g, '$&\n'),
+      'UNDERLAY_EOF',
+      `chmod ${mode ?? (st.mode & 0o7777).toString(8)} ${q(dst)}`,
+    );
+  };
+  for (const f of loaded.lab.sandbox.files) add(path.resolve(loaded.dir, f.from), f.to, f.mode);
+  return lines.join('\n');
+}
+
+/** Lays the lab's files into a fresh sandbox and runs its setup; throws with the output on failure. */
+export async function prepareSandbox(loaded: LoadedLab, sb: Sandbox): Promise<void> {
+  const { lab } = loaded;
+  if (lab.sandbox.files.length) {
+    const r = await runScript(sb, filesScript(loaded), { timeoutS: 60, env: {} });
+    if (r.code !== 0)
+      throw new SandboxError(`copying the lab's files failed (exit ${r.code}): ${r.output}`, {
+        step: 'lab-files',
+      });
+  }
+  if (lab.setup) {
+    const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {} });
+    if (r.code !== 0)
+      throw new SandboxError(`the lab's setup exited ${r.code}: ${r.output}`, {
+        step: 'lab-setup',
+        hint: 'Run `underlay test` on this lab to see the setup fail in isolation.',
+      });
+  }
+}
+
+/** Sandbox options for a lab. */
+export function labSandboxOptions(lab: Lab) {
+  return {
+    hostname: lab.sandbox.hostname,
+    limits: {
+      ...(lab.sandbox.memory ? { memoryBytes: parseSize(lab.sandbox.memory) as number } : {}),
+      ...(lab.sandbox.pids ? { pids: lab.sandbox.pids } : {}),
+      ...(lab.sandbox.cpus ? { cpus: lab.sandbox.cpus } : {}),
+    },
+  };
+}
+
 export function notApplicable(lab: Lab, mode: CgroupMode): string | undefined {
   if (lab.requires.cgroup !== 'any' && lab.requires.cgroup !== mode) {
     return `needs cgroup ${lab.requires.cgroup}; this host runs cgroup ${mode}`;
@@ -119,25 +185,17 @@ export async function testLab(
   if (na) return { ...result, status: 'not-applicable', reason: na };
   let sb: Sandbox | undefined;
   try {
-    sb = await mgr.create({
-      hostname: lab.sandbox.hostname,
-      limits: {
-        ...(lab.sandbox.memory ? { memoryBytes: parseSize(lab.sandbox.memory) as number } : {}),
-        ...(lab.sandbox.pids ? { pids: lab.sandbox.pids } : {}),
-        ...(lab.sandbox.cpus ? { cpus: lab.sandbox.cpus } : {}),
-      },
-      ownerKind: 'cli',
-    });
+    sb = await mgr.create({ ...labSandboxOptions(lab), ownerKind: 'cli' });
     const outs = new Map<string, string>();
-    if (lab.setup) {
+    if (lab.setup || lab.sandbox.files.length) {
       const s0 = Date.now();
-      const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {} });
-      const phase = {
-        phase: 'setup',
-        ok: r.code === 0,
-        ms: Date.now() - s0,
-        detail: r.code === 0 ? '' : `setup exited ${r.code}: ${r.output}`,
-      };
+      let detail = '';
+      try {
+        await prepareSandbox(loaded, sb);
+      } catch (err) {
+        detail = err instanceof Error ? err.message : String(err);
+      }
+      const phase = { phase: 'setup', ok: !detail, ms: Date.now() - s0, detail };
       opts.onPhase?.(lab.metadata.id, '(setup)', phase);
       if (!phase.ok) {
         result.steps.push({
@@ -172,18 +230,22 @@ export async function testLab(
       };
       const check = step.check as NonNullable<typeof step.check>;
       const env = () => stepEnv(outs);
-      const mustFail = (why: string) => async () => {
-        const r = await runScript(sb as Sandbox, check.script, {
-          timeoutS: check.timeout,
-          env: env(),
-        });
-        return r.code !== 0
-          ? { ok: true, detail: r.message }
-          : {
-              ok: false,
-              detail: `the check PASSED ${why} (message: ${JSON.stringify(r.message)}); it cannot tell the student's work from ${why === 'before the solution' ? 'a fresh sandbox' : 'this mistake'}`,
-            };
-      };
+      // Knowledge checks: the answer is the last stdout line of what was applied.
+      const withAnswer = (answer: string) => (check.input ? { ...env(), ANSWER: answer } : env());
+      const mustFail =
+        (why: string, answer = '') =>
+        async () => {
+          const r = await runScript(sb as Sandbox, check.script, {
+            timeoutS: check.timeout,
+            env: withAnswer(answer),
+          });
+          return r.code !== 0
+            ? { ok: true, detail: r.message }
+            : {
+                ok: false,
+                detail: `the check PASSED ${why} (message: ${JSON.stringify(r.message)}); it cannot tell the student's work from ${why === 'before the solution' ? 'a fresh sandbox' : 'this mistake'}`,
+              };
+        };
       if (assertPhases) {
         await phase('fails before', mustFail('before the solution'));
         for (const nm of step.nearMisses) {
@@ -194,15 +256,17 @@ export async function testLab(
                 ok: false,
                 detail: `applying the near miss failed (exit ${a.code}): ${a.output}`,
               };
-            return mustFail(`after the near miss "${nm.name}"`)();
+            return mustFail(`after the near miss "${nm.name}"`, a.message)();
           });
         }
       }
+      let answer = '';
       await phase('solution', async () => {
         const r = await runScript(sb as Sandbox, step.solution as string, {
           timeoutS: 60,
           env: env(),
         });
+        answer = r.message;
         return r.code === 0
           ? { ok: true, detail: '' }
           : { ok: false, detail: `the solution exited ${r.code}: ${r.output}` };
@@ -210,7 +274,7 @@ export async function testLab(
       await phase('passes after', async () => {
         const r = await runScript(sb as Sandbox, check.script, {
           timeoutS: check.timeout,
-          env: env(),
+          env: withAnswer(answer),
         });
         if (r.code === 0) outs.set(step.id, r.message);
         return r.code === 0

@@ -58,8 +58,31 @@ const Check = z
       .max(300)
       .default(10)
       .describe('Seconds before the check is killed and fails (default 10).'),
+    input: z
+      .object({
+        prompt: z.string().min(1).describe('The question, e.g. "The inode of your UTS namespace?"'),
+        placeholder: z.string().optional(),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'A knowledge check: the student types an answer, the script gets it as $ANSWER and compares it with kernel state. For `underlay test`, the last stdout line of the solution (or a near miss) is the answer given.',
+      ),
   })
   .strict();
+
+const Predict = z
+  .object({
+    question: markdown.describe('Asked before the student runs anything: what do you expect?'),
+    choices: z
+      .array(z.string().min(1))
+      .min(2)
+      .optional()
+      .describe('Options to pick from; without them the student types a guess.'),
+    answer: markdown.describe('Revealed once the student has committed to a guess.'),
+  })
+  .strict()
+  .describe('A "predict first" question shown above the instructions.');
 
 const StepBody = {
   instructions: markdown
@@ -71,6 +94,7 @@ const StepBody = {
     .string()
     .optional()
     .describe('Markdown file, relative to the lab folder, instead of `instructions`.'),
+  predict: Predict.optional(),
   check: Check.optional(),
   solution: script
     .optional()
@@ -140,6 +164,30 @@ export const Lab = z
         memory: z.string().optional().describe('Memory limit, e.g. 512M.'),
         pids: z.number().int().min(8).optional(),
         cpus: z.number().positive().optional(),
+        files: z
+          .array(
+            z
+              .object({
+                from: z
+                  .string()
+                  .min(1)
+                  .describe('A file or folder in the lab folder, e.g. files/layers.'),
+                to: z
+                  .string()
+                  .regex(/^\/[^\0]*$/, 'an absolute path in the sandbox')
+                  .describe('Where it lands in the sandbox (folders are copied recursively).'),
+                mode: z
+                  .string()
+                  .regex(/^[0-7]{3,4}$/, 'an octal mode like 0755')
+                  .optional()
+                  .describe('File mode for copied files (default: kept from the lab folder).'),
+              })
+              .strict(),
+          )
+          .default([])
+          .describe(
+            'Extra files layered on the base image before setup runs (at most 8 MiB in all).',
+          ),
         terminals: z
           .array(z.object({ name: z.string().min(1).max(32) }).strict())
           .min(1)
@@ -147,7 +195,7 @@ export const Lab = z
           .describe('Named terminals opened when the lab starts.'),
       })
       .strict()
-      .default({ hostname: 'lab', terminals: [{ name: 'T1' }] }),
+      .default({ hostname: 'lab', files: [], terminals: [{ name: 'T1' }] }),
     setup: script.optional().describe('Runs once in a fresh sandbox before the first step.'),
     steps: z.array(Step).min(1),
     outro: markdown.optional().describe('Shown after the last step: what Docker does with this.'),

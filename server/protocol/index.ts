@@ -167,3 +167,104 @@ export interface SessionCreated {
   token: string;
   hostname: string;
 }
+
+// ---- the lab API (REST, JSON; the student is identified by a cookie) ---------
+
+/** POST /api/labs/:lab/steps/:step/check */
+export const CheckRequest = z.object({ answer: z.string().max(200).optional() }).strict();
+export type CheckRequest = z.infer<typeof CheckRequest>;
+
+export interface ApiError {
+  error: string;
+  /** The named step that failed (sandbox errors), for the student and for us. */
+  step?: string;
+  hint?: string;
+}
+
+export interface StepProgress {
+  passed: boolean;
+  skipped: boolean;
+  message: string;
+  attempts: number;
+  hintsShown: number;
+  passedAt?: number;
+}
+
+export interface LabProgress {
+  lab: string;
+  /** Index of the first step neither passed nor skipped (= steps.length when done). */
+  current: number;
+  steps: Record<string, StepProgress>;
+}
+
+/** GET /api/labs: one card per lab. */
+export interface LabCard {
+  id: string;
+  title: string;
+  summary: string;
+  duration: number;
+  difficulty: 'beginner' | 'intermediate' | 'advanced';
+  tags: string[];
+  steps: number;
+  /** False when this host cannot run the lab (reason says why). */
+  available: boolean;
+  reason?: string;
+  progress: { passed: number; total: number };
+}
+
+export interface LabList {
+  labs: LabCard[];
+  /** Validation problems (file:line:col) of labs that failed to load. */
+  problems: string[];
+}
+
+export interface StepView {
+  id: string;
+  title: string;
+  /** Markdown; ```sh blocks with `terminal=NAME` run in that terminal. */
+  instructions: string;
+  predict?: { question: string; choices?: string[]; answer: string };
+  /** A knowledge check: the answer goes with the check request. */
+  input?: { prompt: string; placeholder?: string };
+  hints: number;
+}
+
+/** GET /api/labs/:lab */
+export interface LabView {
+  id: string;
+  title: string;
+  summary: string;
+  duration: number;
+  difficulty: LabCard['difficulty'];
+  tags: string[];
+  objectives: string[];
+  terminals: string[];
+  steps: StepView[];
+  outro?: string;
+  available: boolean;
+  reason?: string;
+  progress: LabProgress;
+}
+
+/** POST /api/labs/:lab/session: starts or resumes the student's sandbox for the lab. */
+export interface LabSession extends SessionCreated {
+  terminals: { term: string; name: string }[];
+  /** Something the student should know, e.g. that the sandbox was recreated. */
+  notice?: string;
+  /** Milliseconds it took (sandbox start + lab setup; 0 when resumed). */
+  startMs: number;
+}
+
+export interface CheckResponse {
+  passed: boolean;
+  latched: boolean;
+  message: string;
+  progress: LabProgress;
+}
+
+export interface HintResponse {
+  hint?: string;
+  shown: number;
+  total: number;
+  progress: LabProgress;
+}

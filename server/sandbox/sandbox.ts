@@ -622,6 +622,13 @@ export function initAlive(r: SandboxRecord): boolean {
   }
 }
 
+/** The owner lives: same pid and start time, and not a zombie (a killed owner may wait long for its reaper). */
 export function ownerAlive(r: SandboxRecord): boolean {
-  return processStartTime(r.ownerPid) === r.ownerStart;
+  try {
+    const st = fs.readFileSync(`/proc/${r.ownerPid}/stat`, 'utf8');
+    const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[19]) === r.ownerStart && rest[0] !== 'Z' && rest[0] !== 'X';
+  } catch {
+    return false;
+  }
 }

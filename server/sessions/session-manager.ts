@@ -6,11 +6,18 @@
  * the whole sandbox.
  */
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as pty from 'node-pty';
 import { LIMITS, type SessionCreated } from '../protocol/index';
 import { killCgroups, removeCgroupDirs } from '../sandbox/cgroups';
 import { SandboxError } from '../sandbox/errors';
-import { trackSpawn, untrackSpawn, type Sandbox, type SandboxManager } from '../sandbox/sandbox';
+import {
+  trackSpawn,
+  untrackSpawn,
+  type Limits,
+  type Sandbox,
+  type SandboxManager,
+} from '../sandbox/sandbox';
 import { Terminal } from '../terminals/terminal';
 import type { Logger } from '../util/logger';
 
@@ -28,11 +35,32 @@ export interface Session {
   graceTimer: NodeJS.Timeout | undefined;
   nextTerm: number;
   createdAt: number;
+  /** The student and lab this session belongs to (lab sessions only). */
+  owner?: string;
+  lab?: string;
+  /** Told to the student once, e.g. "the server restarted; your sandbox was kept". */
+  notice?: string;
+  idleTimer?: NodeJS.Timeout;
+}
+
+export interface CreateSessionOptions {
+  hostname?: string;
+  limits?: Partial<Limits>;
+  /** Use this token instead of a random one (lab sessions derive theirs). */
+  token?: (id: string) => string;
+  owner?: string;
+  lab?: string;
+  /** Runs in the new sandbox before the session is handed out (lab files and setup). */
+  prepare?: (sb: Sandbox) => Promise<void>;
 }
 
 export interface SessionOptions {
   /** How long terminals survive with no client attached (default 5 min). */
   graceMs?: number;
+  /** How long a session with no client attached lives on before its sandbox ends (default 2 h). */
+  idleMs?: number;
+  /** Called once a session has ended (lab sessions forget it in the store). */
+  onEnded?: (s: Session) => void;
 }
 
 const hash = (token: string) => crypto.createHash('sha256').update(token).digest();
@@ -40,34 +68,79 @@ const hash = (token: string) => crypto.createHash('sha256').update(token).digest
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
   private readonly graceMs: number;
+  private readonly idleMs: number;
 
   constructor(
     private readonly sandboxes: SandboxManager,
     private readonly log: Logger,
-    opts: SessionOptions = {},
+    private readonly opts: SessionOptions = {},
   ) {
     this.graceMs = opts.graceMs ?? 5 * 60_000;
+    this.idleMs = opts.idleMs ?? 2 * 3600_000;
   }
 
-  async create(opts: { hostname?: string } = {}): Promise<SessionCreated> {
+  async create(opts: CreateSessionOptions = {}): Promise<SessionCreated> {
     const sandbox = await this.sandboxes.create({
       hostname: opts.hostname ?? 'lab',
+      ...(opts.limits ? { limits: opts.limits } : {}),
       ownerKind: 'server',
     });
+    try {
+      await opts.prepare?.(sandbox);
+    } catch (err) {
+      await this.sandboxes.teardown(sandbox.record).catch(() => {});
+      throw err;
+    }
+    return this.adopt(sandbox, opts);
+  }
+
+  /** Wraps a running sandbox (new, or re-adopted after a server restart) in a session. */
+  adopt(sandbox: Sandbox, opts: Omit<CreateSessionOptions, 'prepare'> = {}): SessionCreated {
     const id = sandbox.id;
-    const token = crypto.randomBytes(24).toString('base64url');
-    this.sessions.set(id, {
+    const token = opts.token ? opts.token(id) : crypto.randomBytes(24).toString('base64url');
+    // Terminal cgroups of a previous server run may remain (with the jobs the
+    // student left running in them): number new terminals past them.
+    let nextTerm = 1;
+    for (const d of sandbox.record.resources.cgroupDirs) {
+      let entries: string[] = [];
+      try {
+        entries = fs.readdirSync(d);
+      } catch {
+        continue;
+      }
+      for (const e of entries) {
+        const m = /^t-t(\d+)$/.exec(e);
+        if (m) nextTerm = Math.max(nextTerm, Number(m[1]) + 1);
+      }
+    }
+    const s: Session = {
       id,
       tokenHash: hash(token),
       sandbox,
       terminals: new Map(),
       connections: 0,
       graceTimer: undefined,
-      nextTerm: 1,
+      nextTerm,
       createdAt: Date.now(),
-    });
-    this.log.info('session created', { session: id });
+      ...(opts.owner ? { owner: opts.owner } : {}),
+      ...(opts.lab ? { lab: opts.lab } : {}),
+    };
+    this.sessions.set(id, s);
+    this.armIdle(s);
+    this.log.info('session created', { session: id, owner: opts.owner, lab: opts.lab });
     return { session: id, token, hostname: sandbox.record.hostname };
+  }
+
+  /** Ends a session nobody has attached to for idleMs (its progress stays in the store). */
+  private armIdle(s: Session): void {
+    clearTimeout(s.idleTimer);
+    s.idleTimer = setTimeout(() => {
+      if (s.connections === 0) {
+        this.log.info('session idle: ending it', { session: s.id });
+        void this.end(s.id);
+      }
+    }, this.idleMs);
+    s.idleTimer.unref();
   }
 
   /** The session if the token matches (constant-time compare), else undefined. */
@@ -135,11 +208,13 @@ export class SessionManager {
     s.connections++;
     if (s.graceTimer) clearTimeout(s.graceTimer);
     s.graceTimer = undefined;
+    clearTimeout(s.idleTimer);
   }
 
   disconnected(s: Session): void {
     s.connections = Math.max(0, s.connections - 1);
     if (s.connections > 0 || s.graceTimer) return;
+    this.armIdle(s);
     s.graceTimer = setTimeout(() => {
       s.graceTimer = undefined;
       if (s.connections > 0) return;
@@ -154,13 +229,28 @@ export class SessionManager {
     if (!s) return false;
     this.sessions.delete(id);
     if (s.graceTimer) clearTimeout(s.graceTimer);
+    clearTimeout(s.idleTimer);
     for (const e of s.terminals.values()) e.terminal.kill();
     await this.sandboxes.teardown(s.sandbox.record);
+    this.opts.onEnded?.(s);
     this.log.info('session ended', { session: id });
     return true;
   }
 
   async endAll(): Promise<void> {
     for (const id of [...this.sessions.keys()]) await this.end(id);
+  }
+
+  /**
+   * Server shutdown that keeps the sandboxes for the next start to re-adopt
+   * (they stay 'server'-owned in the store, with a dead owner): only the
+   * terminals close.
+   */
+  detachAll(): void {
+    for (const s of this.sessions.values()) {
+      clearTimeout(s.graceTimer);
+      clearTimeout(s.idleTimer);
+      for (const e of s.terminals.values()) e.terminal.kill();
+    }
   }
 }

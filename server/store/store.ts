@@ -51,6 +51,8 @@ export class Store {
   constructor(stateDir: string) {
     fs.mkdirSync(stateDir, { recursive: true, mode: 0o711 });
     this.db = new Database(path.join(stateDir, 'underlay.db'), { timeout: 5000 });
+    // Holds the token secret and student progress: root only.
+    fs.chmodSync(path.join(stateDir, 'underlay.db'), 0o600);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(`
@@ -65,6 +67,17 @@ export class Store {
         body  TEXT NOT NULL,
         updated INTEGER NOT NULL,
         PRIMARY KEY (owner, lab)
+      );
+      CREATE TABLE IF NOT EXISTS lab_sessions (
+        owner   TEXT NOT NULL,
+        lab     TEXT NOT NULL,
+        session TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (owner, lab)
+      );
+      CREATE TABLE IF NOT EXISTS meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
       );
       CREATE TABLE IF NOT EXISTS events (
         id    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -156,6 +169,48 @@ export class Store {
         )
         .all(owner, lab) as { step: string; kind: string; detail: string; at: number }[]
     ).map((e) => ({ ...e, detail: JSON.parse(e.detail) }));
+  }
+
+  /** The sandbox session a student has open in a lab (survives a server restart). */
+  getLabSession(owner: string, lab: string): string | undefined {
+    const row = this.db
+      .prepare('SELECT session FROM lab_sessions WHERE owner = ? AND lab = ?')
+      .get(owner, lab) as { session: string } | undefined;
+    return row?.session;
+  }
+
+  listLabSessions(): { owner: string; lab: string; session: string }[] {
+    return this.db.prepare('SELECT owner, lab, session FROM lab_sessions').all() as {
+      owner: string;
+      lab: string;
+      session: string;
+    }[];
+  }
+
+  saveLabSession(owner: string, lab: string, session: string): void {
+    this.db
+      .prepare(
+        'INSERT INTO lab_sessions (owner, lab, session, created) VALUES (?, ?, ?, ?) ON CONFLICT (owner, lab) DO UPDATE SET session = excluded.session, created = excluded.created',
+      )
+      .run(owner, lab, session, Date.now());
+  }
+
+  deleteLabSession(session: string): void {
+    this.db.prepare('DELETE FROM lab_sessions WHERE session = ?').run(session);
+  }
+
+  /** A server-wide value, created once (e.g. the secret tokens are derived from). */
+  meta(key: string, make: () => string): string {
+    const tx = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as
+        | { value: string }
+        | undefined;
+      if (row) return row.value;
+      const value = make();
+      this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(key, value);
+      return value;
+    });
+    return tx.immediate();
   }
 
   close(): void {

@@ -1,11 +1,14 @@
 /**
  * One HTTP server, one port: the REST API, socket.io, and the web app.
- *   POST   /api/sessions        -> { session, token, hostname }   (starts a sandbox)
+ *   POST   /api/sessions        -> { session, token, hostname }   (a bare sandbox)
  *   DELETE /api/sessions/:id    (Authorization: Bearer <token>)   (ends it)
- *   GET    /api/labs            -> { labs: [...], problems: ["file:line:col: ..."] }
+ *   GET    /api/labs            -> LabList (cards with this student's progress)
+ *   /api/labs/:lab...           -> the lab API, see labRoutes (lab-api.ts)
  *   GET    /healthz
- * Everything else goes to the web handler (Next.js), if any.
+ * Everything else goes to the web handler (Next.js), if any. Students are
+ * anonymous: an httpOnly cookie carries a random id, minted on first visit.
  */
+import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { Server } from 'socket.io';
 import { SandboxError } from '../sandbox/errors';
@@ -13,6 +16,10 @@ import type { LabCatalog } from '../labs/catalog';
 import type { SandboxManager } from '../sandbox/sandbox';
 import { SessionManager, type SessionOptions } from '../sessions/session-manager';
 import type { Logger } from '../util/logger';
+import type { LabEngine } from '../labs/engine';
+import type { LabSessions } from '../sessions/lab-sessions';
+import type { CgroupMode } from '../sandbox/cgroups';
+import { labList, labRoute } from './lab-api';
 import { attachGateway, originAllowed, type GatewayOptions } from './socket';
 
 export type WebHandler = (
@@ -25,23 +32,52 @@ export interface AppOptions extends GatewayOptions, SessionOptions {
   log: Logger;
   web?: WebHandler;
   labs?: LabCatalog;
+  /** The lab API needs all three (serve wires them; terminal-only tests do not). */
+  engine?: LabEngine;
+  labSessions?: (sessions: SessionManager) => LabSessions;
+  mode?: CgroupMode;
 }
 
 export interface App {
   server: http.Server;
   io: Server;
   sessions: SessionManager;
+  labSessions?: LabSessions;
   close(): Promise<void>;
+  /** Stops serving but keeps lab sandboxes for the next start to re-adopt. */
+  shutdown(): Promise<void>;
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown): void {
+export function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify(body));
 }
 
+const STUDENT_COOKIE = 'underlay_student';
+
+/** The student id from the cookie; mints one (and sets the cookie) if there is none. */
+export function student(req: http.IncomingMessage, res: http.ServerResponse): string {
+  const m = new RegExp(`(?:^|;\\s*)${STUDENT_COOKIE}=([A-Za-z0-9_-]{22,64})`).exec(
+    req.headers.cookie ?? '',
+  );
+  if (m) return m[1] as string;
+  const id = crypto.randomBytes(18).toString('base64url');
+  res.setHeader(
+    'set-cookie',
+    `${STUDENT_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`,
+  );
+  return id;
+}
+
 export function createApp(opts: AppOptions): App {
   const { log } = opts;
-  const sessions = new SessionManager(opts.sandboxes, log, opts);
+  const sessions = new SessionManager(opts.sandboxes, log, {
+    ...opts,
+    onEnded: (s) => {
+      if (s.lab) opts.sandboxes.store.deleteLabSession(s.id);
+    },
+  });
+  const labSessions = opts.labSessions?.(sessions);
   const server = http.createServer((req, res) => {
     void route(req, res).catch((err) => {
       log.error('request failed', { url: req.url, error: String(err) });
@@ -54,7 +90,21 @@ export function createApp(opts: AppOptions): App {
     if (url.pathname === '/healthz')
       return json(res, 200, { ok: true, sessions: sessions.list().length });
     if (url.pathname === '/api/labs' && req.method === 'GET') {
-      return json(res, 200, opts.labs ? opts.labs.summary() : { labs: [], problems: [] });
+      if (!opts.labs || !opts.engine || !opts.mode)
+        return json(res, 200, { labs: [], problems: [] });
+      return json(res, 200, labList(opts.labs, opts.engine, opts.mode, student(req, res)));
+    }
+    if (url.pathname.startsWith('/api/labs/') && opts.labs && opts.engine && labSessions) {
+      if (req.method !== 'GET' && !originAllowed(req, opts.allowedOrigins))
+        return json(res, 403, { error: 'origin not allowed' });
+      return labRoute(req, res, url, {
+        catalog: opts.labs,
+        engine: opts.engine,
+        labSessions,
+        mode: opts.mode as CgroupMode,
+        owner: student(req, res),
+        log,
+      });
     }
     if (url.pathname === '/api/sessions' && req.method === 'POST') {
       if (!originAllowed(req, opts.allowedOrigins))
@@ -86,9 +136,16 @@ export function createApp(opts: AppOptions): App {
     server,
     io,
     sessions,
+    ...(labSessions ? { labSessions } : {}),
     async close() {
       io.close();
       await sessions.endAll();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+    async shutdown() {
+      io.close();
+      sessions.detachAll();
+      server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };

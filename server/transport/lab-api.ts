@@ -1,0 +1,218 @@
+/**
+ * The lab API (JSON over HTTP; the student is the cookie's id):
+ *   GET    /api/labs/:lab                      -> LabView (never scripts or solutions)
+ *   POST   /api/labs/:lab/session              -> LabSession (start or resume the sandbox)
+ *   DELETE /api/labs/:lab/session              -> end it (progress is kept)
+ *   POST   /api/labs/:lab/reset                -> forget progress, fresh sandbox
+ *   POST   /api/labs/:lab/steps/:step/check    {answer?} -> CheckResponse
+ *   POST   /api/labs/:lab/steps/:step/hint     -> HintResponse
+ *   POST   /api/labs/:lab/steps/:step/skip     -> LabProgress
+ *   POST   /api/labs/:lab/steps/:step/reset    -> LabProgress
+ * Errors: { error, step?, hint? } with 400 (bad body), 404 (unknown lab or
+ * step), 409 (no running sandbox: start the lab first), 503 (sandbox failed).
+ */
+import type * as http from 'node:http';
+import {
+  CheckRequest,
+  parse,
+  type ApiError,
+  type CheckResponse,
+  type HintResponse,
+  type LabCard,
+  type LabList,
+  type LabView,
+} from '../protocol/index';
+import type { LabCatalog } from '../labs/catalog';
+import type { LabEngine } from '../labs/engine';
+import type { LoadedLab } from '../labs/loader';
+import { notApplicable } from '../labs/runner';
+import { effectiveStep } from '../labs/loader';
+import type { CgroupMode } from '../sandbox/cgroups';
+import { SandboxError } from '../sandbox/errors';
+import type { LabSessions } from '../sessions/lab-sessions';
+import type { Logger } from '../util/logger';
+
+export interface LabApiContext {
+  catalog: LabCatalog;
+  engine: LabEngine;
+  labSessions: LabSessions;
+  mode: CgroupMode;
+  owner: string;
+  log: Logger;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+const err = (res: http.ServerResponse, status: number, e: ApiError) => send(res, status, e);
+
+function card(l: LoadedLab, engine: LabEngine, mode: CgroupMode, owner: string): LabCard {
+  const { metadata } = l.lab;
+  const reason = notApplicable(l.lab, mode);
+  const st = engine.state(owner, metadata.id);
+  return {
+    id: metadata.id,
+    title: metadata.title,
+    summary: metadata.summary,
+    duration: metadata.duration,
+    difficulty: metadata.difficulty,
+    tags: metadata.tags,
+    steps: l.lab.steps.length,
+    available: !reason,
+    ...(reason ? { reason } : {}),
+    progress: {
+      passed: Object.values(st.steps).filter((s) => s.passed || s.skipped).length,
+      total: l.lab.steps.length,
+    },
+  };
+}
+
+export function labList(
+  catalog: LabCatalog,
+  engine: LabEngine,
+  mode: CgroupMode,
+  owner: string,
+): LabList {
+  return {
+    labs: [...catalog.labs.values()].map((l) => card(l, engine, mode, owner)),
+    problems: catalog.problems,
+  };
+}
+
+function view(l: LoadedLab, ctx: LabApiContext): LabView {
+  const c = card(l, ctx.engine, ctx.mode, ctx.owner);
+  const { lab } = l;
+  return {
+    id: c.id,
+    title: c.title,
+    summary: c.summary,
+    duration: c.duration,
+    difficulty: c.difficulty,
+    tags: c.tags,
+    objectives: lab.metadata.objectives,
+    terminals: lab.sandbox.terminals.map((t) => t.name),
+    steps: lab.steps.map((raw) => {
+      const s = effectiveStep(raw, ctx.mode);
+      return {
+        id: s.id,
+        title: s.title,
+        instructions: s.instructions ?? '',
+        ...(s.predict ? { predict: s.predict } : {}),
+        ...(s.check?.input ? { input: s.check.input } : {}),
+        hints: s.hints.length,
+      };
+    }),
+    ...(lab.outro ? { outro: lab.outro } : {}),
+    available: c.available,
+    ...(c.reason ? { reason: c.reason } : {}),
+    progress: ctx.engine.state(ctx.owner, c.id),
+  };
+}
+
+async function body(req: http.IncomingMessage): Promise<unknown> {
+  let n = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > 16 * 1024)
+      throw new SandboxError('request body over 16 KiB', { code: 'E2BIG', step: 'lab' });
+    chunks.push(c);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new SandboxError('the request body is not JSON', { code: 'EINVAL', step: 'lab' });
+  }
+}
+
+export async function labRoute(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  ctx: LabApiContext,
+): Promise<void> {
+  const m =
+    /^\/api\/labs\/([a-z0-9-]{1,63})(?:\/(session|reset|steps\/([a-z0-9-]{1,63})\/(check|hint|skip|reset)))?$/.exec(
+      url.pathname,
+    );
+  if (!m) return err(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+  const [, labId, action, stepId, stepAction] = m as unknown as [
+    string,
+    string,
+    string | undefined,
+    string | undefined,
+    string | undefined,
+  ];
+  const loaded = ctx.catalog.labs.get(labId);
+  if (!loaded) return err(res, 404, { error: `no lab with id "${labId}"` });
+  const { engine, labSessions, owner } = ctx;
+  const method = req.method ?? 'GET';
+  try {
+    if (!action && method === 'GET') return send(res, 200, view(loaded, ctx));
+    if (action === 'session' && method === 'POST')
+      return send(res, 200, await labSessions.start(owner, labId));
+    if (action === 'session' && method === 'DELETE')
+      return send(res, 200, { ended: await labSessions.end(owner, labId) });
+    if (action === 'reset' && method === 'POST') {
+      await labSessions.end(owner, labId);
+      const progress = engine.resetLab(owner, labId);
+      return send(res, 200, { progress, session: await labSessions.start(owner, labId) });
+    }
+    if (stepId && method === 'POST') {
+      if (!loaded.lab.steps.some((s) => s.id === stepId))
+        return err(res, 404, { error: `lab ${labId} has no step "${stepId}"` });
+      if (stepAction === 'skip') return send(res, 200, engine.skip(owner, labId, stepId));
+      if (stepAction === 'reset') return send(res, 200, engine.resetStep(owner, labId, stepId));
+      const s = labSessions.find(owner, labId);
+      if (!s)
+        return err(res, 409, {
+          error: 'this lab has no running sandbox',
+          hint: 'Start the lab (or reload the page) first.',
+        });
+      if (stepAction === 'check') {
+        const p = parse(CheckRequest, 'check', await body(req));
+        if (!p.ok) return err(res, 400, { error: p.error.message });
+        const r = await engine.check(owner, s.sandbox, labId, stepId, p.value.answer);
+        const out: CheckResponse = {
+          passed: r.passed,
+          latched: r.latched,
+          message: r.message,
+          progress: r.state,
+        };
+        return send(res, 200, out);
+      }
+      const h = await engine.hint(owner, s.sandbox, labId, stepId);
+      const out: HintResponse = {
+        ...(h.hint !== undefined ? { hint: h.hint } : {}),
+        shown: h.shown,
+        total: h.total,
+        progress: engine.state(owner, labId),
+      };
+      return send(res, 200, out);
+    }
+    return err(res, 405, { error: `${method} is not allowed on ${url.pathname}` });
+  } catch (e) {
+    const se = e instanceof SandboxError ? e : SandboxError.wrap('lab request', e);
+    // Bad input and unknown ids are the caller's; anything else is the sandbox's.
+    const mine = !se.step || se.step === 'lab';
+    const status = !mine
+      ? 503
+      : se.code === 'EINVAL' || se.code === 'E2BIG'
+        ? 400
+        : se.code === 'ENOENT'
+          ? 404
+          : se.code === 'ENOTSUP'
+            ? 409
+            : 503;
+    ctx.log.error('lab request failed', { url: url.pathname, error: se.toJSON() });
+    return err(res, status, {
+      error: se.message,
+      ...(se.step ? { step: se.step } : {}),
+      ...(se.hint ? { hint: se.hint } : {}),
+    });
+  }
+}
