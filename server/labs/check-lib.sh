@@ -35,6 +35,26 @@ as_learner() { setpriv --reuid=1000 --regid=1000 --clear-groups "$@"; }
 is_whiteout() { [ "$(stat -c '%F %t:%T' "$1" 2>/dev/null)" = "character special file 0:0" ]; }
 ovl_opaque() { getfattr --only-values -n user.overlay.opaque "$1" 2>/dev/null || getfattr --only-values -n trusted.overlay.opaque "$1" 2>/dev/null; }
 mountinfo_of() { cat "/proc/$1/mountinfo"; }
+# The super options of the mount at DIR in the sandbox's mount namespace (empty if none).
+mount_opts() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 3) }' /proc/1/mountinfo | tail -n 1; }
+mount_fstype() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 1) }' /proc/1/mountinfo | tail -n 1; }
+# The cpu controller's root as the sandbox sees it (v1: the cpu hierarchy; v2: the unified one).
+cg_root() { if [ "$(cg_mode)" = v2 ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/cpu; fi; }
+# KEY of cpu.stat of cgroup NAME (below cg_root).
+cg_stat() { awk -v k="$2" '$1 == k { print $2 }' "$(cg_root)/$1/cpu.stat"; }
+# PIDs that used at least MINPCT of a CPU over SECS seconds (sampled together).
+busy_pids() {
+  local secs=$1 min=$2 hz p; hz=$(getconf CLK_TCK)
+  declare -A t0
+  for p in /proc/[0-9]*; do p=${p#/proc/}; t0[$p]=$(cpu_ticks "$p"); done
+  sleep "$secs"
+  for p in "${!t0[@]}"; do
+    local b; b=$(cpu_ticks "$p") || continue
+    [ -n "$b" ] && [ -n "${t0[$p]}" ] && [ $(( (b - t0[$p]) * 100 / (secs * hz) )) -ge "$min" ] && echo "$p"
+  done
+  return 0
+}
+sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 # Prints MSG and fails: `[ -f x ] || fail "x is missing"`.
 fail() { echo "$*"; exit 1; }
 pass() { echo "$*"; exit 0; }
