@@ -110,14 +110,27 @@ if (want('labs')) {
     [env.CLI, 'test', 'labs', '--reporter', 'junit', '-o', path.join(artifacts, 'labs.junit.xml')],
     env.testEnv(),
   );
-  const text = fs.existsSync(tapFile) ? fs.readFileSync(tapFile, 'utf8') : '';
-  const ok = (text.match(/^ok \d+/gm) || []).filter((l) => !/# SKIP/.test(l)).length;
-  const notOk = (text.match(/^not ok \d+/gm) || []).length;
-  skipped += (text.match(/# SKIP/g) || []).length;
-  passed += ok;
-  failed += notOk;
-  if (notOk > 0 || r.status !== 0 || ok === 0) failures.push('labs');
-  if (r.status !== 0 && notOk === 0) failed++;
+  // The lab texts as a student does them: code blocks typed into the terminals.
+  process.stdout.write('\n── labs (underlay test labs/ --walkthrough)\n');
+  const walkFile = path.join(artifacts, 'labs-walkthrough.tap');
+  const w = run(
+    process.execPath,
+    [env.CLI, 'test', 'labs', '--walkthrough', '--reporter', 'tap', '-o', walkFile],
+    env.testEnv(),
+  );
+  for (const [file, res] of [
+    [tapFile, r],
+    [walkFile, w],
+  ]) {
+    const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const ok = (text.match(/^ok \d+/gm) || []).filter((l) => !/# SKIP/.test(l)).length;
+    const notOk = (text.match(/^not ok \d+/gm) || []).length;
+    skipped += (text.match(/# SKIP/g) || []).length;
+    passed += ok;
+    failed += notOk;
+    if (notOk > 0 || res.status !== 0 || ok === 0) failures.push(`labs (${path.basename(file)})`);
+    if (res.status !== 0 && notOk === 0) failed++;
+  }
 }
 if (want('e2e')) nodeTests('e2e', listTests(dist('e2e')), ['--test-concurrency=1']);
 

@@ -7,13 +7,74 @@ import * as path from 'node:path';
 import { loadConfig } from '../config';
 import { formatProblem, loadLabs } from '../labs/loader';
 import { junit, pretty, summary, tap } from '../labs/reporters';
-import { testLab, type LabResult } from '../labs/runner';
+import { notApplicable, testLab, type LabResult } from '../labs/runner';
+import { walkLab } from '../labs/walkthrough';
+import type { LoadedLab } from '../labs/loader';
+import { SandboxError } from '../sandbox/errors';
+import { SessionManager } from '../sessions/session-manager';
+import { createLogger } from '../util/logger';
+import type { CgroupMode } from '../sandbox/cgroups';
 import { labJsonSchema } from '../labs/schema';
 import { detectCgroupMode } from '../sandbox/cgroups';
 import { SandboxManager } from '../sandbox/sandbox';
 import { Store } from '../store/store';
 
 export const REPO_LABS = path.resolve(__dirname, '..', '..', '..', 'labs');
+
+/** One walkthrough run as a LabResult, so the reporters and exit code work the same. */
+async function walk(
+  l: LoadedLab,
+  sessions: SessionManager,
+  mode: CgroupMode,
+  run: number,
+): Promise<LabResult> {
+  const na = notApplicable(l.lab, mode);
+  const base = { id: l.lab.metadata.id, file: l.file, run };
+  if (na) return { ...base, status: 'not-applicable', reason: na, ms: 0, steps: [] };
+  try {
+    const w = await walkLab(l, sessions, mode, {
+      onStep: (s) =>
+        process.stderr.write(
+          `    ${s.ok ? '✔' : '✖'} ${s.id}: typed and checked (${s.ms} ms)${s.ok ? '' : ` - ${s.detail.split('\n')[0]}`}\n`,
+        ),
+    });
+    return {
+      ...base,
+      status: w.ok ? 'passed' : 'failed',
+      ms: w.ms,
+      steps: w.steps.map((s) => ({
+        id: s.id,
+        title: s.id,
+        ok: s.ok,
+        ms: s.ms,
+        phases: [
+          {
+            phase: 'walkthrough',
+            ok: s.ok,
+            ms: s.ms,
+            detail: s.ok ? '' : `${s.detail}\n${s.transcript}`,
+          },
+        ],
+      })),
+    };
+  } catch (err) {
+    const e = err instanceof SandboxError ? err : SandboxError.wrap('walkthrough', err);
+    return {
+      ...base,
+      status: 'failed',
+      ms: 0,
+      steps: [
+        {
+          id: '(sandbox)',
+          title: 'sandbox',
+          ok: false,
+          ms: 0,
+          phases: [{ phase: e.step || 'sandbox', ok: false, ms: 0, detail: e.message }],
+        },
+      ],
+    };
+  }
+}
 
 export function validate(paths: string[]): number {
   const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
@@ -29,7 +90,7 @@ export function validate(paths: string[]): number {
 
 export async function test(
   paths: string[],
-  opts: { reporter: string; repeat: number; only?: string; output?: string },
+  opts: { reporter: string; repeat: number; only?: string; output?: string; walkthrough?: boolean },
 ): Promise<number> {
   const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
   for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
@@ -42,6 +103,7 @@ export async function test(
   const config = loadConfig();
   const mgr = new SandboxManager({ config, store: new Store(config.stateDir) });
   const mode = detectCgroupMode();
+  const sessions = new SessionManager(mgr, createLogger('warn'));
   const results: LabResult[] = [];
   const t0 = Date.now();
   for (let run = 1; run <= opts.repeat; run++) {
@@ -63,6 +125,10 @@ export async function test(
           ms: 0,
           steps: [],
         });
+      if (opts.walkthrough) {
+        results.push(await walk(l, sessions, mode, run));
+        continue;
+      }
       const r = await testLab(l, mgr, run, {
         mode,
         ...(onlyStep ? { onlyStep } : {}),

@@ -233,6 +233,10 @@ export function buildProgram(): Command {
     .option('--repeat <n>', 'run every lab N times (catches flaky checks)', intArg('--repeat'), 1)
     .option('--only <lab[/step]>', 'one lab, or one step of it (earlier steps are solved first)')
     .option('-o, --output <file>', 'write the report to a file')
+    .option(
+      '--walkthrough',
+      "instead: type each step's code blocks into the lab's terminals, as a student would, then check",
+    )
     .action(async (paths: string[], opts) => {
       if (!['pretty', 'tap', 'junit'].includes(opts.reporter))
         throw new UsageError(`--reporter must be pretty, tap or junit, got '${opts.reporter}'`);

@@ -88,15 +88,13 @@ export async function runScript(
 
 const MAX_FILES_BYTES = 8 * 1024 * 1024;
 
-/** A script that recreates the lab's `sandbox.files` in the sandbox (base64 through the join path). */
-export function filesScript(loaded: LoadedLab): string {
-  const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
-  const lines: string[] = ['set -e'];
+/** The lab's `sandbox.files` as (sandbox path, mode, content) triples; bounded in total size. */
+export function labFiles(loaded: LoadedLab): { to: string; mode: string; data: Buffer }[] {
+  const out: { to: string; mode: string; data: Buffer }[] = [];
   let total = 0;
   const add = (src: string, dst: string, mode: string | undefined) => {
     const st = fs.statSync(src);
     if (st.isDirectory()) {
-      lines.push(`mkdir -p ${q(dst)}`);
       for (const e of fs.readdirSync(src).sort())
         add(path.join(src, e), path.posix.join(dst, e), mode);
       return;
@@ -108,27 +106,35 @@ export function filesScript(loaded: LoadedLab): string {
         code: 'EFBIG',
         step: 'lab-files',
       });
-    lines.push(
-      `mkdir -p ${q(path.posix.dirname(dst))}`,
-      `base64 -d > ${q(dst)} <<'UNDERLAY_EOF'`,
-      data.toString('base64').replace(/.{76}/g, '$&\n'),
-      'UNDERLAY_EOF',
-      `chmod ${mode ?? (st.mode & 0o7777).toString(8)} ${q(dst)}`,
-    );
+    out.push({ to: dst, mode: mode ?? (st.mode & 0o7777).toString(8), data });
   };
   for (const f of loaded.lab.sandbox.files) add(path.resolve(loaded.dir, f.from), f.to, f.mode);
-  return lines.join('\n');
+  return out;
 }
 
 /** Lays the lab's files into a fresh sandbox and runs its setup; throws with the output on failure. */
 export async function prepareSandbox(loaded: LoadedLab, sb: Sandbox): Promise<void> {
   const { lab } = loaded;
-  if (lab.sandbox.files.length) {
-    const r = await runScript(sb, filesScript(loaded), { timeoutS: 60, env: {} });
+  // One exec per file, the content on stdin (argv would hit E2BIG on big files).
+  for (const f of labFiles(loaded)) {
+    const r = await sb.exec(
+      [
+        'sh',
+        '-c',
+        'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
+        'sh',
+        f.to,
+        f.mode,
+      ],
+      { input: f.data, timeoutMs: 30_000 },
+    );
     if (r.code !== 0)
-      throw new SandboxError(`copying the lab's files failed (exit ${r.code}): ${r.output}`, {
-        step: 'lab-files',
-      });
+      throw new SandboxError(
+        `copying ${f.to} into the sandbox failed (exit ${r.code}): ${r.stderr.trim()}`,
+        {
+          step: 'lab-files',
+        },
+      );
   }
   if (lab.setup) {
     const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {} });

@@ -100,6 +100,78 @@ describe('labs', () => {
   );
 
   sysTest(
+    '--walkthrough types the lab text into real terminals: a typo in the text fails although the solution passes',
+    SYSTEM_NEEDS,
+    async () => {
+      const dir = path.join(FIX, 'walkthrough');
+      const plain = await cli(['test', dir], { timeoutMs: 60_000 });
+      assert.equal(plain.code, 0, `the solutions pass: ${plain.stderr}`);
+      const walk = await cli(['test', dir, '--walkthrough'], { timeoutMs: 60_000 });
+      assert.equal(walk.code, 1, 'the typo must fail the walkthrough');
+      // The failure shows what the terminal showed: the mistyped command and its effect.
+      assert.match(walk.stdout, /private-hostname[\s\S]*the check failed after typing/);
+      assert.match(walk.stdout, /hostname lab-bx[\s\S]*lab-bx/);
+      assert.equal(testManager().store.list().length, 0, 'the walkthrough session was ended');
+    },
+    { timeout: 150_000 },
+  );
+
+  sysTest(
+    'sandbox.files are laid into the sandbox before setup, with their modes',
+    SYSTEM_NEEDS,
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-files-'));
+      fs.mkdirSync(path.join(dir, 'files', 'sub'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'files', 'hello.sh'), '#!/bin/sh\necho hello from a file\n', {
+        mode: 0o755,
+      });
+      const blob = Buffer.alloc(300_000);
+      for (let i = 0; i < blob.length; i++) blob[i] = (i * 7919) & 0xff;
+      fs.writeFileSync(path.join(dir, 'files', 'sub', 'blob.bin'), blob);
+      const sum = execFileSync('sha256sum', [path.join(dir, 'files', 'sub', 'blob.bin')])
+        .toString()
+        .split(' ')[0];
+      fs.writeFileSync(
+        path.join(dir, 'lab.yaml'),
+        `apiVersion: underlay.dev/v1
+kind: Lab
+metadata: {id: files-lab, title: Files, summary: Files land in the sandbox., duration: 1, difficulty: beginner}
+sandbox:
+  files:
+    - {from: files, to: /opt/lab}
+    - {from: files/hello.sh, to: /usr/local/bin/hello, mode: '0700'}
+setup: '[ -x /opt/lab/hello.sh ]'
+steps:
+  - id: files
+    title: Files
+    check:
+      script: |
+        [ "$(hello)" = "hello from a file" ] || fail "hello: $(hello 2>&1)"
+        [ "$(stat -c %a /usr/local/bin/hello)" = 700 ] || fail "mode $(stat -c %a /usr/local/bin/hello)"
+        [ "$(sha256sum /opt/lab/sub/blob.bin | cut -d' ' -f1)" = ${sum} ] || fail "blob differs"
+        [ -f /tmp/done ] || fail "not yet"
+        pass ok
+    solution: touch /tmp/done
+`,
+      );
+      const r = await cli(['test', dir], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      // A path outside the lab folder is refused at load time.
+      fs.writeFileSync(
+        path.join(dir, 'lab.yaml'),
+        fs.readFileSync(path.join(dir, 'lab.yaml'), 'utf8').replace('from: files,', 'from: ../..,'),
+      );
+      const v = await cli(['validate', dir]);
+      assert.equal(v.code, 1);
+      assert.match(
+        v.stderr,
+        /lab\.yaml:\d+:\d+: sandbox\.files\[0\]\.from: file not found: \.\.\/\.\. .*must stay inside the lab folder/,
+      );
+    },
+    { timeout: 150_000 },
+  );
+
+  sysTest(
     'underlay serve --dev reloads labs on change and serves validation errors instead of crashing',
     SYSTEM_NEEDS,
     async () => {
