@@ -49,7 +49,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const app = createApp({
     sandboxes,
     log,
-    web: (req, res) => handle(req, res),
+    web: (req, res) => {
+      // An unknown lab gets a real 404 (status and page), not a 200 that says "not found".
+      const m = /^\/labs\/([^/?#]+)\/?(?:[?#]|$)/.exec(req.url ?? '');
+      if (m && !labs.labs.has(decodeURIComponent(m[1] as string))) {
+        res.statusCode = 404;
+        return web.render404(req, res);
+      }
+      return handle(req, res);
+    },
     labs,
     engine,
     mode,

@@ -1,23 +1,23 @@
-import { SandboxShell } from '../components/terminal/sandbox-shell';
+import Link from 'next/link';
+import { Catalog } from '../components/catalog';
+import { SiteHeader } from '../components/site-header';
 
 export default function Home() {
   return (
-    <main style={{ display: 'flex', flexDirection: 'column', height: '100vh' }}>
-      <header
-        style={{
-          padding: '0.8rem 1.2rem',
-          borderBottom: '1px solid var(--border)',
-          display: 'flex',
-          alignItems: 'baseline',
-          gap: '1rem',
-        }}
-      >
-        <h1 style={{ margin: 0, fontSize: '1.25rem' }}>Underlay</h1>
-        <span style={{ color: 'var(--muted)' }}>
-          Learn how containers really work, on a real kernel.
-        </span>
-      </header>
-      <SandboxShell />
-    </main>
+    <>
+      <SiteHeader>
+        <span className="tagline">Learn how containers really work, on a real kernel.</span>
+      </SiteHeader>
+      <main id="main" className="catalog">
+        <h1>Labs</h1>
+        <p className="lead">
+          Each lab gives you a fresh Linux sandbox on this server&apos;s kernel, where you are root
+          in a user namespace. Read a step, type into the real terminal, and press{' '}
+          <strong>Check</strong>: the server looks at the kernel&apos;s own state to see whether you
+          did it. Prefer a blank machine? Open a <Link href="/sandbox">free sandbox</Link>.
+        </p>
+        <Catalog />
+      </main>
+    </>
   );
 }

@@ -19,6 +19,7 @@ export interface XtermViewProps {
   active: boolean;
   onOpened: (t: RemoteTerminal) => void;
   onError: (message: string) => void;
+  onExit?: (code: number) => void;
 }
 
 export default function XtermView({
@@ -28,6 +29,7 @@ export default function XtermView({
   active,
   onOpened,
   onError,
+  onExit,
 }: XtermViewProps) {
   const box = useRef<HTMLDivElement>(null);
   const fitRef = useRef<FitAddon | null>(null);
@@ -85,7 +87,10 @@ export default function XtermView({
         onOpened(t);
         term.onData((d) => void t.input(d));
         term.onResize(({ cols, rows }) => t.resize(cols, rows));
-        t.onExit = (code) => term.write(`\r\n\x1b[2m[shell exited with status ${code}]\x1b[0m\r\n`);
+        t.onExit = (code) => {
+          term.write(`\r\n\x1b[2m[shell exited with status ${code}]\x1b[0m\r\n`);
+          onExit?.(code);
+        };
       })
       .catch((err: Error) => onError(err.message));
     const ro = new ResizeObserver(() => {

@@ -1,0 +1,208 @@
+/**
+ * The student web app in headless Chromium: open the catalog, start the
+ * UTS/IPC lab, use Run on a step's code block, answer and Check (pass),
+ * Check too early (fail) and see the state-based hint, reload mid-lab and
+ * find the same terminal output and progress, lose the server (a clear
+ * reconnecting state) and restart it (progress kept, sandbox re-adopted).
+ * Bad input: an unknown lab is a real 404; another student's session is
+ * refused. Screenshots of the catalog and the lab view go to test/artifacts/.
+ */
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { io } from 'socket.io-client';
+import {
+  ARTIFACTS,
+  launchBrowser,
+  startServer,
+  screenText,
+  waitForScreen,
+  type Server,
+} from '../helpers/browser';
+import { sleep } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+const T = (name: string) => `[data-terminal-name="${name}"]`;
+
+async function stepsDone(page: Page): Promise<string[]> {
+  return page.$$eval('.steps-nav button.passed', (bs) =>
+    bs.map((b) => b.getAttribute('aria-label') ?? ''),
+  );
+}
+
+let setupError: unknown;
+describe('the student web app', () => {
+  let browser: Browser;
+  let server: Server | undefined;
+
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    try {
+      server = await startServer();
+      browser = await launchBrowser();
+    } catch (err) {
+      setupError = err;
+    }
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  sysTest(
+    'catalog → lab → Run → Check passes; an early Check fails with a hint; reload and restart keep everything',
+    SYSTEM_NEEDS,
+    async () => {
+      if (setupError) throw setupError;
+      const srv = server as Server;
+      const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+
+      // The catalog: every lab as a card, with progress.
+      await page.goto(srv.url);
+      await page.waitForSelector('[data-testid="lab-ns-uts-ipc"]');
+      for (const id of [
+        'ns-pid',
+        'cg-cpu-quota',
+        'cap-setcap-ping',
+        'ovl-basics',
+        'ovl-image-layers',
+      ])
+        assert.ok(await page.$(`[data-testid="lab-${id}"]`), `catalog lists ${id}`);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'catalog.png') });
+
+      // Start the lab: the prompt appears in T1.
+      await page.click('[data-testid="lab-ns-uts-ipc"]');
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+
+      // Step 1 (a knowledge check): Run the block, read the inode off the screen, answer.
+      await page.getByRole('button', { name: 'Run in T1' }).first().click();
+      const screen = await waitForScreen(page, /uts:\[\d+\]/, 15_000, T('T1'));
+      const inode = /uts:\[(\d+)\]/.exec(screen)?.[1] as string;
+      await page.getByLabel("The inode of your shell's UTS namespace").first().fill(inode);
+      await page.getByRole('button', { name: 'Check', exact: true }).click();
+      await page.waitForSelector('[data-testid="check-result"].pass');
+      assert.match(
+        (await page.textContent('[data-testid="check-result"]')) ?? '',
+        new RegExp(`uts:\\[${inode}\\]`),
+      );
+      await page.getByRole('button', { name: 'Next step →' }).click();
+
+      // Step 2: predict first, then Check before doing anything: it fails, and the hint says why.
+      await page.getByRole('button', { name: 'lab (unchanged)' }).click();
+      await page.getByRole('button', { name: 'Lock in and reveal' }).click();
+      await page.getByRole('button', { name: 'Check', exact: true }).click();
+      await page.waitForSelector('[data-testid="check-result"].fail');
+      assert.match(
+        (await page.textContent('[data-testid="check-result"]')) ?? '',
+        /No process is in a UTS namespace/,
+      );
+      await page.getByRole('button', { name: 'Hint' }).click();
+      await page.waitForSelector('[data-testid="hint"]');
+      assert.match(
+        (await page.textContent('[data-testid="hint"]')) ?? '',
+        /No process is in a UTS namespace of its own yet/,
+      );
+
+      // Run the T2 block (the terminal tab switches), then Check: pass.
+      await page.getByRole('button', { name: 'Run in T2' }).click();
+      await waitForScreen(page, /^lab-box\s*$/m, 15_000, T('T2'));
+      await page.getByRole('button', { name: 'Check', exact: true }).click();
+      await page.waitForSelector('[data-testid="check-result"].pass');
+      assert.deepEqual((await stepsDone(page)).length, 2);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab.png') });
+
+      // Reload mid-lab: same shells, output replayed, progress shown.
+      await page.reload();
+      await page.getByRole('tab', { name: 'T2' }).click();
+      await waitForScreen(page, /^lab-box\s*$/m, 15_000, T('T2'));
+      assert.equal((await stepsDone(page)).length, 2);
+      await page.getByRole('tab', { name: 'T1' }).click();
+      assert.match(await screenText(page, T('T1')), new RegExp(`uts:\\[${inode}\\]`));
+
+      // The server goes away: a clear reconnecting state, not a blank page.
+      await srv.stop();
+      await page.waitForSelector('text=Connection lost - reconnecting', { timeout: 15_000 });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab-reconnecting.png') });
+      assert.match((await page.textContent('.lab-guide')) ?? '', /A message queue on the "host"/);
+
+      // It comes back on the same port: progress kept, the sandbox re-adopted (with a notice).
+      server = await startServer(srv.port);
+      await page.waitForSelector('text=The server restarted', { timeout: 30_000 });
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      await page.reload();
+      await page.waitForSelector('.steps-nav');
+      assert.equal((await stepsDone(page)).length, 2, 'progress survives a restart');
+      await page.getByRole('tab', { name: 'T1' }).click();
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type('hostname\n');
+      await waitForScreen(page, /^lab\s*$/m, 15_000, T('T1'));
+      assert.deepEqual(errors, [], 'no uncaught errors in the page');
+    },
+    { timeout: 180_000 },
+  );
+
+  sysTest(
+    'bad input: an unknown lab is a 404 page; another student cannot use my session',
+    SYSTEM_NEEDS,
+    async () => {
+      if (setupError) throw setupError;
+      const srv = server as Server;
+      const page = await browser.newPage();
+      const res = await page.goto(`${srv.url}/labs/no-such-lab`);
+      assert.equal(res?.status(), 404);
+      assert.match((await page.textContent('main')) ?? '', /Not found/);
+
+      const a = await browser.newContext();
+      const b = await browser.newContext();
+      const start = (ctx: typeof a) =>
+        ctx.request
+          .post(`${srv.url}/api/labs/uts-hostname/session`, { headers: { origin: srv.url } })
+          .then((r) => r.json() as Promise<{ session: string; token: string }>);
+      const sa = await start(a);
+      const sb = await start(b);
+      assert.notEqual(sa.session, sb.session, 'each student gets a sandbox of their own');
+      // B presents A's session id with B's own token: refused at the handshake.
+      const err = await new Promise<string>((resolve) => {
+        const s = io(srv.url, {
+          transports: ['websocket'],
+          auth: { v: 1, session: sa.session, token: sb.token },
+          reconnection: false,
+        });
+        s.on('connect', () => {
+          s.close();
+          resolve('connected');
+        });
+        s.on('connect_error', (e) => {
+          s.close();
+          resolve(e.message);
+        });
+      });
+      assert.equal(err, 'unauthorized');
+      // B's check runs against B's sandbox, never A's (progress is per cookie).
+      const check = await b.request.post(
+        `${srv.url}/api/labs/uts-hostname/steps/no-such-step/check`,
+        {
+          headers: { origin: srv.url },
+        },
+      );
+      assert.equal(check.status(), 404);
+      const bad = await b.request.post(
+        `${srv.url}/api/labs/uts-hostname/steps/private-hostname/check`,
+        { headers: { origin: srv.url, 'content-type': 'application/json' }, data: '{"answer": 5}' },
+      );
+      assert.equal(bad.status(), 400);
+      assert.match(((await bad.json()) as { error: string }).error, /answer/);
+      for (const ctx of [a, b])
+        await ctx.request.delete(`${srv.url}/api/labs/uts-hostname/session`, {
+          headers: { origin: srv.url },
+        });
+      await a.close();
+      await b.close();
+      await sleep(10);
+    },
+    { timeout: 60_000 },
+  );
+});

@@ -1,0 +1,110 @@
+/**
+ * Browser tests: `underlay serve` on a free port and Debian's chromium
+ * driven by playwright-core. Screenshots go to test/artifacts/.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { CLI, REPO, sleep, testEnv } from './env';
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const ARTIFACTS = path.join(REPO, 'test', 'artifacts');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+export interface Server {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts `underlay serve` and waits for /healthz. */
+export async function startServer(
+  port?: number,
+  env: Record<string, string> = {},
+): Promise<Server> {
+  const p = port ?? (await freePort());
+  const url = `http://127.0.0.1:${p}`;
+  const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(p), '--host', '127.0.0.1'], {
+    env: testEnv(env),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  proc.stderr?.on('data', (b: Buffer) => (log += b.toString()));
+  const end = Date.now() + 30_000;
+  while (
+    !(await fetch(`${url}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  ) {
+    if (Date.now() > end || proc.exitCode !== null) {
+      proc.kill('SIGKILL');
+      throw new Error(`server did not start:\n${log}`);
+    }
+    await sleep(100);
+  }
+  return {
+    url,
+    port: p,
+    proc,
+    log: () => log,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    },
+  };
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  if (!fs.existsSync(CHROMIUM))
+    throw new Error(`no chromium at ${CHROMIUM} (apt-get install chromium)`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/** The visible text of the xterm rows (of one terminal panel, or of all). */
+export async function screenText(page: Page, scope = ''): Promise<string> {
+  return page.$$eval(`${scope} [data-testid="xterm"] .xterm-rows > div`, (rows) =>
+    rows.map((r) => r.textContent ?? '').join('\n'),
+  );
+}
+
+export async function waitForScreen(
+  page: Page,
+  re: RegExp,
+  ms = 15_000,
+  scope = '',
+): Promise<string> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const t = await screenText(page, scope).catch(() => '');
+    if (re.test(t)) return t;
+    if (Date.now() > end) throw new Error(`screen never matched ${re}; it shows:\n${t}`);
+    await sleep(50);
+  }
+}

@@ -1,0 +1,7 @@
+export default function Loading() {
+  return (
+    <main className="loading-page muted" aria-busy="true">
+      Loading the lab…
+    </main>
+  );
+}

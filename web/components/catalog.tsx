@@ -1,0 +1,96 @@
+'use client';
+/** The lab catalog: a card per lab with the student's progress; unavailable labs say why. */
+import Link from 'next/link';
+import { useCallback, useEffect, useState } from 'react';
+import type { LabCard, LabList } from '../../server/protocol/index';
+import { api, describeError } from '../lib/api';
+
+function Card({ lab }: { lab: LabCard }) {
+  const pct = Math.round((100 * lab.progress.passed) / Math.max(1, lab.progress.total));
+  const body = (
+    <>
+      <h2>{lab.title}</h2>
+      <p>{lab.summary}</p>
+      {!lab.available && <p className="unavailable-reason">Not available here: {lab.reason}</p>}
+      <div
+        className="progress"
+        role="progressbar"
+        aria-label={`${lab.title}: progress`}
+        aria-valuemin={0}
+        aria-valuemax={lab.progress.total}
+        aria-valuenow={lab.progress.passed}
+      >
+        <div style={{ width: `${pct}%` }} />
+      </div>
+      <div className="meta">
+        <span>
+          {lab.progress.passed === lab.progress.total
+            ? '✓ done'
+            : lab.progress.passed
+              ? `${lab.progress.passed}/${lab.progress.total} steps`
+              : `${lab.steps} steps`}
+        </span>
+        <span aria-hidden>·</span>
+        <span>{lab.duration} min</span>
+        <span aria-hidden>·</span>
+        <span>{lab.difficulty}</span>
+        {lab.tags.slice(0, 3).map((t) => (
+          <span key={t} className="tag">
+            {t}
+          </span>
+        ))}
+      </div>
+    </>
+  );
+  return lab.available ? (
+    <Link href={`/labs/${lab.id}`} className="card" data-testid={`lab-${lab.id}`}>
+      {body}
+    </Link>
+  ) : (
+    <div className="card unavailable" data-testid={`lab-${lab.id}`} aria-disabled>
+      {body}
+    </div>
+  );
+}
+
+export function Catalog() {
+  const [list, setList] = useState<LabList | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = useCallback(() => {
+    setError(null);
+    api<LabList>('GET', '/api/labs').then(setList, (e) => setError(describeError(e).message));
+  }, []);
+  useEffect(load, [load]);
+
+  if (error)
+    return (
+      <div role="alert" className="result fail">
+        <strong>Could not load the labs.</strong> {error}{' '}
+        <button className="small" onClick={load}>
+          Try again
+        </button>
+      </div>
+    );
+  if (!list)
+    return (
+      <p className="muted" aria-busy="true">
+        Loading labs…
+      </p>
+    );
+  return (
+    <>
+      <div className="cards">
+        {list.labs.map((l) => (
+          <Card key={l.id} lab={l} />
+        ))}
+      </div>
+      {list.labs.length === 0 && <p>No labs are installed on this server.</p>}
+      {list.problems.length > 0 && (
+        <section className="problems" aria-label="Lab problems">
+          <strong>Some labs could not be loaded</strong> (for the instructor):
+          <pre>{list.problems.join('\n')}</pre>
+        </section>
+      )}
+    </>
+  );
+}
