@@ -3,7 +3,7 @@
 import Link from 'next/link';
 import { useCallback, useEffect, useState } from 'react';
 import type { LabCard, LabList } from '../../server/protocol/index';
-import { api, describeError } from '../lib/api';
+import { api, describeError, prefetch } from '../lib/api';
 
 function Card({ lab }: { lab: LabCard }) {
   const pct = Math.round((100 * lab.progress.passed) / Math.max(1, lab.progress.total));
@@ -43,7 +43,17 @@ function Card({ lab }: { lab: LabCard }) {
     </>
   );
   return lab.available ? (
-    <Link href={`/labs/${lab.id}`} className="card" data-testid={`lab-${lab.id}`}>
+    <Link
+      href={`/labs/${lab.id}`}
+      className="card"
+      data-testid={`lab-${lab.id}`}
+      onClick={(e) => {
+        // A plain click opens the lab here: start its sandbox while the page loads.
+        if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+        prefetch('GET', `/api/labs/${lab.id}`);
+        prefetch('POST', `/api/labs/${lab.id}/session`);
+      }}
+    >
       {body}
     </Link>
   ) : (

@@ -51,3 +51,25 @@ export function describeError(e: unknown): { message: string; step?: string; hin
     };
   return { message: e instanceof Error ? e.message : String(e) };
 }
+
+/**
+ * Requests started ahead of time: a click on a lab card starts the sandbox
+ * and fetches the lab while the browser is still loading the lab page. The
+ * lab page takes them (once) instead of asking again.
+ */
+const early = new Map<string, Promise<unknown>>();
+
+export function prefetch<T>(method: string, url: string): void {
+  const p = api<T>(method, url);
+  p.catch(() => {}); // the taker sees the error
+  early.set(`${method} ${url}`, p);
+  setTimeout(() => early.delete(`${method} ${url}`), 10_000);
+}
+
+/** The prefetched answer if there is one, else a fresh request. */
+export function apiOnce<T>(method: string, url: string): Promise<T> {
+  const key = `${method} ${url}`;
+  const p = early.get(key);
+  early.delete(key);
+  return (p as Promise<T> | undefined) ?? api<T>(method, url);
+}

@@ -8,11 +8,14 @@
 import Link from 'next/link';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { LabProgress, LabSession, LabView } from '../../../server/protocol/index';
-import { ApiFailure, api, describeError } from '../../lib/api';
+import { ApiFailure, api, apiOnce, describeError } from '../../lib/api';
 import type { RemoteTerminal } from '../../lib/terminal-client';
 import { SiteHeader } from '../site-header';
 import { LabTerminals } from './lab-terminals';
 import { Split } from './split';
+
+// Fetch the terminal code now, in parallel with the lab and the sandbox.
+if (typeof window !== 'undefined') void import('../terminal/xterm-view');
 import { StepPanel } from './step-panel';
 
 export interface ErrorInfo {
@@ -48,7 +51,7 @@ export function LabPage({ id }: { id: string }) {
 
   const loadView = useCallback(() => {
     setLoadError(null);
-    api<LabView>('GET', `/api/labs/${encodeURIComponent(id)}`).then(
+    apiOnce<LabView>('GET', `/api/labs/${encodeURIComponent(id)}`).then(
       (v) => {
         setView(v);
         setProgress(v.progress);
@@ -69,7 +72,7 @@ export function LabPage({ id }: { id: string }) {
     starting.current = true;
     setSessionError(null);
     try {
-      const s = await api<LabSession>('POST', `/api/labs/${encodeURIComponent(id)}/session`);
+      const s = await apiOnce<LabSession>('POST', `/api/labs/${encodeURIComponent(id)}/session`);
       terms.current.clear();
       setSession((old) =>
         old &&
@@ -81,15 +84,19 @@ export function LabPage({ id }: { id: string }) {
       setEnded(false);
       if (s.notice) setNotice(s.notice);
     } catch (e) {
-      setSessionError(describeError(e));
+      // A lab this host cannot run, or no such lab: the lab view says so already.
+      if (!(e instanceof ApiFailure && (e.status === 404 || e.status === 409)))
+        setSessionError(describeError(e));
     } finally {
       starting.current = false;
     }
   }, [id]);
 
+  // The sandbox starts while the lab text loads, not after it: the server
+  // refuses labs this host cannot run, so nothing is started in vain.
   useEffect(() => {
-    if (view?.available) void startSession();
-  }, [view?.available, startSession]);
+    void startSession();
+  }, [startSession]);
 
   const run = useCallback((terminal: string, code: string) => {
     const t = terms.current.get(terminal);

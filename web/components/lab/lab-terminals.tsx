@@ -47,6 +47,11 @@ export function LabTerminals({
   const [exited, setExited] = useState<string[]>([]);
   const [error, setError] = useState<string | null>(null);
   const wasLost = useRef(false);
+  // The visible terminal first; the others once it is up (each xterm costs a render).
+  const [mounted, setMounted] = useState<string[]>([active]);
+  useEffect(() => {
+    if (!mounted.includes(active)) setMounted((m) => [...m, active]);
+  }, [active]);
 
   useEffect(() => {
     const off = client.onState((s, d) => {
@@ -116,15 +121,20 @@ export function LabTerminals({
             }}
             data-terminal-name={t.name}
           >
-            <XtermView
-              client={client}
-              termId={t.term}
-              name={t.name}
-              active={t.name === active}
-              onOpened={(rt) => registry.set(t.name, rt)}
-              onError={(m) => setError(`Terminal ${t.name}: ${m}`)}
-              onExit={() => setExited((x) => [...new Set([...x, t.name])])}
-            />
+            {mounted.includes(t.name) && (
+              <XtermView
+                client={client}
+                termId={t.term}
+                name={t.name}
+                active={t.name === active}
+                onOpened={(rt) => {
+                  registry.set(t.name, rt);
+                  setTimeout(() => setMounted(session.terminals.map((x) => x.name)), 50);
+                }}
+                onError={(m) => setError(`Terminal ${t.name}: ${m}`)}
+                onExit={() => setExited((x) => [...new Set([...x, t.name])])}
+              />
+            )}
           </div>
         ))}
         {state === 'reconnecting' && (
