@@ -99,11 +99,16 @@ export function LabPage({ id }: { id: string }) {
   }, [startSession]);
 
   const run = useCallback((terminal: string, code: string) => {
-    const t = terms.current.get(terminal);
-    if (!t) return;
     setActiveTerm(terminal);
-    // One line at a time, as if typed; the shell runs each on its Enter.
-    void t.input(code.replace(/\n/g, '\r') + '\r');
+    // The terminal may still be attaching (hidden ones mount after the first): wait for it.
+    const deadline = Date.now() + 10_000;
+    const type = () => {
+      const t = terms.current.get(terminal);
+      // One line at a time, as if typed; the shell runs each on its Enter.
+      if (t) void t.input(code.replace(/\n/g, '\r') + '\r');
+      else if (Date.now() < deadline) setTimeout(type, 100);
+    };
+    type();
   }, []);
 
   const endSession = async () => {
