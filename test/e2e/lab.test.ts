@@ -39,7 +39,8 @@ describe('the student web app', () => {
   before(async () => {
     if (process.getuid?.() !== 0) return;
     try {
-      server = await startServer();
+      // This server's stop keeps the sandboxes, as in production: the restart re-adopts them.
+      server = await startServer(undefined, { UNDERLAY_END_ON_STOP: '0' });
       browser = await launchBrowser();
     } catch (err) {
       setupError = err;

@@ -38,7 +38,8 @@ export async function startServer(
   const p = port ?? (await freePort());
   const url = `http://127.0.0.1:${p}`;
   const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(p), '--host', '127.0.0.1'], {
-    env: testEnv(env),
+    // Tests end their sandboxes on stop unless they test keeping them.
+    env: testEnv({ UNDERLAY_END_ON_STOP: '1', ...env }),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

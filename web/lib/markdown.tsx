@@ -17,7 +17,8 @@ export interface RunTarget {
 function CodeBlock({ token, target }: { token: Tokens.Code; target: RunTarget | undefined }) {
   const [copied, setCopied] = useState(false);
   const [lang = '', ...info] = (token.lang ?? '').split(/\s+/);
-  const shell = ['sh', 'bash', 'shell', 'console'].includes(lang);
+  // Same rule as `underlay test --walkthrough` (server/labs/walkthrough.ts).
+  const shell = ['sh', 'bash', 'shell', 'console'].includes(lang) && !info.includes('norun');
   const terminal =
     /\bterminal=([\w-]+)/.exec(info.join(' '))?.[1] ?? target?.defaultTerminal ?? 'T1';
   const copy = async () => {
