@@ -11,7 +11,8 @@ import { buildImage, findImage, hostDistro } from '../sandbox/images';
 import { SandboxManager } from '../sandbox/sandbox';
 import { Store } from '../store/store';
 import { runDoctor } from './doctor';
-import { schema, test, validate } from './labs';
+import { REPO_LABS, schema, test, validate } from './labs';
+import { loadLabs } from '../labs/loader';
 import { runInSandbox } from './run';
 import { serve } from './serve';
 
@@ -181,23 +182,38 @@ export function buildProgram(): Command {
     )
     .option('--force', 'rebuild even if the current recipe is already built')
     .option('--quiet', 'no progress output')
+    .option(
+      '--labs [path]',
+      "also build the images of labs that add packages (sandbox.packages); default path: the repository's labs/",
+    )
     .action(async (opts) => {
       requireRoot();
       const config = loadConfig();
-      const existing = findImage(config.imagesDir);
-      if (existing && !opts.force) {
-        process.stdout.write(`base image ${existing.id} is up to date (${existing.rootfs})\n`);
-        return;
+      // The base image, then one image per distinct extra package set of the labs.
+      const sets: string[][] = [[]];
+      if (opts.labs) {
+        const { labs } = loadLabs([typeof opts.labs === 'string' ? opts.labs : REPO_LABS]);
+        for (const l of labs) if (l.lab.sandbox.packages.length) sets.push(l.lab.sandbox.packages);
       }
       const d = hostDistro();
-      process.stdout.write(`building base image for ${d.id} ${d.codename}/${d.arch} ...\n`);
-      const info = await buildImage(config.imagesDir, {
-        force: Boolean(opts.force),
-        onLine: opts.quiet ? () => {} : (l) => process.stdout.write(`  ${l}\n`),
-      });
-      process.stdout.write(
-        `built base image ${info.id} in ${info.buildSeconds}s: ${info.rootfs}\n`,
-      );
+      const seen = new Set<string>();
+      for (const extra of sets) {
+        const what = extra.length ? `image with ${extra.join(', ')}` : 'base image';
+        if (seen.has(what)) continue;
+        seen.add(what);
+        const existing = findImage(config.imagesDir, d, extra);
+        if (existing && !opts.force) {
+          process.stdout.write(`${what} ${existing.id} is up to date (${existing.rootfs})\n`);
+          continue;
+        }
+        process.stdout.write(`building ${what} for ${d.id} ${d.codename}/${d.arch} ...\n`);
+        const info = await buildImage(config.imagesDir, {
+          force: Boolean(opts.force),
+          extra,
+          onLine: opts.quiet ? () => {} : (l) => process.stdout.write(`  ${l}\n`),
+        });
+        process.stdout.write(`built ${what} ${info.id} in ${info.buildSeconds}s: ${info.rootfs}\n`);
+      }
     });
   rootfs
     .command('status')

@@ -150,6 +150,7 @@ export async function prepareSandbox(loaded: LoadedLab, sb: Sandbox): Promise<vo
 export function labSandboxOptions(lab: Lab) {
   return {
     hostname: lab.sandbox.hostname,
+    packages: lab.sandbox.packages,
     limits: {
       ...(lab.sandbox.memory ? { memoryBytes: parseSize(lab.sandbox.memory) as number } : {}),
       ...(lab.sandbox.pids ? { pids: lab.sandbox.pids } : {}),

@@ -164,6 +164,12 @@ export const Lab = z
         memory: z.string().optional().describe('Memory limit, e.g. 512M.'),
         pids: z.number().int().min(8).optional(),
         cpus: z.number().positive().optional(),
+        packages: z
+          .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name'))
+          .default([])
+          .describe(
+            'Debian packages layered on the base image (an image of its own, built by `underlay rootfs build --labs`).',
+          ),
         files: z
           .array(
             z
@@ -195,7 +201,7 @@ export const Lab = z
           .describe('Named terminals opened when the lab starts.'),
       })
       .strict()
-      .default({ hostname: 'lab', files: [], terminals: [{ name: 'T1' }] }),
+      .default({ hostname: 'lab', packages: [], files: [], terminals: [{ name: 'T1' }] }),
     setup: script.optional().describe('Runs once in a fresh sandbox before the first step.'),
     steps: z.array(Step).min(1),
     outro: markdown.optional().describe('Shown after the last step: what Docker does with this.'),

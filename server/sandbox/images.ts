@@ -131,6 +131,12 @@ export interface ImageInfo {
   buildSeconds: number;
 }
 
+/** The package list of an image: the base set plus a lab's extras, sorted and deduplicated. */
+export function imagePackages(extra: readonly string[] = []): string[] {
+  const more = [...new Set(extra)].filter((p) => !IMAGE_PACKAGES.includes(p)).sort();
+  return [...IMAGE_PACKAGES, ...more];
+}
+
 export function imageId(distro: HostDistro, packages = IMAGE_PACKAGES): string {
   const recipe = JSON.stringify({
     v: RECIPE_VERSION,
@@ -141,21 +147,33 @@ export function imageId(distro: HostDistro, packages = IMAGE_PACKAGES): string {
   return crypto.createHash('sha256').update(recipe).digest('hex').slice(0, 16);
 }
 
-/** The image for the current recipe, if built. */
-export function findImage(imagesDir: string, distro = hostDistro()): ImageInfo | undefined {
-  const meta = path.join(imagesDir, imageId(distro), 'image.json');
+/** The image for the current recipe (plus `extra` packages), if built. */
+export function findImage(
+  imagesDir: string,
+  distro = hostDistro(),
+  extra: readonly string[] = [],
+): ImageInfo | undefined {
+  const meta = path.join(imagesDir, imageId(distro, imagePackages(extra)), 'image.json');
   if (!fs.existsSync(meta)) return undefined;
   return JSON.parse(fs.readFileSync(meta, 'utf8')) as ImageInfo;
 }
 
-export function requireImage(imagesDir: string): ImageInfo {
-  const img = findImage(imagesDir);
+export function requireImage(imagesDir: string, extra: readonly string[] = []): ImageInfo {
+  const img = findImage(imagesDir, hostDistro(), extra);
   if (!img) {
-    throw new SandboxError('no base image yet', {
-      step: 'image',
-      code: 'ENOENT',
-      hint: 'run `underlay rootfs build` (about a minute; needs the Debian package mirror)',
-    });
+    const more = imagePackages(extra).slice(IMAGE_PACKAGES.length);
+    throw new SandboxError(
+      more.length
+        ? `no image with the lab's extra packages (${more.join(', ')}) yet`
+        : 'no base image yet',
+      {
+        step: 'image',
+        code: 'ENOENT',
+        hint: more.length
+          ? 'run `underlay rootfs build --labs` (a minute per package set; needs the Debian package mirror)'
+          : 'run `underlay rootfs build` (about a minute; needs the Debian package mirror)',
+      },
+    );
   }
   return img;
 }
@@ -232,13 +250,16 @@ function postProcess(root: string): void {
 export interface BuildOptions {
   force?: boolean;
   onLine?: (line: string) => void;
+  /** Packages on top of the base set (a lab's `sandbox.packages`): a separate image. */
+  extra?: readonly string[];
 }
 
 export async function buildImage(dir: string, opts: BuildOptions = {}): Promise<ImageInfo> {
   const distro = hostDistro();
-  const existing = findImage(dir, distro);
+  const existing = findImage(dir, distro, opts.extra);
   if (existing && !opts.force) return existing;
-  const id = imageId(distro);
+  const packages = imagePackages(opts.extra);
+  const id = imageId(distro, packages);
   fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
   const tmp = path.join(dir, `${id}.tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -256,7 +277,7 @@ export async function buildImage(dir: string, opts: BuildOptions = {}): Promise<
         '--variant=minbase',
         `--arch=${distro.arch}`,
         `--cache-dir=${cache}`,
-        `--include=${IMAGE_PACKAGES.join(',')}`,
+        `--include=${packages.join(',')}`,
         distro.codename,
         rootfs,
         mirror,
@@ -270,7 +291,7 @@ export async function buildImage(dir: string, opts: BuildOptions = {}): Promise<
       rootfs: path.join(dir, id, 'rootfs'),
       suite: distro.codename,
       arch: distro.arch,
-      packages: IMAGE_PACKAGES,
+      packages,
       builtAt: new Date().toISOString(),
       buildSeconds: Math.round((Date.now() - t0) / 100) / 10,
     };

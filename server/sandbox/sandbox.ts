@@ -35,6 +35,8 @@ export interface Limits extends CgroupLimits {
 
 export interface CreateOptions {
   hostname?: string;
+  /** Extra packages: the sandbox runs on the image built with them (`rootfs build --labs`). */
+  packages?: readonly string[];
   limits?: Partial<Limits>;
   ownerKind?: 'cli' | 'server' | 'detached';
 }
@@ -332,7 +334,7 @@ export class SandboxManager {
         },
       );
     }
-    const image = requireImage(this.config.imagesDir);
+    const image = requireImage(this.config.imagesDir, opts.packages ?? []);
     const id = crypto.randomBytes(6).toString('hex');
     const sessionDir = path.join(this.sessionsDir(), id);
     const ownerStart = processStartTime(process.pid) ?? 0;

@@ -45,6 +45,7 @@ export interface Session {
 
 export interface CreateSessionOptions {
   hostname?: string;
+  packages?: readonly string[];
   limits?: Partial<Limits>;
   /** Use this token instead of a random one (lab sessions derive theirs). */
   token?: (id: string) => string;
@@ -82,6 +83,7 @@ export class SessionManager {
   async create(opts: CreateSessionOptions = {}): Promise<SessionCreated> {
     const sandbox = await this.sandboxes.create({
       hostname: opts.hostname ?? 'lab',
+      ...(opts.packages?.length ? { packages: opts.packages } : {}),
       ...(opts.limits ? { limits: opts.limits } : {}),
       ownerKind: 'server',
     });

@@ -172,6 +172,49 @@ steps:
   );
 
   sysTest(
+    'sandbox.packages: a lab gets its own image with the extra package; the base image stays without it',
+    SYSTEM_NEEDS,
+    async () => {
+      const dir = path.join(FIX, 'packages');
+      const images = path.join(os.tmpdir(), 'underlay-test-images-pkg');
+      const env = { UNDERLAY_IMAGES_DIR: images };
+      // The base image is shared with the other tests: link it instead of building it again.
+      const base = JSON.parse(
+        execFileSync(process.execPath, [CLI, 'rootfs', 'status', '--json'], {
+          env: testEnv(),
+        }).toString(),
+      ) as { id: string; rootfs: string };
+      fs.mkdirSync(images, { recursive: true });
+      if (!fs.existsSync(path.join(images, base.id)))
+        fs.symlinkSync(path.dirname(base.rootfs), path.join(images, base.id));
+      const before = await cli(['test', dir], { env, timeoutMs: 60_000 });
+      if (!fs.existsSync(path.join(images, 'built-jq'))) {
+        assert.equal(before.code, 1, 'without its image the lab cannot run');
+        assert.match(
+          before.stdout,
+          /no image with the lab's extra packages \(jq\).*rootfs build --labs/,
+        );
+      }
+      const build = await cli(['rootfs', 'build', '--quiet', '--labs', dir], {
+        env,
+        timeoutMs: 600_000,
+      });
+      assert.equal(build.code, 0, build.stdout + build.stderr);
+      assert.match(build.stdout, /base image \w+ is up to date/);
+      assert.match(build.stdout, /image with jq \w+/);
+      fs.writeFileSync(path.join(images, 'built-jq'), '');
+      const after = await cli(['test', dir], { env, timeoutMs: 60_000 });
+      assert.equal(after.code, 0, after.stdout + after.stderr);
+      // The same check in a base sandbox: no jq there.
+      const plain = await cli(['sandbox', 'run', '--', 'sh', '-c', 'command -v jq || echo none'], {
+        env,
+      });
+      assert.match(plain.stdout, /none/);
+    },
+    { timeout: 700_000 },
+  );
+
+  sysTest(
     'underlay serve --dev reloads labs on change and serves validation errors instead of crashing',
     SYSTEM_NEEDS,
     async () => {
