@@ -45,6 +45,7 @@ function Card({ lab }: { lab: LabCard }) {
   return lab.available ? (
     <Link
       href={`/labs/${lab.id}`}
+      prefetch
       className="card"
       data-testid={`lab-${lab.id}`}
       onClick={(e) => {
@@ -71,6 +72,11 @@ export function Catalog() {
     api<LabList>('GET', '/api/labs').then(setList, (e) => setError(describeError(e).message));
   }, []);
   useEffect(load, [load]);
+  // Starting a lab should feel instant: fetch the terminal code while the student reads.
+  useEffect(() => {
+    const t = setTimeout(() => void import('./terminal/xterm-view'), 300);
+    return () => clearTimeout(t);
+  }, []);
 
   if (error)
     return (
