@@ -4,6 +4,7 @@
  * SQLite, so a reload or a server restart loses nothing. Checks and hint
  * scripts run in the student's sandbox through the join path.
  */
+import type { LabProgress, StepProgress } from '../protocol/index';
 import type { CgroupMode } from '../sandbox/cgroups';
 import { SandboxError } from '../sandbox/errors';
 import type { Sandbox } from '../sandbox/sandbox';
@@ -12,21 +13,9 @@ import { effectiveStep, type LoadedLab } from './loader';
 import { runScript } from './runner';
 import type { Step } from './schema';
 
-export interface StepState {
-  passed: boolean;
-  skipped: boolean;
-  /** The pass message, also the value later steps see as $STEP_<id>_OUT. */
-  message: string;
-  attempts: number;
-  hintsShown: number;
-  passedAt?: number;
-}
-
-export interface LabState {
-  lab: string;
-  current: number;
-  steps: Record<string, StepState>;
-}
+/** The engine's state is exactly what the lab API sends (server/protocol). */
+export type StepState = StepProgress;
+export type LabState = LabProgress;
 
 export interface CheckResult {
   passed: boolean;

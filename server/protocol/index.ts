@@ -184,6 +184,7 @@ export interface ApiError {
 export interface StepProgress {
   passed: boolean;
   skipped: boolean;
+  /** The pass message, also the value later steps see as $STEP_<id>_OUT. */
   message: string;
   attempts: number;
   hintsShown: number;

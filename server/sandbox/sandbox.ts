@@ -612,25 +612,22 @@ function zombieOf(r: SandboxRecord): boolean {
   }
 }
 
-/** The init lives: same pid, same start time, and not a zombie. */
-export function initAlive(r: SandboxRecord): boolean {
-  if (r.initPid === null || r.initStart === null) return false;
+/** The process lives: same pid, same start time, and not a zombie (a killed process may wait long for its reaper). */
+function procAlive(pid: number | null, start: number | null): boolean {
+  if (pid === null || start === null) return false;
   try {
-    const st = fs.readFileSync(`/proc/${r.initPid}/stat`, 'utf8');
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[19]) === r.initStart && rest[0] !== 'Z' && rest[0] !== 'X';
+    return Number(rest[19]) === start && rest[0] !== 'Z' && rest[0] !== 'X';
   } catch {
     return false;
   }
 }
 
-/** The owner lives: same pid and start time, and not a zombie (a killed owner may wait long for its reaper). */
+export function initAlive(r: SandboxRecord): boolean {
+  return procAlive(r.initPid, r.initStart);
+}
+
 export function ownerAlive(r: SandboxRecord): boolean {
-  try {
-    const st = fs.readFileSync(`/proc/${r.ownerPid}/stat`, 'utf8');
-    const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[19]) === r.ownerStart && rest[0] !== 'Z' && rest[0] !== 'X';
-  } catch {
-    return false;
-  }
+  return procAlive(r.ownerPid, r.ownerStart);
 }

@@ -114,6 +114,9 @@ describe('the student web app', () => {
       await page.waitForSelector('[data-testid="check-result"].pass');
       assert.deepEqual((await stepsDone(page)).length, 2);
       await page.screenshot({ path: path.join(ARTIFACTS, 'lab.png') });
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab-dark.png') });
+      await page.emulateMedia({ colorScheme: 'light' });
 
       // Reload mid-lab: same shells, output replayed, progress shown.
       await page.reload();
