@@ -251,6 +251,29 @@ steps:
       };
       try {
         await until('the lab', (r) => r.labs.length === 1 && r.problems.length === 0);
+        // A lab this host cannot run is listed as unavailable, with the reason.
+        const future = path.join(dir, 'future', 'lab.yaml');
+        fs.mkdirSync(path.dirname(future));
+        fs.writeFileSync(
+          future,
+          fs
+            .readFileSync(path.join(dir, 'uts-hostname', 'lab.yaml'), 'utf8')
+            .replace('id: uts-hostname', 'id: future')
+            .replace('sandbox:', "requires:\n  kernel: '99.0'\nsandbox:")
+            .replace(/instructionsFile: steps\//g, 'instructionsFile: ../uts-hostname/steps/'),
+        );
+        const listed = (await until('two labs', (r) => r.labs.length === 2)) as unknown as {
+          labs: { id: string; available: boolean; reason?: string }[];
+        };
+        const f = listed.labs.find((l) => l.id === 'future');
+        assert.equal(f?.available, false);
+        assert.match(f?.reason ?? '', /needs Linux >= 99\.0/);
+        const refused = await fetch(`http://127.0.0.1:${port}/api/labs/future/session`, {
+          method: 'POST',
+        });
+        assert.equal(refused.status, 409);
+        fs.rmSync(path.dirname(future), { recursive: true });
+        await until('one lab again', (r) => r.labs.length === 1);
         const file = path.join(dir, 'uts-hostname', 'lab.yaml');
         const good = fs.readFileSync(file, 'utf8');
         fs.writeFileSync(file, good.replace('  duration: 10', '  duraton: 10'));
