@@ -45,21 +45,4 @@ export class LabCatalog {
     for (const w of this.watchers) w.close();
     clearTimeout(this.timer);
   }
-
-  /** What GET /api/labs answers: catalog cards plus any problems. */
-  summary(): { labs: Record<string, unknown>[]; problems: string[] } {
-    return {
-      labs: [...this.labs.values()].map(({ lab }) => ({
-        id: lab.metadata.id,
-        title: lab.metadata.title,
-        summary: lab.metadata.summary,
-        duration: lab.metadata.duration,
-        difficulty: lab.metadata.difficulty,
-        tags: lab.metadata.tags,
-        steps: lab.steps.length,
-        requires: lab.requires,
-      })),
-      problems: this.problems,
-    };
-  }
 }
