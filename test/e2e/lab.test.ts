@@ -10,15 +10,14 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
   ARTIFACTS,
-  launchBrowser,
+  browserSuite,
   startServer,
   screenText,
   waitForScreen,
-  type Server,
 } from '../helpers/browser';
 import { sleep } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
@@ -31,32 +30,15 @@ async function stepsDone(page: Page): Promise<string[]> {
   );
 }
 
-let setupError: unknown;
 describe('the student web app', () => {
-  let browser: Browser;
-  let server: Server | undefined;
-
-  before(async () => {
-    if (process.getuid?.() !== 0) return;
-    try {
-      // This server's stop keeps the sandboxes, as in production: the restart re-adopts them.
-      server = await startServer(undefined, { UNDERLAY_END_ON_STOP: '0' });
-      browser = await launchBrowser();
-    } catch (err) {
-      setupError = err;
-    }
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  // This server's stop keeps the sandboxes, as in production: the restart re-adopts them.
+  const suite = browserSuite(before, after, { UNDERLAY_END_ON_STOP: '0' });
 
   sysTest(
     'catalog → lab → Run → Check passes; an early Check fails with a hint; reload and restart keep everything',
     SYSTEM_NEEDS,
     async () => {
-      if (setupError) throw setupError;
-      const srv = server as Server;
+      const { server: srv, browser } = suite.ready();
       const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(String(e)));
@@ -133,7 +115,7 @@ describe('the student web app', () => {
       assert.match((await page.textContent('.lab-guide')) ?? '', /A message queue on the "host"/);
 
       // It comes back on the same port: progress kept, the sandbox re-adopted (with a notice).
-      server = await startServer(srv.port);
+      suite.server = await startServer(srv.port);
       await page.waitForSelector('text=The server restarted', { timeout: 30_000 });
       await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
       await page.reload();
@@ -152,8 +134,7 @@ describe('the student web app', () => {
     'bad input: an unknown lab is a 404 page; another student cannot use my session',
     SYSTEM_NEEDS,
     async () => {
-      if (setupError) throw setupError;
-      const srv = server as Server;
+      const { server: srv, browser } = suite.ready();
       const page = await browser.newPage();
       const res = await page.goto(`${srv.url}/labs/no-such-lab`);
       assert.equal(res?.status(), 404);

@@ -7,42 +7,18 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Browser } from 'playwright-core';
-import {
-  ARTIFACTS,
-  launchBrowser,
-  startServer,
-  waitForScreen,
-  type Server,
-} from '../helpers/browser';
+import { ARTIFACTS, browserSuite, waitForScreen } from '../helpers/browser';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
-let setupError: unknown;
 describe('terminal in the browser', () => {
-  let browser: Browser;
-  let url = '';
-
-  let server: Server | undefined;
-  before(async () => {
-    if (process.getuid?.() !== 0) return;
-    try {
-      server = await startServer();
-      url = server.url;
-      browser = await launchBrowser();
-    } catch (err) {
-      setupError = err;
-    }
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const suite = browserSuite(before, after);
 
   sysTest(
     'open the page, start a sandbox, type `hostname`, see the sandbox hostname; a reload replays the terminal',
     SYSTEM_NEEDS,
     async () => {
-      if (setupError) throw setupError;
+      const { server, browser } = suite.ready();
+      const url = server.url;
       const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
       await page.goto(`${url}/sandbox`);
       await page.getByRole('button', { name: 'Start a sandbox' }).click();

@@ -109,3 +109,43 @@ export async function waitForScreen(
     await sleep(50);
   }
 }
+
+/**
+ * A server and a browser for one describe block, started in `before` and
+ * stopped in `after`. `ready()` throws the setup error in the test that
+ * needs them (so it fails, never skips). `server` may be replaced (a test
+ * that restarts the server) and is what `after` stops.
+ */
+export function browserSuite(
+  before: (fn: () => Promise<void>) => void,
+  after: (fn: () => Promise<void>) => void,
+  env: Record<string, string> = {},
+): {
+  server: Server | undefined;
+  browser: Browser | undefined;
+  ready(): { server: Server; browser: Browser };
+} {
+  let setupError: unknown;
+  const s = {
+    server: undefined as Server | undefined,
+    browser: undefined as Browser | undefined,
+    ready() {
+      if (setupError) throw setupError;
+      return { server: s.server as Server, browser: s.browser as Browser };
+    },
+  };
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    try {
+      s.server = await startServer(undefined, env);
+      s.browser = await launchBrowser();
+    } catch (err) {
+      setupError = err;
+    }
+  });
+  after(async () => {
+    await s.browser?.close();
+    await s.server?.stop();
+  });
+  return s;
+}
