@@ -1,8 +1,64 @@
 // One linter for TypeScript; import direction is part of the architecture:
-// only server/sandbox may import native/, and web/ may import only
-// server/protocol (STYLE.md convention 1).
+// each server folder may import only the layers below it (server/README.md
+// has the table this enforces), only server/sandbox may import native/, and
+// web/ may import only server/protocol.
 import js from '@eslint/js';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
+
+/**
+ * What each server folder may import of ours (besides its own files). A
+ * layer named here may be imported through its public module only where one
+ * exists: other layers reach the sandbox through sandbox/index (or
+ * sandbox/errors for the error class alone), never the files behind it.
+ */
+const SERVER_LAYERS = {
+  protocol: [],
+  util: [],
+  config: ['util'],
+  store: [],
+  sandbox: ['native', 'store', 'util', 'config'],
+  terminals: ['protocol', 'util'],
+  sessions: ['sandbox', 'terminals', 'protocol', 'util'],
+  labs: ['sandbox', 'sessions', 'terminals', 'store', 'protocol', 'util', 'config'],
+  transport: ['labs', 'sessions', 'sandbox/errors', 'protocol', 'util'],
+  cli: ['labs', 'sessions', 'transport', 'sandbox', 'store', 'protocol', 'util', 'config'],
+};
+const ALL_LAYERS = [...Object.keys(SERVER_LAYERS), 'native'];
+/** Layers with a public module: importing anything else inside them is an error. */
+const PUBLIC = { sandbox: ['index', 'errors'] };
+
+function serverLayers() {
+  return Object.entries(SERVER_LAYERS).map(([folder, allowed]) => {
+    const files = folder === 'config' ? ['server/config.ts'] : [`server/${folder}/**/*.ts`];
+    const allowedLayers = new Set(allowed.map((a) => a.split('/')[0]));
+    const patterns = [];
+    for (const layer of ALL_LAYERS) {
+      if (layer === folder) continue;
+      // An import reaches `layer` when a path segment names it after a `..`:
+      // ../sandbox/x, ../../native/index, ../config.
+      const reach = `^(\\.\\./)+(server/)?${layer}(/|$)`;
+      if (!allowedLayers.has(layer)) {
+        patterns.push({
+          regex: reach,
+          message: `server/${folder} may not import ${layer} (see the layer table in server/README.md)`,
+        });
+        continue;
+      }
+      const only = allowed
+        .filter((a) => a.startsWith(`${layer}/`))
+        .map((a) => a.slice(layer.length + 1));
+      const open = only.length ? only : PUBLIC[layer];
+      if (open) {
+        patterns.push({
+          regex: `^(\\.\\./)+(server/)?${layer}/(?!(${open.join('|')})$)`,
+          message: `server/${folder} may import ${layer} only through ${open.map((o) => `${layer}/${o}`).join(' or ')}`,
+        });
+      }
+    }
+    return { files, rules: { 'no-restricted-imports': ['error', { patterns }] } };
+  });
+}
 
 export default tseslint.config(
   {
@@ -32,23 +88,7 @@ export default tseslint.config(
       ],
     },
   },
-  {
-    files: ['server/**/*.ts'],
-    ignores: ['server/sandbox/**'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/native/**', '**/native'],
-              message: 'only server/sandbox may import native/',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  ...serverLayers(),
   {
     files: ['web/**/*.{ts,tsx}'],
     rules: {
@@ -63,6 +103,16 @@ export default tseslint.config(
           ],
         },
       ],
+    },
+  },
+  // The Rules of React for the web app. Missing effect dependencies are errors,
+  // not warnings: `npm run lint` does not fail on warnings.
+  {
+    files: ['web/**/*.{ts,tsx}'],
+    plugins: reactHooks.configs.flat.recommended.plugins,
+    rules: {
+      ...reactHooks.configs.flat.recommended.rules,
+      'react-hooks/exhaustive-deps': 'error',
     },
   },
 );

@@ -14,7 +14,7 @@
     {
       "target_name": "underlay-nsexec",
       "type": "executable",
-      "sources": ["src/helper/main.cc", "src/helper/create.cc", "src/helper/join.cc", "src/helper/spec.cc", "src/helper/flags.cc", "src/helper/report.cc", "src/helper/seccomp.cc"],
+      "sources": ["src/helper/main.cc", "src/helper/create.cc", "src/helper/join.cc", "src/helper/spec.cc", "src/helper/ops.cc", "src/helper/flags.cc", "src/helper/report.cc", "src/helper/seccomp.cc"],
       "ldflags": ["-static"]
     }
   ]

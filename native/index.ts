@@ -1,11 +1,69 @@
 /**
  * The JS-visible surface of `native/`: a closed set of thin syscall wrappers
- * (underlay_native.node) and the op vocabulary of the underlay-nsexec helper.
+ * (underlay_native.node), the op vocabulary of `underlay-nsexec create`, the
+ * argv of `underlay-nsexec join`, and the error properties both report.
  * No policy lives here: server/sandbox decides which ops, in which order.
  * Only server/sandbox may import this module.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+
+/**
+ * The named sandbox steps (docs/sandbox.md#step-names). Every op carries one
+ * and every error names one; students meet them in messages and the lab UI.
+ *
+ * Most reach C++ from TypeScript (an op's `step`, the `step` argument of
+ * mount/umount) and come back verbatim. The ones C++ picks itself:
+ * - `clone`: the create helper as a whole - it cannot be started, or its op
+ *   list is malformed, incomplete or out of order (src/spawn.cc,
+ *   src/helper/spec.cc, src/helper/create.cc)
+ * - `join`: every failure of `underlay-nsexec join`, seccomp included
+ *   (src/helper/join.cc, src/helper/seccomp.cc)
+ * - `teardown`: pidfdOpen, pidfdSignal, pidfdExited (src/pidfd.cc)
+ * - `init`: setChildSubreaper (src/pidfd.cc)
+ */
+export type StepName =
+  | 'allocate-ids'
+  | 'cgroup'
+  | 'scratch'
+  | 'idmap-lower'
+  | 'overlay'
+  | 'clone'
+  | 'rootfs'
+  | 'pivot-root'
+  | 'hostname'
+  | 'network'
+  | 'init'
+  | 'join'
+  | 'teardown'
+  | 'image'
+  | 'lab-files'
+  | 'lab-setup';
+
+/** StepName at run time; the mapped type makes it list every name, and no other. */
+const STEP_NAMES: { readonly [K in StepName]: true } = {
+  'allocate-ids': true,
+  cgroup: true,
+  scratch: true,
+  'idmap-lower': true,
+  overlay: true,
+  clone: true,
+  rootfs: true,
+  'pivot-root': true,
+  hostname: true,
+  network: true,
+  init: true,
+  join: true,
+  teardown: true,
+  image: true,
+  'lab-files': true,
+  'lab-setup': true,
+};
+
+function isStepName(s: string): s is StepName {
+  return Object.prototype.hasOwnProperty.call(STEP_NAMES, s);
+}
 
 /** Namespace kinds, as unshare(2) flag names. */
 export type CloneFlag =
@@ -35,12 +93,15 @@ export type MountFlag =
 
 /**
  * One op of the helper's closed vocabulary. `step` is the named sandbox step
- * (ARCHITECTURE.md) the op belongs to; it is echoed in any error.
+ * (docs/sandbox.md#step-names) the op belongs to; it is echoed in any error.
  * Stages: ops before `clone-userns` and between it and `release-child` run on
  * the host; ops up to `fork-init` run in the user-namespace child; the rest in
- * the sandbox init, ending with `init-loop`.
+ * the sandbox init, ending with `init-loop`. Which op may run in which stage,
+ * and its argc, is the table in src/helper/ops.cc; the helper checks a whole
+ * list against it before it forks, and refuses a bad one with a `clone`
+ * error whose detail names the op, its index and its step.
  */
-export type Op = { step: string } & (
+export type Op = { step: StepName } & (
   | { op: 'clone-userns' }
   | { op: 'write-child-proc'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
   | { op: 'idmap-mount'; source: string; target: string }
@@ -129,19 +190,111 @@ export function encodeOps(ops: readonly Op[]): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Properties of every error the addon throws or rejects with. */
+/**
+ * What native code knows about a failure: Node's errno shape plus the named
+ * step. The addon passes these to the factory given to `initialize()`, and
+ * `parseErrRecord` reads them from the join helper's stderr. Neither writes a
+ * message: the server's factory does (server/sandbox/errors.ts,
+ * `SandboxError.fromNative`), so the wording lives in one place.
+ */
 export interface NativeErrorProps {
+  /** errno name ('EPERM'); undefined when errno is 0 (not a syscall failure). */
   code: string | undefined;
   errno: number;
+  /** The failing syscall ('mount', 'setns'); '' when none (e.g. a bad op list). */
   syscall: string;
   path: string;
-  step: string;
+  step: StepName;
+  /** Flags, data, or what was wrong with the op list; '' when nothing to add. */
   detail: string;
 }
 
+/** argv of one `underlay-nsexec join`: enter a running sandbox and run `argv` in it. */
+export interface JoinSpec {
+  /** Host pid of the sandbox init. */
+  pid: number;
+  /** Inode of the init's user namespace: a recycled pid can never lead into another sandbox. */
+  usernsIno: number;
+  /** cgroup.procs files the helper writes itself into before entering. */
+  cgroupProcs: string[];
+  /** Sandbox uid/gid to run as (helper default: 0). */
+  uid?: number;
+  gid?: number;
+  cwd: string;
+  /** The command's whole environment; nothing is inherited. */
+  env: Record<string, string>;
+  /** A session of its own (never for a pty caller, which already made one). */
+  setsid?: boolean;
+  /** The seccomp deny-list (default true; false only for tests that prove it matters). */
+  seccomp?: boolean;
+  argv: string[];
+}
+
+function intArg(name: string, v: number, min: number): string {
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new RangeError(`joinArgs: ${name} must be an integer >= ${min}, got ${v}`);
+  }
+  return String(v);
+}
+
+/**
+ * The arguments after the helper's path, exactly as src/helper/join.cc
+ * parses them: `spawn(native.helperPath, joinArgs(spec))`. Throws RangeError
+ * for values the helper would misread silently (a fractional pid, an env name
+ * with '=', usernsIno 0, which turns the namespace check off).
+ */
+export function joinArgs(spec: JoinSpec): string[] {
+  const args = ['join', '--pid', intArg('pid', spec.pid, 1)];
+  args.push('--userns-ino', intArg('usernsIno', spec.usernsIno, 1));
+  for (const p of spec.cgroupProcs) args.push('--cgroup', p);
+  if (spec.uid !== undefined) args.push('--uid', intArg('uid', spec.uid, 0));
+  if (spec.gid !== undefined) args.push('--gid', intArg('gid', spec.gid, 0));
+  args.push('--cwd', spec.cwd);
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (k === '' || k.includes('='))
+      throw new RangeError(`joinArgs: bad env name ${JSON.stringify(k)}`);
+    args.push('--env', `${k}=${v}`);
+  }
+  if (spec.setsid) args.push('--setsid');
+  if (spec.seccomp === false) args.push('--no-seccomp');
+  if (spec.argv.length === 0) throw new RangeError('joinArgs: argv is empty');
+  args.push('--', ...spec.argv);
+  return args;
+}
+
+const ERRNO_NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(os.constants.errno)) {
+  if (!ERRNO_NAMES.has(n)) ERRNO_NAMES.set(n, name); // EAGAIN before EWOULDBLOCK, as Node names them
+}
+
+/**
+ * Reads the helper's failure record (src/helper/report.h):
+ * `ERR\tstep\tsyscall\terrno\tpath\tdetail`. `underlay-nsexec join` writes it
+ * as the first line of its stderr and exits 125; only that first line
+ * counts, because once the command runs, stderr is the sandbox's and may say
+ * anything. Undefined when the text does not start with a well-formed record
+ * (including a step outside StepName). Pure parsing: no message. A command
+ * that prints such a line and exits 125 itself is indistinguishable, so the
+ * props are untrusted text like any sandbox output.
+ */
+export function parseErrRecord(text: string): NativeErrorProps | undefined {
+  const nl = text.indexOf('\n');
+  const f = (nl < 0 ? text : text.slice(0, nl)).split('\t');
+  if (f.length !== 6 || f[0] !== 'ERR') return undefined;
+  const [, step = '', syscall = '', errnoText = '', recordPath = '', detail = ''] = f;
+  if (!isStepName(step) || !/^\d{1,4}$/.test(errnoText)) return undefined;
+  const errno = Number(errnoText);
+  return { code: ERRNO_NAMES.get(errno), errno, syscall, path: recordPath, step, detail };
+}
+
 export interface NativeAddon {
-  /** Injects the error class the addon constructs: `new cls(message, props)`. */
-  initialize(cls: new (message: string, props: NativeErrorProps) => Error): void;
+  /**
+   * Injects the error factory: every error the addon throws or rejects with
+   * is `factory(props)`. C++ only gathers the props; the factory writes the
+   * message (server/sandbox/errors.ts, `SandboxError.fromNative`). Before
+   * this is called, errors are plain Errors named by their errno code.
+   */
+  initialize(factory: (props: NativeErrorProps) => Error): void;
   /** mount(2) in the host mount namespace. Empty strings mean NULL. */
   mount(
     source: string,
@@ -149,10 +302,10 @@ export interface NativeAddon {
     fstype: string,
     flags: string,
     data: string,
-    step: string,
+    step: StepName,
   ): void;
   /** umount2(2); `detach` = MNT_DETACH. */
-  umount(target: string, detach: boolean, step: string): void;
+  umount(target: string, detach: boolean, step: StepName): void;
   pidfdOpen(pid: number): number;
   pidfdSignal(fd: number, signo: number): void;
   /** True once the process behind the pidfd has exited (waits up to timeoutMs). */

@@ -1,5 +1,10 @@
+/**
+ * The one module that reads the environment: every UNDERLAY_* variable is
+ * parsed and checked here, and the rest of the server gets a typed Config.
+ */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { LEVELS, type Level } from './util/logger';
 
 /** Defaults in one place. Everything here can be overridden per call or by env. */
 export interface Config {
@@ -17,10 +22,23 @@ export interface Config {
   /**
    * Share the base image through idmapped mounts (kernel >= 5.19). When
    * false - UNDERLAY_IDMAP=0, or an older kernel - each uid range gets a
-   * shifted copy instead (docs/sandbox.md).
+   * shifted copy instead (docs/sandbox.md#without-idmapped-mounts).
    */
   idmap: boolean;
+  /** Log level, UNDERLAY_LOG (debug|info|warn|error); unset: each command's default. */
+  logLevel: Level | undefined;
+  /** The labs `serve` offers. UNDERLAY_LABS_DIR, default the repository's labs/. */
+  labsDir: string;
+  /** Origins allowed besides the server's own host. UNDERLAY_ALLOWED_ORIGINS, comma-separated. */
+  allowedOrigins: string[];
+  /** On stop, end sandboxes instead of keeping them for the next start. UNDERLAY_END_ON_STOP=1. */
+  endOnStop: boolean;
+  /** Serve the web app with `next dev` (for web development). UNDERLAY_NEXT_DEV=1. */
+  nextDev: boolean;
 }
+
+/** The repository's labs/ (from dist/server/ or from server/ under ts-node alike). */
+export const REPO_LABS = path.resolve(__dirname, '..', '..', 'labs');
 
 function kernelHasIdmap(release = os.release()): boolean {
   const m = /^(\d+)\.(\d+)/.exec(release);
@@ -35,10 +53,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`UNDERLAY_UID_BASE must be 100000 + 65536*n (got ${env.UNDERLAY_UID_BASE})`);
   }
   const idmap = env.UNDERLAY_IDMAP === '0' ? false : kernelHasIdmap();
-  return { stateDir, imagesDir, uidBase, maxSessions: 1000, idmap };
+  const logLevel = env.UNDERLAY_LOG || undefined;
+  if (logLevel !== undefined && !LEVELS.includes(logLevel as Level)) {
+    throw new Error(`UNDERLAY_LOG must be one of ${LEVELS.join(', ')} (got ${logLevel})`);
+  }
+  return {
+    stateDir,
+    imagesDir,
+    uidBase,
+    maxSessions: 1000,
+    idmap,
+    logLevel: logLevel as Level | undefined,
+    labsDir: path.resolve(env.UNDERLAY_LABS_DIR ?? REPO_LABS),
+    allowedOrigins: (env.UNDERLAY_ALLOWED_ORIGINS ?? '')
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+    endOnStop: env.UNDERLAY_END_ON_STOP === '1',
+    nextDev: env.UNDERLAY_NEXT_DEV === '1',
+  };
 }
 
-/** Default per-sandbox limits (SANDBOX.md §0 / §3.5). */
+/** Default per-sandbox limits (docs/sandbox.md#default-limits). */
 export const DEFAULT_LIMITS = {
   memoryBytes: 512 * 1024 * 1024,
   pids: 512,

@@ -14,13 +14,15 @@
 
 namespace {
 
+// initialize(factory): every error the addon throws or rejects with is
+// factory({code, errno, syscall, path, step, detail}) (errors.h).
 Napi::Value Initialize(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsFunction()) {
-    Napi::TypeError::New(info.Env(), "initialize(SandboxError) expects the error class")
+    Napi::TypeError::New(info.Env(), "initialize(factory) expects (props) => Error")
         .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  errors::SetErrorClass(info[0].As<Napi::Function>());
+  errors::SetFactory(info[0].As<Napi::Function>());
   return info.Env().Undefined();
 }
 

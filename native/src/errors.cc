@@ -5,24 +5,10 @@
 
 namespace errors {
 namespace {
-Napi::FunctionReference g_class;
-}
+Napi::FunctionReference g_factory;
 
-void SetErrorClass(Napi::Function cls) {
-  g_class = Napi::Persistent(cls);
-  g_class.SuppressDestruct();
-}
-
-Napi::Error Make(Napi::Env env, const Record& r) {
+Napi::Object Props(Napi::Env env, const Record& r) {
   const char* code = r.err ? strerrorname_np(r.err) : nullptr;
-  std::string msg = r.step.empty() ? std::string("sandbox") : r.step;
-  msg += ": ";
-  if (!r.syscall.empty()) msg += r.syscall + " ";
-  if (!r.path.empty()) msg += "'" + r.path + "' ";
-  msg += r.err ? std::string(strerror(r.err)) + " (" + (code ? code : "?") + ")"
-               : std::string("failed");
-  if (!r.detail.empty()) msg += " [" + r.detail + "]";
-
   Napi::Object props = Napi::Object::New(env);
   props.Set("code", code ? Napi::Value(Napi::String::New(env, code)) : env.Undefined());
   props.Set("errno", Napi::Number::New(env, r.err));
@@ -30,21 +16,34 @@ Napi::Error Make(Napi::Env env, const Record& r) {
   props.Set("path", Napi::String::New(env, r.path));
   props.Set("step", Napi::String::New(env, r.step));
   props.Set("detail", Napi::String::New(env, r.detail));
-  if (g_class.IsEmpty()) {
-    Napi::Error e = Napi::Error::New(env, msg);
-    Napi::Object o = e.Value();
-    o.Set("code", props.Get("code"));
-    o.Set("errno", props.Get("errno"));
-    o.Set("syscall", props.Get("syscall"));
-    o.Set("path", props.Get("path"));
-    o.Set("step", props.Get("step"));
-    return e;
-  }
-  Napi::Object obj = g_class.New({Napi::String::New(env, msg), props});
-  return Napi::Error(env, obj);
+  return props;
+}
+}  // namespace
+
+void SetFactory(Napi::Function factory) {
+  g_factory = Napi::Persistent(factory);
+  g_factory.SuppressDestruct();
 }
 
-void Throw(Napi::Env env, const Record& r) { Make(env, r).ThrowAsJavaScriptException(); }
+Napi::Value Make(Napi::Env env, const Record& r) {
+  Napi::Object props = Props(env, r);
+  if (!g_factory.IsEmpty()) {
+    Napi::Value v = g_factory.Call({props});
+    if (env.IsExceptionPending()) return env.GetAndClearPendingException().Value();
+    if (v.IsObject()) return v;
+  }
+  // No factory yet (or it returned no object): nothing formats a message
+  // here, so the errno name stands in and the props stay on the error.
+  Napi::Value code = props.Get("code");
+  Napi::Object e =
+      Napi::Error::New(env, code.IsString() ? code.As<Napi::String>().Utf8Value() : "native error")
+          .Value();
+  for (const char* k : {"code", "errno", "syscall", "path", "step", "detail"})
+    e.Set(k, props.Get(k));
+  return e;
+}
+
+void Throw(Napi::Env env, const Record& r) { napi_throw(env, Make(env, r)); }
 
 bool ParseRecord(const std::string& line, Record* out) {
   if (line.rfind("ERR\t", 0) != 0) return false;

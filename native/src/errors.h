@@ -1,7 +1,9 @@
 // Errors that cross into JavaScript carry Node's errno shape plus the named
-// sandbox step: {code: 'EPERM', errno: 1, syscall: 'mount', path, step}.
-// The class is injected from TypeScript (better-sqlite3's initialize()
-// pattern) so `instanceof SandboxError` holds on the JS side.
+// sandbox step: {code: 'EPERM', errno: 1, syscall: 'mount', path, step,
+// detail}. C++ only gathers those fields; the factory TypeScript injects with
+// initialize() (better-sqlite3's pattern) turns them into the error object and
+// writes its message, so `instanceof SandboxError` holds and the wording lives
+// in one place on the JS side.
 #pragma once
 
 #include <napi.h>
@@ -10,23 +12,27 @@
 
 namespace errors {
 
-void SetErrorClass(Napi::Function cls);
+// initialize(factory): factory(props) -> Error, called for every failure.
+void SetFactory(Napi::Function factory);
 
 struct Record {
-  std::string step;
+  std::string step;  // one of StepName in native/index.ts
   std::string syscall;
   int err = 0;
   std::string path;
   std::string detail;
 };
 
-// Builds a SandboxError (or a plain Error before initialize()).
-Napi::Error Make(Napi::Env env, const Record& r);
+// The error value for `r`: factory(props), or, before initialize(), a plain
+// Error carrying the props with only the errno name as its message. Never
+// leaves a JS exception pending: if the factory throws, that is the value.
+Napi::Value Make(Napi::Env env, const Record& r);
 
 // Throws Make(...) as a JS exception.
 void Throw(Napi::Env env, const Record& r);
 
-// Parses "ERR\tstep\tsyscall\terrno\tpath\tdetail" from the helper.
+// Parses the helper's "ERR\tstep\tsyscall\terrno\tpath\tdetail" (report.h).
+// parseErrRecord in native/index.ts reads the same record for `join`.
 bool ParseRecord(const std::string& line, Record* out);
 
 }  // namespace errors

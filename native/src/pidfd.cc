@@ -15,6 +15,11 @@
 namespace pidfd {
 namespace {
 
+// The step errors name: server/sandbox opens pidfds to end a sandbox's init,
+// i.e. in `teardown`. A future caller with another purpose should pass its
+// step in, as mount/umount do.
+const char kStep[] = "teardown";
+
 int Int(const Napi::CallbackInfo& info, size_t i) {
   return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : -1;
 }
@@ -24,7 +29,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   int pid = Int(info, 0);
   int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (fd < 0) {
-    errors::Throw(info.Env(), {"pidfd", "pidfd_open", errno, "", "pid " + std::to_string(pid)});
+    errors::Throw(info.Env(), {kStep, "pidfd_open", errno, "", "pid " + std::to_string(pid)});
     return info.Env().Undefined();
   }
   return Napi::Number::New(info.Env(), fd);
@@ -35,7 +40,7 @@ Napi::Value Signal(const Napi::CallbackInfo& info) {
   int fd = Int(info, 0), sig = Int(info, 1);
   if (syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) != 0) {
     errors::Throw(info.Env(),
-                  {"pidfd", "pidfd_send_signal", errno, "", "signal " + std::to_string(sig)});
+                  {kStep, "pidfd_send_signal", errno, "", "signal " + std::to_string(sig)});
   }
   return info.Env().Undefined();
 }
@@ -50,7 +55,7 @@ Napi::Value Exited(const Napi::CallbackInfo& info) {
     r = poll(&p, 1, timeout < 0 ? 0 : timeout);
   } while (r < 0 && errno == EINTR);
   if (r < 0) {
-    errors::Throw(info.Env(), {"pidfd", "poll", errno, "", ""});
+    errors::Throw(info.Env(), {kStep, "poll", errno, "", ""});
     return info.Env().Undefined();
   }
   return Napi::Boolean::New(info.Env(), r > 0);
@@ -75,7 +80,7 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
 
 // reapChild(pid) -> true if `pid` was our exited child and is now reaped.
 // Only ever a specific pid: a waitpid(-1) would steal node-pty's and libuv's
-// children and lose their exit codes (TERMINALS.md R6).
+// children and lose their exit codes (docs/terminals.md#never-reap-globally).
 Napi::Value ReapChild(const Napi::CallbackInfo& info) {
   int pid = Int(info, 0);
   if (pid <= 0) return Napi::Boolean::New(info.Env(), false);

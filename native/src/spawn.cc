@@ -102,7 +102,7 @@ class CreateWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     if (failed_) {
-      deferred_.Reject(errors::Make(env, record_).Value());
+      deferred_.Reject(errors::Make(env, record_));
       return;
     }
     Napi::Object o = Napi::Object::New(env);

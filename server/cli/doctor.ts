@@ -5,9 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { loadConfig } from '../config';
-import { detectCgroupMode, V1Driver, V2Driver } from '../sandbox/cgroups';
-import { findImage } from '../sandbox/images';
-import { nativeStatus } from '../sandbox/sandbox';
+import { detectCgroupMode, findImage, nativeStatus, V1Driver, V2Driver } from '../sandbox/index';
 
 export type Status = 'ok' | 'warn' | 'fail';
 export interface Finding {
@@ -65,10 +63,12 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
   );
   add(
     'idmapped mounts',
-    atLeast(5, 19) ? 'ok' : 'fail',
+    // A fallback exists (a shifted copy of the image per uid range), so this
+    // is a warning: sandboxes run, only slower to create the first time.
+    atLeast(5, 19) ? 'ok' : 'warn',
     atLeast(5, 19)
       ? 'kernel >= 5.19: the base image is shared through one idmapped mount per session'
-      : `kernel ${rel} < 5.19: overlay on idmapped layers is unavailable`,
+      : `kernel ${rel} < 5.19: each uid range gets a shifted copy of the image instead (slower first start, more disk)`,
     'upgrade to Linux >= 5.19; see docs/sandbox.md "Without idmapped mounts" for the fallback',
   );
 

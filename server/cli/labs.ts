@@ -1,25 +1,18 @@
 /**
- * `underlay validate`, `underlay test`, `underlay schema`: the instructor and
- * CI side of labs.
+ * `underlay test`: every lab end to end in real sandboxes (or, with
+ * --walkthrough, typed into real terminals), reported as pretty, TAP or JUnit.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { loadConfig } from '../config';
-import { formatProblem, loadLabs } from '../labs/loader';
+import { loadConfig, REPO_LABS } from '../config';
+import { formatProblem, loadLabs, type LoadedLab } from '../labs/loader';
 import { junit, pretty, summary, tap } from '../labs/reporters';
-import { notApplicable, testLab, type LabResult } from '../labs/runner';
+import { sandboxFailure, testLab, type LabResult } from '../labs/runner';
+import { notApplicable } from '../labs/runtime';
 import { walkLab } from '../labs/walkthrough';
-import type { LoadedLab } from '../labs/loader';
-import { SandboxError } from '../sandbox/errors';
+import { detectCgroupMode, SandboxManager, type CgroupMode } from '../sandbox/index';
 import { SessionManager } from '../sessions/session-manager';
-import { createLogger } from '../util/logger';
-import type { CgroupMode } from '../sandbox/cgroups';
-import { labJsonSchema } from '../labs/schema';
-import { detectCgroupMode } from '../sandbox/cgroups';
-import { SandboxManager } from '../sandbox/sandbox';
 import { Store } from '../store/store';
-
-export const REPO_LABS = path.resolve(__dirname, '..', '..', '..', 'labs');
+import { createLogger } from '../util/logger';
 
 /** One walkthrough run as a LabResult, so the reporters and exit code work the same. */
 async function walk(
@@ -58,39 +51,21 @@ async function walk(
       })),
     };
   } catch (err) {
-    const e = err instanceof SandboxError ? err : SandboxError.wrap('walkthrough', err);
-    return {
-      ...base,
-      status: 'failed',
-      ms: 0,
-      steps: [
-        {
-          id: '(sandbox)',
-          title: 'sandbox',
-          ok: false,
-          ms: 0,
-          phases: [{ phase: e.step || 'sandbox', ok: false, ms: 0, detail: e.message }],
-        },
-      ],
-    };
+    return { ...base, status: 'failed', ms: 0, steps: [sandboxFailure(err)] };
   }
-}
-
-export function validate(paths: string[]): number {
-  const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
-  for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
-  const files = new Set(problems.map((p) => p.file)).size;
-  process.stdout.write(
-    problems.length
-      ? `${problems.length} problem${problems.length > 1 ? 's' : ''} in ${files} file${files > 1 ? 's' : ''}; ${labs.length} lab${labs.length === 1 ? '' : 's'} valid\n`
-      : `${labs.length} lab${labs.length === 1 ? '' : 's'} valid\n`,
-  );
-  return problems.length ? 1 : 0;
 }
 
 export async function test(
   paths: string[],
-  opts: { reporter: string; repeat: number; only?: string; output?: string; walkthrough?: boolean },
+  opts: {
+    reporter: string;
+    repeat: number;
+    only?: string;
+    output?: string;
+    /** Also write a JUnit report of the same run here. */
+    junit?: string;
+    walkthrough?: boolean;
+  },
 ): Promise<number> {
   const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
   for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
@@ -148,27 +123,11 @@ export async function test(
         : pretty(results);
   if (opts.output) fs.writeFileSync(opts.output, report + '\n');
   else process.stdout.write(report + '\n');
+  if (opts.junit) fs.writeFileSync(opts.junit, junit(results) + '\n');
   const s = summary(results);
   process.stderr.write(
     `labs: ${s.passed} passed, ${s.failed} failed, ${s.na} not applicable (cgroup ${mode}) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
   );
   mgr.store.close();
   return s.failed > 0 || problems.length > 0 ? 1 : 0;
-}
-
-export function schema(opts: { check: boolean; out?: string }): number {
-  const file = opts.out ?? path.join(REPO_LABS, 'lab.schema.json');
-  const text = JSON.stringify(labJsonSchema(), null, 2) + '\n';
-  if (opts.check) {
-    const cur = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-    if (cur !== text) {
-      process.stderr.write(`underlay: ${file} is stale; run \`underlay schema\` and commit it\n`);
-      return 1;
-    }
-    process.stdout.write(`${file} is up to date\n`);
-    return 0;
-  }
-  fs.writeFileSync(file, text);
-  process.stdout.write(`wrote ${file}\n`);
-  return 0;
 }

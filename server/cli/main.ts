@@ -1,20 +1,18 @@
 /**
  * The `underlay` command line: sandbox run|ls|rm|reap, rootfs build|status,
- * doctor, serve. Errors print what failed, the named step and a hint; exit
- * codes: 0 ok, 1 usage or operation error, 125 the sandbox itself failed,
- * otherwise the command's own status (`sandbox run`).
+ * doctor, validate, test, schema, serve. Errors print what failed, the named
+ * step and a hint; exit codes: 0 ok, 1 usage error or refused request, 125
+ * the sandbox itself failed, otherwise the command's own status (`sandbox
+ * run`).
+ *
+ * Each command loads what it needs when it runs (`await import`): the web
+ * server (Next.js, socket.io), SQLite and the native addon are costly to
+ * load, and `underlay --version` or `validate` need none of them.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { loadConfig, parseSize } from '../config';
+import { loadConfig, parseSize, REPO_LABS } from '../config';
 import { SandboxError } from '../sandbox/errors';
-import { buildImage, findImage, hostDistro } from '../sandbox/images';
-import { SandboxManager } from '../sandbox/sandbox';
-import { Store } from '../store/store';
-import { runDoctor } from './doctor';
-import { REPO_LABS, schema, test, validate } from './labs';
-import { loadLabs } from '../labs/loader';
-import { runInSandbox } from './run';
-import { serve } from './serve';
+import { RequestError } from '../util/errors';
 
 /** A usage problem found inside an action (commander's own errors are printed by commander). */
 export class UsageError extends Error {}
@@ -44,8 +42,11 @@ function numArg(name: string) {
   };
 }
 
-export function manager(ownerKind: 'cli' | 'server' = 'cli'): SandboxManager {
-  void ownerKind;
+async function manager() {
+  const [{ SandboxManager }, { Store }] = await Promise.all([
+    import('../sandbox/index'),
+    import('../store/store'),
+  ]);
   const config = loadConfig();
   return new SandboxManager({ config, store: new Store(config.stateDir) });
 }
@@ -62,16 +63,15 @@ export function printError(err: unknown): void {
   }
   const e = err as Error;
   process.stderr.write(`underlay: ${e?.message ?? String(err)}\n`);
+  if (err instanceof RequestError && err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
 }
 
 function requireRoot(): void {
   if (process.getuid?.() !== 0) {
-    throw new SandboxError(
+    throw new RequestError(
+      'forbidden',
       'this command needs root on the host (it creates namespaces, mounts and cgroups)',
-      {
-        code: 'EPERM',
-        hint: 'run it with sudo, or in the Vagrant VM',
-      },
+      { hint: 'run it as root (sudo, where it exists), or in the Vagrant VM' },
     );
   }
 }
@@ -107,7 +107,8 @@ export function buildProgram(): Command {
           'no command given: underlay sandbox run -- CMD [ARG...] (or -t for a shell)',
         );
       requireRoot();
-      const code = await runInSandbox(manager(), argv, {
+      const { runInSandbox } = await import('./run');
+      const code = await runInSandbox(await manager(), argv, {
         hostname: opts.hostname,
         limits: {
           ...(opts.memory !== undefined && { memoryBytes: opts.memory }),
@@ -126,9 +127,9 @@ export function buildProgram(): Command {
     .command('ls')
     .description('list sandboxes recorded in the state directory')
     .option('--json', 'machine-readable output')
-    .action((opts) => {
+    .action(async (opts) => {
       requireRoot();
-      const rows = manager().list();
+      const rows = (await manager()).list();
       if (opts.json) {
         process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
         return;
@@ -155,7 +156,7 @@ export function buildProgram(): Command {
     .argument('<id...>')
     .action(async (ids: string[]) => {
       requireRoot();
-      const m = manager();
+      const m = await manager();
       for (const id of ids) {
         await m.destroy(id);
         process.stdout.write(`removed ${id}\n`);
@@ -168,7 +169,7 @@ export function buildProgram(): Command {
     .option('--all', 'tear down every sandbox, live owners included')
     .action(async (opts) => {
       requireRoot();
-      const done = await manager().reap({ all: Boolean(opts.all) });
+      const done = await (await manager()).reap({ all: Boolean(opts.all) });
       process.stdout.write(
         done.length ? `reaped ${done.length}: ${done.join(' ')}\n` : 'nothing to reap\n',
       );
@@ -189,6 +190,8 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       requireRoot();
       const config = loadConfig();
+      const { buildImage, findImage, hostDistro } = await import('../sandbox/index');
+      const { loadLabs } = await import('../labs/loader');
       // The base image, then one image per distinct extra package set of the labs.
       const sets: string[][] = [[]];
       if (opts.labs) {
@@ -219,7 +222,8 @@ export function buildProgram(): Command {
     .command('status')
     .description('show the base image for this host, if built')
     .option('--json', 'machine-readable output')
-    .action((opts) => {
+    .action(async (opts) => {
+      const { findImage } = await import('../sandbox/index');
       const img = findImage(loadConfig().imagesDir);
       if (opts.json) process.stdout.write(JSON.stringify(img ?? null) + '\n');
       else
@@ -235,7 +239,8 @@ export function buildProgram(): Command {
     .command('validate')
     .description('check lab files: every problem with file:line:col, the field and a fix')
     .argument('[paths...]', 'lab folders, or folders of labs (default: labs/)')
-    .action((paths: string[]) => {
+    .action(async (paths: string[]) => {
+      const { validate } = await import('./validate');
       process.exitCode = validate(paths);
     });
 
@@ -249,6 +254,7 @@ export function buildProgram(): Command {
     .option('--repeat <n>', 'run every lab N times (catches flaky checks)', intArg('--repeat'), 1)
     .option('--only <lab[/step]>', 'one lab, or one step of it (earlier steps are solved first)')
     .option('-o, --output <file>', 'write the report to a file')
+    .option('--junit <file>', 'also write a JUnit report of the same run to a file')
     .option(
       '--walkthrough',
       "instead: type each step's code blocks into the lab's terminals, as a student would, then check",
@@ -258,6 +264,7 @@ export function buildProgram(): Command {
         throw new UsageError(`--reporter must be pretty, tap or junit, got '${opts.reporter}'`);
       if (opts.repeat < 1) throw new UsageError('--repeat must be at least 1');
       requireRoot();
+      const { test } = await import('./labs');
       process.exitCode = await test(paths, opts);
     });
 
@@ -265,7 +272,8 @@ export function buildProgram(): Command {
     .command('schema')
     .description('write labs/lab.schema.json from the lab format (the editor schema)')
     .option('--check', 'fail if the committed file is stale')
-    .action((opts) => {
+    .action(async (opts) => {
+      const { schema } = await import('./validate');
       process.exitCode = schema({ check: Boolean(opts.check) });
     });
 
@@ -274,6 +282,7 @@ export function buildProgram(): Command {
     .description('check that this host can run sandboxes, and say how to fix what it lacks')
     .option('--json', 'machine-readable output')
     .action(async (opts) => {
+      const { runDoctor } = await import('./doctor');
       process.exitCode = await runDoctor({ json: Boolean(opts.json) });
     });
 
@@ -288,6 +297,7 @@ export function buildProgram(): Command {
     )
     .action(async (opts) => {
       requireRoot();
+      const { serve } = await import('./serve');
       await serve({ port: opts.port, host: opts.host, dev: Boolean(opts.dev) });
     });
 
@@ -311,6 +321,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     printError(err);
+    // 125 (as docker run) only when a sandbox itself failed; a refused
+    // request or a failed image build is an ordinary error.
     process.exitCode = err instanceof SandboxError && err.step && err.step !== 'image' ? 125 : 1;
   }
 }

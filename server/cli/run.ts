@@ -4,16 +4,13 @@
  * let the sandbox reopen a host file or terminal through /proc/self/fd -
  * then teardown. Exits with CMD's status.
  */
-import { spawn } from 'node:child_process';
-import * as pty from 'node-pty';
 import {
-  parseHelperError,
-  trackSpawn,
-  untrackSpawn,
+  helperFailure,
   type CreateOptions,
   type Sandbox,
   type SandboxManager,
-} from '../sandbox/sandbox';
+} from '../sandbox/index';
+import { exitStatus } from '../util/exit-status';
 
 export interface RunOptions extends CreateOptions {
   tty: boolean;
@@ -22,14 +19,8 @@ export interface RunOptions extends CreateOptions {
 }
 
 function relayPipes(sb: Sandbox, argv: string[], uid: number): Promise<number> {
-  const { file, args } = sb.joinCommand(argv, { setsid: true, uid, gid: uid });
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: {} as NodeJS.ProcessEnv,
-    });
-    trackSpawn(child.pid);
-    child.on('exit', () => untrackSpawn(child.pid));
+    const child = sb.spawnPipes(argv, { uid, gid: uid });
     let firstErr = true;
     let helperError = '';
     child.stdout.pipe(process.stdout, { end: false });
@@ -59,41 +50,40 @@ function relayPipes(sb: Sandbox, argv: string[], uid: number): Promise<number> {
       process.stdin.pause();
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
-      if (code === 125 && helperError) {
-        reject(parseHelperError(helperError, sb.id));
+      const status = exitStatus(code, signal);
+      const failure = helperFailure(status, helperError, sb.id);
+      if (failure) {
+        reject(failure);
         return;
       }
-      resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15));
+      resolve(status);
     });
   });
 }
 
 function relayTty(sb: Sandbox, argv: string[], uid: number): Promise<number> {
-  const { file, args } = sb.joinCommand(argv, { uid, gid: uid });
   return new Promise((resolve) => {
-    const term = pty.spawn(file, args, {
-      name: 'xterm-256color',
+    const term = sb.spawnPty(argv, {
+      uid,
+      gid: uid,
       cols: process.stdout.columns || 80,
       rows: process.stdout.rows || 24,
-      env: {},
     });
-    trackSpawn(term.pid);
     const stdin = process.stdin;
     const wasRaw = stdin.isTTY ? stdin.isRaw : false;
     if (stdin.isTTY) stdin.setRawMode(true);
     stdin.resume();
-    const onInput = (b: Buffer) => term.write(b.toString('utf8'));
+    const onInput = (b: Buffer) => term.write(b);
     stdin.on('data', onInput);
-    term.onData((d) => process.stdout.write(d));
+    term.onData((d: string | Buffer) => process.stdout.write(d));
     const onResize = () => term.resize(process.stdout.columns || 80, process.stdout.rows || 24);
     process.stdout.on('resize', onResize);
     term.onExit(({ exitCode, signal }) => {
-      untrackSpawn(term.pid);
       stdin.off('data', onInput);
       process.stdout.off('resize', onResize);
       if (stdin.isTTY) stdin.setRawMode(wasRaw);
       stdin.pause();
-      resolve(signal ? 128 + signal : exitCode);
+      resolve(exitStatus(exitCode, signal));
     });
   });
 }
@@ -114,7 +104,7 @@ export async function runInSandbox(
         `underlay: sandbox ${sb.id} kept (init pid ${sb.initPid}); remove it with: underlay sandbox rm ${sb.id}\n`,
       );
     } else {
-      await m.teardown(sb.record);
+      await m.teardown(sb);
     }
   }
   return code;

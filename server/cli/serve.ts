@@ -1,6 +1,8 @@
 /**
  * `underlay serve`: one process, one port - the web app (Next.js), the REST
- * API and socket.io. On start it re-adopts or reaps what a previous run left.
+ * API and socket.io. This is the composition root: it builds every service
+ * (store, sandboxes, sessions, labs) and hands them to transport/. On start
+ * it re-adopts or reaps what a previous run left.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,9 +10,9 @@ import next from 'next';
 import { loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
 import { LabEngine } from '../labs/engine';
-import { detectCgroupMode } from '../sandbox/cgroups';
-import { LabSessions } from '../sessions/lab-sessions';
-import { SandboxManager } from '../sandbox/sandbox';
+import { LabSessions } from '../labs/lab-sessions';
+import { detectCgroupMode, SandboxManager } from '../sandbox/index';
+import { SessionManager } from '../sessions/session-manager';
 import { Store } from '../store/store';
 import { createApp } from '../transport/http';
 import { createLogger } from '../util/logger';
@@ -22,50 +24,51 @@ export interface ServeOptions {
 }
 
 export const WEB_DIR = path.resolve(__dirname, '..', '..', '..', 'web');
-export const LABS_DIR = path.resolve(
-  process.env.UNDERLAY_LABS_DIR ?? path.join(__dirname, '..', '..', '..', 'labs'),
-);
 
 export async function serve(opts: ServeOptions): Promise<void> {
-  const log = createLogger((process.env.UNDERLAY_LOG as 'info') || 'info');
   const config = loadConfig();
+  const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
   const sandboxes = new SandboxManager({ config, store, logger: log });
   const { adopted, reaped } = await sandboxes.adoptOrReap();
   log.info('sandboxes from a previous run', { adopted, reaped });
 
   // --dev reloads labs; the web app's own dev mode (next dev) is separate.
-  const nextDev = process.env.UNDERLAY_NEXT_DEV === '1';
-  if (!nextDev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {
+  if (!config.nextDev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {
     throw new Error('the web app is not built: run `npm run build` (or scripts/up)');
   }
-  const web = next({ dev: nextDev, dir: WEB_DIR, hostname: opts.host, port: opts.port });
+  const web = next({ dev: config.nextDev, dir: WEB_DIR, hostname: opts.host, port: opts.port });
   await web.prepare();
   const handle = web.getRequestHandler();
-  const labs = new LabCatalog(LABS_DIR, log);
-  if (opts.dev) labs.watch();
+
   const mode = detectCgroupMode();
-  const engine = new LabEngine(store, () => labs.labs, mode);
+  const catalog = new LabCatalog(config.labsDir, mode, log);
+  if (opts.dev) catalog.watch();
+  const engine = new LabEngine(store, () => catalog.labs, mode);
+  const sessions = new SessionManager(sandboxes, log, {
+    // A lab session's row goes with its sandbox; progress stays.
+    onEnded: (s) => {
+      if (s.lab) store.deleteLabSession(s.id);
+    },
+  });
+  const labSessions = new LabSessions(sessions, sandboxes, store, catalog, log);
   const app = createApp({
-    sandboxes,
+    sessions,
     log,
     web: (req, res) => {
       // An unknown lab gets a real 404 (status and page), not a 200 that says "not found".
       const m = /^\/labs\/([^/?#]+)\/?(?:[?#]|$)/.exec(req.url ?? '');
-      if (m && !labs.labs.has(decodeURIComponent(m[1] as string))) {
+      if (m && !catalog.labs.has(decodeURIComponent(m[1] as string))) {
         res.statusCode = 404;
         return web.render404(req, res);
       }
       return handle(req, res);
     },
-    labs,
-    engine,
-    mode,
-    labSessions: (sessions) => new LabSessions(sessions, sandboxes, store, labs, mode, log),
-    allowedOrigins: (process.env.UNDERLAY_ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
+    labs: { catalog, engine, sessions: labSessions },
+    allowedOrigins: config.allowedOrigins,
   });
   // Students' sandboxes from before a restart come back as their sessions; the rest is destroyed.
-  await app.labSessions?.restore(adopted);
+  await labSessions.restore(adopted);
   await new Promise<void>((resolve) => app.server.listen(opts.port, opts.host, resolve));
   log.info('listening', {
     url: `http://${opts.host === '0.0.0.0' ? 'localhost' : opts.host}:${opts.port}/`,
@@ -74,8 +77,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Stopping keeps students' sandboxes for the next start to re-adopt
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
-    labs.close();
-    if (process.env.UNDERLAY_END_ON_STOP === '1') {
+    catalog.close();
+    if (config.endOnStop) {
       log.info('stopping: ending sessions');
       await app.close();
     } else {

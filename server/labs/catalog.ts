@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { formatProblem, loadLabs, type LoadedLab } from './loader';
+import type { CgroupMode } from '../sandbox/index';
 import type { Logger } from '../util/logger';
 
 export class LabCatalog {
@@ -14,6 +15,8 @@ export class LabCatalog {
 
   constructor(
     readonly dir: string,
+    /** The host's cgroup version: which variant of a step applies, and which labs can run. */
+    readonly mode: CgroupMode,
     private readonly log: Logger,
   ) {
     this.reload();

@@ -1,4 +1,5 @@
-# Underlay check library (CURRICULUM.md §5.2). Sent by the server ahead of
+# shellcheck shell=bash
+# Underlay check library (labs/README.md#the-check-library). Sent by the server ahead of
 # every check, hint and solution; runs as root in the sandbox's initial
 # namespaces, so /proc/1 is the sandbox init and the baseline.
 sbx_ns() { readlink "/proc/1/ns/$1"; }

@@ -5,12 +5,11 @@
  * scripts run in the student's sandbox through the join path.
  */
 import type { LabProgress, StepProgress } from '../protocol/index';
-import type { CgroupMode } from '../sandbox/cgroups';
-import { SandboxError } from '../sandbox/errors';
-import type { Sandbox } from '../sandbox/sandbox';
+import type { CgroupMode, Sandbox } from '../sandbox/index';
 import type { Store } from '../store/store';
+import { RequestError } from '../util/errors';
 import { effectiveStep, type LoadedLab } from './loader';
-import { runScript } from './runner';
+import { runScript } from './runtime';
 import type { Step } from './schema';
 
 /** The engine's state is exactly what the lab API sends (server/protocol). */
@@ -47,21 +46,17 @@ export class LabEngine {
 
   private lab(id: string): LoadedLab {
     const l = this.labs().get(id);
-    if (!l)
-      throw new SandboxError(`no lab with id ${JSON.stringify(id)}`, {
-        code: 'ENOENT',
-        step: 'lab',
-      });
+    if (!l) throw new RequestError('not-found', `no lab with id ${JSON.stringify(id)}`);
     return l;
   }
 
   private step(l: LoadedLab, stepId: string): { step: Step; index: number } {
     const index = l.lab.steps.findIndex((s) => s.id === stepId);
     if (index < 0)
-      throw new SandboxError(`lab ${l.lab.metadata.id} has no step ${JSON.stringify(stepId)}`, {
-        code: 'ENOENT',
-        step: 'lab',
-      });
+      throw new RequestError(
+        'not-found',
+        `lab ${l.lab.metadata.id} has no step ${JSON.stringify(stepId)}`,
+      );
     return { step: effectiveStep(l.lab.steps[index] as Step, this.mode), index };
   }
 
@@ -97,13 +92,12 @@ export class LabEngine {
     const { step } = this.step(l, stepId);
     const st = this.state(owner, labId);
     const ss = st.steps[stepId] as StepState;
-    if (!step.check)
-      throw new SandboxError(`step ${stepId} has no check`, { code: 'EINVAL', step: 'lab' });
+    if (!step.check) throw new RequestError('invalid', `step ${stepId} has no check`);
     if (step.check.input && !answer?.trim())
-      throw new SandboxError(`step ${stepId} needs an answer: ${step.check.input.prompt}`, {
-        code: 'EINVAL',
-        step: 'lab',
-      });
+      throw new RequestError(
+        'invalid',
+        `step ${stepId} needs an answer: ${step.check.input.prompt}`,
+      );
     const r = await runScript(sandbox, step.check.script, {
       timeoutS: step.check.timeout,
       env: step.check.input ? { ...this.env(st), ANSWER: (answer ?? '').trim() } : this.env(st),

@@ -6,9 +6,9 @@
  * written. Knowledge checks get the answer the step's solution prints.
  */
 import { effectiveStep, type LoadedLab } from './loader';
-import { labSandboxOptions, prepareSandbox, runScript } from './runner';
+import { labSandboxOptions, prepareSandbox, runScript } from './runtime';
 import type { Lab } from './schema';
-import type { CgroupMode } from '../sandbox/cgroups';
+import type { CgroupMode } from '../sandbox/index';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Terminal } from '../terminals/terminal';
 

@@ -6,7 +6,7 @@
  * service with Delegate=yes owns its subtree. Nothing is ever created beside
  * our own cgroup.
  *
- * Delegation (SANDBOX.md §3.4): the session root may create children and move
+ * Delegation (docs/sandbox.md#cgroup-delegation): the session root may create children and move
  * its own processes, never raise its own limits. So only the directory and
  * the delegation files (cgroup.procs, tasks / cgroup.threads,
  * cgroup.subtree_control) are chowned to the session's root; the limit files
@@ -19,8 +19,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Op } from '../../native/index';
+import type { Op, StepName } from '../../native/index';
+import type { SandboxResources } from '../store/store';
 import { SandboxError } from './errors';
+import { mount } from './ops';
 
 export type CgroupMode = 'v1' | 'v2';
 
@@ -99,7 +101,7 @@ export function v1Hierarchies(
 /** Controllers whose limits we set and that the student may use (mounted inside). */
 const V1_DELEGATED = new Set(['cpu', 'cpuacct', 'memory', 'pids', 'freezer', 'cpuset']);
 
-function write(file: string, value: string, step = 'cgroup'): void {
+function write(file: string, value: string, step: StepName = 'cgroup'): void {
   try {
     fs.writeFileSync(file, value);
   } catch (err) {
@@ -212,15 +214,14 @@ export class V1Driver implements CgroupDriver {
       joinProcs: procs,
       initOps: (root) => {
         const ops: Op[] = [
-          {
-            step: 'rootfs',
-            op: 'mount',
-            source: 'cgroup',
-            target: `${root}/sys/fs/cgroup`,
-            fstype: 'tmpfs',
-            flags: ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
-            data: 'mode=755,size=64k',
-          },
+          mount(
+            'rootfs',
+            'cgroup',
+            `${root}/sys/fs/cgroup`,
+            'tmpfs',
+            ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+            'mode=755,size=64k',
+          ),
         ];
         for (const { h } of delegated) {
           const name = h.key;
@@ -230,15 +231,16 @@ export class V1Driver implements CgroupDriver {
             path: `${root}/sys/fs/cgroup/${name}`,
             mode: 0o755,
           });
-          ops.push({
-            step: 'rootfs',
-            op: 'mount',
-            source: 'cgroup',
-            target: `${root}/sys/fs/cgroup/${name}`,
-            fstype: 'cgroup',
-            flags: ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
-            data: h.controllers.join(','),
-          });
+          ops.push(
+            mount(
+              'rootfs',
+              'cgroup',
+              `${root}/sys/fs/cgroup/${name}`,
+              'cgroup',
+              ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+              h.controllers.join(','),
+            ),
+          );
           // Co-mounted hierarchies ("cpu,cpuacct") get per-controller links, as systemd makes.
           if (h.controllers.length > 1) {
             for (const c of h.controllers) {
@@ -385,18 +387,42 @@ export class V2Driver implements CgroupDriver {
       afterStart: () => this.enable(dir, ctrls),
       initOps: (root) => [
         { step: 'cgroup', op: 'write', path: path.join(leaf, 'cgroup.procs'), content: '0' },
-        {
-          step: 'rootfs',
-          op: 'mount',
-          source: 'cgroup2',
-          target: `${root}/sys/fs/cgroup`,
-          fstype: 'cgroup2',
-          flags: ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
-          data: '',
-        },
+        mount(
+          'rootfs',
+          'cgroup2',
+          `${root}/sys/fs/cgroup`,
+          'cgroup2',
+          ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+          '',
+        ),
       ],
     };
   }
+}
+
+/**
+ * A cgroup of its own for one terminal, below the session's (v1: in the
+ * freezer hierarchy; v2: below the `init` leaf), so closing the terminal
+ * kills exactly what it started - nohup and setsid included. Returns the
+ * dirs made and the cgroup.procs files to join instead of the session's.
+ */
+export function terminalCgroup(
+  r: Pick<SandboxResources, 'cgroupMode' | 'cgroupDirs' | 'joinProcs'>,
+  name: string,
+): { dirs: string[]; joinProcs: string[] } {
+  if (r.cgroupMode === 'v2') {
+    const leaf = r.cgroupDirs[r.cgroupDirs.length - 1] as string;
+    const dir = path.join(leaf, `t-${name}`);
+    fs.mkdirSync(dir);
+    return { dirs: [dir], joinProcs: [path.join(dir, 'cgroup.procs')] };
+  }
+  const freezer = r.cgroupDirs.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
+  if (!freezer) return { dirs: [], joinProcs: r.joinProcs };
+  const dir = path.join(freezer, `t-${name}`);
+  fs.mkdirSync(dir);
+  const procs = path.join(dir, 'cgroup.procs');
+  const own = path.join(freezer, 'cgroup.procs');
+  return { dirs: [dir], joinProcs: r.joinProcs.map((p) => (p === own ? procs : p)) };
 }
 
 /** All pids in a cgroup dir and its descendants. */
@@ -426,7 +452,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Kills every process in the session's cgroups - the only reliable way to end
- * `nohup`, `setsid` and daemonised processes (TERMINALS.md R8).
+ * `nohup`, `setsid` and daemonised processes (docs/terminals.md#terminal-cgroups).
  * v2: cgroup.kill (5.14+). v1: freeze, SIGKILL every pid, thaw, until empty;
  * frozen tasks cannot exit, so a pid read from cgroup.procs cannot be
  * recycled before our kill lands.

@@ -1,4 +1,4 @@
-import type { NativeErrorProps } from '../../native/index';
+import type { NativeErrorProps, StepName } from '../../native/index';
 import { hintFor } from './hints';
 
 /**
@@ -11,14 +11,19 @@ export class SandboxError extends Error {
   readonly errno: number;
   readonly syscall: string;
   readonly path: string;
-  readonly step: string;
+  /** The named step that failed ('' when none applies). */
+  readonly step: StepName | '';
   readonly detail: string;
   /** A learner/operator-facing suggestion, when we know one. */
   readonly hint: string | undefined;
 
   constructor(
     message: string,
-    props: Partial<NativeErrorProps> & { hint?: string; cause?: unknown } = {},
+    props: Partial<Omit<NativeErrorProps, 'step'>> & {
+      step?: StepName | '';
+      hint?: string;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, props.cause === undefined ? undefined : { cause: props.cause });
     this.name = 'SandboxError';
@@ -31,8 +36,20 @@ export class SandboxError extends Error {
     this.hint = props.hint ?? hintFor(this.syscall, this.code, this.detail);
   }
 
+  /**
+   * The one place a native failure becomes a message: the addon and the
+   * helper's ERR records hand over only properties.
+   */
+  static fromNative(props: NativeErrorProps, context?: string): SandboxError {
+    const what = [props.syscall, props.path].filter(Boolean).join(' ') || 'operation';
+    const message =
+      `${context ? `${context}: ` : ''}${props.step ? `${props.step}: ` : ''}${what} failed` +
+      `${props.code ? ` (${props.code})` : ''}${props.detail ? ` [${props.detail}]` : ''}`;
+    return new SandboxError(message, props);
+  }
+
   /** Wraps a lower-level error with context, keeping its errno shape. */
-  static wrap(context: string, err: unknown, step?: string): SandboxError {
+  static wrap(context: string, err: unknown, step?: StepName): SandboxError {
     if (err instanceof SandboxError) {
       return new SandboxError(`${context}: ${err.message}`, {
         code: err.code,

@@ -11,9 +11,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RequestError } from '../util/errors';
 import { SandboxError } from './errors';
 
-/** Packages on top of minbase (issue #2 / CURRICULUM.md prerequisites). */
+/** Packages on top of minbase (issue #2 / docs/sandbox.md#what-the-labs-need). */
 export const IMAGE_PACKAGES = [
   'util-linux',
   'iproute2',
@@ -162,13 +163,12 @@ export function requireImage(imagesDir: string, extra: readonly string[] = []): 
   const img = findImage(imagesDir, hostDistro(), extra);
   if (!img) {
     const more = imagePackages(extra).slice(IMAGE_PACKAGES.length);
-    throw new SandboxError(
+    throw new RequestError(
+      'unavailable',
       more.length
         ? `no image with the lab's extra packages (${more.join(', ')}) yet`
         : 'no base image yet',
       {
-        step: 'image',
-        code: 'ENOENT',
         hint: more.length
           ? 'run `underlay rootfs build --labs` (a minute per package set; needs the Debian package mirror)'
           : 'run `underlay rootfs build` (about a minute; needs the Debian package mirror)',

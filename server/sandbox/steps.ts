@@ -1,6 +1,6 @@
 /**
  * The ordered op list for one sandbox - the whole recipe in one function.
- * Step names are the ones in ARCHITECTURE.md; they appear verbatim in errors,
+ * Step names are the ones in docs/sandbox.md#step-names; they appear verbatim in errors,
  * logs and the lab UI, because students are learning exactly these steps.
  *
  *   allocate-ids -> cgroup -> scratch -> idmap-lower -> overlay -> clone
@@ -10,6 +10,7 @@
  */
 import type { Op } from '../../native/index';
 import type { SessionCgroup } from './cgroups';
+import { mount } from './ops';
 
 export interface StepPlan {
   uidBase: number;
@@ -66,36 +67,26 @@ export function buildOps(p: StepPlan): Op[] {
     ...(p.idmap
       ? [{ step: 'idmap-lower', op: 'idmap-mount', source: p.imageRoot, target: p.lowerDir } as Op]
       : ([
-          {
-            step: 'idmap-lower',
-            op: 'mount',
-            source: p.imageRoot,
-            target: p.lowerDir,
-            fstype: '',
-            flags: ['MS_BIND'],
-            data: '',
-          },
-          {
-            step: 'idmap-lower',
-            op: 'mount',
-            source: '',
-            target: p.lowerDir,
-            fstype: '',
-            flags: ['MS_BIND', 'MS_REMOUNT', 'MS_RDONLY', 'MS_NODEV'],
-            data: '',
-          },
+          mount('idmap-lower', p.imageRoot, p.lowerDir, '', ['MS_BIND'], ''),
+          mount(
+            'idmap-lower',
+            '',
+            p.lowerDir,
+            '',
+            ['MS_BIND', 'MS_REMOUNT', 'MS_RDONLY', 'MS_NODEV'],
+            '',
+          ),
         ] as Op[])),
-    {
-      step: 'overlay',
-      op: 'mount',
-      source: 'overlay',
-      target: R,
-      fstype: 'overlay',
-      // No nosuid: it would also disable file capabilities, and the setcap
-      // lab would fail with EPERM (SANDBOX.md §2.4). nodev is safe.
-      flags: ['MS_NODEV'],
-      data: `lowerdir=${p.lowerDir},upperdir=${p.upperDir},workdir=${p.workDir}`,
-    },
+    // No nosuid: it would also disable file capabilities, and the setcap lab
+    // would fail with EPERM (docs/sandbox.md#the-overlay-is-not-nosuid). nodev is safe.
+    mount(
+      'overlay',
+      'overlay',
+      R,
+      'overlay',
+      ['MS_NODEV'],
+      `lowerdir=${p.lowerDir},upperdir=${p.upperDir},workdir=${p.workDir}`,
+    ),
     ...p.cgroup.attachProcs.map((procs): Op => ({ step: 'cgroup', op: 'attach-child', procs })),
     { step: 'clone', op: 'release-child' },
     { step: 'clone', op: 'setids', uid: 0, gid: 0 },
@@ -115,134 +106,73 @@ export function buildOps(p: StepPlan): Op[] {
     // ---- sandbox init (pid 1) ---------------------------------------------
     { step: 'init', op: 'set-dumpable', value: 1 },
     // Nothing we mount may propagate back to the host, nor host mounts in.
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: '',
-      target: '/',
-      fstype: '',
-      flags: ['MS_REC', 'MS_PRIVATE'],
-      data: '',
-    },
+    mount('rootfs', '', '/', '', ['MS_REC', 'MS_PRIVATE'], ''),
     // The overlay arrived MNT_LOCKED from the host; a bind of it made here is
     // ours, and pivot_root accepts it (runc prepareRoot).
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: R,
-      target: R,
-      fstype: '',
-      flags: ['MS_BIND', 'MS_REC'],
-      data: '',
-    },
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'proc',
-      target: `${R}/proc`,
-      fstype: 'proc',
-      flags: [...nosuidNodevNoexec],
-      data: '',
-    },
+    mount('rootfs', R, R, '', ['MS_BIND', 'MS_REC'], ''),
+    mount('rootfs', 'proc', `${R}/proc`, 'proc', [...nosuidNodevNoexec], ''),
     // sysfs may be mounted because the sandbox owns its network namespace; ro.
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'sysfs',
-      target: `${R}/sys`,
-      fstype: 'sysfs',
-      flags: ['MS_RDONLY', ...nosuidNodevNoexec],
-      data: '',
-    },
+    mount('rootfs', 'sysfs', `${R}/sys`, 'sysfs', ['MS_RDONLY', ...nosuidNodevNoexec], ''),
     ...p.cgroup.initOps(R),
     // A minimal /dev: a few host device nodes bound in (mknod is EPERM in a
     // user namespace), a private devpts instance and shm/mqueue.
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'tmpfs',
-      target: `${R}/dev`,
-      fstype: 'tmpfs',
-      flags: ['MS_NOSUID', 'MS_NOEXEC'],
-      data: 'mode=755,size=64k,nr_inodes=256',
-    },
+    mount(
+      'rootfs',
+      'tmpfs',
+      `${R}/dev`,
+      'tmpfs',
+      ['MS_NOSUID', 'MS_NOEXEC'],
+      'mode=755,size=64k,nr_inodes=256',
+    ),
     ...DEVICES.flatMap((d): Op[] => [
       { step: 'rootfs', op: 'touch', path: `${R}/dev/${d}` },
-      {
-        step: 'rootfs',
-        op: 'mount',
-        source: `/dev/${d}`,
-        target: `${R}/dev/${d}`,
-        fstype: '',
-        flags: ['MS_BIND'],
-        data: '',
-      },
+      mount('rootfs', `/dev/${d}`, `${R}/dev/${d}`, '', ['MS_BIND'], ''),
     ]),
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/pts`, mode: 0o755 },
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'devpts',
-      target: `${R}/dev/pts`,
-      fstype: 'devpts',
-      flags: ['MS_NOSUID', 'MS_NOEXEC'],
-      data: 'newinstance,ptmxmode=0666,mode=0620,gid=5,max=256',
-    },
+    mount(
+      'rootfs',
+      'devpts',
+      `${R}/dev/pts`,
+      'devpts',
+      ['MS_NOSUID', 'MS_NOEXEC'],
+      'newinstance,ptmxmode=0666,mode=0620,gid=5,max=256',
+    ),
     { step: 'rootfs', op: 'symlink', target: 'pts/ptmx', path: `${R}/dev/ptmx` },
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/shm`, mode: 0o1777 },
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'shm',
-      target: `${R}/dev/shm`,
-      fstype: 'tmpfs',
-      flags: ['MS_NOSUID', 'MS_NODEV'],
-      data: 'mode=1777,size=65536k',
-    },
+    mount(
+      'rootfs',
+      'shm',
+      `${R}/dev/shm`,
+      'tmpfs',
+      ['MS_NOSUID', 'MS_NODEV'],
+      'mode=1777,size=65536k',
+    ),
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/mqueue`, mode: 0o755 },
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'mqueue',
-      target: `${R}/dev/mqueue`,
-      fstype: 'mqueue',
-      flags: [...nosuidNodevNoexec],
-      data: '',
-    },
+    mount('rootfs', 'mqueue', `${R}/dev/mqueue`, 'mqueue', [...nosuidNodevNoexec], ''),
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd', path: `${R}/dev/fd` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/0', path: `${R}/dev/stdin` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/1', path: `${R}/dev/stdout` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/2', path: `${R}/dev/stderr` },
     // Scratch for nested labs: an overlay whose upper sits on the overlay root
     // fails ("wrong fs type"); on tmpfs it mounts. Not nosuid (file caps).
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'tmpfs',
-      target: `${R}/tmp`,
-      fstype: 'tmpfs',
-      flags: ['MS_NODEV'],
-      data: `mode=1777,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
-    },
+    mount(
+      'rootfs',
+      'tmpfs',
+      `${R}/tmp`,
+      'tmpfs',
+      ['MS_NODEV'],
+      `mode=1777,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
+    ),
     { step: 'rootfs', op: 'mkdir', path: `${R}/lab`, mode: 0o755 },
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'lab',
-      target: `${R}/lab`,
-      fstype: 'tmpfs',
-      flags: ['MS_NODEV'],
-      data: `mode=755,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
-    },
-    {
-      step: 'rootfs',
-      op: 'mount',
-      source: 'tmpfs',
-      target: `${R}/run`,
-      fstype: 'tmpfs',
-      flags: ['MS_NOSUID', 'MS_NODEV'],
-      data: 'mode=755,size=16m',
-    },
+    mount(
+      'rootfs',
+      'lab',
+      `${R}/lab`,
+      'tmpfs',
+      ['MS_NODEV'],
+      `mode=755,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
+    ),
+    mount('rootfs', 'tmpfs', `${R}/run`, 'tmpfs', ['MS_NOSUID', 'MS_NODEV'], 'mode=755,size=16m'),
     { step: 'pivot-root', op: 'pivot-root', newRoot: R },
     // Masks go on after the pivot, from inside the sandbox's own user
     // namespace, so they are not locked (see mask in native/src/helper).
@@ -252,7 +182,7 @@ export function buildOps(p: StepPlan): Op[] {
     { step: 'network', op: 'loopback-up' },
     // The netns default ("1 0": nobody may use ICMP datagram sockets). Written
     // explicitly so the setcap lab's plain ping copy fails as it should even
-    // if a future kernel or distro default widens it (CURRICULUM.md C8).
+    // if a future kernel or distro default widens it (docs/sandbox.md#ping_group_range).
     { step: 'network', op: 'write', path: '/proc/sys/net/ipv4/ping_group_range', content: '1 0' },
     { step: 'init', op: 'init-loop' },
   ];

@@ -7,17 +7,15 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as pty from 'node-pty';
 import { LIMITS, type SessionCreated } from '../protocol/index';
-import { killCgroups, removeCgroupDirs } from '../sandbox/cgroups';
-import { SandboxError } from '../sandbox/errors';
 import {
-  trackSpawn,
-  untrackSpawn,
+  killCgroups,
+  removeCgroupDirs,
+  SandboxError,
   type Limits,
   type Sandbox,
   type SandboxManager,
-} from '../sandbox/sandbox';
+} from '../sandbox/index';
 import { Terminal } from '../terminals/terminal';
 import type { Logger } from '../util/logger';
 
@@ -90,7 +88,7 @@ export class SessionManager {
     try {
       await opts.prepare?.(sandbox);
     } catch (err) {
-      await this.sandboxes.teardown(sandbox.record).catch(() => {});
+      await this.sandboxes.teardown(sandbox).catch(() => {});
       throw err;
     }
     return this.adopt(sandbox, opts);
@@ -171,21 +169,13 @@ export class SessionManager {
     const id = `t${s.nextTerm++}`;
     const name = opts.name ?? `T${s.nextTerm - 1}`;
     const cg = s.sandbox.terminalCgroup(`${id}`);
-    const { file, args } = s.sandbox.joinCommand(['bash', '-l'], { cgroupProcs: cg.joinProcs });
-    const p = pty.spawn(file, args, {
-      name: 'xterm-256color',
+    const p = s.sandbox.spawnPty(['bash', '-l'], {
+      cgroupProcs: cg.joinProcs,
       cols: opts.cols,
       rows: opts.rows,
-      cwd: '/',
-      env: {},
-      encoding: null,
     });
-    trackSpawn(p.pid);
     const terminal = new Terminal(id, name, p, opts.cols, opts.rows, {
-      onExit: (code) => {
-        untrackSpawn(p.pid);
-        this.log.info('terminal exited', { session: s.id, term: id, code });
-      },
+      onExit: (code) => this.log.info('terminal exited', { session: s.id, term: id, code }),
     });
     s.terminals.set(id, { terminal, cgroupDirs: cg.dirs });
     this.log.info('terminal opened', { session: s.id, term: id, pid: p.pid });
@@ -233,7 +223,7 @@ export class SessionManager {
     if (s.graceTimer) clearTimeout(s.graceTimer);
     clearTimeout(s.idleTimer);
     for (const e of s.terminals.values()) e.terminal.kill();
-    await this.sandboxes.teardown(s.sandbox.record);
+    await this.sandboxes.teardown(s.sandbox);
     this.opts.onEnded?.(s);
     this.log.info('session ended', { session: id });
     return true;

@@ -1,20 +1,21 @@
 /**
  * One terminal: a node-pty running the join helper (so the shell lives in
- * the session's sandbox), with the rules of TERMINALS.md:
+ * the session's sandbox), with the rules of docs/terminals.md:
  *
- * - R3 leading-edge batching: the first chunk after a quiet period goes out
+ * - Leading-edge batching: the first chunk after a quiet period goes out
  *   at once (echo stays ~1 ms), later chunks are batched for <= 5 ms or 64 KiB.
- * - R4 flow control: pause the pty above 256 KiB unacknowledged, resume below
+ * - Flow control: pause the pty above 256 KiB unacknowledged, resume below
  *   64 KiB; counters reset on (re)attach, acks from stale attachments ignored.
- * - R7 input: node-pty retries EAGAIN with setImmediate, which burns a core
+ * - Input backpressure: node-pty retries EAGAIN with setImmediate, which burns a core
  *   while a paste sits in front of a process that does not read. The write
  *   queue is replaced with one that backs off, and input is acknowledged only
  *   once the queue has room, so clients send big pastes chunk by chunk.
- * - R9 replay: every byte has an offset; a bounded buffer serves resumes.
+ * - Replay by offset: every byte has an offset; a bounded buffer serves resumes.
  */
 import * as fs from 'node:fs';
 import type { IPty } from 'node-pty';
 import { LIMITS } from '../protocol/index';
+import { exitStatus } from '../util/exit-status';
 import { ReplayBuffer } from './replay-buffer';
 
 export type OutputSink = (offset: number, data: Buffer) => void;
@@ -70,7 +71,7 @@ export class Terminal {
     );
     pty.onExit(({ exitCode, signal }) => {
       this.flush();
-      this.exited = { code: signal ? 128 + signal : exitCode };
+      this.exited = { code: exitStatus(exitCode, signal) };
       this.opts.onExit?.(this.exited.code);
       for (const l of this.exitListeners) l(this.exited.code);
       for (const w of this.waiters.splice(0)) w();

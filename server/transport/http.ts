@@ -11,15 +11,13 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { Server } from 'socket.io';
-import { SandboxError } from '../sandbox/errors';
 import type { LabCatalog } from '../labs/catalog';
-import type { SandboxManager } from '../sandbox/sandbox';
-import { SessionManager, type SessionOptions } from '../sessions/session-manager';
-import type { Logger } from '../util/logger';
 import type { LabEngine } from '../labs/engine';
-import type { LabSessions } from '../sessions/lab-sessions';
-import type { CgroupMode } from '../sandbox/cgroups';
+import type { LabSessions } from '../labs/lab-sessions';
+import type { SessionManager } from '../sessions/session-manager';
+import type { Logger } from '../util/logger';
 import { labList, labRoute } from './lab-api';
+import { errorResponse, json } from './respond';
 import { attachGateway, originAllowed, type GatewayOptions } from './socket';
 
 export type WebHandler = (
@@ -27,30 +25,28 @@ export type WebHandler = (
   res: http.ServerResponse,
 ) => void | Promise<void>;
 
-export interface AppOptions extends GatewayOptions, SessionOptions {
-  sandboxes: SandboxManager;
+/** The lab services; serve wires them, terminal-only tests do without. */
+export interface LabServices {
+  catalog: LabCatalog;
+  engine: LabEngine;
+  sessions: LabSessions;
+}
+
+/** Everything the transport serves, built by the composition root (cli/serve.ts). */
+export interface AppOptions extends GatewayOptions {
+  sessions: SessionManager;
   log: Logger;
   web?: WebHandler;
-  labs?: LabCatalog;
-  /** The lab API needs all three (serve wires them; terminal-only tests do not). */
-  engine?: LabEngine;
-  labSessions?: (sessions: SessionManager) => LabSessions;
-  mode?: CgroupMode;
+  labs?: LabServices;
 }
 
 export interface App {
   server: http.Server;
   io: Server;
   sessions: SessionManager;
-  labSessions?: LabSessions;
   close(): Promise<void>;
   /** Stops serving but keeps lab sandboxes for the next start to re-adopt. */
   shutdown(): Promise<void>;
-}
-
-export function json(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
 }
 
 const STUDENT_COOKIE = 'underlay_student';
@@ -70,14 +66,7 @@ export function student(req: http.IncomingMessage, res: http.ServerResponse): st
 }
 
 export function createApp(opts: AppOptions): App {
-  const { log } = opts;
-  const sessions = new SessionManager(opts.sandboxes, log, {
-    ...opts,
-    onEnded: (s) => {
-      if (s.lab) opts.sandboxes.store.deleteLabSession(s.id);
-    },
-  });
-  const labSessions = opts.labSessions?.(sessions);
+  const { log, sessions, labs } = opts;
   const server = http.createServer((req, res) => {
     void route(req, res).catch((err) => {
       log.error('request failed', { url: req.url, error: String(err) });
@@ -90,18 +79,16 @@ export function createApp(opts: AppOptions): App {
     if (url.pathname === '/healthz')
       return json(res, 200, { ok: true, sessions: sessions.list().length });
     if (url.pathname === '/api/labs' && req.method === 'GET') {
-      if (!opts.labs || !opts.engine || !opts.mode)
-        return json(res, 200, { labs: [], problems: [] });
-      return json(res, 200, labList(opts.labs, opts.engine, opts.mode, student(req, res)));
+      if (!labs) return json(res, 200, { labs: [], problems: [] });
+      return json(res, 200, labList(labs.catalog, labs.engine, student(req, res)));
     }
-    if (url.pathname.startsWith('/api/labs/') && opts.labs && opts.engine && labSessions) {
+    if (url.pathname.startsWith('/api/labs/') && labs) {
       if (req.method !== 'GET' && !originAllowed(req, opts.allowedOrigins))
         return json(res, 403, { error: 'origin not allowed' });
       return labRoute(req, res, url, {
-        catalog: opts.labs,
-        engine: opts.engine,
-        labSessions,
-        mode: opts.mode as CgroupMode,
+        catalog: labs.catalog,
+        engine: labs.engine,
+        labSessions: labs.sessions,
         owner: student(req, res),
         log,
       });
@@ -112,9 +99,9 @@ export function createApp(opts: AppOptions): App {
       try {
         return json(res, 201, await sessions.create());
       } catch (err) {
-        const e = err instanceof SandboxError ? err : SandboxError.wrap('start a sandbox', err);
-        log.error('session create failed', { error: e.toJSON() });
-        return json(res, 503, { error: e.message, step: e.step, hint: e.hint });
+        const { status, body } = errorResponse(err);
+        log.error('session create failed', { error: body });
+        return json(res, status, body);
       }
     }
     const m = /^\/api\/sessions\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
@@ -136,7 +123,6 @@ export function createApp(opts: AppOptions): App {
     server,
     io,
     sessions,
-    ...(labSessions ? { labSessions } : {}),
     async close() {
       io.close();
       await sessions.endAll();

@@ -24,33 +24,26 @@ import {
 } from '../protocol/index';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
-import type { LoadedLab } from '../labs/loader';
-import { notApplicable } from '../labs/runner';
-import { effectiveStep } from '../labs/loader';
-import type { CgroupMode } from '../sandbox/cgroups';
-import { SandboxError } from '../sandbox/errors';
-import type { LabSessions } from '../sessions/lab-sessions';
+import type { LabSessions } from '../labs/lab-sessions';
+import { effectiveStep, type LoadedLab } from '../labs/loader';
+import { notApplicable } from '../labs/runtime';
+import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
+import { errorResponse, json as send } from './respond';
 
 export interface LabApiContext {
   catalog: LabCatalog;
   engine: LabEngine;
   labSessions: LabSessions;
-  mode: CgroupMode;
   owner: string;
   log: Logger;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
-}
-
 const err = (res: http.ServerResponse, status: number, e: ApiError) => send(res, status, e);
 
-function card(l: LoadedLab, engine: LabEngine, mode: CgroupMode, owner: string): LabCard {
+function card(l: LoadedLab, catalog: LabCatalog, engine: LabEngine, owner: string): LabCard {
   const { metadata } = l.lab;
-  const reason = notApplicable(l.lab, mode);
+  const reason = notApplicable(l.lab, catalog.mode);
   const st = engine.state(owner, metadata.id);
   return {
     id: metadata.id,
@@ -69,20 +62,15 @@ function card(l: LoadedLab, engine: LabEngine, mode: CgroupMode, owner: string):
   };
 }
 
-export function labList(
-  catalog: LabCatalog,
-  engine: LabEngine,
-  mode: CgroupMode,
-  owner: string,
-): LabList {
+export function labList(catalog: LabCatalog, engine: LabEngine, owner: string): LabList {
   return {
-    labs: [...catalog.labs.values()].map((l) => card(l, engine, mode, owner)),
+    labs: [...catalog.labs.values()].map((l) => card(l, catalog, engine, owner)),
     problems: catalog.problems,
   };
 }
 
 function view(l: LoadedLab, ctx: LabApiContext): LabView {
-  const c = card(l, ctx.engine, ctx.mode, ctx.owner);
+  const c = card(l, ctx.catalog, ctx.engine, ctx.owner);
   const { lab } = l;
   return {
     id: c.id,
@@ -94,7 +82,7 @@ function view(l: LoadedLab, ctx: LabApiContext): LabView {
     objectives: lab.metadata.objectives,
     terminals: lab.sandbox.terminals.map((t) => t.name),
     steps: lab.steps.map((raw) => {
-      const s = effectiveStep(raw, ctx.mode);
+      const s = effectiveStep(raw, ctx.catalog.mode);
       return {
         id: s.id,
         title: s.title,
@@ -116,8 +104,7 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   for await (const c of req as AsyncIterable<Buffer>) {
     n += c.length;
-    if (n > 16 * 1024)
-      throw new SandboxError('request body over 16 KiB', { code: 'E2BIG', step: 'lab' });
+    if (n > 16 * 1024) throw new RequestError('invalid', 'request body over 16 KiB');
     chunks.push(c);
   }
   const text = Buffer.concat(chunks).toString('utf8').trim();
@@ -125,7 +112,7 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw new SandboxError('the request body is not JSON', { code: 'EINVAL', step: 'lab' });
+    throw new RequestError('invalid', 'the request body is not JSON');
   }
 }
 
@@ -196,23 +183,10 @@ export async function labRoute(
     }
     return err(res, 405, { error: `${method} is not allowed on ${url.pathname}` });
   } catch (e) {
-    const se = e instanceof SandboxError ? e : SandboxError.wrap('lab request', e);
-    // Bad input and unknown ids are the caller's; anything else is the sandbox's.
-    const mine = !se.step || se.step === 'lab';
-    const status = !mine
-      ? 503
-      : se.code === 'EINVAL' || se.code === 'E2BIG'
-        ? 400
-        : se.code === 'ENOENT'
-          ? 404
-          : se.code === 'ENOTSUP'
-            ? 409
-            : 503;
-    ctx.log.error('lab request failed', { url: url.pathname, error: se.toJSON() });
-    return err(res, status, {
-      error: se.message,
-      ...(se.step ? { step: se.step } : {}),
-      ...(se.hint ? { hint: se.hint } : {}),
-    });
+    const { status, body: answer } = errorResponse(e);
+    if (status >= 500)
+      ctx.log.error('lab request failed', { url: url.pathname, error: answer, cause: String(e) });
+    else ctx.log.info('lab request refused', { url: url.pathname, status, error: answer.error });
+    return err(res, status, answer);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The socket.io gateway (TERMINALS.md R1, R11): websocket transport only,
+ * The socket.io gateway (docs/terminals.md#transport-and-auth): websocket transport only,
  * auth in middleware before any handler runs (so no shell can start before
  * authorisation), every terminal id checked against the session, every
  * payload validated; bad input gets a `proto:error` and the server stays up.

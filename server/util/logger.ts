@@ -1,8 +1,10 @@
 /**
  * Structured logs: one JSON object per line on stderr (message + context),
- * so a supervisor (systemd, CI) can parse them. Quiet by default in the CLI.
+ * so a supervisor (systemd, CI) can parse them. Quiet by default in the CLI;
+ * the level comes from config (UNDERLAY_LOG).
  */
 export type Level = 'debug' | 'info' | 'warn' | 'error';
+export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface Logger {
@@ -13,7 +15,7 @@ export interface Logger {
 }
 
 export function createLogger(
-  level: Level = (process.env.UNDERLAY_LOG as Level) || 'warn',
+  level: Level = 'warn',
   sink: (line: string) => void = (l) => process.stderr.write(l + '\n'),
 ): Logger {
   const min = ORDER[level] ?? ORDER.warn;

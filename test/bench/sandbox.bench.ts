@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { loadConfig } from '../../server/config';
-import { SandboxManager, type Sandbox } from '../../server/sandbox/sandbox';
+import { SandboxManager, type Sandbox } from '../../server/sandbox/index';
 import { Store } from '../../server/store/store';
 import { createLogger } from '../../server/util/logger';
 

@@ -3,7 +3,8 @@
  * "READY <port>" once listening. Uses its own state dir and uid base.
  */
 import { loadConfig } from '../../server/config';
-import { SandboxManager } from '../../server/sandbox/sandbox';
+import { SandboxManager } from '../../server/sandbox/index';
+import { SessionManager } from '../../server/sessions/session-manager';
 import { Store } from '../../server/store/store';
 import { createApp } from '../../server/transport/http';
 import { createLogger } from '../../server/util/logger';
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
   const log = createLogger('error');
   const sandboxes = new SandboxManager({ config, store: new Store(config.stateDir), logger: log });
   await sandboxes.reap({ all: true });
-  const app = createApp({ sandboxes, log });
+  const app = createApp({ sessions: new SessionManager(sandboxes, log), log });
   app.server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
     const addr = app.server.address();
     process.stdout.write(`READY ${typeof addr === 'object' && addr ? addr.port : 0}\n`);

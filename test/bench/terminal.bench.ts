@@ -1,5 +1,5 @@
 /**
- * npm run bench:terminal - TERMINALS.md §4.3 in one run: a raw node-pty
+ * npm run bench:terminal - docs/terminals.md#benchmark-method in one run: a raw node-pty
  * baseline, our server (shells in real sandboxes) and wetty 3.2.0
  * (installed from npm into .bench/, not a product dependency). The client
  * is Node with @xterm/headless as the emulator, reproducing each peer's own

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, type Config } from '../../server/config';
-import { SandboxManager } from '../../server/sandbox/sandbox';
+import { SandboxManager } from '../../server/sandbox/index';
 import { Store } from '../../server/store/store';
 import { createLogger } from '../../server/util/logger';
 

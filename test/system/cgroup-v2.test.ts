@@ -3,14 +3,14 @@
  * (/sys/fs/cgroup/unified, whose only controller is hugetlb): structure,
  * delegation, and the no-internal-processes leaf rule, with a real sandbox.
  * What needs a v2-only host (memory/pids/cpu limits through v2 files, the
- * cpu.max lab) is listed in docs/sandbox.md.
+ * cpu.max lab) is listed in docs/sandbox.md#cgroups-v1-and-v2.
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { V2Driver } from '../../server/sandbox/cgroups';
-import { SandboxManager, type Sandbox } from '../../server/sandbox/sandbox';
+import { SandboxManager, type Sandbox } from '../../server/sandbox/index';
 import { createLogger } from '../../server/util/logger';
 import { testConfig, testManager } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Sandbox } from '../../server/sandbox/sandbox';
-import { nsInode } from '../../server/sandbox/sandbox';
+import type { Sandbox } from '../../server/sandbox/index';
+import { nsInode } from '../../server/sandbox/index';
 import { mountsContaining, pidsOwnedByRange, testManager } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe } from 'node:test';
-import { initAlive } from '../../server/sandbox/sandbox';
+import { initAlive } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
 import {
   CLI,
@@ -27,7 +27,7 @@ async function assertGone(r: SandboxRecord): Promise<void> {
   // whose creator we killed become our children, and only a parent can reap.
   // A dying namespace init waits for its namespace to drain, so reap in rounds.
   for (let i = 0; i < 100 && pidsOwnedByRange(r.uidBase).length > 0; i++) {
-    testManager().collectZombies();
+    testManager().reaper.collectZombies();
     await sleep(20);
   }
   assert.deepEqual(pidsOwnedByRange(r.uidBase), [], `processes of ${r.id} survived`);

@@ -1,5 +1,5 @@
 /**
- * SANDBOX.md §4.1: every escape/abuse probe this kernel supports, run as root
+ * docs/sandbox.md#probes: every escape/abuse probe this kernel supports, run as root
  * inside a real sandbox, with a host process, a host TCP listener, a host
  * abstract socket and another session as targets. A probe that SUCCEEDS
  * fails the test; so does a probe that never reported.
@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Sandbox } from '../../server/sandbox/sandbox';
+import type { Sandbox } from '../../server/sandbox/index';
 import { REPO, testManager } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
@@ -63,7 +63,7 @@ function ready(): void {
   if (setupError) throw setupError;
 }
 
-describe('escape probes (SANDBOX.md §4.1)', () => {
+describe('escape probes', () => {
   let probed: Sandbox;
   let other: Sandbox;
   let tcp: net.Server;

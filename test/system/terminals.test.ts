@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe } from 'node:test';
 import type { SessionCreated } from '../../server/protocol/index';
+import { SessionManager } from '../../server/sessions/session-manager';
 import { createApp, type App } from '../../server/transport/http';
 import { createLogger } from '../../server/util/logger';
 import { pidsOwnedByRange, sleep, testManager } from '../helpers/env';
@@ -46,7 +47,9 @@ describe('terminals over socket.io', () => {
   before(async () => {
     if (process.getuid?.() !== 0) return;
     try {
-      app = createApp({ sandboxes: testManager(), log: createLogger('error'), graceMs: 2000 });
+      const log = createLogger('error');
+      const sessions = new SessionManager(testManager(), log, { graceMs: 2000 });
+      app = createApp({ sessions, log });
       await new Promise<void>((r) => app.server.listen(0, '127.0.0.1', r));
       url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
       a = await post();
@@ -302,7 +305,7 @@ describe('terminals over socket.io', () => {
       });
       assert.equal(r.status, 200);
       for (let i = 0; i < 100 && pidsOwnedByRange(base).length > 0; i++) {
-        testManager().collectZombies();
+        testManager().reaper.collectZombies();
         await sleep(20);
       }
       assert.deepEqual(pidsOwnedByRange(base), []);

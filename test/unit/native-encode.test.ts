@@ -22,6 +22,6 @@ test('ops are encoded as netstrings: step, op, argc, args', () => {
 });
 
 test('lengths are bytes, not characters', () => {
-  const b = encodeOps([{ step: 's', op: 'write', path: '/é', content: '😀' }]);
+  const b = encodeOps([{ step: 'init', op: 'write', path: '/é', content: '😀' }]);
   assert.match(b.toString(), /3:\/é,4:😀,$/);
 });

@@ -14,8 +14,10 @@
 //   init  - PID 1 of the sandbox: builds the root, pivots, and then stays
 //           as a tiny reaper that keeps the namespaces alive.
 //
-// The op list is a closed vocabulary; which op runs in which stage follows
-// from three boundary ops: clone-userns, release-child and fork-init.
+// The op list is a closed vocabulary (ops.h). spec::parse checks it whole
+// before the first fork - names, argc, and which op may run in which stage,
+// which follows from the boundary ops clone-userns, release-child, fork-init
+// and init-loop - so each stage below only dispatches on ops::Kind.
 // Failures become one ERR record on the status pipe (report.h) and the host
 // stage forwards the first one to stdout for the addon.
 #include <arpa/inet.h>
@@ -42,7 +44,7 @@
 #include <string>
 #include <vector>
 
-#include "flags.h"
+#include "ops.h"
 #include "report.h"
 #include "spec.h"
 #include "sys.h"
@@ -50,9 +52,8 @@
 namespace create {
 namespace {
 
+using ops::Kind;
 using spec::Op;
-
-enum class Stage { kHost, kChild, kInit };
 
 struct Ctx {
   pid_t child = -1;   // host pid of the user-namespace child
@@ -63,14 +64,16 @@ struct Ctx {
   int go_w = -1;
 };
 
-const char* arg(const Op& op, size_t i) { return op.args.size() > i ? op.args[i].c_str() : ""; }
+// spec::parse guarantees the table's argc, so args[i] exists.
+const char* arg(const Op& op, size_t i) { return op.args[i].c_str(); }
 
-[[noreturn]] void bad_op(const Op& op, const char* why) {
-  report::die(op.step.c_str(), "", EINVAL, "", (op.name + ": " + why).c_str());
-}
-
-void need_args(const Op& op, size_t n) {
-  if (op.args.size() != n) bad_op(op, ("needs " + std::to_string(n) + " args").c_str());
+// An op the parser let into a stage that has no case for it: the table in
+// ops.cc and the switches below disagree.
+[[noreturn]] void not_in_stage(const Op& op, const char* stage) {
+  report::die(op.step.c_str(), "", EINVAL, "",
+              ("internal: ops[" + std::to_string(op.index) + "] '" + op.name +
+               "' has no case in the " + stage + " stage")
+                  .c_str());
 }
 
 bool write_file(const char* path, const std::string& content) {
@@ -83,61 +86,55 @@ bool write_file(const char* path, const std::string& content) {
   return n == static_cast<ssize_t>(content.size());
 }
 
-// ---- ops valid in every stage -------------------------------------------
+// ---- ops several stages share (ops.cc says which) -------------------------
 
+// Returns false for an op that is not one of these; the caller's stage
+// decides what that means.
 bool run_common(const Op& op) {
   const char* step = op.step.c_str();
-  if (op.name == "mount") {
-    // mount SOURCE TARGET FSTYPE FLAGS DATA (empty strings mean NULL)
-    need_args(op, 5);
-    unsigned long f = 0;
-    if (!flags::parse_mount(op.args[3], &f))
-      bad_op(op, ("unknown mount flag in " + op.args[3]).c_str());
-    const char* src = op.args[0].empty() ? nullptr : arg(op, 0);
-    const char* fstype = op.args[2].empty() ? nullptr : arg(op, 2);
-    const char* data = op.args[4].empty() ? nullptr : arg(op, 4);
-    if (mount(src, arg(op, 1), fstype, f, data) != 0) {
-      std::string detail = "fstype=" + op.args[2] + " flags=" + op.args[3];
-      if (!op.args[4].empty()) detail += " data=" + op.args[4];
-      report::die(step, "mount", errno, arg(op, 1), detail.c_str());
+  switch (op.kind) {
+    case Kind::kMount: {
+      // mount SOURCE TARGET FSTYPE FLAGS DATA (empty strings mean NULL);
+      // FLAGS was resolved to op.mount_flags by the parser.
+      const char* src = op.args[0].empty() ? nullptr : arg(op, 0);
+      const char* fstype = op.args[2].empty() ? nullptr : arg(op, 2);
+      const char* data = op.args[4].empty() ? nullptr : arg(op, 4);
+      if (mount(src, arg(op, 1), fstype, op.mount_flags, data) != 0) {
+        std::string detail = "fstype=" + op.args[2] + " flags=" + op.args[3];
+        if (!op.args[4].empty()) detail += " data=" + op.args[4];
+        report::die(step, "mount", errno, arg(op, 1), detail.c_str());
+      }
+      return true;
     }
-    return true;
+    case Kind::kMkdir: {
+      // mkdir PATH MODE(octal); an existing directory is fine
+      mode_t mode = static_cast<mode_t>(strtol(arg(op, 1), nullptr, 8));
+      if (mkdir(arg(op, 0), mode) != 0 && errno != EEXIST)
+        report::die(step, "mkdir", errno, arg(op, 0));
+      return true;
+    }
+    case Kind::kTouch: {
+      // touch PATH: an empty file to bind-mount a device node or mask onto
+      int fd = open(arg(op, 0), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) report::die(step, "open", errno, arg(op, 0));
+      close(fd);
+      return true;
+    }
+    case Kind::kSymlink:  // symlink TARGET LINKPATH
+      if (symlink(arg(op, 0), arg(op, 1)) != 0 && errno != EEXIST)
+        report::die(step, "symlink", errno, arg(op, 1));
+      return true;
+    case Kind::kWrite:  // write PATH CONTENT
+      if (!write_file(arg(op, 0), op.args[1])) report::die(step, "write", errno, arg(op, 0));
+      return true;
+    case Kind::kChown:  // chown PATH UID GID
+      if (lchown(arg(op, 0), static_cast<uid_t>(atol(arg(op, 1))),
+                 static_cast<gid_t>(atol(arg(op, 2)))) != 0)
+        report::die(step, "chown", errno, arg(op, 0));
+      return true;
+    default:
+      return false;
   }
-  if (op.name == "mkdir") {
-    // mkdir PATH MODE(octal); an existing directory is fine
-    need_args(op, 2);
-    mode_t mode = static_cast<mode_t>(strtol(arg(op, 1), nullptr, 8));
-    if (mkdir(arg(op, 0), mode) != 0 && errno != EEXIST)
-      report::die(step, "mkdir", errno, arg(op, 0));
-    return true;
-  }
-  if (op.name == "touch") {
-    // touch PATH: an empty file to bind-mount a device node or mask onto
-    need_args(op, 1);
-    int fd = open(arg(op, 0), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) report::die(step, "open", errno, arg(op, 0));
-    close(fd);
-    return true;
-  }
-  if (op.name == "symlink") {
-    need_args(op, 2);  // symlink TARGET LINKPATH
-    if (symlink(arg(op, 0), arg(op, 1)) != 0 && errno != EEXIST)
-      report::die(step, "symlink", errno, arg(op, 1));
-    return true;
-  }
-  if (op.name == "write") {
-    need_args(op, 2);  // write PATH CONTENT
-    if (!write_file(arg(op, 0), op.args[1])) report::die(step, "write", errno, arg(op, 0));
-    return true;
-  }
-  if (op.name == "chown") {
-    need_args(op, 3);  // chown PATH UID GID
-    if (lchown(arg(op, 0), static_cast<uid_t>(atol(arg(op, 1))),
-               static_cast<gid_t>(atol(arg(op, 2)))) != 0)
-      report::die(step, "chown", errno, arg(op, 0));
-    return true;
-  }
-  return false;
 }
 
 // ---- host stage ------------------------------------------------------------
@@ -197,7 +194,6 @@ void idmap_mount(Ctx* c, const Op& op) {
   // image thus serves every session without chowned copies (kernel >= 5.19
   // for overlay on idmapped layers; verified on 6.18). open_tree+move_mount
   // is the only way to attach an idmapped mount; mount(2) cannot do it.
-  need_args(op, 2);
   const char* step = op.step.c_str();
   int tree = sys::open_tree(AT_FDCWD, arg(op, 0), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
   if (tree < 0) host_die(c, step, "open_tree", errno, arg(op, 0));
@@ -217,38 +213,36 @@ void idmap_mount(Ctx* c, const Op& op) {
   close(userns);
 }
 
+// Host ops, before and after clone-userns; the parser keeps the ones that
+// need the child (write-child-proc, attach-child, idmap-mount) after it.
 void run_host_op(Ctx* c, const Op& op) {
   const char* step = op.step.c_str();
-  if (op.name == "write-child-proc") {
-    // write-child-proc FILE CONTENT: /proc/<child>/{uid_map,gid_map,setgroups}.
-    // Host root holds CAP_SETUID/CAP_SETGID in the parent namespace, so it can
-    // map a whole range without newuidmap. Host uid 0 is never in the map.
-    need_args(op, 2);
-    char path[96];
-    snprintf(path, sizeof path, "/proc/%d/%s", c->child, arg(op, 0));
-    if (!write_file(path, op.args[1])) host_die(c, step, "write", errno, path, arg(op, 1));
-    return;
+  switch (op.kind) {
+    case Kind::kWriteChildProc: {
+      // write-child-proc FILE CONTENT: /proc/<child>/{uid_map,gid_map,setgroups}.
+      // Host root holds CAP_SETUID/CAP_SETGID in the parent namespace, so it can
+      // map a whole range without newuidmap. Host uid 0 is never in the map.
+      char path[96];
+      snprintf(path, sizeof path, "/proc/%d/%s", c->child, arg(op, 0));
+      if (!write_file(path, op.args[1])) host_die(c, step, "write", errno, path, arg(op, 1));
+      return;
+    }
+    case Kind::kAttachChild:
+      // attach-child CGROUP_PROCS: before the child unshares its cgroup
+      // namespace, so the namespace root is the session's cgroup.
+      if (!write_file(arg(op, 0), std::to_string(c->child)))
+        host_die(c, step, "write", errno, arg(op, 0));
+      return;
+    case Kind::kIdmapMount:
+      idmap_mount(c, op);
+      return;
+    default:
+      // run_common exits on failure without killing the child; the child then
+      // reads EOF on the go pipe (or gets PR_SET_PDEATHSIG) and exits itself.
+      report::set_fd(1);
+      if (!run_common(op)) not_in_stage(op, "host");
+      return;
   }
-  if (op.name == "attach-child") {
-    // attach-child CGROUP_PROCS: before the child unshares its cgroup
-    // namespace, so the namespace root is the session's cgroup.
-    need_args(op, 1);
-    if (!write_file(arg(op, 0), std::to_string(c->child)))
-      host_die(c, step, "write", errno, arg(op, 0));
-    return;
-  }
-  if (op.name == "idmap-mount") {
-    idmap_mount(c, op);
-    return;
-  }
-  if (op.name == "mount" || op.name == "mkdir" || op.name == "chown" || op.name == "write") {
-    // run_common exits on failure without killing the child; the child then
-    // reads EOF on the go pipe (or gets PR_SET_PDEATHSIG) and exits itself.
-    report::set_fd(1);
-    run_common(op);
-    return;
-  }
-  host_die(c, step, "", EINVAL, "", ("op not allowed on the host side: " + op.name).c_str());
 }
 
 // ---- child stage -------------------------------------------------------------
@@ -270,9 +264,8 @@ void mask_path(const Op& op) {
   // sandbox's own user namespace, so the masks are NOT locked: a locked
   // overmount on /proc makes the kernel refuse every nested procfs mount
   // (mnt_already_visible), which would break `unshare --pid --fork
-  // --mount-proc`, the heart of the pid-namespace lab (SANDBOX.md §2.7).
+  // --mount-proc`, the heart of the pid-namespace lab (docs/sandbox.md#proc-masks-are-unlocked).
   // The kernel itself still denies the dangerous files to a userns root.
-  need_args(op, 1);
   struct stat st;
   if (stat(arg(op, 0), &st) != 0) return;  // absent on this kernel: nothing to hide
   int r = S_ISDIR(st.st_mode) ? mount("tmpfs", arg(op, 0), "tmpfs",
@@ -285,7 +278,6 @@ void bind_readonly(const Op& op) {
   // bind-ro PATH: bind PATH onto itself and remount read-only. A remount in a
   // user namespace must keep the flags it inherited locked (nosuid, nodev,
   // noexec), or the kernel answers EPERM; statvfs tells which those are.
-  need_args(op, 1);
   const char* p = arg(op, 0);
   struct stat st;
   if (stat(p, &st) != 0) return;
@@ -309,7 +301,6 @@ void pivot_root(const Op& op) {
   // mount of its own in this namespace - the host's overlay arrives here
   // MNT_LOCKED and pivot_root refuses a locked new_root with EINVAL, hence
   // the self-bind steps.ts puts right before this op.
-  need_args(op, 1);
   const char* step = op.step.c_str();
   if (chdir(arg(op, 0)) != 0) report::die(step, "chdir", errno, arg(op, 0));
   if (sys::pivot_root(".", ".") != 0) report::die(step, "pivot_root", errno, arg(op, 0));
@@ -380,55 +371,56 @@ void rename_argv(const char* name) {
   }
 }
 
-void run_init_op(Ctx* c, const Op& op) {
+void run_init_op(const Op& op) {
   const char* step = op.step.c_str();
-  if (run_common(op)) return;
-  if (op.name == "mask") return mask_path(op);
-  if (op.name == "bind-ro") return bind_readonly(op);
-  if (op.name == "pivot-root") return pivot_root(op);
-  if (op.name == "loopback-up") return loopback_up(op);
-  if (op.name == "sethostname") {
-    need_args(op, 1);
-    if (sethostname(arg(op, 0), op.args[0].size()) != 0)
-      report::die(step, "sethostname", errno, "", arg(op, 0));
-    return;
+  switch (op.kind) {
+    case Kind::kMask:
+      return mask_path(op);
+    case Kind::kBindRo:
+      return bind_readonly(op);
+    case Kind::kPivotRoot:
+      return pivot_root(op);
+    case Kind::kLoopbackUp:
+      return loopback_up(op);
+    case Kind::kSethostname:
+      if (sethostname(arg(op, 0), op.args[0].size()) != 0)
+        report::die(step, "sethostname", errno, "", arg(op, 0));
+      return;
+    case Kind::kSetDumpable:
+      // Changing credentials reset `dumpable` to fs.suid_dumpable (0), which
+      // would make /proc/1/* owned by the unmapped host root: checks and
+      // students could not even readlink /proc/1/ns/*. init holds no secret
+      // (a fork of this small helper, all fds closed), so dumpable is safe.
+      if (prctl(PR_SET_DUMPABLE, atol(arg(op, 0)), 0, 0, 0) != 0)
+        report::die(step, "prctl", errno, "", "PR_SET_DUMPABLE");
+      return;
+    default:
+      if (!run_common(op)) not_in_stage(op, "sandbox init");
+      return;
   }
-  if (op.name == "set-dumpable") {
-    // Changing credentials reset `dumpable` to fs.suid_dumpable (0), which
-    // would make /proc/1/* owned by the unmapped host root: checks and
-    // students could not even readlink /proc/1/ns/*. init holds no secret
-    // (a fork of this small helper, all fds closed), so dumpable is safe.
-    need_args(op, 1);
-    if (prctl(PR_SET_DUMPABLE, atol(arg(op, 0)), 0, 0, 0) != 0)
-      report::die(step, "prctl", errno, "", "PR_SET_DUMPABLE");
-    return;
-  }
-  (void)c;
-  report::die(step, "", EINVAL, "", ("op not allowed in init: " + op.name).c_str());
 }
 
-void run_child_op(Ctx* c, const Op& op) {
+void run_child_op(const Op& op) {
   const char* step = op.step.c_str();
-  if (op.name == "setids") {
-    // setids UID GID: become the namespace's root (or UID). Drop the host's
-    // supplementary groups first; they would otherwise show up as nogroup.
-    need_args(op, 2);
-    gid_t g = static_cast<gid_t>(atol(arg(op, 1)));
-    uid_t u = static_cast<uid_t>(atol(arg(op, 0)));
-    if (setgroups(0, nullptr) != 0) report::die(step, "setgroups", errno, "");
-    if (setresgid(g, g, g) != 0) report::die(step, "setresgid", errno, "");
-    if (setresuid(u, u, u) != 0) report::die(step, "setresuid", errno, "");
-    return;
+  switch (op.kind) {
+    case Kind::kSetids: {
+      // setids UID GID: become the namespace's root (or UID). Drop the host's
+      // supplementary groups first; they would otherwise show up as nogroup.
+      gid_t g = static_cast<gid_t>(atol(arg(op, 1)));
+      uid_t u = static_cast<uid_t>(atol(arg(op, 0)));
+      if (setgroups(0, nullptr) != 0) report::die(step, "setgroups", errno, "");
+      if (setresgid(g, g, g) != 0) report::die(step, "setresgid", errno, "");
+      if (setresuid(u, u, u) != 0) report::die(step, "setresuid", errno, "");
+      return;
+    }
+    case Kind::kUnshare:
+      // CLONE_* names resolved to op.clone_flags by the parser.
+      if (unshare(op.clone_flags) != 0) report::die(step, "unshare", errno, "", arg(op, 0));
+      return;
+    default:
+      if (!run_common(op)) not_in_stage(op, "user-namespace child");
+      return;
   }
-  if (op.name == "unshare") {
-    need_args(op, 1);
-    int f = 0;
-    if (!flags::parse_clone(op.args[0], &f)) bad_op(op, "unknown clone flag");
-    if (unshare(f) != 0) report::die(step, "unshare", errno, "", arg(op, 0));
-    return;
-  }
-  if (run_common(op)) return;
-  report::die(step, "", EINVAL, "", ("op not allowed in the child: " + op.name).c_str());
 }
 
 }  // namespace
@@ -437,18 +429,20 @@ int run(int argc, char** argv) {
   g_argc = argc;
   g_argv = argv;
   std::string buf;
-  std::vector<Op> ops;
+  spec::Spec sp;
   std::string err;
   report::set_fd(1);
-  if (!spec::read_all(0, &buf)) report::die("spec", "read", errno, "stdin");
-  if (!spec::parse(buf, &ops, &err)) report::die("spec", "", EINVAL, "", err.c_str());
+  if (!spec::read_all(0, &buf)) report::die("clone", "read", errno, "stdin", "spec");
+  // The whole list is checked here, before the first fork: a bad spec never
+  // leaves a half-built sandbox behind. Its failure belongs to `clone`, the
+  // step of the helper run as a whole; the detail names the op and its step.
+  if (!spec::parse(buf, &sp, &err)) report::die("clone", "", EINVAL, "", err.c_str());
+  const std::vector<Op>& ops = sp.ops;
 
   Ctx c;
-  size_t i = 0;
   // Host ops before the clone (none in today's steps.ts, but allowed).
-  for (; i < ops.size() && ops[i].name != "clone-userns"; ++i) run_host_op(&c, ops[i]);
-  if (i == ops.size()) report::die("spec", "", EINVAL, "", "no clone-userns op");
-  const Op& clone_op = ops[i++];
+  for (size_t i = 0; i < sp.clone_userns; ++i) run_host_op(&c, ops[i]);
+  const Op& clone_op = ops[sp.clone_userns];
 
   int status[2], go[2];
   if (pipe2(status, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0)
@@ -471,11 +465,8 @@ int run(int argc, char** argv) {
       report::die(clone_op.step.c_str(), "unshare", errno, "", "CLONE_NEWUSER");
     report::line("USERNS");
     child_wait_go(&c);
-    size_t j = i;
-    while (j < ops.size() && ops[j].name != "release-child") ++j;
-    for (++j; j < ops.size() && ops[j].name != "fork-init"; ++j) run_child_op(&c, ops[j]);
-    if (j == ops.size()) report::die("spec", "", EINVAL, "", "no fork-init op");
-    const Op& fork_op = ops[j++];
+    for (size_t j = sp.release_child + 1; j < sp.fork_init; ++j) run_child_op(ops[j]);
+    const Op& fork_op = ops[sp.fork_init];
     pid_t init = fork();
     if (init < 0) report::die(fork_op.step.c_str(), "fork", errno, "");
     if (init > 0) {
@@ -485,11 +476,8 @@ int run(int argc, char** argv) {
     // ---- init (pid 1 of the new pid namespace) ----
     // The parent (child stage) exits right away; init must not die with it.
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    for (; j < ops.size(); ++j) {
-      if (ops[j].name == "init-loop") init_loop(&c);
-      run_init_op(&c, ops[j]);
-    }
-    report::die("spec", "", EINVAL, "", "no init-loop op");
+    for (size_t j = sp.fork_init + 1; j < sp.init_loop; ++j) run_init_op(ops[j]);
+    init_loop(&c);
   }
 
   // ---- host ----
@@ -498,16 +486,16 @@ int run(int argc, char** argv) {
   close(c.go_r);
   std::string line;
   host_expect_line(&c, clone_op.step.c_str(), "USERNS", &line);
-  for (; i < ops.size() && ops[i].name != "release-child"; ++i) run_host_op(&c, ops[i]);
-  if (i == ops.size()) host_die(&c, "spec", "", EINVAL, "", "no release-child op");
-  if (write(c.go_w, "g", 1) != 1) host_die(&c, ops[i].step.c_str(), "write", errno, "go pipe");
-  host_expect_line(&c, ops[i].step.c_str(), "PID ", &line);
+  for (size_t i = sp.clone_userns + 1; i < sp.release_child; ++i) run_host_op(&c, ops[i]);
+  const Op& release_op = ops[sp.release_child];
+  if (write(c.go_w, "g", 1) != 1) host_die(&c, release_op.step.c_str(), "write", errno, "go pipe");
+  host_expect_line(&c, release_op.step.c_str(), "PID ", &line);
   c.init = static_cast<pid_t>(atol(line.c_str() + 4));
   int wst = 0;
   while (waitpid(c.child, &wst, 0) < 0 && errno == EINTR) {
   }
   c.child = -1;
-  host_expect_line(&c, "init", "OK ", &line);
+  host_expect_line(&c, ops[sp.init_loop].step.c_str(), "OK ", &line);
   report::line("OK %d", c.init);
   return 0;
 }

@@ -6,7 +6,7 @@
 //                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
 //                        -- ARGV...
 //
-// Order (runc setns_init / SANDBOX.md §3.8):
+// Order (runc setns_init / docs/sandbox.md#joining-a-sandbox):
 //   pidfd_open(init) and check its user namespace inode, so a recycled pid
 //   can never send us into someone else's sandbox; PR_SET_DUMPABLE 0, so
 //   nothing in the sandbox can ptrace or read /proc/<us>/{mem,environ,exe}
@@ -45,6 +45,10 @@ extern char** environ;
 namespace join {
 namespace {
 
+// Every failure of a join is the sandbox step `join` (StepName in
+// native/index.ts); the syscall field tells the phases apart.
+const char kStep[] = "join";
+
 struct Args {
   pid_t pid = -1;
   unsigned long long userns_ino = 0;
@@ -58,7 +62,7 @@ struct Args {
   std::vector<char*> argv;
 };
 
-[[noreturn]] void usage(const char* why) { report::die("join", "", EINVAL, "", why); }
+[[noreturn]] void usage(const char* why) { report::die(kStep, "", EINVAL, "", why); }
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -123,14 +127,14 @@ int run(int argc, char** argv) {
   sys::close_range(3, ~0U, 0);
 
   int pidfd = sys::pidfd_open(a.pid, 0);
-  if (pidfd < 0) report::die("join", "pidfd_open", errno, "", "sandbox init is gone");
+  if (pidfd < 0) report::die(kStep, "pidfd_open", errno, "", "sandbox init is gone");
   if (a.userns_ino != 0) {
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/ns/user", a.pid);
     struct stat st;
-    if (stat(p, &st) != 0) report::die("join", "stat", errno, p);
+    if (stat(p, &st) != 0) report::die(kStep, "stat", errno, p);
     if (static_cast<unsigned long long>(st.st_ino) != a.userns_ino)
-      report::die("join", "", ESRCH, p,
+      report::die(kStep, "", ESRCH, p,
                   "pid now belongs to another process (user namespace differs)");
   }
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -142,21 +146,21 @@ int run(int argc, char** argv) {
 
   std::string self = std::to_string(getpid());
   for (const std::string& procs : a.cgroups) {
-    if (!write_file(procs.c_str(), self)) report::die("join-cgroup", "write", errno, procs.c_str());
+    if (!write_file(procs.c_str(), self)) report::die(kStep, "write", errno, procs.c_str());
   }
 
   int nsflags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
                 CLONE_NEWNET | CLONE_NEWCGROUP;
-  if (setns(pidfd, nsflags) != 0) report::die("setns", "setns", errno, "", "pidfd, all namespaces");
+  if (setns(pidfd, nsflags) != 0) report::die(kStep, "setns", errno, "", "pidfd, all namespaces");
   close(pidfd);
 
   // While still sandbox root (CAP_SYS_ADMIN in the sandbox's userns): the
   // filter is then inherited by the command and everything it starts.
   if (!a.no_seccomp) seccomp::install();
 
-  if (setgroups(0, nullptr) != 0) report::die("setids", "setgroups", errno, "");
-  if (setresgid(a.gid, a.gid, a.gid) != 0) report::die("setids", "setresgid", errno, "");
-  if (setresuid(a.uid, a.uid, a.uid) != 0) report::die("setids", "setresuid", errno, "");
+  if (setgroups(0, nullptr) != 0) report::die(kStep, "setgroups", errno, "");
+  if (setresgid(a.gid, a.gid, a.gid) != 0) report::die(kStep, "setresgid", errno, "");
+  if (setresuid(a.uid, a.uid, a.uid) != 0) report::die(kStep, "setresuid", errno, "");
   // setresuid reset dumpable; keep the relay non-dumpable anyway.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
@@ -168,7 +172,7 @@ int run(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &relay, &old);
 
   pid_t child = fork();
-  if (child < 0) report::die("fork", "fork", errno, "");
+  if (child < 0) report::die(kStep, "fork", errno, "");
   if (child == 0) {
     sigset_t none;
     sigemptyset(&none);
@@ -179,7 +183,7 @@ int run(int argc, char** argv) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() == 1) _exit(125);
     sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (chdir(a.cwd.c_str()) != 0) report::die("exec", "chdir", errno, a.cwd.c_str());
+    if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
     std::vector<char*> envp;
     for (std::string& e : a.env) envp.push_back(&e[0]);
     envp.push_back(nullptr);

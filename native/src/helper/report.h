@@ -2,9 +2,11 @@
 // child and the sandbox init) reports a failure as ONE line on a shared pipe:
 //   ERR \t step \t syscall \t errno \t path \t detail \n
 // Lines are shorter than PIPE_BUF, so writes from several processes never
-// interleave. The TypeScript side turns the record into a SandboxError with
-// Node's errno shape ({code, errno, syscall, path, step}). Nothing here prints
-// to a terminal: the helper returns data, the server decides what to show.
+// interleave. Two readers turn it into error props ({code, errno, syscall,
+// path, step, detail}): errors::ParseRecord in the addon for `create`, and
+// parseErrRecord in native/index.ts for `join`. `step` is always one of
+// StepName there. Nothing here prints to a terminal: the helper returns data,
+// the server decides what to show.
 #pragma once
 
 #include <cerrno>

@@ -4,8 +4,8 @@
 // capabilities a container holds, and lab students hold CAP_SYS_ADMIN (in
 // their user namespace) - mount, unshare and setns are the curriculum. So we
 // allow everything the labs need and refuse the kernel surfaces no lab needs
-// and that carry the userns privilege-escalation history (SANDBOX.md §1.2,
-// §3.9): io_uring, bpf, perf, userfaultfd, keyrings, module and kexec
+// and that carry the userns privilege-escalation history (docs/sandbox.md#the-seccomp-filter):
+// io_uring, bpf, perf, userfaultfd, keyrings, module and kexec
 // loading, open_by_handle_at (Shocker), clock setters, AF_ALG ("copy.fail")
 // and AF_VSOCK sockets, and TIOCSTI/TIOCLINUX terminal injection.
 //
@@ -121,7 +121,8 @@ void install() {
 
   sock_fprog prog = {static_cast<unsigned short>(p.size()), p.data()};
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
-    report::die("seccomp", "seccomp", errno, "", "SECCOMP_SET_MODE_FILTER");
+    // Installed by `join` only, so its failure is that step (StepName).
+    report::die("join", "seccomp", errno, "", "SECCOMP_SET_MODE_FILTER");
   }
 }
 

@@ -5,8 +5,13 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "flags.h"
+
 namespace spec {
 namespace {
+
+// Past init-loop: nothing may run there.
+constexpr unsigned kDone = ops::kInit << 1;
 
 bool next_field(const std::string& buf, size_t* pos, std::string* field, std::string* error) {
   size_t colon = buf.find(':', *pos);
@@ -32,29 +37,82 @@ bool next_field(const std::string& buf, size_t* pos, std::string* field, std::st
   return true;
 }
 
+bool fail(std::string* error, const std::string& detail) {
+  *error = "spec: " + detail;
+  return false;
+}
+
+// "spec: ops[7] 'mount' (step rootfs): needs 5 args, got 4"
+bool op_fail(std::string* error, const Op& op, const std::string& why) {
+  return fail(error, "ops[" + std::to_string(op.index) + "] '" + op.name + "' (step " + op.step +
+                         "): " + why);
+}
+
 }  // namespace
 
-bool parse(const std::string& buf, std::vector<Op>* out, std::string* error) {
+bool parse(const std::string& buf, Spec* out, std::string* error) {
+  unsigned stage = ops::kPreClone;
   size_t pos = 0;
-  while (pos < buf.size()) {
+  std::string why;
+  for (size_t index = 0; pos < buf.size(); ++index) {
     Op op;
+    op.index = index;
     std::string argc_s;
-    if (!next_field(buf, &pos, &op.step, error) || !next_field(buf, &pos, &op.name, error) ||
-        !next_field(buf, &pos, &argc_s, error)) {
-      return false;
+    if (!next_field(buf, &pos, &op.step, &why) || !next_field(buf, &pos, &op.name, &why) ||
+        !next_field(buf, &pos, &argc_s, &why)) {
+      return fail(error, "ops[" + std::to_string(index) + "]: " + why);
     }
+    const ops::Def* def = ops::find(op.name);
+    if (!def) return op_fail(error, op, "unknown op");
     char* end = nullptr;
     long argc = strtol(argc_s.c_str(), &end, 10);
-    if (*end != '\0' || argc < 0 || argc > 64) {
-      *error = "bad argc for op " + op.name;
-      return false;
+    if (argc_s.empty() || *end != '\0' || argc < 0 || argc > 64)
+      return op_fail(error, op, "bad argc '" + argc_s + "'");
+    if (static_cast<unsigned long>(argc) != def->argc) {
+      return op_fail(error, op,
+                     "needs " + std::to_string(def->argc) + " args, got " + std::to_string(argc));
     }
     for (long i = 0; i < argc; ++i) {
       std::string a;
-      if (!next_field(buf, &pos, &a, error)) return false;
+      if (!next_field(buf, &pos, &a, &why)) return op_fail(error, op, why);
       op.args.push_back(a);
     }
-    out->push_back(op);
+    if (stage == kDone) return op_fail(error, op, "follows init-loop, which never returns");
+    if (!(def->stages & stage)) {
+      return op_fail(error, op,
+                     std::string("not allowed in the ") + ops::stage_name(stage) +
+                         " stage (allowed: " + ops::stage_names(def->stages) + ")");
+    }
+    if (def->kind == ops::Kind::kMount && !flags::parse_mount(op.args[3], &op.mount_flags))
+      return op_fail(error, op, "unknown mount flag in '" + op.args[3] + "'");
+    if (def->kind == ops::Kind::kUnshare && !flags::parse_clone(op.args[0], &op.clone_flags))
+      return op_fail(error, op, "unknown clone flag in '" + op.args[0] + "'");
+    op.kind = def->kind;
+    op.stage = static_cast<ops::Stage>(stage);
+    if (def->boundary) {
+      switch (def->kind) {
+        case ops::Kind::kCloneUserns:
+          out->clone_userns = index;
+          break;
+        case ops::Kind::kReleaseChild:
+          out->release_child = index;
+          break;
+        case ops::Kind::kForkInit:
+          out->fork_init = index;
+          break;
+        case ops::Kind::kInitLoop:
+          out->init_loop = index;
+          break;
+        default:
+          break;
+      }
+      stage <<= 1;  // the next stage begins
+    }
+    out->ops.push_back(op);
+  }
+  if (stage != kDone) {
+    return fail(error, std::string("the list ends in the ") + ops::stage_name(stage) +
+                           " stage: no " + ops::boundary_ending(stage) + " op");
   }
   return true;
 }

@@ -7,14 +7,13 @@
  */
 import * as crypto from 'node:crypto';
 import type { LabSession } from '../protocol/index';
-import type { LabCatalog } from '../labs/catalog';
-import { labSandboxOptions, notApplicable, prepareSandbox } from '../labs/runner';
-import type { CgroupMode } from '../sandbox/cgroups';
-import { SandboxError } from '../sandbox/errors';
-import type { SandboxManager } from '../sandbox/sandbox';
+import type { SandboxManager } from '../sandbox/index';
+import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Store } from '../store/store';
+import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
-import type { Session, SessionManager } from './session-manager';
+import type { LabCatalog } from './catalog';
+import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
 
 export class LabSessions {
   private readonly secret: string;
@@ -26,7 +25,6 @@ export class LabSessions {
     private readonly sandboxes: SandboxManager,
     private readonly store: Store,
     private readonly catalog: LabCatalog,
-    private readonly mode: CgroupMode,
     private readonly log: Logger,
   ) {
     this.secret = store.meta('token-secret', () => crypto.randomBytes(32).toString('hex'));
@@ -55,17 +53,9 @@ export class LabSessions {
 
   private async doStart(owner: string, labId: string): Promise<LabSession> {
     const loaded = this.catalog.labs.get(labId);
-    if (!loaded)
-      throw new SandboxError(`no lab with id ${JSON.stringify(labId)}`, {
-        code: 'ENOENT',
-        step: 'lab',
-      });
-    const na = notApplicable(loaded.lab, this.mode);
-    if (na)
-      throw new SandboxError(`this lab cannot run here: ${na}`, {
-        code: 'ENOTSUP',
-        step: 'lab',
-      });
+    if (!loaded) throw new RequestError('not-found', `no lab with id ${JSON.stringify(labId)}`);
+    const na = notApplicable(loaded.lab, this.catalog.mode);
+    if (na) throw new RequestError('unsupported', `this lab cannot run here: ${na}`);
     let s = this.find(owner, labId);
     let startMs = 0;
     let notice: string | undefined;

@@ -1,0 +1,140 @@
+/**
+ * The lab runtime that production uses: running a check or hint script in a
+ * student's sandbox (with the check library), laying a lab's files into a
+ * fresh sandbox and running its setup, the sandbox options a lab asks for,
+ * and whether this host can run a lab at all. Check, the lab API, lab
+ * sessions and `underlay test` all use this one module.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseSize } from '../config';
+import { SandboxError, type CgroupMode, type Sandbox } from '../sandbox/index';
+import type { LoadedLab } from './loader';
+import type { Lab } from './schema';
+
+export const CHECK_LIB = fs.readFileSync(
+  [
+    path.join(__dirname, 'check-lib.sh'),
+    path.resolve(__dirname, '..', '..', '..', 'server', 'labs', 'check-lib.sh'),
+  ].find((p) => fs.existsSync(p)) as string,
+  'utf8',
+);
+
+/** The env a script sees: earlier steps' messages as $STEP_<id>_OUT. */
+export function stepEnv(outs: Map<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [id, out] of outs) env[`STEP_${id.replace(/-/g, '_')}_OUT`] = out;
+  return env;
+}
+
+export async function runScript(
+  sb: Sandbox,
+  script: string,
+  opts: { timeoutS: number; env: Record<string, string> },
+): Promise<{ code: number; message: string; output: string; timedOut: boolean }> {
+  const r = await sb.exec(['bash', '-c', `${CHECK_LIB}\n${script}`], {
+    timeoutMs: opts.timeoutS * 1000,
+    maxBytes: 256 * 1024,
+    env: opts.env,
+  });
+  const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
+  // The tail of the output, bounded in lines and in characters (one line can be megabytes).
+  let output = `${r.stdout}${r.stderr}`.split('\n').slice(-15).join('\n').trim();
+  if (output.length > 2000) output = `…${output.slice(-2000)}`;
+  return {
+    code: r.timedOut ? 124 : r.code,
+    message: lines.at(-1) ?? '',
+    output:
+      (r.timedOut ? `[killed after ${opts.timeoutS}s] ` : '') +
+      (r.truncated ? '[output truncated] ' : '') +
+      output,
+    timedOut: r.timedOut,
+  };
+}
+
+const MAX_FILES_BYTES = 8 * 1024 * 1024;
+
+/** The lab's `sandbox.files` as (sandbox path, mode, content) triples; bounded in total size. */
+export function labFiles(loaded: LoadedLab): { to: string; mode: string; data: Buffer }[] {
+  const out: { to: string; mode: string; data: Buffer }[] = [];
+  let total = 0;
+  const add = (src: string, dst: string, mode: string | undefined) => {
+    const st = fs.statSync(src);
+    if (st.isDirectory()) {
+      for (const e of fs.readdirSync(src).sort())
+        add(path.join(src, e), path.posix.join(dst, e), mode);
+      return;
+    }
+    const data = fs.readFileSync(src);
+    total += data.length;
+    if (total > MAX_FILES_BYTES)
+      throw new SandboxError(`sandbox.files of ${loaded.lab.metadata.id} exceed 8 MiB`, {
+        code: 'EFBIG',
+        step: 'lab-files',
+      });
+    out.push({ to: dst, mode: mode ?? (st.mode & 0o7777).toString(8), data });
+  };
+  for (const f of loaded.lab.sandbox.files) add(path.resolve(loaded.dir, f.from), f.to, f.mode);
+  return out;
+}
+
+/** Lays the lab's files into a fresh sandbox and runs its setup; throws with the output on failure. */
+export async function prepareSandbox(loaded: LoadedLab, sb: Sandbox): Promise<void> {
+  const { lab } = loaded;
+  // One exec per file, the content on stdin (argv would hit E2BIG on big files).
+  for (const f of labFiles(loaded)) {
+    const r = await sb.exec(
+      [
+        'sh',
+        '-c',
+        'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
+        'sh',
+        f.to,
+        f.mode,
+      ],
+      { input: f.data, timeoutMs: 30_000 },
+    );
+    if (r.code !== 0)
+      throw new SandboxError(
+        `copying ${f.to} into the sandbox failed (exit ${r.code}): ${r.stderr.trim()}`,
+        {
+          step: 'lab-files',
+        },
+      );
+  }
+  if (lab.setup) {
+    const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {} });
+    if (r.code !== 0)
+      throw new SandboxError(`the lab's setup exited ${r.code}: ${r.output}`, {
+        step: 'lab-setup',
+        hint: 'Run `underlay test` on this lab to see the setup fail in isolation.',
+      });
+  }
+}
+
+/** Sandbox options for a lab. */
+export function labSandboxOptions(lab: Lab) {
+  return {
+    hostname: lab.sandbox.hostname,
+    packages: lab.sandbox.packages,
+    limits: {
+      ...(lab.sandbox.memory ? { memoryBytes: parseSize(lab.sandbox.memory) as number } : {}),
+      ...(lab.sandbox.pids ? { pids: lab.sandbox.pids } : {}),
+      ...(lab.sandbox.cpus ? { cpus: lab.sandbox.cpus } : {}),
+    },
+  };
+}
+
+export function notApplicable(lab: Lab, mode: CgroupMode): string | undefined {
+  if (lab.requires.cgroup !== 'any' && lab.requires.cgroup !== mode) {
+    return `needs cgroup ${lab.requires.cgroup}; this host runs cgroup ${mode}`;
+  }
+  if (lab.requires.kernel) {
+    const [a, b] = lab.requires.kernel.split('.').map(Number) as [number, number];
+    const m = /^(\d+)\.(\d+)/.exec(os.release());
+    if (m && (Number(m[1]) < a || (Number(m[1]) === a && Number(m[2]) < b)))
+      return `needs Linux >= ${lab.requires.kernel}; this host runs ${os.release()}`;
+  }
+  return undefined;
+}

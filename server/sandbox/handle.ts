@@ -1,0 +1,202 @@
+/**
+ * A running sandbox, as callers see it: enter it and run commands, through
+ * pipes (`exec`, `spawnPipes`) or a pty (`spawnPty`). Every process that
+ * enters a sandbox is a fresh underlay-nsexec `join` (the Node process never
+ * changes namespaces), and the handle owns every such spawn: it records the
+ * pid so the reaper never waitpid()s a child that libuv or node-pty will wait
+ * for itself.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as pty from 'node-pty';
+import { joinArgs, parseErrRecord, type Native } from '../../native/index';
+import type { SandboxRecord } from '../store/store';
+import { terminalCgroup } from './cgroups';
+import { SandboxError } from './errors';
+import { SANDBOX_ENV, type ExecOptions, type ExecResult, type JoinOptions } from './options';
+import { exitStatus } from '../util/exit-status';
+
+/** Pids of helper processes this process spawned itself (libuv or node-pty reaps them, not the reaper). */
+class SpawnRegistry {
+  private readonly pids = new Set<number>();
+  add(pid: number | undefined): void {
+    if (pid) this.pids.add(pid);
+  }
+  delete(pid: number | undefined): void {
+    if (pid) this.pids.delete(pid);
+  }
+  has(pid: number): boolean {
+    return this.pids.has(pid);
+  }
+}
+
+/**
+ * One registry per process, because the subreaper role it protects is per
+ * process: any manager's reaper must skip any handle's spawns. Only Sandbox
+ * adds to it, so no caller has to remember to.
+ */
+export const ownSpawns = new SpawnRegistry();
+
+export interface PtyOptions extends JoinOptions {
+  cols: number;
+  rows: number;
+}
+
+/** The helper's own failure: exit 125 with an `ERR\t...` record as the first line of stderr. */
+export function helperFailure(code: number, stderr: string, id: string): SandboxError | undefined {
+  if (code !== 125) return undefined;
+  const props = parseErrRecord(stderr);
+  return props ? SandboxError.fromNative(props, `sandbox ${id}`) : undefined;
+}
+
+export class Sandbox {
+  constructor(
+    readonly record: SandboxRecord,
+    private readonly native: Native,
+  ) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+  get initPid(): number {
+    return this.record.initPid ?? -1;
+  }
+
+  /**
+   * A cgroup of its own for one terminal (see cgroups.ts terminalCgroup), so
+   * closing the terminal kills exactly what it started, nohup and setsid
+   * included. Returns its dirs and the cgroup.procs files to join.
+   */
+  terminalCgroup(name: string): { dirs: string[]; joinProcs: string[] } {
+    return terminalCgroup(this.record.resources, name);
+  }
+
+  /** The helper's argv: enter this sandbox and run `argv`. */
+  private join(argv: string[], opts: JoinOptions & { setsid?: boolean }): string[] {
+    const r = this.record;
+    if (r.initPid === null || r.usernsIno === null) {
+      throw new SandboxError(`sandbox ${r.id} is not ready`, { step: 'join', code: 'ESRCH' });
+    }
+    return joinArgs({
+      pid: r.initPid,
+      usernsIno: r.usernsIno,
+      cgroupProcs: opts.cgroupProcs ?? r.resources.joinProcs,
+      ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+      cwd: opts.cwd ?? (opts.uid ? '/home/learner' : '/root'),
+      env: {
+        ...SANDBOX_ENV,
+        HOSTNAME: r.hostname,
+        ...(opts.uid ? { USER: 'learner', HOME: '/home/learner' } : {}),
+        ...opts.env,
+      },
+      ...(opts.setsid ? { setsid: true } : {}),
+      ...(opts.seccomp === false ? { seccomp: false } : {}),
+      argv,
+    });
+  }
+
+  /**
+   * `argv` in the sandbox with stdin/stdout/stderr as pipes, in a session of
+   * its own. The caller handles the streams; the pid is tracked until exit.
+   */
+  spawnPipes(argv: string[], opts: JoinOptions = {}): ChildProcessWithoutNullStreams {
+    const child = spawn(this.native.helperPath, this.join(argv, { ...opts, setsid: true }), {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {} as NodeJS.ProcessEnv,
+    });
+    ownSpawns.add(child.pid);
+    child.on('exit', () => ownSpawns.delete(child.pid));
+    return child;
+  }
+
+  /** `argv` in the sandbox on a new pty (a terminal); tracked until exit. */
+  spawnPty(argv: string[], opts: PtyOptions): pty.IPty {
+    const p = pty.spawn(this.native.helperPath, this.join(argv, opts), {
+      name: 'xterm-256color',
+      cols: opts.cols,
+      rows: opts.rows,
+      cwd: '/',
+      env: {},
+      encoding: null,
+    });
+    ownSpawns.add(p.pid);
+    p.onExit(() => ownSpawns.delete(p.pid));
+    return p;
+  }
+
+  /**
+   * Runs `argv` inside the sandbox as sandbox root (or `uid`) through pipes,
+   * bounded in time and output. Host fds never reach the sandbox: the helper
+   * marks every fd above 2 close-on-exec, and 0-2 are pipes.
+   */
+  exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const max = opts.maxBytes ?? 1024 * 1024;
+    const timeout = opts.timeoutMs ?? 10_000;
+    const t0 = process.hrtime.bigint();
+    return new Promise((resolve, reject) => {
+      let child: ChildProcessWithoutNullStreams;
+      try {
+        child = this.spawnPipes(argv, opts);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let outN = 0;
+      let errN = 0;
+      let truncated = false;
+      let timedOut = false;
+      child.stdout.on('data', (b: Buffer) => {
+        if (outN < max) out.push(b.subarray(0, max - outN));
+        else truncated = true;
+        outN += b.length;
+      });
+      child.stderr.on('data', (b: Buffer) => {
+        if (errN < max) err.push(b.subarray(0, max - errN));
+        else truncated = true;
+        errN += b.length;
+      });
+      const timer = setTimeout(() => {
+        timedOut = true;
+        // The helper relays SIGTERM; its child dies with it (PDEATHSIG) if
+        // it ignores that, once the helper is SIGKILLed.
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 500).unref();
+      }, timeout);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(SandboxError.wrap(`exec in sandbox ${this.id}`, e, 'join'));
+      });
+      // Finish when the command exits, not when every holder of its stdout
+      // does: a background job (`sleep 300 &`) inherits the pipe and would
+      // otherwise hold the call open. Give the pipes a moment to drain.
+      child.on('exit', () => {
+        setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+        }, 50).unref();
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        const stderr = Buffer.concat(err).toString('utf8');
+        const rc = exitStatus(code, signal);
+        const failure = helperFailure(rc, stderr, this.id);
+        if (failure) {
+          reject(failure);
+          return;
+        }
+        resolve({
+          code: rc,
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr,
+          timedOut,
+          truncated: truncated || outN > max || errN > max,
+          ms: Number(process.hrtime.bigint() - t0) / 1e6,
+        });
+      });
+      child.stdin.on('error', () => {});
+      child.stdin.end(opts.input ?? '');
+    });
+  }
+}

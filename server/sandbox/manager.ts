@@ -1,0 +1,301 @@
+/**
+ * Creating sandboxes: the named steps students study, in order, each one
+ * wrapped so that its failure names it.
+ *
+ *   allocate-ids -> cgroup -> scratch -> idmap-lower -> overlay -> clone
+ *   -> rootfs -> pivot-root -> hostname -> network -> init
+ *
+ * allocate-ids, cgroup and scratch run here on the host; idmap-lower through
+ * init are the op list of steps.ts, run by a fresh underlay-nsexec.
+ *
+ * Every resource is recorded in the store BEFORE it is created, so a crash
+ * at any point leaves a record that the reaper (`reap`, or the next server
+ * start) can finish tearing down.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { encodeOps, loadNative, type Native, type StepName } from '../../native/index';
+import type { Config } from '../config';
+import type { SandboxRecord, Store } from '../store/store';
+import { RequestError } from '../util/errors';
+import { createLogger, type Logger } from '../util/logger';
+import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
+import { SandboxError } from './errors';
+import { Sandbox } from './handle';
+import { requireImage, shiftedImage, type ImageInfo } from './images';
+import { resolveLimits, validateHostname, type CreateOptions, type Limits } from './options';
+import { initAlive, ownerAlive, Reaper } from './reaper';
+import { nsInode, processStartTime } from './proc';
+import { buildOps } from './steps';
+
+export interface ManagerOptions {
+  config: Config;
+  store: Store;
+  driver?: CgroupDriver;
+  native?: Native;
+  logger?: Logger;
+}
+
+/** What create() works from: the request, validated and resolved. */
+interface Plan {
+  id: string;
+  hostname: string;
+  limits: Limits;
+  image: ImageInfo;
+  ownerKind: NonNullable<CreateOptions['ownerKind']>;
+}
+
+/** The host-side directories of one sandbox (under its session dir). */
+interface Scratch {
+  lower: string;
+  upper: string;
+  work: string;
+  merged: string;
+}
+
+/** Runs one named step; any failure in it becomes a SandboxError naming the step. */
+async function step<T>(name: StepName, id: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof SandboxError && err.step) throw err;
+    if (err instanceof RequestError) throw err;
+    throw SandboxError.wrap(`sandbox ${id}: ${name}`, err, name);
+  }
+}
+
+export class SandboxManager {
+  readonly config: Config;
+  readonly store: Store;
+  readonly driver: CgroupDriver;
+  readonly native: Native;
+  readonly reaper: Reaper;
+  private readonly log: Logger;
+
+  constructor(opts: ManagerOptions) {
+    this.config = opts.config;
+    this.store = opts.store;
+    this.native = opts.native ?? loadNative();
+    this.native.addon.initialize((props) => SandboxError.fromNative(props));
+    // Orphaned sandbox inits and join helpers re-parent to us, so we can reap them.
+    this.native.addon.setChildSubreaper();
+    this.driver = opts.driver ?? createDriver();
+    this.log = opts.logger ?? createLogger(this.config.logLevel);
+    this.reaper = new Reaper({
+      config: this.config,
+      store: this.store,
+      native: this.native,
+      log: this.log,
+    });
+  }
+
+  private sessionsDir(): string {
+    return path.join(this.config.stateDir, 'sessions');
+  }
+
+  async create(opts: CreateOptions = {}): Promise<Sandbox> {
+    const plan = this.plan(opts);
+    const t0 = Date.now();
+    const record = await step('allocate-ids', plan.id, () => this.allocateIds(plan));
+    try {
+      const cg = await step('cgroup', plan.id, () => this.makeCgroup(record, plan));
+      const dirs = await step('scratch', plan.id, () => this.makeScratch(record, plan));
+      // idmap-lower -> overlay -> clone -> rootfs -> pivot-root -> hostname
+      // -> network -> init: one op list, each op tagged with its step.
+      const initPid = await this.runHelper(record, plan, cg, dirs);
+      await step('init', plan.id, () => this.recordInit(record, cg, initPid));
+      this.log.info('sandbox created', {
+        id: plan.id,
+        k: record.k,
+        initPid,
+        ms: Date.now() - t0,
+      });
+      return new Sandbox(record, this.native);
+    } catch (err) {
+      const e =
+        err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${plan.id}`, err);
+      this.log.warn('sandbox create failed', { id: plan.id, error: e.toJSON() });
+      await this.reaper
+        .teardown(record)
+        .catch((te) =>
+          this.log.error('cleanup after failed create', { id: plan.id, error: String(te) }),
+        );
+      throw e;
+    }
+  }
+
+  /** Validates the request and picks the image; nothing exists yet. */
+  private plan(opts: CreateOptions): Plan {
+    return {
+      id: crypto.randomBytes(6).toString('hex'),
+      hostname: validateHostname(opts.hostname ?? 'underlay'),
+      limits: resolveLimits(opts.limits),
+      image: requireImage(this.config.imagesDir, opts.packages ?? []),
+      ownerKind: opts.ownerKind ?? 'cli',
+    };
+  }
+
+  /** allocate-ids: an own 65536-id range, recorded before anything exists. */
+  private allocateIds(plan: Plan): SandboxRecord {
+    return this.store.reserve(
+      (k) => ({
+        id: plan.id,
+        k,
+        uidBase: this.config.uidBase + 65536 * k,
+        state: 'creating',
+        initPid: null,
+        initStart: null,
+        usernsIno: null,
+        ownerPid: process.pid,
+        ownerStart: processStartTime(process.pid) ?? 0,
+        ownerKind: plan.ownerKind,
+        hostname: plan.hostname,
+        resources: {
+          sessionDir: path.join(this.sessionsDir(), plan.id),
+          mounts: [],
+          cgroupMode: this.driver.mode,
+          cgroupDirs: [],
+          joinProcs: [],
+        },
+        createdAt: Date.now(),
+      }),
+      this.config.maxSessions,
+    );
+  }
+
+  /** cgroup: the session's cgroups with limits, delegated to sandbox root. */
+  private makeCgroup(record: SandboxRecord, plan: Plan): SessionCgroup {
+    const uid = record.uidBase;
+    const cg = this.driver.create(plan.id, plan.limits, { uid, gid: uid });
+    record.resources.cgroupDirs = cg.dirs;
+    record.resources.joinProcs = cg.joinProcs;
+    this.store.update(record);
+    return cg;
+  }
+
+  /** scratch: upper + work on a size- and inode-limited tmpfs, and the mount points. */
+  private makeScratch(record: SandboxRecord, plan: Plan): Scratch {
+    const { sessionDir } = record.resources;
+    fs.mkdirSync(this.sessionsDir(), { recursive: true, mode: 0o711 });
+    fs.chmodSync(this.config.stateDir, 0o711);
+    // 0711 all the way: the sandbox's root (an unprivileged host uid) must be
+    // able to walk to `merged` for the self-bind (docs/sandbox.md#session-directories).
+    fs.mkdirSync(sessionDir, { mode: 0o711 });
+    const scratch = path.join(sessionDir, 'scratch');
+    const lower = path.join(sessionDir, 'lower');
+    const merged = path.join(sessionDir, 'merged');
+    for (const d of [scratch, lower, merged]) fs.mkdirSync(d, { mode: 0o711 });
+    record.resources.mounts = [scratch, lower, merged];
+    this.store.update(record);
+    this.native.addon.mount(
+      'tmpfs',
+      scratch,
+      'tmpfs',
+      'MS_NODEV',
+      `size=${plan.limits.scratchBytes},nr_inodes=${plan.limits.scratchInodes},mode=0711`,
+      'scratch',
+    );
+    const upper = path.join(scratch, 'upper');
+    const work = path.join(scratch, 'work');
+    fs.mkdirSync(upper, { mode: 0o755 });
+    fs.mkdirSync(work, { mode: 0o700 });
+    // The upper dir's owner becomes the owner of `/` inside: sandbox root.
+    fs.chownSync(upper, record.uidBase, record.uidBase);
+    return { lower, upper, work, merged };
+  }
+
+  /** idmap-lower .. init: the op list, run by a fresh helper; resolves with the init's pid. */
+  private async runHelper(
+    record: SandboxRecord,
+    plan: Plan,
+    cg: SessionCgroup,
+    dirs: Scratch,
+  ): Promise<number> {
+    const uid = record.uidBase;
+    const imageRoot = await step('idmap-lower', plan.id, () =>
+      this.config.idmap ? plan.image.rootfs : shiftedImage(plan.image, this.config.imagesDir, uid),
+    );
+    const ops = buildOps({
+      uidBase: uid,
+      gidBase: uid,
+      hostname: plan.hostname,
+      imageRoot,
+      idmap: this.config.idmap,
+      lowerDir: dirs.lower,
+      upperDir: dirs.upper,
+      workDir: dirs.work,
+      mergedDir: dirs.merged,
+      cgroup: cg,
+      tmpBytes: plan.limits.tmpBytes,
+      tmpInodes: 16384,
+    });
+    // Errors from the helper already name the op's step.
+    const { initPid } = await step('clone', plan.id, () =>
+      this.native.addon.createSandbox(this.native.helperPath, encodeOps(ops)),
+    );
+    return initPid;
+  }
+
+  /** init: the sandbox runs; record who it is so a later start can re-adopt or reap it. */
+  private recordInit(record: SandboxRecord, cg: SessionCgroup, initPid: number): void {
+    record.initPid = initPid;
+    cg.afterStart();
+    record.initStart = processStartTime(initPid) ?? null;
+    record.usernsIno = nsInode(initPid, 'user');
+    record.state = 'ready';
+    this.store.update(record);
+  }
+
+  private record(id: string): SandboxRecord {
+    const r = this.store.get(id);
+    if (!r)
+      throw new RequestError('not-found', `no sandbox with id ${JSON.stringify(id)}`, {
+        hint: 'list them with `underlay sandbox ls`',
+      });
+    return r;
+  }
+
+  get(id: string): Sandbox {
+    return new Sandbox(this.record(id), this.native);
+  }
+
+  list(): (SandboxRecord & { alive: boolean; ownerAlive: boolean })[] {
+    return this.store.list().map((r) => ({ ...r, alive: initAlive(r), ownerAlive: ownerAlive(r) }));
+  }
+
+  /** Tears down one sandbox by id (everything in it dies). */
+  async destroy(id: string): Promise<void> {
+    await this.reaper.teardown(this.record(id));
+  }
+
+  /** Tears down a sandbox this caller holds. */
+  teardown(sb: Sandbox | SandboxRecord): Promise<void> {
+    return this.reaper.teardown(sb instanceof Sandbox ? sb.record : sb);
+  }
+
+  /** Detaches a sandbox from its creator: only `sandbox rm` (or `reap --all`) removes it. */
+  detach(sb: Sandbox): void {
+    sb.record.ownerKind = 'detached';
+    this.store.update(sb.record);
+  }
+
+  /** Sandboxes whose owner is gone (or all of them): see Reaper.reap. */
+  reap(opts: { all?: boolean } = {}): Promise<string[]> {
+    return this.reaper.reap(opts);
+  }
+
+  /** Server start: re-adopt what a previous server left running, reap the rest. */
+  adoptOrReap(): Promise<{ adopted: string[]; reaped: string[] }> {
+    return this.reaper.adoptOrReap();
+  }
+}
+
+/** Whether the native module is built and loadable (for `underlay doctor`). */
+export function nativeStatus(): { ok: boolean; detail: string } {
+  try {
+    return { ok: true, detail: loadNative().helperPath };
+  } catch (err) {
+    return { ok: false, detail: (err as Error).message };
+  }
+}

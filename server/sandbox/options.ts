@@ -1,0 +1,94 @@
+/**
+ * What a caller may ask of a sandbox: creation options and limits, exec
+ * options and results, and the environment every sandboxed command starts
+ * with. Validation of requests lives here too, so the manager's create()
+ * starts from a plan that is known to be possible.
+ */
+import { DEFAULT_LIMITS } from '../config';
+import { RequestError } from '../util/errors';
+import type { CgroupLimits } from './cgroups';
+
+export interface Limits extends CgroupLimits {
+  scratchBytes: number;
+  scratchInodes: number;
+  tmpBytes: number;
+}
+
+export type OwnerKind = 'cli' | 'server' | 'detached';
+
+export interface CreateOptions {
+  hostname?: string;
+  /** Extra packages: the sandbox runs on the image built with them (`rootfs build --labs`). */
+  packages?: readonly string[];
+  limits?: Partial<Limits>;
+  ownerKind?: OwnerKind;
+}
+
+/** Who a command runs as inside the sandbox, and where. */
+export interface JoinOptions {
+  uid?: number;
+  gid?: number;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Apply the seccomp deny-list (default true; false exists for tests that prove it matters). */
+  seccomp?: boolean;
+  /** The cgroup.procs files to join instead of the session's (a terminal's own cgroup). */
+  cgroupProcs?: string[];
+}
+
+export interface ExecOptions extends JoinOptions {
+  input?: string | Buffer;
+  /** Kill the command after this long (default 10 s). */
+  timeoutMs?: number;
+  /** Keep at most this many bytes of stdout and of stderr (default 1 MiB). */
+  maxBytes?: number;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  truncated: boolean;
+  ms: number;
+}
+
+export const SANDBOX_ENV: Record<string, string> = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  TERM: 'xterm-256color',
+  LANG: 'C.UTF-8',
+  SHELL: '/bin/bash',
+  USER: 'root',
+};
+
+const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
+/** The default limits overlaid with the requested ones; throws on impossible values. */
+export function resolveLimits(requested: Partial<Limits> = {}): Limits {
+  const l: Limits = { ...DEFAULT_LIMITS, ...requested };
+  const bad = (field: string, why: string) => {
+    throw new RequestError('invalid', `impossible limit ${field}: ${why}`);
+  };
+  if (!Number.isFinite(l.memoryBytes) || l.memoryBytes < 16 * 1024 * 1024)
+    bad('memory', 'at least 16M is needed to start a shell');
+  if (l.memoryBytes > 64 * 1024 ** 3) bad('memory', 'more than 64G');
+  if (!Number.isInteger(l.pids) || l.pids < 8)
+    bad('pids', 'at least 8 (init, a shell and a command)');
+  if (l.pids > 1_000_000) bad('pids', 'more than 1000000');
+  if (!(l.cpus > 0) || l.cpus > 1024) bad('cpus', 'must be > 0 and <= 1024');
+  if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 1024 * 1024)
+    bad('scratch', 'at least 1M');
+  if (!Number.isFinite(l.tmpBytes) || l.tmpBytes < 1024 * 1024) bad('tmp', 'at least 1M');
+  return l;
+}
+
+export function validateHostname(hostname: string): string {
+  if (!HOSTNAME_RE.test(hostname)) {
+    throw new RequestError(
+      'invalid',
+      `invalid hostname ${JSON.stringify(hostname)}: use letters, digits and '-', at most 63`,
+    );
+  }
+  return hostname;
+}

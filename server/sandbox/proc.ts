@@ -1,0 +1,54 @@
+/**
+ * Reading processes from /proc: the one parser of /proc/<pid>/stat, process
+ * identity (pid + start time, so a recycled pid is never mistaken for ours),
+ * and namespace inodes.
+ */
+import * as fs from 'node:fs';
+
+export interface ProcStat {
+  /** R, S, D, Z (zombie), X (dead), T, ... */
+  state: string;
+  ppid: number;
+  /** Start time in clock ticks since boot: with the pid, a process's identity. */
+  start: number;
+}
+
+/** /proc/<pid>/stat, or undefined if the process is gone. */
+export function readStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // comm (field 2) may contain spaces and parens: fields resume after the last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: rest[0] ?? '', ppid: Number(rest[1]), start: Number(rest[19]) };
+}
+
+/** A process's start time in clock ticks (its identity beside the pid). */
+export function processStartTime(pid: number): number | undefined {
+  return readStat(pid)?.start;
+}
+
+/**
+ * The process lives: same pid, same start time, and not a zombie (a killed
+ * process may wait long for its reaper, and is not alive in any useful sense).
+ */
+export function procAlive(pid: number | null, start: number | null): boolean {
+  if (pid === null || start === null) return false;
+  const st = readStat(pid);
+  return !!st && st.start === start && st.state !== 'Z' && st.state !== 'X';
+}
+
+/** True while (pid, start) is a zombie whose parent is this process (so ours to reap). */
+export function ourZombie(pid: number | null, start: number | null): boolean {
+  if (pid === null) return false;
+  const st = readStat(pid);
+  return !!st && st.state === 'Z' && st.ppid === process.pid && st.start === start;
+}
+
+/** The inode of a process's namespace of one kind ("user", "pid", ...). */
+export function nsInode(pid: number, kind: string): number {
+  return fs.statSync(`/proc/${pid}/ns/${kind}`).ino;
+}

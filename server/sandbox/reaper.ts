@@ -1,0 +1,169 @@
+/**
+ * Ending sandboxes: teardown of one record, reaping what crashed owners left,
+ * re-adopting a previous server's sandboxes, and collecting our zombies.
+ *
+ * Teardown is record-driven, idempotent and runs in reverse creation order:
+ * kill (cgroup) -> init -> unmount -> scratch files -> cgroup dirs -> id range.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Native } from '../../native/index';
+import type { Config } from '../config';
+import type { SandboxRecord, Store } from '../store/store';
+import type { Logger } from '../util/logger';
+import { killCgroups, removeCgroupDirs } from './cgroups';
+import type { SandboxError } from './errors';
+import { ownSpawns } from './handle';
+import { ourZombie, procAlive, processStartTime } from './proc';
+
+export function initAlive(r: SandboxRecord): boolean {
+  return procAlive(r.initPid, r.initStart);
+}
+
+export function ownerAlive(r: SandboxRecord): boolean {
+  return procAlive(r.ownerPid, r.ownerStart);
+}
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+export interface ReaperOptions {
+  config: Config;
+  store: Store;
+  native: Native;
+  log: Logger;
+}
+
+export class Reaper {
+  constructor(private readonly o: ReaperOptions) {}
+
+  private sessionsDir(): string {
+    return path.join(this.o.config.stateDir, 'sessions');
+  }
+
+  /** Idempotent, reverse-order teardown of everything the record names. */
+  async teardown(r: SandboxRecord): Promise<void> {
+    const t0 = Date.now();
+    const { store } = this.o;
+    const { addon } = this.o.native;
+    r.state = 'destroying';
+    if (store.get(r.id)) store.update(r);
+    // 1. every process of the session, through its cgroups
+    await killCgroups(r.resources.cgroupMode, r.resources.cgroupDirs);
+    // 2. the init (normally already dead: it is in the cgroup too)
+    if (r.initPid !== null && initAlive(r)) {
+      let fd = -1;
+      try {
+        fd = addon.pidfdOpen(r.initPid);
+        addon.pidfdSignal(fd, 9);
+        addon.pidfdExited(fd, 2000);
+      } catch (err) {
+        if ((err as SandboxError).code !== 'ESRCH') throw err;
+      } finally {
+        if (fd >= 0) addon.closeFd(fd);
+      }
+    }
+    // Reap it if it is ours (we are a subreaper); otherwise its parent will.
+    if (r.initPid !== null) {
+      for (
+        let i = 0;
+        i < 200 && !addon.reapChild(r.initPid) && ourZombie(r.initPid, r.initStart);
+        i++
+      )
+        await sleep(5);
+    }
+    // 3. host mounts, innermost first
+    for (const m of [...r.resources.mounts].reverse()) {
+      try {
+        addon.umount(m, false, 'teardown');
+      } catch (err) {
+        const code = (err as SandboxError).code;
+        if (code === 'EINVAL' || code === 'ENOENT') continue; // not (or no longer) mounted
+        if (code === 'EBUSY') {
+          addon.umount(m, true, 'teardown');
+          continue;
+        }
+        throw err;
+      }
+    }
+    // 4. files
+    const sessionDir = r.resources.sessionDir;
+    if (sessionDir.startsWith(this.sessionsDir() + path.sep)) {
+      fs.rmSync(sessionDir, { recursive: true, force: true });
+    }
+    // 5. cgroup dirs (student-made children included)
+    removeCgroupDirs(r.resources.cgroupDirs);
+    // 6. the id range
+    store.remove(r.id);
+    this.o.log.info('sandbox destroyed', { id: r.id, ms: Date.now() - t0 });
+  }
+
+  /**
+   * Tears down what a crashed CLI or server left: sandboxes whose owner
+   * process is gone. With `all`, every sandbox in this state dir.
+   */
+  async reap(opts: { all?: boolean } = {}): Promise<string[]> {
+    const done: string[] = [];
+    for (const r of this.o.store.list()) {
+      if (!opts.all && r.ownerKind === 'detached') continue;
+      if (!opts.all && ownerAlive(r) && r.ownerPid !== process.pid) continue;
+      await this.teardown(r);
+      done.push(r.id);
+    }
+    this.collectZombies();
+    return done;
+  }
+
+  /**
+   * Server start: a server-owned sandbox whose init still lives is adopted
+   * (ownership moves to this process); anything else orphaned is reaped.
+   */
+  async adoptOrReap(): Promise<{ adopted: string[]; reaped: string[] }> {
+    const { store } = this.o;
+    const adopted: string[] = [];
+    const reaped: string[] = [];
+    for (const r of store.list()) {
+      if (r.ownerKind === 'detached') continue;
+      if (ownerAlive(r) && r.ownerPid !== process.pid) continue;
+      if (r.ownerKind === 'server' && r.state === 'ready' && initAlive(r)) {
+        r.ownerPid = process.pid;
+        r.ownerStart = processStartTime(process.pid) ?? 0;
+        store.update(r);
+        adopted.push(r.id);
+      } else {
+        await this.teardown(r);
+        reaped.push(r.id);
+      }
+    }
+    this.collectZombies();
+    return { adopted, reaped };
+  }
+
+  /**
+   * Reaps sandbox processes that ended up as OUR zombie children: as a
+   * subreaper we inherit the init and the join relays of any sandbox whose
+   * creator (a CLI run) was killed. A dying pid-namespace init waits until
+   * every task of its namespace is reaped, including children of such a
+   * zombie relay, so this also unblocks teardown. Only specific pids running
+   * as a sandbox uid that we did not spawn ourselves; never waitpid(-1).
+   */
+  collectZombies(): number {
+    const lo = this.o.config.uidBase;
+    const hi = lo + 65536 * this.o.config.maxSessions;
+    let n = 0;
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d) || ownSpawns.has(Number(d))) continue;
+      try {
+        const status = fs.readFileSync(`/proc/${d}/status`, 'utf8');
+        const state = /^State:\s+(\S)/m.exec(status)?.[1];
+        const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+        const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+        if (state === 'Z' && ppid === process.pid && uid >= lo && uid < hi) {
+          if (this.o.native.addon.reapChild(Number(d))) n++;
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return n;
+  }
+}

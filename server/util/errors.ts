@@ -1,0 +1,45 @@
+/**
+ * A request the server or CLI refuses: bad input, an unknown id, a conflict
+ * with the current state. Not a kernel or sandbox failure (that is
+ * SandboxError in sandbox/errors.ts). HTTP statuses and CLI exit codes come
+ * from the kind, never from guessing at an errno.
+ */
+export type RequestErrorKind =
+  /** The input is malformed or impossible (HTTP 400). */
+  | 'invalid'
+  /** No such lab, step, session or sandbox (HTTP 404). */
+  | 'not-found'
+  /** Valid, but not in the current state, e.g. no sandbox yet (HTTP 409). */
+  | 'conflict'
+  /** Not allowed for this caller (HTTP 403). */
+  | 'forbidden'
+  /** This host cannot do it, e.g. a cgroup v2 lab on a v1 host (HTTP 409). */
+  | 'unsupported'
+  /** The host is not ready for it yet, e.g. no base image built (HTTP 503). */
+  | 'unavailable';
+
+const STATUS: Record<RequestErrorKind, number> = {
+  invalid: 400,
+  'not-found': 404,
+  conflict: 409,
+  forbidden: 403,
+  unsupported: 409,
+  unavailable: 503,
+};
+
+export class RequestError extends Error {
+  readonly kind: RequestErrorKind;
+  /** What the user can do about it, when we know. */
+  readonly hint: string | undefined;
+
+  constructor(kind: RequestErrorKind, message: string, opts: { hint?: string } = {}) {
+    super(message);
+    this.name = 'RequestError';
+    this.kind = kind;
+    this.hint = opts.hint;
+  }
+
+  get status(): number {
+    return STATUS[this.kind];
+  }
+}
