@@ -129,6 +129,7 @@ export type Op = { step: StepName } & (
   | { op: 'sethostname'; name: string }
   | { op: 'loopback-up' }
   | { op: 'set-dumpable'; value: 0 | 1 }
+  | { op: 'seccomp' }
   | { op: 'init-loop' }
 );
 
@@ -169,6 +170,7 @@ function opArgs(o: Op): string[] {
     case 'release-child':
     case 'fork-init':
     case 'loopback-up':
+    case 'seccomp':
     case 'init-loop':
       return [];
   }

@@ -184,6 +184,10 @@ export function buildOps(p: StepPlan): Op[] {
     // explicitly so the setcap lab's plain ping copy fails as it should even
     // if a future kernel or distro default widens it (docs/sandbox.md#ping_group_range).
     { step: 'network', op: 'write', path: '/proc/sys/net/ipv4/ping_group_range', content: '1 0' },
+    // PID 1 is under the same seccomp filter as every process a student
+    // starts: sandbox root can ptrace it (it stays dumpable), so an
+    // unfiltered init would run denied syscalls on their behalf.
+    { step: 'init', op: 'seccomp' },
     { step: 'init', op: 'init-loop' },
   ];
   return ops;

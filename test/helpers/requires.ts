@@ -17,7 +17,8 @@ export type Need =
   | 'idmap'
   | 'image'
   | 'cgroup-v1'
-  | 'cgroup-v2-hierarchy';
+  | 'cgroup-v2-hierarchy'
+  | 'x86_64';
 
 export function mustRun(): boolean {
   return process.env.CI === 'true' || process.env.UNDERLAY_SYSTEM_MUST_RUN === '1';
@@ -56,6 +57,8 @@ function missing(need: Need): string | undefined {
         fs.existsSync('/sys/fs/cgroup/cgroup.controllers')
         ? undefined
         : 'no cgroup2 hierarchy mounted';
+    case 'x86_64':
+      return os.arch() === 'x64' ? undefined : `${os.arch()} host (the fixture is x86_64 code)`;
   }
 }
 

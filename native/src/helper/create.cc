@@ -46,6 +46,7 @@
 
 #include "ops.h"
 #include "report.h"
+#include "seccomp.h"
 #include "spec.h"
 #include "sys.h"
 
@@ -386,6 +387,11 @@ void run_init_op(const Op& op) {
       if (sethostname(arg(op, 0), op.args[0].size()) != 0)
         report::die(step, "sethostname", errno, "", arg(op, 0));
       return;
+    case Kind::kSeccomp:
+      // The same filter every joined process gets. Last before init-loop:
+      // init itself is reachable by ptrace from sandbox root (it is dumpable,
+      // see below), so an unfiltered init would run any syscall for them.
+      return seccomp::install(step);
     case Kind::kSetDumpable:
       // Changing credentials reset `dumpable` to fs.suid_dumpable (0), which
       // would make /proc/1/* owned by the unmapped host root: checks and

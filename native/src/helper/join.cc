@@ -34,11 +34,8 @@
 #include <vector>
 
 #include "report.h"
+#include "seccomp.h"
 #include "sys.h"
-
-namespace seccomp {
-void install();
-}
 
 extern char** environ;
 
@@ -156,7 +153,7 @@ int run(int argc, char** argv) {
 
   // While still sandbox root (CAP_SYS_ADMIN in the sandbox's userns): the
   // filter is then inherited by the command and everything it starts.
-  if (!a.no_seccomp) seccomp::install();
+  if (!a.no_seccomp) seccomp::install("join");
 
   if (setgroups(0, nullptr) != 0) report::die(kStep, "setgroups", errno, "");
   if (setresgid(a.gid, a.gid, a.gid) != 0) report::die(kStep, "setresgid", errno, "");

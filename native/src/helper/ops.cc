@@ -37,6 +37,7 @@ const Def kOps[] = {
     {"sethostname",      Kind::kSethostname,     1,    kInit,        false},
     {"loopback-up",      Kind::kLoopbackUp,      0,    kInit,        false},
     {"set-dumpable",     Kind::kSetDumpable,     1,    kInit,        false},
+    {"seccomp",          Kind::kSeccomp,         0,    kInit,        false},
     {"init-loop",        Kind::kInitLoop,        0,    kInit,        true},
 };
 // clang-format on

@@ -31,6 +31,7 @@ enum class Kind {
   kSethostname,
   kLoopbackUp,
   kSetDumpable,
+  kSeccomp,
   kInitLoop,
 };
 

@@ -13,6 +13,8 @@
 // disable file capabilities, and the setcap-ping lab depends on them. The
 // kernel allows that because the caller holds CAP_SYS_ADMIN in its (the
 // sandbox's) user namespace at this point.
+#include "seccomp.h"
+
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -97,7 +99,7 @@ void deny_arg_values(std::vector<sock_filter>* p, long syscall_nr, unsigned arg_
 
 }  // namespace
 
-void install() {
+void install(const char* step) {
   const unsigned deny = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
   const unsigned arg0 = offsetof(seccomp_data, args[0]);  // low 32 bits (little endian)
   const unsigned arg1 = offsetof(seccomp_data, args[1]);
@@ -121,8 +123,7 @@ void install() {
 
   sock_fprog prog = {static_cast<unsigned short>(p.size()), p.data()};
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
-    // Installed by `join` only, so its failure is that step (StepName).
-    report::die("join", "seccomp", errno, "", "SECCOMP_SET_MODE_FILTER");
+    report::die(step, "seccomp", errno, "", "SECCOMP_SET_MODE_FILTER");
   }
 }
 
