@@ -169,10 +169,22 @@ export function buildProgram(): Command {
     .option('--all', 'tear down every sandbox, live owners included')
     .action(async (opts) => {
       requireRoot();
-      const done = await (await manager()).reap({ all: Boolean(opts.all) });
+      const m = await manager();
+      const { reaped, failed } = await m.reap({ all: Boolean(opts.all) });
       process.stdout.write(
-        done.length ? `reaped ${done.length}: ${done.join(' ')}\n` : 'nothing to reap\n',
+        reaped.length ? `reaped ${reaped.length}: ${reaped.join(' ')}\n` : 'nothing to reap\n',
       );
+      if (failed.length) {
+        // Quarantined: kept as 'destroying' and retried by the next reap or server start.
+        for (const id of failed)
+          process.stderr.write(
+            `underlay: could not tear down ${id}: ${m.store.get(id)?.lastError ?? 'unknown error'}\n`,
+          );
+        process.stderr.write(
+          `  hint: ${failed.length} sandbox(es) kept as 'destroying'; fix the cause and run \`underlay sandbox reap\` again\n`,
+        );
+        process.exitCode = 1;
+      }
     });
 
   const rootfs = program.command('rootfs').description('the base image sandboxes start from');

@@ -30,8 +30,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
   const sandboxes = new SandboxManager({ config, store, logger: log });
-  const { adopted, reaped } = await sandboxes.adoptOrReap();
-  log.info('sandboxes from a previous run', { adopted, reaped });
+  const { adopted, reaped, quarantined } = await sandboxes.adoptOrReap();
+  log.info('sandboxes from a previous run', { adopted, reaped, quarantined });
+  // Quarantined teardowns are retried in the background; a stuck one never stops serving.
+  const retry = setInterval(() => {
+    sandboxes
+      .retryQuarantined()
+      .catch((err) => log.error('retry of quarantined sandboxes', { error: String(err) }));
+  }, 60_000);
+  retry.unref();
 
   // --dev reloads labs; the web app's own dev mode (next dev) is separate.
   if (!config.nextDev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {

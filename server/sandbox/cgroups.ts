@@ -425,10 +425,47 @@ export function terminalCgroup(
   return { dirs: [dir], joinProcs: r.joinProcs.map((p) => (p === own ? procs : p)) };
 }
 
+/** Paths longer than this are reached through an fd anchor (PATH_MAX is 4096). */
+const ANCHOR_AT = 2048;
+
+/**
+ * Visits a cgroup dir and all its descendants, children before parents.
+ * Students may nest cgroups deeper than PATH_MAX, where any full path fails
+ * with ENAMETOOLONG; so once a path grows long, the walk opens the directory
+ * and continues below `/proc/self/fd/<fd>`, which the kernel resolves
+ * without the prefix. Every path handed to `visit` is short.
+ */
+export function walkCgroupTree(root: string, visit: (dir: string) => void): void {
+  const walk = (dir: string) => {
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      if (dir.length + e.name.length + 1 < ANCHOR_AT) {
+        walk(path.join(dir, e.name));
+        continue;
+      }
+      const anchor = fs.openSync(dir, 'r');
+      try {
+        walk(`/proc/self/fd/${anchor}/${e.name}`);
+      } finally {
+        fs.closeSync(anchor);
+      }
+    }
+    visit(dir);
+  };
+  walk(root);
+}
+
 /** All pids in a cgroup dir and its descendants. */
 export function cgroupPids(dir: string): number[] {
   const out: number[] = [];
-  const walk = (d: string) => {
+  walkCgroupTree(dir, (d) => {
     let text = '';
     try {
       text = fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8');
@@ -436,15 +473,7 @@ export function cgroupPids(dir: string): number[] {
       return;
     }
     for (const p of text.split('\n')) if (p) out.push(Number(p));
-    let entries: fs.Dirent[] = [];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
-  };
-  walk(dir);
+  });
   return out;
 }
 
@@ -492,7 +521,14 @@ export async function killCgroups(
         }
       }
     }
-    if (freezer) write(path.join(freezer, 'freezer.state'), 'THAWED', 'teardown');
+    // A child the student froze itself stays FROZEN when the parent thaws
+    // (v1 keeps a self-freezing state), and a frozen task cannot die:
+    // thaw every level, not just the top.
+    if (freezer)
+      walkCgroupTree(freezer, (d) => {
+        const state = path.join(d, 'freezer.state');
+        if (fs.existsSync(state)) write(state, 'THAWED', 'teardown');
+      });
     if (v2freeze && fs.existsSync(v2freeze)) write(v2freeze, '0', 'teardown');
     await sleep(2);
   }
@@ -500,24 +536,17 @@ export async function killCgroups(
 
 /** rmdir depth-first (student-made children first), newest dir first. Idempotent. */
 export function removeCgroupDirs(dirs: string[]): void {
-  const rm = (d: string) => {
-    let entries: fs.Dirent[] = [];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    for (const e of entries) if (e.isDirectory()) rm(path.join(d, e.name));
-    try {
-      fs.rmdirSync(d);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw SandboxError.wrap(`rmdir ${d}`, err, 'teardown');
+  for (const d of [...dirs].reverse()) {
+    walkCgroupTree(d, (dir) => {
+      try {
+        fs.rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          throw SandboxError.wrap(`rmdir ${dir}`, err, 'teardown');
+        }
       }
-    }
-  };
-  for (const d of [...dirs].reverse()) rm(d);
+    });
+  }
 }
 
 export function createDriver(mode: CgroupMode = detectCgroupMode()): CgroupDriver {

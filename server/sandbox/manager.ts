@@ -274,6 +274,11 @@ export class SandboxManager {
     return this.reaper.teardown(sb instanceof Sandbox ? sb.record : sb);
   }
 
+  /** Teardown that never throws: a failure quarantines the record for a retry (see Reaper). */
+  teardownOrQuarantine(sb: Sandbox): Promise<boolean> {
+    return this.reaper.teardownOrQuarantine(sb.record);
+  }
+
   /** Detaches a sandbox from its creator: only `sandbox rm` (or `reap --all`) removes it. */
   detach(sb: Sandbox): void {
     sb.record.ownerKind = 'detached';
@@ -281,13 +286,18 @@ export class SandboxManager {
   }
 
   /** Sandboxes whose owner is gone (or all of them): see Reaper.reap. */
-  reap(opts: { all?: boolean } = {}): Promise<string[]> {
+  reap(opts: { all?: boolean } = {}): Promise<{ reaped: string[]; failed: string[] }> {
     return this.reaper.reap(opts);
   }
 
   /** Server start: re-adopt what a previous server left running, reap the rest. */
-  adoptOrReap(): Promise<{ adopted: string[]; reaped: string[] }> {
+  adoptOrReap(): Promise<{ adopted: string[]; reaped: string[]; quarantined: string[] }> {
     return this.reaper.adoptOrReap();
+  }
+
+  /** Retry the teardown of quarantined sandboxes; returns those still stuck. */
+  retryQuarantined(): Promise<string[]> {
+    return this.reaper.retryQuarantined();
   }
 }
 

@@ -97,30 +97,67 @@ export class Reaper {
     this.o.log.info('sandbox destroyed', { id: r.id, ms: Date.now() - t0 });
   }
 
+  /** Ids whose teardown is running now, so a retry never races it. */
+  private readonly inFlight = new Set<string>();
+
+  /**
+   * Teardown that never throws: a failure is logged and the record is
+   * quarantined (kept in 'destroying' with the count and the error) for a
+   * later retry. One sandbox that cannot be torn down must never stop the
+   * reaping of the others, nor a server start.
+   */
+  async teardownOrQuarantine(r: SandboxRecord): Promise<boolean> {
+    if (this.inFlight.has(r.id)) return false;
+    this.inFlight.add(r.id);
+    try {
+      await this.teardown(r);
+      return true;
+    } catch (err) {
+      const rec = this.o.store.get(r.id) ?? r;
+      rec.state = 'destroying';
+      rec.failures = (rec.failures ?? 0) + 1;
+      rec.lastError = err instanceof Error ? err.message : String(err);
+      if (this.o.store.get(r.id)) this.o.store.update(rec);
+      this.o.log.error('teardown failed: sandbox quarantined, will retry', {
+        id: r.id,
+        failures: rec.failures,
+        error: rec.lastError,
+      });
+      return false;
+    } finally {
+      this.inFlight.delete(r.id);
+    }
+  }
+
   /**
    * Tears down what a crashed CLI or server left: sandboxes whose owner
-   * process is gone. With `all`, every sandbox in this state dir.
+   * process is gone. With `all`, every sandbox in this state dir. Failures
+   * are quarantined and listed, never thrown.
    */
-  async reap(opts: { all?: boolean } = {}): Promise<string[]> {
-    const done: string[] = [];
+  async reap(opts: { all?: boolean } = {}): Promise<{ reaped: string[]; failed: string[] }> {
+    const reaped: string[] = [];
+    const failed: string[] = [];
     for (const r of this.o.store.list()) {
       if (!opts.all && r.ownerKind === 'detached') continue;
       if (!opts.all && ownerAlive(r) && r.ownerPid !== process.pid) continue;
-      await this.teardown(r);
-      done.push(r.id);
+      if (await this.teardownOrQuarantine(r)) reaped.push(r.id);
+      else failed.push(r.id);
     }
     this.collectZombies();
-    return done;
+    return { reaped, failed };
   }
 
   /**
    * Server start: a server-owned sandbox whose init still lives is adopted
-   * (ownership moves to this process); anything else orphaned is reaped.
+   * (ownership moves to this process); anything else orphaned is reaped. A
+   * sandbox that cannot be torn down is quarantined and reported, and the
+   * start goes on.
    */
-  async adoptOrReap(): Promise<{ adopted: string[]; reaped: string[] }> {
+  async adoptOrReap(): Promise<{ adopted: string[]; reaped: string[]; quarantined: string[] }> {
     const { store } = this.o;
     const adopted: string[] = [];
     const reaped: string[] = [];
+    const quarantined: string[] = [];
     for (const r of store.list()) {
       if (r.ownerKind === 'detached') continue;
       if (ownerAlive(r) && r.ownerPid !== process.pid) continue;
@@ -129,13 +166,29 @@ export class Reaper {
         r.ownerStart = processStartTime(process.pid) ?? 0;
         store.update(r);
         adopted.push(r.id);
-      } else {
-        await this.teardown(r);
+      } else if (await this.teardownOrQuarantine(r)) {
         reaped.push(r.id);
+      } else {
+        quarantined.push(r.id);
       }
     }
     this.collectZombies();
-    return { adopted, reaped };
+    return { adopted, reaped, quarantined };
+  }
+
+  /**
+   * Retries quarantined records this process may end (owner gone, or us):
+   * what a long-running server calls now and then. Returns what is still stuck.
+   */
+  async retryQuarantined(): Promise<string[]> {
+    const stuck: string[] = [];
+    for (const r of this.o.store.list()) {
+      if (!r.failures || r.state !== 'destroying') continue;
+      if (ownerAlive(r) && r.ownerPid !== process.pid) continue;
+      if (!(await this.teardownOrQuarantine(r))) stuck.push(r.id);
+    }
+    if (stuck.length === 0) this.collectZombies();
+    return stuck;
   }
 
   /**

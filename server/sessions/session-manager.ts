@@ -223,7 +223,8 @@ export class SessionManager {
     if (s.graceTimer) clearTimeout(s.graceTimer);
     clearTimeout(s.idleTimer);
     for (const e of s.terminals.values()) e.terminal.kill();
-    await this.sandboxes.teardown(s.sandbox);
+    // A sandbox that cannot be torn down is quarantined and retried; the session ends anyway.
+    await this.sandboxes.teardownOrQuarantine(s.sandbox);
     this.opts.onEnded?.(s);
     this.log.info('session ended', { session: id });
     return true;

@@ -21,6 +21,13 @@ export interface SandboxRecord {
   /** Host-side resources, so teardown can find them even after a crash. */
   resources: SandboxResources;
   createdAt: number;
+  /**
+   * Teardowns that failed so far (the record is quarantined in 'destroying'
+   * and retried), and the last error: one stuck sandbox never blocks
+   * start-up or the reaping of the others.
+   */
+  failures?: number;
+  lastError?: string;
 }
 
 export interface SandboxResources {

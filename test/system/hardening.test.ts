@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Sandbox, SandboxManager } from '../../server/sandbox/index';
-import { REPO, testManager } from '../helpers/env';
+import type { SandboxRecord } from '../../server/store/store';
+import { cli, mountsContaining, pidsOwnedByRange, REPO, sleep, testManager } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 /** Copies a host file into the sandbox (over the exec's stdin) and makes it executable. */
@@ -109,6 +110,99 @@ describe('sandbox hardening', { concurrency: false }, () => {
         `PID 1 ran keyctl: ${r.stdout}${r.stderr}`,
       );
       assert.doesNotMatch(r.stdout, /^keyctl=[1-9]/m);
+      await hostUnharmed(m);
+    },
+  );
+
+  /** Nothing of the sandbox is left on the host. */
+  async function assertGone(r: SandboxRecord): Promise<void> {
+    for (let i = 0; i < 100 && pidsOwnedByRange(r.uidBase).length > 0; i++) {
+      m.reaper.collectZombies();
+      await sleep(20);
+    }
+    assert.deepEqual(pidsOwnedByRange(r.uidBase), [], `processes of ${r.id} survived`);
+    assert.deepEqual(mountsContaining(r.id), [], `mounts of ${r.id} survived`);
+    for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
+    assert.equal(m.store.get(r.id), undefined, `record of ${r.id} survived`);
+  }
+
+  sysTest(
+    'a self-frozen child cgroup (v1 freezer) does not defeat teardown',
+    [...SYSTEM_NEEDS, 'cgroup-v1'],
+    async () => {
+      const victim = await m.create({ hostname: 'frozen' });
+      const r = await victim.exec([
+        'sh',
+        '-c',
+        "set -e; d=/sys/fs/cgroup/freezer/ice; mkdir $d; sh -c 'echo $$ > $0/cgroup.procs; exec sleep 300' $d & " +
+          'while [ -z "$(cat $d/cgroup.procs)" ]; do :; done; echo FROZEN > $d/freezer.state; cat $d/freezer.state',
+      ]);
+      assert.match(r.stdout, /FROZEN|FREEZING/, r.stdout + r.stderr);
+      await m.teardown(victim);
+      await assertGone(victim.record);
+      await hostUnharmed(m);
+    },
+  );
+
+  sysTest('a cgroup tree deeper than PATH_MAX does not defeat teardown', SYSTEM_NEEDS, async () => {
+    const victim = await m.create({ hostname: 'deep' });
+    // 24 levels of 200-character names: the full host path is over 4096 bytes
+    // (long names, because each level of cgroup nesting costs the kernel more
+    // than the last). A process sits at the bottom, so it must be found and killed too.
+    const r = await victim.exec(
+      [
+        'bash',
+        '-c',
+        'set -e; for c in /sys/fs/cgroup/pids /sys/fs/cgroup; do [ -w $c/cgroup.procs ] && break; done; ' +
+          'n=$(printf "%0200d" 0); cd $c; for i in $(seq 24); do mkdir $n; cd $n; done; ' +
+          "sh -c 'echo $$ > cgroup.procs; exec sleep 300' & sleep 0.5; pwd | wc -c",
+      ],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Number(r.stdout.trim()) > 4096, r.stdout);
+    await m.teardown(victim);
+    await assertGone(victim.record);
+    await hostUnharmed(m);
+  });
+
+  sysTest(
+    'a sandbox whose teardown fails is quarantined: reap and serve go on, and a retry finishes it',
+    SYSTEM_NEEDS,
+    async () => {
+      const stuck = await m.create({ hostname: 'stuck' });
+      const other = await m.create({ hostname: 'other' });
+      // Teardown cannot remove an immutable file (chattr +i) from the session dir: a stand-in
+      // for any failure the reaper cannot fix by itself.
+      const pin = path.join(stuck.record.resources.sessionDir, 'pinned');
+      fs.writeFileSync(pin, '');
+      execFileSync('chattr', ['+i', pin]);
+      try {
+        // Both owners are "gone" as far as reap --all is concerned.
+        const reap = await cli(['sandbox', 'reap', '--all']);
+        assert.equal(reap.code, 1, `a failed teardown is reported: ${reap.stdout}${reap.stderr}`);
+        assert.match(reap.stdout, new RegExp(`reaped \\d+: .*${other.id}`));
+        assert.doesNotMatch(reap.stdout, new RegExp(stuck.id));
+        assert.match(reap.stderr, new RegExp(`could not tear down ${stuck.id}: `));
+        await assertGone(other.record);
+        const rec = m.store.get(stuck.id);
+        assert.equal(rec?.state, 'destroying');
+        assert.ok((rec?.failures ?? 0) >= 1, JSON.stringify(rec));
+        // Server start (adoptOrReap) with the stuck record's owner gone: no throw, it is
+        // reported as quarantined, not adopted or reaped.
+        m.store.update({ ...(rec as SandboxRecord), ownerPid: 999_999_999, ownerStart: 0 });
+        const start = await m.adoptOrReap();
+        assert.deepEqual(start.quarantined, [stuck.id]);
+        assert.ok(!start.adopted.includes(stuck.id) && !start.reaped.includes(stuck.id));
+        const again = await cli(['sandbox', 'ls']);
+        assert.equal(again.code, 0);
+        assert.match(again.stdout, new RegExp(`${stuck.id}\\s+destroying`));
+      } finally {
+        execFileSync('chattr', ['-i', pin]);
+      }
+      const retry = await cli(['sandbox', 'reap', '--all']);
+      assert.equal(retry.code, 0, retry.stderr);
+      await assertGone(stuck.record);
       await hostUnharmed(m);
     },
   );
