@@ -74,14 +74,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
-/** Default per-sandbox limits (docs/sandbox.md#default-limits). */
+/**
+ * Default per-sandbox limits (docs/sandbox.md#default-limits). The sizes of
+ * the writable tmpfs mounts are not here: they follow from the memory limit
+ * they are charged to (sandbox/options.ts writableSizes).
+ */
 export const DEFAULT_LIMITS = {
   memoryBytes: 512 * 1024 * 1024,
   pids: 512,
   cpus: 1,
-  scratchBytes: 256 * 1024 * 1024,
   scratchInodes: 65536,
-  tmpBytes: 128 * 1024 * 1024,
 };
 
 /** Parses "512M", "1G", "64k", "1048576". Returns undefined on junk. */

@@ -228,6 +228,8 @@ export class SandboxManager {
       mergedDir: dirs.merged,
       cgroup: cg,
       tmpBytes: plan.limits.tmpBytes,
+      shmBytes: plan.limits.shmBytes,
+      runBytes: plan.limits.runBytes,
       tmpInodes: 16384,
     });
     // Errors from the helper already name the op's step.

@@ -9,9 +9,49 @@ import { RequestError } from '../util/errors';
 import type { CgroupLimits } from './cgroups';
 
 export interface Limits extends CgroupLimits {
+  /** The root overlay's upper layer (the scratch tmpfs). */
   scratchBytes: number;
   scratchInodes: number;
+  /** /tmp and /lab, each. */
   tmpBytes: number;
+  /** /dev/shm. */
+  shmBytes: number;
+  /** /run. */
+  runBytes: number;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * The writable tmpfs sizes for a memory limit. tmpfs pages are charged to
+ * the sandbox's memory cgroup and, with no swap, cannot be reclaimed: if the
+ * mounts together could hold more than the limit, filling them ends in an
+ * OOM kill of every process instead of ENOSPC. So all of them together get
+ * the limit minus headroom for processes (see headroom()), split
+ * half to the root's upper layer, a fifth each to /tmp and /lab, the rest to
+ * /dev/shm and /run.
+ */
+export function writableSizes(
+  memoryBytes: number,
+): Pick<Limits, 'scratchBytes' | 'tmpBytes' | 'shmBytes' | 'runBytes'> {
+  const budget = memoryBytes - headroom(memoryBytes);
+  const part = (f: number) => Math.max(MiB, Math.floor((budget * f) / MiB) * MiB);
+  return {
+    scratchBytes: part(0.5),
+    tmpBytes: part(0.2),
+    shmBytes: part(0.08),
+    runBytes: part(0.02),
+  };
+}
+
+/** Memory kept for processes: a quarter of the limit, at least 64 MiB (half, for tiny limits). */
+function headroom(memoryBytes: number): number {
+  return Math.max(Math.min(64 * MiB, Math.floor(memoryBytes / 2)), Math.floor(memoryBytes / 4));
+}
+
+/** Everything writable together: the upper layer, /tmp, /lab, /dev/shm, /run. */
+export function writableTotal(l: Limits): number {
+  return l.scratchBytes + 2 * l.tmpBytes + l.shmBytes + l.runBytes;
 }
 
 export type OwnerKind = 'cli' | 'server' | 'detached';
@@ -66,7 +106,12 @@ const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
 
 /** The default limits overlaid with the requested ones; throws on impossible values. */
 export function resolveLimits(requested: Partial<Limits> = {}): Limits {
-  const l: Limits = { ...DEFAULT_LIMITS, ...requested };
+  const memoryBytes = requested.memoryBytes ?? DEFAULT_LIMITS.memoryBytes;
+  const l: Limits = {
+    ...DEFAULT_LIMITS,
+    ...(memoryBytes >= 16 * MiB ? writableSizes(memoryBytes) : {}),
+    ...requested,
+  } as Limits;
   const bad = (field: string, why: string) => {
     throw new RequestError('invalid', `impossible limit ${field}: ${why}`);
   };
@@ -80,6 +125,14 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
   if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 1024 * 1024)
     bad('scratch', 'at least 1M');
   if (!Number.isFinite(l.tmpBytes) || l.tmpBytes < 1024 * 1024) bad('tmp', 'at least 1M');
+  const room = headroom(l.memoryBytes);
+  if (writableTotal(l) > l.memoryBytes - room)
+    bad(
+      'scratch',
+      `the writable space (${Math.round(writableTotal(l) / MiB)}M: upper layer, /tmp, /lab, /dev/shm, /run) ` +
+        `must stay below the memory limit minus ${Math.round(room / MiB)}M, or filling it OOM-kills the sandbox instead of ENOSPC; ` +
+        'raise --memory or lower --scratch',
+    );
   return l;
 }
 

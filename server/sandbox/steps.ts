@@ -30,7 +30,10 @@ export interface StepPlan {
   /** Overlay mount point on the host, and the sandbox's future root. */
   mergedDir: string;
   cgroup: SessionCgroup;
+  /** /tmp and /lab, each. */
   tmpBytes: number;
+  shmBytes: number;
+  runBytes: number;
   tmpInodes: number;
 }
 
@@ -145,7 +148,7 @@ export function buildOps(p: StepPlan): Op[] {
       `${R}/dev/shm`,
       'tmpfs',
       ['MS_NOSUID', 'MS_NODEV'],
-      'mode=1777,size=65536k',
+      `mode=1777,size=${p.shmBytes}`,
     ),
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/mqueue`, mode: 0o755 },
     mount('rootfs', 'mqueue', `${R}/dev/mqueue`, 'mqueue', [...nosuidNodevNoexec], ''),
@@ -172,7 +175,14 @@ export function buildOps(p: StepPlan): Op[] {
       ['MS_NODEV'],
       `mode=755,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
     ),
-    mount('rootfs', 'tmpfs', `${R}/run`, 'tmpfs', ['MS_NOSUID', 'MS_NODEV'], 'mode=755,size=16m'),
+    mount(
+      'rootfs',
+      'tmpfs',
+      `${R}/run`,
+      'tmpfs',
+      ['MS_NOSUID', 'MS_NODEV'],
+      `mode=755,size=${p.runBytes}`,
+    ),
     { step: 'pivot-root', op: 'pivot-root', newRoot: R },
     // Masks go on after the pivot, from inside the sandbox's own user
     // namespace, so they are not locked (see mask in native/src/helper).

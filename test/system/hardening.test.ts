@@ -206,4 +206,52 @@ describe('sandbox hardening', { concurrency: false }, () => {
       await hostUnharmed(m);
     },
   );
+
+  /** Fills each place with dd (files kept), then asks the same shell whether it lives. */
+  const FILL =
+    'for d in "$@"; do dd if=/dev/zero of="$d/fill" bs=1M 2>&1 | grep -o "No space left on device" | head -1 | sed "s|^|$d: |"; done; ' +
+    'echo alive; cat /proc/self/cgroup >/dev/null';
+
+  sysTest(
+    'filling every writable place ends in ENOSPC with the shell alive (default limits)',
+    SYSTEM_NEEDS,
+    async () => {
+      const victim = await m.create({ hostname: 'fill' });
+      try {
+        const places = ['/root', '/tmp', '/lab', '/dev/shm', '/run'];
+        const r = await victim.exec(['bash', '-c', FILL, 'fill', ...places], {
+          timeoutMs: 120_000,
+        });
+        assert.equal(r.code, 0, `the shell was killed (exit ${r.code}): ${r.stdout}${r.stderr}`);
+        for (const d of places)
+          assert.match(r.stdout, new RegExp(`^${d}: No space left on device$`, 'm'));
+        assert.match(r.stdout, /^alive$/m);
+        const after = await victim.exec(['echo', 'still here']);
+        assert.equal(after.stdout, 'still here\n');
+      } finally {
+        await m.teardown(victim);
+      }
+    },
+    { timeout: 180_000 },
+  );
+
+  sysTest(
+    'with --memory 256M one dd into /root ends in ENOSPC, not an OOM kill',
+    SYSTEM_NEEDS,
+    async () => {
+      const victim = await m.create({
+        hostname: 'fill',
+        limits: { memoryBytes: 256 * 1024 * 1024 },
+      });
+      try {
+        const r = await victim.exec(['bash', '-c', FILL, 'fill', '/root'], { timeoutMs: 120_000 });
+        assert.equal(r.code, 0, `the shell was killed (exit ${r.code}): ${r.stdout}${r.stderr}`);
+        assert.match(r.stdout, /^\/root: No space left on device$/m);
+        assert.match(r.stdout, /^alive$/m);
+      } finally {
+        await m.teardown(victim);
+      }
+    },
+    { timeout: 180_000 },
+  );
 });

@@ -23,6 +23,8 @@ const ops = buildOps({
   mergedDir: '/s/merged',
   cgroup: cg,
   tmpBytes: 1 << 20,
+  shmBytes: 1 << 20,
+  runBytes: 1 << 20,
   tmpInodes: 100,
 });
 const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
