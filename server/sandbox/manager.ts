@@ -179,9 +179,12 @@ export class SandboxManager {
     const { sessionDir } = record.resources;
     fs.mkdirSync(this.sessionsDir(), { recursive: true, mode: 0o711 });
     fs.chmodSync(this.config.stateDir, 0o711);
-    // 0711 all the way: the sandbox's root (an unprivileged host uid) must be
-    // able to walk to `merged` for the self-bind (docs/sandbox.md#session-directories).
-    fs.mkdirSync(sessionDir, { mode: 0o711 });
+    // The sandbox's root (an unprivileged host uid) must walk to `merged`
+    // for the self-bind (docs/sandbox.md#session-directories), and nobody
+    // else may: the overlay is not nosuid, and its path is public in
+    // /proc/mounts. So the session dir is the sandbox root's own, 0700.
+    fs.mkdirSync(sessionDir, { mode: 0o700 });
+    fs.chownSync(sessionDir, record.uidBase, record.uidBase);
     const scratch = path.join(sessionDir, 'scratch');
     const lower = path.join(sessionDir, 'lower');
     const merged = path.join(sessionDir, 'merged');

@@ -254,4 +254,39 @@ describe('sandbox hardening', { concurrency: false }, () => {
     },
     { timeout: 180_000 },
   );
+
+  sysTest(
+    "another host user cannot reach a sandbox's files (nor run its setuid programs) through the host paths",
+    SYSTEM_NEEDS,
+    async () => {
+      // The student makes a setuid-root copy of sh; its host path is public in /proc/mounts.
+      const r = await sb.exec(['sh', '-c', 'cp /bin/dash /suid-sh && chmod 4755 /suid-sh']);
+      assert.equal(r.code, 0, r.stderr);
+      const merged = path.join(sb.record.resources.sessionDir, 'merged');
+      assert.ok(
+        fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(merged),
+        'the overlay is visible in the host mount table',
+      );
+      // runuser drops every capability (setpriv --reuid alone keeps them).
+      const asNobody = (argv: string[]) => {
+        try {
+          return execFileSync('runuser', ['-u', 'nobody', '--', ...argv], {
+            stdio: 'pipe',
+          }).toString();
+        } catch (err) {
+          return `failed: ${(err as { stderr?: Buffer }).stderr?.toString() ?? String(err)}`;
+        }
+      };
+      const out = asNobody([path.join(merged, 'suid-sh'), '-c', 'id -u']);
+      assert.match(
+        out,
+        /^failed: .*Permission denied/s,
+        `a host user ran the student's file: ${out}`,
+      );
+      assert.match(asNobody(['ls', path.join(merged, 'etc')]), /^failed: /);
+      // The sandbox itself still works (its root walks the same path to its root).
+      const ok = await sb.exec(['sh', '-c', 'echo fine > /root/f && cat /root/f']);
+      assert.equal(ok.stdout, 'fine\n');
+    },
+  );
 });
