@@ -101,37 +101,44 @@ export type MountFlag =
  * list against it before it forks, and refuses a bad one with a `clone`
  * error whose detail names the op, its index and its step.
  */
-export type Op = { step: StepName } & (
-  | { op: 'clone-userns' }
-  | { op: 'write-child-proc'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
-  | { op: 'idmap-mount'; source: string; target: string }
-  | { op: 'attach-child'; procs: string }
-  | { op: 'release-child' }
-  | { op: 'setids'; uid: number; gid: number }
-  | { op: 'unshare'; ns: CloneFlag[] }
-  | { op: 'fork-init' }
-  | {
-      op: 'mount';
-      source: string;
-      target: string;
-      fstype: string;
-      flags: MountFlag[];
-      data: string;
-    }
-  | { op: 'mkdir'; path: string; mode: number }
-  | { op: 'touch'; path: string }
-  | { op: 'symlink'; target: string; path: string }
-  | { op: 'write'; path: string; content: string }
-  | { op: 'chown'; path: string; uid: number; gid: number }
-  | { op: 'mask'; path: string }
-  | { op: 'bind-ro'; path: string }
-  | { op: 'pivot-root'; newRoot: string }
-  | { op: 'sethostname'; name: string }
-  | { op: 'loopback-up' }
-  | { op: 'set-dumpable'; value: 0 | 1 }
-  | { op: 'seccomp' }
-  | { op: 'init-loop' }
-);
+export type Op = { step: StepName } &
+  /**
+   * Fork the user-namespace child, which first becomes host `uid`/`gid` (the
+   * session's own range) and only then creates the user namespace: the
+   * namespace's owner, and so the per-user kernel counts (namespaces,
+   * inotify instances, ...) of everything made inside, is that uid, not
+   * host root.
+   */
+  (| { op: 'clone-userns'; uid: number; gid: number }
+    | { op: 'write-child-proc'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
+    | { op: 'idmap-mount'; source: string; target: string }
+    | { op: 'attach-child'; procs: string }
+    | { op: 'release-child' }
+    | { op: 'setids'; uid: number; gid: number }
+    | { op: 'unshare'; ns: CloneFlag[] }
+    | { op: 'fork-init' }
+    | {
+        op: 'mount';
+        source: string;
+        target: string;
+        fstype: string;
+        flags: MountFlag[];
+        data: string;
+      }
+    | { op: 'mkdir'; path: string; mode: number }
+    | { op: 'touch'; path: string }
+    | { op: 'symlink'; target: string; path: string }
+    | { op: 'write'; path: string; content: string }
+    | { op: 'chown'; path: string; uid: number; gid: number }
+    | { op: 'mask'; path: string }
+    | { op: 'bind-ro'; path: string }
+    | { op: 'pivot-root'; newRoot: string }
+    | { op: 'sethostname'; name: string }
+    | { op: 'loopback-up' }
+    | { op: 'set-dumpable'; value: 0 | 1 }
+    | { op: 'seccomp' }
+    | { op: 'init-loop' }
+  );
 
 /** Positional args of each op, in the order the helper reads them. */
 function opArgs(o: Op): string[] {
@@ -167,6 +174,7 @@ function opArgs(o: Op): string[] {
     case 'set-dumpable':
       return [String(o.value)];
     case 'clone-userns':
+      return [String(o.uid), String(o.gid)];
     case 'release-child':
     case 'fork-init':
     case 'loopback-up':

@@ -62,7 +62,10 @@ export function buildOps(p: StepPlan): Op[] {
   const nosuidNodevNoexec = ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'] as const;
   const ops: Op[] = [
     // ---- host + user-namespace child -------------------------------------
-    { step: 'clone', op: 'clone-userns' },
+    // The child becomes the session's host uid before it creates the user
+    // namespace, so the namespace (and every per-user count inside it) is
+    // charged to the session, not to host root.
+    { step: 'clone', op: 'clone-userns', uid: p.uidBase, gid: p.gidBase },
     // setgroups stays "allow" so students can use setgroups(2) inside; the
     // map is written by host root, which may map a whole range (no newuidmap).
     { step: 'clone', op: 'write-child-proc', file: 'uid_map', content: map },

@@ -259,6 +259,8 @@ describe('sandbox hardening', { concurrency: false }, () => {
     "another host user cannot reach a sandbox's files (nor run its setuid programs) through the host paths",
     SYSTEM_NEEDS,
     async () => {
+      // Its own sandbox: the quarantine test above reaps every sandbox of this state dir.
+      const sb = await m.create({ hostname: 'suid' });
       // The student makes a setuid-root copy of sh; its host path is public in /proc/mounts.
       const r = await sb.exec(['sh', '-c', 'cp /bin/dash /suid-sh && chmod 4755 /suid-sh']);
       assert.equal(r.code, 0, r.stderr);
@@ -287,6 +289,41 @@ describe('sandbox hardening', { concurrency: false }, () => {
       // The sandbox itself still works (its root walks the same path to its root).
       const ok = await sb.exec(['sh', '-c', 'echo fine > /root/f && cat /root/f']);
       assert.equal(ok.stdout, 'fine\n');
+      await m.teardown(sb);
+    },
+  );
+
+  sysTest(
+    "a sandbox's inotify instances count against its own host uid, not host root's",
+    SYSTEM_NEEDS,
+    async () => {
+      const victim = await m.create({ hostname: 'inotify' });
+      try {
+        // `tail -f` holds one inotify instance each: take as many as the kernel gives.
+        const max = Number(fs.readFileSync('/proc/sys/user/max_inotify_instances', 'utf8'));
+        const r = await victim.exec(
+          [
+            'bash',
+            '-c',
+            'for i in $(seq "$1"); do : > /tmp/w$i; setsid tail -f /tmp/w$i >/dev/null 2>&1 </dev/null & done; ' +
+              'sleep 1; find /proc/[0-9]*/fd -lname "anon_inode:inotify" 2>/dev/null | wc -l',
+            'x',
+            String(max + 4),
+          ],
+          { timeoutMs: 60_000 },
+        );
+        const held = Number(r.stdout.trim());
+        assert.ok(
+          held >= Math.min(100, max - 8),
+          `the sandbox held only ${held} instances: ${r.stderr}`,
+        );
+        // Host root can still make one (fs.watch is inotify_init + add_watch).
+        const w = fs.watch(os.tmpdir());
+        w.close();
+        await hostUnharmed(m);
+      } finally {
+        await m.teardown(victim);
+      }
     },
   );
 });

@@ -465,7 +465,19 @@ int run(int argc, char** argv) {
     close(c.status_r);
     close(c.go_w);
     report::set_fd(c.status_w);
+    // Become the session's host uid/gid BEFORE creating the user namespace:
+    // the namespace's owner is the creator's euid, and the kernel charges
+    // the per-user counts (user.max_*_namespaces, inotify instances, ...)
+    // of everything made inside to the owner at the host level. Owned by
+    // host root, one sandbox could exhaust root's counts for the whole host.
+    const char* cstep = clone_op.step.c_str();
+    const gid_t g = static_cast<gid_t>(strtoul(arg(clone_op, 1), nullptr, 10));
+    const uid_t u = static_cast<uid_t>(strtoul(arg(clone_op, 0), nullptr, 10));
+    if (setgroups(0, nullptr) != 0) report::die(cstep, "setgroups", errno, "");
+    if (setresgid(g, g, g) != 0) report::die(cstep, "setresgid", errno, "");
+    if (setresuid(u, u, u) != 0) report::die(cstep, "setresuid", errno, "");
     // Die with the host stage until the sandbox is complete; cleared in init.
+    // (Set after the uid change, which clears it.)
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (unshare(CLONE_NEWUSER) != 0)
       report::die(clone_op.step.c_str(), "unshare", errno, "", "CLONE_NEWUSER");

@@ -17,7 +17,7 @@ constexpr unsigned kAnywhere = kHostSide | kSandboxSide;
 // clang-format off
 const Def kOps[] = {
     // name              kind                    argc  stages        boundary
-    {"clone-userns",     Kind::kCloneUserns,     0,    kPreClone,    true},
+    {"clone-userns",     Kind::kCloneUserns,     2,    kPreClone,    true},
     {"write-child-proc", Kind::kWriteChildProc,  2,    kHost,        false},
     {"idmap-mount",      Kind::kIdmapMount,      2,    kHost,        false},
     {"attach-child",     Kind::kAttachChild,     1,    kHost,        false},
