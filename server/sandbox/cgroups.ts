@@ -50,6 +50,17 @@ export interface SessionCgroup {
 const CGROUP2_MAGIC = 0x63677270;
 const PERIOD_US = 100000;
 
+/**
+ * How many cgroups a session may hold below its own (the `init` leaf and the
+ * terminals' cgroups included), and how deep. Every cgroup costs kernel
+ * memory the session is barely charged for, and memory cgroups share a
+ * 16-bit id space host-wide: unbounded, two default sandboxes could use it
+ * up and no one on the host could create a memory cgroup. v2 enforces these
+ * through cgroup.max.descendants / cgroup.max.depth, which stay host-owned.
+ */
+export const MAX_DESCENDANTS = 128;
+export const MAX_DEPTH = 8;
+
 export function detectCgroupMode(mountPoint = '/sys/fs/cgroup'): CgroupMode {
   const st = fs.statfsSync(mountPoint);
   return st.type === CGROUP2_MAGIC ? 'v2' : 'v1';
@@ -354,6 +365,8 @@ export class V2Driver implements CgroupDriver {
       this.enable(base, ctrls);
       fs.mkdirSync(dir);
       dirs.push(dir);
+      write(path.join(dir, 'cgroup.max.descendants'), String(MAX_DESCENDANTS));
+      write(path.join(dir, 'cgroup.max.depth'), String(MAX_DEPTH));
       if (ctrls.includes('memory')) {
         write(path.join(dir, 'memory.max'), String(limits.memoryBytes));
         const swap = path.join(dir, 'memory.swap.max');

@@ -112,6 +112,31 @@ describe('cgroup v2 driver', () => {
   );
 
   sysTest(
+    'a student cannot make more than 128 cgroups nor nest deeper than 8 (host-owned cgroup.max.*)',
+    NEEDS,
+    async () => {
+      ready();
+      const r = await sb.exec(
+        [
+          'sh',
+          '-c',
+          'i=0; while [ $i -lt 1000 ] && mkdir /sys/fs/cgroup/c$i 2>/dev/null; do i=$((i+1)); done; echo $i; ' +
+            'mkdir -p /sys/fs/cgroup/c0/1/2/3/4/5/6/7/8/9 2>/dev/null; echo deep=$?; ' +
+            'echo 100000 > /sys/fs/cgroup/cgroup.max.descendants 2>/dev/null; echo raise=$?; ' +
+            'rmdir /sys/fs/cgroup/c0/1/2/3/4/5/6/7/8/9 /sys/fs/cgroup/c0/1/2/3/4/5/6/7/8 /sys/fs/cgroup/c0/1/2/3/4/5/6/7 ' +
+            '/sys/fs/cgroup/c0/1/2/3/4/5/6 /sys/fs/cgroup/c0/1/2/3/4/5 /sys/fs/cgroup/c0/1/2/3/4 /sys/fs/cgroup/c0/1/2/3 ' +
+            '/sys/fs/cgroup/c0/1/2 /sys/fs/cgroup/c0/1 /sys/fs/cgroup/c[0-9]* 2>/dev/null; true',
+        ],
+        { timeoutMs: 60_000 },
+      );
+      const [made, deep, raise] = r.stdout.trim().split('\n');
+      assert.ok(Number(made) > 0 && Number(made) < 128, `the student made ${made} cgroups`);
+      assert.equal(deep, 'deep=1', 'nesting 10 deep must fail');
+      assert.match(raise ?? '', /^raise=[1-9]$/, "the bound is not the student's to raise");
+    },
+  );
+
+  sysTest(
     'inside: /sys/fs/cgroup is the session (cgroup namespace), processes are in /init',
     NEEDS,
     async () => {
