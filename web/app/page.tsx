@@ -1,16 +1,15 @@
 import Link from 'next/link';
 import { Catalog } from '../components/catalog';
 import { SiteHeader } from '../components/site-header';
+import styles from './page.module.css';
 
 export default function Home() {
   return (
     <>
-      <SiteHeader>
-        <span className="tagline">Learn how containers really work, on a real kernel.</span>
-      </SiteHeader>
-      <main id="main" className="catalog">
+      <SiteHeader tagline="Learn how containers really work, on a real kernel." />
+      <main id="main" className={styles.catalog}>
         <h1>Labs</h1>
-        <p className="lead">
+        <p className={styles.lead}>
           Each lab gives you a fresh Linux sandbox on this server&apos;s kernel, where you are root
           in a user namespace. Read a step, type into the real terminal, and press{' '}
           <strong>Check</strong>: the server looks at the kernel&apos;s own state to see whether you

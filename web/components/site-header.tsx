@@ -1,15 +1,17 @@
 import Link from 'next/link';
 import type { ReactNode } from 'react';
+import styles from './site-header.module.css';
 import { ThemeToggle } from './theme-toggle';
 
-export function SiteHeader({ children }: { children?: ReactNode }) {
+export function SiteHeader({ tagline, children }: { tagline?: string; children?: ReactNode }) {
   return (
-    <header className="site-header">
-      <Link href="/" className="brand" aria-label="Underlay: all labs">
+    <header className={styles.header}>
+      <Link href="/" className={styles.brand} aria-label="Underlay: all labs">
         under<span>lay</span>
       </Link>
+      {tagline && <span className={styles.tagline}>{tagline}</span>}
       {children}
-      <span className="spacer" />
+      <span className={styles.spacer} />
       <ThemeToggle />
     </header>
   );

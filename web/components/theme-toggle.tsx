@@ -1,21 +1,21 @@
 'use client';
 /** Light / dark / system, remembered in localStorage (applied before paint by the layout's script). */
-import { useEffect, useState } from 'react';
+import { useStored, writeStored } from '../lib/use-stored';
 
 type Theme = 'system' | 'light' | 'dark';
 const NEXT: Record<Theme, Theme> = { system: 'light', light: 'dark', dark: 'system' };
+const KEY = 'underlay.theme';
 
 export function ThemeToggle() {
-  const [theme, setTheme] = useState<Theme>('system');
-  useEffect(() => setTheme((localStorage.getItem('underlay.theme') as Theme) || 'system'), []);
+  const stored = useStored(KEY);
+  const theme: Theme = stored === 'light' || stored === 'dark' ? stored : 'system';
   const change = () => {
     const t = NEXT[theme];
-    setTheme(t);
     if (t === 'system') {
-      localStorage.removeItem('underlay.theme');
+      writeStored(KEY, null);
       document.documentElement.removeAttribute('data-theme');
     } else {
-      localStorage.setItem('underlay.theme', t);
+      writeStored(KEY, t);
       document.documentElement.setAttribute('data-theme', t);
     }
   };

@@ -3,6 +3,7 @@
  * variables and comments. Enough for the lab texts, no dependency.
  */
 import type { ReactNode } from 'react';
+import styles from './highlight.module.css';
 
 const TOKEN =
   /(#[^\n]*)|('[^']*'|"(?:\\.|[^"\\])*")|(\$\{[^}]*\}|\$\(|\$[A-Za-z_?$!#@0-9][A-Za-z_0-9]*)|(\s--?[A-Za-z][\w-]*(?:=[^\s]*)?)|(^|[|;&(]\s*|\n\s*|\b(?:then|do|else)\s+)([A-Za-z_./][\w./+-]*)/gm;
@@ -16,32 +17,32 @@ export function highlightShell(code: string): ReactNode[] {
     if (i > last) out.push(code.slice(last, i));
     if (m[1])
       out.push(
-        <span key={k++} className="tok-com">
+        <span key={k++} className={styles.com}>
           {m[1]}
         </span>,
       );
     else if (m[2])
       out.push(
-        <span key={k++} className="tok-str">
+        <span key={k++} className={styles.str}>
           {m[2]}
         </span>,
       );
     else if (m[3])
       out.push(
-        <span key={k++} className="tok-var">
+        <span key={k++} className={styles.var}>
           {m[3]}
         </span>,
       );
     else if (m[4])
       out.push(
-        <span key={k++} className="tok-flag">
+        <span key={k++} className={styles.flag}>
           {m[4]}
         </span>,
       );
     else {
       out.push(m[5] ?? '');
       out.push(
-        <span key={k++} className="tok-cmd">
+        <span key={k++} className={styles.cmd}>
           {m[6]}
         </span>,
       );

@@ -7,6 +7,7 @@
 import { marked, type Token, type Tokens } from 'marked';
 import { useState, type ReactNode } from 'react';
 import { highlightShell } from './highlight';
+import styles from './markdown.module.css';
 
 export interface RunTarget {
   /** Types the code into terminal `terminal`; absent when no terminal is ready. */
@@ -37,10 +38,10 @@ function CodeBlock({ token, target }: { token: Tokens.Code; target: RunTarget | 
     setTimeout(() => setCopied(false), 1200);
   };
   return (
-    <div className="codeblock" data-terminal={shell ? terminal : undefined}>
+    <div className={styles.codeblock} data-terminal={shell ? terminal : undefined}>
       {shell && (
-        <div className="code-actions">
-          <span className="where">in {terminal}</span>
+        <div className={styles.actions}>
+          <span className={styles.where}>in {terminal}</span>
           <button
             className="small"
             onClick={() => target?.run?.(terminal, token.text)}
@@ -89,5 +90,5 @@ function render(tokens: Token[], target: RunTarget | undefined): ReactNode[] {
 }
 
 export function Markdown({ text, target }: { text: string; target?: RunTarget }) {
-  return <div className="md">{render(marked.lexer(text), target)}</div>;
+  return <div className={styles.prose}>{render(marked.lexer(text), target)}</div>;
 }

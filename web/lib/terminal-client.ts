@@ -52,7 +52,7 @@ export class RemoteTerminal {
     const text = this.decoder.decode(fresh, { stream: true });
     const n = fresh.length;
     this.view.write(text, () => {
-      // Ack what xterm has actually parsed, in 32 KiB steps (TERMINALS.md R4).
+      // Ack what xterm has actually parsed, in 32 KiB steps (docs/terminals.md#flow-control).
       this.rendered += n;
       if (this.rendered >= LIMITS.ackEveryBytes) {
         this.client.emit('term:ack', { term: this.id, bytes: this.rendered });
@@ -96,7 +96,7 @@ export class RemoteTerminal {
     return this.inputChain;
   }
 
-  /** Debounced: fit addons and ResizeObserver fire in bursts (TERMINALS.md R10). */
+  /** Debounced: fit addons and ResizeObserver fire in bursts (docs/terminals.md#resize). */
   resize(cols: number, rows: number): void {
     const c = Math.max(LIMITS.minDim, Math.min(LIMITS.maxDim, cols));
     const r = Math.max(LIMITS.minDim, Math.min(LIMITS.maxDim, rows));
@@ -112,7 +112,7 @@ export class RemoteTerminal {
 
   close(): void {
     this.client.emit('term:close', { term: this.id });
-    this.client.forget(this.id);
+    this.client.forget(this);
   }
 
   markExited(code: number): void {
@@ -124,16 +124,20 @@ export class RemoteTerminal {
 export class SessionClient {
   private readonly socket: ClientSocket;
   private readonly terms = new Map<string, RemoteTerminal>();
+  private readonly waiting = new Map<string, ((t: RemoteTerminal) => void)[]>();
   private listeners: ((s: ConnectionState, detail?: string) => void)[] = [];
+  private errorListeners: ((e: ProtocolError) => void)[] = [];
   state: ConnectionState = 'connecting';
-  onError: ((e: ProtocolError) => void) | undefined;
 
+  /** Creates the client without connecting: connect() opens the socket. */
   constructor(url: string, session: string, token: string) {
     this.socket = io(url, {
       transports: ['websocket'],
       auth: { v: PROTOCOL_VERSION, session, token },
       reconnectionDelay: 500,
       reconnectionDelayMax: 4000,
+      autoConnect: false,
+      forceNew: true,
     });
     this.socket.on('connect', () => {
       void Promise.all([...this.terms.values()].map((t) => t.reattach())).then(() =>
@@ -155,7 +159,15 @@ export class SessionClient {
       this.terms.get(term)?.receive(offset, new Uint8Array(data)),
     );
     this.socket.on('term:exit', ({ term, code }) => this.terms.get(term)?.markExited(code));
-    this.socket.on('proto:error', (e) => this.onError?.(e));
+    this.socket.on('proto:error', (e) => {
+      for (const l of this.errorListeners) l(e);
+    });
+  }
+
+  /** Opens the socket, also again after close(). */
+  connect(): void {
+    this.setState('connecting');
+    this.socket.connect();
   }
 
   get connected(): boolean {
@@ -166,6 +178,12 @@ export class SessionClient {
     this.listeners.push(l);
     l(this.state);
     return () => (this.listeners = this.listeners.filter((x) => x !== l));
+  }
+
+  /** The server's complaints about what we sent (proto:error). */
+  onError(l: (e: ProtocolError) => void): () => void {
+    this.errorListeners.push(l);
+    return () => (this.errorListeners = this.errorListeners.filter((x) => x !== l));
   }
 
   private setState(s: ConnectionState, detail?: string): void {
@@ -203,13 +221,25 @@ export class SessionClient {
         t.next = res.offset;
         if (res.exited) t.exited = res.exited.code;
         this.terms.set(res.term, t);
+        for (const w of this.waiting.get(res.term) ?? []) w(t);
+        this.waiting.delete(res.term);
         resolve(t);
       });
     });
   }
 
-  forget(id: string): void {
-    this.terms.delete(id);
+  /** Terminal `id` once this client has opened it: now, or when a view opens it. */
+  whenOpen(id: string): Promise<RemoteTerminal> {
+    const t = this.terms.get(id);
+    if (t) return Promise.resolve(t);
+    return new Promise((resolve) =>
+      this.waiting.set(id, [...(this.waiting.get(id) ?? []), resolve]),
+    );
+  }
+
+  /** Stops routing output to `t` (its view is gone); the shell keeps running. */
+  forget(t: RemoteTerminal): void {
+    if (this.terms.get(t.id) === t) this.terms.delete(t.id);
   }
 
   close(): void {

@@ -1,13 +1,12 @@
 import { SandboxShell } from '../../components/terminal/sandbox-shell';
 import { SiteHeader } from '../../components/site-header';
+import styles from './page.module.css';
 
 export default function FreeSandbox() {
   return (
-    <div style={{ display: 'flex', flexDirection: 'column', height: '100vh' }}>
-      <SiteHeader>
-        <span className="tagline">Free sandbox: no lab, no checks.</span>
-      </SiteHeader>
-      <main id="main" style={{ flex: 1, display: 'flex', flexDirection: 'column', minHeight: 0 }}>
+    <div className={styles.page}>
+      <SiteHeader tagline="Free sandbox: no lab, no checks." />
+      <main id="main" className={styles.main}>
         <SandboxShell />
       </main>
     </div>

@@ -1,19 +1,22 @@
 'use client';
 /** Two panes with a draggable (and keyboard-movable) divider; the width is remembered. */
-import { Children, useEffect, useRef, useState, type ReactNode } from 'react';
+import { Children, useRef, useState, type ReactNode } from 'react';
+import { useStored, writeStored } from '../../lib/use-stored';
+import styles from './split.module.css';
+
+const clamp = (w: number) => Math.max(20, Math.min(80, w));
 
 export function Split({ children, storageKey }: { children: ReactNode; storageKey: string }) {
   const [left, right] = Children.toArray(children);
-  const [width, setWidth] = useState(46); // percent of the row
+  const stored = Number(useStored(storageKey));
+  // While dragging the exact width; the remembered one is rounded.
+  const [dragged, setDragged] = useState<number | null>(null);
+  const width = dragged ?? (stored >= 20 && stored <= 80 ? stored : 46); // percent of the row
   const row = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    const w = Number(localStorage.getItem(storageKey));
-    if (w >= 20 && w <= 80) setWidth(w);
-  }, [storageKey]);
   const set = (w: number) => {
-    const c = Math.max(20, Math.min(80, w));
-    setWidth(c);
-    localStorage.setItem(storageKey, String(Math.round(c)));
+    const c = clamp(w);
+    setDragged(c);
+    writeStored(storageKey, String(Math.round(c)));
   };
   const drag = (e: React.PointerEvent) => {
     const el = row.current;
@@ -31,12 +34,12 @@ export function Split({ children, storageKey }: { children: ReactNode; storageKe
     window.addEventListener('pointerup', up);
   };
   return (
-    <div className="lab-body" ref={row}>
-      <div style={{ width: `${width}%`, display: 'flex', flexDirection: 'column', minHeight: 0 }}>
+    <div className={styles.row} ref={row}>
+      <div className={styles.pane} style={{ width: `${width}%` }}>
         {left}
       </div>
       <button
-        className="splitter"
+        className={styles.splitter}
         role="separator"
         aria-orientation="vertical"
         aria-valuenow={Math.round(width)}

@@ -1,21 +1,24 @@
 'use client';
 /**
  * One xterm.js terminal bound to a RemoteTerminal. Client-only (touches
- * window): loaded with next/dynamic({ ssr: false }) by its users.
+ * window): loaded with next/dynamic({ ssr: false }) by terminal-tabs.tsx.
+ * Its colours are the palette's --term-* variables (app/globals.css).
  */
 import { FitAddon } from '@xterm/addon-fit';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
-import { useEffect, useRef } from 'react';
+import { useEffect, useEffectEvent, useRef } from 'react';
 import type { RemoteTerminal, SessionClient } from '../../lib/terminal-client';
+import styles from './xterm-view.module.css';
 
 export interface XtermViewProps {
   client: SessionClient;
   /** Re-attach to this terminal id (after a reload) instead of opening a new one. */
-  termId?: string;
-  name?: string;
+  termId?: string | undefined;
+  /** The name of a new terminal (T2, ...). */
+  name?: string | undefined;
   active: boolean;
   onOpened: (t: RemoteTerminal) => void;
   onError: (message: string) => void;
@@ -34,10 +37,16 @@ export default function XtermView({
   const box = useRef<HTMLDivElement>(null);
   const fitRef = useRef<FitAddon | null>(null);
   const xtermRef = useRef<Terminal | null>(null);
+  // Callbacks from the parent: the latest ones, without reopening the terminal when they change.
+  const opened = useEffectEvent((t: RemoteTerminal) => onOpened(t));
+  const failed = useEffectEvent((message: string) => onError(message));
+  const exited = useEffectEvent((code: number) => onExit?.(code));
 
   useEffect(() => {
     const el = box.current;
     if (!el) return;
+    const palette = getComputedStyle(el);
+    const color = (name: string) => palette.getPropertyValue(name).trim();
     const term = new Terminal({
       scrollback: 1000,
       cursorBlink: true,
@@ -45,10 +54,10 @@ export default function XtermView({
       fontFamily: "ui-monospace, 'DejaVu Sans Mono', 'Liberation Mono', monospace",
       fontSize: 14,
       theme: {
-        background: '#0d1117',
-        foreground: '#e6edf3',
-        cursor: '#e6edf3',
-        selectionBackground: '#264f78',
+        background: color('--term-bg'),
+        foreground: color('--term-fg'),
+        cursor: color('--term-fg'),
+        selectionBackground: color('--term-selection'),
       },
     });
     const fit = new FitAddon();
@@ -82,17 +91,17 @@ export default function XtermView({
         rows: term.rows,
       })
       .then((t) => {
-        if (disposed) return;
+        if (disposed) return client.forget(t);
         remote = t;
-        onOpened(t);
+        opened(t);
         term.onData((d) => void t.input(d));
         term.onResize(({ cols, rows }) => t.resize(cols, rows));
         t.onExit = (code) => {
           term.write(`\r\n\x1b[2m[shell exited with status ${code}]\x1b[0m\r\n`);
-          onExit?.(code);
+          exited(code);
         };
       })
-      .catch((err: Error) => onError(err.message));
+      .catch((err: Error) => failed(err.message));
     const ro = new ResizeObserver(() => {
       if (el.offsetParent !== null) fit.fit();
     });
@@ -101,9 +110,9 @@ export default function XtermView({
       disposed = true;
       ro.disconnect();
       term.dispose();
-      void remote;
+      if (remote) client.forget(remote);
     };
-  }, []);
+  }, [client, termId, name]);
 
   useEffect(() => {
     if (active) {
@@ -112,11 +121,5 @@ export default function XtermView({
     }
   }, [active]);
 
-  return (
-    <div
-      ref={box}
-      data-testid="xterm"
-      style={{ position: 'absolute', inset: 0, padding: '6px', display: active ? 'block' : 'none' }}
-    />
-  );
+  return <div ref={box} data-testid="xterm" className={styles.view} />;
 }
