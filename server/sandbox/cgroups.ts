@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import type { Op, StepName } from '../../native/index';
 import type { SandboxResources } from '../store/store';
 import { SandboxError } from './errors';
-import { mount } from './ops';
+import { mount, NOSUID_NODEV_NOEXEC } from './ops';
 
 export type CgroupMode = 'v1' | 'v2';
 
@@ -230,7 +230,7 @@ export class V1Driver implements CgroupDriver {
             'cgroup',
             `${root}/sys/fs/cgroup`,
             'tmpfs',
-            ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+            NOSUID_NODEV_NOEXEC,
             'mode=755,size=64k',
           ),
         ];
@@ -248,7 +248,7 @@ export class V1Driver implements CgroupDriver {
               'cgroup',
               `${root}/sys/fs/cgroup/${name}`,
               'cgroup',
-              ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
+              NOSUID_NODEV_NOEXEC,
               h.controllers.join(','),
             ),
           );
@@ -400,14 +400,7 @@ export class V2Driver implements CgroupDriver {
       afterStart: () => this.enable(dir, ctrls),
       initOps: (root) => [
         { step: 'cgroup', op: 'write', path: path.join(leaf, 'cgroup.procs'), content: '0' },
-        mount(
-          'rootfs',
-          'cgroup2',
-          `${root}/sys/fs/cgroup`,
-          'cgroup2',
-          ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'],
-          '',
-        ),
+        mount('rootfs', 'cgroup2', `${root}/sys/fs/cgroup`, 'cgroup2', NOSUID_NODEV_NOEXEC, ''),
       ],
     };
   }

@@ -10,7 +10,7 @@
  */
 import type { Op } from '../../native/index';
 import type { SessionCgroup } from './cgroups';
-import { mount } from './ops';
+import { mount, NOSUID_NODEV_NOEXEC } from './ops';
 
 export interface StepPlan {
   uidBase: number;
@@ -59,7 +59,6 @@ export function buildOps(p: StepPlan): Op[] {
   const R = p.mergedDir;
   const map = `0 ${p.uidBase} 65536`;
   const gmap = `0 ${p.gidBase} 65536`;
-  const nosuidNodevNoexec = ['MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC'] as const;
   const ops: Op[] = [
     // ---- host + user-namespace child -------------------------------------
     // The child becomes the session's host uid before it creates the user
@@ -116,9 +115,9 @@ export function buildOps(p: StepPlan): Op[] {
     // The overlay arrived MNT_LOCKED from the host; a bind of it made here is
     // ours, and pivot_root accepts it (runc prepareRoot).
     mount('rootfs', R, R, '', ['MS_BIND', 'MS_REC'], ''),
-    mount('rootfs', 'proc', `${R}/proc`, 'proc', [...nosuidNodevNoexec], ''),
+    mount('rootfs', 'proc', `${R}/proc`, 'proc', NOSUID_NODEV_NOEXEC, ''),
     // sysfs may be mounted because the sandbox owns its network namespace; ro.
-    mount('rootfs', 'sysfs', `${R}/sys`, 'sysfs', ['MS_RDONLY', ...nosuidNodevNoexec], ''),
+    mount('rootfs', 'sysfs', `${R}/sys`, 'sysfs', ['MS_RDONLY', ...NOSUID_NODEV_NOEXEC], ''),
     ...p.cgroup.initOps(R),
     // A minimal /dev: a few host device nodes bound in (mknod is EPERM in a
     // user namespace), a private devpts instance and shm/mqueue.
@@ -154,7 +153,7 @@ export function buildOps(p: StepPlan): Op[] {
       `mode=1777,size=${p.shmBytes}`,
     ),
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/mqueue`, mode: 0o755 },
-    mount('rootfs', 'mqueue', `${R}/dev/mqueue`, 'mqueue', [...nosuidNodevNoexec], ''),
+    mount('rootfs', 'mqueue', `${R}/dev/mqueue`, 'mqueue', NOSUID_NODEV_NOEXEC, ''),
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd', path: `${R}/dev/fd` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/0', path: `${R}/dev/stdin` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/1', path: `${R}/dev/stdout` },

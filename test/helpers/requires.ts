@@ -82,3 +82,19 @@ export function sysTest(
 }
 
 export const SYSTEM_NEEDS: Need[] = ['root', 'userns', 'overlay', 'idmap', 'image'];
+
+/**
+ * A describe block's shared before() hook that failed: its error is kept and
+ * re-raised inside each test (a failing before() alone would not name them).
+ */
+export function setupGuard(): { fail(err: unknown): void; ready(): void } {
+  let error: unknown;
+  return {
+    fail: (err) => {
+      error = err;
+    },
+    ready: () => {
+      if (error) throw error;
+    },
+  };
+}

@@ -13,18 +13,14 @@ import { V2Driver } from '../../server/sandbox/cgroups';
 import { SandboxManager, type Sandbox } from '../../server/sandbox/index';
 import { createLogger } from '../../server/util/logger';
 import { testConfig, testManager } from '../helpers/env';
-import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
 
 const V2 = fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers')
   ? '/sys/fs/cgroup/unified'
   : '/sys/fs/cgroup';
 const NEEDS = [...SYSTEM_NEEDS, 'cgroup-v2-hierarchy' as const];
 
-let setupError: unknown;
-/** Re-raises a failure of the shared before() hook inside each test. */
-function ready(): void {
-  if (setupError) throw setupError;
-}
+const { fail: setupFailed, ready } = setupGuard();
 
 describe('cgroup v2 driver', () => {
   let m: SandboxManager;
@@ -46,7 +42,7 @@ describe('cgroup v2 driver', () => {
     try {
       sb = await m.create({ hostname: 'v2' });
     } catch (err) {
-      setupError = err;
+      setupFailed(err);
     }
   });
 

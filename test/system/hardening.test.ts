@@ -10,10 +10,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Sandbox, SandboxManager } from '../../server/sandbox/index';
+import type { Limits, Sandbox, SandboxManager } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
 import { cli, mountsContaining, pidsOwnedByRange, REPO, sleep, testManager } from '../helpers/env';
-import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 /** Copies a host file into the sandbox (over the exec's stdin) and makes it executable. */
 async function install(sb: Sandbox, from: string, to: string): Promise<void> {
@@ -39,7 +39,7 @@ describe('sandbox hardening', { concurrency: false }, () => {
   let m: SandboxManager;
   let sb: Sandbox;
   let injector = '';
-  let setupError: unknown;
+  const { fail: setupFailed, ready } = setupGuard();
 
   before(async () => {
     if (process.getuid?.() !== 0) return;
@@ -58,7 +58,7 @@ describe('sandbox hardening', { concurrency: false }, () => {
         ]);
       }
     } catch (err) {
-      setupError = err;
+      setupFailed(err);
     }
   });
   after(async () => {
@@ -70,7 +70,7 @@ describe('sandbox hardening', { concurrency: false }, () => {
     'every process in the sandbox is under the seccomp filter, PID 1 included',
     SYSTEM_NEEDS,
     async () => {
-      if (setupError) throw setupError;
+      ready();
       const r = await sb.exec([
         'sh',
         '-c',
@@ -89,7 +89,7 @@ describe('sandbox hardening', { concurrency: false }, () => {
     'ptrace cannot make PID 1 run a denied syscall; the same injection into an unfiltered process works',
     [...SYSTEM_NEEDS, 'x86_64'],
     async () => {
-      if (setupError) throw setupError;
+      ready();
       assert.ok(injector, 'the injector is built on x86_64');
       await install(sb, injector, '/tmp/inject');
       // The control: a process joined without the filter really can be made to run keyctl,
@@ -212,48 +212,41 @@ describe('sandbox hardening', { concurrency: false }, () => {
     'for d in "$@"; do dd if=/dev/zero of="$d/fill" bs=1M 2>&1 | grep -o "No space left on device" | head -1 | sed "s|^|$d: |"; done; ' +
     'echo alive; cat /proc/self/cgroup >/dev/null';
 
-  sysTest(
-    'filling every writable place ends in ENOSPC with the shell alive (default limits)',
-    SYSTEM_NEEDS,
-    async () => {
-      const victim = await m.create({ hostname: 'fill' });
-      try {
-        const places = ['/root', '/tmp', '/lab', '/dev/shm', '/run'];
-        const r = await victim.exec(['bash', '-c', FILL, 'fill', ...places], {
-          timeoutMs: 120_000,
-        });
-        assert.equal(r.code, 0, `the shell was killed (exit ${r.code}): ${r.stdout}${r.stderr}`);
-        for (const d of places)
-          assert.match(r.stdout, new RegExp(`^${d}: No space left on device$`, 'm'));
-        assert.match(r.stdout, /^alive$/m);
-        const after = await victim.exec(['echo', 'still here']);
-        assert.equal(after.stdout, 'still here\n');
-      } finally {
-        await m.teardown(victim);
-      }
-    },
-    { timeout: 180_000 },
-  );
-
-  sysTest(
-    'with --memory 256M one dd into /root ends in ENOSPC, not an OOM kill',
-    SYSTEM_NEEDS,
-    async () => {
-      const victim = await m.create({
-        hostname: 'fill',
-        limits: { memoryBytes: 256 * 1024 * 1024 },
-      });
-      try {
-        const r = await victim.exec(['bash', '-c', FILL, 'fill', '/root'], { timeoutMs: 120_000 });
-        assert.equal(r.code, 0, `the shell was killed (exit ${r.code}): ${r.stdout}${r.stderr}`);
-        assert.match(r.stdout, /^\/root: No space left on device$/m);
-        assert.match(r.stdout, /^alive$/m);
-      } finally {
-        await m.teardown(victim);
-      }
-    },
-    { timeout: 180_000 },
-  );
+  const FILL_CASES: [string, Partial<Limits>, string[]][] = [
+    [
+      'filling every writable place ends in ENOSPC with the shell alive (default limits)',
+      {},
+      ['/root', '/tmp', '/lab', '/dev/shm', '/run'],
+    ],
+    [
+      'with --memory 256M one dd into /root ends in ENOSPC, not an OOM kill',
+      { memoryBytes: 256 * 1024 * 1024 },
+      ['/root'],
+    ],
+  ];
+  for (const [name, limits, places] of FILL_CASES) {
+    sysTest(
+      name,
+      SYSTEM_NEEDS,
+      async () => {
+        const victim = await m.create({ hostname: 'fill', limits });
+        try {
+          const r = await victim.exec(['bash', '-c', FILL, 'fill', ...places], {
+            timeoutMs: 120_000,
+          });
+          assert.equal(r.code, 0, `the shell was killed (exit ${r.code}): ${r.stdout}${r.stderr}`);
+          for (const d of places)
+            assert.match(r.stdout, new RegExp(`^${d}: No space left on device$`, 'm'));
+          assert.match(r.stdout, /^alive$/m);
+          const after = await victim.exec(['echo', 'still here']);
+          assert.equal(after.stdout, 'still here\n');
+        } finally {
+          await m.teardown(victim);
+        }
+      },
+      { timeout: 180_000 },
+    );
+  }
 
   sysTest(
     "another host user cannot reach a sandbox's files (nor run its setuid programs) through the host paths",

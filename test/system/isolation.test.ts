@@ -10,15 +10,11 @@ import { after, before, describe } from 'node:test';
 import type { Sandbox } from '../../server/sandbox/index';
 import { nsInode } from '../../server/sandbox/index';
 import { mountsContaining, pidsOwnedByRange, testManager } from '../helpers/env';
-import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
 
 const NS_KINDS = ['user', 'mnt', 'pid', 'uts', 'ipc', 'net', 'cgroup'];
 
-let setupError: unknown;
-/** Re-raises a failure of the shared before() hook inside each test. */
-function ready(): void {
-  if (setupError) throw setupError;
-}
+const { fail: setupFailed, ready } = setupGuard();
 
 describe('one sandbox, seen from both sides', () => {
   let sb: Sandbox;
@@ -33,7 +29,7 @@ describe('one sandbox, seen from both sides', () => {
         limits: { pids: 96, memoryBytes: 128 * 1024 * 1024, scratchBytes: 32 * 1024 * 1024 },
       });
     } catch (err) {
-      setupError = err;
+      setupFailed(err);
     }
   });
   after(async () => {

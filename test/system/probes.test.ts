@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Sandbox } from '../../server/sandbox/index';
 import { REPO, testManager } from '../helpers/env';
-import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
 
 const EXPECTED = [
   '1',
@@ -57,11 +57,7 @@ const EXPECTED = [
   '42',
 ];
 
-let setupError: unknown;
-/** Re-raises a failure of the shared before() hook inside each test. */
-function ready(): void {
-  if (setupError) throw setupError;
-}
+const { fail: setupFailed, ready } = setupGuard();
 
 describe('escape probes', () => {
   let probed: Sandbox;
@@ -88,7 +84,7 @@ describe('escape probes', () => {
       other = await testManager().create({ hostname: 'other' });
       probed = await testManager().create({ hostname: 'probed' });
     } catch (err) {
-      setupError = err;
+      setupFailed(err);
     }
   });
   after(async () => {

@@ -11,13 +11,10 @@ import { SessionManager } from '../../server/sessions/session-manager';
 import { createApp, type App } from '../../server/transport/http';
 import { createLogger } from '../../server/util/logger';
 import { pidsOwnedByRange, sleep, testManager } from '../helpers/env';
-import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
 import { TermClient } from '../helpers/term-client';
 
-let setupError: unknown;
-function ready(): void {
-  if (setupError) throw setupError;
-}
+const { fail: setupFailed, ready } = setupGuard();
 
 describe('terminals over socket.io', () => {
   let app: App;
@@ -55,7 +52,7 @@ describe('terminals over socket.io', () => {
       a = await post();
       b = await post();
     } catch (err) {
-      setupError = err;
+      setupFailed(err);
     }
   });
   after(async () => {

@@ -29,9 +29,7 @@ export function LabTerminals({
   return (
     <TerminalTabs
       variant="docked"
-      client={client}
-      state={state}
-      detail={detail}
+      connection={{ client, state, detail }}
       tabs={session.terminals.map((t) => ({
         key: t.name,
         name: t.name,

@@ -112,9 +112,7 @@ function Terminals({ saved }: { saved: Saved }) {
   return (
     <TerminalTabs
       variant="inset"
-      client={client}
-      state={state}
-      detail={detail}
+      connection={{ client, state, detail }}
       tabs={tabs.map((t) => ({
         key: t.key,
         name: t.name,

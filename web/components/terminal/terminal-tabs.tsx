@@ -8,6 +8,7 @@
 import dynamic from 'next/dynamic';
 import { useState, type ReactNode } from 'react';
 import type { ConnectionState, RemoteTerminal, SessionClient } from '../../lib/terminal-client';
+import type { SessionConnection } from '../../lib/use-session-client';
 import styles from './terminal-tabs.module.css';
 
 const XtermView = dynamic(() => import('./xterm-view'), {
@@ -34,9 +35,8 @@ export interface TerminalTab {
 
 export interface TerminalTabsProps {
   variant: 'docked' | 'inset';
-  client: SessionClient;
-  state: ConnectionState;
-  detail?: string | undefined;
+  /** The session's connection (its client is open: callers render this only then). */
+  connection: Pick<SessionConnection, 'state' | 'detail'> & { client: SessionClient };
   tabs: readonly TerminalTab[];
   active: string;
   onSelect: (key: string) => void;
@@ -57,9 +57,7 @@ export interface TerminalTabsProps {
 
 export function TerminalTabs({
   variant,
-  client,
-  state,
-  detail,
+  connection,
   tabs,
   active,
   onSelect,
@@ -72,6 +70,7 @@ export function TerminalTabs({
   trailing,
   overlay,
 }: TerminalTabsProps) {
+  const { client, state, detail } = connection;
   const [visited, setVisited] = useState<readonly string[]>([active]);
   const [allMounted, setAllMounted] = useState(false);
   // A tab shown before the first terminal is up mounts at once (adjusting state during render).
