@@ -193,6 +193,12 @@ export class V1Driver implements CgroupDriver {
           // With swap accounting, cap memory+swap too, or a hog just swaps.
           const memsw = path.join(dir, 'memory.memsw.limit_in_bytes');
           if (fs.existsSync(memsw)) write(memsw, String(limits.memoryBytes));
+          // v1 charges socket buffers to a memory cgroup only once a TCP limit
+          // is set: without it, unread loopback buffers pin host memory
+          // outside the sandbox's limit (2.3 GB from one 256 MB sandbox).
+          // v2 always charges them to memory.current.
+          const tcp = path.join(dir, 'memory.kmem.tcp.limit_in_bytes');
+          if (fs.existsSync(tcp)) write(tcp, String(Math.floor(limits.memoryBytes / 4)));
         }
         if (h.controllers.includes('pids')) write(path.join(dir, 'pids.max'), String(limits.pids));
         if (h.controllers.includes('cpu')) {

@@ -319,4 +319,29 @@ describe('sandbox hardening', { concurrency: false }, () => {
       }
     },
   );
+
+  sysTest(
+    'TCP loopback buffers nobody reads are bounded by the sandbox, not pinned in host memory',
+    SYSTEM_NEEDS,
+    async () => {
+      const victim = await m.create({ hostname: 'tcp' });
+      try {
+        await install(victim, path.join(REPO, 'test', 'fixtures', 'pin-tcp.py'), '/tmp/pin-tcp.py');
+        const r = await victim.exec(['python3', '/tmp/pin-tcp.py', '200'], { timeoutMs: 120_000 });
+        assert.equal(r.code, 0, r.stderr);
+        const before = Number(/^before (\d+)$/m.exec(r.stdout)?.[1]);
+        const after = Number(/^after (\d+)$/m.exec(r.stdout)?.[1]);
+        const pinned = after - before;
+        // The sandbox's memory limit is 512 MiB; its TCP buffers must stay well inside it.
+        assert.ok(
+          pinned < 256 * 1024 * 1024,
+          `the sandbox pinned ${Math.round(pinned / 1048576)} MiB of TCP buffers`,
+        );
+        await hostUnharmed(m);
+      } finally {
+        await m.teardown(victim);
+      }
+    },
+    { timeout: 180_000 },
+  );
 });
