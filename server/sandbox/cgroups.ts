@@ -160,7 +160,10 @@ export class V1Driver implements CgroupDriver {
   private readonly unified: { mountPoint: string; own: string } | undefined;
 
   constructor() {
-    this.hierarchies = v1Hierarchies().filter((h) => !h.key.startsWith('name='));
+    // Named hierarchies (name=systemd) get a session dir too, never delegated:
+    // the sandbox's cgroup namespace is rooted there, so a student who mounts
+    // the hierarchy sees only the session, not the host's tree.
+    this.hierarchies = v1Hierarchies();
     const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8');
     const uni = mi.split('\n').find((l) => l.includes(' - cgroup2 '));
     const ownLine = fs

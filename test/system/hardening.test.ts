@@ -344,4 +344,36 @@ describe('sandbox hardening', { concurrency: false }, () => {
     },
     { timeout: 180_000 },
   );
+
+  sysTest(
+    "mounting the host's named v1 hierarchy (name=systemd) from inside shows only the session",
+    [...SYSTEM_NEEDS, 'cgroup-v1'],
+    async () => {
+      const own = /^\d+:name=systemd:(.*)$/m.exec(
+        fs.readFileSync('/proc/self/cgroup', 'utf8'),
+      )?.[1];
+      const mnt = fs
+        .readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .find((l) => / - cgroup \S+ \S*name=systemd/.test(l))
+        ?.split(' ')[4];
+      assert.ok(own !== undefined && mnt, 'this host has a name=systemd v1 hierarchy');
+      // A marker beside the sandboxes, under this process's own cgroup.
+      const marker = path.join(mnt, own, `underlay-marker-${process.pid}`);
+      fs.mkdirSync(marker);
+      const victim = await m.create({ hostname: 'named' });
+      try {
+        const r = await victim.exec([
+          'sh',
+          '-c',
+          'mkdir -p /tmp/sd && mount -t cgroup -o none,name=systemd cgroup /tmp/sd && find /tmp/sd -mindepth 1 -type d; umount /tmp/sd',
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.doesNotMatch(r.stdout, /underlay-marker/, `the host's hierarchy shows: ${r.stdout}`);
+      } finally {
+        await m.teardown(victim);
+        fs.rmdirSync(marker);
+      }
+    },
+  );
 });
