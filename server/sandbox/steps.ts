@@ -6,7 +6,7 @@
  *   allocate-ids -> cgroup -> scratch -> idmap-lower -> overlay -> clone
  *   -> rootfs -> pivot-root -> hostname -> network -> init
  *
- * (allocate-ids, cgroup and scratch happen in sandbox.ts before this list runs.)
+ * (allocate-ids, cgroup and scratch happen in manager.ts before this list runs.)
  */
 import type { Op } from '../../native/index';
 import type { SessionCgroup } from './cgroups';
