@@ -32,13 +32,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const sandboxes = new SandboxManager({ config, store, logger: log });
   const { adopted, reaped, quarantined } = await sandboxes.adoptOrReap();
   log.info('sandboxes from a previous run', { adopted, reaped, quarantined });
-  // Quarantined teardowns are retried in the background; a stuck one never stops serving.
-  const retry = setInterval(() => {
+  // Housekeeping: quarantined teardowns are retried (a stuck one never stops
+  // serving), and zombies re-parented to us are reaped if a path missed one.
+  const housekeeping = setInterval(() => {
+    sandboxes.collectZombies();
     sandboxes
       .retryQuarantined()
       .catch((err) => log.error('retry of quarantined sandboxes', { error: String(err) }));
-  }, 60_000);
-  retry.unref();
+  }, 30_000);
+  housekeeping.unref();
 
   // --dev reloads labs; the web app's own dev mode (next dev) is separate.
   if (!config.nextDev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {

@@ -279,6 +279,16 @@ export class SandboxManager {
     return this.reaper.teardown(sb instanceof Sandbox ? sb.record : sb);
   }
 
+  /**
+   * Reaps sandbox processes that ended up as this process's zombie children
+   * (see Reaper.collectZombies): a killed join helper's command is
+   * re-parented to us, the subreaper. Call after killing anything of a
+   * sandbox; serve also sweeps now and then.
+   */
+  collectZombies(): number {
+    return this.reaper.collectZombies();
+  }
+
   /** Teardown that never throws: a failure quarantines the record for a retry (see Reaper). */
   teardownOrQuarantine(sb: Sandbox): Promise<boolean> {
     return this.reaper.teardownOrQuarantine(sb.record);

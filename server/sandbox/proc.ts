@@ -41,13 +41,6 @@ export function procAlive(pid: number | null, start: number | null): boolean {
   return !!st && st.start === start && st.state !== 'Z' && st.state !== 'X';
 }
 
-/** True while (pid, start) is a zombie whose parent is this process (so ours to reap). */
-export function ourZombie(pid: number | null, start: number | null): boolean {
-  if (pid === null) return false;
-  const st = readStat(pid);
-  return !!st && st.state === 'Z' && st.ppid === process.pid && st.start === start;
-}
-
 /** The inode of a process's namespace of one kind ("user", "pid", ...). */
 export function nsInode(pid: number, kind: string): number {
   return fs.statSync(`/proc/${pid}/ns/${kind}`).ino;

@@ -14,7 +14,7 @@ import type { Logger } from '../util/logger';
 import { killCgroups, removeCgroupDirs } from './cgroups';
 import type { SandboxError } from './errors';
 import { ownSpawns } from './handle';
-import { ourZombie, procAlive, processStartTime } from './proc';
+import { procAlive, processStartTime, readStat } from './proc';
 
 export function initAlive(r: SandboxRecord): boolean {
   return procAlive(r.initPid, r.initStart);
@@ -49,27 +49,30 @@ export class Reaper {
     if (store.get(r.id)) store.update(r);
     // 1. every process of the session, through its cgroups
     await killCgroups(r.resources.cgroupMode, r.resources.cgroupDirs);
-    // 2. the init (normally already dead: it is in the cgroup too)
-    if (r.initPid !== null && initAlive(r)) {
-      let fd = -1;
-      try {
-        fd = addon.pidfdOpen(r.initPid);
-        addon.pidfdSignal(fd, 9);
-        addon.pidfdExited(fd, 2000);
-      } catch (err) {
-        if ((err as SandboxError).code !== 'ESRCH') throw err;
-      } finally {
-        if (fd >= 0) addon.closeFd(fd);
-      }
-    }
-    // Reap it if it is ours (we are a subreaper); otherwise its parent will.
+    // 2. the init (normally already dying: it is in the cgroup too). A dying
+    // pid-namespace init waits until every task of its namespace is reaped,
+    // and the commands of killed join helpers were re-parented to us (the
+    // subreaper): reap those, then the init itself if it is ours. Polled,
+    // never a blocking wait on the event loop.
     if (r.initPid !== null) {
-      for (
-        let i = 0;
-        i < 200 && !addon.reapChild(r.initPid) && ourZombie(r.initPid, r.initStart);
-        i++
-      )
-        await sleep(5);
+      if (initAlive(r)) {
+        let fd = -1;
+        try {
+          fd = addon.pidfdOpen(r.initPid);
+          addon.pidfdSignal(fd, 9);
+        } catch (err) {
+          if ((err as SandboxError).code !== 'ESRCH') throw err;
+        } finally {
+          if (fd >= 0) addon.closeFd(fd);
+        }
+      }
+      for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(2)) {
+        this.collectZombies();
+        if (addon.reapChild(r.initPid)) break;
+        const st = readStat(r.initPid);
+        if (!st || st.start !== r.initStart) break; // gone
+        if (st.state === 'Z' && st.ppid !== process.pid) break; // its own parent reaps it
+      }
     }
     // 3. host mounts, innermost first
     for (const m of [...r.resources.mounts].reverse()) {

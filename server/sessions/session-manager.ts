@@ -189,6 +189,9 @@ export class SessionManager {
     // Everything the terminal started, nohup/setsid included, lives in its cgroup.
     await killCgroups(s.sandbox.record.resources.cgroupMode, e.cgroupDirs).catch(() => {});
     e.terminal.kill();
+    // The killed helper's shell was re-parented to us (the subreaper): reap it,
+    // or it stays a zombie and the sandbox's init waits for it forever.
+    this.sandboxes.collectZombies();
     try {
       removeCgroupDirs(e.cgroupDirs);
     } catch (err) {
@@ -225,6 +228,7 @@ export class SessionManager {
     for (const e of s.terminals.values()) e.terminal.kill();
     // A sandbox that cannot be torn down is quarantined and retried; the session ends anyway.
     await this.sandboxes.teardownOrQuarantine(s.sandbox);
+    this.sandboxes.collectZombies();
     this.opts.onEnded?.(s);
     this.log.info('session ended', { session: id });
     return true;
