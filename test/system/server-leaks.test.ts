@@ -65,4 +65,24 @@ describe('server housekeeping', () => {
     },
     { timeout: 120_000 },
   );
+
+  sysTest(
+    '50 concurrent creates, 5 rounds: none fails',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const failures: string[] = [];
+      for (let round = 0; round < 5; round++) {
+        const made = await Promise.allSettled(
+          Array.from({ length: 50 }, () => m.create({ hostname: `r${round}` })),
+        );
+        for (const r of made) if (r.status === 'rejected') failures.push(String(r.reason));
+        await Promise.all(
+          made.flatMap((r) => (r.status === 'fulfilled' ? [m.teardown(r.value)] : [])),
+        );
+      }
+      assert.deepEqual(failures, []);
+    },
+    { timeout: 300_000 },
+  );
 });

@@ -485,16 +485,27 @@ int run(int argc, char** argv) {
     child_wait_go(&c);
     for (size_t j = sp.release_child + 1; j < sp.fork_init; ++j) run_child_op(ops[j]);
     const Op& fork_op = ops[sp.fork_init];
+    // The host reads "PID n" (from this stage) before "OK" (from init), but
+    // both write the same pipe: under load init could finish its ops and
+    // report first (seen as EPROTO "unexpected status: OK 1"). So init
+    // reports only after this stage has written PID and exited (EOF here).
+    int order[2];
+    if (pipe2(order, O_CLOEXEC) != 0) report::die(fork_op.step.c_str(), "pipe2", errno, "");
     pid_t init = fork();
     if (init < 0) report::die(fork_op.step.c_str(), "fork", errno, "");
     if (init > 0) {
       report::line("PID %d", init);
-      _exit(0);
+      _exit(0);  // closes order[1]
     }
     // ---- init (pid 1 of the new pid namespace) ----
     // The parent (child stage) exits right away; init must not die with it.
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    close(order[1]);
     for (size_t j = sp.fork_init + 1; j < sp.init_loop; ++j) run_init_op(ops[j]);
+    char b;
+    while (read(order[0], &b, 1) < 0 && errno == EINTR) {
+    }
+    close(order[0]);
     init_loop(&c);
   }
 
