@@ -28,6 +28,30 @@ const ALL_LAYERS = [...Object.keys(SERVER_LAYERS), 'native'];
 /** Layers with a public module: importing anything else inside them is an error. */
 const PUBLIC = { sandbox: ['index', 'errors'] };
 
+/**
+ * no-restricted-imports sees only static imports; the CLI loads its commands
+ * with `await import(...)` (and `require` exists), so the same patterns are
+ * checked on those too.
+ */
+const dynamicImports = {
+  meta: { type: 'problem', schema: [{ type: 'array' }] },
+  create(context) {
+    const patterns = (context.options[0] ?? []).map((p) => ({ ...p, re: new RegExp(p.regex) }));
+    const check = (node, source) => {
+      if (typeof source !== 'string') return;
+      const hit = patterns.find((p) => p.re.test(source));
+      if (hit) context.report({ node, message: `'${source}' import: ${hit.message}` });
+    };
+    return {
+      ImportExpression: (node) => check(node, node.source.value),
+      CallExpression: (node) => {
+        if (node.callee.type === 'Identifier' && node.callee.name === 'require')
+          check(node, node.arguments[0]?.value);
+      },
+    };
+  },
+};
+
 function serverLayers() {
   return Object.entries(SERVER_LAYERS).map(([folder, allowed]) => {
     const files = folder === 'config' ? ['server/config.ts'] : [`server/${folder}/**/*.ts`];
@@ -56,7 +80,14 @@ function serverLayers() {
         });
       }
     }
-    return { files, rules: { 'no-restricted-imports': ['error', { patterns }] } };
+    return {
+      files,
+      plugins: { layers: { rules: { 'dynamic-imports': dynamicImports } } },
+      rules: {
+        'no-restricted-imports': ['error', { patterns }],
+        'layers/dynamic-imports': ['error', patterns],
+      },
+    };
   });
 }
 

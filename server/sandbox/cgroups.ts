@@ -85,6 +85,9 @@ export function v1Hierarchies(
     const m = /^(\d+):([^:]*):(.*)$/.exec(line);
     if (m && m[2]) own.set(m[2], m[3] ?? '/');
   }
+  // Mount options mix controllers with flags (rw, xattr, clone_children,
+  // release_agent=...): keep only names /proc/self/cgroup knows.
+  const names = new Set([...own.keys()].flatMap((k) => k.split(',')));
   const out: V1Hierarchy[] = [];
   for (const line of mountinfo.split('\n')) {
     const sep = line.indexOf(' - ');
@@ -92,13 +95,7 @@ export function v1Hierarchies(
     const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
     if (fstype !== 'cgroup') continue;
     const mountPoint = line.split(' ')[4] ?? '';
-    const controllers = superOpts
-      .split(',')
-      .filter(
-        (o) =>
-          !['rw', 'ro', 'relatime', 'noatime', 'clone_children'].includes(o) &&
-          !o.startsWith('release_agent'),
-      );
+    const controllers = superOpts.split(',').filter((o) => names.has(o));
     // /proc/self/cgroup lists controllers in the kernel's order; match as sets.
     const key = [...own.keys()].find(
       (k) => k.split(',').sort().join(',') === [...controllers].sort().join(','),

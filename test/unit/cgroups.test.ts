@@ -24,6 +24,8 @@ test('v1 hierarchies: co-mounted controllers are matched as sets, own paths foun
     '/sys/fs/cgroup/memory',
   );
   assert.ok(!h.some((x) => x.mountPoint.endsWith('unified')), 'cgroup2 is not a v1 hierarchy');
+  // systemd mounts its named hierarchy with xattr: the flag must not hide it.
+  assert.equal(h.find((x) => x.key === 'name=systemd')?.mountPoint, '/sys/fs/cgroup/systemd');
 });
 
 test('hints match on syscall and code, most specific first', () => {

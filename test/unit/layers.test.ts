@@ -19,7 +19,9 @@ async function lint(file: string, code: string): Promise<LintMessage[]> {
   const { ESLint } = (await import('eslint')) as typeof import('eslint');
   const eslint = new ESLint({ cwd: root });
   const [result] = await eslint.lintText(code, { filePath: path.join(root, file) });
-  return (result?.messages ?? []).filter((m) => m.ruleId === 'no-restricted-imports');
+  return (result?.messages ?? []).filter(
+    (m) => m.ruleId === 'no-restricted-imports' || m.ruleId === 'layers/dynamic-imports',
+  );
 }
 
 /** [file the import is in, import line, expected message (or undefined: allowed)] */
@@ -70,3 +72,20 @@ for (const [file, line, want] of CASES) {
     assert.match(msgs[0]?.message ?? '', want);
   });
 }
+
+test('a dynamic import() or require() is held to the same rules', async () => {
+  const dyn = "export const load = () => import('../../native/index');\n";
+  const msgs = await lint('server/cli/x.ts', dyn);
+  assert.equal(msgs.length, 1, JSON.stringify(msgs));
+  assert.match(msgs[0]?.message ?? '', /may not import native/);
+  const deep = "export const load = () => import('../sandbox/manager');\n";
+  assert.match(
+    (await lint('server/cli/x.ts', deep))[0]?.message ?? '',
+    /only through sandbox\/index/,
+  );
+  const req =
+    "// eslint-disable-next-line @typescript-eslint/no-require-imports\nexport const x = require('../labs/catalog');\n";
+  assert.equal((await lint('server/sessions/x.ts', req)).length, 1);
+  const ok = "export const load = () => import('../sandbox/index');\n";
+  assert.deepEqual(await lint('server/cli/x.ts', ok), []);
+});

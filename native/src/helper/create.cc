@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -33,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -473,14 +475,27 @@ int run(int argc, char** argv) {
     const char* cstep = clone_op.step.c_str();
     const gid_t g = static_cast<gid_t>(strtoul(arg(clone_op, 1), nullptr, 10));
     const uid_t u = static_cast<uid_t>(strtoul(arg(clone_op, 0), nullptr, 10));
+    // It keeps CAP_SYS_ADMIN (only that) across the uid change: hosts that
+    // restrict *unprivileged* user namespaces (Ubuntu's AppArmor
+    // apparmor_restrict_unprivileged_userns, Debian's unprivileged_userns_clone=0)
+    // must still see a privileged creation, as when host root made it.
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
+      report::die(cstep, "prctl", errno, "", "PR_SET_KEEPCAPS");
     if (setgroups(0, nullptr) != 0) report::die(cstep, "setgroups", errno, "");
     if (setresgid(g, g, g) != 0) report::die(cstep, "setresgid", errno, "");
     if (setresuid(u, u, u) != 0) report::die(cstep, "setresuid", errno, "");
+    __user_cap_header_struct caph = {_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct capd[2] = {};
+    capd[0].permitted = capd[0].effective = 1u << CAP_SYS_ADMIN;
+    if (syscall(SYS_capset, &caph, capd) != 0)
+      report::die(cstep, "capset", errno, "", "CAP_SYS_ADMIN");
     // Die with the host stage until the sandbox is complete; cleared in init.
     // (Set after the uid change, which clears it.)
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (unshare(CLONE_NEWUSER) != 0)
       report::die(clone_op.step.c_str(), "unshare", errno, "", "CLONE_NEWUSER");
+    // From here its capabilities count only in the new namespace: none are
+    // left on the host.
     report::line("USERNS");
     child_wait_go(&c);
     for (size_t j = sp.release_child + 1; j < sp.fork_init; ++j) run_child_op(ops[j]);
