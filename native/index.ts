@@ -20,7 +20,7 @@ import * as path from 'node:path';
  *   src/helper/spec.cc, src/helper/create.cc)
  * - `join`: every failure of `underlay-nsexec join`, seccomp included
  *   (src/helper/join.cc, src/helper/seccomp.cc)
- * - `teardown`: pidfdOpen, pidfdSignal, pidfdExited (src/pidfd.cc)
+ * - `teardown`: pidfdOpen, pidfdSignal (src/pidfd.cc)
  * - `init`: setChildSubreaper (src/pidfd.cc)
  */
 export type StepName =
@@ -318,8 +318,6 @@ export interface NativeAddon {
   umount(target: string, detach: boolean, step: StepName): void;
   pidfdOpen(pid: number): number;
   pidfdSignal(fd: number, signo: number): void;
-  /** True once the process behind the pidfd has exited (waits up to timeoutMs). */
-  pidfdExited(fd: number, timeoutMs: number): boolean;
   closeFd(fd: number): void;
   /** prctl(PR_SET_CHILD_SUBREAPER): orphaned sandbox inits re-parent to this process. */
   setChildSubreaper(): void;

@@ -1,6 +1,5 @@
 #include "pidfd.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -45,22 +44,6 @@ Napi::Value Signal(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// pidfdExited(fd, timeoutMs) -> true once the process has exited. A pidfd
-// becomes readable when its process terminates.
-Napi::Value Exited(const Napi::CallbackInfo& info) {
-  int fd = Int(info, 0), timeout = Int(info, 1);
-  struct pollfd p = {fd, POLLIN, 0};
-  int r;
-  do {
-    r = poll(&p, 1, timeout < 0 ? 0 : timeout);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    errors::Throw(info.Env(), {kStep, "poll", errno, "", ""});
-    return info.Env().Undefined();
-  }
-  return Napi::Boolean::New(info.Env(), r > 0);
-}
-
 Napi::Value Close(const Napi::CallbackInfo& info) {
   int fd = Int(info, 0);
   if (fd >= 0) close(fd);
@@ -97,7 +80,6 @@ Napi::Value ReapChild(const Napi::CallbackInfo& info) {
 void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, Open));
   exports.Set("pidfdSignal", Napi::Function::New(env, Signal));
-  exports.Set("pidfdExited", Napi::Function::New(env, Exited));
   exports.Set("closeFd", Napi::Function::New(env, Close));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("reapChild", Napi::Function::New(env, ReapChild));

@@ -9,7 +9,7 @@ import type { CgroupMode, Sandbox } from '../sandbox/index';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { effectiveStep, type LoadedLab } from './loader';
-import { runScript } from './runtime';
+import { runScript, stepEnv } from './runtime';
 import type { Step } from './schema';
 
 /** The engine's state is exactly what the lab API sends (server/protocol). */
@@ -69,10 +69,8 @@ export class LabEngine {
   }
 
   private env(st: LabState): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const [id, s] of Object.entries(st.steps))
-      if (s.passed) env[`STEP_${id.replace(/-/g, '_')}_OUT`] = s.message;
-    return env;
+    const passed = Object.entries(st.steps).filter(([, s]) => s.passed);
+    return stepEnv(new Map(passed.map(([id, s]) => [id, s.message])));
   }
 
   private advance(l: LoadedLab, st: LabState): void {

@@ -128,7 +128,8 @@ export class LabSessions {
           'The server restarted. Your sandbox and its files and processes were kept; the terminals are new shells.';
         restored++;
       } else {
-        await this.sandboxes.destroy(id);
+        // Never throws: a sandbox that cannot be torn down is quarantined, and the start goes on.
+        await this.sandboxes.teardownOrQuarantine(this.sandboxes.get(id));
         destroyed++;
       }
     }

@@ -171,7 +171,7 @@ export async function testLab(
     result.status = 'failed';
     result.steps.push(sandboxFailure(err));
   } finally {
-    if (sb) await mgr.teardown(sb).catch(() => {});
+    if (sb) await mgr.teardownOrQuarantine(sb);
     result.ms = Date.now() - t0;
   }
   return result;

@@ -6,7 +6,7 @@
  * written. Knowledge checks get the answer the step's solution prints.
  */
 import { effectiveStep, type LoadedLab } from './loader';
-import { labSandboxOptions, prepareSandbox, runScript } from './runtime';
+import { labSandboxOptions, prepareSandbox, runScript, stepEnv } from './runtime';
 import type { Lab } from './schema';
 import type { CgroupMode } from '../sandbox/index';
 import type { Session, SessionManager } from '../sessions/session-manager';
@@ -119,7 +119,7 @@ export async function walkLab(
       typists.set(t.name, new Typist(term));
     }
     const first = lab.sandbox.terminals[0]?.name ?? 'T1';
-    const outs: Record<string, string> = {};
+    const outs = new Map<string, string>();
     for (const raw of lab.steps) {
       const step = effectiveStep(raw as Lab['steps'][number], mode);
       const s0 = Date.now();
@@ -135,7 +135,7 @@ export async function walkLab(
         }
       }
       if (ws.ok && step.check) {
-        const env: Record<string, string> = { ...outs };
+        const env = stepEnv(outs);
         if (step.check.input) {
           const a = await runScript(s.sandbox, step.solution as string, { timeoutS: 60, env });
           env.ANSWER = a.message;
@@ -144,7 +144,7 @@ export async function walkLab(
           timeoutS: step.check.timeout,
           env,
         });
-        if (r.code === 0) outs[`STEP_${step.id.replace(/-/g, '_')}_OUT`] = r.message;
+        if (r.code === 0) outs.set(step.id, r.message);
         else {
           ws.ok = false;
           ws.detail = `the check failed after typing the step's code blocks: ${r.output}`;

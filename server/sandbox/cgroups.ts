@@ -422,16 +422,30 @@ export function terminalCgroup(
   r: Pick<SandboxResources, 'cgroupMode' | 'cgroupDirs' | 'joinProcs'>,
   name: string,
 ): { dirs: string[]; joinProcs: string[] } {
+  const make = (dir: string) => {
+    try {
+      fs.mkdirSync(dir);
+    } catch (err) {
+      const e = SandboxError.wrap(`a cgroup for terminal ${name}`, err, 'join');
+      throw (err as NodeJS.ErrnoException).code === 'EAGAIN'
+        ? new SandboxError(e.message, {
+            ...e,
+            step: 'join',
+            hint: `a session may hold at most ${MAX_DESCENDANTS} cgroups: remove some you made under /sys/fs/cgroup`,
+          })
+        : e;
+    }
+  };
   if (r.cgroupMode === 'v2') {
     const leaf = r.cgroupDirs[r.cgroupDirs.length - 1] as string;
     const dir = path.join(leaf, `t-${name}`);
-    fs.mkdirSync(dir);
+    make(dir);
     return { dirs: [dir], joinProcs: [path.join(dir, 'cgroup.procs')] };
   }
   const freezer = r.cgroupDirs.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
   if (!freezer) return { dirs: [], joinProcs: r.joinProcs };
   const dir = path.join(freezer, `t-${name}`);
-  fs.mkdirSync(dir);
+  make(dir);
   const procs = path.join(dir, 'cgroup.procs');
   const own = path.join(freezer, 'cgroup.procs');
   return { dirs: [dir], joinProcs: r.joinProcs.map((p) => (p === own ? procs : p)) };

@@ -116,11 +116,8 @@ export class SandboxManager {
       const e =
         err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${plan.id}`, err);
       this.log.warn('sandbox create failed', { id: plan.id, error: e.toJSON() });
-      await this.reaper
-        .teardown(record)
-        .catch((te) =>
-          this.log.error('cleanup after failed create', { id: plan.id, error: String(te) }),
-        );
+      // Never throws: a cleanup that fails is quarantined and retried.
+      await this.reaper.teardownOrQuarantine(record);
       throw e;
     }
   }

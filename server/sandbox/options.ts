@@ -36,12 +36,12 @@ export function writableSizes(
 ): Pick<Limits, 'scratchBytes' | 'tmpBytes' | 'shmBytes' | 'runBytes'> {
   const budget = memoryBytes - headroom(memoryBytes);
   const part = (f: number) => Math.max(MiB, Math.floor((budget * f) / MiB) * MiB);
-  return {
-    scratchBytes: part(0.5),
-    tmpBytes: part(0.2),
-    shmBytes: part(0.08),
-    runBytes: part(0.02),
-  };
+  const tmpBytes = part(0.2);
+  const shmBytes = part(0.08);
+  const runBytes = part(0.02);
+  // The upper layer gets what is left (half, or less where the 1 MiB minimums bite).
+  const scratchBytes = Math.max(MiB, budget - 2 * tmpBytes - shmBytes - runBytes);
+  return { scratchBytes, tmpBytes, shmBytes, runBytes };
 }
 
 /** Memory kept for processes: a quarter of the limit, at least 64 MiB (half, for tiny limits). */

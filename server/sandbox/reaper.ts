@@ -68,10 +68,14 @@ export class Reaper {
       }
       for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(2)) {
         this.collectZombies();
-        if (addon.reapChild(r.initPid)) break;
+        // Identity first: a stale record's pid may now be another process,
+        // even a helper libuv or node-pty is about to reap.
         const st = readStat(r.initPid);
         if (!st || st.start !== r.initStart) break; // gone
-        if (st.state === 'Z' && st.ppid !== process.pid) break; // its own parent reaps it
+        if (st.state === 'Z') {
+          if (st.ppid === process.pid && !ownSpawns.has(r.initPid)) addon.reapChild(r.initPid);
+          break; // reaped, or its own parent reaps it
+        }
       }
     }
     // 3. host mounts, innermost first

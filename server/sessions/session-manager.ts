@@ -11,12 +11,12 @@ import { LIMITS, type SessionCreated } from '../protocol/index';
 import {
   killCgroups,
   removeCgroupDirs,
-  SandboxError,
   type Limits,
   type Sandbox,
   type SandboxManager,
 } from '../sandbox/index';
 import { Terminal } from '../terminals/terminal';
+import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 
 export interface TerminalEntry {
@@ -88,7 +88,7 @@ export class SessionManager {
     try {
       await opts.prepare?.(sandbox);
     } catch (err) {
-      await this.sandboxes.teardown(sandbox).catch(() => {});
+      await this.sandboxes.teardownOrQuarantine(sandbox);
       throw err;
     }
     return this.adopt(sandbox, opts);
@@ -161,19 +161,28 @@ export class SessionManager {
 
   openTerminal(s: Session, opts: { name?: string; cols: number; rows: number }): Terminal {
     if (s.terminals.size >= LIMITS.terminalsPerSession) {
-      throw new SandboxError(`at most ${LIMITS.terminalsPerSession} terminals per session`, {
-        step: 'join',
-        code: 'EMFILE',
-      });
+      throw new RequestError(
+        'conflict',
+        `at most ${LIMITS.terminalsPerSession} terminals per session`,
+        {
+          hint: 'close a terminal first',
+        },
+      );
     }
     const id = `t${s.nextTerm++}`;
     const name = opts.name ?? `T${s.nextTerm - 1}`;
     const cg = s.sandbox.terminalCgroup(`${id}`);
-    const p = s.sandbox.spawnPty(['bash', '-l'], {
-      cgroupProcs: cg.joinProcs,
-      cols: opts.cols,
-      rows: opts.rows,
-    });
+    let p: ReturnType<Sandbox['spawnPty']>;
+    try {
+      p = s.sandbox.spawnPty(['bash', '-l'], {
+        cgroupProcs: cg.joinProcs,
+        cols: opts.cols,
+        rows: opts.rows,
+      });
+    } catch (err) {
+      removeCgroupDirs(cg.dirs);
+      throw err;
+    }
     const terminal = new Terminal(id, name, p, opts.cols, opts.rows, {
       onExit: (code) => this.log.info('terminal exited', { session: s.id, term: id, code }),
     });

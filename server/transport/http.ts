@@ -14,6 +14,7 @@ import type { Server } from 'socket.io';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
+import { SandboxError } from '../sandbox/errors';
 import type { SessionManager } from '../sessions/session-manager';
 import type { Logger } from '../util/logger';
 import { labList, labRoute } from './lab-api';
@@ -100,7 +101,10 @@ export function createApp(opts: AppOptions): App {
         return json(res, 201, await sessions.create());
       } catch (err) {
         const { status, body } = errorResponse(err);
-        log.error('session create failed', { error: body });
+        log.error('session create failed', {
+          error: body,
+          cause: err instanceof SandboxError ? err.toJSON() : String(err),
+        });
         return json(res, status, body);
       }
     }

@@ -22,6 +22,7 @@ import {
   type TermOpenResult,
 } from '../protocol/index';
 import type { Session, SessionManager } from '../sessions/session-manager';
+import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 
 type GatewaySocket = Socket<
@@ -145,8 +146,7 @@ export function attachGateway(
             rows: req.rows,
           });
         } catch (err) {
-          const code =
-            (err as { code?: string }).code === 'EMFILE' ? 'too-many-terminals' : 'sandbox-error';
+          const code = err instanceof RequestError ? 'too-many-terminals' : 'sandbox-error';
           return reply({
             ok: false,
             error: { code, event: 'term:open', message: (err as Error).message },
