@@ -17,7 +17,7 @@ export interface Config {
    * UNDERLAY_UID_BASE. Two state dirs on one host must use disjoint bases.
    */
   uidBase: number;
-  /** How many concurrent session ranges exist (100000 + 65536*k, k < maxSessions). */
+  /** How many concurrent session ranges exist (uidBase + 65536*k, k < maxSessions). */
   maxSessions: number;
   /**
    * Share the base image through idmapped mounts (kernel >= 5.19). When
@@ -45,10 +45,18 @@ function kernelHasIdmap(release = os.release()): boolean {
   return !!m && (Number(m[1]) > 5 || (Number(m[1]) === 5 && Number(m[2]) >= 19));
 }
 
+/**
+ * Far above the subordinate ids that useradd/adduser hand out (100000:65536,
+ * 165536:65536, ... up to SUB_UID_MAX, 600100000 by default): a host user
+ * owning a session's range could act as that session's host uid. `underlay
+ * doctor` fails on an overlap with /etc/subuid or /etc/subgid.
+ */
+export const DEFAULT_UID_BASE = 100000 + 65536 * 16384;
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const stateDir = path.resolve(env.UNDERLAY_STATE_DIR ?? '/var/lib/underlay');
   const imagesDir = path.resolve(env.UNDERLAY_IMAGES_DIR ?? path.join(stateDir, 'images'));
-  const uidBase = Number(env.UNDERLAY_UID_BASE ?? 100000);
+  const uidBase = Number(env.UNDERLAY_UID_BASE ?? DEFAULT_UID_BASE);
   if (!Number.isInteger(uidBase) || uidBase < 65536 || uidBase % 65536 !== 100000 % 65536) {
     throw new Error(`UNDERLAY_UID_BASE must be 100000 + 65536*n (got ${env.UNDERLAY_UID_BASE})`);
   }

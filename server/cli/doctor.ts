@@ -33,6 +33,30 @@ function readNum(p: string): number | undefined {
 /** Host facts that can be overridden to show what doctor says on another kernel. */
 export interface HostFacts {
   release: string;
+  /** /etc/subuid and /etc/subgid contents (default: read from the host). */
+  subuid?: string;
+  subgid?: string;
+}
+
+const readText = (p: string) => {
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+/** Entries of /etc/subuid or /etc/subgid ("name:start:count") that overlap [lo, hi). */
+export function overlappingSubids(text: string, lo: number, hi: number): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => {
+      const [, start, count] = l.split(':');
+      const s = Number(start);
+      const n = Number(count);
+      return Number.isFinite(s) && Number.isFinite(n) && n > 0 && s < hi && s + n > lo;
+    });
 }
 
 export function diagnose(facts: HostFacts = { release: os.release() }): Finding[] {
@@ -70,6 +94,24 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
       ? 'kernel >= 5.19: the base image is shared through one idmapped mount per session'
       : `kernel ${rel} < 5.19: each uid range gets a shifted copy of the image instead (slower first start, more disk)`,
     'upgrade to Linux >= 5.19; see docs/sandbox.md "Without idmapped mounts" for the fallback',
+  );
+
+  // Debian's adduser hands out subordinate id ranges 100000:65536, 165536:65536, ...:
+  // exactly the session ranges. A host user owning one (podman unshare) could
+  // act as a session's host uid and reach its files.
+  const { uidBase, maxSessions } = loadConfig();
+  const hi = uidBase + 65536 * maxSessions;
+  const clash = [
+    ...overlappingSubids(facts.subuid ?? readText('/etc/subuid'), uidBase, hi),
+    ...overlappingSubids(facts.subgid ?? readText('/etc/subgid'), uidBase, hi),
+  ];
+  add(
+    'session id ranges',
+    clash.length ? 'fail' : 'ok',
+    clash.length
+      ? `host users own subordinate ids inside the session ranges ${uidBase}-${hi - 1}: ${clash.join(', ')}`
+      : `${uidBase}-${hi - 1}, used by no /etc/subuid or /etc/subgid entry`,
+    'set UNDERLAY_UID_BASE (100000 + 65536*n) so that the session ranges miss them, or remove those entries',
   );
 
   const maxUserns = readNum('/proc/sys/user/max_user_namespaces');

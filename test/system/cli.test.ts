@@ -92,6 +92,21 @@ describe('underlay CLI', () => {
     assert.equal(f.find((x) => x.check === 'setns with pidfd')?.status, 'fail');
   });
 
+  test('doctor fails when host users own subordinate ids inside the session ranges', () => {
+    const f = diagnose({
+      release: os.release(),
+      subuid: 'alice:100000:65536\n',
+      subgid: 'bob:10000000000:65536\n',
+    });
+    const ids = f.find((x) => x.check === 'session id ranges');
+    assert.equal(ids?.status, 'fail');
+    assert.match(ids?.detail ?? '', /alice:100000:65536/);
+    assert.doesNotMatch(ids?.detail ?? '', /bob/);
+    assert.match(ids?.fix ?? '', /UNDERLAY_UID_BASE/);
+    const clean = diagnose({ release: os.release(), subuid: '', subgid: '' });
+    assert.equal(clean.find((x) => x.check === 'session id ranges')?.status, 'ok');
+  });
+
   sysTest('doctor passes on this host, and --json is machine-readable', SYSTEM_NEEDS, async () => {
     const r = await cli(['doctor', '--json']);
     assert.equal(r.code, 0, r.stdout);

@@ -17,7 +17,7 @@ test('config defaults and overrides', () => {
   const c = loadConfig({});
   assert.equal(c.stateDir, '/var/lib/underlay');
   assert.equal(c.imagesDir, '/var/lib/underlay/images');
-  assert.equal(c.uidBase, 100000);
+  assert.equal(c.uidBase, 100000 + 65536 * 16384, 'above the subordinate ids adduser hands out');
   const t = loadConfig({
     UNDERLAY_STATE_DIR: '/tmp/x',
     UNDERLAY_UID_BASE: String(100000 + 65536 * 3),
