@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { diagnose } from '../../server/cli/doctor';
+import { loadConfig } from '../../server/config';
 import { TEST_UID_BASE, cli, testConfig } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
@@ -93,14 +94,16 @@ describe('underlay CLI', () => {
   });
 
   test('doctor fails when host users own subordinate ids inside the session ranges', () => {
+    // A range inside the session ranges of whatever base this run uses, and one far outside.
+    const inside = loadConfig().uidBase + 65536 * 3;
     const f = diagnose({
       release: os.release(),
-      subuid: 'alice:100000:65536\n',
+      subuid: `alice:${inside}:65536\n`,
       subgid: 'bob:10000000000:65536\n',
     });
     const ids = f.find((x) => x.check === 'session id ranges');
     assert.equal(ids?.status, 'fail');
-    assert.match(ids?.detail ?? '', /alice:100000:65536/);
+    assert.match(ids?.detail ?? '', new RegExp(`alice:${inside}:65536`));
     assert.doesNotMatch(ids?.detail ?? '', /bob/);
     assert.match(ids?.fix ?? '', /UNDERLAY_UID_BASE/);
     const clean = diagnose({ release: os.release(), subuid: '', subgid: '' });
