@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Op, StepName } from '../../native/index';
 import type { SandboxResources } from '../store/store';
+import { pollUntil } from '../util/wait';
 import { SandboxError } from './errors';
 import { mount, NOSUID_NODEV_NOEXEC } from './ops';
 
@@ -503,8 +504,6 @@ export function cgroupPids(dir: string): number[] {
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Kills every process in the session's cgroups - the only reliable way to end
  * `nohup`, `setsid` and daemonised processes (docs/terminals.md#terminal-cgroups).
@@ -519,7 +518,6 @@ export async function killCgroups(
 ): Promise<void> {
   const existing = dirs.filter((d) => fs.existsSync(d));
   if (existing.length === 0) return;
-  const deadline = Date.now() + timeoutMs;
   if (mode === 'v2') {
     const top = existing[0] as string;
     const killFile = path.join(top, 'cgroup.kill');
@@ -528,18 +526,13 @@ export async function killCgroups(
     }
   }
   const freezer = existing.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
-  while (existing.some((d) => cgroupPids(d).length > 0)) {
-    if (Date.now() > deadline) {
-      throw new SandboxError(`processes still in ${existing.join(', ')} after ${timeoutMs} ms`, {
-        step: 'teardown',
-        code: 'EBUSY',
-      });
-    }
+  const v2freeze = mode === 'v2' ? path.join(existing[0] as string, 'cgroup.freeze') : undefined;
+  const killPass = () => {
     if (freezer) write(path.join(freezer, 'freezer.state'), 'FROZEN', 'teardown');
-    const v2freeze = mode === 'v2' ? path.join(existing[0] as string, 'cgroup.freeze') : undefined;
     if (v2freeze && fs.existsSync(v2freeze)) write(v2freeze, '1', 'teardown');
     for (const d of existing) {
       for (const pid of cgroupPids(d)) {
+        signalled.add(pid);
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -556,7 +549,24 @@ export async function killCgroups(
         if (fs.existsSync(state)) write(state, 'THAWED', 'teardown');
       });
     if (v2freeze && fs.existsSync(v2freeze)) write(v2freeze, '0', 'teardown');
-    await sleep(2);
+    lastPass = Date.now();
+  };
+  // Killed tasks leave cgroup.procs as they exit. Another kill pass runs
+  // when a pid shows up that was never signalled (a fork raced the last
+  // pass) and every 10 ms otherwise.
+  const signalled = new Set<number>();
+  let lastPass = 0;
+  const emptied = await pollUntil(() => {
+    const pids = existing.flatMap((d) => cgroupPids(d));
+    if (pids.length === 0) return true;
+    if (pids.some((p) => !signalled.has(p)) || Date.now() - lastPass > 10) killPass();
+    return false;
+  }, timeoutMs);
+  if (!emptied) {
+    throw new SandboxError(`processes still in ${existing.join(', ')} after ${timeoutMs} ms`, {
+      step: 'teardown',
+      code: 'EBUSY',
+    });
   }
 }
 

@@ -35,6 +35,8 @@ export interface ManagerOptions {
   driver?: CgroupDriver;
   native?: Native;
   logger?: Logger;
+  /** Called with each host-side step's duration (ms); the sandbox benchmark breaks create down with it. */
+  onStep?: (name: StepName, ms: number) => void;
 }
 
 /** What create() works from: the request, validated and resolved. */
@@ -55,13 +57,21 @@ interface Scratch {
 }
 
 /** Runs one named step; any failure in it becomes a SandboxError naming the step. */
-async function step<T>(name: StepName, id: string, fn: () => T | Promise<T>): Promise<T> {
+async function step<T>(
+  name: StepName,
+  id: string,
+  fn: () => T | Promise<T>,
+  onStep?: (name: StepName, ms: number) => void,
+): Promise<T> {
+  const t0 = onStep ? process.hrtime.bigint() : 0n;
   try {
     return await fn();
   } catch (err) {
     if (err instanceof SandboxError && err.step) throw err;
     if (err instanceof RequestError) throw err;
     throw SandboxError.wrap(`sandbox ${id}: ${name}`, err, name);
+  } finally {
+    if (onStep) onStep(name, Number(process.hrtime.bigint() - t0) / 1e6);
   }
 }
 
@@ -72,9 +82,11 @@ export class SandboxManager {
   readonly native: Native;
   readonly reaper: Reaper;
   private readonly log: Logger;
+  private readonly onStep: ManagerOptions['onStep'];
 
   constructor(opts: ManagerOptions) {
     this.config = opts.config;
+    this.onStep = opts.onStep;
     this.store = opts.store;
     this.native = opts.native ?? loadNative();
     this.native.addon.initialize((props) => SandboxError.fromNative(props));
@@ -97,14 +109,19 @@ export class SandboxManager {
   async create(opts: CreateOptions = {}): Promise<Sandbox> {
     const plan = this.plan(opts);
     const t0 = Date.now();
-    const record = await step('allocate-ids', plan.id, () => this.allocateIds(plan));
+    const record = await step('allocate-ids', plan.id, () => this.allocateIds(plan), this.onStep);
     try {
-      const cg = await step('cgroup', plan.id, () => this.makeCgroup(record, plan));
-      const dirs = await step('scratch', plan.id, () => this.makeScratch(record, plan));
+      const cg = await step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
+      const dirs = await step(
+        'scratch',
+        plan.id,
+        () => this.makeScratch(record, plan),
+        this.onStep,
+      );
       // idmap-lower -> overlay -> clone -> rootfs -> pivot-root -> hostname
       // -> network -> init: one op list, each op tagged with its step.
       const initPid = await this.runHelper(record, plan, cg, dirs);
-      await step('init', plan.id, () => this.recordInit(record, cg, initPid));
+      await step('init', plan.id, () => this.recordInit(record, cg, initPid), this.onStep);
       this.log.info('sandbox created', {
         id: plan.id,
         k: record.k,
@@ -213,8 +230,14 @@ export class SandboxManager {
     dirs: Scratch,
   ): Promise<number> {
     const uid = record.uidBase;
-    const imageRoot = await step('idmap-lower', plan.id, () =>
-      this.config.idmap ? plan.image.rootfs : shiftedImage(plan.image, this.config.imagesDir, uid),
+    const imageRoot = await step(
+      'idmap-lower',
+      plan.id,
+      () =>
+        this.config.idmap
+          ? plan.image.rootfs
+          : shiftedImage(plan.image, this.config.imagesDir, uid),
+      this.onStep,
     );
     const ops = buildOps({
       uidBase: uid,
@@ -233,8 +256,11 @@ export class SandboxManager {
       tmpInodes: 16384,
     });
     // Errors from the helper already name the op's step.
-    const { initPid } = await step('clone', plan.id, () =>
-      this.native.addon.createSandbox(this.native.helperPath, encodeOps(ops)),
+    const { initPid } = await step(
+      'clone',
+      plan.id,
+      () => this.native.addon.createSandbox(this.native.helperPath, encodeOps(ops)),
+      this.onStep,
     );
     return initPid;
   }

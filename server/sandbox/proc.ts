@@ -45,3 +45,40 @@ export function procAlive(pid: number | null, start: number | null): boolean {
 export function nsInode(pid: number, kind: string): number {
   return fs.statSync(`/proc/${pid}/ns/${kind}`).ino;
 }
+
+/**
+ * This process's children, read from /proc/self/task/<tid>/children for every
+ * thread (CONFIG_PROC_CHILDREN, on in Debian's and the common distros'
+ * kernels). Without it, falls back to scanning /proc for PPid = us.
+ */
+export function childPids(): number[] {
+  const out: number[] = [];
+  let tids: string[];
+  try {
+    tids = fs.readdirSync('/proc/self/task');
+  } catch {
+    return [];
+  }
+  for (const tid of tids) {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/self/task/${tid}/children`, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && tid === tids[0])
+        return scanChildren();
+      continue; // the thread ended meanwhile
+    }
+    for (const p of text.split(' ')) if (p.trim()) out.push(Number(p));
+  }
+  return out;
+}
+
+function scanChildren(): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const st = readStat(Number(d));
+    if (st?.ppid === process.pid) out.push(Number(d));
+  }
+  return out;
+}

@@ -11,10 +11,11 @@ import type { Native } from '../../native/index';
 import type { Config } from '../config';
 import type { SandboxRecord, Store } from '../store/store';
 import type { Logger } from '../util/logger';
+import { pollUntil } from '../util/wait';
 import { killCgroups, removeCgroupDirs } from './cgroups';
 import type { SandboxError } from './errors';
 import { ownSpawns } from './handle';
-import { procAlive, processStartTime, readStat } from './proc';
+import { childPids, procAlive, processStartTime, readStat } from './proc';
 
 export function initAlive(r: SandboxRecord): boolean {
   return procAlive(r.initPid, r.initStart);
@@ -23,8 +24,6 @@ export function initAlive(r: SandboxRecord): boolean {
 export function ownerAlive(r: SandboxRecord): boolean {
   return procAlive(r.ownerPid, r.ownerStart);
 }
-
-const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 export interface ReaperOptions {
   config: Config;
@@ -66,17 +65,17 @@ export class Reaper {
           if (fd >= 0) addon.closeFd(fd);
         }
       }
-      for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(2)) {
+      const initPid = r.initPid;
+      await pollUntil(() => {
         this.collectZombies();
         // Identity first: a stale record's pid may now be another process,
         // even a helper libuv or node-pty is about to reap.
-        const st = readStat(r.initPid);
-        if (!st || st.start !== r.initStart) break; // gone
-        if (st.state === 'Z') {
-          if (st.ppid === process.pid && !ownSpawns.has(r.initPid)) addon.reapChild(r.initPid);
-          break; // reaped, or its own parent reaps it
-        }
-      }
+        const st = readStat(initPid);
+        if (!st || st.start !== r.initStart) return true; // gone
+        if (st.state !== 'Z') return false;
+        if (st.ppid === process.pid && !ownSpawns.has(initPid)) addon.reapChild(initPid);
+        return true; // reaped, or its own parent reaps it
+      }, 5000);
     }
     // 3. host mounts, innermost first
     for (const m of [...r.resources.mounts].reverse()) {
@@ -210,15 +209,17 @@ export class Reaper {
     const lo = this.o.config.uidBase;
     const hi = lo + 65536 * this.o.config.maxSessions;
     let n = 0;
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d) || ownSpawns.has(Number(d))) continue;
+    // Only our own children can be ours to reap: the kernel lists them per
+    // thread (a subreaper's re-parented children may land on any thread).
+    for (const pid of childPids()) {
+      if (ownSpawns.has(pid)) continue;
       try {
-        const status = fs.readFileSync(`/proc/${d}/status`, 'utf8');
+        const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
         const state = /^State:\s+(\S)/m.exec(status)?.[1];
         const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
         const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
         if (state === 'Z' && ppid === process.pid && uid >= lo && uid < hi) {
-          if (this.o.native.addon.reapChild(Number(d))) n++;
+          if (this.o.native.addon.reapChild(pid)) n++;
         }
       } catch {
         // gone meanwhile

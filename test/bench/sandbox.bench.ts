@@ -3,7 +3,7 @@
  * `unshare` and `bwrap` doing comparable work as baselines. Prints a
  * Markdown table for docs/benchmarks.md. Figures, not assertions.
  *
- *   node dist/test/bench/sandbox.bench.js [--cycles 100] [--idle 100] [--concurrent 500]
+ *   node dist/test/bench/sandbox.bench.js [--cycles 100] [--idle 100] [--concurrent 500] [--gap 0]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -20,6 +20,9 @@ const arg = (name: string, def: number) => {
 const CYCLES = arg('cycles', 100);
 const IDLE = arg('idle', 100);
 const CONCURRENT = arg('concurrent', 500);
+// Pause between cycles (ms): sporadic creates, as in a class, pay the v1
+// cgroup migration's RCU grace period that back-to-back ones may share.
+const GAP = arg('gap', 0);
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 function pct(xs: number[], p: number): number {
@@ -58,10 +61,16 @@ async function main(): Promise<void> {
     UNDERLAY_UID_BASE: String(100000 + 65536 * 3000),
   });
   config.maxSessions = Math.max(1000, CONCURRENT + 10);
+  // Host-side create steps ('clone' is the whole helper run: idmap-lower .. init ops).
+  const steps = new Map<string, number[]>();
+  let timeSteps = false;
   const m = new SandboxManager({
     config,
     store: new Store(config.stateDir),
     logger: createLogger('error'),
+    onStep: (name, t) => {
+      if (timeSteps) steps.set(name, [...(steps.get(name) ?? []), t]);
+    },
   });
   await m.reap({ all: true });
   const rows: [string, string, string, string][] = [];
@@ -79,6 +88,7 @@ async function main(): Promise<void> {
   const execTrue: number[] = [];
   const teardown: number[] = [];
   const total: number[] = [];
+  timeSteps = true;
   for (let i = 0; i < CYCLES; i++) {
     const t0 = process.hrtime.bigint();
     const sb = await m.create();
@@ -91,15 +101,18 @@ async function main(): Promise<void> {
     await m.teardown(sb.record);
     teardown.push(ms(t2));
     total.push(ms(t0));
+    if (GAP > 0) await new Promise((r) => setTimeout(r, GAP));
   }
   row(
     'create (all namespaces, cgroups, idmapped overlay, pivot_root, init)',
     create,
-    `${CYCLES} cycles`,
+    `${CYCLES} cycles${GAP ? `, ${GAP} ms apart` : ''}`,
   );
   row('exec `true` in it (join: spawn helper, setns, fork, exec, wait)', execTrue);
   row('teardown (kill, unmount, rm, rmdir, release ids)', teardown);
   row('**create → exec `true` → teardown**', total);
+  timeSteps = false;
+  for (const [name, xs] of steps) row(`create step \`${name}\``, xs, 'host side');
 
   // Join alone, on one live sandbox.
   const sb = await m.create();
