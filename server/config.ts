@@ -91,7 +91,6 @@ export const DEFAULT_LIMITS = {
   memoryBytes: 512 * 1024 * 1024,
   pids: 512,
   cpus: 1,
-  scratchInodes: 65536,
 };
 
 /** Parses "512M", "1G", "64k", "1048576". Returns undefined on junk. */

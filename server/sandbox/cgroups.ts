@@ -24,6 +24,7 @@ import type { SandboxResources } from '../store/store';
 import { pollUntil } from '../util/wait';
 import { SandboxError } from './errors';
 import { mount, NOSUID_NODEV_NOEXEC } from './ops';
+import { FIXED_MOUNT_INODES } from './options';
 
 export type CgroupMode = 'v1' | 'v2';
 
@@ -238,7 +239,7 @@ export class V1Driver implements CgroupDriver {
             `${root}/sys/fs/cgroup`,
             'tmpfs',
             NOSUID_NODEV_NOEXEC,
-            'mode=755,size=64k',
+            `mode=755,size=64k,nr_inodes=${FIXED_MOUNT_INODES}`,
           ),
         ];
         for (const { h } of delegated) {

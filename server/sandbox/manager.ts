@@ -253,7 +253,9 @@ export class SandboxManager {
       tmpBytes: plan.limits.tmpBytes,
       shmBytes: plan.limits.shmBytes,
       runBytes: plan.limits.runBytes,
-      tmpInodes: 16384,
+      tmpInodes: plan.limits.tmpInodes,
+      shmInodes: plan.limits.shmInodes,
+      runInodes: plan.limits.runInodes,
     });
     // Errors from the helper already name the op's step.
     const { initPid } = await step(

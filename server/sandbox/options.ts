@@ -14,34 +14,74 @@ export interface Limits extends CgroupLimits {
   scratchInodes: number;
   /** /tmp and /lab, each. */
   tmpBytes: number;
+  tmpInodes: number;
   /** /dev/shm. */
   shmBytes: number;
+  shmInodes: number;
   /** /run. */
   runBytes: number;
+  runInodes: number;
 }
 
+type WritableSizes = Pick<
+  Limits,
+  | 'scratchBytes'
+  | 'scratchInodes'
+  | 'tmpBytes'
+  | 'tmpInodes'
+  | 'shmBytes'
+  | 'shmInodes'
+  | 'runBytes'
+  | 'runInodes'
+>;
+
 const MiB = 1024 * 1024;
+/**
+ * Kernel memory one tmpfs inode may cost the sandbox: an empty file, dir or
+ * symlink measured 1.1-1.3 KiB here (inode + dentry, charged to the memory
+ * cgroup); long names and xattrs add more (tmpfs counts xattrs against
+ * nr_inodes since Linux 6.6). Rounded up.
+ */
+export const INODE_COST = 2048;
+/** One inode per 8 KiB of a mount's size: inodes then cost at most a quarter of the bytes. */
+const BYTES_PER_INODE = 8192;
+/** The tiny fixed mounts (/dev, /sys/fs/cgroup): their inodes come out of the headroom. */
+export const FIXED_MOUNT_INODES = 256;
 
 /**
- * The writable tmpfs sizes for a memory limit. tmpfs pages are charged to
- * the sandbox's memory cgroup and, with no swap, cannot be reclaimed: if the
- * mounts together could hold more than the limit, filling them ends in an
- * OOM kill of every process instead of ENOSPC. So all of them together get
- * the limit minus headroom for processes (see headroom()), split
- * half to the root's upper layer, a fifth each to /tmp and /lab, the rest to
- * /dev/shm and /run.
+ * The writable tmpfs sizes and inode counts for a memory limit. tmpfs pages
+ * and inodes are charged to the sandbox's memory cgroup and, with no swap,
+ * cannot be reclaimed: if the mounts together could hold more than the
+ * limit, filling them (with data or with empty files) ends in an OOM kill of
+ * every process instead of ENOSPC. So all of them together, data plus
+ * inodes at INODE_COST, get the limit minus headroom for processes (see
+ * headroom()), split half to the root's upper layer, a fifth each to /tmp
+ * and /lab, the rest to /dev/shm and /run.
  */
-export function writableSizes(
-  memoryBytes: number,
-): Pick<Limits, 'scratchBytes' | 'tmpBytes' | 'shmBytes' | 'runBytes'> {
-  const budget = memoryBytes - headroom(memoryBytes);
+export function writableSizes(memoryBytes: number): WritableSizes {
+  const perByte = 1 + INODE_COST / BYTES_PER_INODE;
+  const budget = Math.floor((memoryBytes - headroom(memoryBytes)) / perByte);
   const part = (f: number) => Math.max(MiB, Math.floor((budget * f) / MiB) * MiB);
   const tmpBytes = part(0.2);
   const shmBytes = part(0.08);
   const runBytes = part(0.02);
   // The upper layer gets what is left (half, or less where the 1 MiB minimums bite).
   const scratchBytes = Math.max(MiB, budget - 2 * tmpBytes - shmBytes - runBytes);
-  return { scratchBytes, tmpBytes, shmBytes, runBytes };
+  return {
+    scratchBytes,
+    scratchInodes: inodesFor(scratchBytes),
+    tmpBytes,
+    tmpInodes: inodesFor(tmpBytes),
+    shmBytes,
+    shmInodes: inodesFor(shmBytes),
+    runBytes,
+    runInodes: inodesFor(runBytes),
+  };
+}
+
+/** The inode count that goes with a mount's size. */
+export function inodesFor(bytes: number): number {
+  return Math.max(64, Math.floor(bytes / BYTES_PER_INODE));
 }
 
 /** Memory kept for processes: a quarter of the limit, at least 64 MiB (half, for tiny limits). */
@@ -49,9 +89,11 @@ function headroom(memoryBytes: number): number {
   return Math.max(Math.min(64 * MiB, Math.floor(memoryBytes / 2)), Math.floor(memoryBytes / 4));
 }
 
-/** Everything writable together: the upper layer, /tmp, /lab, /dev/shm, /run. */
+/** What everything writable can pin when full: the data, and the inodes at INODE_COST. */
 export function writableTotal(l: Limits): number {
-  return l.scratchBytes + 2 * l.tmpBytes + l.shmBytes + l.runBytes;
+  const bytes = l.scratchBytes + 2 * l.tmpBytes + l.shmBytes + l.runBytes;
+  const inodes = l.scratchInodes + 2 * l.tmpInodes + l.shmInodes + l.runInodes;
+  return bytes + inodes * INODE_COST;
 }
 
 export type OwnerKind = 'cli' | 'server' | 'detached';
@@ -112,6 +154,9 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
     ...(memoryBytes >= 16 * MiB ? writableSizes(memoryBytes) : {}),
     ...requested,
   } as Limits;
+  // An explicit --scratch brings its own inode count.
+  if (requested.scratchBytes !== undefined && requested.scratchInodes === undefined)
+    l.scratchInodes = inodesFor(l.scratchBytes);
   const bad = (field: string, why: string) => {
     throw new RequestError('invalid', `impossible limit ${field}: ${why}`);
   };
@@ -129,7 +174,7 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
   if (writableTotal(l) > l.memoryBytes - room)
     bad(
       'scratch',
-      `the writable space (${Math.round(writableTotal(l) / MiB)}M: upper layer, /tmp, /lab, /dev/shm, /run) ` +
+      `the writable space (${Math.round(writableTotal(l) / MiB)}M with its inodes: upper layer, /tmp, /lab, /dev/shm, /run) ` +
         `must stay below the memory limit minus ${Math.round(room / MiB)}M, or filling it OOM-kills the sandbox instead of ENOSPC; ` +
         'raise --memory or lower --scratch',
     );

@@ -10,6 +10,7 @@
  */
 import type { Op } from '../../native/index';
 import type { SessionCgroup } from './cgroups';
+import { FIXED_MOUNT_INODES } from './options';
 import { mount, NOSUID_NODEV_NOEXEC } from './ops';
 
 export interface StepPlan {
@@ -35,6 +36,8 @@ export interface StepPlan {
   shmBytes: number;
   runBytes: number;
   tmpInodes: number;
+  shmInodes: number;
+  runInodes: number;
 }
 
 /** Docker's masked paths (moby oci/defaults.go, incl. #49560's /proc/interrupts). */
@@ -127,7 +130,7 @@ export function buildOps(p: StepPlan): Op[] {
       `${R}/dev`,
       'tmpfs',
       ['MS_NOSUID', 'MS_NOEXEC'],
-      'mode=755,size=64k,nr_inodes=256',
+      `mode=755,size=64k,nr_inodes=${FIXED_MOUNT_INODES}`,
     ),
     ...DEVICES.flatMap((d): Op[] => [
       { step: 'rootfs', op: 'touch', path: `${R}/dev/${d}` },
@@ -150,7 +153,7 @@ export function buildOps(p: StepPlan): Op[] {
       `${R}/dev/shm`,
       'tmpfs',
       ['MS_NOSUID', 'MS_NODEV'],
-      `mode=1777,size=${p.shmBytes}`,
+      `mode=1777,size=${p.shmBytes},nr_inodes=${p.shmInodes}`,
     ),
     { step: 'rootfs', op: 'mkdir', path: `${R}/dev/mqueue`, mode: 0o755 },
     mount('rootfs', 'mqueue', `${R}/dev/mqueue`, 'mqueue', NOSUID_NODEV_NOEXEC, ''),
@@ -183,7 +186,7 @@ export function buildOps(p: StepPlan): Op[] {
       `${R}/run`,
       'tmpfs',
       ['MS_NOSUID', 'MS_NODEV'],
-      `mode=755,size=${p.runBytes}`,
+      `mode=755,size=${p.runBytes},nr_inodes=${p.runInodes}`,
     ),
     { step: 'pivot-root', op: 'pivot-root', newRoot: R },
     // Masks go on after the pivot, from inside the sandbox's own user

@@ -207,16 +207,22 @@ describe('sandbox hardening', { concurrency: false }, () => {
     },
   );
 
-  /** Fills each place with dd (files kept), then asks the same shell whether it lives. */
+  /**
+   * Fills each place with dd (files kept), then with empty files until the
+   * inodes run out (each costs ~1 KiB of kernel memory, charged to the
+   * sandbox), then asks the same shell whether it lives.
+   */
   const FILL =
-    'for d in "$@"; do dd if=/dev/zero of="$d/fill" bs=1M 2>&1 | grep -o "No space left on device" | head -1 | sed "s|^|$d: |"; done; ' +
-    'echo alive; cat /proc/self/cgroup >/dev/null';
+    'for d in "$@"; do ' +
+    'dd if=/dev/zero of="$d/fill" bs=1M 2>&1 | grep -o "No space left on device" | head -1 | sed "s|^|$d: |"; ' +
+    'seq 400000 | sed "s|^|$d/i.|" | xargs -r touch 2>&1 | grep -m1 -o "No space left on device" | sed "s|^|$d inodes: |"; ' +
+    'done; echo alive; cat /proc/self/cgroup >/dev/null';
 
   const FILL_CASES: [string, Partial<Limits>, string[]][] = [
     [
-      'filling every writable place ends in ENOSPC with the shell alive (default limits)',
+      'filling every writable place with data and then empty files ends in ENOSPC with the shell alive (default limits)',
       {},
-      ['/root', '/tmp', '/lab', '/dev/shm', '/run'],
+      ['/root', '/tmp', '/lab', '/dev/shm', '/run', '/dev', '/sys/fs/cgroup'],
     ],
     [
       'with --memory 256M one dd into /root ends in ENOSPC, not an OOM kill',
@@ -235,8 +241,10 @@ describe('sandbox hardening', { concurrency: false }, () => {
             timeoutMs: 120_000,
           });
           assert.equal(r.code, 0, `the shell was killed (exit ${r.code}): ${r.stdout}${r.stderr}`);
-          for (const d of places)
+          for (const d of places) {
             assert.match(r.stdout, new RegExp(`^${d}: No space left on device$`, 'm'));
+            assert.match(r.stdout, new RegExp(`^${d} inodes: No space left on device$`, 'm'));
+          }
           assert.match(r.stdout, /^alive$/m);
           const after = await victim.exec(['echo', 'still here']);
           assert.equal(after.stdout, 'still here\n');

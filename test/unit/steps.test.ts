@@ -26,6 +26,8 @@ const ops = buildOps({
   shmBytes: 1 << 20,
   runBytes: 1 << 20,
   tmpInodes: 100,
+  shmInodes: 100,
+  runInodes: 100,
 });
 const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
 
