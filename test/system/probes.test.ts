@@ -41,6 +41,7 @@ const EXPECTED = [
   '22',
   '25-bpf',
   '25-io_uring_setup',
+  '25-io_setup',
   '25-perf_event_open',
   '25-userfaultfd',
   '26',
@@ -131,7 +132,7 @@ describe('escape probes', () => {
   });
 
   sysTest(
-    'the probes can fail: without the seccomp filter, io_uring and TIOCSTI are reachable',
+    'the probes can fail: without the seccomp filter, io_uring, io_setup and TIOCSTI are reachable',
     SYSTEM_NEEDS,
     async () => {
       ready();
@@ -154,6 +155,10 @@ describe('escape probes', () => {
         `expected io_uring to be reachable without seccomp: ${failed}`,
       );
       assert.ok(failed.includes('37'), `expected TIOCSTI to work without seccomp: ${failed}`);
+      assert.ok(
+        failed.includes('25-io_setup'),
+        `expected io_setup to work without seccomp: ${failed}`,
+      );
     },
   );
 

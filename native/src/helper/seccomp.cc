@@ -5,7 +5,7 @@
 // their user namespace) - mount, unshare and setns are the curriculum. So we
 // allow everything the labs need and refuse the kernel surfaces no lab needs
 // and that carry the userns privilege-escalation history (docs/sandbox.md#the-seccomp-filter):
-// io_uring, bpf, perf, userfaultfd, keyrings, module and kexec
+// io_uring, Linux AIO (a host-wide counter), bpf, perf, userfaultfd, keyrings, module and kexec
 // loading, open_by_handle_at (Shocker), clock setters, AF_ALG ("copy.fail")
 // and AF_VSOCK sockets, and TIOCSTI/TIOCLINUX terminal injection.
 //
@@ -58,6 +58,17 @@ const long kBlocked[] = {
     SYS_io_uring_setup,
     SYS_io_uring_enter,
     SYS_io_uring_register,
+    // Linux AIO: every context counts against the host-wide fs.aio-max-nr
+    // (65536 by default; not per user or namespace), which one sandbox could
+    // use up for the whole host. No lab needs it; glibc's POSIX aio uses threads.
+    SYS_io_setup,
+    SYS_io_destroy,
+    SYS_io_submit,
+    SYS_io_cancel,
+    SYS_io_getevents,
+#ifdef SYS_io_pgetevents
+    SYS_io_pgetevents,
+#endif
     SYS_add_key,
     SYS_request_key,
     SYS_keyctl,
