@@ -208,8 +208,15 @@ export class V1Driver implements CgroupDriver {
           write(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * PERIOD_US)));
         }
         if (h.controllers.some((c) => V1_DELEGATED.has(c))) {
-          for (const f of ['', 'cgroup.procs', 'tasks'])
-            chown(path.join(dir, f), owner.uid, owner.gid);
+          // The memory hierarchy is shown inside but not delegated on v1: a
+          // memory cgroup the student made would have no TCP limit of its own,
+          // and v1 charges socket buffers only to cgroups that have one (from
+          // such a child, one sandbox pinned 1.7 GiB of host memory); and
+          // memory cgroup ids are one host-wide space of 65,535 that v1 cannot
+          // bound per session (docs/sandbox.md#cgroup-delegation).
+          if (!h.controllers.includes('memory'))
+            for (const f of ['', 'cgroup.procs', 'tasks'])
+              chown(path.join(dir, f), owner.uid, owner.gid);
           delegated.push({ h, dir });
         }
       }

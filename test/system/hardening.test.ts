@@ -354,6 +354,40 @@ describe('sandbox hardening', { concurrency: false }, () => {
   );
 
   sysTest(
+    'v1: a memory cgroup made inside cannot carry sockets past the TCP accounting (nor use up memory cgroup ids)',
+    [...SYSTEM_NEEDS, 'cgroup-v1'],
+    async () => {
+      const victim = await m.create({ hostname: 'tcpchild' });
+      try {
+        await install(victim, path.join(REPO, 'test', 'fixtures', 'pin-tcp.py'), '/tmp/pin-tcp.py');
+        // v1 charges sockets only in memory cgroups whose own TCP limit is
+        // set: a child the student makes has none, so it must not exist.
+        const r = await victim.exec(
+          [
+            'sh',
+            '-c',
+            'C=/sys/fs/cgroup/memory; if mkdir $C/child; then echo made; echo $$ > $C/child/cgroup.procs; fi; exec python3 /tmp/pin-tcp.py 200',
+          ],
+          { timeoutMs: 120_000 },
+        );
+        assert.equal(r.code, 0, r.stderr);
+        const before = Number(/^before (\d+)$/m.exec(r.stdout)?.[1]);
+        const after = Number(/^after (\d+)$/m.exec(r.stdout)?.[1]);
+        const pinned = after - before;
+        assert.ok(
+          pinned < 256 * 1024 * 1024,
+          `from a child memory cgroup the sandbox pinned ${Math.round(pinned / 1048576)} MiB of TCP buffers`,
+        );
+        assert.doesNotMatch(r.stdout, /^made$/m, 'a child memory cgroup could be made (v1)');
+        await hostUnharmed(m);
+      } finally {
+        await m.teardown(victim);
+      }
+    },
+    { timeout: 180_000 },
+  );
+
+  sysTest(
     "mounting the host's named v1 hierarchy (name=systemd) from inside shows only the session",
     [...SYSTEM_NEEDS, 'cgroup-v1'],
     async () => {
