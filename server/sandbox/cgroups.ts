@@ -464,43 +464,64 @@ export function terminalCgroup(
 const ANCHOR_AT = 2048;
 
 /**
- * Visits a cgroup dir and all its descendants, children before parents.
+ * A cgroup dir and all its descendants, children before parents.
  * Students may nest cgroups deeper than PATH_MAX, where any full path fails
  * with ENAMETOOLONG; so once a path grows long, the walk opens the directory
  * and continues below `/proc/self/fd/<fd>`, which the kernel resolves
- * without the prefix. Every path handed to `visit` is short.
+ * without the prefix. Every path yielded is short; an anchor stays open
+ * until its subtree is done (or the consumer stops early).
  */
-export function walkCgroupTree(root: string, visit: (dir: string) => void): void {
-  const walk = (dir: string) => {
-    let entries: fs.Dirent[] = [];
+export function* cgroupTree(root: string): Generator<string, void, undefined> {
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(root, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory()) continue;
+    if (root.length + e.name.length + 1 < ANCHOR_AT) {
+      yield* cgroupTree(path.join(root, e.name));
+      continue;
+    }
+    const anchor = fs.openSync(root, 'r');
     try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
+      yield* cgroupTree(`/proc/self/fd/${anchor}/${e.name}`);
+    } finally {
+      fs.closeSync(anchor);
     }
-    for (const e of entries) {
-      if (!e.isDirectory()) continue;
-      if (dir.length + e.name.length + 1 < ANCHOR_AT) {
-        walk(path.join(dir, e.name));
-        continue;
-      }
-      const anchor = fs.openSync(dir, 'r');
-      try {
-        walk(`/proc/self/fd/${anchor}/${e.name}`);
-      } finally {
-        fs.closeSync(anchor);
-      }
-    }
-    visit(dir);
-  };
-  walk(root);
+  }
+  yield root;
 }
 
+/** Visits cgroupTree(root) synchronously: for the few dirs the server itself made. */
+export function walkCgroupTree(root: string, visit: (dir: string) => void): void {
+  for (const dir of cgroupTree(root)) visit(dir);
+}
+
+/**
+ * Visits cgroupTree(root), yielding to the event loop every WALK_SLICE dirs:
+ * a student may have made tens of thousands of cgroups, and a teardown must
+ * not stall every other session's terminals while it walks them.
+ */
+export async function walkCgroupTreeAsync(
+  root: string,
+  visit: (dir: string) => void,
+): Promise<void> {
+  let n = 0;
+  for (const dir of cgroupTree(root)) {
+    visit(dir);
+    if (++n % WALK_SLICE === 0) await new Promise((r) => setImmediate(r));
+  }
+}
+/** Dirs visited between two yields (each visit is one rmdir or one small read). */
+const WALK_SLICE = 256;
+
 /** All pids in a cgroup dir and its descendants. */
-export function cgroupPids(dir: string): number[] {
+export async function cgroupPids(dir: string): Promise<number[]> {
   const out: number[] = [];
-  walkCgroupTree(dir, (d) => {
+  await walkCgroupTreeAsync(dir, (d) => {
     let text = '';
     try {
       text = fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8');
@@ -535,11 +556,11 @@ export async function killCgroups(
   }
   const freezer = existing.find((d) => fs.existsSync(path.join(d, 'freezer.state')));
   const v2freeze = mode === 'v2' ? path.join(existing[0] as string, 'cgroup.freeze') : undefined;
-  const killPass = () => {
+  const killPass = async () => {
     if (freezer) write(path.join(freezer, 'freezer.state'), 'FROZEN', 'teardown');
     if (v2freeze && fs.existsSync(v2freeze)) write(v2freeze, '1', 'teardown');
     for (const d of existing) {
-      for (const pid of cgroupPids(d)) {
+      for (const pid of await cgroupPids(d)) {
         signalled.add(pid);
         try {
           process.kill(pid, 'SIGKILL');
@@ -552,7 +573,7 @@ export async function killCgroups(
     // (v1 keeps a self-freezing state), and a frozen task cannot die:
     // thaw every level, not just the top.
     if (freezer)
-      walkCgroupTree(freezer, (d) => {
+      await walkCgroupTreeAsync(freezer, (d) => {
         const state = path.join(d, 'freezer.state');
         if (fs.existsSync(state)) write(state, 'THAWED', 'teardown');
       });
@@ -564,10 +585,10 @@ export async function killCgroups(
   // pass) and every 10 ms otherwise.
   const signalled = new Set<number>();
   let lastPass = 0;
-  const emptied = await pollUntil(() => {
-    const pids = existing.flatMap((d) => cgroupPids(d));
+  const emptied = await pollUntil(async () => {
+    const pids = (await Promise.all(existing.map((d) => cgroupPids(d)))).flat();
     if (pids.length === 0) return true;
-    if (pids.some((p) => !signalled.has(p)) || Date.now() - lastPass > 10) killPass();
+    if (pids.some((p) => !signalled.has(p)) || Date.now() - lastPass > 10) await killPass();
     return false;
   }, timeoutMs);
   if (!emptied) {
@@ -578,19 +599,28 @@ export async function killCgroups(
   }
 }
 
-/** rmdir depth-first (student-made children first), newest dir first. Idempotent. */
-export function removeCgroupDirs(dirs: string[]): void {
-  for (const d of [...dirs].reverse()) {
-    walkCgroupTree(d, (dir) => {
-      try {
-        fs.rmdirSync(dir);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw SandboxError.wrap(`rmdir ${dir}`, err, 'teardown');
-        }
-      }
-    });
+function rmdirCgroup(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw SandboxError.wrap(`rmdir ${dir}`, err, 'teardown');
+    }
   }
+}
+
+/**
+ * rmdir depth-first (student-made children first), newest dir first.
+ * Idempotent. Synchronous: only for dirs the server just made and no student
+ * has touched (a failed create).
+ */
+export function removeCgroupDirs(dirs: string[]): void {
+  for (const d of [...dirs].reverse()) walkCgroupTree(d, rmdirCgroup);
+}
+
+/** removeCgroupDirs for trees a student may have grown: yields to the event loop as it goes. */
+export async function removeCgroupTrees(dirs: string[]): Promise<void> {
+  for (const d of [...dirs].reverse()) await walkCgroupTreeAsync(d, rmdirCgroup);
 }
 
 export function createDriver(mode: CgroupMode = detectCgroupMode()): CgroupDriver {

@@ -8,6 +8,7 @@ export {
   detectCgroupMode,
   killCgroups,
   removeCgroupDirs,
+  removeCgroupTrees,
   V1Driver,
   V2Driver,
   type CgroupMode,

@@ -12,7 +12,7 @@ import type { Config } from '../config';
 import type { SandboxRecord, Store } from '../store/store';
 import type { Logger } from '../util/logger';
 import { pollUntil } from '../util/wait';
-import { killCgroups, removeCgroupDirs } from './cgroups';
+import { killCgroups, removeCgroupTrees } from './cgroups';
 import type { SandboxError } from './errors';
 import { ownSpawns } from './handle';
 import { childPids, procAlive, processStartTime, readStat } from './proc';
@@ -97,7 +97,7 @@ export class Reaper {
       fs.rmSync(sessionDir, { recursive: true, force: true });
     }
     // 5. cgroup dirs (student-made children included)
-    removeCgroupDirs(r.resources.cgroupDirs);
+    await removeCgroupTrees(r.resources.cgroupDirs);
     // 6. the id range
     store.remove(r.id);
     this.o.log.info('sandbox destroyed', { id: r.id, ms: Date.now() - t0 });

@@ -11,6 +11,7 @@ import { LIMITS, type SessionCreated } from '../protocol/index';
 import {
   killCgroups,
   removeCgroupDirs,
+  removeCgroupTrees,
   type Limits,
   type Sandbox,
   type SandboxManager,
@@ -202,7 +203,7 @@ export class SessionManager {
     // or it stays a zombie and the sandbox's init waits for it forever.
     this.sandboxes.collectZombies();
     try {
-      removeCgroupDirs(e.cgroupDirs);
+      await removeCgroupTrees(e.cgroupDirs);
     } catch (err) {
       this.log.warn('terminal cgroup removal', { session: s.id, term: id, error: String(err) });
     }

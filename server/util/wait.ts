@@ -18,13 +18,13 @@ function delay(ms: number): Promise<void> {
  * passed (resolves false). `check` runs at once, then after each delay.
  */
 export async function pollUntil(
-  check: () => boolean,
+  check: () => boolean | Promise<boolean>,
   timeoutMs: number,
   maxDelayMs = 5,
 ): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; ; i++) {
-    if (check()) return true;
+    if (await check()) return true;
     if (Date.now() >= deadline) return false;
     await delay(Math.min(maxDelayMs, BACKOFF_MS[i] ?? maxDelayMs));
   }

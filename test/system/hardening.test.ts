@@ -388,6 +388,62 @@ describe('sandbox hardening', { concurrency: false }, () => {
   );
 
   sysTest(
+    'tearing down a sandbox with thousands of student cgroups keeps the event loop turning',
+    SYSTEM_NEEDS,
+    async (t) => {
+      const victim = await m.create({ hostname: 'cgspam' });
+      let made = 0;
+      try {
+        // As many as the host lets a session make (v2 caps it at 128; v1 has
+        // no cap outside memory), in every delegated hierarchy.
+        const r = await victim.exec(
+          [
+            'sh',
+            '-c',
+            'for h in /sys/fs/cgroup/pids /sys/fs/cgroup/cpu /sys/fs/cgroup; do [ -w $h ] && (cd $h && seq 6000 | sed s/^/s/ | xargs mkdir 2>/dev/null); done; find /sys/fs/cgroup -mindepth 2 -type d -name "s*" | wc -l',
+          ],
+          { timeoutMs: 120_000 },
+        );
+        made = Number(r.stdout.trim());
+        assert.ok(made > 100, `the student made ${made} cgroups: ${r.stderr}`);
+      } finally {
+        // Count event-loop turns while the teardown walks them: a walk that
+        // yields every 256 dirs turns it at least made/256 times (the
+        // synchronous walk turned it a handful of times, whatever the size).
+        let turns = 0;
+        let spinning = true;
+        const spin = () => {
+          turns++;
+          if (spinning) setImmediate(spin);
+        };
+        setImmediate(spin);
+        let maxLag = 0;
+        let last = Date.now();
+        const lag = setInterval(() => {
+          maxLag = Math.max(maxLag, Date.now() - last - 5);
+          last = Date.now();
+        }, 5);
+        const t0 = Date.now();
+        try {
+          await m.teardown(victim);
+        } finally {
+          spinning = false;
+          clearInterval(lag);
+        }
+        t.diagnostic(
+          `${made} cgroups: teardown ${Date.now() - t0} ms, ${turns} loop turns, longest stall ~${maxLag} ms`,
+        );
+        assert.ok(
+          turns >= Math.floor(made / 256),
+          `the event loop turned ${turns} times while ${made} cgroups were torn down`,
+        );
+      }
+      await assertGone(victim.record);
+    },
+    { timeout: 180_000 },
+  );
+
+  sysTest(
     "mounting the host's named v1 hierarchy (name=systemd) from inside shows only the session",
     [...SYSTEM_NEEDS, 'cgroup-v1'],
     async () => {
