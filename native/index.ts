@@ -237,7 +237,22 @@ export interface JoinSpec {
   setsid?: boolean;
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
+  /**
+   * A private mount view for the command (needs uid 0): host directories
+   * moved read-only over paths inside, then mkdirs, mounts and symlinks in
+   * order. Absent: the command shares the sandbox's mounts.
+   */
+  view?: JoinView;
   argv: string[];
+}
+
+export interface JoinView {
+  trees: { hostDir: string; target: string }[];
+  actions: (
+    | { mkdir: string }
+    | { mount: { fstype: string; source: string; target: string; data: string } }
+    | { symlink: { target: string; path: string } }
+  )[];
 }
 
 function intArg(name: string, v: number, min: number): string {
@@ -267,6 +282,16 @@ export function joinArgs(spec: JoinSpec): string[] {
   }
   if (spec.setsid) args.push('--setsid');
   if (spec.seccomp === false) args.push('--no-seccomp');
+  if (spec.view) {
+    if (spec.uid) throw new RangeError('joinArgs: a view needs uid 0');
+    for (const t of spec.view.trees) args.push('--tool-tree', t.hostDir, t.target);
+    for (const a of spec.view.actions) {
+      if ('mkdir' in a) args.push('--view-mkdir', a.mkdir);
+      else if ('mount' in a)
+        args.push('--view-mount', a.mount.fstype, a.mount.source, a.mount.target, a.mount.data);
+      else args.push('--view-symlink', a.symlink.target, a.symlink.path);
+    }
+  }
   if (spec.argv.length === 0) throw new RangeError('joinArgs: argv is empty');
   args.push('--', ...spec.argv);
   return args;

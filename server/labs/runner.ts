@@ -113,6 +113,7 @@ export async function testLab(
           const r = await runScript(sb as Sandbox, check.script, {
             timeoutS: check.timeout,
             env: withAnswer(answer),
+            trusted: true,
           });
           return r.code !== 0
             ? { ok: true, detail: r.message }
@@ -125,7 +126,11 @@ export async function testLab(
         await phase('fails before', mustFail('before the solution'));
         for (const nm of step.nearMisses) {
           await phase(`near miss: ${nm.name}`, async () => {
-            const a = await runScript(sb as Sandbox, nm.script, { timeoutS: 60, env: env() });
+            const a = await runScript(sb as Sandbox, nm.script, {
+              timeoutS: 60,
+              env: env(),
+              trusted: false,
+            });
             if (a.code !== 0)
               return {
                 ok: false,
@@ -140,6 +145,7 @@ export async function testLab(
         const r = await runScript(sb as Sandbox, step.solution as string, {
           timeoutS: 60,
           env: env(),
+          trusted: false,
         });
         answer = r.message;
         return r.code === 0
@@ -150,6 +156,7 @@ export async function testLab(
         const r = await runScript(sb as Sandbox, check.script, {
           timeoutS: check.timeout,
           env: withAnswer(answer),
+          trusted: true,
         });
         if (r.code === 0) outs.set(step.id, r.message);
         return r.code === 0

@@ -31,12 +31,23 @@ export function stepEnv(outs: Map<string, string>): Record<string, string> {
 export async function runScript(
   sb: Sandbox,
   script: string,
-  opts: { timeoutS: number; env: Record<string, string> },
+  opts: {
+    timeoutS: number;
+    env: Record<string, string>;
+    /**
+     * Checks and hints: the image's read-only toolset and fresh /proc and
+     * cgroup mounts, so nothing the student put in PATH, /usr or /etc (nor a
+     * ptrace) can forge the answer (docs/sandbox.md#trusted-checks).
+     * Setup and solutions run as the student would (false).
+     */
+    trusted: boolean;
+  },
 ): Promise<{ code: number; message: string; output: string; timedOut: boolean }> {
   const r = await sb.exec(['bash', '-c', `${CHECK_LIB}\n${script}`], {
     timeoutMs: opts.timeoutS * 1000,
     maxBytes: 256 * 1024,
     env: opts.env,
+    trusted: opts.trusted,
   });
   const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
   // The tail of the output, bounded in lines and in characters (one line can be megabytes).
@@ -104,7 +115,7 @@ export async function prepareSandbox(loaded: LoadedLab, sb: Sandbox): Promise<vo
       );
   }
   if (lab.setup) {
-    const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {} });
+    const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {}, trusted: false });
     if (r.code !== 0)
       throw new SandboxError(`the lab's setup exited ${r.code}: ${r.output}`, {
         step: 'lab-setup',

@@ -137,12 +137,17 @@ export async function walkLab(
       if (ws.ok && step.check) {
         const env = stepEnv(outs);
         if (step.check.input) {
-          const a = await runScript(s.sandbox, step.solution as string, { timeoutS: 60, env });
+          const a = await runScript(s.sandbox, step.solution as string, {
+            timeoutS: 60,
+            env,
+            trusted: false,
+          });
           env.ANSWER = a.message;
         }
         const r = await runScript(s.sandbox, step.check.script, {
           timeoutS: step.check.timeout,
           env,
+          trusted: true,
         });
         if (r.code === 0) outs.set(step.id, r.message);
         else {

@@ -9,7 +9,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as pty from 'node-pty';
 import { joinArgs, parseErrRecord, type Native } from '../../native/index';
-import type { SandboxRecord } from '../store/store';
+import type { SandboxRecord, SandboxResources } from '../store/store';
 import { terminalCgroup } from './cgroups';
 import { SandboxError } from './errors';
 import { SANDBOX_ENV, type ExecOptions, type ExecResult, type JoinOptions } from './options';
@@ -88,11 +88,25 @@ export class Sandbox {
         HOSTNAME: r.hostname,
         ...(opts.uid ? { USER: 'learner', HOME: '/home/learner' } : {}),
         ...opts.env,
+        // Only the trusted toolset: never /usr/local, never the student's.
+        ...(opts.trusted ? { PATH: '/usr/local/sbin:/usr/local/bin' } : {}),
       },
       ...(opts.setsid ? { setsid: true } : {}),
       ...(opts.seccomp === false ? { seccomp: false } : {}),
+      ...(opts.trusted ? { view: this.checkView() } : {}),
       argv,
     });
+  }
+
+  private checkView(): NonNullable<SandboxResources['checkView']> {
+    const v = this.record.resources.checkView;
+    if (!v)
+      throw new SandboxError(`sandbox ${this.record.id} has no trusted check view`, {
+        step: 'join',
+        code: 'ENOENT',
+        hint: 'it was made by an older server: reset the lab for a new sandbox',
+      });
+    return v;
   }
 
   /**

@@ -348,3 +348,81 @@ export function shiftedImage(image: ImageInfo, imagesDir: string, uidBase: numbe
   fs.writeFileSync(path.join(dir, 'complete'), new Date().toISOString());
   return rootfs;
 }
+
+/**
+ * The trusted toolset checks and hints run with (docs/sandbox.md#trusted-checks):
+ * a copy of the image's /usr/bin and /usr/sbin in which every ELF program is
+ * execute-only for others (0711, no setuid). Inside a sandbox these files
+ * are owned by an unmapped uid (host root), so sandbox root reads them only
+ * as "other": exec'ing an unreadable program makes the kernel tie the
+ * process's memory to the host's user namespace (would_dump), and sandbox
+ * root can then neither ptrace it nor read its /proc/<pid>/mem. Built once
+ * per image, atomically, on first use.
+ */
+export function toolsTree(image: ImageInfo, imagesDir: string): { bin: string; sbin: string } {
+  const dir = path.join(imagesDir, image.id, 'tools');
+  const out = { bin: path.join(dir, 'bin'), sbin: path.join(dir, 'sbin') };
+  if (fs.existsSync(path.join(dir, 'complete'))) return out;
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    fs.mkdirSync(tmp, { recursive: true, mode: 0o755 });
+    for (const d of ['bin', 'sbin']) {
+      const r = spawnSync('cp', ['-a', path.join(image.rootfs, 'usr', d), path.join(tmp, d)], {
+        encoding: 'utf8',
+      });
+      if (r.status !== 0)
+        throw new SandboxError(`copying the image's /usr/${d} failed: ${r.stderr || r.error}`, {
+          step: 'cgroup',
+        });
+      for (const e of fs.readdirSync(path.join(tmp, d))) {
+        const p = path.join(tmp, d, e);
+        // A link (awk -> /etc/alternatives/awk -> /usr/bin/mawk) would lead
+        // back to a readable program: replace it with a copy of its target,
+        // resolved inside the image.
+        if (fs.lstatSync(p).isSymbolicLink()) {
+          const target = resolveInImage(image.rootfs, path.join('/usr', d, e));
+          fs.unlinkSync(p);
+          if (!target || !fs.statSync(target).isFile()) continue;
+          fs.copyFileSync(target, p);
+          fs.chmodSync(p, fs.statSync(target).mode & 0o755);
+        }
+        if (!fs.lstatSync(p).isFile()) continue;
+        const fd = fs.openSync(p, 'r');
+        const magic = Buffer.alloc(4);
+        fs.readSync(fd, magic, 0, 4, 0);
+        fs.closeSync(fd);
+        if (magic.toString('latin1') === '\x7fELF') fs.chmodSync(p, 0o711);
+      }
+    }
+    fs.writeFileSync(path.join(tmp, 'complete'), new Date().toISOString());
+    try {
+      fs.renameSync(tmp, dir);
+    } catch (err) {
+      // Another process built it meanwhile: theirs is as good as ours.
+      if (!fs.existsSync(path.join(dir, 'complete'))) throw err;
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+    return out;
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The host path `p` (absolute, inside the image) leads to, following links as if chrooted; undefined if it leaves or loops. */
+function resolveInImage(root: string, p: string): string | undefined {
+  let cur = p;
+  for (let hops = 0; hops < 40; hops++) {
+    const host = path.join(root, cur);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(host);
+    } catch {
+      return undefined;
+    }
+    if (!st.isSymbolicLink()) return host;
+    const link = fs.readlinkSync(host);
+    cur = path.posix.resolve(path.posix.dirname(cur), link);
+  }
+  return undefined;
+}

@@ -17,13 +17,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeOps, loadNative, type Native, type StepName } from '../../native/index';
 import type { Config } from '../config';
-import type { SandboxRecord, Store } from '../store/store';
+import type { CheckView, SandboxRecord, Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
-import { requireImage, shiftedImage, type ImageInfo } from './images';
+import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
 import { resolveLimits, validateHostname, type CreateOptions, type Limits } from './options';
 import { initAlive, ownerAlive, Reaper } from './reaper';
 import { nsInode, processStartTime } from './proc';
@@ -118,6 +118,12 @@ export class SandboxManager {
         () => this.makeScratch(record, plan),
         this.onStep,
       );
+      record.resources.checkView = await step(
+        'image',
+        plan.id,
+        () => this.checkView(plan, cg),
+        this.onStep,
+      );
       // idmap-lower -> overlay -> clone -> rootfs -> pivot-root -> hostname
       // -> network -> init: one op list, each op tagged with its step.
       const initPid = await this.runHelper(record, plan, cg, dirs);
@@ -186,6 +192,46 @@ export class SandboxManager {
     record.resources.joinProcs = cg.joinProcs;
     this.store.update(record);
     return cg;
+  }
+
+  /**
+   * The view checks and hints run in (docs/sandbox.md#trusted-checks): the
+   * image's pristine /usr and /etc, with an execute-only copy of its programs,
+   * over whatever the student made of them; then fresh /proc and cgroup
+   * mounts, so no mount the student stacked there is read.
+   */
+  private checkView(plan: Plan, cg: SessionCgroup): CheckView {
+    const raw = plan.image.rootfs;
+    const tools = toolsTree(plan.image, this.config.imagesDir);
+    const trees = [
+      // The image's /usr, readable (checks compare files with it), and the
+      // execute-only programs in /usr/local, first in PATH.
+      { hostDir: path.join(raw, 'usr'), target: '/usr' },
+      { hostDir: tools.bin, target: '/usr/local/bin' },
+      { hostDir: tools.sbin, target: '/usr/local/sbin' },
+      // On a merged-/usr image these are links into /usr; a student may have
+      // replaced them (#!/bin/sh, and the ELF interpreter /lib64/ld-linux-x86-64.so.2).
+      { hostDir: path.join(raw, 'usr', 'bin'), target: '/bin' },
+      { hostDir: path.join(raw, 'usr', 'sbin'), target: '/sbin' },
+      { hostDir: path.join(raw, 'usr', 'lib'), target: '/lib' },
+      ...(fs.existsSync(path.join(raw, 'usr', 'lib64'))
+        ? [{ hostDir: path.join(raw, 'usr', 'lib64'), target: '/lib64' }]
+        : []),
+      // ld.so.preload, ld.so.cache, alternatives: the image's, not the student's.
+      { hostDir: path.join(raw, 'etc'), target: '/etc' },
+    ];
+    const actions: CheckView['actions'] = [
+      { mount: { fstype: 'proc', source: 'proc', target: '/proc', data: '' } },
+    ];
+    for (const op of cg.initOps('')) {
+      if (op.op === 'mount')
+        actions.push({
+          mount: { fstype: op.fstype, source: op.source, target: op.target, data: op.data },
+        });
+      else if (op.op === 'mkdir') actions.push({ mkdir: op.path });
+      else if (op.op === 'symlink') actions.push({ symlink: { target: op.target, path: op.path } });
+    }
+    return { trees, actions };
   }
 
   /** scratch: upper + work on a size- and inode-limited tmpfs, and the mount points. */

@@ -116,6 +116,12 @@ export interface JoinOptions {
   seccomp?: boolean;
   /** The cgroup.procs files to join instead of the session's (a terminal's own cgroup). */
   cgroupProcs?: string[];
+  /**
+   * Run with the trusted toolset and fresh /proc and cgroup mounts, in a
+   * private mount namespace, as sandbox root (checks and hints:
+   * docs/sandbox.md#trusted-checks). PATH holds only the toolset.
+   */
+  trusted?: boolean;
 }
 
 export interface ExecOptions extends JoinOptions {

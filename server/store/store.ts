@@ -39,6 +39,22 @@ export interface SandboxResources {
   cgroupDirs: string[];
   /** cgroup.procs files a joining process writes itself into. */
   joinProcs: string[];
+  /**
+   * The trusted view checks and hints run in (docs/sandbox.md#trusted-checks):
+   * the pristine image's tools over the student's, fresh /proc and cgroup
+   * mounts. Absent in records made before it existed.
+   */
+  checkView?: CheckView;
+}
+
+/** Persisted form of a join view (native/index.ts JoinView, which the sandbox layer passes it as). */
+export interface CheckView {
+  trees: { hostDir: string; target: string }[];
+  actions: (
+    | { mkdir: string }
+    | { mount: { fstype: string; source: string; target: string; data: string } }
+    | { symlink: { target: string; path: string } }
+  )[];
 }
 
 interface Row {

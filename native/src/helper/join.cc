@@ -4,7 +4,15 @@
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
 //                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
+//                        [--tool-tree HOSTDIR DIR]... [--view-mkdir DIR]...
+//                        [--view-mount FSTYPE SOURCE DIR DATA]... [--view-symlink TARGET PATH]...
 //                        -- ARGV...
+//
+// --tool-tree and --view-*: the command gets a mount namespace of its own, a
+// private copy of the sandbox's, with HOSTDIR (opened on the host, before
+// entering the sandbox, read-only/nosuid/nodev) over each DIR, then the
+// view's mounts, mkdirs and symlinks in order (docs/sandbox.md#trusted-checks).
+// Policy - which trees, which mounts - is the caller's.
 //
 // Order (runc setns_init / docs/sandbox.md#joining-a-sandbox):
 //   pidfd_open(init) and check its user namespace inode, so a recycled pid
@@ -21,6 +29,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -56,6 +65,13 @@ struct Args {
   std::vector<std::string> env;
   bool set_sid = false;
   bool no_seccomp = false;
+  // A private mount view for the command: host trees moved in, then actions.
+  std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target
+  struct ViewAction {
+    char kind;  // 'd' mkdir, 'm' mount, 's' symlink
+    std::string a, b, c, d;
+  };
+  std::vector<ViewAction> view;
   std::vector<char*> argv;
 };
 
@@ -91,6 +107,17 @@ Args parse(int argc, char** argv) {
       a.set_sid = true;
     } else if (k == "--no-seccomp") {
       a.no_seccomp = true;
+    } else if (k == "--tool-tree") {
+      std::string src = val();
+      a.tool_trees.emplace_back(src, val());
+    } else if (k == "--view-mkdir") {
+      a.view.push_back({'d', val(), "", "", ""});
+    } else if (k == "--view-mount") {
+      std::string fstype = val(), source = val(), target = val();
+      a.view.push_back({'m', fstype, source, target, val()});
+    } else if (k == "--view-symlink") {
+      std::string target = val();
+      a.view.push_back({'s', target, val(), "", ""});
     } else {
       usage(("unknown option " + k).c_str());
     }
@@ -98,6 +125,8 @@ Args parse(int argc, char** argv) {
   for (; i < argc; ++i) a.argv.push_back(argv[i]);
   if (a.pid <= 0) usage("--pid is required");
   if (a.argv.empty()) usage("no command after --");
+  if ((!a.tool_trees.empty() || !a.view.empty()) && a.uid != 0)
+    usage("a private view (--tool-tree, --view-*) needs --uid 0");
   a.argv.push_back(nullptr);
   return a;
 }
@@ -113,6 +142,54 @@ bool write_file(const char* path, const std::string& s) {
 }
 
 pid_t g_child = -1;
+
+// On the host, before entering the sandbox: a detached, read-only copy of
+// each tool tree. Opened here because no host path is reachable from inside.
+std::vector<int> open_tool_trees(const Args& a) {
+  std::vector<int> fds;
+  for (const auto& t : a.tool_trees) {
+    int fd = sys::open_tree(AT_FDCWD, t.first.c_str(),
+                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0) report::die(kStep, "open_tree", errno, t.first.c_str());
+    struct mount_attr attr = {};
+    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (sys::mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr) != 0)
+      report::die(kStep, "mount_setattr", errno, t.first.c_str());
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+// In the command's process (sandbox root, in the sandbox's pid namespace so
+// a new proc shows it): a private copy of the sandbox's mounts with the
+// tool trees and the view on top. Private first, so nothing we mount
+// propagates back to the student's namespace (nor theirs into ours).
+void make_view(const Args& a, const std::vector<int>& trees) {
+  if (unshare(CLONE_NEWNS) != 0) report::die(kStep, "unshare", errno, "", "CLONE_NEWNS");
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    report::die(kStep, "mount", errno, "/", "MS_REC|MS_PRIVATE");
+  for (size_t i = 0; i < trees.size(); ++i) {
+    // Following symlinks: whatever the student made of /lib64 (a link
+    // elsewhere, a directory), the tree lands where the path leads.
+    const char* to = a.tool_trees[i].second.c_str();
+    if (sys::move_mount(trees[i], "", AT_FDCWD, to,
+                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) != 0)
+      report::die(kStep, "move_mount", errno, to);
+    close(trees[i]);
+  }
+  for (const auto& v : a.view) {
+    if (v.kind == 'd') {
+      if (mkdir(v.a.c_str(), 0755) != 0 && errno != EEXIST)
+        report::die(kStep, "mkdir", errno, v.a.c_str());
+    } else if (v.kind == 's') {
+      if (symlink(v.a.c_str(), v.b.c_str()) != 0 && errno != EEXIST)
+        report::die(kStep, "symlink", errno, v.b.c_str());
+    } else if (mount(v.b.empty() ? nullptr : v.b.c_str(), v.c.c_str(), v.a.c_str(),
+                     MS_NOSUID | MS_NODEV | MS_NOEXEC, v.d.empty() ? nullptr : v.d.c_str()) != 0) {
+      report::die(kStep, "mount", errno, v.c.c_str(), v.a.c_str());
+    }
+  }
+}
 
 }  // namespace
 
@@ -135,6 +212,7 @@ int run(int argc, char** argv) {
                   "pid now belongs to another process (user namespace differs)");
   }
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  const std::vector<int> trees = open_tool_trees(a);
 
   // A new session first, so the command can never reach the caller's
   // controlling terminal (TIOCSTI through /dev/tty). A pty caller (node-pty)
@@ -179,6 +257,7 @@ int run(int argc, char** argv) {
     // the command; its own children are reached through the cgroup.
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() == 1) _exit(125);
+    if (!trees.empty() || !a.view.empty()) make_view(a, trees);
     sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
     std::vector<char*> envp;

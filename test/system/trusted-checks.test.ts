@@ -1,0 +1,120 @@
+/**
+ * Checks cannot be forged from inside the sandbox (docs/sandbox.md#trusted-checks).
+ * The attack from the hardening issue: a fake `bash` (and fake tools) early
+ * in PATH and over /usr/bin made every ns-pid check pass without doing the
+ * lab. Checks now run with the image's toolset in a private mount view;
+ * the control run shows the same fakes do forge an untrusted run, so the
+ * test can fail. And a check's processes cannot be ptraced or read through
+ * /proc by sandbox root.
+ */
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe } from 'node:test';
+import { LabEngine } from '../../server/labs/engine';
+import { loadLabs } from '../../server/labs/loader';
+import { runScript } from '../../server/labs/runtime';
+import type { Sandbox, SandboxManager } from '../../server/sandbox/index';
+import { REPO, testManager } from '../helpers/env';
+import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+/** Fakes that answer "yes" to everything, where a student can put them. */
+const PLANT = `
+set -e
+fake='#!/bin/sh
+echo "forged: all good"
+exit 0'
+for t in bash sh awk stat readlink grep sed cat; do
+  printf '%s\\n' "$fake" > /usr/local/bin/$t && chmod 755 /usr/local/bin/$t
+done
+cp /usr/local/bin/bash /usr/bin/bash.fake && mv /usr/bin/bash.fake /usr/bin/bash
+echo /nonexistent/evil.so > /etc/ld.so.preload
+`;
+
+describe('trusted checks', () => {
+  const { fail: setupFailed, ready } = setupGuard();
+  let m: SandboxManager;
+  let sb: Sandbox;
+  const { labs, problems } = loadLabs([path.join(REPO, 'labs', 'ns-pid')]);
+  const lab = labs[0];
+
+  before(async () => {
+    try {
+      assert.deepEqual(problems, []);
+      m = testManager();
+      sb = await m.create({ hostname: 'forger' });
+      const r = await sb.exec(['sh', '-c', PLANT]);
+      assert.equal(r.code, 0, r.stderr);
+    } catch (err) {
+      setupFailed(err);
+    }
+  });
+  after(async () => {
+    if (sb) await m.teardown(sb);
+  });
+
+  sysTest(
+    'fake tools in PATH, over /usr/bin and in ld.so.preload forge no check (and do forge an untrusted run)',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      assert.ok(lab);
+      const steps = lab.lab.steps.filter((s) => s.check);
+      assert.ok(steps.length >= 3, 'ns-pid has checks');
+      // Control: the same check scripts run the old way are forged.
+      let forged = 0;
+      for (const s of steps) {
+        const r = await runScript(sb, s.check?.script ?? '', {
+          timeoutS: 20,
+          env: {},
+          trusted: false,
+        });
+        if (r.code === 0) forged++;
+      }
+      assert.ok(forged > 0, 'the fakes forge an untrusted check: the attack is real');
+      // The engine's checks: none passes, since nothing of the lab was done.
+      const engine = new LabEngine(m.store, new Map([[lab.lab.metadata.id, lab]]), m.driver.mode);
+      const owner = `forger-${process.pid}`;
+      for (const s of steps) {
+        const c = await engine.check(owner, sb, lab.lab.metadata.id, s.id, '1');
+        assert.equal(c.passed, false, `step ${s.id} passed: ${c.message}`);
+        assert.doesNotMatch(c.message, /forged/);
+      }
+    },
+  );
+
+  sysTest(
+    "sandbox root cannot read a check's memory or environment through /proc (nor ptrace it)",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      // Finds `sleep TAG` (not itself: its own argv holds TAG too) and tries
+      // to read its environment, which needs ptrace-read access.
+      const probe = (tag: string) =>
+        `for p in /proc/[0-9]*; do [ "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" = "sleep ${tag} " ] || continue; ` +
+        'head -c1 $p/environ >/dev/null 2>&1 && echo readable || echo denied; exit 0; done; echo absent';
+      // The student's shell, with the student's own (now restored) bash.
+      // (Not `sh`: the fake one in /usr/local/bin would answer.)
+      const restored = await sb.exec([
+        '/bin/dash',
+        '-c',
+        'rm -f /etc/ld.so.preload /usr/local/bin/*; cp /bin/dash /usr/bin/bash',
+      ]);
+      assert.equal(restored.code, 0, restored.stderr);
+      const spy = (tag: string) =>
+        sb.exec([
+          'sh',
+          '-c',
+          `i=0; while [ $i -lt 200 ]; do ${probe(tag)} | grep -v absent && exit 0; i=$((i+1)); sleep 0.05; done; echo absent`,
+        ]);
+      // A long-running trusted command, and the same one untrusted as control.
+      const trusted = sb.exec(['sleep', '7.123'], { trusted: true, timeoutMs: 20_000 });
+      const seenTrusted = await spy('7.123');
+      const plain = sb.exec(['sleep', '7.456'], { timeoutMs: 20_000 });
+      const seenPlain = await spy('7.456');
+      await Promise.all([trusted, plain]);
+      assert.match(seenPlain.stdout, /^readable$/m, 'control: an untrusted command is readable');
+      assert.match(seenTrusted.stdout, /^denied$/m, `a trusted command: ${seenTrusted.stdout}`);
+    },
+    { timeout: 60_000 },
+  );
+});
