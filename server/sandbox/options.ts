@@ -37,12 +37,13 @@ type WritableSizes = Pick<
 
 const MiB = 1024 * 1024;
 /**
- * Kernel memory one tmpfs inode may cost the sandbox: an empty file, dir or
- * symlink measured 1.1-1.3 KiB here (inode + dentry, charged to the memory
- * cgroup); long names and xattrs add more (tmpfs counts xattrs against
- * nr_inodes since Linux 6.6). Rounded up.
+ * Kernel memory one inode may cost the sandbox: an empty file, dir or
+ * symlink measured 1.1-1.5 KiB on tmpfs here and 2.85-2.9 KiB through the
+ * overlay root (an overlay inode and dentry on top of the upper tmpfs's);
+ * long names and xattrs add more (tmpfs counts xattrs against nr_inodes
+ * since Linux 6.6). All charged to the memory cgroup. Rounded up.
  */
-export const INODE_COST = 2048;
+export const INODE_COST = 3072;
 /** One inode per 8 KiB of a mount's size: inodes then cost at most a quarter of the bytes. */
 const BYTES_PER_INODE = 8192;
 /** The tiny fixed mounts (/dev, /sys/fs/cgroup): their inodes come out of the headroom. */
