@@ -44,6 +44,15 @@ function relayPipes(sb: Sandbox, argv: string[], uid: number): Promise<number> {
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
     child.on('error', reject);
+    // Done when CMD exits, not when every holder of its stdout does: a
+    // background job (`sleep 300 &`) inherits the pipe and would hold the
+    // CLI open until it ended. Let the pipes drain a moment, then close them.
+    child.on('exit', () => {
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, 50).unref();
+    });
     child.on('close', (code, signal) => {
       process.stdin.off('data', onInput);
       process.stdin.off('end', onEnd);

@@ -44,6 +44,17 @@ describe('underlay CLI', () => {
   });
 
   sysTest(
+    'sandbox run returns when the command exits, even if a background job still holds its stdout',
+    SYSTEM_NEEDS,
+    async () => {
+      // Before: the CLI waited for the sleep (300 s) and this hit the 60 s timeout.
+      const r = await cli(['sandbox', 'run', '--', 'sh', '-c', 'sleep 300 & echo started; exit 3']);
+      assert.equal(r.code, 3, r.stderr);
+      assert.equal(r.stdout, 'started\n');
+    },
+  );
+
+  sysTest(
     'malformed and impossible limits are refused before anything is created',
     SYSTEM_NEEDS,
     async () => {

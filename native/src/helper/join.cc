@@ -27,6 +27,7 @@
 // The parent stays as a small relay of signals and of the exit status.
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -246,6 +247,12 @@ int run(int argc, char** argv) {
   sigset_t old;
   sigprocmask(SIG_BLOCK, &relay, &old);
 
+  // Tells the command whether the relay still lives once PDEATHSIG is armed:
+  // the relay is outside the command's pid namespace, so getppid() reads 0
+  // whether it lives or not (and an orphan goes to the server, a subreaper,
+  // not to the sandbox's init). EOF here means the relay is gone.
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC) != 0) report::die(kStep, "pipe2", errno, "");
   pid_t child = fork();
   if (child < 0) report::die(kStep, "fork", errno, "");
   if (child == 0) {
@@ -256,7 +263,10 @@ int run(int argc, char** argv) {
     // If the relay dies (a check's time bound, a killed terminal), so does
     // the command; its own children are reached through the cgroup.
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() == 1) _exit(125);
+    close(alive[1]);
+    struct pollfd relay_gone = {alive[0], POLLIN, 0};
+    if (poll(&relay_gone, 1, 0) != 0) _exit(125);  // EOF/HUP: died before PDEATHSIG was set
+    close(alive[0]);
     if (!trees.empty() || !a.view.empty()) make_view(a, trees);
     sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
@@ -269,6 +279,7 @@ int run(int argc, char** argv) {
     fprintf(stderr, "underlay: cannot run %s: %s\n", a.argv[0], strerror(e));
     _exit(e == ENOENT ? 127 : 126);
   }
+  close(alive[0]);  // alive[1] stays open for as long as the relay lives
   g_child = child;
   for (;;) {
     siginfo_t info;
