@@ -116,6 +116,11 @@ export type Op = { step: StepName } &
     | { op: 'release-child' }
     | { op: 'setids'; uid: number; gid: number }
     | { op: 'unshare'; ns: CloneFlag[] }
+    /**
+     * A user namespace inside the current one, its uid and gid maps `map`
+     * (ids of the current namespace), written by a helper that stays outside.
+     */
+    | { op: 'nest-userns'; map: string }
     | { op: 'fork-init' }
     | {
         op: 'mount';
@@ -153,6 +158,8 @@ function opArgs(o: Op): string[] {
       return [String(o.uid), String(o.gid)];
     case 'unshare':
       return [o.ns.join('|')];
+    case 'nest-userns':
+      return [o.map];
     case 'mount':
       return [o.source, o.target, o.fstype, o.flags.join('|'), o.data];
     case 'mkdir':

@@ -8,6 +8,7 @@
  *
  * (allocate-ids, cgroup and scratch happen in manager.ts before this list runs.)
  */
+import * as fs from 'node:fs';
 import type { Op } from '../../native/index';
 import type { SessionCgroup } from './cgroups';
 import { FIXED_MOUNT_INODES } from './options';
@@ -58,6 +59,31 @@ const MASKED = [
 const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger'];
 const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
 
+/**
+ * What one sandbox may hold of each per-user kernel count, far above what
+ * the labs use (a few nested namespaces, a handful of inotify instances)
+ * and far below the host's per-user defaults (the namespace ones are
+ * tens of thousands). Counts the kernel lacks are left out.
+ */
+export const USER_LIMITS: Record<string, number> = {
+  max_user_namespaces: 64,
+  max_pid_namespaces: 128,
+  max_net_namespaces: 64,
+  max_mnt_namespaces: 128,
+  max_uts_namespaces: 128,
+  max_ipc_namespaces: 128,
+  max_cgroup_namespaces: 128,
+  max_time_namespaces: 64,
+  max_inotify_instances: 128,
+  max_inotify_watches: 16384,
+  max_fanotify_groups: 16,
+  max_fanotify_marks: 8192,
+};
+
+function userLimits(): [string, number][] {
+  return Object.entries(USER_LIMITS).filter(([name]) => fs.existsSync(`/proc/sys/user/${name}`));
+}
+
 export function buildOps(p: StepPlan): Op[] {
   const R = p.mergedDir;
   const map = `0 ${p.uidBase} 65536`;
@@ -97,6 +123,20 @@ export function buildOps(p: StepPlan): Op[] {
     ),
     ...p.cgroup.attachProcs.map((procs): Op => ({ step: 'cgroup', op: 'attach-child', procs })),
     { step: 'clone', op: 'release-child' },
+    { step: 'clone', op: 'setids', uid: 0, gid: 0 },
+    // Per-sandbox caps on namespaces, inotify and fanotify: written as root
+    // of this (outer) user namespace, then the sandbox lives in one nested
+    // inside it, whose root cannot reach the outer limits. The kernel checks
+    // every level, so these bound the whole sandbox (docs/sandbox.md#per-sandbox-kernel-counts).
+    ...userLimits().map(
+      ([name, value]): Op => ({
+        step: 'clone',
+        op: 'write',
+        path: `/proc/sys/user/${name}`,
+        content: String(value),
+      }),
+    ),
+    { step: 'clone', op: 'nest-userns', map: '0 0 65536' },
     { step: 'clone', op: 'setids', uid: 0, gid: 0 },
     {
       step: 'clone',

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Limits, Sandbox, SandboxManager } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
+import { USER_LIMITS } from '../../server/sandbox/steps';
 import { cli, mountsContaining, pidsOwnedByRange, REPO, sleep, testManager } from '../helpers/env';
 import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
@@ -326,6 +327,39 @@ describe('sandbox hardening', { concurrency: false }, () => {
         await m.teardown(victim);
       }
     },
+  );
+
+  sysTest(
+    'a sandbox holds at most its cap of UTS namespaces, even after raising its own limit',
+    SYSTEM_NEEDS,
+    async () => {
+      const cap = USER_LIMITS.max_uts_namespaces as number;
+      const victim = await m.create({ hostname: 'nscount' });
+      try {
+        // Sandbox root may write its own namespace's limits; the cap sits in
+        // the namespace around it. Each success leaves a sleep holding one.
+        const r = await victim.exec(
+          [
+            'sh',
+            '-c',
+            'echo 1000000 > /proc/sys/user/max_uts_namespaces; ' +
+              'for i in $(seq "$1"); do unshare -u sh -c "sleep 600 >/dev/null 2>&1 </dev/null & echo made" 2>&1 | tail -n 1; done | sort | uniq -c',
+            'x',
+            String(cap + 60),
+          ],
+          { timeoutMs: 120_000 },
+        );
+        assert.equal(r.code, 0, r.stderr);
+        const made = Number(/(\d+) made/.exec(r.stdout)?.[1] ?? 0);
+        assert.ok(made <= cap, `the sandbox made ${made} UTS namespaces (cap ${cap}): ${r.stdout}`);
+        assert.ok(made >= cap - 8, `only ${made} UTS namespaces: ${r.stdout}`);
+        assert.match(r.stdout, /No space left on device/);
+        await hostUnharmed(m);
+      } finally {
+        await m.teardown(victim);
+      }
+    },
+    { timeout: 180_000 },
   );
 
   sysTest(

@@ -408,6 +408,48 @@ void run_init_op(const Op& op) {
   }
 }
 
+// nest-userns MAP: a user namespace inside the current one, mapped with MAP
+// (ids of the current namespace) for uids and gids. The process itself may
+// not write a full range into its new namespace's maps (that needs
+// CAP_SETUID in the parent namespace), so a helper forked first, still in
+// the parent and its root, writes them once the new namespace exists. The
+// limits the caller wrote into the parent's /proc/sys/user before this then
+// cap everything made below, and nobody below can change them.
+void nest_userns(const Op& op) {
+  const char* step = op.step.c_str();
+  // The uid change made us non-dumpable, which makes our /proc files host
+  // root's: the mapper (root of this namespace only) could not open our maps.
+  // Nothing else lives in this namespace yet.
+  if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) report::die(step, "prctl", errno, "", "DUMPABLE");
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) != 0) report::die(step, "pipe2", errno, "");
+  const pid_t self = getpid();
+  pid_t mapper = fork();
+  if (mapper < 0) report::die(step, "fork", errno, "");
+  if (mapper == 0) {
+    close(ready[1]);
+    char b;
+    ssize_t n;
+    while ((n = read(ready[0], &b, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) _exit(2);  // the parent failed to unshare: it reports that
+    for (const char* f : {"uid_map", "gid_map"}) {
+      std::string path = "/proc/" + std::to_string(self) + "/" + f;
+      if (!write_file(path.c_str(), op.args[0])) report::die(step, "write", errno, path.c_str());
+    }
+    _exit(0);
+  }
+  close(ready[0]);
+  if (unshare(CLONE_NEWUSER) != 0) report::die(step, "unshare", errno, "", "CLONE_NEWUSER");
+  if (write(ready[1], "u", 1) != 1) report::die(step, "write", errno, "", "mapper pipe");
+  close(ready[1]);
+  int st = 0;
+  while (waitpid(mapper, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    report::die(step, "waitpid", ECHILD, "", "the map writer failed (its report came first)");
+}
+
 void run_child_op(const Op& op) {
   const char* step = op.step.c_str();
   switch (op.kind) {
@@ -424,6 +466,9 @@ void run_child_op(const Op& op) {
     case Kind::kUnshare:
       // CLONE_* names resolved to op.clone_flags by the parser.
       if (unshare(op.clone_flags) != 0) report::die(step, "unshare", errno, "", arg(op, 0));
+      return;
+    case Kind::kNestUserns:
+      nest_userns(op);
       return;
     default:
       if (!run_common(op)) not_in_stage(op, "user-namespace child");

@@ -18,6 +18,7 @@ enum class Kind {
   kReleaseChild,
   kSetids,
   kUnshare,
+  kNestUserns,
   kForkInit,
   kMount,
   kMkdir,
