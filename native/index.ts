@@ -121,6 +121,8 @@ export type Op = { step: StepName } &
      * (ids of the current namespace), written by a helper that stays outside.
      */
     | { op: 'nest-userns'; map: string }
+    /** The child waits until the host's attach-child writes are done (they run alongside). */
+    | { op: 'await-attach' }
     | { op: 'fork-init' }
     | {
         op: 'mount';
@@ -183,6 +185,7 @@ function opArgs(o: Op): string[] {
     case 'clone-userns':
       return [String(o.uid), String(o.gid)];
     case 'release-child':
+    case 'await-attach':
     case 'fork-init':
     case 'loopback-up':
     case 'seccomp':

@@ -109,6 +109,9 @@ export class SandboxManager {
   async create(opts: CreateOptions = {}): Promise<Sandbox> {
     const plan = this.plan(opts);
     const t0 = Date.now();
+    // Not awaited: it only has to be under way when the helper moves the
+    // sandbox into its cgroups, a few milliseconds from now.
+    void this.driver.primeMigration();
     const record = await step('allocate-ids', plan.id, () => this.allocateIds(plan), this.onStep);
     try {
       const cg = await step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);

@@ -59,18 +59,21 @@ export const FIXED_MOUNT_INODES = 256;
  * headroom()), split half to the root's upper layer, a fifth each to /tmp
  * and /lab, the rest to /dev/shm and /run.
  */
-export function writableSizes(memoryBytes: number): WritableSizes {
+export function writableSizes(memoryBytes: number, scratchBytes?: number): WritableSizes {
   const perByte = 1 + INODE_COST / BYTES_PER_INODE;
   const budget = Math.floor((memoryBytes - headroom(memoryBytes)) / perByte);
-  const part = (f: number) => Math.max(MiB, Math.floor((budget * f) / MiB) * MiB);
-  const tmpBytes = part(0.2);
-  const shmBytes = part(0.08);
-  const runBytes = part(0.02);
+  // An explicit upper-layer size (--scratch) leaves the rest to the others,
+  // in the same proportions; without one, the upper layer gets half.
+  const rest = scratchBytes === undefined ? budget / 2 : budget - scratchBytes;
+  const part = (f: number) => Math.max(MiB, Math.floor((rest * f) / MiB) * MiB);
+  const tmpBytes = part(0.4);
+  const shmBytes = part(0.16);
+  const runBytes = part(0.04);
   // The upper layer gets what is left (half, or less where the 1 MiB minimums bite).
-  const scratchBytes = Math.max(MiB, budget - 2 * tmpBytes - shmBytes - runBytes);
+  const upper = scratchBytes ?? Math.max(MiB, budget - 2 * tmpBytes - shmBytes - runBytes);
   return {
-    scratchBytes,
-    scratchInodes: inodesFor(scratchBytes),
+    scratchBytes: upper,
+    scratchInodes: inodesFor(upper),
     tmpBytes,
     tmpInodes: inodesFor(tmpBytes),
     shmBytes,
@@ -158,7 +161,7 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
   const memoryBytes = requested.memoryBytes ?? DEFAULT_LIMITS.memoryBytes;
   const l: Limits = {
     ...DEFAULT_LIMITS,
-    ...(memoryBytes >= 16 * MiB ? writableSizes(memoryBytes) : {}),
+    ...(memoryBytes >= 16 * MiB ? writableSizes(memoryBytes, requested.scratchBytes) : {}),
     ...requested,
   } as Limits;
   // An explicit --scratch brings its own inode count.

@@ -94,6 +94,10 @@ export function buildOps(p: StepPlan): Op[] {
     // namespace, so the namespace (and every per-user count inside it) is
     // charged to the session, not to host root.
     { step: 'clone', op: 'clone-userns', uid: p.uidBase, gid: p.gidBase },
+    // Into the session's cgroups first: the helper runs these writes in a
+    // process of their own (the first cgroup migration waits for an RCU grace
+    // period), overlapping the maps, mounts and the child's first ops.
+    ...p.cgroup.attachProcs.map((procs): Op => ({ step: 'cgroup', op: 'attach-child', procs })),
     // setgroups stays "allow" so students can use setgroups(2) inside; the
     // map is written by host root, which may map a whole range (no newuidmap).
     { step: 'clone', op: 'write-child-proc', file: 'uid_map', content: map },
@@ -121,7 +125,6 @@ export function buildOps(p: StepPlan): Op[] {
       ['MS_NODEV'],
       `lowerdir=${p.lowerDir},upperdir=${p.upperDir},workdir=${p.workDir}`,
     ),
-    ...p.cgroup.attachProcs.map((procs): Op => ({ step: 'cgroup', op: 'attach-child', procs })),
     { step: 'clone', op: 'release-child' },
     { step: 'clone', op: 'setids', uid: 0, gid: 0 },
     // Per-sandbox caps on namespaces, inotify and fanotify: written as root
@@ -141,15 +144,12 @@ export function buildOps(p: StepPlan): Op[] {
     {
       step: 'clone',
       op: 'unshare',
-      ns: [
-        'CLONE_NEWNS',
-        'CLONE_NEWUTS',
-        'CLONE_NEWIPC',
-        'CLONE_NEWNET',
-        'CLONE_NEWCGROUP',
-        'CLONE_NEWPID',
-      ],
+      ns: ['CLONE_NEWNS', 'CLONE_NEWUTS', 'CLONE_NEWIPC', 'CLONE_NEWNET', 'CLONE_NEWPID'],
     },
+    // The cgroup namespace's root is the cgroup its creator is in: only once
+    // the attach-child writes are done.
+    { step: 'cgroup', op: 'await-attach' },
+    { step: 'clone', op: 'unshare', ns: ['CLONE_NEWCGROUP'] },
     { step: 'clone', op: 'fork-init' },
     // ---- sandbox init (pid 1) ---------------------------------------------
     { step: 'init', op: 'set-dumpable', value: 1 },

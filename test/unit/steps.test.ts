@@ -31,15 +31,19 @@ const ops = buildOps({
 });
 const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
 
-test('the step order follows the architecture: userns first, maps, idmap, overlay, cgroup, then the rest', () => {
+test('the step order follows the architecture: userns first, cgroup attach (overlapped), maps, idmap, overlay, nested userns, the cgroup namespace only after the attach, then the rest', () => {
   const order = [
     idx((o) => o.op === 'clone-userns'),
+    idx((o) => o.op === 'attach-child'),
     idx((o) => o.op === 'write-child-proc' && o.file === 'uid_map'),
     idx((o) => o.op === 'idmap-mount'),
     idx((o) => o.op === 'mount' && o.fstype === 'overlay'),
-    idx((o) => o.op === 'attach-child'),
     idx((o) => o.op === 'release-child'),
-    idx((o) => o.op === 'unshare'),
+    idx((o) => o.op === 'write' && o.path.startsWith('/proc/sys/user/')),
+    idx((o) => o.op === 'nest-userns'),
+    idx((o) => o.op === 'unshare' && o.ns.includes('CLONE_NEWPID')),
+    idx((o) => o.op === 'await-attach'),
+    idx((o) => o.op === 'unshare' && o.ns.includes('CLONE_NEWCGROUP')),
     idx((o) => o.op === 'fork-init'),
     idx((o) => o.op === 'mount' && o.source === '/s/merged' && o.target === '/s/merged'),
     idx((o) => o.op === 'pivot-root'),
@@ -76,8 +80,8 @@ test('the overlay root is not nosuid (file capabilities must work), but nodev', 
 });
 
 test('all namespaces are unshared; the ping group range is the netns default', () => {
-  const u = ops.find((o) => o.op === 'unshare') as Extract<Op, { op: 'unshare' }>;
-  assert.deepEqual([...u.ns].sort(), [
+  const unshared = ops.flatMap((o) => (o.op === 'unshare' ? o.ns : []));
+  assert.deepEqual([...unshared].sort(), [
     'CLONE_NEWCGROUP',
     'CLONE_NEWIPC',
     'CLONE_NEWNET',

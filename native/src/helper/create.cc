@@ -63,8 +63,11 @@ struct Ctx {
   pid_t init = -1;    // host pid of the sandbox init
   int status_w = -1;  // child/init -> host: PID/USERNS/OK/ERR lines
   int status_r = -1;
-  int go_r = -1;  // host -> child: one byte = maps and host mounts done
-  int go_w = -1;
+  int go_r = -1;  // host -> child: one byte = maps and host mounts done,
+  int go_w = -1;  // a second one = the child is in the session's cgroups
+  // attach-child writes, done by a process of their own (see start_attacher).
+  std::vector<std::string> attach;
+  pid_t attacher = -1;
 };
 
 // spec::parse guarantees the table's argc, so args[i] exists.
@@ -162,6 +165,7 @@ bool read_status_line(Ctx* c, std::string* out, int timeout_ms) {
 }
 
 void kill_started(Ctx* c) {
+  if (c->attacher > 0) kill(c->attacher, SIGKILL);
   if (c->init > 0) kill(c->init, SIGKILL);
   if (c->child > 0) kill(c->child, SIGKILL);
 }
@@ -216,10 +220,46 @@ void idmap_mount(Ctx* c, const Op& op) {
   close(userns);
 }
 
+// Moving the child into the session's cgroups (v1: one cgroup.procs per
+// hierarchy) is the slowest part of a create: the first migration after a
+// quiet spell waits for an RCU grace period (cgroup_threadgroup_rwsem's
+// writer side), 6-8 ms on a small VM. A process of its own does the writes,
+// so the wait overlaps the maps, the mounts and the child's first ops; the
+// child waits for it (await-attach) before it unshares its cgroup namespace,
+// whose root must be the session's cgroup.
+void start_attacher(Ctx* c) {
+  if (c->attach.empty() || c->attacher > 0) return;
+  pid_t pid = fork();
+  if (pid < 0) host_die(c, "cgroup", "fork", errno, "");
+  if (pid == 0) {
+    const std::string self = std::to_string(c->child);
+    for (const std::string& procs : c->attach) {
+      if (!write_file(procs.c_str(), self)) _exit(errno > 0 && errno < 256 ? errno : EIO);
+    }
+    _exit(0);
+  }
+  c->attacher = pid;
+}
+
+// The attacher's result; dies with its errno (the paths are the attach list).
+void finish_attacher(Ctx* c) {
+  if (c->attacher <= 0) return;
+  int st = 0;
+  while (waitpid(c->attacher, &st, 0) < 0 && errno == EINTR) {
+  }
+  c->attacher = -1;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    const int err = WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+    host_die(c, "cgroup", "write", err, c->attach.front().c_str(),
+             "moving the sandbox into its cgroups (one of the attach-child files)");
+  }
+}
+
 // Host ops, before and after clone-userns; the parser keeps the ones that
 // need the child (write-child-proc, attach-child, idmap-mount) after it.
 void run_host_op(Ctx* c, const Op& op) {
   const char* step = op.step.c_str();
+  if (op.kind != Kind::kAttachChild) start_attacher(c);
   switch (op.kind) {
     case Kind::kWriteChildProc: {
       // write-child-proc FILE CONTENT: /proc/<child>/{uid_map,gid_map,setgroups}.
@@ -231,10 +271,8 @@ void run_host_op(Ctx* c, const Op& op) {
       return;
     }
     case Kind::kAttachChild:
-      // attach-child CGROUP_PROCS: before the child unshares its cgroup
-      // namespace, so the namespace root is the session's cgroup.
-      if (!write_file(arg(op, 0), std::to_string(c->child)))
-        host_die(c, step, "write", errno, arg(op, 0));
+      // attach-child CGROUP_PROCS: collected; start_attacher writes them.
+      c->attach.push_back(op.args[0]);
       return;
     case Kind::kIdmapMount:
       idmap_mount(c, op);
@@ -450,7 +488,7 @@ void nest_userns(const Op& op) {
     report::die(step, "waitpid", ECHILD, "", "the map writer failed (its report came first)");
 }
 
-void run_child_op(const Op& op) {
+void run_child_op(Ctx* c, const Op& op) {
   const char* step = op.step.c_str();
   switch (op.kind) {
     case Kind::kSetids: {
@@ -469,6 +507,9 @@ void run_child_op(const Op& op) {
       return;
     case Kind::kNestUserns:
       nest_userns(op);
+      return;
+    case Kind::kAwaitAttach:
+      child_wait_go(c);
       return;
     default:
       if (!run_common(op)) not_in_stage(op, "user-namespace child");
@@ -543,7 +584,7 @@ int run(int argc, char** argv) {
     // left on the host.
     report::line("USERNS");
     child_wait_go(&c);
-    for (size_t j = sp.release_child + 1; j < sp.fork_init; ++j) run_child_op(ops[j]);
+    for (size_t j = sp.release_child + 1; j < sp.fork_init; ++j) run_child_op(&c, ops[j]);
     const Op& fork_op = ops[sp.fork_init];
     // The host reads "PID n" (from this stage) before "OK" (from init), but
     // both write the same pipe: under load init could finish its ops and
@@ -577,7 +618,12 @@ int run(int argc, char** argv) {
   host_expect_line(&c, clone_op.step.c_str(), "USERNS", &line);
   for (size_t i = sp.clone_userns + 1; i < sp.release_child; ++i) run_host_op(&c, ops[i]);
   const Op& release_op = ops[sp.release_child];
+  start_attacher(&c);
   if (write(c.go_w, "g", 1) != 1) host_die(&c, release_op.step.c_str(), "write", errno, "go pipe");
+  if (!c.attach.empty()) {
+    finish_attacher(&c);
+    if (write(c.go_w, "a", 1) != 1) host_die(&c, "cgroup", "write", errno, "go pipe");
+  }
   host_expect_line(&c, release_op.step.c_str(), "PID ", &line);
   c.init = static_cast<pid_t>(atol(line.c_str() + 4));
   int wst = 0;

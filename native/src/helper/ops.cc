@@ -25,6 +25,7 @@ const Def kOps[] = {
     {"setids",           Kind::kSetids,          2,    kChild,       false},
     {"unshare",          Kind::kUnshare,         1,    kChild,       false},
     {"nest-userns",      Kind::kNestUserns,      1,    kChild,       false},
+    {"await-attach",     Kind::kAwaitAttach,     0,    kChild,       false},
     {"fork-init",        Kind::kForkInit,        0,    kChild,       true},
     {"mount",            Kind::kMount,           5,    kAnywhere,    false},
     {"mkdir",            Kind::kMkdir,           2,    kAnywhere,    false},

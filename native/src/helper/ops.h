@@ -19,6 +19,7 @@ enum class Kind {
   kSetids,
   kUnshare,
   kNestUserns,
+  kAwaitAttach,
   kForkInit,
   kMount,
   kMkdir,
