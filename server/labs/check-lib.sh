@@ -4,12 +4,15 @@
 # namespaces, so /proc/1 is the sandbox init and the baseline.
 sbx_ns() { readlink "/proc/1/ns/$1"; }
 ns_inode() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
-# PIDs whose namespace TYPE differs from the sandbox's own.
+# PIDs whose namespace TYPE differs from the sandbox's own. A link we cannot
+# read is not "different": the check's own tools are unreadable by design
+# (docs/sandbox.md#trusted-checks), and a process may exit meanwhile.
 other_ns_pids() {
-  local base p; base=$(sbx_ns "$1")
+  local base p l; base=$(sbx_ns "$1")
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
-    [ "$(readlink "/proc/$p/ns/$1" 2>/dev/null)" != "$base" ] && [ -e "/proc/$p/ns/$1" ] && echo "$p"
+    l=$(readlink "/proc/$p/ns/$1" 2>/dev/null) || continue
+    [ -n "$l" ] && [ "$l" != "$base" ] && echo "$p"
   done
   return 0
 }

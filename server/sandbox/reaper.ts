@@ -66,15 +66,22 @@ export class Reaper {
         }
       }
       const initPid = r.initPid;
+      let polls = 0;
       await pollUntil(() => {
-        this.collectZombies();
         // Identity first: a stale record's pid may now be another process,
         // even a helper libuv or node-pty is about to reap.
         const st = readStat(initPid);
         if (!st || st.start !== r.initStart) return true; // gone
-        if (st.state !== 'Z') return false;
-        if (st.ppid === process.pid && !ownSpawns.has(initPid)) addon.reapChild(initPid);
-        return true; // reaped, or its own parent reaps it
+        if (st.state === 'Z') {
+          if (st.ppid === process.pid && !ownSpawns.has(initPid)) addon.reapChild(initPid);
+          return true; // reaped, or its own parent reaps it
+        }
+        // Still exiting: it may be waiting for killed terminals' shells that
+        // were re-parented to us. Sweeping reads every child of ours (every
+        // other sandbox's init too), so not on the first checks, which
+        // usually find it dead already.
+        if (++polls > 2) this.collectZombies();
+        return false;
       }, 5000);
     }
     // 3. host mounts, innermost first
