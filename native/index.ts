@@ -248,16 +248,20 @@ export interface JoinSpec {
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
   /**
-   * A private mount view for the command (needs uid 0): host directories
-   * moved read-only over paths inside, then mkdirs, mounts and symlinks in
-   * order. Absent: the command shares the sandbox's mounts.
+   * A root of its own for the command (needs uid 0): a fresh tmpfs with host
+   * trees and the sandbox's own paths in it and a fresh /proc, then the
+   * actions after pivot_root. Absent: the command shares the sandbox's mounts.
    */
   view?: JoinView;
   argv: string[];
 }
 
 export interface JoinView {
+  /** Host dirs, read-only, at these paths of the new root (relative: 'usr', 'usr/local/bin'). */
   trees: { hostDir: string; target: string }[];
+  /** The sandbox's own paths ('/lab'), cloned recursively to the same place. */
+  binds: string[];
+  /** In the new root, after pivot_root, in order (absolute paths). */
   actions: (
     | { mkdir: string }
     | { mount: { fstype: string; source: string; target: string; data: string } }
@@ -294,7 +298,16 @@ export function joinArgs(spec: JoinSpec): string[] {
   if (spec.seccomp === false) args.push('--no-seccomp');
   if (spec.view) {
     if (spec.uid) throw new RangeError('joinArgs: a view needs uid 0');
-    for (const t of spec.view.trees) args.push('--tool-tree', t.hostDir, t.target);
+    for (const t of spec.view.trees) {
+      if (t.target.startsWith('/') || t.target.split('/').includes('..'))
+        throw new RangeError(`joinArgs: a tree's target is relative to the new root: ${t.target}`);
+      args.push('--tool-tree', t.hostDir, t.target);
+    }
+    for (const b of spec.view.binds) {
+      if (!b.startsWith('/') || b === '/' || b.split('/').includes('..'))
+        throw new RangeError(`joinArgs: a bind is an absolute path below /: ${b}`);
+      args.push('--view-bind', b);
+    }
     for (const a of spec.view.actions) {
       if ('mkdir' in a) args.push('--view-mkdir', a.mkdir);
       else if ('mount' in a)

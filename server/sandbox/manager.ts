@@ -198,33 +198,31 @@ export class SandboxManager {
   }
 
   /**
-   * The view checks and hints run in (docs/sandbox.md#trusted-checks): the
-   * image's pristine /usr and /etc, with an execute-only copy of its programs,
-   * over whatever the student made of them; then fresh /proc and cgroup
-   * mounts, so no mount the student stacked there is read.
+   * The root checks and hints run in (docs/sandbox.md#trusted-checks): a
+   * fresh one holding the image's pristine /usr and /etc, an execute-only
+   * copy of its programs, the sandbox's own working dirs, and fresh /proc
+   * and cgroup mounts. Nothing in it is a path the student can redirect.
    */
   private checkView(plan: Plan, cg: SessionCgroup): CheckView {
     const raw = plan.image.rootfs;
     const tools = toolsTree(plan.image, this.config.imagesDir);
     const trees = [
       // The image's /usr, readable (checks compare files with it), and the
-      // execute-only programs in /usr/local, first in PATH.
-      { hostDir: path.join(raw, 'usr'), target: '/usr' },
-      { hostDir: tools.bin, target: '/usr/local/bin' },
-      { hostDir: tools.sbin, target: '/usr/local/sbin' },
-      // On a merged-/usr image these are links into /usr; a student may have
-      // replaced them (#!/bin/sh, and the ELF interpreter /lib64/ld-linux-x86-64.so.2).
-      { hostDir: path.join(raw, 'usr', 'bin'), target: '/bin' },
-      { hostDir: path.join(raw, 'usr', 'sbin'), target: '/sbin' },
-      { hostDir: path.join(raw, 'usr', 'lib'), target: '/lib' },
-      ...(fs.existsSync(path.join(raw, 'usr', 'lib64'))
-        ? [{ hostDir: path.join(raw, 'usr', 'lib64'), target: '/lib64' }]
-        : []),
+      // execute-only programs in /usr/local, which alone are in PATH.
+      { hostDir: path.join(raw, 'usr'), target: 'usr' },
+      { hostDir: tools.bin, target: 'usr/local/bin' },
+      { hostDir: tools.sbin, target: 'usr/local/sbin' },
       // ld.so.preload, ld.so.cache, alternatives: the image's, not the student's.
-      { hostDir: path.join(raw, 'etc'), target: '/etc' },
+      { hostDir: path.join(raw, 'etc'), target: 'etc' },
     ];
     const actions: CheckView['actions'] = [
-      { mount: { fstype: 'proc', source: 'proc', target: '/proc', data: '' } },
+      // Merged /usr, as in the image: the ELF interpreter is /lib64/ld-linux-x86-64.so.2.
+      ...['bin', 'sbin', 'lib', 'lib64']
+        .filter((d) => fs.existsSync(path.join(raw, 'usr', d)))
+        .map((d) => ({ symlink: { target: `usr/${d}`, path: `/${d}` } })),
+      { mkdir: '/sys' },
+      { mkdir: '/sys/fs' },
+      { mkdir: '/sys/fs/cgroup' },
     ];
     for (const op of cg.initOps('')) {
       if (op.op === 'mount')
@@ -234,7 +232,22 @@ export class SandboxManager {
       else if (op.op === 'mkdir') actions.push({ mkdir: op.path });
       else if (op.op === 'symlink') actions.push({ symlink: { target: op.target, path: op.path } });
     }
-    return { trees, actions };
+    // Where students work: read (and listed) as they left them. Other paths
+    // of theirs are under /proc/1/root.
+    const binds = [
+      '/dev',
+      '/home',
+      '/lab',
+      '/media',
+      '/mnt',
+      '/opt',
+      '/root',
+      '/run',
+      '/srv',
+      '/tmp',
+      '/var',
+    ];
+    return { trees, binds, actions };
   }
 
   /** scratch: upper + work on a size- and inode-limited tmpfs, and the mount points. */

@@ -50,6 +50,7 @@ export interface SandboxResources {
 /** Persisted form of a join view (native/index.ts JoinView, which the sandbox layer passes it as). */
 export interface CheckView {
   trees: { hostDir: string; target: string }[];
+  binds: string[];
   actions: (
     | { mkdir: string }
     | { mount: { fstype: string; source: string; target: string; data: string } }

@@ -117,4 +117,44 @@ describe('trusted checks', () => {
     },
     { timeout: 60_000 },
   );
+
+  /** Attacks from the second red team: paths redirected through /proc/self/cwd. */
+  const REDIRECTS: [string, string, string, (r: { code: number; message: string }) => void][] = [
+    [
+      'the ELF interpreter of every check program (/lib64 -> /proc/self/cwd/...)',
+      'mkdir -p /lib64x /root/lib64x && ln -s /usr/lib64/ld-linux-x86-64.so.2 /lib64x/ && ' +
+        "printf '#!/bin/sh\\necho PWNED\\n' > /root/lib64x/ld-linux-x86-64.so.2 && chmod 755 /root/lib64x/* && " +
+        'ln -sfn /proc/self/cwd/lib64x /lib64',
+      'pass ok',
+      // Before: the check's bash got the student's file as its interpreter and could not run.
+      (r) => assert.deepEqual([r.code, r.message], [0, 'ok']),
+    ],
+    [
+      'the cgroup files a check reads (/sys/fs/cgroup -> /proc/self/cwd/...)',
+      'umount -R /sys/fs/cgroup && mount -t tmpfs none /sys/fs && ln -s /proc/self/cwd/cgx /sys/fs/cgroup && ' +
+        'mkdir -p /cgx /root/cgx/cpu/lab && echo 50000 > /root/cgx/cpu/lab/cpu.cfs_quota_us',
+      'q=$(cat /sys/fs/cgroup/cpu/lab/cpu.cfs_quota_us 2>/dev/null); [ "$q" = 50000 ] && pass "forged $q"; fail "no such group"',
+      (r) => assert.deepEqual([r.code, r.message], [1, 'no such group']),
+    ],
+    [
+      'the /proc a check reads (/proc -> /proc/self/cwd/...)',
+      'mkdir -p /realproc && mount -t proc proc /realproc && umount -R -l /proc && rmdir /proc && ' +
+        'ln -s /realproc/self/cwd/p /proc && mkdir -p /p /root/p/1 && echo "Name: fake" > /root/p/1/status',
+      'grep -q "^Name:.*fake" /proc/1/status && pass forged; fail "$(grep ^Name: /proc/1/status)"',
+      (r) => assert.match(r.message, /^Name:\s+underlay-init$/),
+    ],
+  ];
+  for (const [what, attack, check, expect] of REDIRECTS) {
+    sysTest(`a student cannot redirect ${what}`, SYSTEM_NEEDS, async () => {
+      ready();
+      const victim = await m.create({ hostname: 'redirect' });
+      try {
+        const a = await victim.exec(['sh', '-c', attack], { cwd: '/' });
+        assert.equal(a.code, 0, a.stderr);
+        expect(await runScript(victim, check, { timeoutS: 20, env: {}, trusted: true }));
+      } finally {
+        await m.teardown(victim);
+      }
+    });
+  }
 });

@@ -4,15 +4,19 @@
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
 //                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
-//                        [--tool-tree HOSTDIR DIR]... [--view-mkdir DIR]...
-//                        [--view-mount FSTYPE SOURCE DIR DATA]... [--view-symlink TARGET PATH]...
-//                        -- ARGV...
+//                        [--tool-tree HOSTDIR DIR]... [--view-bind PATH]...
+//                        [--view-mkdir DIR]... [--view-mount FSTYPE SOURCE DIR DATA]...
+//                        [--view-symlink TARGET PATH]... -- ARGV...
 //
-// --tool-tree and --view-*: the command gets a mount namespace of its own, a
-// private copy of the sandbox's, with HOSTDIR (opened on the host, before
-// entering the sandbox, read-only/nosuid/nodev) over each DIR, then the
-// view's mounts, mkdirs and symlinks in order (docs/sandbox.md#trusted-checks).
-// Policy - which trees, which mounts - is the caller's.
+// --tool-tree, --view-*: the command runs in a root of its own
+// (docs/sandbox.md#trusted-checks): a fresh tmpfs holding each HOSTDIR
+// (opened on the host before entering the sandbox; read-only, nosuid,
+// nodev) at DIR, each of the sandbox's own PATHs (as a recursive clone, at
+// the same place), and a fresh /proc of the sandbox's pid namespace; then
+// pivot_root into it and the view's mkdirs, mounts and symlinks, in order.
+// Nothing is placed by resolving a path the student controls after the
+// fact: every target lies in the new tmpfs, reached from its fd.
+// Policy - which trees, binds and mounts - is the caller's.
 //
 // Order (runc setns_init / docs/sandbox.md#joining-a-sandbox):
 //   pidfd_open(init) and check its user namespace inode, so a recycled pid
@@ -67,7 +71,8 @@ struct Args {
   bool set_sid = false;
   bool no_seccomp = false;
   // A private mount view for the command: host trees moved in, then actions.
-  std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target
+  std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target in new root
+  std::vector<std::string> binds;  // the sandbox's own paths, cloned into the new root
   struct ViewAction {
     char kind;  // 'd' mkdir, 'm' mount, 's' symlink
     std::string a, b, c, d;
@@ -111,6 +116,8 @@ Args parse(int argc, char** argv) {
     } else if (k == "--tool-tree") {
       std::string src = val();
       a.tool_trees.emplace_back(src, val());
+    } else if (k == "--view-bind") {
+      a.binds.emplace_back(val());
     } else if (k == "--view-mkdir") {
       a.view.push_back({'d', val(), "", "", ""});
     } else if (k == "--view-mount") {
@@ -126,7 +133,7 @@ Args parse(int argc, char** argv) {
   for (; i < argc; ++i) a.argv.push_back(argv[i]);
   if (a.pid <= 0) usage("--pid is required");
   if (a.argv.empty()) usage("no command after --");
-  if ((!a.tool_trees.empty() || !a.view.empty()) && a.uid != 0)
+  if ((!a.tool_trees.empty() || !a.binds.empty() || !a.view.empty()) && a.uid != 0)
     usage("a private view (--tool-tree, --view-*) needs --uid 0");
   a.argv.push_back(nullptr);
   return a;
@@ -161,23 +168,79 @@ std::vector<int> open_tool_trees(const Args& a) {
   return fds;
 }
 
+int fsmount_new(const char* fstype, const std::vector<std::pair<const char*, const char*>>& opts,
+                unsigned attrs) {
+  int fs = sys::fsopen(fstype, FSOPEN_CLOEXEC);
+  if (fs < 0) report::die(kStep, "fsopen", errno, "", fstype);
+  for (const auto& o : opts) {
+    if (sys::fsconfig(fs, FSCONFIG_SET_STRING, o.first, o.second, 0) != 0)
+      report::die(kStep, "fsconfig", errno, "", o.first);
+  }
+  if (sys::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+    report::die(kStep, "fsconfig", errno, "", fstype);
+  int m = sys::fsmount(fs, FSMOUNT_CLOEXEC, attrs);
+  if (m < 0) report::die(kStep, "fsmount", errno, "", fstype);
+  close(fs);
+  return m;
+}
+
+// mkdir -p of a path relative to dirfd (components we create ourselves, or
+// directories of the read-only trees already placed).
+void mkdirs_at(int dirfd, const std::string& rel) {
+  for (size_t i = 0; i <= rel.size(); ++i) {
+    if (i != rel.size() && rel[i] != '/') continue;
+    std::string part = rel.substr(0, i);
+    if (part.empty()) continue;
+    if (mkdirat(dirfd, part.c_str(), 0755) != 0 && errno != EEXIST)
+      report::die(kStep, "mkdirat", errno, part.c_str());
+  }
+}
+
+void place(int root, int tree, const std::string& rel) {
+  mkdirs_at(root, rel);
+  if (sys::move_mount(tree, "", root, rel.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    report::die(kStep, "move_mount", errno, rel.c_str());
+  close(tree);
+}
+
 // In the command's process (sandbox root, in the sandbox's pid namespace so
-// a new proc shows it): a private copy of the sandbox's mounts with the
-// tool trees and the view on top. Private first, so nothing we mount
+// a new proc shows it): see the header. Private first, so nothing we mount
 // propagates back to the student's namespace (nor theirs into ours).
 void make_view(const Args& a, const std::vector<int>& trees) {
   if (unshare(CLONE_NEWNS) != 0) report::die(kStep, "unshare", errno, "", "CLONE_NEWNS");
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     report::die(kStep, "mount", errno, "/", "MS_REC|MS_PRIVATE");
-  for (size_t i = 0; i < trees.size(); ++i) {
-    // Following symlinks: whatever the student made of /lib64 (a link
-    // elsewhere, a directory), the tree lands where the path leads.
-    const char* to = a.tool_trees[i].second.c_str();
-    if (sys::move_mount(trees[i], "", AT_FDCWD, to,
-                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) != 0)
-      report::die(kStep, "move_mount", errno, to);
-    close(trees[i]);
+  // The student's own dirs, cloned before anything of ours sits on top.
+  std::vector<std::pair<int, std::string>> binds;
+  for (const std::string& p : a.binds) {
+    int fd =
+        sys::open_tree(AT_FDCWD, p.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;  // the student removed it
+      report::die(kStep, "open_tree", errno, p.c_str());
+    }
+    binds.emplace_back(fd, p.substr(p.find_first_not_of('/')));
   }
+  // A proc of the sandbox's pid namespace, made while the sandbox's own is
+  // still visible here (the kernel refuses a proc less masked than one the
+  // namespace already shows, and we detach those below).
+  int proc = fsmount_new("proc", {}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  int root =
+      fsmount_new("tmpfs", {{"size", "1m"}, {"mode", "755"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  int slash = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (slash < 0) report::die(kStep, "open", errno, "/");
+  if (sys::move_mount(root, "", slash, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+    report::die(kStep, "move_mount", errno, "/", "the new root");
+  close(slash);
+  for (size_t i = 0; i < trees.size(); ++i) place(root, trees[i], a.tool_trees[i].second);
+  for (const auto& b : binds) place(root, b.first, b.second);
+  place(root, proc, "proc");
+  if (fchdir(root) != 0) report::die(kStep, "fchdir", errno, "", "the new root");
+  close(root);
+  // runc's pivot_root(".", "."): the old root ends up on top and is detached.
+  if (sys::pivot_root(".", ".") != 0) report::die(kStep, "pivot_root", errno, ".");
+  if (umount2(".", MNT_DETACH) != 0) report::die(kStep, "umount2", errno, ".", "the old root");
+  if (chdir("/") != 0) report::die(kStep, "chdir", errno, "/");
   for (const auto& v : a.view) {
     if (v.kind == 'd') {
       if (mkdir(v.a.c_str(), 0755) != 0 && errno != EEXIST)
@@ -267,7 +330,7 @@ int run(int argc, char** argv) {
     struct pollfd relay_gone = {alive[0], POLLIN, 0};
     if (poll(&relay_gone, 1, 0) != 0) _exit(125);  // EOF/HUP: died before PDEATHSIG was set
     close(alive[0]);
-    if (!trees.empty() || !a.view.empty()) make_view(a, trees);
+    if (!trees.empty() || !a.binds.empty() || !a.view.empty()) make_view(a, trees);
     sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
     std::vector<char*> envp;

@@ -28,6 +28,18 @@ inline int move_mount(int from_dfd, const char* from, int to_dfd, const char* to
   return static_cast<int>(syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags));
 }
 
+inline int fsopen(const char* fstype, unsigned flags) {
+  return static_cast<int>(syscall(SYS_fsopen, fstype, flags));
+}
+
+inline int fsconfig(int fd, unsigned cmd, const char* key, const void* value, int aux) {
+  return static_cast<int>(syscall(SYS_fsconfig, fd, cmd, key, value, aux));
+}
+
+inline int fsmount(int fd, unsigned flags, unsigned attrs) {
+  return static_cast<int>(syscall(SYS_fsmount, fd, flags, attrs));
+}
+
 inline int pivot_root(const char* new_root, const char* put_old) {
   return static_cast<int>(syscall(SYS_pivot_root, new_root, put_old));
 }
