@@ -28,6 +28,17 @@ export function stepEnv(outs: Map<string, string>): Record<string, string> {
   return env;
 }
 
+/**
+ * A check's processes run as sandbox root, so the student can signal them:
+ * killing the `$(...)` of `left=$(procs_in_pidns X); [ -z "$left" ] && pass`
+ * made "nothing left" pass. Any command a check runs that ends by a signal
+ * (status >= 128: killed, or bash's 254 after fork retries) fails the check
+ * instead. Conditions (`a || b`, `if`) are exempt, as bash exempts them from
+ * ERR; a killed part of a pipeline other than the last is not seen.
+ */
+const KILLED_FAILS =
+  'set -E; trap \'_rc=$?; [ $_rc -ge 128 ] && fail "part of the check was interrupted (status $_rc): check again"\' ERR\n';
+
 export async function runScript(
   sb: Sandbox,
   script: string,
@@ -43,12 +54,15 @@ export async function runScript(
     trusted: boolean;
   },
 ): Promise<{ code: number; message: string; output: string; timedOut: boolean }> {
-  const r = await sb.exec(['bash', '-c', `${CHECK_LIB}\n${script}`], {
-    timeoutMs: opts.timeoutS * 1000,
-    maxBytes: 256 * 1024,
-    env: opts.env,
-    trusted: opts.trusted,
-  });
+  const r = await sb.exec(
+    ['bash', '-c', `${CHECK_LIB}\n${opts.trusted ? KILLED_FAILS : ''}${script}`],
+    {
+      timeoutMs: opts.timeoutS * 1000,
+      maxBytes: 256 * 1024,
+      env: opts.env,
+      trusted: opts.trusted,
+    },
+  );
   const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
   // The tail of the output, bounded in lines and in characters (one line can be megabytes).
   let output = `${r.stdout}${r.stderr}`.split('\n').slice(-15).join('\n').trim();

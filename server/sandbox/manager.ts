@@ -214,12 +214,22 @@ export class SandboxManager {
       { hostDir: tools.sbin, target: 'usr/local/sbin' },
       // ld.so.preload, ld.so.cache, alternatives: the image's, not the student's.
       { hostDir: path.join(raw, 'etc'), target: 'etc' },
+      // A /dev of our own: the student's /dev/null could be a file, /dev/fd a
+      // link to their directory (bash reads `<(...)` through /dev/fd).
+      ...['null', 'zero', 'full', 'random', 'urandom'].map((d) => ({
+        hostDir: `/dev/${d}`,
+        target: `dev/${d}`,
+      })),
     ];
     const actions: CheckView['actions'] = [
       // Merged /usr, as in the image: the ELF interpreter is /lib64/ld-linux-x86-64.so.2.
       ...['bin', 'sbin', 'lib', 'lib64']
         .filter((d) => fs.existsSync(path.join(raw, 'usr', d)))
         .map((d) => ({ symlink: { target: `usr/${d}`, path: `/${d}` } })),
+      { symlink: { target: '/proc/self/fd', path: '/dev/fd' } },
+      { symlink: { target: '/proc/self/fd/0', path: '/dev/stdin' } },
+      { symlink: { target: '/proc/self/fd/1', path: '/dev/stdout' } },
+      { symlink: { target: '/proc/self/fd/2', path: '/dev/stderr' } },
       { mkdir: '/sys' },
       { mkdir: '/sys/fs' },
       { mkdir: '/sys/fs/cgroup' },
@@ -235,7 +245,6 @@ export class SandboxManager {
     // Where students work: read (and listed) as they left them. Other paths
     // of theirs are under /proc/1/root.
     const binds = [
-      '/dev',
       '/home',
       '/lab',
       '/media',

@@ -143,6 +143,23 @@ describe('trusted checks', () => {
       'grep -q "^Name:.*fake" /proc/1/status && pass forged; fail "$(grep ^Name: /proc/1/status)"',
       (r) => assert.match(r.message, /^Name:\s+underlay-init$/),
     ],
+    [
+      "bash's /dev/fd (process substitution reads through it)",
+      'mkdir -p /tmp/fd && echo forged > /tmp/fd/63 && ln -sfn /tmp/fd /dev/fd',
+      'read l < <(echo honest); [ "$l" = honest ] && pass ok; fail "$l"',
+      (r) => assert.deepEqual([r.code, r.message], [0, 'ok']),
+    ],
+    [
+      // Third red team: the student killed the `$(...)` of a check whose
+      // empty output meant "nothing left". Stands in for that kill here.
+      "a check's killed command substitution (it must fail, not read as empty)",
+      'true',
+      'left=$(kill -9 $BASHPID); [ -z "$left" ] && pass "nothing left"; fail "something left"',
+      (r) => {
+        assert.equal(r.code, 1);
+        assert.match(r.message, /interrupted \(status 137\)/);
+      },
+    ],
   ];
   for (const [what, attack, check, expect] of REDIRECTS) {
     sysTest(`a student cannot redirect ${what}`, SYSTEM_NEEDS, async () => {

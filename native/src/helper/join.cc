@@ -159,8 +159,12 @@ std::vector<int> open_tool_trees(const Args& a) {
     int fd = sys::open_tree(AT_FDCWD, t.first.c_str(),
                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (fd < 0) report::die(kStep, "open_tree", errno, t.first.c_str());
+    struct stat st;
+    if (fstat(fd, &st) != 0) report::die(kStep, "fstat", errno, t.first.c_str());
     struct mount_attr attr = {};
-    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    // A device node (/dev/null for the view) must stay usable: no nodev on it.
+    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                    (S_ISCHR(st.st_mode) ? 0 : static_cast<unsigned>(MOUNT_ATTR_NODEV));
     if (sys::mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr) != 0)
       report::die(kStep, "mount_setattr", errno, t.first.c_str());
     fds.push_back(fd);
@@ -197,7 +201,17 @@ void mkdirs_at(int dirfd, const std::string& rel) {
 }
 
 void place(int root, int tree, const std::string& rel) {
-  mkdirs_at(root, rel);
+  struct stat st;
+  if (fstat(tree, &st) != 0) report::die(kStep, "fstat", errno, rel.c_str());
+  if (S_ISDIR(st.st_mode)) {
+    mkdirs_at(root, rel);
+  } else {  // a file (a device node): an empty file to mount it on
+    size_t slash = rel.rfind('/');
+    if (slash != std::string::npos) mkdirs_at(root, rel.substr(0, slash));
+    int f = openat(root, rel.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (f < 0) report::die(kStep, "openat", errno, rel.c_str());
+    close(f);
+  }
   if (sys::move_mount(tree, "", root, rel.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
     report::die(kStep, "move_mount", errno, rel.c_str());
   close(tree);
