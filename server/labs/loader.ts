@@ -137,6 +137,23 @@ class Locator {
 }
 
 /** Loads one lab folder (containing lab.yaml). */
+/**
+ * `rel` resolved inside the lab folder with links followed, or undefined if
+ * it is missing or leads outside (`../../etc/passwd`, or a link to it): a
+ * lab may only ship and serve its own files.
+ */
+export function insideLab(dir: string, rel: string): string | undefined {
+  let real: string;
+  let root: string;
+  try {
+    real = fs.realpathSync(path.resolve(dir, rel));
+    root = fs.realpathSync(dir);
+  } catch {
+    return undefined;
+  }
+  return real === root || real.startsWith(root + path.sep) ? real : undefined;
+}
+
 export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems: LabProblem[] } {
   const file = path.join(display, 'lab.yaml');
   const abs = path.join(dir, 'lab.yaml');
@@ -159,7 +176,16 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
   }
   if (problems.length) return { problems };
   const loc = new Locator(doc, lc);
-  const parsed = Lab.safeParse(doc.toJS());
+  let data: unknown;
+  try {
+    // maxAliasCount: the yaml library's guard against alias bombs ("billion laughs").
+    data = doc.toJS({ maxAliasCount: 1000 });
+  } catch (err) {
+    return {
+      problems: [{ file, line: 1, col: 1, field: '', message: `YAML: ${(err as Error).message}` }],
+    };
+  }
+  const parsed = Lab.safeParse(data);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       if (issue.code === 'unrecognized_keys') {
@@ -190,9 +216,8 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
   const modes: ('v1' | 'v2')[] =
     lab.requires.cgroup === 'any' ? ['v1', 'v2'] : [lab.requires.cgroup];
   lab.sandbox.files.forEach((f, i) => {
-    const from = path.resolve(dir, f.from);
     const p = ['sandbox', 'files', i, 'from'];
-    if (!from.startsWith(path.resolve(dir) + path.sep) || !fs.existsSync(from))
+    if (!insideLab(dir, f.from))
       problems.push({
         file,
         ...loc.at(p),
@@ -215,16 +240,16 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
       ...Object.entries(step.variants ?? {}).map(([k, v]) => [`.variants.${k}`, v]),
     ] as [string, Partial<Step>][]) {
       if (body.instructionsFile) {
-        const f = path.join(dir, body.instructionsFile);
+        const f = insideLab(dir, body.instructionsFile);
         // The text is served and scanned like inline instructions.
-        if (fs.existsSync(f)) body.instructions = fs.readFileSync(f, 'utf8');
+        if (f && fs.statSync(f).isFile()) body.instructions = fs.readFileSync(f, 'utf8');
         else {
           const p = ['steps', i, ...(where ? where.slice(1).split('.') : []), 'instructionsFile'];
           problems.push({
             file,
             ...loc.at(p),
             field: fieldPath(p),
-            message: `file not found: ${body.instructionsFile} (relative to ${display})`,
+            message: `file not found: ${body.instructionsFile} (relative to ${display}; must stay inside the lab folder)`,
           });
         }
       }

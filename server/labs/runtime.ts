@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseSize } from '../config';
 import { SandboxError, type CgroupMode, type Sandbox } from '../sandbox/index';
-import type { LoadedLab } from './loader';
+import { insideLab, type LoadedLab } from './loader';
 import type { Lab } from './schema';
 
 export const CHECK_LIB = fs.readFileSync(
@@ -85,6 +85,15 @@ export function labFiles(loaded: LoadedLab): { to: string; mode: string; data: B
   const out: { to: string; mode: string; data: Buffer }[] = [];
   let total = 0;
   const add = (src: string, dst: string, mode: string | undefined) => {
+    // A link inside a shipped folder may not lead out of the lab.
+    if (!insideLab(loaded.dir, src))
+      throw new SandboxError(
+        `sandbox.files of ${loaded.lab.metadata.id}: ${src} leads outside the lab folder`,
+        {
+          code: 'EACCES',
+          step: 'lab-files',
+        },
+      );
     const st = fs.statSync(src);
     if (st.isDirectory()) {
       for (const e of fs.readdirSync(src).sort())

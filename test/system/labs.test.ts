@@ -38,7 +38,7 @@ describe('labs', () => {
       cwd: REPO,
     });
     assert.equal(r.code, 1);
-    assert.match(r.stdout, /10 problems in 5 files; 0 labs valid/);
+    assert.match(r.stdout, /13 problems in 7 files; 0 labs valid/);
   });
 
   test("the repository's labs are valid and the editor schema is fresh", async () => {
