@@ -3,6 +3,8 @@
  * so a supervisor (systemd, CI) can parse them. Quiet by default in the CLI;
  * the level comes from config (UNDERLAY_LOG).
  */
+import { createHash } from 'node:crypto';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -14,6 +16,24 @@ export interface Logger {
   error(msg: string, ctx?: Record<string, unknown>): void;
 }
 
+/**
+ * Context keys whose values are credentials: a student's id is the value of
+ * their cookie, and anyone holding it can type into their terminals. Logged
+ * as a short hash instead, still enough to follow one student through a log.
+ */
+const CREDENTIALS = new Set(['owner', 'student', 'cookie', 'token']);
+
+export function redact(ctx: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(ctx)) {
+    out[k] =
+      CREDENTIALS.has(k) && typeof v === 'string' && v !== ''
+        ? `sha256:${createHash('sha256').update(v).digest('hex').slice(0, 12)}`
+        : v;
+  }
+  return out;
+}
+
 export function createLogger(
   level: Level = 'warn',
   sink: (line: string) => void = (l) => process.stderr.write(l + '\n'),
@@ -21,7 +41,7 @@ export function createLogger(
   const min = ORDER[level] ?? ORDER.warn;
   const emit = (lvl: Level, msg: string, ctx?: Record<string, unknown>) => {
     if (ORDER[lvl] < min) return;
-    sink(JSON.stringify({ t: new Date().toISOString(), level: lvl, msg, ...ctx }));
+    sink(JSON.stringify({ t: new Date().toISOString(), level: lvl, msg, ...(ctx && redact(ctx)) }));
   };
   return {
     debug: (m, c) => emit('debug', m, c),

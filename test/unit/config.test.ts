@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig, parseSize } from '../../server/config';
+import { createLogger } from '../../server/util/logger';
 
 test('parseSize understands the usual suffixes and rejects junk', () => {
   assert.equal(parseSize('512M'), 512 * 1024 ** 2);
@@ -26,4 +27,17 @@ test('config defaults and overrides', () => {
   assert.equal(t.uidBase, 296608);
   assert.throws(() => loadConfig({ UNDERLAY_UID_BASE: '0' }), /UNDERLAY_UID_BASE/);
   assert.throws(() => loadConfig({ UNDERLAY_UID_BASE: '100001' }), /UNDERLAY_UID_BASE/);
+});
+
+test('logs never carry a student id (the cookie value): it is logged as a short hash', () => {
+  const lines: string[] = [];
+  const log = createLogger('info', (l) => lines.push(l));
+  const cookie = 'Qk3x9vT0aLpW2mZr7yB1cD4e';
+  log.info('session created', { session: 's1', owner: cookie, lab: 'ns-pid' });
+  assert.equal(lines.length, 1);
+  assert.ok(!(lines[0] as string).includes(cookie), lines[0]);
+  const o = JSON.parse(lines[0] as string) as Record<string, unknown>;
+  assert.match(String(o.owner), /^sha256:[0-9a-f]{12}$/);
+  assert.equal(o.session, 's1');
+  assert.equal(o.lab, 'ns-pid');
 });
