@@ -115,6 +115,7 @@ export type ErrorCode =
   | 'unknown-terminal'
   | 'too-many-terminals'
   | 'terminal-ended'
+  | 'input-overflow'
   | 'sandbox-error';
 
 export interface ProtocolError {

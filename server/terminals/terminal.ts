@@ -23,6 +23,12 @@ export type OutputSink = (offset: number, data: Buffer) => void;
 const BATCH_MS = 5;
 const BATCH_BYTES = 64 * 1024;
 const INPUT_HIGH_WATER = 64 * 1024;
+/**
+ * Input queued for a shell that does not read, beyond which more is dropped
+ * (`input-overflow`). A client that waits for acks never gets near it; one
+ * that does not grew the server by 260 MB with 200 MiB of input.
+ */
+export const INPUT_HARD_CAP = 1024 * 1024;
 
 interface WriteTask {
   buffer: Buffer;
@@ -123,12 +129,18 @@ export class Terminal {
     if (this.paused && this.unacked < LIMITS.lowWaterBytes) this.resumePty();
   }
 
-  /** Resolves once the pty has room for more input (the client's cue to send the next chunk). */
-  input(data: string): Promise<void> {
-    if (this.exited) return Promise.resolve();
+  /**
+   * Resolves once the pty has room for more input (the client's cue to send
+   * the next chunk), with false if the data was dropped: INPUT_HARD_CAP
+   * bytes already wait for a shell that does not read.
+   */
+  input(data: string): Promise<boolean> {
+    if (this.exited) return Promise.resolve(true);
+    if (this.pendingInput() + Buffer.byteLength(data) > INPUT_HARD_CAP)
+      return Promise.resolve(false);
     this.pty.write(data);
-    if (this.pendingInput() < INPUT_HIGH_WATER) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (this.pendingInput() < INPUT_HIGH_WATER) return Promise.resolve(true);
+    return new Promise((resolve) => this.waiters.push(() => resolve(true)));
   }
 
   resize(cols: number, rows: number): void {

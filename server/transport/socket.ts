@@ -190,8 +190,14 @@ export function attachGateway(
       }
       const t = termOf('term:input', p.value.term);
       if (!t) return;
-      void t.input(p.value.data).then(() => {
-        if (typeof ack === 'function') ack({ ok: true });
+      void t.input(p.value.data).then((ok) => {
+        if (!ok)
+          fail({
+            code: 'input-overflow',
+            event: 'term:input',
+            message: `term:input: dropped: ${p.value.term}'s shell is not reading and 1 MiB of input already waits; send the next chunk after the previous one's acknowledgement`,
+          });
+        if (typeof ack === 'function') ack({ ok });
       });
     });
 

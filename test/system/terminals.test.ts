@@ -191,6 +191,26 @@ describe('terminals over socket.io', () => {
   });
 
   sysTest(
+    'input for a shell that does not read is capped (1 MiB), not buffered without bound',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const { c, term } = await shell(b); // a holds its 8 terminals by now
+      await c.input(term, 'stty -icanon; sleep 30\r');
+      // 8 MiB without waiting for acks: before, all of it was kept in the
+      // server (200 MiB grew it by 260 MB).
+      const chunk = 'y'.repeat(4096);
+      for (let i = 0; i < 2048; i++) c.socket.emit('term:input', { term, data: chunk });
+      for (let i = 0; i < 500 && !c.errors.some((e) => e.code === 'input-overflow'); i++)
+        await sleep(20);
+      const overflow = c.errors.find((e) => e.code === 'input-overflow');
+      assert.ok(overflow, `no input-overflow error: ${JSON.stringify(c.errors.slice(0, 3))}`);
+      assert.equal(overflow.event, 'term:input');
+      c.close();
+    },
+  );
+
+  sysTest(
     "a token for session A cannot attach to session B's terminals",
     SYSTEM_NEEDS,
     async () => {
