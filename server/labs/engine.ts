@@ -9,7 +9,7 @@ import type { CgroupMode, Sandbox } from '../sandbox/index';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { effectiveStep, type LoadedLab } from './loader';
-import { runScript, stepEnv } from './runtime';
+import { clipLine, MAX_MESSAGE_CHARS, runScript, stepEnv } from './runtime';
 import type { Step } from './schema';
 
 /** The engine's state is exactly what the lab API sends (server/protocol). */
@@ -117,7 +117,7 @@ export class LabEngine {
     this.store.addEvent(owner, labId, stepId, passed ? 'check-pass' : 'check-fail', {
       message,
       attempt: ss.attempts,
-      ...(answer !== undefined ? { answer } : {}),
+      ...(answer !== undefined ? { answer: clipLine(answer, MAX_MESSAGE_CHARS) } : {}),
     });
     return {
       passed: passed || ss.passed,

@@ -39,6 +39,13 @@ export function stepEnv(outs: Map<string, string>): Record<string, string> {
 const KILLED_FAILS =
   'set -E; trap \'_rc=$?; [ $_rc -ge 128 ] && fail "part of the check was interrupted (status $_rc): check again"\' ERR\n';
 
+/** The longest check message or recorded value kept (the rest is cut, marked with an ellipsis). */
+export const MAX_MESSAGE_CHARS = 1000;
+
+export function clipLine(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
 export async function runScript(
   sb: Sandbox,
   script: string,
@@ -69,7 +76,9 @@ export async function runScript(
   if (output.length > 2000) output = `…${output.slice(-2000)}`;
   return {
     code: r.timedOut ? 124 : r.code,
-    message: lines.at(-1) ?? '',
+    // A check's verdict is one line; a script that prints a 200 KiB line
+    // would otherwise store it with every attempt.
+    message: clipLine(lines.at(-1) ?? '', MAX_MESSAGE_CHARS),
     output:
       (r.timedOut ? `[killed after ${opts.timeoutS}s] ` : '') +
       (r.truncated ? '[output truncated] ' : '') +

@@ -118,6 +118,22 @@ describe('trusted checks', () => {
     { timeout: 60_000 },
   );
 
+  sysTest(
+    "a check's 200 KiB verdict line is kept as at most 1000 characters",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const r = await runScript(sb, 'fail "$(head -c 200000 /dev/zero | tr "\\0" y)"', {
+        timeoutS: 20,
+        env: {},
+        trusted: true,
+      });
+      assert.equal(r.code, 1);
+      assert.equal(r.message.length, 1000);
+      assert.match(r.message, /^y+…$/);
+    },
+  );
+
   /** Attacks from the second red team: paths redirected through /proc/self/cwd. */
   const REDIRECTS: [string, string, string, (r: { code: number; message: string }) => void][] = [
     [
