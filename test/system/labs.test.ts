@@ -256,13 +256,16 @@ steps:
         // A lab this host cannot run is listed as unavailable, with the reason.
         const future = path.join(dir, 'future', 'lab.yaml');
         fs.mkdirSync(path.dirname(future));
+        // Its own copy of the step texts: a lab may not reach into another's folder.
+        fs.cpSync(path.join(dir, 'uts-hostname', 'steps'), path.join(dir, 'future', 'steps'), {
+          recursive: true,
+        });
         fs.writeFileSync(
           future,
           fs
             .readFileSync(path.join(dir, 'uts-hostname', 'lab.yaml'), 'utf8')
             .replace('id: uts-hostname', 'id: future')
-            .replace('sandbox:', "requires:\n  kernel: '99.0'\nsandbox:")
-            .replace(/instructionsFile: steps\//g, 'instructionsFile: ../uts-hostname/steps/'),
+            .replace('sandbox:', "requires:\n  kernel: '99.0'\nsandbox:"),
         );
         const listed = (await until('two labs', (r) => r.labs.length === 2)) as unknown as {
           labs: { id: string; available: boolean; reason?: string }[];
