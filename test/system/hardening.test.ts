@@ -362,27 +362,42 @@ describe('sandbox hardening', { concurrency: false }, () => {
     { timeout: 180_000 },
   );
 
+  /**
+   * Runs test/fixtures/pin-tcp.py (unread loopback TCP buffers) in a new
+   * sandbox, through `shell` ($PIN is the command); returns its output and how
+   * much host memory the buffers pinned. The sandbox's limit is 512 MiB: its
+   * buffers must stay well inside it.
+   */
+  async function pinTcp(hostname: string, shell: string): Promise<{ pinned: number; out: string }> {
+    const victim = await m.create({ hostname });
+    try {
+      await install(victim, path.join(REPO, 'test', 'fixtures', 'pin-tcp.py'), '/tmp/pin-tcp.py');
+      const r = await victim.exec(
+        ['sh', '-c', shell.replace('$PIN', 'python3 /tmp/pin-tcp.py 200')],
+        {
+          timeoutMs: 120_000,
+        },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const before = Number(/^before (\d+)$/m.exec(r.stdout)?.[1]);
+      const after = Number(/^after (\d+)$/m.exec(r.stdout)?.[1]);
+      await hostUnharmed(m);
+      return { pinned: after - before, out: r.stdout };
+    } finally {
+      await m.teardown(victim);
+    }
+  }
+  const MiB = 1024 * 1024;
+
   sysTest(
     'TCP loopback buffers nobody reads are bounded by the sandbox, not pinned in host memory',
     SYSTEM_NEEDS,
     async () => {
-      const victim = await m.create({ hostname: 'tcp' });
-      try {
-        await install(victim, path.join(REPO, 'test', 'fixtures', 'pin-tcp.py'), '/tmp/pin-tcp.py');
-        const r = await victim.exec(['python3', '/tmp/pin-tcp.py', '200'], { timeoutMs: 120_000 });
-        assert.equal(r.code, 0, r.stderr);
-        const before = Number(/^before (\d+)$/m.exec(r.stdout)?.[1]);
-        const after = Number(/^after (\d+)$/m.exec(r.stdout)?.[1]);
-        const pinned = after - before;
-        // The sandbox's memory limit is 512 MiB; its TCP buffers must stay well inside it.
-        assert.ok(
-          pinned < 256 * 1024 * 1024,
-          `the sandbox pinned ${Math.round(pinned / 1048576)} MiB of TCP buffers`,
-        );
-        await hostUnharmed(m);
-      } finally {
-        await m.teardown(victim);
-      }
+      const { pinned } = await pinTcp('tcp', 'exec $PIN');
+      assert.ok(
+        pinned < 256 * MiB,
+        `the sandbox pinned ${Math.round(pinned / MiB)} MiB of TCP buffers`,
+      );
     },
     { timeout: 180_000 },
   );
@@ -391,32 +406,17 @@ describe('sandbox hardening', { concurrency: false }, () => {
     'v1: a memory cgroup made inside cannot carry sockets past the TCP accounting (nor use up memory cgroup ids)',
     [...SYSTEM_NEEDS, 'cgroup-v1'],
     async () => {
-      const victim = await m.create({ hostname: 'tcpchild' });
-      try {
-        await install(victim, path.join(REPO, 'test', 'fixtures', 'pin-tcp.py'), '/tmp/pin-tcp.py');
-        // v1 charges sockets only in memory cgroups whose own TCP limit is
-        // set: a child the student makes has none, so it must not exist.
-        const r = await victim.exec(
-          [
-            'sh',
-            '-c',
-            'C=/sys/fs/cgroup/memory; if mkdir $C/child; then echo made; echo $$ > $C/child/cgroup.procs; fi; exec python3 /tmp/pin-tcp.py 200',
-          ],
-          { timeoutMs: 120_000 },
-        );
-        assert.equal(r.code, 0, r.stderr);
-        const before = Number(/^before (\d+)$/m.exec(r.stdout)?.[1]);
-        const after = Number(/^after (\d+)$/m.exec(r.stdout)?.[1]);
-        const pinned = after - before;
-        assert.ok(
-          pinned < 256 * 1024 * 1024,
-          `from a child memory cgroup the sandbox pinned ${Math.round(pinned / 1048576)} MiB of TCP buffers`,
-        );
-        assert.doesNotMatch(r.stdout, /^made$/m, 'a child memory cgroup could be made (v1)');
-        await hostUnharmed(m);
-      } finally {
-        await m.teardown(victim);
-      }
+      // v1 charges sockets only in memory cgroups whose own TCP limit is
+      // set: a child the student makes has none, so it must not exist.
+      const { pinned, out } = await pinTcp(
+        'tcpchild',
+        'C=/sys/fs/cgroup/memory; if mkdir $C/child; then echo made; echo $$ > $C/child/cgroup.procs; fi; exec $PIN',
+      );
+      assert.ok(
+        pinned < 256 * MiB,
+        `from a child memory cgroup the sandbox pinned ${Math.round(pinned / MiB)} MiB of TCP buffers`,
+      );
+      assert.doesNotMatch(out, /^made$/m, 'a child memory cgroup could be made (v1)');
     },
     { timeout: 180_000 },
   );
