@@ -4,6 +4,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Rate, RateKind } from './sessions/admission';
 import { LEVELS, type Level } from './util/logger';
 
 /** Defaults in one place. Everything here can be overridden per call or by env. */
@@ -35,6 +36,23 @@ export interface Config {
   endOnStop: boolean;
   /** Serve the web app with `next dev` (for web development). UNDERLAY_NEXT_DEV=1. */
   nextDev: boolean;
+  /** Host names served besides IP literals, localhost and this machine's name. UNDERLAY_ALLOWED_HOSTS. */
+  allowedHosts: string[];
+  /** Offer POST /api/sessions (sandboxes outside any lab). UNDERLAY_BARE_SESSIONS=1. */
+  bareSessions: boolean;
+  /** Admission control (docs/operating.md#admission-control). */
+  admission: {
+    /** Live sandboxes at once; undefined: derived from the host. UNDERLAY_CAPACITY. */
+    capacity: number | undefined;
+    /** Live sandboxes per client address. UNDERLAY_PER_CLIENT, default 30. */
+    perClient: number;
+    /** Live lab sandboxes per student. UNDERLAY_PER_STUDENT, default 2. */
+    perStudent: number;
+    /** Open TCP connections per client address. UNDERLAY_CONNECTIONS_PER_CLIENT, default 512. */
+    connectionsPerClient: number;
+    /** Rate overrides, UNDERLAY_RATES="check=20/30,hint=10/20" (burst/per minute). */
+    rates: Partial<Record<RateKind, Rate>>;
+  };
 }
 
 /** The repository's labs/ (from dist/server/ or from server/ under ts-node alike). */
@@ -52,6 +70,34 @@ function kernelHasIdmap(release = os.release()): boolean {
  * doctor` fails on an overlap with /etc/subuid or /etc/subgid.
  */
 export const DEFAULT_UID_BASE = 100000 + 65536 * 16384;
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, dflt: number | undefined) {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`${name} must be a positive integer (got ${v})`);
+  return n;
+}
+
+const list = (v: string | undefined) =>
+  (v ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+
+function parseRates(v: string | undefined): Partial<Record<RateKind, Rate>> {
+  const out: Partial<Record<RateKind, Rate>> = {};
+  for (const item of list(v)) {
+    const m = /^(start|check|hint|identity)=(\d+)\/(\d+)$/.exec(item);
+    if (!m || Number(m[2]) < 1 || Number(m[3]) < 1)
+      throw new Error(
+        `UNDERLAY_RATES: "${item}" is not KIND=BURST/PER_MINUTE with KIND start, check, hint or identity`,
+      );
+    out[m[1] as RateKind] = { burst: Number(m[2]), perMinute: Number(m[3]) };
+  }
+  return out;
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const stateDir = path.resolve(env.UNDERLAY_STATE_DIR ?? '/var/lib/underlay');
@@ -73,12 +119,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     idmap,
     logLevel: logLevel as Level | undefined,
     labsDir: path.resolve(env.UNDERLAY_LABS_DIR ?? REPO_LABS),
-    allowedOrigins: (env.UNDERLAY_ALLOWED_ORIGINS ?? '')
-      .split(',')
-      .map((o) => o.trim())
-      .filter(Boolean),
+    allowedOrigins: list(env.UNDERLAY_ALLOWED_ORIGINS),
     endOnStop: env.UNDERLAY_END_ON_STOP === '1',
     nextDev: env.UNDERLAY_NEXT_DEV === '1',
+    allowedHosts: list(env.UNDERLAY_ALLOWED_HOSTS),
+    bareSessions: env.UNDERLAY_BARE_SESSIONS === '1',
+    admission: {
+      capacity: positiveInt(env, 'UNDERLAY_CAPACITY', undefined),
+      perClient: positiveInt(env, 'UNDERLAY_PER_CLIENT', 30) as number,
+      perStudent: positiveInt(env, 'UNDERLAY_PER_STUDENT', 2) as number,
+      connectionsPerClient: positiveInt(env, 'UNDERLAY_CONNECTIONS_PER_CLIENT', 512) as number,
+      rates: parseRates(env.UNDERLAY_RATES),
+    },
   };
 }
 

@@ -4,23 +4,42 @@
  * (store, sandboxes, sessions, labs) and hands them to transport/. On start
  * it re-adopts or reaps what a previous run left.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import next from 'next';
-import { loadConfig } from '../config';
+import { DEFAULT_LIMITS, loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
 import { LabEngine } from '../labs/engine';
 import { LabSessions } from '../labs/lab-sessions';
 import { detectCgroupMode, SandboxManager } from '../sandbox/index';
+import {
+  Admission,
+  aggregateBudget,
+  DEFAULT_RATES,
+  hostCapacity,
+  readHostFacts,
+} from '../sessions/admission';
 import { SessionManager } from '../sessions/session-manager';
 import { Store } from '../store/store';
 import { createApp } from '../transport/http';
+import { StudentIds } from '../transport/identity';
 import { createLogger } from '../util/logger';
 
 export interface ServeOptions {
   port: number;
   host: string;
   dev: boolean;
+}
+
+/**
+ * All open connections together: half the open-file limit left after a
+ * reserve, since sandboxes and terminals need descriptors too.
+ */
+function maxConnections(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  const soft = m?.[1] === 'unlimited' ? 1 << 20 : Number(m?.[1] ?? 1024);
+  return Math.max(64, Math.min(16_384, Math.floor((soft - 1024) / 2)));
 }
 
 export const WEB_DIR = path.resolve(__dirname, '..', '..', '..', 'web');
@@ -30,6 +49,26 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
   const sandboxes = new SandboxManager({ config, store, logger: log });
+  // Admission: the capacity assumes sandboxes rarely reach their limits; the
+  // aggregate cgroup limit makes that assumption safe for the host.
+  const facts = readHostFacts(config.maxSessions);
+  const budget = aggregateBudget(facts);
+  sandboxes.limitAll(budget);
+  const derived = hostCapacity(facts, DEFAULT_LIMITS);
+  const admission = new Admission({
+    capacity: config.admission.capacity ?? derived.capacity,
+    perClient: config.admission.perClient,
+    perStudent: config.admission.perStudent,
+    queueMax: 1000,
+    rates: { ...DEFAULT_RATES, ...config.admission.rates },
+  });
+  log.info('admission', {
+    capacity: admission.limits.capacity,
+    derived,
+    budget,
+    perClient: admission.limits.perClient,
+    perStudent: admission.limits.perStudent,
+  });
   const { adopted, reaped, quarantined } = await sandboxes.adoptOrReap();
   log.info('sandboxes from a previous run', { adopted, reaped, quarantined });
   // Housekeeping: quarantined teardowns are retried (a stuck one never stops
@@ -60,7 +99,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
       if (s.lab) store.deleteLabSession(s.id);
     },
   });
-  const labSessions = new LabSessions(sessions, sandboxes, store, catalog, log);
+  const labSessions = new LabSessions(sessions, sandboxes, store, catalog, log, admission);
+  const students = new StudentIds(
+    store.meta('student-secret', () => crypto.randomBytes(32).toString('hex')),
+    { admission, known: (id) => store.hasStudent(id) },
+  );
   const app = createApp({
     sessions,
     log,
@@ -75,7 +118,19 @@ export async function serve(opts: ServeOptions): Promise<void> {
     },
     labs: { catalog, engine, sessions: labSessions },
     allowedOrigins: config.allowedOrigins,
+    allowedHosts: config.allowedHosts,
+    admission,
+    students,
+    bareSessions: config.bareSessions,
+    connections: { perClient: config.admission.connectionsPerClient, total: maxConnections() },
   });
+  if (opts.host !== '127.0.0.1' && opts.host !== 'localhost' && opts.host !== '::1')
+    log.info(
+      "listening beyond this machine: name the host students use in UNDERLAY_ALLOWED_HOSTS unless it is an IP address or this machine's name",
+      {
+        allowedHosts: config.allowedHosts,
+      },
+    );
   // Students' sandboxes from before a restart come back as their sessions; the rest is destroyed.
   await labSessions.restore(adopted);
   await new Promise<void>((resolve) => app.server.listen(opts.port, opts.host, resolve));

@@ -8,6 +8,7 @@
 import * as crypto from 'node:crypto';
 import type { LabSession } from '../protocol/index';
 import type { SandboxManager } from '../sandbox/index';
+import type { Admission } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
@@ -19,6 +20,8 @@ export class LabSessions {
   private readonly secret: string;
   /** In-flight starts, so two tabs opening the same lab get one sandbox. */
   private readonly starting = new Map<string, Promise<LabSession>>();
+  /** Why a student's sandbox for a lab was ended by us, told on their next start there. */
+  private readonly endedWhy = new Map<string, string>();
 
   constructor(
     private readonly sessions: SessionManager,
@@ -26,6 +29,8 @@ export class LabSessions {
     private readonly store: Store,
     private readonly catalog: LabCatalog,
     private readonly log: Logger,
+    /** Admission control (serve); without it (tests, CLI) every start is admitted. */
+    private readonly admission?: Admission,
   ) {
     this.secret = store.meta('token-secret', () => crypto.randomBytes(32).toString('hex'));
   }
@@ -40,18 +45,60 @@ export class LabSessions {
     return s && s.owner === owner && s.lab === labId ? s : undefined;
   }
 
-  /** Starts or resumes; opens any of the lab's named terminals that are not running. */
-  start(owner: string, labId: string): Promise<LabSession> {
+  /**
+   * Starts or resumes; opens any of the lab's named terminals that are not
+   * running. `client` is the remote address, for per-client limits.
+   */
+  start(owner: string, labId: string, client = 'local'): Promise<LabSession> {
     const key = `${owner}\0${labId}`;
     let p = this.starting.get(key);
     if (!p) {
-      p = this.doStart(owner, labId).finally(() => this.starting.delete(key));
+      p = this.doStart(owner, labId, client).finally(() => this.starting.delete(key));
       this.starting.set(key, p);
     }
     return p;
   }
 
-  private async doStart(owner: string, labId: string): Promise<LabSession> {
+  /**
+   * A student runs at most perStudent lab sandboxes at once: starting another
+   * ends the one that has been without a tab the longest (its progress stays;
+   * its next start says why its files are gone). With every one of them open
+   * in a tab, the start is refused instead.
+   */
+  private async makeRoom(owner: string, labId: string): Promise<void> {
+    const limit = this.admission?.limits.perStudent;
+    if (!limit) return;
+    const mine = this.sessions.list().filter((x) => x.owner === owner && x.lab !== labId);
+    if (mine.length < limit) return;
+    const idle = mine
+      .filter((x) => x.connections === 0)
+      .sort((a, b) => a.lastActive - b.lastActive)
+      .slice(0, mine.length - limit + 1);
+    if (mine.length - idle.length >= limit) {
+      const titles = mine.map(
+        (x) => this.catalog.labs.get(x.lab ?? '')?.lab.metadata.title ?? x.lab,
+      );
+      throw new RequestError(
+        'rate-limited',
+        `You already have ${mine.length} lab${mine.length === 1 ? '' : 's'} running (${titles.join(', ')}); at most ${limit} run at once.`,
+        { hint: 'Close the tab of a lab you are not using, then try again.' },
+      );
+    }
+    const title = this.catalog.labs.get(labId)?.lab.metadata.title ?? labId;
+    for (const x of idle) {
+      this.log.info('lab session ended to make room', { session: x.id, lab: x.lab, for: labId });
+      this.endedWhy.set(
+        `${owner}\0${x.lab}`,
+        `Your sandbox for this lab was ended when you started "${title}" (at most ${limit} labs run at once), so this is a fresh one. Your progress is kept; steps that need earlier work may have to be redone.`,
+      );
+      // Bounded: a student who never comes back leaves one entry per lab.
+      if (this.endedWhy.size > 10_000)
+        this.endedWhy.delete(this.endedWhy.keys().next().value as string);
+      await this.sessions.end(x.id);
+    }
+  }
+
+  private async doStart(owner: string, labId: string, client: string): Promise<LabSession> {
     const loaded = this.catalog.labs.get(labId);
     if (!loaded) throw new RequestError('not-found', `no lab with id ${JSON.stringify(labId)}`);
     const na = notApplicable(loaded.lab, this.catalog.mode);
@@ -64,6 +111,16 @@ export class LabSessions {
       if (this.store.getLabSession(owner, labId))
         notice =
           'Your previous sandbox could not be kept (the server restarted), so this is a fresh one. Your progress is kept; steps that need earlier work may have to be redone.';
+      await this.makeRoom(owner, labId);
+      // A place first (a student waiting in line asks again every few
+      // seconds, and waiting must not use up the start rate), then the rate.
+      const slot = this.admission?.admit(client, owner);
+      try {
+        this.admission?.take('start', owner);
+      } catch (err) {
+        slot?.release();
+        throw err;
+      }
       const t0 = Date.now();
       const created = await this.sessions.create({
         ...labSandboxOptions(loaded.lab),
@@ -71,7 +128,11 @@ export class LabSessions {
         owner,
         lab: labId,
         prepare: (sb) => prepareSandbox(loaded, sb),
+        ...(slot ? { slot } : {}),
       });
+      const why = this.endedWhy.get(`${owner}\0${labId}`);
+      this.endedWhy.delete(`${owner}\0${labId}`);
+      notice = why ?? notice;
       startMs = Date.now() - t0;
       this.store.saveLabSession(owner, labId, created.session);
       s = this.sessions.get(created.session) as Session;
@@ -122,6 +183,7 @@ export class LabSessions {
           token: this.token,
           owner: row.owner,
           lab: row.lab,
+          ...(this.admission ? { slot: this.admission.adopt() } : {}),
         });
         const s = this.sessions.get(id) as Session;
         s.notice =

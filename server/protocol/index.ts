@@ -29,6 +29,8 @@ export const LIMITS = {
   lowWaterBytes: 64 * 1024,
   /** Terminals per session. */
   terminalsPerSession: 8,
+  /** Sockets connected to one session at once (tabs, instructor views). */
+  socketsPerSession: 16,
 } as const;
 
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'an id of 1-64 letters, digits, _ or -');
@@ -180,6 +182,10 @@ export interface ApiError {
   /** The named step that failed (sandbox errors), for the student and for us. */
   step?: string;
   hint?: string;
+  /** Rate-limited (429) or host full (503): try again after this many ms (also Retry-After). */
+  retryAfterMs?: number;
+  /** Host full (503): the caller's place in line; keep asking to keep it. */
+  queue?: { position: number };
 }
 
 export interface StepProgress {

@@ -152,6 +152,12 @@ export interface CgroupDriver {
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup;
   /** See primeMigration(). */
   primeMigration(): Promise<void>;
+  /**
+   * Limits what all sandboxes together may use, on their common parent
+   * `<own>/underlay` (hierarchical on v1 and v2): the host's reserve holds
+   * even when every sandbox runs to its own limits at once.
+   */
+  limitAll(total: { memoryBytes: number; pids: number }): void;
 }
 
 /**
@@ -207,6 +213,24 @@ export class V1Driver implements CgroupDriver {
       const own = lines.find((l) => l.split(':')[1] === h.key)?.split(':')[2];
       return own === undefined ? undefined : path.join(h.mountPoint, own, 'cgroup.procs');
     });
+  }
+
+  limitAll(total: { memoryBytes: number; pids: number }): void {
+    try {
+      for (const h of this.hierarchies) {
+        if (!h.controllers.includes('memory') && !h.controllers.includes('pids')) continue;
+        const base = path.join(h.mountPoint, h.own, 'underlay');
+        mkdirOnce(base);
+        if (h.controllers.includes('memory')) {
+          write(path.join(base, 'memory.limit_in_bytes'), String(total.memoryBytes));
+          const memsw = path.join(base, 'memory.memsw.limit_in_bytes');
+          if (fs.existsSync(memsw)) write(memsw, String(total.memoryBytes));
+        }
+        if (h.controllers.includes('pids')) write(path.join(base, 'pids.max'), String(total.pids));
+      }
+    } catch (err) {
+      throw SandboxError.wrap('limit the parent cgroup of all sandboxes', err, 'cgroup');
+    }
   }
 
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
@@ -404,6 +428,19 @@ export class V2Driver implements CgroupDriver {
     const leaf = path.join(own, 'underlay-self');
     mkdirOnce(leaf);
     write(path.join(leaf, 'cgroup.procs'), String(process.pid));
+  }
+
+  limitAll(total: { memoryBytes: number; pids: number }): void {
+    const ctrls = this.controllers();
+    const base = path.join(this.ownDir(), 'underlay');
+    try {
+      this.enable(this.ownDir(), ctrls);
+      mkdirOnce(base);
+      if (ctrls.includes('memory')) write(path.join(base, 'memory.max'), String(total.memoryBytes));
+      if (ctrls.includes('pids')) write(path.join(base, 'pids.max'), String(total.pids));
+    } catch (err) {
+      throw SandboxError.wrap('limit the parent cgroup of all sandboxes', err, 'cgroup');
+    }
   }
 
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {

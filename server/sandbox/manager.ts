@@ -101,6 +101,10 @@ export class SandboxManager {
       log: this.log,
     });
   }
+  /** Caps what all sandboxes together may use (CgroupDriver.limitAll). */
+  limitAll(total: { memoryBytes: number; pids: number }): void {
+    this.driver.limitAll(total);
+  }
 
   private sessionsDir(): string {
     return path.join(this.config.stateDir, 'sessions');

@@ -17,6 +17,7 @@ import {
   type SandboxManager,
 } from '../sandbox/index';
 import { Terminal } from '../terminals/terminal';
+import type { Slot } from './admission';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 
@@ -40,6 +41,10 @@ export interface Session {
   /** Told to the student once, e.g. "the server restarted; your sandbox was kept". */
   notice?: string;
   idleTimer?: NodeJS.Timeout;
+  /** Last time a socket attached or left (eviction picks the oldest idle session). */
+  lastActive: number;
+  /** The admission place this session holds; released when it ends. */
+  slot?: Slot;
 }
 
 export interface CreateSessionOptions {
@@ -50,6 +55,8 @@ export interface CreateSessionOptions {
   token?: (id: string) => string;
   owner?: string;
   lab?: string;
+  /** The admission place taken for it (sessions/admission.ts); released on failure or end. */
+  slot?: Slot;
   /** Runs in the new sandbox before the session is handed out (lab files and setup). */
   prepare?: (sb: Sandbox) => Promise<void>;
 }
@@ -80,16 +87,23 @@ export class SessionManager {
   }
 
   async create(opts: CreateSessionOptions = {}): Promise<SessionCreated> {
-    const sandbox = await this.sandboxes.create({
-      hostname: opts.hostname ?? 'lab',
-      ...(opts.packages?.length ? { packages: opts.packages } : {}),
-      ...(opts.limits ? { limits: opts.limits } : {}),
-      ownerKind: 'server',
-    });
+    let sandbox: Sandbox;
+    try {
+      sandbox = await this.sandboxes.create({
+        hostname: opts.hostname ?? 'lab',
+        ...(opts.packages?.length ? { packages: opts.packages } : {}),
+        ...(opts.limits ? { limits: opts.limits } : {}),
+        ownerKind: 'server',
+      });
+    } catch (err) {
+      opts.slot?.release();
+      throw err;
+    }
     try {
       await opts.prepare?.(sandbox);
     } catch (err) {
       await this.sandboxes.teardownOrQuarantine(sandbox);
+      opts.slot?.release();
       throw err;
     }
     return this.adopt(sandbox, opts);
@@ -123,8 +137,10 @@ export class SessionManager {
       graceTimer: undefined,
       nextTerm,
       createdAt: Date.now(),
+      lastActive: Date.now(),
       ...(opts.owner ? { owner: opts.owner } : {}),
       ...(opts.lab ? { lab: opts.lab } : {}),
+      ...(opts.slot ? { slot: opts.slot } : {}),
     };
     this.sessions.set(id, s);
     this.armIdle(s);
@@ -211,6 +227,7 @@ export class SessionManager {
 
   connected(s: Session): void {
     s.connections++;
+    s.lastActive = Date.now();
     if (s.graceTimer) clearTimeout(s.graceTimer);
     s.graceTimer = undefined;
     clearTimeout(s.idleTimer);
@@ -218,6 +235,7 @@ export class SessionManager {
 
   disconnected(s: Session): void {
     s.connections = Math.max(0, s.connections - 1);
+    s.lastActive = Date.now();
     if (s.connections > 0 || s.graceTimer) return;
     this.armIdle(s);
     s.graceTimer = setTimeout(() => {
@@ -239,6 +257,7 @@ export class SessionManager {
     // A sandbox that cannot be torn down is quarantined and retried; the session ends anyway.
     await this.sandboxes.teardownOrQuarantine(s.sandbox);
     this.sandboxes.collectZombies();
+    s.slot?.release();
     this.opts.onEnded?.(s);
     this.log.info('session ended', { session: id });
     return true;

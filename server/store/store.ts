@@ -195,6 +195,11 @@ export class Store {
     ).map((e) => ({ ...e, detail: JSON.parse(e.detail) }));
   }
 
+  /** Whether any progress is stored for this student id. */
+  hasStudent(owner: string): boolean {
+    return !!this.db.prepare('SELECT 1 FROM progress WHERE owner = ? LIMIT 1').get(owner);
+  }
+
   /** The sandbox session a student has open in a lab (survives a server restart). */
   getLabSession(owner: string, lab: string): string | undefined {
     const row = this.db

@@ -6,7 +6,10 @@
  *   /api/labs/:lab...           -> the lab API, see labRoutes (lab-api.ts)
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any. Students are
- * anonymous: an httpOnly cookie carries a random id, minted on first visit.
+ * anonymous: an httpOnly cookie carries a server-signed id (identity.ts).
+ * Before any route: the Host must be this server's and state changes need a
+ * same-origin Origin or the client header (guard.ts); bare sessions are off
+ * unless the operator enables them.
  */
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -15,11 +18,15 @@ import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
 import { SandboxError } from '../sandbox/errors';
+import type { Admission } from '../sessions/admission';
 import type { SessionManager } from '../sessions/session-manager';
+import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
+import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
+import { clientOf, StudentIds } from './identity';
 import { labList, labRoute } from './lab-api';
 import { errorResponse, json } from './respond';
-import { attachGateway, originAllowed, type GatewayOptions } from './socket';
+import { attachGateway, type GatewayOptions } from './socket';
 
 export type WebHandler = (
   req: http.IncomingMessage,
@@ -39,6 +46,14 @@ export interface AppOptions extends GatewayOptions {
   log: Logger;
   web?: WebHandler;
   labs?: LabServices;
+  /** Admission control (serve builds it from the host); absent: every start is admitted. */
+  admission?: Admission;
+  /** Student ids (serve signs them with a stored secret); default: a per-process secret. */
+  students?: StudentIds;
+  /** Offer POST /api/sessions (bare sandboxes, no lab). Off unless UNDERLAY_BARE_SESSIONS=1. */
+  bareSessions?: boolean;
+  /** TCP connection caps (guard.ts limitConnections). */
+  connections?: { perClient: number; total: number };
 }
 
 export interface App {
@@ -50,55 +65,81 @@ export interface App {
   shutdown(): Promise<void>;
 }
 
-const STUDENT_COOKIE = 'underlay_student';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** The student id from the cookie; mints one (and sets the cookie) if there is none. */
-export function student(req: http.IncomingMessage, res: http.ServerResponse): string {
-  const m = new RegExp(`(?:^|;\\s*)${STUDENT_COOKIE}=([A-Za-z0-9_-]{22,64})`).exec(
-    req.headers.cookie ?? '',
-  );
-  if (m) return m[1] as string;
-  const id = crypto.randomBytes(18).toString('base64url');
-  res.setHeader(
-    'set-cookie',
-    `${STUDENT_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`,
-  );
-  return id;
-}
+/** Slow or silent clients: headers within 10 s, a whole request within 30 s. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 export function createApp(opts: AppOptions): App {
-  const { log, sessions, labs } = opts;
-  const server = http.createServer((req, res) => {
-    void route(req, res).catch((err) => {
-      log.error('request failed', { url: req.url, error: String(err) });
-      if (!res.headersSent) json(res, 500, { error: 'internal error' });
-    });
-  });
+  const { log, sessions, labs, admission } = opts;
+  const students =
+    opts.students ?? new StudentIds(crypto.randomBytes(32).toString('hex'), { admission });
+  const server = http.createServer(
+    {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      // How often those are enforced (default 30 s, three times the headers timeout).
+      connectionsCheckingInterval: 2_000,
+    },
+    (req, res) => {
+      void route(req, res).catch((err) => {
+        if (err instanceof RequestError) {
+          const { status, body } = errorResponse(err);
+          if (!res.headersSent) json(res, status, body);
+          return;
+        }
+        log.error('request failed', { url: req.url, error: String(err) });
+        if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      });
+    },
+  );
+  if (opts.connections) limitConnections(server, opts.connections);
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (!hostAllowed(req, opts)) {
+      log.warn('request refused: host', { host: req.headers.host });
+      return json(res, 421, {
+        error: `this server does not answer to the host name ${JSON.stringify(req.headers.host ?? '')}`,
+        hint: "If that is this server's name, start it with UNDERLAY_ALLOWED_HOSTS=<name> (it guards against DNS rebinding).",
+      });
+    }
     if (url.pathname === '/healthz')
-      return json(res, 200, { ok: true, sessions: sessions.list().length });
+      return json(res, 200, {
+        ok: true,
+        sessions: sessions.list().length,
+        ...(admission ? { capacity: admission.limits.capacity, waiting: admission.waiting } : {}),
+      });
+    if (url.pathname.startsWith('/api/') && !SAFE_METHODS.has(req.method ?? 'GET')) {
+      const refusal = stateChangeRefusal(req, opts.allowedOrigins);
+      if (refusal) return json(res, 403, { error: refusal });
+    }
     if (url.pathname === '/api/labs' && req.method === 'GET') {
       if (!labs) return json(res, 200, { labs: [], problems: [] });
-      return json(res, 200, labList(labs.catalog, labs.engine, student(req, res)));
+      return json(res, 200, labList(labs.catalog, labs.engine, students.get(req, res)));
     }
     if (url.pathname.startsWith('/api/labs/') && labs) {
-      if (req.method !== 'GET' && !originAllowed(req, opts.allowedOrigins))
-        return json(res, 403, { error: 'origin not allowed' });
       return labRoute(req, res, url, {
         catalog: labs.catalog,
         engine: labs.engine,
         labSessions: labs.sessions,
-        owner: student(req, res),
+        owner: students.get(req, res),
+        client: clientOf(req),
         log,
+        ...(admission ? { admission } : {}),
       });
     }
     if (url.pathname === '/api/sessions' && req.method === 'POST') {
-      if (!originAllowed(req, opts.allowedOrigins))
-        return json(res, 403, { error: 'origin not allowed' });
+      if (!opts.bareSessions)
+        return json(res, 404, {
+          error: 'bare sessions are off on this server',
+          hint: 'Open a lab instead, or start the server with UNDERLAY_BARE_SESSIONS=1.',
+        });
       try {
-        return json(res, 201, await sessions.create());
+        const client = clientOf(req);
+        const slot = admission?.admit(client, client);
+        return json(res, 201, await sessions.create(slot ? { slot } : {}));
       } catch (err) {
         const { status, body } = errorResponse(err);
         log.error('session create failed', {

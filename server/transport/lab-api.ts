@@ -27,6 +27,7 @@ import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
 import { effectiveStep, type LoadedLab } from '../labs/loader';
 import { notApplicable } from '../labs/runtime';
+import type { Admission } from '../sessions/admission';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { errorResponse, json as send } from './respond';
@@ -36,6 +37,10 @@ export interface LabApiContext {
   engine: LabEngine;
   labSessions: LabSessions;
   owner: string;
+  /** The remote address (per-client limits). */
+  client: string;
+  /** Rate limits; absent in tests that do without. */
+  admission?: Admission;
   log: Logger;
 }
 
@@ -136,22 +141,25 @@ export async function labRoute(
   ];
   const loaded = ctx.catalog.labs.get(labId);
   if (!loaded) return err(res, 404, { error: `no lab with id "${labId}"` });
-  const { engine, labSessions, owner } = ctx;
+  const { engine, labSessions, owner, client, admission } = ctx;
   const method = req.method ?? 'GET';
   try {
     if (!action && method === 'GET') return send(res, 200, view(loaded, ctx));
     if (action === 'session' && method === 'POST')
-      return send(res, 200, await labSessions.start(owner, labId));
+      return send(res, 200, await labSessions.start(owner, labId, client));
     if (action === 'session' && method === 'DELETE')
       return send(res, 200, { ended: await labSessions.end(owner, labId) });
     if (action === 'reset' && method === 'POST') {
       await labSessions.end(owner, labId);
       const progress = engine.resetLab(owner, labId);
-      return send(res, 200, { progress, session: await labSessions.start(owner, labId) });
+      return send(res, 200, { progress, session: await labSessions.start(owner, labId, client) });
     }
     if (stepId && method === 'POST') {
       if (!loaded.lab.steps.some((s) => s.id === stepId))
         return err(res, 404, { error: `lab ${labId} has no step "${stepId}"` });
+      // Every step action is stored (progress, events): checks, skips and
+      // resets share one rate, hints have their own.
+      admission?.take(stepAction === 'hint' ? 'hint' : 'check', owner);
       if (stepAction === 'skip') return send(res, 200, engine.skip(owner, labId, stepId));
       if (stepAction === 'reset') return send(res, 200, engine.resetStep(owner, labId, stepId));
       const s = labSessions.find(owner, labId);

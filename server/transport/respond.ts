@@ -5,7 +5,14 @@ import { SandboxError } from '../sandbox/errors';
 import { RequestError } from '../util/errors';
 
 export function json(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+  };
+  const retry = (body as ApiError | undefined)?.retryAfterMs;
+  if (typeof retry === 'number')
+    headers['retry-after'] = String(Math.max(1, Math.ceil(retry / 1000)));
+  res.writeHead(status, headers);
   res.end(JSON.stringify(body));
 }
 
@@ -18,7 +25,12 @@ export function errorResponse(err: unknown): { status: number; body: ApiError } 
   if (err instanceof RequestError)
     return {
       status: err.status,
-      body: { error: err.message, ...(err.hint ? { hint: err.hint } : {}) },
+      body: {
+        error: err.message,
+        ...(err.hint ? { hint: err.hint } : {}),
+        ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+        ...(err.queuePosition !== undefined ? { queue: { position: err.queuePosition } } : {}),
+      },
     };
   if (err instanceof SandboxError)
     return {

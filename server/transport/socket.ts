@@ -24,6 +24,7 @@ import {
 import type { Session, SessionManager } from '../sessions/session-manager';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
+import { hostAllowed, originAllowed, type GuardOptions } from './guard';
 
 type GatewaySocket = Socket<
   ClientToServerEvents,
@@ -34,22 +35,7 @@ type GatewaySocket = Socket<
 
 const KNOWN = new Set(['term:open', 'term:input', 'term:resize', 'term:ack', 'term:close']);
 
-export interface GatewayOptions {
-  /** Origins allowed to open a socket, besides the server's own host. */
-  allowedOrigins?: string[];
-}
-
-/** True when a browser's Origin matches the Host it connects to, or an allowed origin. */
-export function originAllowed(req: http.IncomingMessage, allowed: string[] = []): boolean {
-  const origin = req.headers.origin;
-  if (origin === undefined) return true; // not a browser: CSWSH is a browser attack
-  if (allowed.includes(origin)) return true;
-  try {
-    return new URL(origin).host === req.headers.host;
-  } catch {
-    return false;
-  }
-}
+export type GatewayOptions = GuardOptions;
 
 export function attachGateway(
   server: http.Server,
@@ -72,6 +58,10 @@ export function attachGateway(
     pingInterval: 10_000,
     pingTimeout: 20_000,
     allowRequest: (req, cb) => {
+      if (!hostAllowed(req, opts)) {
+        log.warn('socket refused: host', { host: req.headers.host });
+        return cb('host not allowed', false);
+      }
       if (originAllowed(req, opts.allowedOrigins)) return cb(null, true);
       log.warn('socket refused: origin', { origin: req.headers.origin, host: req.headers.host });
       cb('origin not allowed', false);
@@ -92,6 +82,10 @@ export function attachGateway(
     }
     const session = sessions.authenticate(auth.value.session, auth.value.token);
     if (!session) return next(new Error('unauthorized'));
+    if (session.connections >= LIMITS.socketsPerSession)
+      return next(
+        new Error(`too many connections: at most ${LIMITS.socketsPerSession} per session`),
+      );
     socket.data.session = session;
     next();
   });

@@ -16,7 +16,11 @@ export type RequestErrorKind =
   /** This host cannot do it, e.g. a cgroup v2 lab on a v1 host (HTTP 409). */
   | 'unsupported'
   /** The host is not ready for it yet, e.g. no base image built (HTTP 503). */
-  | 'unavailable';
+  | 'unavailable'
+  /** Too many requests of this kind from this student or client; retry later (HTTP 429). */
+  | 'rate-limited'
+  /** Every sandbox place is taken; the caller has a place in line (HTTP 503). */
+  | 'full';
 
 const STATUS: Record<RequestErrorKind, number> = {
   invalid: 400,
@@ -25,18 +29,30 @@ const STATUS: Record<RequestErrorKind, number> = {
   forbidden: 403,
   unsupported: 409,
   unavailable: 503,
+  'rate-limited': 429,
+  full: 503,
 };
 
 export class RequestError extends Error {
   readonly kind: RequestErrorKind;
   /** What the user can do about it, when we know. */
   readonly hint: string | undefined;
+  /** When a retry may succeed (rate-limited, full): the Retry-After header. */
+  readonly retryAfterMs: number | undefined;
+  /** The caller's place in line (full). */
+  readonly queuePosition: number | undefined;
 
-  constructor(kind: RequestErrorKind, message: string, opts: { hint?: string } = {}) {
+  constructor(
+    kind: RequestErrorKind,
+    message: string,
+    opts: { hint?: string; retryAfterMs?: number; queuePosition?: number } = {},
+  ) {
     super(message);
     this.name = 'RequestError';
     this.kind = kind;
     this.hint = opts.hint;
+    this.retryAfterMs = opts.retryAfterMs;
+    this.queuePosition = opts.queuePosition;
   }
 
   get status(): number {

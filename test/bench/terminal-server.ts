@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const log = createLogger('error');
   const sandboxes = new SandboxManager({ config, store: new Store(config.stateDir), logger: log });
   await sandboxes.reap({ all: true });
-  const app = createApp({ sessions: new SessionManager(sandboxes, log), log });
+  const app = createApp({ sessions: new SessionManager(sandboxes, log), log, bareSessions: true });
   app.server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
     const addr = app.server.address();
     process.stdout.write(`READY ${typeof addr === 'object' && addr ? addr.port : 0}\n`);

@@ -203,7 +203,10 @@ async function ours(): Promise<Server & { sessions: SessionCreated[]; url: strin
     sessions,
     async open() {
       if (opened % 8 === 0) {
-        const r = await fetch(`${url}/api/sessions`, { method: 'POST' });
+        const r = await fetch(`${url}/api/sessions`, {
+          method: 'POST',
+          headers: { 'x-underlay-client': 'terminal.bench' },
+        });
         sessions.push((await r.json()) as SessionCreated);
       }
       opened++;
@@ -237,7 +240,7 @@ async function ours(): Promise<Server & { sessions: SessionCreated[]; url: strin
       for (const s of sessions)
         await fetch(`${url}/api/sessions/${s.session}`, {
           method: 'DELETE',
-          headers: { authorization: `Bearer ${s.token}` },
+          headers: { authorization: `Bearer ${s.token}`, 'x-underlay-client': 'terminal.bench' },
         });
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));

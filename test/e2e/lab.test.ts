@@ -190,4 +190,43 @@ describe('the student web app', () => {
     },
     { timeout: 60_000 },
   );
+
+  sysTest(
+    'untrusted text: a hint that echoes a student-chosen hostname shows it as text, runs no script',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
+      const page = await ctx.newPage();
+      await page.goto(`${srv.url}/labs/ns-uts-ipc`);
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      // The student names the sandbox with markup; step 2's hint script echoes $(hostname).
+      const payload = '<img src=x onerror=window.__pwned=1>';
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type(
+        `echo '${payload}' > /proc/sys/kernel/hostname; echo done-$((6*7))\n`,
+      );
+      await waitForScreen(page, /^done-42\s*$/m, 15_000, T('T1'));
+      await page.locator('.steps-nav button').nth(1).click();
+      await page.getByRole('button', { name: 'lab (unchanged)' }).click();
+      await page.getByRole('button', { name: 'Lock in and reveal' }).click();
+      await page.getByRole('button', { name: 'Hint' }).click();
+      await page.waitForSelector('[data-testid="hint"]');
+      assert.ok(
+        ((await page.textContent('[data-testid="hint"]')) ?? '').includes(payload),
+        'the markup is shown as the text it is',
+      );
+      assert.equal(await page.locator('[data-testid="hint"] img').count(), 0);
+      // Reloading replays the hint from localStorage: still text.
+      await page.reload();
+      await page.waitForSelector('[data-testid="hint"]');
+      assert.equal(await page.locator('[data-testid="hint"] img').count(), 0);
+      assert.equal(await page.evaluate('typeof window.__pwned'), 'undefined');
+      await ctx.request.delete(`${srv.url}/api/labs/ns-uts-ipc/session`, {
+        headers: { origin: srv.url },
+      });
+      await ctx.close();
+    },
+    { timeout: 90_000 },
+  );
 });

@@ -39,7 +39,7 @@ export async function startServer(
   const url = `http://127.0.0.1:${p}`;
   const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(p), '--host', '127.0.0.1'], {
     // Tests end their sandboxes on stop unless they test keeping them.
-    env: testEnv({ UNDERLAY_END_ON_STOP: '1', ...env }),
+    env: testEnv({ UNDERLAY_END_ON_STOP: '1', UNDERLAY_BARE_SESSIONS: '1', ...env }),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

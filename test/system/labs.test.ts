@@ -275,6 +275,7 @@ steps:
         assert.match(f?.reason ?? '', /needs Linux >= 99\.0/);
         const refused = await fetch(`http://127.0.0.1:${port}/api/labs/future/session`, {
           method: 'POST',
+          headers: { 'x-underlay-client': 'labs.test' },
         });
         assert.equal(refused.status, 409);
         fs.rmSync(path.dirname(future), { recursive: true });

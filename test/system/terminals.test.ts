@@ -36,7 +36,10 @@ describe('terminals over socket.io', () => {
     return { c, term: t.term };
   };
   const post = async (): Promise<SessionCreated> => {
-    const r = await fetch(`${url}/api/sessions`, { method: 'POST' });
+    const r = await fetch(`${url}/api/sessions`, {
+      method: 'POST',
+      headers: { 'x-underlay-client': 'terminals.test' },
+    });
     if (r.status !== 201) throw new Error(`POST /api/sessions: ${r.status} ${await r.text()}`);
     return (await r.json()) as SessionCreated;
   };
@@ -46,7 +49,7 @@ describe('terminals over socket.io', () => {
     try {
       const log = createLogger('error');
       const sessions = new SessionManager(testManager(), log, { graceMs: 2000 });
-      app = createApp({ sessions, log });
+      app = createApp({ sessions, log, bareSessions: true });
       await new Promise<void>((r) => app.server.listen(0, '127.0.0.1', r));
       url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
       a = await post();
@@ -318,7 +321,7 @@ describe('terminals over socket.io', () => {
       assert.ok(pidsOwnedByRange(base).length >= 4);
       const r = await fetch(`${url}/api/sessions/${s.session}`, {
         method: 'DELETE',
-        headers: { authorization: `Bearer ${s.token}` },
+        headers: { authorization: `Bearer ${s.token}`, 'x-underlay-client': 'terminals.test' },
       });
       assert.equal(r.status, 200);
       for (let i = 0; i < 100 && pidsOwnedByRange(base).length > 0; i++) {

@@ -1,10 +1,15 @@
 'use client';
 /**
  * Lab markdown: marked's lexer, rendered to React so that ```sh blocks get
- * Run (typed into the named terminal) and Copy buttons. Lab texts come from
- * the instructor's files on the server, not from students.
+ * Run (typed into the named terminal) and Copy buttons.
+ *
+ * Everything is rendered as untrusted: besides the instructor's files,
+ * hints and messages come from scripts that read sandbox state a student
+ * controls (a hostname can be `<img src=x onerror=...>`). So raw HTML is
+ * shown as text, links keep to http(s)/mailto/relative targets and open
+ * without a referrer, and images load only from this server.
  */
-import { marked, type Token, type Tokens } from 'marked';
+import { Marked, type Token, type Tokens } from 'marked';
 import { useState, type ReactNode } from 'react';
 import { highlightShell } from './highlight';
 import styles from './markdown.module.css';
@@ -63,8 +68,41 @@ function CodeBlock({ token, target }: { token: Tokens.Code; target: RunTarget | 
   );
 }
 
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** Relative, same-server, http(s) or mailto: never javascript:, data: or vbscript:. */
+function safeHref(href: string): boolean {
+  const h = href.trim();
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(h)?.[1]?.toLowerCase();
+  // No scheme: relative, unless it starts with a control character or a
+  // space (browsers strip those and may then find a scheme after all).
+  if (scheme === undefined) return h.length > 0 && h.charCodeAt(0) > 0x20;
+  return ['http', 'https', 'mailto'].includes(scheme);
+}
+
+const marked = new Marked({
+  async: false,
+  renderer: {
+    html({ text }) {
+      return escapeHtml(text);
+    },
+    link({ href, title, tokens }) {
+      const body = this.parser.parseInline(tokens);
+      if (!safeHref(href)) return body;
+      const t = title ? ` title="${escapeHtml(title)}"` : '';
+      const external = /^(https?:|mailto:|\/\/)/i.test(href.trim());
+      return `<a href="${escapeHtml(href.trim())}"${t}${external ? ' rel="noopener noreferrer nofollow" target="_blank"' : ''}>${body}</a>`;
+    },
+    image({ href, text }) {
+      // Another host's image would tell it who reads this page, and when.
+      if (/^([a-z][a-z0-9+.-]*:|\/\/)/i.test(href.trim())) return escapeHtml(text);
+      return `<img src="${escapeHtml(href.trim())}" alt="${escapeHtml(text)}">`;
+    },
+  },
+});
+
 function inline(text: string): { __html: string } {
-  return { __html: marked.parseInline(text, { async: false }) as string };
+  return { __html: marked.parseInline(text) as string };
 }
 
 function render(tokens: Token[], target: RunTarget | undefined): ReactNode[] {
@@ -84,7 +122,7 @@ function render(tokens: Token[], target: RunTarget | undefined): ReactNode[] {
       case 'space':
         return null;
       default:
-        return <div key={i} dangerouslySetInnerHTML={{ __html: marked.parser([t]) }} />;
+        return <div key={i} dangerouslySetInnerHTML={{ __html: marked.parser([t]) as string }} />;
     }
   });
 }

@@ -175,6 +175,16 @@ export function LabPage({ id }: { id: string }) {
                     </button>
                   </p>
                 </div>
+              ) : lab.waiting ? (
+                <div role="status" aria-live="polite" data-testid="waiting">
+                  <p>
+                    <strong>{lab.waiting.message}</strong>
+                  </p>
+                  <p className="muted">
+                    Your lab starts as soon as a place frees up. Keep this page open: leaving it
+                    gives up your place.
+                  </p>
+                </div>
               ) : lab.ended ? (
                 <div>
                   <p>Session ended. Your progress is kept.</p>

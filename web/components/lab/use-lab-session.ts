@@ -19,6 +19,8 @@ export interface LabSessionState {
   error: ErrorInfo | null;
   /** The student ended the session. */
   ended: boolean;
+  /** The host is full and the student waits in line (asked again automatically). */
+  waiting: { position: number; message: string } | null;
   /** What the server or a reset wants the student to know (a restart, a fresh sandbox). */
   notice: string | null;
   dismissNotice(): void;
@@ -36,16 +38,21 @@ export function useLabSession(id: string): LabSessionState {
   const [error, setError] = useState<ErrorInfo | null>(null);
   const [ended, setEnded] = useState(false);
   const [notice, setNotice] = useState<string | null>(null);
+  const [waiting, setWaiting] = useState<{ position: number; message: string } | null>(null);
   const starting = useRef(false);
+  const retry = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const [poll, setPoll] = useState(0);
   const base = `/api/labs/${encodeURIComponent(id)}`;
 
   const resume = useCallback(() => {
     if (starting.current) return;
     starting.current = true;
+    clearTimeout(retry.current);
     void apiOnce<LabSession>('POST', `${base}/session`)
       .then(
         (s) => {
           setError(null);
+          setWaiting(null);
           // The same sandbox with the same shells (after a reconnect): the terminals stay as they are.
           setSession((old) =>
             old &&
@@ -58,6 +65,16 @@ export function useLabSession(id: string): LabSessionState {
           if (s.notice) setNotice(s.notice);
         },
         (e: unknown) => {
+          // The host is full: keep our place in line by asking again when told to.
+          if (e instanceof ApiFailure && e.body.queue) {
+            setWaiting({ position: e.body.queue.position, message: e.body.error });
+            retry.current = setTimeout(
+              () => setPoll((n) => n + 1),
+              Math.max(1000, e.body.retryAfterMs ?? 3000),
+            );
+            return;
+          }
+          setWaiting(null);
           // A lab this host cannot run, or no such lab: the lab view says so already.
           if (!(e instanceof ApiFailure && (e.status === 404 || e.status === 409)))
             setError(describeError(e));
@@ -67,6 +84,11 @@ export function useLabSession(id: string): LabSessionState {
         starting.current = false;
       });
   }, [base]);
+  // Waiting in line: ask again when the server said to (each answer sets the next poll).
+  useEffect(() => {
+    if (poll > 0) resume();
+  }, [poll, resume]);
+  useEffect(() => () => clearTimeout(retry.current), []);
 
   const start = useCallback(() => {
     setError(null);
@@ -116,6 +138,7 @@ export function useLabSession(id: string): LabSessionState {
     connection,
     error,
     ended,
+    waiting,
     notice,
     dismissNotice: () => setNotice(null),
     start,

@@ -1,0 +1,93 @@
+/**
+ * Who is asking: the student (a server-signed id in a cookie) and the client
+ * (the remote address, the key of per-client limits).
+ *
+ * Students are anonymous: the first API call mints a random id and sets it
+ * in an httpOnly cookie as `<id>.<signature>`. A cookie whose signature does
+ * not verify is not a student: a client cannot pick an id (another student's,
+ * or a fresh one per request to dodge per-student limits); it gets a new one
+ * of its own, and minting is rate-limited per client.
+ */
+import * as crypto from 'node:crypto';
+import type * as http from 'node:http';
+import * as net from 'node:net';
+import type { Admission } from '../sessions/admission';
+
+export const STUDENT_COOKIE = 'underlay_student';
+
+/**
+ * The client a request comes from: its address, IPv6 by /64 (one host
+ * usually holds a whole /64, so single v6 addresses are free to an attacker).
+ */
+export function clientOf(req: http.IncomingMessage): string {
+  const a = (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
+  if (!net.isIPv6(a)) return a;
+  const full = expandV6(a);
+  return full ? `${full.slice(0, 4).join(':')}::/64` : a;
+}
+
+function expandV6(a: string): string[] | undefined {
+  const [head = '', tail] = a.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail ? tail.split(':') : [];
+  if (t.some((p) => p.includes('.')) || h.some((p) => p.includes('.'))) return undefined;
+  const fill = 8 - h.length - t.length;
+  if (fill < 0) return undefined;
+  return [...h, ...Array<string>(tail !== undefined ? fill : 0).fill('0'), ...t];
+}
+
+export class StudentIds {
+  constructor(
+    private readonly secret: string,
+    private readonly opts: {
+      admission?: Admission;
+      /** Ids from before signing (plain random ids): kept if they have progress. */
+      known?: (id: string) => boolean;
+    } = {},
+  ) {}
+
+  private sign(id: string): string {
+    return crypto
+      .createHmac('sha256', this.secret)
+      .update(`student:${id}`)
+      .digest()
+      .subarray(0, 16)
+      .toString('base64url');
+  }
+
+  /** The verified id in the cookie, if any. */
+  verify(cookieHeader: string | undefined): string | undefined {
+    const m = new RegExp(
+      `(?:^|;\\s*)${STUDENT_COOKIE}=([A-Za-z0-9_-]{22,64})(?:\\.([A-Za-z0-9_-]{22}))?(?:;|$)`,
+    ).exec(cookieHeader ?? '');
+    if (!m) return undefined;
+    const id = m[1] as string;
+    if (m[2] === undefined) return undefined;
+    const want = Buffer.from(this.sign(id));
+    const got = Buffer.from(m[2]);
+    return want.length === got.length && crypto.timingSafeEqual(want, got) ? id : undefined;
+  }
+
+  /**
+   * The student of this request; mints one (and sets the cookie) if the
+   * cookie is missing or forged. Throws 429 when this client mints too many.
+   */
+  get(req: http.IncomingMessage, res: http.ServerResponse): string {
+    const ok = this.verify(req.headers.cookie);
+    if (ok) return ok;
+    let id: string | undefined;
+    const legacy = new RegExp(`(?:^|;\\s*)${STUDENT_COOKIE}=([A-Za-z0-9_-]{22,64})(?:;|$)`).exec(
+      req.headers.cookie ?? '',
+    )?.[1];
+    if (legacy && this.opts.known?.(legacy)) id = legacy;
+    if (!id) {
+      this.opts.admission?.take('identity', clientOf(req));
+      id = crypto.randomBytes(18).toString('base64url');
+    }
+    res.setHeader(
+      'set-cookie',
+      `${STUDENT_COOKIE}=${id}.${this.sign(id)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`,
+    );
+    return id;
+  }
+}
