@@ -201,10 +201,12 @@ describe('the student web app', () => {
       await page.goto(`${srv.url}/labs/ns-uts-ipc`);
       await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
       // The student names the sandbox with markup; step 2's hint script echoes $(hostname).
-      const payload = '<img src=x onerror=window.__pwned=1>';
+      // (No '=' inside the unquoted attribute value: markdown would not see a tag.)
+      const payload = '<img src=x onerror=window.__pwned++>';
       await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      // (hostname(1) refuses such a name; the syscall does not.)
       await page.keyboard.type(
-        `echo '${payload}' > /proc/sys/kernel/hostname; echo done-$((6*7))\n`,
+        `python3 -c 'import socket; socket.sethostname("${payload}")'; echo done-$((6*7))\n`,
       );
       await waitForScreen(page, /^done-42\s*$/m, 15_000, T('T1'));
       await page.locator('.steps-nav button').nth(1).click();
@@ -214,11 +216,12 @@ describe('the student web app', () => {
       await page.waitForSelector('[data-testid="hint"]');
       assert.ok(
         ((await page.textContent('[data-testid="hint"]')) ?? '').includes(payload),
-        'the markup is shown as the text it is',
+        `the markup is shown as the text it is: ${await page.textContent('[data-testid="hint"]')}`,
       );
       assert.equal(await page.locator('[data-testid="hint"] img').count(), 0);
       // Reloading replays the hint from localStorage: still text.
       await page.reload();
+      await page.locator('.steps-nav button').nth(1).click();
       await page.waitForSelector('[data-testid="hint"]');
       assert.equal(await page.locator('[data-testid="hint"] img').count(), 0);
       assert.equal(await page.evaluate('typeof window.__pwned'), 'undefined');
