@@ -6,15 +6,20 @@
  * resumed or re-adopted session keeps the token its tabs already hold.
  */
 import * as crypto from 'node:crypto';
+import * as os from 'node:os';
 import type { LabSession } from '../protocol/index';
 import type { SandboxManager } from '../sandbox/index';
 import type { Admission } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
+import { Gate } from '../util/gate';
 import type { Logger } from '../util/logger';
 import type { LabCatalog } from './catalog';
 import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
+
+/** Concurrent lab starts (util/gate.ts): one per core and one more for the waits. */
+const START_GATE = new Gate(Math.max(2, os.availableParallelism() + 1));
 
 export class LabSessions {
   private readonly secret: string;
@@ -122,13 +127,23 @@ export class LabSessions {
         throw err;
       }
       const t0 = Date.now();
-      const created = await this.sessions.create({
-        ...labSandboxOptions(loaded.lab),
-        token: this.token,
-        owner,
-        lab: labId,
-        prepare: (sb) => prepareSandbox(loaded, sb),
-        ...(slot ? { slot } : {}),
+      // Through the gate: the sandbox, the lab's setup and its shells up to
+      // their first output - all of a start's CPU work.
+      const created = await START_GATE.run(async () => {
+        const c = await this.sessions.create({
+          ...labSandboxOptions(loaded.lab),
+          token: this.token,
+          owner,
+          lab: labId,
+          prepare: (sb) => prepareSandbox(loaded, sb),
+          ...(slot ? { slot } : {}),
+        });
+        const fresh = this.sessions.get(c.session) as Session;
+        const shells = loaded.lab.sandbox.terminals.map((t) =>
+          this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24 }),
+        );
+        await Promise.all(shells.map((t) => t.started(2_000)));
+        return c;
       });
       const why = this.endedWhy.get(`${owner}\0${labId}`);
       this.endedWhy.delete(`${owner}\0${labId}`);

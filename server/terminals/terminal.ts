@@ -57,6 +57,7 @@ export class Terminal {
   private timer: NodeJS.Timeout | undefined;
   private waiters: (() => void)[] = [];
   private exitListeners: ((code: number) => void)[] = [];
+  private startWaiters: (() => void)[] = [];
   private cols: number;
   private rows: number;
 
@@ -161,7 +162,23 @@ export class Terminal {
     }
   }
 
+  /** Resolves at the first output (the shell's prompt, usually) or exit, or after `ms`. */
+  started(ms: number): Promise<void> {
+    if (this.replay.endOffset > 0 || this.exited) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.startWaiters = this.startWaiters.filter((w) => w !== done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.startWaiters.push(done);
+      this.exitListeners.push(done);
+    });
+  }
+
   private onOutput(data: Buffer): void {
+    if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
     if (!this.timer) {
       // Leading edge: nothing sent in the last BATCH_MS, send right now.
