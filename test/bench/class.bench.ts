@@ -1,0 +1,380 @@
+/**
+ * A class on one host (npm run bench:class): simulated students over the
+ * real HTTP + socket.io path of `underlay serve`, as the browser does it.
+ *
+ * A herd of STUDENTS start the same lab within one second. Then, for
+ * MINUTES, each quiet student types commands at a human pace (one key every
+ * 120-280 ms, a pause to think after each command), presses Check about
+ * every 45 s and reloads the page about every 4 minutes. NOISY of them (5 by
+ * default) run, from the start: a fork bomb, a memory hog, a disk filler, a
+ * `yes` flood (read as fast as it comes), and cgroup spam.
+ *
+ * Printed: start-to-prompt of the herd, keystroke echo of quiet students
+ * while the noisy run, Check and reload latency, errors; then, after every
+ * student ended their lab, what is left against the baseline taken before
+ * the herd: zombies, server fds and RSS, mounts, cgroups, uid ranges and
+ * SQLite rows.
+ *
+ * Environment: STUDENTS (100), NOISY (5), MINUTES (10), LAB (ns-uts-ipc),
+ * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods).
+ * All students come from 127.0.0.1, one client address, so the bench raises
+ * the per-address caps (UNDERLAY_PER_CLIENT, UNDERLAY_CONNECTIONS_PER_CLIENT)
+ * as an operator would for a classroom behind one NAT.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { io, type Socket } from 'socket.io-client';
+import { startServer, type Server } from '../helpers/browser';
+
+const STUDENTS = Number(process.env.STUDENTS ?? 100);
+const NOISY = Number(process.env.NOISY ?? 5);
+const MINUTES = Number(process.env.MINUTES ?? 10);
+const LAB = process.env.LAB ?? 'ns-uts-ipc';
+const STATE_DIR = process.env.UNDERLAY_BENCH_STATE_DIR ?? '/var/lib/underlay-bench';
+const UID_BASE = 100000 + 65536 * 3000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const rand = (a: number, b: number) => a + Math.random() * (b - a);
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
+};
+const fmt = (n: number) => (Number.isNaN(n) ? '-' : n < 10 ? n.toFixed(1) : n.toFixed(0));
+
+const NOISE = [
+  ['fork bomb', 'f(){ f|f& };f'],
+  [
+    'memory hog',
+    `while :; do python3 -c 'a=[]
+while 1: a.append(bytearray(1<<20))' ; done`,
+  ],
+  [
+    'disk fill',
+    'while :; do dd if=/dev/zero of=/tmp/fill bs=1M 2>/dev/null; rm -f /tmp/fill; done',
+  ],
+  ['yes flood', 'yes'],
+  [
+    'cgroup spam',
+    'cd /sys/fs/cgroup/pids 2>/dev/null || cd /sys/fs/cgroup; while :; do for i in $(seq 500); do mkdir s$i; done; for i in $(seq 500); do rmdir s$i; done; done 2>/dev/null',
+  ],
+] as const;
+
+const COMMANDS = ['hostname', 'ls /proc/self/ns', 'readlink /proc/$$/ns/uts', 'ipcs -q', 'echo ok'];
+
+interface Figures {
+  start: number[];
+  echo: number[];
+  check: number[];
+  reload: number[];
+  errors: string[];
+}
+const fig: Figures = { start: [], echo: [], check: [], reload: [], errors: [] };
+let measuringEcho = false;
+
+class Student {
+  cookie = '';
+  socket: Socket | undefined;
+  term = '';
+  /** Bytes received (the next offset). */
+  offset = 0;
+  private unacked = 0;
+  private waiters: { re: RegExp; resolve: () => void }[] = [];
+  private tail = '';
+  private echoWait: { ch: string; t: number } | undefined;
+
+  constructor(
+    readonly n: number,
+    readonly url: string,
+  ) {}
+
+  async call(method: string, p: string, body?: unknown): Promise<Record<string, unknown>> {
+    const r = await fetch(`${this.url}${p}`, {
+      method,
+      headers: {
+        origin: this.url,
+        ...(this.cookie ? { cookie: this.cookie } : {}),
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    const set = r.headers.get('set-cookie');
+    if (set) this.cookie = set.split(';')[0] as string;
+    const data = (await r.json()) as Record<string, unknown>;
+    if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(data)}`);
+    return data;
+  }
+
+  /** POST session, connect, attach T1, until the prompt (or the replay) is on screen. */
+  async open(resume: boolean): Promise<void> {
+    const s = (await this.call('POST', `/api/labs/${LAB}/session`)) as {
+      session: string;
+      token: string;
+      terminals: { term: string; name: string }[];
+    };
+    this.term = s.terminals.find((t) => t.name === 'T1')?.term ?? 't1';
+    const sock = io(this.url, {
+      transports: ['websocket'],
+      auth: { v: 1, session: s.session, token: s.token },
+      reconnection: false,
+    });
+    this.socket = sock;
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('connect_error', reject);
+    });
+    sock.on('term:output', (m: { term: string; offset: number; data: ArrayBuffer }) => {
+      if (m.term !== this.term) return;
+      const bytes = Buffer.from(m.data);
+      this.offset = m.offset + bytes.length;
+      this.unacked += bytes.length;
+      if (this.unacked >= 32 * 1024) {
+        sock.emit('term:ack', { term: this.term, bytes: this.unacked });
+        this.unacked = 0;
+      }
+      const text = bytes.toString('latin1');
+      if (this.echoWait && text.includes(this.echoWait.ch)) {
+        if (measuringEcho) fig.echo.push(performance.now() - this.echoWait.t);
+        this.echoWait = undefined;
+      }
+      this.tail = (this.tail + text).slice(-4096);
+      for (const w of [...this.waiters])
+        if (w.re.test(this.tail)) {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          w.resolve();
+        }
+    });
+    const prompt = this.until(/# $/);
+    const ack = await new Promise<{ ok: boolean }>((resolve) =>
+      sock.emit(
+        'term:open',
+        { term: this.term, cols: 100, rows: 30, ...(resume ? { offset: this.offset } : {}) },
+        resolve,
+      ),
+    );
+    if (!ack.ok) throw new Error(`term:open: ${JSON.stringify(ack)}`);
+    // A resume replays nothing new when nothing happened: the prompt is already on screen.
+    if (resume) return;
+    await prompt;
+  }
+
+  until(re: RegExp, ms = 60_000): Promise<void> {
+    this.tail = '';
+    return new Promise((resolve, reject) => {
+      const w = { re, resolve };
+      this.waiters.push(w);
+      setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) {
+          this.waiters.splice(i, 1);
+          reject(new Error(`student ${this.n}: no ${re} within ${ms} ms`));
+        }
+      }, ms).unref();
+    });
+  }
+
+  send(data: string): void {
+    this.socket?.emit('term:input', { term: this.term, data });
+  }
+
+  /** Types a command one key at a time, timing each echo; then Enter and the prompt. */
+  async type(cmd: string, stop: () => boolean): Promise<void> {
+    for (const ch of cmd) {
+      if (stop()) return;
+      this.echoWait = { ch, t: performance.now() };
+      this.send(ch);
+      await sleep(rand(120, 280));
+    }
+    const prompt = this.until(/# $/, 30_000);
+    this.send('\r');
+    await prompt;
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
+  }
+}
+
+async function quiet(s: Student, end: number): Promise<void> {
+  let nextCheck = Date.now() + rand(20_000, 70_000);
+  let nextReload = Date.now() + rand(120_000, 360_000);
+  const stop = () => Date.now() > end;
+  while (!stop()) {
+    try {
+      await s.type(COMMANDS[Math.floor(Math.random() * COMMANDS.length)] as string, stop);
+      await sleep(rand(1_000, 4_000));
+      if (Date.now() > nextCheck) {
+        const t0 = performance.now();
+        await s.call('POST', `/api/labs/${LAB}/steps/private-hostname/check`, {});
+        fig.check.push(performance.now() - t0);
+        nextCheck = Date.now() + rand(30_000, 60_000);
+      }
+      if (Date.now() > nextReload) {
+        const t0 = performance.now();
+        s.close();
+        await s.open(true);
+        fig.reload.push(performance.now() - t0);
+        nextReload = Date.now() + rand(180_000, 300_000);
+      }
+    } catch (e) {
+      fig.errors.push(String(e));
+      await sleep(2_000);
+    }
+  }
+}
+
+/** Host state that must come back to baseline. */
+function snapshot(server: Server, db: string): Record<string, number> {
+  const pid = server.proc.pid as number;
+  let zombies = 0;
+  let inRange = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (f[0] === 'Z' && Number(f[1]) === pid) zombies++;
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))?.[1]);
+      if (uid >= UID_BASE && uid < UID_BASE + 65536 * 1000) inRange++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const rss = Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  let cgroups = 0;
+  for (const line of fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n')) {
+    const [, ctrl = '', own = ''] = line.split(':');
+    const mount =
+      ctrl === ''
+        ? fs.existsSync('/sys/fs/cgroup/unified')
+          ? '/sys/fs/cgroup/unified'
+          : '/sys/fs/cgroup'
+        : path.join('/sys/fs/cgroup', ctrl.replace(/^name=/, ''));
+    const base = path.join(mount, own, 'underlay');
+    if (!fs.existsSync(base)) continue;
+    cgroups += Number(
+      execFileSync('find', [base, '-mindepth', '1', '-type', 'd'], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean).length,
+    );
+  }
+  const d = new Database(db, { readonly: true });
+  const count = (t: string) =>
+    (d.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n;
+  const out = {
+    zombies,
+    'sandbox processes': inRange,
+    'server fds': fs.readdirSync(`/proc/${pid}/fd`).length,
+    'server RSS MiB': Math.round(rss / 1024),
+    mounts: fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length - 1,
+    cgroups,
+    'uid ranges (sandboxes rows)': count('sandboxes'),
+    'lab_sessions rows': count('lab_sessions'),
+    'progress rows': count('progress'),
+    'events rows': count('events'),
+  };
+  d.close();
+  return out;
+}
+
+async function main(): Promise<void> {
+  const server = await startServer(undefined, {
+    UNDERLAY_STATE_DIR: STATE_DIR,
+    UNDERLAY_UID_BASE: String(UID_BASE),
+    UNDERLAY_PER_CLIENT: String(STUDENTS + 50),
+    UNDERLAY_CONNECTIONS_PER_CLIENT: String(STUDENTS * 8 + 100),
+    UNDERLAY_LOG: 'warn',
+  });
+  const db = path.join(STATE_DIR, 'underlay.db');
+  const students = Array.from({ length: STUDENTS }, (_, i) => new Student(i, server.url));
+  try {
+    const before = snapshot(server, db);
+    const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    console.log(
+      `bench:class: ${STUDENTS} students (${NOISY} noisy) in ${LAB}, ${MINUTES} min, loadavg ${load}`,
+    );
+
+    // The herd: everyone opens the lab within one second.
+    const t0 = Date.now();
+    await Promise.all(
+      students.map(async (s, i) => {
+        await sleep((i * 1000) / STUDENTS);
+        const t = performance.now();
+        try {
+          await s.open(false);
+          fig.start.push(performance.now() - t);
+        } catch (e) {
+          fig.errors.push(`start ${i}: ${String(e)}`);
+        }
+      }),
+    );
+    console.log(`herd started in ${Date.now() - t0} ms`);
+
+    const noisy = students.slice(0, NOISY);
+    // NOISE=0,3 runs only those kinds (to see which one costs what).
+    const kinds = (process.env.NOISE ?? '').split(',').filter(Boolean).map(Number);
+    const pick = (i: number) =>
+      NOISE[kinds.length ? (kinds[i % kinds.length] as number) : i % NOISE.length];
+    noisy.forEach((s, i) => s.send(`${pick(i)?.[1]}\r`));
+    await sleep(5_000); // let the noise build up before measuring
+    measuringEcho = true;
+    const tRun = performance.now();
+    const end = Date.now() + MINUTES * 60_000;
+    await Promise.all(students.slice(NOISY).map((s) => quiet(s, end)));
+    measuringEcho = false;
+
+    // Everyone leaves: end the lab (Ctrl-C the noise first, as a student would not bother to).
+    for (const s of students) s.close();
+    const tEnd = performance.now();
+    await Promise.all(
+      students.map((s) =>
+        s.call('DELETE', `/api/labs/${LAB}/session`).catch((e) => fig.errors.push(String(e))),
+      ),
+    );
+    const endMs = performance.now() - tEnd;
+    // Wait (up to 20 s) for the state to settle: idle keep-alive connections
+    // close after 5 s, reaping is asynchronous.
+    let after = snapshot(server, db);
+    for (
+      let i = 0;
+      i < 200 &&
+      (after.zombies ||
+        after['sandbox processes'] ||
+        (after['server fds'] as number) > (before['server fds'] as number));
+      i++
+    ) {
+      await sleep(100);
+      after = snapshot(server, db);
+    }
+
+    const row = (name: string, xs: number[]) =>
+      `| ${name} | ${fmt(pct(xs, 50))} | ${fmt(pct(xs, 99))} | ${fmt(Math.max(...xs))} | ${xs.length} |`;
+    console.log('\n| figure (ms) | p50 | p99 | max | n |\n| --- | --- | --- | --- | --- |');
+    console.log(row('herd: POST session → prompt in T1', fig.start));
+    console.log(row('quiet echo (key → echo), noisy five running', fig.echo));
+    console.log(row('Check (private-hostname step)', fig.check));
+    console.log(row('reload (reconnect + resume T1)', fig.reload));
+    console.log(`\nerrors: ${fig.errors.length}`);
+    for (const e of fig.errors.slice(0, 10)) console.log(`  ${e}`);
+    const runS = (performance.now() - tRun) / 1000;
+    noisy.forEach((s, i) =>
+      console.log(
+        `noisy ${pick(i)?.[0]}: ${(s.offset / 1e6 / runS).toFixed(2)} MB/s of output read`,
+      ),
+    );
+    console.log(`all ${STUDENTS} labs ended in ${endMs.toFixed(0)} ms\n`);
+    console.log('| left behind | before | after |\n| --- | --- | --- |');
+    for (const k of Object.keys(before)) console.log(`| ${k} | ${before[k]} | ${after[k]} |`);
+  } finally {
+    for (const s of students) s.close();
+    await server.stop();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
