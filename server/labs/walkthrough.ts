@@ -57,11 +57,18 @@ class Typist {
   private seq = 0;
 
   constructor(private readonly term: Terminal) {
-    term.attach((_offset, data) => {
+    // Reads everything at once: acknowledge on receipt (the replay before
+    // attach returns is acknowledged right after).
+    const at: { token?: number } = {};
+    let early = 0;
+    at.token = term.attach((_offset, data) => {
       this.out += data.toString('utf8');
       if (this.out.length > 1 << 20) this.out = this.out.slice(-(1 << 19));
       for (const w of this.waiters.splice(0)) w();
-    }, 0);
+      if (at.token === undefined) early += data.length;
+      else term.ack(at.token, data.length);
+    }, 0).token;
+    if (early) term.ack(at.token, early);
   }
 
   tail(n = 1500): string {

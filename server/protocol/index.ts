@@ -141,6 +141,8 @@ export interface ClientToServerEvents {
 export interface ServerToClientEvents {
   'term:output': (msg: TermOutput) => void;
   'term:exit': (msg: TermExit) => void;
+  /** The session ended (its sandbox is gone); the server disconnects right after. */
+  'session:ended': (msg: { reason: string }) => void;
   'proto:error': (err: ProtocolError) => void;
 }
 

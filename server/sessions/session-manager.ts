@@ -72,8 +72,19 @@ export interface SessionOptions {
 
 const hash = (token: string) => crypto.createHash('sha256').update(token).digest();
 
+export interface SessionEvents {
+  /** A terminal's shell ended (any terminal: opened by a client or by a lab). */
+  terminalExit: (s: Session, term: string, code: number) => void;
+  /** A session ended (DELETE, lab end or reset, idle); its sockets should go. */
+  ended: (s: Session, reason: string) => void;
+}
+
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
+  private readonly listeners: { [K in keyof SessionEvents]: SessionEvents[K][] } = {
+    terminalExit: [],
+    ended: [],
+  };
   private readonly graceMs: number;
   private readonly idleMs: number;
 
@@ -148,13 +159,17 @@ export class SessionManager {
     return { session: id, token, hostname: sandbox.record.hostname };
   }
 
+  on<K extends keyof SessionEvents>(event: K, listener: SessionEvents[K]): void {
+    this.listeners[event].push(listener);
+  }
+
   /** Ends a session nobody has attached to for idleMs (its progress stays in the store). */
   private armIdle(s: Session): void {
     clearTimeout(s.idleTimer);
     s.idleTimer = setTimeout(() => {
       if (s.connections === 0) {
         this.log.info('session idle: ending it', { session: s.id });
-        void this.end(s.id);
+        void this.end(s.id, 'the session ended after being idle');
       }
     }, this.idleMs);
     s.idleTimer.unref();
@@ -201,7 +216,10 @@ export class SessionManager {
       throw err;
     }
     const terminal = new Terminal(id, name, p, opts.cols, opts.rows, {
-      onExit: (code) => this.log.info('terminal exited', { session: s.id, term: id, code }),
+      onExit: (code) => {
+        this.log.info('terminal exited', { session: s.id, term: id, code });
+        for (const l of this.listeners.terminalExit) l(s, id, code);
+      },
     });
     s.terminals.set(id, { terminal, cgroupDirs: cg.dirs });
     this.log.info('terminal opened', { session: s.id, term: id, pid: p.pid });
@@ -235,6 +253,7 @@ export class SessionManager {
 
   disconnected(s: Session): void {
     s.connections = Math.max(0, s.connections - 1);
+    if (this.sessions.get(s.id) !== s) return; // ended meanwhile
     s.lastActive = Date.now();
     if (s.connections > 0 || s.graceTimer) return;
     this.armIdle(s);
@@ -247,10 +266,11 @@ export class SessionManager {
     s.graceTimer.unref();
   }
 
-  async end(id: string): Promise<boolean> {
+  async end(id: string, reason = 'the session was ended'): Promise<boolean> {
     const s = this.sessions.get(id);
     if (!s) return false;
     this.sessions.delete(id);
+    for (const l of this.listeners.ended) l(s, reason);
     if (s.graceTimer) clearTimeout(s.graceTimer);
     clearTimeout(s.idleTimer);
     for (const e of s.terminals.values()) e.terminal.kill();

@@ -32,6 +32,26 @@ export class ReplayBuffer {
     }
   }
 
+  /**
+   * At most `max` bytes from `offset` (a view when they lie in one chunk),
+   * or undefined if `offset` is no longer held (or in the future).
+   */
+  slice(offset: number, max: number): Buffer | undefined {
+    if (offset > this.end || offset < this.startOffset) return undefined;
+    const parts: Buffer[] = [];
+    let n = 0;
+    for (const c of this.chunks) {
+      const cEnd = c.offset + c.data.length;
+      if (cEnd <= offset) continue;
+      const from = Math.max(0, offset - c.offset);
+      const part = c.data.subarray(from, from + (max - n));
+      parts.push(part);
+      n += part.length;
+      if (n >= max) break;
+    }
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  }
+
   /** Bytes from `offset` to the end, or undefined if `offset` is no longer held (or in the future). */
   since(offset: number): Buffer | undefined {
     if (offset > this.end || offset < this.startOffset) return undefined;

@@ -4,8 +4,13 @@
  *
  * - Leading-edge batching: the first chunk after a quiet period goes out
  *   at once (echo stays ~1 ms), later chunks are batched for <= 5 ms or 64 KiB.
- * - Flow control: pause the pty above 256 KiB unacknowledged, resume below
- *   64 KiB; counters reset on (re)attach, acks from stale attachments ignored.
+ * - Any number of attachments (tabs, sockets), each reading the replay
+ *   buffer at its own offset with its own flow control: at most 256 KiB
+ *   unacknowledged per attachment, in messages of at most 64 KiB. The pty
+ *   pauses only when no attachment can take more (so a background tab never
+ *   stalls the one in front) and resumes when one drops below 64 KiB. An
+ *   attachment that falls out of the replay buffer skips ahead (a gap in
+ *   offsets tells its client). Acks from ended attachments are ignored.
  * - Input backpressure: node-pty retries EAGAIN with setImmediate, which burns a core
  *   while a paste sits in front of a process that does not read. The write
  *   queue is replaced with one that backs off, and input is acknowledged only
@@ -40,6 +45,13 @@ interface NodePtyWriteStream {
   _fd: number;
 }
 
+interface Attachment {
+  sink: OutputSink;
+  /** The next offset to send. */
+  cursor: number;
+  unacked: number;
+}
+
 export interface TerminalOptions {
   replayBytes?: number;
   onExit?: (code: number) => void;
@@ -48,11 +60,12 @@ export interface TerminalOptions {
 export class Terminal {
   readonly replay: ReplayBuffer;
   exited: { code: number } | undefined;
-  private sink: OutputSink | undefined;
+  private readonly attachments = new Map<number, Attachment>();
   private attachId = 0;
-  private unacked = 0;
+  /** Output produced while nobody was attached: a flood with nobody watching pauses too. */
+  private unwatched = 0;
   private paused = false;
-  private batch: Buffer[] = [];
+  /** Bytes appended since the last pump (waiting for the batch window). */
   private batchBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private waiters: (() => void)[] = [];
@@ -94,40 +107,49 @@ export class Terminal {
   }
 
   /**
-   * Attaches a client. `from` is the first offset it lacks; returns where
-   * the stream will continue and whether the client must clear its screen
-   * (its offset fell out of the replay buffer). Replayed bytes are sent
-   * through the sink before any new output.
+   * Attaches a client (other attachments keep theirs). `from` is the first
+   * offset it lacks; returns where the stream will continue and whether the
+   * client must clear its screen (`from` fell out of the replay buffer).
+   * Replayed bytes go through the sink, flow-controlled, before new output.
    */
   attach(
     sink: OutputSink,
     from: number | undefined,
   ): { offset: number; reset: boolean; token: number } {
     this.flush();
-    this.sink = sink;
-    this.attachId++;
-    this.unacked = 0;
+    const token = ++this.attachId;
     let start = from ?? this.replay.startOffset;
     let reset = false;
-    let data = this.replay.since(start);
-    if (data === undefined) {
-      reset = from !== undefined && from !== 0;
+    if (start < this.replay.startOffset || start > this.replay.endOffset) {
+      // Held no longer (or never produced): what is held, from a clean screen.
+      reset = from !== undefined;
       start = this.replay.startOffset;
-      data = this.replay.since(start) ?? Buffer.alloc(0);
     }
-    if (data.length) this.send(start, data);
-    if (this.paused && this.unacked < LIMITS.lowWaterBytes) this.resumePty();
-    return { offset: start, reset, token: this.attachId };
+    const a: Attachment = { sink, cursor: start, unacked: 0 };
+    this.attachments.set(token, a);
+    this.unwatched = 0;
+    this.pump(a);
+    this.updatePause();
+    return { offset: start, reset, token };
   }
 
   detach(token: number): void {
-    if (token === this.attachId) this.sink = undefined;
+    if (!this.attachments.delete(token)) return;
+    if (this.attachments.size === 0) this.unwatched = 0;
+    this.updatePause();
+  }
+
+  /** How many clients are attached. */
+  get attached(): number {
+    return this.attachments.size;
   }
 
   ack(token: number, bytes: number): void {
-    if (token !== this.attachId) return; // an ack from a stale attachment
-    this.unacked = Math.max(0, this.unacked - bytes);
-    if (this.paused && this.unacked < LIMITS.lowWaterBytes) this.resumePty();
+    const a = this.attachments.get(token);
+    if (!a) return; // an ack from an ended attachment
+    a.unacked = Math.max(0, a.unacked - bytes);
+    this.pump(a);
+    this.updatePause();
   }
 
   /**
@@ -180,15 +202,16 @@ export class Terminal {
   private onOutput(data: Buffer): void {
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
+    if (this.attachments.size === 0) this.unwatched += data.length;
     if (!this.timer) {
       // Leading edge: nothing sent in the last BATCH_MS, send right now.
-      this.send(this.replay.endOffset - data.length, data);
+      this.pumpAll();
       this.timer = setTimeout(() => this.flushTick(), BATCH_MS);
-      return;
+    } else {
+      this.batchBytes += data.length;
+      if (this.batchBytes >= BATCH_BYTES) this.flush();
     }
-    this.batch.push(data);
-    this.batchBytes += data.length;
-    if (this.batchBytes >= BATCH_BYTES) this.flush();
+    this.updatePause();
   }
 
   private flushTick(): void {
@@ -201,21 +224,41 @@ export class Terminal {
 
   private flush(): void {
     if (this.batchBytes === 0) return;
-    const data = this.batch.length === 1 ? (this.batch[0] as Buffer) : Buffer.concat(this.batch);
-    this.batch = [];
-    this.batchBytes = 0;
-    this.send(this.replay.endOffset - data.length, data);
+    this.pumpAll();
   }
 
-  private send(offset: number, data: Buffer): void {
-    // Detached output still counts as unacknowledged: a flood with nobody
-    // watching pauses the pty instead of spinning through the replay buffer.
-    this.unacked += data.length;
-    this.sink?.(offset, data);
-    if (!this.paused && this.unacked > LIMITS.highWaterBytes) {
+  private pumpAll(): void {
+    this.batchBytes = 0;
+    for (const a of this.attachments.values()) this.pump(a);
+  }
+
+  /** Sends an attachment what it lacks, in messages of <= 64 KiB, up to its window. */
+  private pump(a: Attachment): void {
+    while (a.unacked < LIMITS.highWaterBytes && a.cursor < this.replay.endOffset) {
+      // Fell out of the buffer (it did not ack while others read on): skip ahead.
+      if (a.cursor < this.replay.startOffset) a.cursor = this.replay.startOffset;
+      const data = this.replay.slice(a.cursor, BATCH_BYTES);
+      if (!data || data.length === 0) break;
+      const offset = a.cursor;
+      a.cursor += data.length;
+      a.unacked += data.length;
+      a.sink(offset, data);
+    }
+  }
+
+  /** Paused while no attachment can take more output, or nobody watches a flood. */
+  private updatePause(): void {
+    let full: boolean;
+    if (this.attachments.size === 0) full = this.unwatched > LIMITS.highWaterBytes;
+    else {
+      full = true;
+      for (const a of this.attachments.values())
+        if (a.unacked < (this.paused ? LIMITS.lowWaterBytes : LIMITS.highWaterBytes)) full = false;
+    }
+    if (full && !this.paused) {
       this.paused = true;
       this.pty.pause();
-    }
+    } else if (!full && this.paused) this.resumePty();
   }
 
   private resumePty(): void {

@@ -90,6 +90,16 @@ export function attachGateway(
     next();
   });
 
+  // Every terminal's end goes to every socket of its session; an ended
+  // session's sockets are told why and disconnected (their ids mean nothing now).
+  sessions.on('terminalExit', (s, term, code) =>
+    io.to(`s:${s.id}`).emit('term:exit', { term, code }),
+  );
+  sessions.on('ended', (s, reason) => {
+    io.to(`s:${s.id}`).emit('session:ended', { reason });
+    io.in(`s:${s.id}`).disconnectSockets(true);
+  });
+
   io.on('connection', (socket: GatewaySocket) => {
     const session = socket.data.session;
     sessions.connected(session);
@@ -146,8 +156,6 @@ export function attachGateway(
             error: { code, event: 'term:open', message: (err as Error).message },
           });
         }
-        const t = terminal;
-        t.onExit((code) => io.to(`s:${session.id}`).emit('term:exit', { term: t.id, code }));
       }
       const t = terminal;
       const prev = attached.get(t.id);

@@ -351,7 +351,7 @@ async function main(): Promise<void> {
     }
 
     const row = (name: string, xs: number[]) =>
-      `| ${name} | ${fmt(pct(xs, 50))} | ${fmt(pct(xs, 99))} | ${fmt(Math.max(...xs))} | ${xs.length} |`;
+      `| ${name} | ${fmt(pct(xs, 50))} | ${fmt(pct(xs, 99))} | ${fmt(xs.reduce((m, x) => Math.max(m, x), -Infinity))} | ${xs.length} |`;
     console.log('\n| figure (ms) | p50 | p99 | max | n |\n| --- | --- | --- | --- | --- |');
     console.log(row('herd: POST session → prompt in T1', fig.start));
     console.log(row('quiet echo (key → echo), noisy five running', fig.echo));

@@ -192,6 +192,31 @@ describe('the student web app', () => {
   );
 
   sysTest(
+    'a lab shell that exits says so, and one click gives a new shell in the same sandbox',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
+      const page = await ctx.newPage();
+      await page.goto(`${srv.url}/labs/uts-hostname`);
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type('touch /root/kept; exit\n');
+      await waitForScreen(page, /shell exited with status 0/, 15_000, T('T1'));
+      await page.getByRole('button', { name: 'New shell for T1' }).click();
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type('ls /root/kept && echo same-$((40+2))\n');
+      await waitForScreen(page, /^same-42\s*$/m, 15_000, T('T1'));
+      await ctx.request.delete(`${srv.url}/api/labs/uts-hostname/session`, {
+        headers: { origin: srv.url },
+      });
+      await ctx.close();
+    },
+    { timeout: 90_000 },
+  );
+
+  sysTest(
     'untrusted text: a hint that echoes a student-chosen hostname shows it as text, runs no script',
     SYSTEM_NEEDS,
     async () => {

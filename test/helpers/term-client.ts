@@ -26,6 +26,13 @@ export class TermClient {
   readonly terms = new Map<string, TermState>();
   /** Ack what we receive (like a fast browser). Off to simulate a stalled client. */
   autoAck = true;
+  /** The largest term:output payload seen. */
+  maxMessage = 0;
+  /** Why the server ended the session (session:ended), and the disconnect reason. */
+  ended: string | undefined;
+  disconnected: string | undefined;
+  /** Every term:exit seen, attached or not. */
+  readonly exits: string[] = [];
 
   private constructor(readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>) {
     socket.on('proto:error', (e) => this.errors.push(e));
@@ -33,6 +40,7 @@ export class TermClient {
       const st = this.terms.get(term);
       if (!st) return;
       const buf = Buffer.from(data);
+      this.maxMessage = Math.max(this.maxMessage, buf.length);
       if (offset !== st.next)
         throw new Error(`gap in ${term}: expected offset ${st.next}, got ${offset}`);
       st.next += buf.length;
@@ -40,7 +48,10 @@ export class TermClient {
       st.text += st.decoder.decode(buf, { stream: true });
       if (this.autoAck) socket.emit('term:ack', { term, bytes: buf.length });
     });
+    socket.on('session:ended', ({ reason }) => (this.ended = reason));
+    socket.on('disconnect', (reason) => (this.disconnected = reason));
     socket.on('term:exit', ({ term, code }) => {
+      this.exits.push(term);
       const st = this.terms.get(term);
       if (st) st.exited = code;
     });
@@ -96,6 +107,11 @@ export class TermClient {
         resolve(res);
       });
     });
+  }
+
+  /** Bytes received so far on a terminal. */
+  received(term: string): number {
+    return (this.terms.get(term)?.bytes ?? []).reduce((n, b) => n + b.length, 0);
   }
 
   input(term: string, data: string): Promise<void> {

@@ -6,7 +6,7 @@
 import * as assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe } from 'node:test';
-import type { SessionCreated } from '../../server/protocol/index';
+import { LIMITS, type SessionCreated } from '../../server/protocol/index';
 import { SessionManager } from '../../server/sessions/session-manager';
 import { createApp, type App } from '../../server/transport/http';
 import { createLogger } from '../../server/util/logger';
@@ -15,6 +15,14 @@ import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
 import { TermClient } from '../helpers/term-client';
 
 const { fail: setupFailed, ready } = setupGuard();
+
+async function waitUntil(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await sleep(10);
+  }
+}
 
 describe('terminals over socket.io', () => {
   let app: App;
@@ -155,6 +163,109 @@ describe('terminals over socket.io', () => {
       );
     },
   );
+
+  sysTest(
+    'two sockets on one terminal both get its output, each with its own window: a stalled one never blinds or stalls the other',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const c1 = await connect(s);
+      const t = await c1.open({});
+      assert.ok(t.ok);
+      await c1.waitFor(t.term, /# $/);
+      const c2 = await connect(s);
+      c2.autoAck = false; // a background tab that does not render
+      assert.ok((await c2.open({ term: t.term })).ok);
+      await c1.input(t.term, "head -c 700000 /dev/zero | tr '\\0' x; echo; echo E''ND\r");
+      await c1.waitFor(t.term, /^END\r?$/m, 20_000);
+      const got = c2.received(t.term);
+      assert.ok(
+        got <= LIMITS.highWaterBytes + LIMITS.maxMessageBytes,
+        `the stalled socket got ${got} bytes unacknowledged`,
+      );
+      assert.ok(got > 0, 'the second socket got output too');
+      // The stalled one catches up once it acks.
+      c2.autoAck = true;
+      c2.socket.emit('term:ack', { term: t.term, bytes: got });
+      await c2.waitFor(t.term, /^END\r?$/m, 20_000);
+      for (const c of [c1, c2])
+        assert.ok(c.maxMessage <= LIMITS.maxMessageBytes, `a ${c.maxMessage}-byte message`);
+      c1.close();
+      c2.close();
+    },
+  );
+
+  sysTest(
+    'replay obeys the window and the message size; offset 0 after the buffer wrapped says reset',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const c1 = await connect(s);
+      const t = await c1.open({});
+      assert.ok(t.ok);
+      await c1.waitFor(t.term, /# $/);
+      await c1.input(t.term, "head -c 1500000 /dev/zero | tr '\\0' y; echo; echo E''ND\r");
+      await c1.waitFor(t.term, /^END\r?$/m, 20_000);
+      const late = await connect(s);
+      late.autoAck = false;
+      const r = await late.open({ term: t.term, offset: 0 });
+      assert.ok(r.ok);
+      assert.equal(r.reset, true, 'byte 0 is gone: the client must clear its screen');
+      assert.ok(r.offset > 0);
+      await waitUntil(
+        () => late.received(t.term) >= LIMITS.highWaterBytes,
+        'the replay fills the window',
+      );
+      const got = late.received(t.term);
+      assert.ok(got > 0 && got <= LIMITS.highWaterBytes + LIMITS.maxMessageBytes, String(got));
+      assert.ok(late.maxMessage <= LIMITS.maxMessageBytes, `a ${late.maxMessage}-byte message`);
+      c1.close();
+      late.close();
+    },
+  );
+
+  sysTest(
+    'a shell the server opened (as a lab does) reports its exit to every socket',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const session = app.sessions.get(s.session)!;
+      const term = app.sessions.openTerminal(session, { name: 'T1', cols: 80, rows: 24 });
+      const c1 = await connect(s);
+      const c2 = await connect(s);
+      assert.ok((await c1.open({ term: term.id })).ok);
+      await c1.waitFor(term.id, /# $/);
+      await c1.input(term.id, 'exit 3\r');
+      await waitUntil(
+        () => c1.terms.get(term.id)?.exited === 3,
+        'term:exit on the attached socket',
+      );
+      // The other socket never attached, but hears of it too (it may show the tab as ended).
+      await waitUntil(() => c2.exits.includes(term.id), 'term:exit on the other socket');
+      c1.close();
+      c2.close();
+    },
+  );
+
+  sysTest('ending a session tells its sockets why and disconnects them', SYSTEM_NEEDS, async () => {
+    ready();
+    const s = await post();
+    const c = await connect(s);
+    const t = await c.open({});
+    assert.ok(t.ok);
+    await c.waitFor(t.term, /# $/);
+    const r = await fetch(`${url}/api/sessions/${s.session}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${s.token}`, 'x-underlay-client': 'terminals.test' },
+    });
+    assert.equal(r.status, 200);
+    await waitUntil(() => c.disconnected !== undefined, 'the socket is disconnected');
+    assert.equal(c.disconnected, 'io server disconnect');
+    assert.match(c.ended ?? '', /ended/);
+  });
 
   sysTest('Ctrl-C during `yes` returns a prompt', SYSTEM_NEEDS, async () => {
     ready();

@@ -47,6 +47,11 @@ export class RemoteTerminal {
   /** Output from the server, in order, each byte once. */
   receive(offset: number, data: Uint8Array): void {
     if (offset + data.length <= this.next) return; // already have it (a replay overlap)
+    if (offset > this.next && this.next > 0) {
+      // A gap: this tab fell more than the server's buffer behind. Start clean.
+      this.view.reset();
+      this.decoder = new TextDecoder();
+    }
     const fresh = offset < this.next ? data.subarray(this.next - offset) : data;
     this.next = Math.max(this.next, offset) + fresh.length;
     const text = this.decoder.decode(fresh, { stream: true });
@@ -128,6 +133,7 @@ export class SessionClient {
   private listeners: ((s: ConnectionState, detail?: string) => void)[] = [];
   private errorListeners: ((e: ProtocolError) => void)[] = [];
   state: ConnectionState = 'connecting';
+  private endedBecause: string | undefined;
 
   /** Creates the client without connecting: connect() opens the socket. */
   constructor(url: string, session: string, token: string) {
@@ -144,8 +150,12 @@ export class SessionClient {
         this.setState('connected'),
       );
     });
+    this.socket.on('session:ended', ({ reason }) => (this.endedBecause = reason));
     this.socket.on('disconnect', (reason) => {
       if (reason === 'io client disconnect') return this.setState('ended');
+      // The server ended the session (it said why just before): nothing to reconnect to.
+      if (reason === 'io server disconnect')
+        return this.setState('ended', this.endedBecause ?? 'the session was ended');
       this.setState('reconnecting', reason);
     });
     this.socket.on('connect_error', (err) => {
