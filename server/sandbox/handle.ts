@@ -57,6 +57,25 @@ export class Sandbox {
   get id(): string {
     return this.record.id;
   }
+
+  /**
+   * A shell that could not start prints the join helper's `ERR\t...` record
+   * first (its stderr is the pty): said in words, with the step and a hint,
+   * as everywhere else. Any other output is returned unchanged.
+   */
+  explainShellFailure(data: Buffer): Buffer {
+    if (!data.subarray(0, 4).equals(Buffer.from('ERR\t'))) return data;
+    const text = data.toString('utf8').replace(/\r\n/g, '\n'); // a pty's line ends
+    const e = helperFailure(125, text, this.id);
+    if (!e) return data;
+    const nl = text.indexOf('\n');
+    const rest = nl < 0 ? '' : text.slice(nl + 1);
+    return Buffer.from(
+      `\x1b[31mThe shell could not start: ${e.message}${e.step ? ` (step: ${e.step})` : ''}\x1b[0m\r\n` +
+        `Hint: ${e.hint ?? 'the sandbox may have ended; reload the page to get it back, or a new one.'}\r\n` +
+        rest.replace(/\n/g, '\r\n'),
+    );
+  }
   get initPid(): number {
     return this.record.initPid ?? -1;
   }

@@ -62,7 +62,7 @@ export interface CreateSessionOptions {
 }
 
 export interface SessionOptions {
-  /** How long terminals survive with no client attached (default 5 min). */
+  /** How long a bare session's terminals survive with no client attached (default 5 min; lab shells live as long as their session). */
   graceMs?: number;
   /** How long a session with no client attached lives on before its sandbox ends (default 2 h). */
   idleMs?: number;
@@ -216,6 +216,7 @@ export class SessionManager {
       throw err;
     }
     const terminal = new Terminal(id, name, p, opts.cols, opts.rows, {
+      rewriteFirst: (d) => s.sandbox.explainShellFailure(d),
       onExit: (code) => {
         this.log.info('terminal exited', { session: s.id, term: id, code });
         for (const l of this.listeners.terminalExit) l(s, id, code);
@@ -257,6 +258,10 @@ export class SessionManager {
     s.lastActive = Date.now();
     if (s.connections > 0 || s.graceTimer) return;
     this.armIdle(s);
+    // A lab's shells live as long as its session: a student back after lunch
+    // finds `$!`, variables and jobs where they were (output waits, paused,
+    // while nobody watches). Only bare sessions close idle shells early.
+    if (s.lab) return;
     s.graceTimer = setTimeout(() => {
       s.graceTimer = undefined;
       if (s.connections > 0) return;

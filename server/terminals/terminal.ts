@@ -54,6 +54,8 @@ interface Attachment {
 
 export interface TerminalOptions {
   replayBytes?: number;
+  /** Rewrites the first output chunk (a failed start's error record, in words). */
+  rewriteFirst?: (data: Buffer) => Buffer;
   onExit?: (code: number) => void;
 }
 
@@ -200,6 +202,7 @@ export class Terminal {
   }
 
   private onOutput(data: Buffer): void {
+    if (this.replay.endOffset === 0 && this.opts.rewriteFirst) data = this.opts.rewriteFirst(data);
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
     if (this.attachments.size === 0) this.unwatched += data.length;

@@ -250,6 +250,62 @@ describe('terminals over socket.io', () => {
     },
   );
 
+  sysTest(
+    "a lab's shell outlives the grace period with nobody attached; a bare session's does not",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const lab = await app.sessions.create({ owner: 'student', lab: 'demo' });
+      const bare = await post();
+      const opened: Record<string, string> = {};
+      for (const s of [lab, bare]) {
+        const c = await connect(s);
+        const t = await c.open({});
+        assert.ok(t.ok);
+        await c.waitFor(t.term, /# $/);
+        await c.input(t.term, 'kept=yes; sleep 600 &\r');
+        await c.waitFor(t.term, /\[1\] \d+/);
+        opened[s.session] = t.term;
+        c.close();
+      }
+      // Nothing to wait for but time: the grace period (2 s here) must pass unnoticed.
+      await waitUntil(
+        () => app.sessions.get(bare.session)!.terminals.size === 0,
+        "the bare session's idle shell closed",
+      );
+      const c = await connect(lab);
+      const r = await c.open({ term: opened[lab.session] });
+      assert.ok(r.ok, 'the lab shell is still there');
+      assert.equal(r.reset, false);
+      assert.match(
+        await c.run(opened[lab.session]!, 'echo $kept; jobs'),
+        /yes\n\[1\]\+ +Running +sleep 600 &/,
+      );
+      c.close();
+      await app.sessions.end(lab.session);
+    },
+  );
+
+  sysTest(
+    "a shell that cannot start says why in words, not the helper's raw error record",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const c = await connect(s);
+      // The sandbox's init dies (as if killed from the host): a new shell cannot join it.
+      process.kill(app.sessions.get(s.session)!.sandbox.initPid, 'SIGKILL');
+      const t = await c.open({});
+      assert.ok(t.ok);
+      await waitUntil(() => c.terms.get(t.term)?.exited !== undefined, 'the failed shell exits');
+      const text = c.terms.get(t.term)!.text;
+      assert.doesNotMatch(text, /ERR\t/);
+      assert.match(text, /The shell could not start: .+\(step: \w+\)/);
+      c.close();
+      await app.sessions.end(s.session);
+    },
+  );
+
   sysTest('ending a session tells its sockets why and disconnects them', SYSTEM_NEEDS, async () => {
     ready();
     const s = await post();
