@@ -51,6 +51,8 @@ export const DEFAULT_RATES: Record<RateKind, Rate> = {
 export const QUEUE_STALE_MS = 30_000;
 /** How often a waiting client is told to ask again. */
 export const QUEUE_POLL_MS = 3_000;
+/** A waiter that asked within this long counts as waiting (it may be overtaken after). */
+export const QUEUE_ACTIVE_MS = 3 * QUEUE_POLL_MS;
 
 export interface HostFacts {
   memTotalBytes: number;
@@ -179,8 +181,13 @@ export class Admission {
     const now = this.now();
     let i = this.line.findIndex((w) => w.key === key);
     const free = this.limits.capacity - this.live;
-    // Waiters ahead of this caller get the free places first.
-    if (free > 0 && (i === -1 ? this.line.length < free : i < free)) {
+    // Waiters ahead of this caller get the free places first - those still
+    // asking: one that went quiet (a closed tab) keeps its place for a while
+    // but does not hold up the line behind it.
+    const ahead = (i === -1 ? this.line : this.line.slice(0, i)).filter(
+      (w) => now - w.seen <= QUEUE_ACTIVE_MS,
+    ).length;
+    if (free > 0 && ahead < free) {
       if (i !== -1) this.line.splice(i, 1);
       return this.take1(client);
     }

@@ -159,7 +159,16 @@ export function createApp(opts: AppOptions): App {
     }
     if (url.pathname.startsWith('/api/'))
       return json(res, 404, { error: `no route ${req.method} ${url.pathname}` });
-    if (opts.web) return void (await opts.web(req, res));
+    if (opts.web) {
+      // A page (not an asset): the student cookie comes with it (identity.ts ensure).
+      if (
+        req.method === 'GET' &&
+        !url.pathname.startsWith('/_next/') &&
+        !/\.\w+$/.test(url.pathname)
+      )
+        students.ensure(req, res);
+      return void (await opts.web(req, res));
+    }
     json(res, 404, { error: 'not found' });
   }
 

@@ -69,6 +69,21 @@ export class StudentIds {
   }
 
   /**
+   * Sets a student cookie on a page load that has none, so that the page's
+   * first API calls, sent in parallel, all carry the same id (each would
+   * otherwise mint its own). Best effort: a client over its minting rate
+   * gets the page anyway, and its first API call answers 429.
+   */
+  ensure(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.verify(req.headers.cookie)) return;
+    try {
+      this.get(req, res);
+    } catch {
+      // rate-limited: see above
+    }
+  }
+
+  /**
    * The student of this request; mints one (and sets the cookie) if the
    * cookie is missing or forged. Throws 429 when this client mints too many.
    */

@@ -12,6 +12,7 @@ import {
   aggregateBudget,
   DEFAULT_RATES,
   hostCapacity,
+  QUEUE_ACTIVE_MS,
   QUEUE_STALE_MS,
   type AdmissionLimits,
 } from '../../server/sessions/admission';
@@ -81,6 +82,14 @@ test('capacity: a full host answers 503 with the place in line; places free in l
   // The line is bounded.
   refused(() => a.admit('c', 'f'));
   assert.match(refused(() => a.admit('c', 'g')).message, /so is the line/);
+  // A waiter that went quiet (a closed tab) does not hold up those behind it.
+  const b = new Admission(limits({ capacity: 1 }), () => now);
+  const only = b.admit('c', 'x');
+  refused(() => b.admit('c', 'ghost'));
+  refused(() => b.admit('c', 'waiting'));
+  only.release();
+  now += QUEUE_ACTIVE_MS + 1;
+  b.admit('c', 'waiting');
   // A waiter that stops asking loses its place.
   now += QUEUE_STALE_MS + 1;
   assert.equal(a.waiting, 0);
