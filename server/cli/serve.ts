@@ -60,7 +60,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
     perClient: config.admission.perClient,
     perStudent: config.admission.perStudent,
     queueMax: 1000,
-    rates: { ...DEFAULT_RATES, ...config.admission.rates },
+    rates: {
+      ...DEFAULT_RATES,
+      'client-start': {
+        burst: config.admission.perClient,
+        perMinute: config.admission.perClient,
+      },
+      ...config.admission.rates,
+    },
   });
   log.info('admission', {
     capacity: admission.limits.capacity,

@@ -6,25 +6,22 @@
  * resumed or re-adopted session keeps the token its tabs already hold.
  */
 import * as crypto from 'node:crypto';
-import * as os from 'node:os';
 import type { LabSession } from '../protocol/index';
 import type { SandboxManager } from '../sandbox/index';
-import type { Admission } from '../sessions/admission';
+import type { Admission, Slot } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
-import { Gate } from '../util/gate';
 import type { Logger } from '../util/logger';
 import type { LabCatalog } from './catalog';
 import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
-
-/** Concurrent lab starts (util/gate.ts): one per core and one more for the waits. */
-const START_GATE = new Gate(Math.max(2, os.availableParallelism() + 1));
 
 export class LabSessions {
   private readonly secret: string;
   /** In-flight starts, so two tabs opening the same lab get one sandbox. */
   private readonly starting = new Map<string, Promise<LabSession>>();
+  /** Each student's latest start (starts of one student run one after another). */
+  private readonly ownerChain = new Map<string, Promise<unknown>>();
   /** Why a student's sandbox for a lab was ended by us, told on their next start there. */
   private readonly endedWhy = new Map<string, string>();
 
@@ -58,7 +55,18 @@ export class LabSessions {
     const key = `${owner}\0${labId}`;
     let p = this.starting.get(key);
     if (!p) {
-      p = this.doStart(owner, labId, client).finally(() => this.starting.delete(key));
+      // One start at a time per student (another lab's start waits), so the
+      // per-student limit sees every sandbox the student has or is getting.
+      const before = this.ownerChain.get(owner) ?? Promise.resolve();
+      p = before
+        .catch(() => {})
+        .then(() => this.doStart(owner, labId, client))
+        .finally(() => {
+          this.starting.delete(key);
+          if (this.ownerChain.get(owner) === chained) this.ownerChain.delete(owner);
+        });
+      const chained = p.catch(() => {});
+      this.ownerChain.set(owner, chained);
       this.starting.set(key, p);
     }
     return p;
@@ -103,7 +111,45 @@ export class LabSessions {
     }
   }
 
-  private async doStart(owner: string, labId: string, client: string): Promise<LabSession> {
+  /**
+   * Ends the student's sandbox for the lab and starts a fresh one in its
+   * place (`forget` runs in between: the engine forgets progress). The
+   * rates are taken first and the old sandbox's admission place goes to the
+   * new one, so a reset that is refused ends nothing, and a reset never
+   * puts the student behind the line.
+   */
+  async reset(
+    owner: string,
+    labId: string,
+    client: string,
+    forget: () => void,
+  ): Promise<LabSession> {
+    const before = this.ownerChain.get(owner) ?? Promise.resolve();
+    const p = before
+      .catch(() => {})
+      .then(async () => {
+        this.admission?.take('start', owner);
+        this.admission?.take('client-start', client);
+        const s = this.find(owner, labId);
+        const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
+        forget();
+        return this.doStart(owner, labId, client, { slot, rated: true });
+      });
+    const chained = p.catch(() => {});
+    this.ownerChain.set(owner, chained);
+    try {
+      return await p;
+    } finally {
+      if (this.ownerChain.get(owner) === chained) this.ownerChain.delete(owner);
+    }
+  }
+
+  private async doStart(
+    owner: string,
+    labId: string,
+    client: string,
+    pre: { slot: Slot | undefined; rated: boolean } = { slot: undefined, rated: false },
+  ): Promise<LabSession> {
     const loaded = this.catalog.labs.get(labId);
     if (!loaded) throw new RequestError('not-found', `no lab with id ${JSON.stringify(labId)}`);
     const na = notApplicable(loaded.lab, this.catalog.mode);
@@ -116,12 +162,17 @@ export class LabSessions {
       if (this.store.getLabSession(owner, labId))
         notice =
           'Your previous sandbox could not be kept (the server restarted), so this is a fresh one. Your progress is kept; steps that need earlier work may have to be redone.';
-      await this.makeRoom(owner, labId);
       // A place first (a student waiting in line asks again every few
-      // seconds, and waiting must not use up the start rate), then the rate.
-      const slot = this.admission?.admit(client, owner);
+      // seconds, and waiting must not use up the start rate), then the
+      // rates, and only then room among the student's own labs: a refused
+      // start ends nothing.
+      const slot = pre.slot ?? this.admission?.admit(client, owner);
       try {
-        this.admission?.take('start', owner);
+        if (!pre.rated) {
+          this.admission?.take('start', owner);
+          this.admission?.take('client-start', client);
+        }
+        await this.makeRoom(owner, labId);
       } catch (err) {
         slot?.release();
         throw err;
@@ -129,7 +180,7 @@ export class LabSessions {
       const t0 = Date.now();
       // Through the gate: the sandbox, the lab's setup and its shells up to
       // their first output - all of a start's CPU work.
-      const created = await START_GATE.run(async () => {
+      const created = await this.sessions.startGate.run(async () => {
         const c = await this.sessions.create({
           ...labSandboxOptions(loaded.lab),
           token: this.token,

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import { RequestError } from '../util/errors';
 
-export type RateKind = 'start' | 'check' | 'hint' | 'identity';
+export type RateKind = 'start' | 'client-start' | 'check' | 'hint' | 'identity';
 
 export interface Rate {
   /** Requests allowed at once after a quiet period. */
@@ -39,6 +39,10 @@ export interface AdmissionLimits {
 export const DEFAULT_RATES: Record<RateKind, Rate> = {
   // Creating a sandbox (start, reset): a student needs a handful per lab.
   start: { burst: 10, perMinute: 6 },
+  // All starts from one address (ids are cheap: the per-student rate alone
+  // let one address start 311 sandboxes in 20 s). serve sets it to
+  // UNDERLAY_PER_CLIENT a minute, burst as large, unless configured.
+  'client-start': { burst: 30, perMinute: 30 },
   // Checks run scripts in the sandbox; a student clicks Check a few times a minute.
   check: { burst: 20, perMinute: 30 },
   hint: { burst: 10, perMinute: 20 },
@@ -112,6 +116,7 @@ export interface Slot {
 
 interface Waiter {
   key: string;
+  client: string;
   seen: number;
 }
 
@@ -197,7 +202,14 @@ export class Admission {
           hint: 'Try again in a minute.',
           retryAfterMs: 60_000,
         });
-      this.line.push({ key, seen: now });
+      // One address holds at most as many places in line as it may run sandboxes.
+      if (this.line.filter((w) => w.client === client).length >= this.limits.perClient)
+        throw new RequestError(
+          'rate-limited',
+          `The lab host is full, and ${this.limits.perClient} places in line are already taken from your address.`,
+          { hint: 'Try again in a minute.', retryAfterMs: 60_000 },
+        );
+      this.line.push({ key, client, seen: now });
       i = this.line.length - 1;
     } else (this.line[i] as Waiter).seen = now;
     const position = i + 1;
@@ -249,6 +261,7 @@ export class Admission {
 
 const RATE_MESSAGES: Record<RateKind, string> = {
   start: 'Too many sandbox starts in a short time.',
+  'client-start': 'Too many sandbox starts from your address in a short time.',
   check: 'Too many checks in a short time.',
   hint: 'Too many hint requests in a short time.',
   identity: 'Too many new students from your address in a short time.',

@@ -7,6 +7,7 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { LIMITS, type SessionCreated } from '../protocol/index';
 import {
   killCgroups,
@@ -19,6 +20,7 @@ import {
 import { Terminal } from '../terminals/terminal';
 import type { Slot } from './admission';
 import { RequestError } from '../util/errors';
+import { Gate } from '../util/gate';
 import type { Logger } from '../util/logger';
 
 export interface TerminalEntry {
@@ -80,6 +82,11 @@ export interface SessionEvents {
 }
 
 export class SessionManager {
+  /**
+   * Sandbox starts, shells included, go through here (util/gate.ts): one per
+   * core and one more for the waits.
+   */
+  readonly startGate = new Gate(Math.max(2, os.availableParallelism() + 1));
   private readonly sessions = new Map<string, Session>();
   private readonly listeners: { [K in keyof SessionEvents]: SessionEvents[K][] } = {
     terminalExit: [],
@@ -269,6 +276,19 @@ export class SessionManager {
       for (const id of [...s.terminals.keys()]) void this.closeTerminal(s, id);
     }, this.graceMs);
     s.graceTimer.unref();
+  }
+
+  /**
+   * Ends a session but hands its admission place to the caller (a reset
+   * starts the next sandbox in it, instead of behind the line).
+   */
+  async endKeepingSlot(id: string, reason: string): Promise<Slot | undefined> {
+    const s = this.sessions.get(id);
+    if (!s) return undefined;
+    const slot = s.slot;
+    delete s.slot;
+    await this.end(id, reason);
+    return slot;
   }
 
   async end(id: string, reason = 'the session was ended'): Promise<boolean> {

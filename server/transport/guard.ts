@@ -27,7 +27,8 @@ export interface GuardOptions {
 function hostName(host: string | undefined): string | undefined {
   if (!host) return undefined;
   const h = host.toLowerCase();
-  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  // `[v6]` or `[v6]:port`, nothing else after the bracket.
+  if (h.startsWith('[')) return /^(\[[^\]]*\])(?::\d+)?$/.exec(h)?.[1];
   return h.replace(/:\d+$/, '');
 }
 

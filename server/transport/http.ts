@@ -139,7 +139,18 @@ export function createApp(opts: AppOptions): App {
       try {
         const client = clientOf(req);
         const slot = admission?.admit(client, client);
-        return json(res, 201, await sessions.create(slot ? { slot } : {}));
+        try {
+          admission?.take('start', client);
+          admission?.take('client-start', client);
+        } catch (err) {
+          slot?.release();
+          throw err;
+        }
+        return json(
+          res,
+          201,
+          await sessions.startGate.run(() => sessions.create(slot ? { slot } : {})),
+        );
       } catch (err) {
         const { status, body } = errorResponse(err);
         log.error('session create failed', {

@@ -12,6 +12,7 @@ import * as crypto from 'node:crypto';
 import type * as http from 'node:http';
 import * as net from 'node:net';
 import type { Admission } from '../sessions/admission';
+import { RequestError } from '../util/errors';
 
 export const STUDENT_COOKIE = 'underlay_student';
 
@@ -34,6 +35,23 @@ function expandV6(a: string): string[] | undefined {
   const fill = 8 - h.length - t.length;
   if (fill < 0) return undefined;
   return [...h, ...Array<string>(tail !== undefined ? fill : 0).fill('0'), ...t];
+}
+
+/**
+ * Whether this request may create a student. Another site can make a
+ * browser send requests here (an image, a script, a frame) that would each
+ * mint an id and drain the minting budget of everyone behind the same
+ * address; browsers label those with Fetch Metadata. Allowed: requests
+ * from this site, top-level navigations (a link from an LMS), and clients
+ * that send no metadata (not a browser).
+ */
+function mayMint(req: http.IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (site === undefined || site === 'same-origin' || site === 'same-site' || site === 'none')
+    return true;
+  return (
+    req.headers['sec-fetch-mode'] === 'navigate' && req.headers['sec-fetch-dest'] === 'document'
+  );
 }
 
 export class StudentIds {
@@ -96,6 +114,10 @@ export class StudentIds {
     )?.[1];
     if (legacy && this.opts.known?.(legacy)) id = legacy;
     if (!id) {
+      if (!mayMint(req))
+        throw new RequestError('forbidden', 'a new student starts from a page of this site', {
+          hint: 'Open the lab from its page (a link or the address bar) instead.',
+        });
       this.opts.admission?.take('identity', clientOf(req));
       id = crypto.randomBytes(18).toString('base64url');
     }

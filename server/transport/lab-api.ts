@@ -150,9 +150,11 @@ export async function labRoute(
     if (action === 'session' && method === 'DELETE')
       return send(res, 200, { ended: await labSessions.end(owner, labId) });
     if (action === 'reset' && method === 'POST') {
-      await labSessions.end(owner, labId);
-      const progress = engine.resetLab(owner, labId);
-      return send(res, 200, { progress, session: await labSessions.start(owner, labId, client) });
+      let progress = engine.state(owner, labId);
+      const session = await labSessions.reset(owner, labId, client, () => {
+        progress = engine.resetLab(owner, labId);
+      });
+      return send(res, 200, { progress, session });
     }
     if (stepId && method === 'POST') {
       if (!loaded.lab.steps.some((s) => s.id === stepId))
@@ -192,9 +194,15 @@ export async function labRoute(
     return err(res, 405, { error: `${method} is not allowed on ${url.pathname}` });
   } catch (e) {
     const { status, body: answer } = errorResponse(e);
-    if (status >= 500)
+    // A refusal (a full host, a limit) is the server working as meant: not an error.
+    if (e instanceof RequestError)
+      ctx.log[e.kind === 'full' ? 'debug' : 'info']('lab request refused', {
+        url: url.pathname,
+        status,
+        error: answer.error,
+      });
+    else
       ctx.log.error('lab request failed', { url: url.pathname, error: answer, cause: String(e) });
-    else ctx.log.info('lab request refused', { url: url.pathname, status, error: answer.error });
     return err(res, status, answer);
   }
 }

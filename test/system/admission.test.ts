@@ -159,6 +159,28 @@ describe('admission control over HTTP', () => {
   );
 
   sysTest(
+    "one student's simultaneous starts of several labs stay within the per-student limit",
+    SYSTEM_NEEDS,
+    async () => {
+      const { url } = server();
+      const live = async () =>
+        ((await (await fetch(`${url}/healthz`)).json()) as { sessions: number }).sessions;
+      const before = await live();
+      const z = new Student(url);
+      await z.call('GET', '/api/labs'); // the id first, as a page load would
+      const labs = ['uts-hostname', 'ns-uts-ipc', 'ns-pid'];
+      const answers = await Promise.all(labs.map((l) => z.start(l)));
+      assert.ok(
+        answers.some((r) => r.status === 200),
+        JSON.stringify(answers.map((r) => r.body)),
+      );
+      assert.ok((await live()) - before <= 1, `${(await live()) - before} live for one student`);
+      for (const l of labs) await z.call('DELETE', `/api/labs/${l}/session`);
+    },
+    { timeout: 60_000 },
+  );
+
+  sysTest(
     'request rules: bare sessions off, Origin or client header, Host allow-list',
     SYSTEM_NEEDS,
     async () => {
@@ -173,6 +195,16 @@ describe('admission control over HTTP', () => {
       const anon = await fetch(`${url}/api/labs/uts-hostname/session`, { method: 'POST' });
       assert.equal(anon.status, 403);
       assert.match(((await anon.json()) as { error: string }).error, /x-underlay-client/);
+      // Another site's <img> makes the browser ask without a cookie: no id is minted for it.
+      const drain = await fetch(`${url}/api/labs`, {
+        headers: {
+          'sec-fetch-site': 'cross-site',
+          'sec-fetch-mode': 'no-cors',
+          'sec-fetch-dest': 'image',
+        },
+      });
+      assert.equal(drain.status, 403);
+      assert.equal(drain.headers.get('set-cookie'), null);
       const cli = await fetch(`${url}/api/labs/uts-hostname/session`, {
         method: 'DELETE',
         headers: { 'x-underlay-client': 'test' },

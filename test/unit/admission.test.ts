@@ -96,6 +96,17 @@ test('capacity: a full host answers 503 with the place in line; places free in l
   assert.equal(refused(() => a.admit('c', 'erin')).queuePosition, 1);
 });
 
+test('per client: one address holds at most perClient places in line', () => {
+  const a = new Admission(limits({ capacity: 1, perClient: 2 }));
+  a.admit('10.0.0.9', 'running');
+  refused(() => a.admit('10.0.0.1', 'w1'));
+  refused(() => a.admit('10.0.0.1', 'w2'));
+  const e = refused(() => a.admit('10.0.0.1', 'w3'));
+  assert.equal(e.status, 429);
+  assert.match(e.message, /2 places in line are already taken from your address/);
+  assert.equal(refused(() => a.admit('10.0.0.2', 'other')).queuePosition, 3);
+});
+
 test('per client: live sandboxes from one address are capped; a release makes room', () => {
   const a = new Admission(limits({ capacity: 10, perClient: 2 }));
   const s = a.admit('10.0.0.1', 'x');
@@ -184,6 +195,27 @@ test('student ids: minted signed; a forged or unsigned id is replaced, a known o
   assert.notEqual(new StudentIds('other').verify(cookie), alice);
 });
 
+test('student ids: another site cannot make a browser mint ids (Fetch Metadata)', () => {
+  const ids = new StudentIds('s');
+  const res = { setHeader: () => {} } as unknown as http.ServerResponse;
+  const img = {
+    'sec-fetch-site': 'cross-site',
+    'sec-fetch-mode': 'no-cors',
+    'sec-fetch-dest': 'image',
+  };
+  assert.equal(refused(() => ids.get(req(img), res)).status, 403);
+  const frame = {
+    'sec-fetch-site': 'cross-site',
+    'sec-fetch-mode': 'navigate',
+    'sec-fetch-dest': 'iframe',
+  };
+  refused(() => ids.get(req(frame), res));
+  // A link from an LMS (top-level navigation), this site's own calls, and non-browsers mint.
+  ids.get(req({ ...frame, 'sec-fetch-dest': 'document' }), res);
+  ids.get(req({ 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'cors' }), res);
+  ids.get(req({}), res);
+});
+
 test('student ids: minting is rate-limited per client address', () => {
   const a = new Admission(
     limits({ rates: { ...DEFAULT_RATES, identity: { burst: 2, perMinute: 1 } } }),
@@ -207,6 +239,8 @@ test('host allow-list: IP literals, localhost and this machine; other names only
     assert.ok(hostAllowed(req({ host })), host);
   assert.ok(hostAllowed(req({ host: `${os.hostname()}:3000` })));
   assert.ok(!hostAllowed(req({ host: 'evil.example:3000' })), 'a rebound name is refused');
+  for (const host of ['[::1].evil.com', '[::1]@evil.com', '[::1]x:80', '[', '127.0.0.1.nip.io'])
+    assert.ok(!hostAllowed(req({ host })), host);
   assert.ok(!hostAllowed(req({})), 'no Host at all');
   assert.ok(hostAllowed(req({ host: 'lab.example.edu' }), { allowedHosts: ['lab.example.edu'] }));
   assert.ok(hostAllowed(req({ host: 'a.campus:80' }), { allowedHosts: ['*.campus'] }));
