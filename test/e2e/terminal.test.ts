@@ -8,6 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { ARTIFACTS, browserSuite, waitForScreen } from '../helpers/browser';
+import { decodePng } from '../helpers/png';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 describe('terminal in the browser', () => {
@@ -37,6 +38,45 @@ describe('terminal in the browser', () => {
       await page.keyboard.type('echo $$\n');
       await waitForScreen(page, /^\d+\s*$/m);
       await page.screenshot({ path: path.join(ARTIFACTS, 'terminal-after-reload.png') });
+    },
+    { timeout: 90_000 },
+  );
+
+  sysTest(
+    'underscores are drawn at device pixel ratio 1 and 2 (cpu.cfs_quota_us must not read "cpu.cfs quota us")',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server, browser } = suite.ready();
+      for (const dpr of [1, 2]) {
+        const ctx = await browser.newContext({
+          viewport: { width: 1200, height: 700 },
+          deviceScaleFactor: dpr,
+        });
+        const page = await ctx.newPage();
+        await page.goto(`${server.url}/sandbox`);
+        await page.getByRole('button', { name: 'Start a sandbox' }).click();
+        await waitForScreen(page, /root@lab:~#/);
+        await page.locator('[data-testid="xterm"]').first().click();
+        await page.keyboard.type("printf '%s\\n' ____________________\n");
+        await waitForScreen(page, /^_{20}\s*$/m);
+        // The pixels of the row that holds only underscores: some must differ from the background.
+        const rows = page.locator('[data-testid="xterm"] .xterm-rows > div');
+        let row = -1;
+        for (let i = 0; i < (await rows.count()) && row < 0; i++)
+          if (/^_{20}\s*$/.test((await rows.nth(i).textContent()) ?? '')) row = i;
+        const img = decodePng(await rows.nth(row).screenshot());
+        const bg = [img.rgba[0], img.rgba[1], img.rgba[2]] as number[];
+        let ink = 0;
+        for (let p = 0; p < img.width * img.height; p++) {
+          let d = 0;
+          for (let c = 0; c < 3; c++)
+            d += Math.abs((img.rgba[p * 4 + c] as number) - (bg[c] as number));
+          if (d > 120) ink++;
+        }
+        // 20 underscores, each at least a few device pixels wide, one row high.
+        assert.ok(ink >= 20 * 4 * dpr, `DPR ${dpr}: ${ink} pixels of underscore drawn`);
+        await ctx.close();
+      }
     },
     { timeout: 90_000 },
   );

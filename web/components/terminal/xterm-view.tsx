@@ -53,6 +53,10 @@ export default function XtermView({
       allowProposedApi: true,
       fontFamily: "ui-monospace, 'DejaVu Sans Mono', 'Liberation Mono', monospace",
       fontSize: 14,
+      // At 1.0 the cell is as tall as the font's ascent + descent rounded
+      // down, and at device pixel ratio 1 the underscore's row falls outside
+      // it: `cpu.cfs_quota_us` read "cpu.cfs quota us" (test/e2e/terminal.test.ts).
+      lineHeight: 1.2,
       theme: {
         background: color('--term-bg'),
         foreground: color('--term-fg'),
