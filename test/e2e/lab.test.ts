@@ -217,6 +217,38 @@ describe('the student web app', () => {
   );
 
   sysTest(
+    'keyboard: Ctrl+Shift+E leaves the terminal, and Shift+Tab then reaches Check',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
+      const page = await ctx.newPage();
+      await page.goto(`${srv.url}/labs/uts-hostname`);
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      const inTerminal = () =>
+        page.evaluate(`!!document.activeElement?.closest('[data-testid="xterm"]')`);
+      assert.equal(await inTerminal(), true);
+      await page.keyboard.press('Tab'); // Tab stays in the shell (completion)
+      assert.equal(await inTerminal(), true);
+      await page.keyboard.press('Control+Shift+E');
+      assert.equal(await inTerminal(), false, 'focus left the terminal');
+      assert.equal(await page.evaluate(`document.activeElement?.getAttribute('role')`), 'tab');
+      let reached = false;
+      for (let i = 0; i < 12 && !reached; i++) {
+        await page.keyboard.press('Shift+Tab');
+        reached = (await page.evaluate(`document.activeElement?.textContent?.trim()`)) === 'Check';
+      }
+      assert.ok(reached, 'Shift+Tab reaches Check');
+      await ctx.request.delete(`${srv.url}/api/labs/uts-hostname/session`, {
+        headers: { origin: srv.url },
+      });
+      await ctx.close();
+    },
+    { timeout: 60_000 },
+  );
+
+  sysTest(
     'untrusted text: a hint that echoes a student-chosen hostname shows it as text, runs no script',
     SYSTEM_NEEDS,
     async () => {

@@ -77,7 +77,7 @@ export function TerminalTabs({
   if (!allMounted && !visited.includes(active)) setVisited([...visited, active]);
 
   return (
-    <div className={`${styles.root} ${styles[variant]}`}>
+    <div className={`${styles.root} ${styles[variant]}`} data-terminal-root>
       <div className={styles.bar}>
         <div role="tablist" aria-label="Terminals" className={styles.tabs}>
           {tabs.map((t) => (
@@ -94,6 +94,9 @@ export function TerminalTabs({
           ))}
         </div>
         {tools}
+        <span className={styles.keys} id="terminal-keys">
+          <kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>E</kbd> leaves the terminal
+        </span>
         <span className={styles.status} role="status" data-testid="conn-state">
           <span className={styles.dot} data-state={state} aria-hidden />
           {STATE_TEXT[state]}
@@ -114,6 +117,7 @@ export function TerminalTabs({
             id={`term-${t.name}`}
             role="tabpanel"
             aria-label={t.name}
+            aria-describedby="terminal-keys"
             className={styles.panel}
             hidden={t.key !== active}
             data-terminal-name={t.name}

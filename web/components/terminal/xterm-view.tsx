@@ -74,9 +74,21 @@ export default function XtermView({
     fitRef.current = fit;
     xtermRef.current = term;
     // Copy with Ctrl+Shift+C (Ctrl+C stays an interrupt); paste is the browser's own.
+    // Tab and Esc belong to the shell (completion, vi), so the way out for
+    // keyboard users is Ctrl+Shift+E: focus moves to this terminal's tab, and
+    // Tab / Shift+Tab go on from there (to Check, Run, the other tabs).
     term.attachCustomKeyEventHandler((e) => {
       if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && e.code === 'KeyC') {
         void navigator.clipboard?.writeText(term.getSelection());
+        return false;
+      }
+      if (e.ctrlKey && e.shiftKey && e.code === 'KeyE') {
+        if (e.type === 'keydown') {
+          const root = el.closest('[data-terminal-root]');
+          const tab = root?.querySelector<HTMLElement>('[role="tab"][aria-selected="true"]');
+          term.blur();
+          tab?.focus();
+        }
         return false;
       }
       return true;
