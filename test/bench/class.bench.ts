@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { io, type Socket } from 'socket.io-client';
 import { startServer, type Server } from '../helpers/browser';
+import { CookieClient } from '../helpers/browser-like';
 
 const STUDENTS = Number(process.env.STUDENTS ?? 100);
 const NOISY = Number(process.env.NOISY ?? 5);
@@ -75,7 +76,7 @@ const fig: Figures = { start: [], echo: [], check: [], reload: [], errors: [] };
 let measuringEcho = false;
 
 class Student {
-  cookie = '';
+  private readonly http: CookieClient;
   socket: Socket | undefined;
   term = '';
   /** Bytes received (the next offset). */
@@ -88,23 +89,13 @@ class Student {
   constructor(
     readonly n: number,
     readonly url: string,
-  ) {}
+  ) {
+    this.http = new CookieClient(url);
+  }
 
-  async call(method: string, p: string, body?: unknown): Promise<Record<string, unknown>> {
-    const r = await fetch(`${this.url}${p}`, {
-      method,
-      headers: {
-        origin: this.url,
-        ...(this.cookie ? { cookie: this.cookie } : {}),
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const set = r.headers.get('set-cookie');
-    if (set) this.cookie = set.split(';')[0] as string;
-    const data = (await r.json()) as Record<string, unknown>;
-    if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(data)}`);
-    return data;
+  /** The lab API as this student's browser would call it (throws on an error status). */
+  call(method: string, p: string, body?: unknown): Promise<Record<string, unknown>> {
+    return this.http.ok(method, p, body);
   }
 
   /** POST session, connect, attach T1, until the prompt (or the replay) is on screen. */

@@ -10,36 +10,11 @@ import * as net from 'node:net';
 import { after, before, describe } from 'node:test';
 import { io } from 'socket.io-client';
 import { startServer, type Server } from '../helpers/browser';
+import { CookieClient } from '../helpers/browser-like';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-  headers: Headers;
-}
-
-/** A browser-like student: a cookie jar and a same-origin Origin on every request. */
-class Student {
-  cookie = '';
-  constructor(private readonly url: string) {}
-  async call(method: string, path: string, body?: unknown): Promise<Answer> {
-    const r = await fetch(`${this.url}${path}`, {
-      method,
-      headers: {
-        origin: this.url,
-        ...(this.cookie ? { cookie: this.cookie } : {}),
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const set = r.headers.get('set-cookie');
-    if (set) this.cookie = set.split(';')[0] as string;
-    return {
-      status: r.status,
-      body: (await r.json()) as Record<string, unknown>,
-      headers: r.headers,
-    };
-  }
+/** A browser-like student (cookie jar, same-origin Origin). */
+class Student extends CookieClient {
   start(lab: string) {
     return this.call('POST', `/api/labs/${lab}/session`);
   }

@@ -43,6 +43,11 @@ describe('terminals over socket.io', () => {
     await c.waitFor(t.term, /# $/);
     return { c, term: t.term };
   };
+  /** `bytes` of output in one go, then END: returns when `c` has seen END. */
+  const flood = async (c: TermClient, term: string, bytes: number) => {
+    await c.input(term, `head -c ${bytes} /dev/zero | tr '\\0' x; echo; echo E''ND\r`);
+    await c.waitFor(term, /^END\r?$/m, 20_000);
+  };
   const post = async (): Promise<SessionCreated> => {
     const r = await fetch(`${url}/api/sessions`, {
       method: 'POST',
@@ -170,16 +175,12 @@ describe('terminals over socket.io', () => {
     async () => {
       ready();
       const s = await post();
-      const c1 = await connect(s);
-      const t = await c1.open({});
-      assert.ok(t.ok);
-      await c1.waitFor(t.term, /# $/);
+      const { c: c1, term } = await shell(s);
       const c2 = await connect(s);
       c2.autoAck = false; // a background tab that does not render
-      assert.ok((await c2.open({ term: t.term })).ok);
-      await c1.input(t.term, "head -c 700000 /dev/zero | tr '\\0' x; echo; echo E''ND\r");
-      await c1.waitFor(t.term, /^END\r?$/m, 20_000);
-      const got = c2.received(t.term);
+      assert.ok((await c2.open({ term })).ok);
+      await flood(c1, term, 700_000);
+      const got = c2.received(term);
       assert.ok(
         got <= LIMITS.highWaterBytes + LIMITS.maxMessageBytes,
         `the stalled socket got ${got} bytes unacknowledged`,
@@ -187,8 +188,8 @@ describe('terminals over socket.io', () => {
       assert.ok(got > 0, 'the second socket got output too');
       // The stalled one catches up once it acks.
       c2.autoAck = true;
-      c2.socket.emit('term:ack', { term: t.term, bytes: got });
-      await c2.waitFor(t.term, /^END\r?$/m, 20_000);
+      c2.socket.emit('term:ack', { term, bytes: got });
+      await c2.waitFor(term, /^END\r?$/m, 20_000);
       for (const c of [c1, c2])
         assert.ok(c.maxMessage <= LIMITS.maxMessageBytes, `a ${c.maxMessage}-byte message`);
       c1.close();
@@ -202,23 +203,19 @@ describe('terminals over socket.io', () => {
     async () => {
       ready();
       const s = await post();
-      const c1 = await connect(s);
-      const t = await c1.open({});
-      assert.ok(t.ok);
-      await c1.waitFor(t.term, /# $/);
-      await c1.input(t.term, "head -c 1500000 /dev/zero | tr '\\0' y; echo; echo E''ND\r");
-      await c1.waitFor(t.term, /^END\r?$/m, 20_000);
+      const { c: c1, term } = await shell(s);
+      await flood(c1, term, 1_500_000);
       const late = await connect(s);
       late.autoAck = false;
-      const r = await late.open({ term: t.term, offset: 0 });
+      const r = await late.open({ term, offset: 0 });
       assert.ok(r.ok);
       assert.equal(r.reset, true, 'byte 0 is gone: the client must clear its screen');
       assert.ok(r.offset > 0);
       await waitUntil(
-        () => late.received(t.term) >= LIMITS.highWaterBytes,
+        () => late.received(term) >= LIMITS.highWaterBytes,
         'the replay fills the window',
       );
-      const got = late.received(t.term);
+      const got = late.received(term);
       assert.ok(got > 0 && got <= LIMITS.highWaterBytes + LIMITS.maxMessageBytes, String(got));
       assert.ok(late.maxMessage <= LIMITS.maxMessageBytes, `a ${late.maxMessage}-byte message`);
       c1.close();
@@ -259,13 +256,10 @@ describe('terminals over socket.io', () => {
       const bare = await post();
       const opened: Record<string, string> = {};
       for (const s of [lab, bare]) {
-        const c = await connect(s);
-        const t = await c.open({});
-        assert.ok(t.ok);
-        await c.waitFor(t.term, /# $/);
-        await c.input(t.term, 'kept=yes; sleep 600 &\r');
-        await c.waitFor(t.term, /\[1\] \d+/);
-        opened[s.session] = t.term;
+        const { c, term } = await shell(s);
+        await c.input(term, 'kept=yes; sleep 600 &\r');
+        await c.waitFor(term, /\[1\] \d+/);
+        opened[s.session] = term;
         c.close();
       }
       // Nothing to wait for but time: the grace period (2 s here) must pass unnoticed.
@@ -309,10 +303,7 @@ describe('terminals over socket.io', () => {
   sysTest('ending a session tells its sockets why and disconnects them', SYSTEM_NEEDS, async () => {
     ready();
     const s = await post();
-    const c = await connect(s);
-    const t = await c.open({});
-    assert.ok(t.ok);
-    await c.waitFor(t.term, /# $/);
+    const { c } = await shell(s);
     const r = await fetch(`${url}/api/sessions/${s.session}`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${s.token}`, 'x-underlay-client': 'terminals.test' },
