@@ -10,7 +10,7 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
   ARTIFACTS,
@@ -23,6 +23,19 @@ import { sleep } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 const T = (name: string) => `[data-terminal-name="${name}"]`;
+
+/** A new student (own browser context) on a lab's page, at T1's prompt; `leave` ends the lab. */
+async function openLab(browser: Browser, url: string, lab: string) {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
+  const page = await ctx.newPage();
+  await page.goto(`${url}/labs/${lab}`);
+  await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+  const leave = async () => {
+    await ctx.request.delete(`${url}/api/labs/${lab}/session`, { headers: { origin: url } });
+    await ctx.close();
+  };
+  return { page, leave };
+}
 
 async function stepsDone(page: Page): Promise<string[]> {
   return page.$$eval('.steps-nav button.passed', (bs) =>
@@ -196,10 +209,7 @@ describe('the student web app', () => {
     SYSTEM_NEEDS,
     async () => {
       const { server: srv, browser } = suite.ready();
-      const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
-      const page = await ctx.newPage();
-      await page.goto(`${srv.url}/labs/uts-hostname`);
-      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      const { page, leave } = await openLab(browser, srv.url, 'uts-hostname');
       await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
       await page.keyboard.type('touch /root/kept; exit\n');
       await waitForScreen(page, /shell exited with status 0/, 15_000, T('T1'));
@@ -208,10 +218,7 @@ describe('the student web app', () => {
       await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
       await page.keyboard.type('ls /root/kept && echo same-$((40+2))\n');
       await waitForScreen(page, /^same-42\s*$/m, 15_000, T('T1'));
-      await ctx.request.delete(`${srv.url}/api/labs/uts-hostname/session`, {
-        headers: { origin: srv.url },
-      });
-      await ctx.close();
+      await leave();
     },
     { timeout: 90_000 },
   );
@@ -221,10 +228,7 @@ describe('the student web app', () => {
     SYSTEM_NEEDS,
     async () => {
       const { server: srv, browser } = suite.ready();
-      const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
-      const page = await ctx.newPage();
-      await page.goto(`${srv.url}/labs/uts-hostname`);
-      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      const { page, leave } = await openLab(browser, srv.url, 'uts-hostname');
       await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
       const inTerminal = () =>
         page.evaluate(`!!document.activeElement?.closest('[data-testid="xterm"]')`);
@@ -240,10 +244,7 @@ describe('the student web app', () => {
         reached = (await page.evaluate(`document.activeElement?.textContent?.trim()`)) === 'Check';
       }
       assert.ok(reached, 'Shift+Tab reaches Check');
-      await ctx.request.delete(`${srv.url}/api/labs/uts-hostname/session`, {
-        headers: { origin: srv.url },
-      });
-      await ctx.close();
+      await leave();
     },
     { timeout: 60_000 },
   );
@@ -253,10 +254,7 @@ describe('the student web app', () => {
     SYSTEM_NEEDS,
     async () => {
       const { server: srv, browser } = suite.ready();
-      const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
-      const page = await ctx.newPage();
-      await page.goto(`${srv.url}/labs/ns-uts-ipc`);
-      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      const { page, leave } = await openLab(browser, srv.url, 'ns-uts-ipc');
       // The student names the sandbox with markup; step 2's hint script echoes $(hostname).
       // (No '=' inside the unquoted attribute value: markdown would not see a tag.)
       const payload = '<img src=x onerror=window.__pwned++>';
@@ -282,10 +280,7 @@ describe('the student web app', () => {
       await page.waitForSelector('[data-testid="hint"]');
       assert.equal(await page.locator('[data-testid="hint"] img').count(), 0);
       assert.equal(await page.evaluate('typeof window.__pwned'), 'undefined');
-      await ctx.request.delete(`${srv.url}/api/labs/ns-uts-ipc/session`, {
-        headers: { origin: srv.url },
-      });
-      await ctx.close();
+      await leave();
     },
     { timeout: 90_000 },
   );
