@@ -6,10 +6,11 @@
  * resumed or re-adopted session keeps the token its tabs already hold.
  */
 import * as crypto from 'node:crypto';
-import type { LabSession } from '../protocol/index';
+import type { LabSession, SessionCreated } from '../protocol/index';
 import type { SandboxManager } from '../sandbox/index';
 import type { Admission, Slot } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
+import type { Terminal } from '../terminals/terminal';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
@@ -179,22 +180,32 @@ export class LabSessions {
       }
       const t0 = Date.now();
       // Through the gate: the sandbox, the lab's setup and its shells up to
-      // their first output - all of a start's CPU work.
-      const created = await this.sessions.startGate.run(async () => {
-        const c = await this.sessions.create({
-          ...labSandboxOptions(loaded.lab),
-          token: this.token,
-          owner,
-          lab: labId,
-          prepare: (sb) => prepareSandbox(loaded, sb),
-          ...(slot ? { slot } : {}),
+      // their first output - all of a start's CPU work. The answer goes out
+      // once the shells are spawned (the client connects while they start);
+      // the gate is held until they have printed.
+      const created = await new Promise<SessionCreated>((resolve, reject) => {
+        void this.sessions.startGate.run(async () => {
+          let shells: Terminal[];
+          try {
+            const c = await this.sessions.create({
+              ...labSandboxOptions(loaded.lab),
+              token: this.token,
+              owner,
+              lab: labId,
+              prepare: (sb) => prepareSandbox(loaded, sb),
+              ...(slot ? { slot } : {}),
+            });
+            const fresh = this.sessions.get(c.session) as Session;
+            shells = loaded.lab.sandbox.terminals.map((t) =>
+              this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24 }),
+            );
+            resolve(c);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          await Promise.all(shells.map((t) => t.started(2_000)));
         });
-        const fresh = this.sessions.get(c.session) as Session;
-        const shells = loaded.lab.sandbox.terminals.map((t) =>
-          this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24 }),
-        );
-        await Promise.all(shells.map((t) => t.started(2_000)));
-        return c;
       });
       const why = this.endedWhy.get(`${owner}\0${labId}`);
       this.endedWhy.delete(`${owner}\0${labId}`);
