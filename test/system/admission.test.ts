@@ -244,6 +244,43 @@ describe('admission control over HTTP', () => {
   );
 });
 
+describe('a refused reset ends nothing', () => {
+  let srv: Server | undefined;
+  let setupError: unknown;
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    try {
+      srv = await startServer(undefined, { UNDERLAY_RATES: 'start=1/1' });
+    } catch (e) {
+      setupError = e;
+    }
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  sysTest(
+    'a reset over the start rate is refused before the sandbox or the progress is touched',
+    SYSTEM_NEEDS,
+    async () => {
+      if (!srv) throw setupError ?? new Error('server not started');
+      const s = new Student(srv.url);
+      const first = await s.start('uts-hostname');
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      await s.call('POST', '/api/labs/uts-hostname/steps/private-hostname/skip');
+      const reset = await s.call('POST', '/api/labs/uts-hostname/reset');
+      assert.equal(reset.status, 429, JSON.stringify(reset.body));
+      const again = await s.start('uts-hostname');
+      assert.equal(again.body.session, first.body.session, 'the same sandbox still runs');
+      const view = await s.call('GET', '/api/labs/uts-hostname');
+      const progress = view.body.progress as { steps: Record<string, { skipped: boolean }> };
+      assert.equal(progress.steps['private-hostname']?.skipped, true, 'progress kept');
+      await s.call('DELETE', '/api/labs/uts-hostname/session');
+    },
+    { timeout: 60_000 },
+  );
+});
+
 /** A request on a fresh connection (send Connection: close); everything the server sent before closing. */
 function rawRequest(port: number, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
