@@ -244,13 +244,16 @@ describe('admission control over HTTP', () => {
   );
 });
 
-describe('a refused reset ends nothing', () => {
+describe('start rates: a refused reset ends nothing; bare sessions are rate-limited too', () => {
   let srv: Server | undefined;
   let setupError: unknown;
   before(async () => {
     if (process.getuid?.() !== 0) return;
     try {
-      srv = await startServer(undefined, { UNDERLAY_RATES: 'start=1/1' });
+      srv = await startServer(undefined, {
+        UNDERLAY_RATES: 'start=1/1',
+        UNDERLAY_BARE_SESSIONS: '1',
+      });
     } catch (e) {
       setupError = e;
     }
@@ -278,6 +281,29 @@ describe('a refused reset ends nothing', () => {
       await s.call('DELETE', '/api/labs/uts-hostname/session');
     },
     { timeout: 60_000 },
+  );
+
+  sysTest(
+    'bare sessions share the start rate (one address made 585 in 20 s)',
+    SYSTEM_NEEDS,
+    async () => {
+      if (!srv) throw setupError ?? new Error('server not started');
+      const headers = { 'x-underlay-client': 'admission.test' };
+      const made: { session: string; token: string }[] = [];
+      let refused: Response | undefined;
+      for (let i = 0; i < 3 && !refused; i++) {
+        const r = await fetch(`${srv.url}/api/sessions`, { method: 'POST', headers });
+        if (r.status === 201) made.push((await r.json()) as { session: string; token: string });
+        else refused = r;
+      }
+      assert.equal(refused?.status, 429);
+      assert.ok(made.length <= 1, `${made.length} bare sessions at a rate of 1`);
+      for (const m of made)
+        await fetch(`${srv.url}/api/sessions/${m.session}`, {
+          method: 'DELETE',
+          headers: { ...headers, authorization: `Bearer ${m.token}` },
+        });
+    },
   );
 });
 
