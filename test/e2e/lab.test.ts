@@ -250,6 +250,34 @@ describe('the student web app', () => {
   );
 
   sysTest(
+    "screen-reader mode mirrors the terminal's text for assistive technology, and is remembered",
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const { page, leave } = await openLab(browser, srv.url, 'uts-hostname');
+      const tree = `${T('T1')} .xterm-accessibility-tree`;
+      assert.equal(await page.locator(tree).count(), 0, 'off by default');
+      await page.getByRole('button', { name: 'Screen reader' }).click();
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type('echo sr-$((2+3))\n');
+      await page.waitForFunction(
+        `[...document.querySelectorAll('${tree} *')].some((e) => /^sr-5\\s*$/.test(e.textContent || ''))`,
+        undefined,
+        { timeout: 15_000 },
+      );
+      await page.reload();
+      await waitForScreen(page, /sr-5/, 20_000, T('T1'));
+      assert.equal(
+        await page.getByRole('button', { name: 'Screen reader' }).getAttribute('aria-pressed'),
+        'true',
+      );
+      await page.getByRole('button', { name: 'Screen reader' }).click();
+      await leave();
+    },
+    { timeout: 90_000 },
+  );
+
+  sysTest(
     'untrusted text: a hint that echoes a student-chosen hostname shows it as text, runs no script',
     SYSTEM_NEEDS,
     async () => {

@@ -9,7 +9,10 @@ import dynamic from 'next/dynamic';
 import { useState, type ReactNode } from 'react';
 import type { ConnectionState, RemoteTerminal, SessionClient } from '../../lib/terminal-client';
 import type { SessionConnection } from '../../lib/use-session-client';
+import { useStored, writeStored } from '../../lib/use-stored';
 import styles from './terminal-tabs.module.css';
+
+const SCREEN_READER_KEY = 'underlay.screenReader';
 
 const XtermView = dynamic(() => import('./xterm-view'), {
   ssr: false,
@@ -71,6 +74,8 @@ export function TerminalTabs({
   overlay,
 }: TerminalTabsProps) {
   const { client, state, detail } = connection;
+  // Remembered per browser, for every terminal.
+  const screenReader = useStored(SCREEN_READER_KEY) === '1';
   const [visited, setVisited] = useState<readonly string[]>([active]);
   const [allMounted, setAllMounted] = useState(false);
   // A tab shown before the first terminal is up mounts at once (adjusting state during render).
@@ -94,6 +99,14 @@ export function TerminalTabs({
           ))}
         </div>
         {tools}
+        <button
+          className="small"
+          aria-pressed={screenReader}
+          onClick={() => writeStored(SCREEN_READER_KEY, screenReader ? null : '1')}
+          title="Mirror the terminal as text for screen readers"
+        >
+          Screen reader
+        </button>
         <span className={styles.keys} id="terminal-keys">
           <kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>E</kbd> leaves the terminal
         </span>
@@ -129,6 +142,7 @@ export function TerminalTabs({
                 // Only a new terminal needs a name (and a relabelled tab must not reopen it).
                 name={t.termId ? undefined : t.name}
                 active={t.key === active}
+                screenReader={screenReader}
                 onOpened={(rt) => {
                   onOpened?.(t.key, rt);
                   setTimeout(() => setAllMounted(true), 50);

@@ -20,6 +20,8 @@ export interface XtermViewProps {
   /** The name of a new terminal (T2, ...). */
   name?: string | undefined;
   active: boolean;
+  /** xterm.js's screen-reader mode: rows mirrored as text for assistive technology. */
+  screenReader?: boolean;
   onOpened: (t: RemoteTerminal) => void;
   onError: (message: string) => void;
   onExit?: (code: number) => void;
@@ -30,6 +32,7 @@ export default function XtermView({
   termId,
   name,
   active,
+  screenReader = false,
   onOpened,
   onError,
   onExit,
@@ -136,6 +139,10 @@ export default function XtermView({
       xtermRef.current?.focus();
     }
   }, [active]);
+
+  useEffect(() => {
+    if (xtermRef.current) xtermRef.current.options.screenReaderMode = screenReader;
+  }, [screenReader, client, termId, name]);
 
   return <div ref={box} data-testid="xterm" className={styles.view} />;
 }
