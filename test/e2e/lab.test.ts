@@ -25,8 +25,13 @@ import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 const T = (name: string) => `[data-terminal-name="${name}"]`;
 
 /** A new student (own browser context) on a lab's page, at T1's prompt; `leave` ends the lab. */
-async function openLab(browser: Browser, url: string, lab: string) {
-  const ctx = await browser.newContext({ viewport: { width: 1400, height: 860 } });
+async function openLab(
+  browser: Browser,
+  url: string,
+  lab: string,
+  viewport = { width: 1400, height: 860 },
+) {
+  const ctx = await browser.newContext({ viewport });
   const page = await ctx.newPage();
   await page.goto(`${url}/labs/${lab}`);
   await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
@@ -275,6 +280,28 @@ describe('the student web app', () => {
       await leave();
     },
     { timeout: 90_000 },
+  );
+
+  sysTest(
+    'a phone-sized screen (400 px): nothing wider than the screen, the steps full width',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const { page, leave } = await openLab(browser, srv.url, 'ns-uts-ipc', {
+        width: 400,
+        height: 800,
+      });
+      const m = JSON.parse(
+        (await page.evaluate(
+          `JSON.stringify({ page: document.scrollingElement.scrollWidth, header: document.querySelector('header').scrollWidth, guide: document.querySelector('.lab-guide').getBoundingClientRect().width })`,
+        )) as string,
+      ) as { page: number; header: number; guide: number };
+      assert.ok(m.page <= 400 && m.header <= 400, `wider than the screen: ${JSON.stringify(m)}`);
+      assert.ok(m.guide >= 380, `the steps are ${m.guide} px wide`);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab-400px.png') });
+      await leave();
+    },
+    { timeout: 60_000 },
   );
 
   sysTest(
