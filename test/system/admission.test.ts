@@ -20,19 +20,18 @@ class Student extends CookieClient {
   }
 }
 
-describe('admission control over HTTP', () => {
+/**
+ * A server of the describe block's own, started in `before` with `env` and
+ * stopped in `after`; the getter throws the setup error in the test that
+ * needs it (so it fails, never skips).
+ */
+function serverFor(env: Record<string, string>): () => Server {
   let srv: Server | undefined;
   let setupError: unknown;
   before(async () => {
     if (process.getuid?.() !== 0) return;
     try {
-      srv = await startServer(undefined, {
-        UNDERLAY_CAPACITY: '2',
-        UNDERLAY_PER_STUDENT: '1',
-        UNDERLAY_RATES: 'check=3/1',
-        UNDERLAY_CONNECTIONS_PER_CLIENT: '40',
-        UNDERLAY_BARE_SESSIONS: '0',
-      });
+      srv = await startServer(undefined, env);
     } catch (e) {
       setupError = e;
     }
@@ -40,10 +39,20 @@ describe('admission control over HTTP', () => {
   after(async () => {
     await srv?.stop();
   });
-  const server = () => {
+  return () => {
     if (!srv) throw setupError ?? new Error('server not started');
     return srv;
   };
+}
+
+describe('admission control over HTTP', () => {
+  const server = serverFor({
+    UNDERLAY_CAPACITY: '2',
+    UNDERLAY_PER_STUDENT: '1',
+    UNDERLAY_RATES: 'check=3/1',
+    UNDERLAY_CONNECTIONS_PER_CLIENT: '40',
+    UNDERLAY_BARE_SESSIONS: '0',
+  });
 
   sysTest(
     'ids are signed, one student makes room for itself, a full host gives places in line, checks are rate-limited',
@@ -245,28 +254,13 @@ describe('admission control over HTTP', () => {
 });
 
 describe('start rates: a refused reset ends nothing; bare sessions are rate-limited too', () => {
-  let srv: Server | undefined;
-  let setupError: unknown;
-  before(async () => {
-    if (process.getuid?.() !== 0) return;
-    try {
-      srv = await startServer(undefined, {
-        UNDERLAY_RATES: 'start=1/1',
-        UNDERLAY_BARE_SESSIONS: '1',
-      });
-    } catch (e) {
-      setupError = e;
-    }
-  });
-  after(async () => {
-    await srv?.stop();
-  });
+  const server = serverFor({ UNDERLAY_RATES: 'start=1/1', UNDERLAY_BARE_SESSIONS: '1' });
 
   sysTest(
     'a reset over the start rate is refused before the sandbox or the progress is touched',
     SYSTEM_NEEDS,
     async () => {
-      if (!srv) throw setupError ?? new Error('server not started');
+      const srv = server();
       const s = new Student(srv.url);
       const first = await s.start('uts-hostname');
       assert.equal(first.status, 200, JSON.stringify(first.body));
@@ -287,7 +281,7 @@ describe('start rates: a refused reset ends nothing; bare sessions are rate-limi
     'bare sessions share the start rate (one address made 585 in 20 s)',
     SYSTEM_NEEDS,
     async () => {
-      if (!srv) throw setupError ?? new Error('server not started');
+      const srv = server();
       const headers = { 'x-underlay-client': 'admission.test' };
       const made: { session: string; token: string }[] = [];
       let refused: Response | undefined;
