@@ -80,4 +80,32 @@ describe('terminal in the browser', () => {
     },
     { timeout: 90_000 },
   );
+
+  sysTest(
+    'a click on the tab already shown keeps the keys going to the shell; a 100 KB paste runs and the prompt comes back',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server, browser } = suite.ready();
+      const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+      await page.goto(`${server.url}/sandbox`);
+      await page.getByRole('button', { name: 'Start a sandbox' }).click();
+      await waitForScreen(page, /root@lab:~#/);
+      await page.locator('[data-testid="xterm"]').first().click();
+      await page.getByRole('tab', { name: 'T1' }).click();
+      await page.keyboard.type('echo tab-$((1+1))\n');
+      await waitForScreen(page, /^tab-2\s*$/m);
+      // A real paste (a ClipboardEvent, as Ctrl+V makes): one 100 KB line ending in a newline.
+      // (A string: this project's tsconfig has no DOM types.)
+      await page.evaluate(`{
+        const data = new DataTransfer();
+        data.setData('text/plain', ': ' + 'x'.repeat(100000) + '; echo pasted-$((2+3))\\n');
+        document.activeElement.dispatchEvent(
+          new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }),
+        );
+      }`);
+      await waitForScreen(page, /^pasted-5\s*\n\s*root@lab:~#\s*$/m, 30_000);
+      await page.close();
+    },
+    { timeout: 90_000 },
+  );
 });

@@ -330,6 +330,20 @@ describe('terminals over socket.io', () => {
     assert.ok(st.text.slice(mark).includes('after-2'), 'no prompt after Ctrl-C');
   });
 
+  sysTest(
+    'a 100 KB one-line paste at the prompt runs, and the prompt comes back without another key',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const { c, term } = await shell(b);
+      const line = `: ${'x'.repeat(100_000)}; echo pasted-$((2+3))\r`;
+      // As the browser sends it: 4096-character chunks, each after the previous one's ack.
+      for (let i = 0; i < line.length; i += 4096) await c.input(term, line.slice(i, i + 4096));
+      await c.waitFor(term, /pasted-5\r\n[\s\S]*# $/, 30_000);
+      c.close();
+    },
+  );
+
   sysTest('a 1 MiB paste into `sleep` does not keep a core busy', SYSTEM_NEEDS, async () => {
     ready();
     const { c, term } = await shell(a);

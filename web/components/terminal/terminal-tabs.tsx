@@ -91,7 +91,17 @@ export function TerminalTabs({
               role="tab"
               aria-selected={t.key === active}
               aria-controls={`term-${t.name}`}
-              onClick={() => onSelect(t.key)}
+              onClick={(e) => {
+                onSelect(t.key);
+                // A click on the tab already shown leaves the focus on the tab,
+                // where the next keys were lost: give it back to the terminal.
+                // (Switching tabs focuses the new terminal in XtermView.)
+                if (t.key === active)
+                  e.currentTarget
+                    .closest('[data-terminal-root]')
+                    ?.querySelector<HTMLElement>(`#${CSS.escape(`term-${t.name}`)} textarea`)
+                    ?.focus();
+              }}
             >
               {t.name}
               {t.exited ? ' (exited)' : ''}

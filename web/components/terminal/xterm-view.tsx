@@ -60,6 +60,11 @@ export default function XtermView({
       // down, and at device pixel ratio 1 the underscore's row falls outside
       // it: `cpu.cfs_quota_us` read "cpu.cfs quota us" (test/e2e/terminal.test.ts).
       lineHeight: 1.2,
+      // A paste behaves as typing, as the Run buttons do: its newlines run
+      // the lines. With bash's bracketed paste the pasted text only waited,
+      // highlighted, for another Enter (a 100 KB paste looked stuck, with no
+      // prompt). docs/terminals.md.
+      ignoreBracketedPasteMode: true,
       theme: {
         background: color('--term-bg'),
         foreground: color('--term-fg'),
