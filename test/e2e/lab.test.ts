@@ -39,7 +39,7 @@ async function openLab(
     await ctx.request.delete(`${url}/api/labs/${lab}/session`, { headers: { origin: url } });
     await ctx.close();
   };
-  return { page, leave };
+  return { ctx, page, leave };
 }
 
 async function stepsDone(page: Page): Promise<string[]> {
@@ -223,6 +223,29 @@ describe('the student web app', () => {
       await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
       await page.keyboard.type('ls /root/kept && echo same-$((40+2))\n');
       await waitForScreen(page, /^same-42\s*$/m, 15_000, T('T1'));
+      await leave();
+    },
+    { timeout: 90_000 },
+  );
+
+  sysTest(
+    'two tabs on one lab: both show what either types (neither goes blind)',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const { ctx, page, leave } = await openLab(browser, srv.url, 'uts-hostname');
+      const second = await ctx.newPage();
+      await second.goto(`${srv.url}/labs/uts-hostname`);
+      await waitForScreen(second, /root@lab:~#/, 20_000, T('T1'));
+      await second.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await second.keyboard.type('echo from-second-$((1+1))\n');
+      await waitForScreen(second, /^from-second-2\s*$/m, 15_000, T('T1'));
+      await waitForScreen(page, /^from-second-2\s*$/m, 15_000, T('T1'));
+      // And the older tab still types and sees, and so does the newer one.
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type('echo from-first-$((2+2))\n');
+      await waitForScreen(page, /^from-first-4\s*$/m, 15_000, T('T1'));
+      await waitForScreen(second, /^from-first-4\s*$/m, 15_000, T('T1'));
       await leave();
     },
     { timeout: 90_000 },
