@@ -161,6 +161,25 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
           ? `controllers ${missing.join(' ')} are not delegated to this process's cgroup: run underlay as a systemd unit with Delegate=yes (see Vagrantfile)`
           : undefined,
       );
+      // v2 lets a cgroup enable controllers for children only while it holds
+      // no process: where we run decides how sessions get theirs.
+      const dl = d.delegation();
+      if (dl.ready || dl.others === 0) {
+        add('cgroup delegation', 'ok', `${dl.own}${dl.ready ? '' : ': we move into a leaf of it'}`);
+      } else if (dl.systemd) {
+        add(
+          'cgroup delegation',
+          'ok',
+          `${dl.own} is shared with ${dl.others} other process(es): each underlay process asks systemd for a scope of its own (Delegate=yes)`,
+        );
+      } else {
+        add(
+          'cgroup delegation',
+          'fail',
+          `${dl.own} is shared with ${dl.others} other process(es) and there is no systemd to ask for a scope: sandboxes cannot get controllers`,
+          'start underlay alone in a cgroup of its own (a service manager unit with delegation), or from the root cgroup',
+        );
+      }
       const hasKill = fs.existsSync('/sys/fs/cgroup/cgroup.kill') || atLeast(5, 14);
       add(
         'cgroup.kill',

@@ -17,6 +17,7 @@
  * a leaf `<session>/init`, which leaves `<session>` free for the student to
  * enable controllers and create siblings such as `lab` (the cpu.max lab).
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Op, StepName } from '../../native/index';
@@ -347,21 +348,26 @@ export interface V2Options {
   want?: string[];
 }
 
+function ownCgroupV2(): string {
+  const ownLine = fs
+    .readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
+  if (!ownLine)
+    throw new SandboxError('no cgroup v2 entry in /proc/self/cgroup', { step: 'cgroup' });
+  return ownLine.slice(3);
+}
+
 export class V2Driver implements CgroupDriver {
   readonly mode = 'v2' as const;
   readonly mountPoint: string;
-  private readonly own: string;
+  /** Our cgroup; changes once if systemd moves us into a scope of our own (delegateOwn). */
+  private own: string;
   private readonly want: string[];
 
   constructor(opts: V2Options = {}) {
     this.mountPoint = opts.mountPoint ?? '/sys/fs/cgroup';
-    const ownLine = fs
-      .readFileSync('/proc/self/cgroup', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('0::'));
-    if (!ownLine)
-      throw new SandboxError('no cgroup v2 entry in /proc/self/cgroup', { step: 'cgroup' });
-    this.own = ownLine.slice(3);
+    this.own = ownCgroupV2();
     this.want = opts.want ?? ['cpu', 'memory', 'pids', 'cpuset', 'io', 'hugetlb'];
   }
 
@@ -370,6 +376,14 @@ export class V2Driver implements CgroupDriver {
   }
 
   primeMigration(): Promise<void> {
+    // Settle where we live first: a prime computed before a move into our
+    // own scope would land after it and move us back out (the scope, empty,
+    // would then be collected). A failure here is reported by create().
+    try {
+      this.delegateOwn(this.controllers());
+    } catch {
+      return Promise.resolve();
+    }
     return primeIn((lines) => {
       const own = lines.find((l) => l.startsWith('0::'))?.slice(3);
       return own === undefined ? undefined : path.join(this.mountPoint, own, 'cgroup.procs');
@@ -394,47 +408,126 @@ export class V2Driver implements CgroupDriver {
     try {
       fs.writeFileSync(file, missing.map((c) => `+${c}`).join(' '));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || dir !== this.ownDir()) {
-        throw SandboxError.wrap(`enable ${missing.join(' ')} in ${file}`, err, 'cgroup');
-      }
-      this.leaveOwnCgroup();
-      fs.writeFileSync(file, missing.map((c) => `+${c}`).join(' '));
+      throw SandboxError.wrap(`enable ${missing.join(' ')} in ${file}`, err, 'cgroup');
     }
   }
 
   /**
-   * Our own cgroup holds processes, so it may not enable controllers for
-   * children (no internal processes). If we are its only process - the
-   * systemd unit case - move ourselves into a leaf `<own>/underlay-self`, as
-   * nsjail does with NSJAIL_SELF. Anything else there is not ours to move.
+   * Enables the session controllers in our own cgroup, which v2 allows only
+   * while it holds no process ("no internal processes"). So first we leave
+   * it: alone there (a systemd unit), into a leaf `<own>/underlay-self`, as
+   * nsjail does with NSJAIL_SELF; sharing it (a login session's scope, a
+   * test runner's unit) - whose other processes are not ours to move - into
+   * a transient scope systemd delegates to us, as rootless podman does.
+   * Paths below our cgroup are computed after this (it may change).
    */
-  private leaveOwnCgroup(): void {
-    const own = this.ownDir();
-    const pids = fs
-      .readFileSync(path.join(own, 'cgroup.procs'), 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean);
-    if (pids.some((p) => Number(p) !== process.pid)) {
-      throw new SandboxError(
-        `cgroup ${own} holds other processes (${pids.join(' ')}), so its controllers cannot be delegated`,
-        {
-          step: 'cgroup',
-          code: 'EBUSY',
-          hint: 'run underlay under a systemd unit or scope with Delegate=yes (e.g. `systemd-run --scope -p Delegate=yes underlay ...`)',
-        },
-      );
+  private delegateOwn(ctrls: string[]): void {
+    const file = path.join(this.ownDir(), 'cgroup.subtree_control');
+    const have = fs.readFileSync(file, 'utf8').trim().split(/\s+/);
+    const missing = ctrls.filter((c) => !have.includes(c));
+    if (missing.length === 0) return;
+    try {
+      // The root cgroup (no systemd) and an empty one may enable controllers as they are.
+      fs.writeFileSync(file, missing.map((c) => `+${c}`).join(' '));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY')
+        throw SandboxError.wrap(`enable ${missing.join(' ')} in ${file}`, err, 'cgroup');
     }
-    const leaf = path.join(own, 'underlay-self');
+    if (this.otherProcesses().length) this.moveToOwnScope();
+    const leaf = path.join(this.ownDir(), 'underlay-self');
     mkdirOnce(leaf);
     write(path.join(leaf, 'cgroup.procs'), String(process.pid));
+    this.enable(this.ownDir(), ctrls);
+  }
+
+  /** How sessions get their controllers from where we run (for `underlay doctor`). */
+  delegation(): { own: string; others: number; ready: boolean; systemd: boolean } {
+    const have = fs
+      .readFileSync(path.join(this.ownDir(), 'cgroup.subtree_control'), 'utf8')
+      .trim()
+      .split(/\s+/);
+    return {
+      own: this.ownDir(),
+      others: this.otherProcesses().length,
+      ready: this.own === '/' || this.controllers().every((c) => have.includes(c)),
+      systemd: this.mountPoint === '/sys/fs/cgroup' && fs.existsSync('/run/systemd/system'),
+    };
+  }
+
+  private otherProcesses(): string[] {
+    return fs
+      .readFileSync(path.join(this.ownDir(), 'cgroup.procs'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((p) => p && Number(p) !== process.pid);
+  }
+
+  /**
+   * Asks systemd (over D-Bus, with busctl) for a transient scope holding
+   * only this process, with Delegate=yes, and waits until we are in it.
+   * Without systemd, or when it refuses, the shared cgroup is an error with
+   * the way out.
+   */
+  private moveToOwnScope(): void {
+    const own = this.ownDir();
+    const shared = new SandboxError(
+      `cgroup ${own} holds other processes (${this.otherProcesses().join(' ')}), so its controllers cannot be delegated`,
+      {
+        step: 'cgroup',
+        code: 'EBUSY',
+        hint: 'run underlay as a systemd unit with Delegate=yes (scripts/underlay.service), or in a scope of its own: `systemd-run --scope -p Delegate=yes underlay ...`',
+      },
+    );
+    if (this.mountPoint !== '/sys/fs/cgroup' || !fs.existsSync('/run/systemd/system')) throw shared;
+    const unit = `underlay-${process.pid}-${Date.now().toString(36)}.scope`;
+    const r = spawnSync(
+      'busctl',
+      [
+        'call',
+        '--quiet',
+        'org.freedesktop.systemd1',
+        '/org/freedesktop/systemd1',
+        'org.freedesktop.systemd1.Manager',
+        'StartTransientUnit',
+        'ssa(sv)a(sa(sv))',
+        unit,
+        'fail',
+        '4',
+        ...['Description', 's', `Underlay sandboxes of pid ${process.pid}`],
+        ...['PIDs', 'au', '1', String(process.pid)],
+        ...['Delegate', 'b', 'true'],
+        ...['CollectMode', 's', 'inactive-or-failed'],
+        '0',
+      ],
+      { encoding: 'utf8', timeout: 10_000 },
+    );
+    if (r.status !== 0) {
+      shared.message += `; systemd did not give us a scope: ${(r.stderr || r.error?.message || '').trim()}`;
+      throw shared;
+    }
+    // The job moves us asynchronously: wait (briefly, synchronously: this
+    // runs once per process) until /proc/self/cgroup names the scope.
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const now = ownCgroupV2();
+      if (now.endsWith(`/${unit}`)) {
+        this.own = now;
+        return;
+      }
+      if (Date.now() > until) {
+        shared.message += `; systemd made ${unit} but we are still in ${now}`;
+        throw shared;
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
   }
 
   limitAll(total: { memoryBytes: number; pids: number }): void {
     const ctrls = this.controllers();
-    const base = path.join(this.ownDir(), 'underlay');
     try {
-      this.enable(this.ownDir(), ctrls);
+      this.delegateOwn(ctrls);
+      const base = path.join(this.ownDir(), 'underlay');
       mkdirOnce(base);
       if (ctrls.includes('memory')) write(path.join(base, 'memory.max'), String(total.memoryBytes));
       if (ctrls.includes('pids')) write(path.join(base, 'pids.max'), String(total.pids));
@@ -445,12 +538,16 @@ export class V2Driver implements CgroupDriver {
 
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
     const ctrls = this.controllers();
+    const dirs: string[] = [];
+    try {
+      this.delegateOwn(ctrls);
+    } catch (err) {
+      throw SandboxError.wrap(`create v2 cgroup for ${id}`, err, 'cgroup');
+    }
     const base = path.join(this.ownDir(), 'underlay');
     const dir = path.join(base, id);
     const leaf = path.join(dir, 'init');
-    const dirs: string[] = [];
     try {
-      this.enable(this.ownDir(), ctrls);
       mkdirOnce(base);
       this.enable(base, ctrls);
       fs.mkdirSync(dir);
