@@ -99,7 +99,22 @@ function parseRates(v: string | undefined): Partial<Record<RateKind, Rate>> {
   return out;
 }
 
+/**
+ * How much slower than a normal host this one is: lab check, hint and setup
+ * time limits are multiplied by it. UNDERLAY_TIME_SCALE, default 1; the VM
+ * tier's emulated guest (test/vm/) sets 4. A number from 1 to 50.
+ */
+export function timeScale(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.UNDERLAY_TIME_SCALE;
+  if (v === undefined || v === '') return 1;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 1 || n > 50)
+    throw new Error(`UNDERLAY_TIME_SCALE must be a number from 1 to 50 (got ${v})`);
+  return n;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  timeScale(env); // a bad value stops the start, not the first check
   const stateDir = path.resolve(env.UNDERLAY_STATE_DIR ?? '/var/lib/underlay');
   const imagesDir = path.resolve(env.UNDERLAY_IMAGES_DIR ?? path.join(stateDir, 'images'));
   const uidBase = Number(env.UNDERLAY_UID_BASE ?? DEFAULT_UID_BASE);

@@ -26,9 +26,13 @@ procs_in_pidns() {
   return 0
 }
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+uptime_cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; } # monotonic, in 1/100 s
+# Over the window really elapsed, not the SECS asked for: on a slow or busy
+# host `sleep 3` and the reads around it take ~3.6 s (a Debian 12 VM).
 cpu_pct() { # PID SECS -> percent of one CPU over the window
-  local a b; a=$(cpu_ticks "$1") || return 1; sleep "$2"; b=$(cpu_ticks "$1") || return 1
-  echo $(( (b - a) * 100 / ($2 * $(getconf CLK_TCK)) ))
+  local a b t0 t1; t0=$(uptime_cs); a=$(cpu_ticks "$1") || return 1
+  sleep "$2"; b=$(cpu_ticks "$1") || return 1; t1=$(uptime_cs)
+  echo $(( (b - a) * 10000 / ($(getconf CLK_TCK) * (t1 - t0 > 0 ? t1 - t0 : 1)) ))
 }
 cg_mode() { [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && echo v2 || echo v1; }
 cg_dir() { # PID CTRL -> cgroup path of PID (v1: for CTRL)

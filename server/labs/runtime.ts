@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseSize } from '../config';
+import { parseSize, timeScale } from '../config';
 import { SandboxError, type CgroupMode, type Sandbox } from '../sandbox/index';
 import { insideLab, type LoadedLab } from './loader';
 import type { Lab } from './schema';
@@ -64,7 +64,7 @@ export async function runScript(
   const r = await sb.exec(
     ['bash', '-c', `${CHECK_LIB}\n${opts.trusted ? KILLED_FAILS : ''}${script}`],
     {
-      timeoutMs: opts.timeoutS * 1000,
+      timeoutMs: opts.timeoutS * 1000 * timeScale(),
       maxBytes: 256 * 1024,
       env: opts.env,
       trusted: opts.trusted,
@@ -80,7 +80,7 @@ export async function runScript(
     // would otherwise store it with every attempt.
     message: clipLine(lines.at(-1) ?? '', MAX_MESSAGE_CHARS),
     output:
-      (r.timedOut ? `[killed after ${opts.timeoutS}s] ` : '') +
+      (r.timedOut ? `[killed after ${opts.timeoutS * timeScale()}s] ` : '') +
       (r.truncated ? '[output truncated] ' : '') +
       output,
     timedOut: r.timedOut,
