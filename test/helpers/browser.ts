@@ -5,12 +5,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CLI, REPO, sleep, testEnv } from './env';
+import { ARTIFACTS, CLI, sleep, testEnv } from './env';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const ARTIFACTS = path.join(REPO, 'test', 'artifacts');
+export { ARTIFACTS };
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -44,7 +43,8 @@ export async function startServer(
   });
   let log = '';
   proc.stderr?.on('data', (b: Buffer) => (log += b.toString()));
-  const end = Date.now() + 30_000;
+  // Generous: under emulation (the VM tier) a start takes 30 s and more.
+  const end = Date.now() + 120_000;
   while (
     !(await fetch(`${url}/healthz`).then(
       (r) => r.ok,

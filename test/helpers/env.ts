@@ -14,6 +14,9 @@ import { createLogger } from '../../server/util/logger';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const CLI = path.join(REPO, 'bin', 'underlay');
+/** Where tests write reports and screenshots: test/artifacts/, or elsewhere on a read-only checkout. */
+export const ARTIFACTS =
+  process.env.UNDERLAY_TEST_ARTIFACTS ?? path.join(REPO, 'test', 'artifacts');
 export const TEST_STATE_DIR = process.env.UNDERLAY_TEST_STATE_DIR ?? '/var/lib/underlay-test';
 export const TEST_UID_BASE = 100000 + 65536 * 2000;
 

@@ -219,6 +219,31 @@ describe('one sandbox, seen from both sides', () => {
   );
 
   sysTest(
+    'v2: a child cgroup with a lower cpu.max throttles a busy loop; raising own limits fails',
+    [...SYSTEM_NEEDS, 'cgroup-v2-only'],
+    async () => {
+      ready();
+      const r = await sh(`C=/sys/fs/cgroup
+      echo +cpu > $C/cgroup.subtree_control || exit 2
+      mkdir $C/lab && echo "50000 100000" > $C/lab/cpu.max || exit 3
+      (while :; do :; done) & L=$!
+      echo $L > $C/lab/cgroup.procs || exit 4
+      a=$(awk '/^nr_throttled/{print $2}' $C/lab/cpu.stat); sleep 1.5
+      b=$(awk '/^nr_throttled/{print $2}' $C/lab/cpu.stat); kill $L
+      echo "$a $b"
+      echo max > $C/cpu.max 2>/dev/null && echo raised-cpu
+      echo max > $C/memory.max 2>/dev/null && echo raised-memory
+      echo max > $C/pids.max 2>/dev/null && echo raised-pids
+      true`);
+      assert.equal(r.code, 0, r.stderr);
+      const [counts, ...rest] = r.stdout.trim().split('\n');
+      const [a, b] = (counts ?? '').split(' ').map(Number);
+      assert.ok((b ?? 0) > (a ?? 0), `nr_throttled must grow, was ${counts}`);
+      assert.deepEqual(rest, [], `the session could raise its own limits: ${rest.join(', ')}`);
+    },
+  );
+
+  sysTest(
     'a fork bomb stops at the pids limit, and the host is unaffected',
     SYSTEM_NEEDS,
     async () => {

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import {
+  ARTIFACTS,
   CLI,
   REPO,
   cli,
@@ -61,7 +62,7 @@ describe('labs', () => {
     'underlay test catches bad labs, reports each clearly, continues, and leaves nothing running',
     SYSTEM_NEEDS,
     async () => {
-      const out = path.join(REPO, 'test', 'artifacts', 'bad-runs.junit.xml');
+      const out = path.join(ARTIFACTS, 'bad-runs.junit.xml');
       fs.mkdirSync(path.dirname(out), { recursive: true });
       const r = await cli(['test', path.join(FIX, 'bad-runs'), '--reporter', 'junit', '-o', out], {
         timeoutMs: 120_000,
@@ -175,7 +176,7 @@ steps:
 
   sysTest(
     'sandbox.packages: a lab gets its own image with the extra package; the base image stays without it',
-    SYSTEM_NEEDS,
+    [...SYSTEM_NEEDS, 'apt-network'],
     async () => {
       const dir = path.join(FIX, 'packages');
       const images = path.join(os.tmpdir(), 'underlay-test-images-pkg');
@@ -241,8 +242,9 @@ steps:
       const until = async (
         what: string,
         pred: (r: { labs: { id: string }[]; problems: string[] }) => boolean,
+        ms = 60_000,
       ) => {
-        const end = Date.now() + 20_000;
+        const end = Date.now() + ms;
         for (;;) {
           const r = await api().catch(() => undefined);
           if (r && pred(r)) return r;
@@ -252,7 +254,8 @@ steps:
         }
       };
       try {
-        await until('the lab', (r) => r.labs.length === 1 && r.problems.length === 0);
+        // The start of `next dev` takes minutes under emulation (the VM tier).
+        await until('the lab', (r) => r.labs.length === 1 && r.problems.length === 0, 300_000);
         // A lab this host cannot run is listed as unavailable, with the reason.
         const future = path.join(dir, 'future', 'lab.yaml');
         fs.mkdirSync(path.dirname(future));
@@ -297,6 +300,6 @@ steps:
         fs.rmSync(dir, { recursive: true, force: true });
       }
     },
-    { timeout: 60_000 },
+    { timeout: 600_000 },
   );
 });

@@ -358,8 +358,11 @@ describe('terminals over socket.io', () => {
     await sleep(2000);
     const u = process.cpuUsage(u0);
     const busy = (u.user + u.system) / 1000 / (Date.now() - t0);
+    // The busy loop this guards against keeps a whole core (100%); an idle
+    // server here uses a few percent, and up to half a core under emulation
+    // (the VM tier), where every timer costs 10-30 times more.
     assert.ok(
-      busy < 0.3,
+      busy < 0.7,
       `server used ${(busy * 100).toFixed(0)}% of a core while the paste was blocked`,
     );
     c.close();
