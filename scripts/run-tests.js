@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 // The whole test suite, in stages: lint, unit, system (root, real kernel),
 // e2e (headless Chromium against `underlay serve`).
-// Each stage writes TAP and JUnit into test/artifacts/; the last line printed
-// is "N passed, N failed" and the exit status is non-zero on any failure.
+// vm (the same system and lab tests in a Debian 12 guest under qemu: kernel
+// 6.1, cgroup v2 only, systemd; test/vm/run.ts).
+// Each stage writes TAP and JUnit into test/artifacts/ (UNDERLAY_TEST_ARTIFACTS
+// elsewhere, e.g. on a read-only checkout); the last line printed is
+// "N passed, N failed" and the exit status is non-zero on any failure.
 //
-//   node scripts/run-tests.js [--only lint|unit|system|labs|e2e] [--skip-lint]
+//   node scripts/run-tests.js [--only lint|unit|system|labs|e2e|vm] [--skip-lint]
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const artifacts = path.join(root, 'test', 'artifacts');
+const artifacts = process.env.UNDERLAY_TEST_ARTIFACTS || path.join(root, 'test', 'artifacts');
 fs.mkdirSync(artifacts, { recursive: true });
 const args = process.argv.slice(2);
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
@@ -97,7 +100,9 @@ if (want('system')) {
 }
 if (want('labs')) {
   // Every lab end to end: fail before, near misses still fail, pass after.
-  process.stdout.write('\n── labs (underlay test labs/ --repeat 2)\n');
+  process.stdout.write(
+    '\n── labs (underlay test labs/ --repeat ${process.env.UNDERLAY_LABS_REPEAT || 2})\n',
+  );
   const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
   const tapFile = path.join(artifacts, 'labs.tap');
   // One run, both report sets (TAP for the count, JUnit for CI viewers).
@@ -108,7 +113,7 @@ if (want('labs')) {
       'test',
       'labs',
       '--repeat',
-      '2',
+      process.env.UNDERLAY_LABS_REPEAT || '2',
       '--reporter',
       'tap',
       '-o',
@@ -141,6 +146,24 @@ if (want('labs')) {
   }
 }
 if (want('e2e')) nodeTests('e2e', listTests(dist('e2e')), ['--test-concurrency=1']);
+if (want('vm')) {
+  // The guest prints one line per stage; its counts are added to ours.
+  process.stdout.write('\n── vm (Debian 12 guest under qemu: kernel 6.1, cgroup v2, systemd)\n');
+  const r = spawnSync(process.execPath, [dist('vm', 'run.js')], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
+  process.stdout.write(r.stdout || '');
+  const m = /^vm: (\d+) passed, (\d+) failed, (\d+) skipped$/m.exec(r.stdout || '');
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+    skipped += Number(m[3]);
+  }
+  if (!m || Number(m[2]) > 0 || r.status !== 0) failures.push('vm');
+  if (!m || (r.status !== 0 && Number(m[2]) === 0)) failed++;
+}
 
 process.stdout.write('\n');
 if (failures.length) process.stdout.write(`failed: ${failures.join(', ')}\n`);
