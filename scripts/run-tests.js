@@ -101,7 +101,7 @@ if (want('system')) {
 if (want('labs')) {
   // Every lab end to end: fail before, near misses still fail, pass after.
   process.stdout.write(
-    '\n── labs (underlay test labs/ --repeat ${process.env.UNDERLAY_LABS_REPEAT || 2})\n',
+    `\n── labs (underlay test labs/ --repeat ${process.env.UNDERLAY_LABS_REPEAT || 2})\n`,
   );
   const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
   const tapFile = path.join(artifacts, 'labs.tap');
