@@ -8,13 +8,18 @@
  * /proc by sandbox root.
  */
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { LabEngine } from '../../server/labs/engine';
 import { loadLabs } from '../../server/labs/loader';
 import { runScript } from '../../server/labs/runtime';
-import type { Sandbox, SandboxManager } from '../../server/sandbox/index';
-import { REPO, testManager } from '../helpers/env';
+import { SandboxManager, type Sandbox } from '../../server/sandbox/index';
+import { createLogger } from '../../server/util/logger';
+import { REPO, testConfig, testEnv, testManager } from '../helpers/env';
+import { loadConfig } from '../../server/config';
 import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 /** Fakes that answer "yes" to everything, where a student can put them. */
@@ -190,4 +195,70 @@ describe('trusted checks', () => {
       }
     });
   }
+
+  sysTest(
+    'on a host whose mounts are shared (systemd makes / shared), checks add no mount to the host nor to the sandbox',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      // The images dir seen through a shared bind of its own, as every path
+      // is under systemd. (This host's / is private, which hid the leak: on
+      // Debian 12 each check's toolset landed in the host's namespace too,
+      // doubling per check until move_mount failed with ENOSPC.)
+      const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-shared-images-'));
+      const images = testConfig().imagesDir;
+      execFileSync('mount', ['--bind', images, shared]);
+      const mountsUnder = (info: string) =>
+        info.split('\n').filter((l) => l.split(' ')[4]?.startsWith(shared)).length;
+      let mm: SandboxManager | undefined;
+      let victim: Sandbox | undefined;
+      try {
+        execFileSync('mount', ['--make-shared', shared]);
+        const hostBefore = mountsUnder(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+        mm = new SandboxManager({
+          config: loadConfig(testEnv({ UNDERLAY_IMAGES_DIR: shared })),
+          store: testManager().store,
+          logger: createLogger('warn'),
+        });
+        victim = await mm.create({ hostname: 'shared' });
+        const count = async () => {
+          const r = await victim!.exec(['sh', '-c', 'wc -l < /proc/self/mountinfo']);
+          assert.equal(r.code, 0, r.stderr);
+          return Number(r.stdout.trim());
+        };
+        const inside = await count();
+        for (let i = 0; i < 3; i++) {
+          const r = await runScript(victim, 'pass "$(cat /etc/hostname)"', {
+            timeoutS: 20,
+            env: {},
+            trusted: true,
+          });
+          assert.equal(r.code, 0, r.message);
+        }
+        assert.equal(await count(), inside, "the sandbox's mount table grew with each check");
+        // Nothing in a check's view is a peer of (or receives from) a host mount:
+        // a mount placed under one would show up on the host as well.
+        const view = await victim.exec(['cat', '/proc/self/mountinfo'], { trusted: true });
+        assert.equal(view.code, 0, view.stderr);
+        const linked = view.stdout.split('\n').filter((l) => / (shared|master):\d+/.test(l));
+        assert.deepEqual(linked, [], 'mounts of the check view still linked to the host');
+        const own = await victim.exec(['cat', '/proc/self/mountinfo']);
+        assert.deepEqual(
+          own.stdout.split('\n').filter((l) => / (shared|master):\d+/.test(l)),
+          [],
+          "mounts of the sandbox's namespace still linked to the host",
+        );
+        assert.equal(
+          mountsUnder(fs.readFileSync('/proc/self/mountinfo', 'utf8')),
+          hostBefore,
+          "a check's mounts propagated into the host's namespace",
+        );
+      } finally {
+        if (victim && mm) await mm.teardown(victim);
+        execFileSync('umount', ['-R', '-l', shared]);
+        fs.rmdirSync(shared);
+      }
+    },
+    { timeout: 60_000 },
+  );
 });

@@ -211,6 +211,9 @@ void idmap_mount(Ctx* c, const Op& op) {
   struct mount_attr attr = {};
   attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV;
   attr.userns_fd = static_cast<uint64_t>(userns);
+  // Not a peer of the host's mount (shared under systemd): no host mount
+  // event reaches the sandbox through it, none of the sandbox's leaves.
+  attr.propagation = MS_PRIVATE;
   if (sys::mount_setattr(tree, "", AT_EMPTY_PATH, &attr) != 0)
     host_die(c, step, "mount_setattr", errno, arg(op, 0),
              "MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV");

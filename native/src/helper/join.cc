@@ -165,6 +165,12 @@ std::vector<int> open_tool_trees(const Args& a) {
     // A device node (/dev/null for the view) must stay usable: no nodev on it.
     attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
                     (S_ISCHR(st.st_mode) ? 0 : static_cast<unsigned>(MOUNT_ATTR_NODEV));
+    // A clone stays in its source's peer group. Under systemd every host
+    // mount is shared, so what make_view places on top of a clone (the
+    // toolset over the image's /usr) would also appear in the host's
+    // namespace, and in every other view: one more per check, until the
+    // kernel's mount limit (ENOSPC). Private cuts the clone loose.
+    attr.propagation = MS_PRIVATE;
     if (sys::mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr) != 0)
       report::die(kStep, "mount_setattr", errno, t.first.c_str());
     fds.push_back(fd);
