@@ -101,6 +101,14 @@ describe('sandbox hardening', { concurrency: false }, () => {
       );
       const victim = control.stdout.trim().split('\n')[0];
       assert.match(victim ?? '', /^\d+$/, control.stdout + control.stderr);
+      // Until it sits in its sleep, it may stop anywhere in the dynamic loader
+      // (seen under emulation), where there is no syscall instruction to reuse.
+      const asleep = await sb.exec([
+        'sh',
+        '-c',
+        `for i in $(seq 600); do grep -qE '^(35|230) ' /proc/${victim}/syscall && exit 0; sleep 0.05; done; cat /proc/${victim}/syscall; exit 1`,
+      ]);
+      assert.equal(asleep.code, 0, `the control process never slept: ${asleep.stdout}`);
       const c = await sb.exec(['/tmp/inject', victim as string]);
       assert.match(c.stdout, /^keyctl=[1-9]\d*$/m, `control injection: ${c.stdout}${c.stderr}`);
       // The attack: PID 1.
