@@ -362,6 +362,19 @@ export interface NativeAddon {
     data: string,
     step: StepName,
   ): void;
+  /**
+   * Mounts the filesystem image `image` on `target` through a free loop
+   * device (LOOP_CTL_GET_FREE + LOOP_CONFIGURE with AUTOCLEAR and direct
+   * I/O): the device detaches itself when the mount goes. Returns its path.
+   */
+  mountLoop(
+    image: string,
+    target: string,
+    fstype: string,
+    flags: string,
+    data: string,
+    step: StepName,
+  ): string;
   /** umount2(2); `detach` = MNT_DETACH. */
   umount(target: string, detach: boolean, step: StepName): void;
   pidfdOpen(pid: number): number;

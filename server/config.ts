@@ -150,14 +150,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /**
- * Default per-sandbox limits (docs/sandbox.md#default-limits). The sizes of
- * the writable tmpfs mounts are not here: they follow from the memory limit
- * they are charged to (sandbox/options.ts writableSizes).
+ * Default per-sandbox limits (docs/sandbox.md#default-limits). The session
+ * disk is a sparse file: it takes host disk only as the student writes. The
+ * sizes of /dev/shm and /run are not here: they follow from the memory limit
+ * they are charged to (sandbox/options.ts memorySizes).
  */
 export const DEFAULT_LIMITS = {
   memoryBytes: 512 * 1024 * 1024,
   pids: 512,
   cpus: 1,
+  scratchBytes: 1024 * 1024 * 1024,
 };
 
 /** Parses "512M", "1G", "64k", "1048576". Returns undefined on junk. */

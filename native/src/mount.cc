@@ -1,8 +1,13 @@
 #include "mount.h"
 
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "errors.h"
@@ -48,11 +53,97 @@ Napi::Value Umount(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mountLoop(image, target, fstype, flags, data, step) -> "/dev/loopN": mounts
+// a filesystem image through a free loop device set up with AUTOCLEAR, so the
+// device detaches itself once the mount is gone (teardown only unmounts) and
+// a failed mount leaves no device behind (our close is the last reference).
+// Another process can take the same free device between GET_FREE and
+// CONFIGURE: EBUSY, so ask again (util-linux does the same).
+Napi::Value MountLoop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string image = Str(info, 0), target = Str(info, 1), fstype = Str(info, 2), fl = Str(info, 3),
+              data = Str(info, 4), step = Str(info, 5);
+  unsigned long f = 0;
+  if (!flags::parse_mount(fl, &f)) {
+    errors::Throw(env, {step, "mount", EINVAL, target, "unknown mount flag in " + fl});
+    return env.Undefined();
+  }
+  int file = open(image.c_str(), O_RDWR | O_CLOEXEC);
+  if (file < 0) {
+    errors::Throw(env, {step, "open", errno, image, "the disk image"});
+    return env.Undefined();
+  }
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl < 0) {
+    int e = errno;
+    close(file);
+    errors::Throw(env, {step, "open", e, "/dev/loop-control", "is the loop module loaded?"});
+    return env.Undefined();
+  }
+  std::string dev;
+  int fd = -1;
+  for (int attempt = 0; attempt < 32 && fd < 0; ++attempt) {
+    int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+    if (n < 0) {
+      int e = errno;
+      close(ctl), close(file);
+      errors::Throw(env, {step, "ioctl", e, "/dev/loop-control", "LOOP_CTL_GET_FREE"});
+      return env.Undefined();
+    }
+    dev = "/dev/loop" + std::to_string(n);
+    int d = open(dev.c_str(), O_RDWR | O_CLOEXEC);
+    if (d < 0) {
+      int e = errno;
+      close(ctl), close(file);
+      errors::Throw(env, {step, "open", e, dev, ""});
+      return env.Undefined();
+    }
+    struct loop_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.fd = static_cast<__u32>(file);
+    // 4 KiB blocks and direct I/O: no second copy of every block in the
+    // backing file's page cache (the kernel falls back to buffered I/O
+    // where the backing filesystem cannot do direct I/O).
+    cfg.block_size = 4096;
+    cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+    strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), image.c_str(), LO_NAME_SIZE - 1);
+    if (ioctl(d, LOOP_CONFIGURE, &cfg) == 0) {
+      fd = d;
+      break;
+    }
+    int e = errno;
+    close(d);
+    if (e != EBUSY) {
+      close(ctl), close(file);
+      errors::Throw(env, {step, "ioctl", e, dev, "LOOP_CONFIGURE " + image});
+      return env.Undefined();
+    }
+  }
+  close(ctl);
+  close(file);
+  if (fd < 0) {
+    errors::Throw(env, {step, "ioctl", EBUSY, "/dev/loop-control", "no free loop device"});
+    return env.Undefined();
+  }
+  int rc = ::mount(dev.c_str(), target.c_str(), fstype.c_str(), f,
+                   data.empty() ? nullptr : data.c_str());
+  int e = errno;
+  close(fd);  // the mount holds the device now; after a failure this frees it
+  if (rc != 0) {
+    std::string detail = dev + " (" + image + ") fstype=" + fstype + " flags=" + fl;
+    if (!data.empty()) detail += " data=" + data;
+    errors::Throw(env, {step, "mount", e, target, detail});
+    return env.Undefined();
+  }
+  return Napi::String::New(env, dev);
+}
+
 }  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount));
   exports.Set("umount", Napi::Function::New(env, Umount));
+  exports.Set("mountLoop", Napi::Function::New(env, MountLoop));
 }
 
 }  // namespace mounts

@@ -5,7 +5,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { loadConfig } from '../config';
-import { detectCgroupMode, findImage, nativeStatus, V1Driver, V2Driver } from '../sandbox/index';
+import {
+  detectCgroupMode,
+  findImage,
+  loopControlStatus,
+  mke2fsPath,
+  nativeStatus,
+  V1Driver,
+  V2Driver,
+} from '../sandbox/index';
 
 export type Status = 'ok' | 'warn' | 'fail';
 export interface Finding {
@@ -194,6 +202,16 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
 
   const nat = nativeStatus();
   add('native module', nat.ok ? 'ok' : 'fail', nat.detail, 'npm run build:native');
+
+  // Each session's files live in an ext4 image of its own (sandbox/disk.ts).
+  const mke2fs = mke2fsPath();
+  const loop = loopControlStatus();
+  add(
+    'session disks (ext4 on loop)',
+    mke2fs && loop.ok ? 'ok' : 'fail',
+    `${mke2fs ?? 'mke2fs: not found'}, ${loop.detail}`,
+    mke2fs ? 'modprobe loop' : 'apt-get install e2fsprogs',
+  );
 
   const img = findImage(loadConfig().imagesDir);
   add(

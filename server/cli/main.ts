@@ -92,7 +92,7 @@ export function buildProgram(): Command {
     .option('--memory <size>', 'memory limit, e.g. 512M', sizeArg('--memory'))
     .option('--pids <n>', 'maximum number of processes', intArg('--pids'))
     .option('--cpus <n>', 'CPU bandwidth in CPUs, e.g. 0.5', numArg('--cpus'))
-    .option('--scratch <size>', 'writable layer size, e.g. 256M', sizeArg('--scratch'))
+    .option('--scratch <size>', 'session disk size (/, /tmp, /lab), e.g. 2G', sizeArg('--scratch'))
     .option('--user <name>', "run as 'root' (default) or 'learner' (uid 1000)", 'root')
     .option('-t, --tty', 'interactive terminal (default command: bash -l)')
     .option('--keep', 'leave the sandbox running afterwards (remove with `sandbox rm`)')

@@ -48,7 +48,7 @@ const RULES: Rule[] = [
   },
   {
     code: 'ENOSPC',
-    hint: 'a size limit was reached: the sandbox scratch space, a tmpfs, or the host disk.',
+    hint: 'a size limit was reached: the session disk (/, /tmp, /lab), a tmpfs (/dev/shm, /run), or the host disk.',
   },
   {
     code: 'EACCES',

@@ -17,10 +17,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeOps, loadNative, type Native, type StepName } from '../../native/index';
 import type { Config } from '../config';
-import type { CheckView, SandboxRecord, Store } from '../store/store';
+import type { CheckView, DiskRow, SandboxRecord, Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
+import { makeDisk } from './disk';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
@@ -46,6 +47,7 @@ interface Plan {
   limits: Limits;
   image: ImageInfo;
   ownerKind: NonNullable<CreateOptions['ownerKind']>;
+  keepDisk: CreateOptions['keepDisk'];
 }
 
 /** The host-side directories of one sandbox (under its session dir). */
@@ -54,6 +56,8 @@ interface Scratch {
   upper: string;
   work: string;
   merged: string;
+  tmp: string;
+  lab: string;
 }
 
 /** Runs one named step; any failure in it becomes a SandboxError naming the step. */
@@ -104,6 +108,11 @@ export class SandboxManager {
   /** Caps what all sandboxes together may use (CgroupDriver.limitAll). */
   limitAll(total: { memoryBytes: number; pids: number }): void {
     this.driver.limitAll(total);
+  }
+
+  /** The session disks' images (root's only: a student never reaches them). */
+  private disksDir(): string {
+    return path.join(this.config.stateDir, 'disks');
   }
 
   private sessionsDir(): string {
@@ -160,13 +169,19 @@ export class SandboxManager {
       limits: resolveLimits(opts.limits),
       image: requireImage(this.config.imagesDir, opts.packages ?? []),
       ownerKind: opts.ownerKind ?? 'cli',
+      keepDisk: opts.keepDisk,
     };
   }
 
   /** allocate-ids: an own 65536-id range, recorded before anything exists. */
   private allocateIds(plan: Plan): SandboxRecord {
+    const disk = plan.keepDisk && {
+      ...plan.keepDisk,
+      bytes: plan.limits.scratchBytes,
+      id: plan.id,
+    };
     return this.store.reserve(
-      (k) => ({
+      (k, kept) => ({
         id: plan.id,
         k,
         uidBase: this.config.uidBase + 65536 * k,
@@ -184,11 +199,14 @@ export class SandboxManager {
           cgroupMode: this.driver.mode,
           cgroupDirs: [],
           joinProcs: [],
+          disk: path.join(this.disksDir(), `${kept?.id ?? plan.id}.ext4`),
+          ...(kept ? { keptDisk: kept.id, restored: !kept.fresh && kept.ready === 1 } : {}),
         },
         createdAt: Date.now(),
       }),
       this.config.maxSessions,
-    );
+      disk,
+    ).record;
   }
 
   /** cgroup: the session's cgroups with limits, delegated to sandbox root. */
@@ -263,10 +281,15 @@ export class SandboxManager {
     return { trees, binds, actions };
   }
 
-  /** scratch: upper + work on a size- and inode-limited tmpfs, and the mount points. */
-  private makeScratch(record: SandboxRecord, plan: Plan): Scratch {
+  /**
+   * scratch: the session disk, an ext4 image of its own on a loop device
+   * (docs/sandbox.md#the-session-disk), mounted on the host, holding the
+   * root's upper and work dirs, /tmp and /lab; and the mount points.
+   */
+  private async makeScratch(record: SandboxRecord, plan: Plan): Promise<Scratch> {
     const { sessionDir } = record.resources;
     fs.mkdirSync(this.sessionsDir(), { recursive: true, mode: 0o711 });
+    fs.mkdirSync(this.disksDir(), { recursive: true, mode: 0o700 });
     fs.chmodSync(this.config.stateDir, 0o711);
     // The sandbox's root (an unprivileged host uid) must walk to `merged`
     // for the self-bind (docs/sandbox.md#session-directories), and nobody
@@ -278,23 +301,40 @@ export class SandboxManager {
     const lower = path.join(sessionDir, 'lower');
     const merged = path.join(sessionDir, 'merged');
     for (const d of [scratch, lower, merged]) fs.mkdirSync(d, { mode: 0o711 });
+    const disk = record.resources.disk as string;
     record.resources.mounts = [scratch, lower, merged];
+    // A kept disk comes back as it was; one whose image went missing (or a
+    // new one) is made now, and then nothing is restored.
+    if (!record.resources.restored || !fs.existsSync(disk)) {
+      record.resources.restored = false;
+      fs.rmSync(disk, { force: true });
+      await makeDisk(disk, plan.limits.scratchBytes, plan.limits.scratchInodes);
+    }
     this.store.update(record);
-    this.native.addon.mount(
-      'tmpfs',
+    // noinit_itable: the image is a sparse file, its inode tables read as
+    // zeros already, so the kernel need not write them (16 MiB per GiB).
+    // discard: a file the student deletes gives its blocks back to the host.
+    this.native.addon.mountLoop(
+      disk,
       scratch,
-      'tmpfs',
+      'ext4',
       'MS_NODEV',
-      `size=${plan.limits.scratchBytes},nr_inodes=${plan.limits.scratchInodes},mode=0711`,
+      'noinit_itable,discard',
       'scratch',
     );
+    fs.chmodSync(scratch, 0o711);
     const upper = path.join(scratch, 'upper');
     const work = path.join(scratch, 'work');
-    fs.mkdirSync(upper, { mode: 0o755 });
-    fs.mkdirSync(work, { mode: 0o700 });
+    const tmp = path.join(scratch, 'tmp');
+    const lab = path.join(scratch, 'lab');
+    for (const d of [upper, work, tmp, lab]) fs.mkdirSync(d, { recursive: true });
+    fs.chmodSync(upper, 0o755);
+    fs.chmodSync(work, 0o700);
+    fs.chmodSync(tmp, 0o1777);
+    fs.chmodSync(lab, 0o755);
     // The upper dir's owner becomes the owner of `/` inside: sandbox root.
-    fs.chownSync(upper, record.uidBase, record.uidBase);
-    return { lower, upper, work, merged };
+    for (const d of [upper, tmp, lab]) fs.chownSync(d, record.uidBase, record.uidBase);
+    return { lower, upper, work, merged, tmp, lab };
   }
 
   /** idmap-lower .. init: the op list, run by a fresh helper; resolves with the init's pid. */
@@ -325,10 +365,10 @@ export class SandboxManager {
       workDir: dirs.work,
       mergedDir: dirs.merged,
       cgroup: cg,
-      tmpBytes: plan.limits.tmpBytes,
+      tmpDir: dirs.tmp,
+      labDir: dirs.lab,
       shmBytes: plan.limits.shmBytes,
       runBytes: plan.limits.runBytes,
-      tmpInodes: plan.limits.tmpInodes,
       shmInodes: plan.limits.shmInodes,
       runInodes: plan.limits.runInodes,
     });
@@ -413,6 +453,80 @@ export class SandboxManager {
   /** Retry the teardown of quarantined sandboxes; returns those still stuck. */
   retryQuarantined(): Promise<string[]> {
     return this.reaper.retryQuarantined();
+  }
+
+  /**
+   * The sandbox's kept disk now holds a complete start (the lab's setup
+   * ran): a later sandbox on it restores the files instead of setting up.
+   */
+  markDiskReady(sb: Sandbox): void {
+    if (sb.record.resources.keptDisk) this.store.markDiskReady(sb.record.resources.keptDisk);
+  }
+
+  /**
+   * Kept disks (docs/sandbox.md#kept-disks): owner, name, the host disk the
+   * image really takes (it is sparse), and the sandbox using it, if any
+   * (none: parked).
+   */
+  disks(): (DiskRow & { usage: number; sandbox: string | undefined })[] {
+    const byK = new Map(this.store.list().map((r) => [r.k, r.id]));
+    return this.store.listDisks().map((d) => ({
+      ...d,
+      usage: diskUsage(path.join(this.disksDir(), `${d.id}.ext4`)),
+      sandbox: byK.get(d.k),
+    }));
+  }
+
+  /** Forgets a kept disk and its files; refused while a sandbox uses it. */
+  dropDisk(owner: string, name: string): boolean {
+    const d = this.store.getDisk(owner, name);
+    if (!d) return false;
+    const user = this.store.list().find((r) => r.k === d.k);
+    if (user) throw new RequestError('conflict', `the disk is in use by sandbox ${user.id}`);
+    fs.rmSync(path.join(this.disksDir(), `${d.id}.ext4`), { force: true });
+    this.store.removeDisk(d.id);
+    this.log.info('disk dropped', { owner, name, id: d.id });
+    return true;
+  }
+
+  /**
+   * Drops parked disks: those unused for longer than `maxIdleMs`, then the
+   * least recently used ones while an owner's disks take more than
+   * `perOwnerBytes`, or all of them more than `totalBytes` (real usage, not
+   * the sparse size). Disks in use are never dropped; they count, though.
+   */
+  collectDisks(policy: { maxIdleMs: number; perOwnerBytes: number; totalBytes: number }): string[] {
+    const all = this.disks();
+    const dropped: string[] = [];
+    const drop = (d: (typeof all)[number]) => {
+      if (this.dropDisk(d.owner, d.name)) dropped.push(d.id);
+      d.usage = 0;
+    };
+    const now = Date.now();
+    for (const d of all) if (!d.sandbox && now - d.used > policy.maxIdleMs) drop(d);
+    const parked = () => all.filter((d) => !d.sandbox && d.usage > 0); // oldest first
+    const sum = (ds: typeof all) => ds.reduce((n, d) => n + d.usage, 0);
+    for (const owner of new Set(all.map((d) => d.owner))) {
+      for (const d of parked().filter((x) => x.owner === owner)) {
+        if (sum(all.filter((x) => x.owner === owner)) <= policy.perOwnerBytes) break;
+        drop(d);
+      }
+    }
+    for (const d of parked()) {
+      if (sum(all) <= policy.totalBytes) break;
+      drop(d);
+    }
+    if (dropped.length) this.log.info('parked disks collected', { dropped: dropped.length });
+    return dropped;
+  }
+}
+
+/** Bytes a (sparse) file really takes on the host disk; 0 if it is gone. */
+function diskUsage(file: string): number {
+  try {
+    return fs.statSync(file).blocks * 512;
+  } catch {
+    return 0;
   }
 }
 

@@ -9,73 +9,54 @@ import { RequestError } from '../util/errors';
 import type { CgroupLimits } from './cgroups';
 
 export interface Limits extends CgroupLimits {
-  /** The root overlay's upper layer (the scratch tmpfs). */
+  /**
+   * The session disk (an ext4 image of its own, on disk, not in memory): the
+   * root overlay's upper layer, /tmp and /lab share it. Full means ENOSPC.
+   */
   scratchBytes: number;
   scratchInodes: number;
-  /** /tmp and /lab, each. */
-  tmpBytes: number;
-  tmpInodes: number;
-  /** /dev/shm. */
+  /** /dev/shm (tmpfs: charged to the memory limit). */
   shmBytes: number;
   shmInodes: number;
-  /** /run. */
+  /** /run (tmpfs: charged to the memory limit). */
   runBytes: number;
   runInodes: number;
 }
 
-type WritableSizes = Pick<
-  Limits,
-  | 'scratchBytes'
-  | 'scratchInodes'
-  | 'tmpBytes'
-  | 'tmpInodes'
-  | 'shmBytes'
-  | 'shmInodes'
-  | 'runBytes'
-  | 'runInodes'
->;
+type MemorySizes = Pick<Limits, 'shmBytes' | 'shmInodes' | 'runBytes' | 'runInodes'>;
 
 const MiB = 1024 * 1024;
 /**
- * Kernel memory one inode may cost the sandbox: an empty file, dir or
- * symlink measured 1.1-1.5 KiB on tmpfs here and 2.85-2.9 KiB through the
- * overlay root (an overlay inode and dentry on top of the upper tmpfs's);
- * long names and xattrs add more (tmpfs counts xattrs against nr_inodes
- * since Linux 6.6). All charged to the memory cgroup. Rounded up.
+ * Kernel memory one tmpfs inode may cost the sandbox: an empty file, dir or
+ * symlink measured 1.1-1.5 KiB here; long names and xattrs add more (tmpfs
+ * counts xattrs against nr_inodes since Linux 6.6). All charged to the
+ * memory cgroup. Rounded up.
  */
 export const INODE_COST = 3072;
-/** One inode per 8 KiB of a mount's size: inodes then cost at most a quarter of the bytes. */
+/** One inode per 8 KiB of a tmpfs's size: inodes then cost at most a quarter of the bytes. */
 const BYTES_PER_INODE = 8192;
+/** One inode per 16 KiB of the session disk (ext4's default ratio). */
+const DISK_BYTES_PER_INODE = 16384;
 /** The tiny fixed mounts (/dev, /sys/fs/cgroup): their inodes come out of the headroom. */
 export const FIXED_MOUNT_INODES = 256;
 
 /**
- * The writable tmpfs sizes and inode counts for a memory limit. tmpfs pages
- * and inodes are charged to the sandbox's memory cgroup and, with no swap,
- * cannot be reclaimed: if the mounts together could hold more than the
- * limit, filling them (with data or with empty files) ends in an OOM kill of
- * every process instead of ENOSPC. So all of them together, data plus
- * inodes at INODE_COST, get the limit minus headroom for processes (see
- * headroom()), split half to the root's upper layer, a fifth each to /tmp
- * and /lab, the rest to /dev/shm and /run.
+ * The sizes of the two writable tmpfs mounts left, /dev/shm and /run, for a
+ * memory limit. tmpfs pages and inodes are charged to the sandbox's memory
+ * cgroup and, with no swap, cannot be reclaimed: if they could hold more
+ * than the limit, filling them would end in an OOM kill of every process
+ * instead of ENOSPC. So together, data plus inodes at INODE_COST, they get
+ * a fifth of what is left after the headroom for processes, four to one.
+ * (Everything else a student writes goes to the session disk, whose page
+ * cache the kernel can write back and reclaim.)
  */
-export function writableSizes(memoryBytes: number, scratchBytes?: number): WritableSizes {
+export function memorySizes(memoryBytes: number): MemorySizes {
   const perByte = 1 + INODE_COST / BYTES_PER_INODE;
-  const budget = Math.floor((memoryBytes - headroom(memoryBytes)) / perByte);
-  // An explicit upper-layer size (--scratch) leaves the rest to the others,
-  // in the same proportions; without one, the upper layer gets half.
-  const rest = scratchBytes === undefined ? budget / 2 : budget - scratchBytes;
-  const part = (f: number) => Math.max(MiB, Math.floor((rest * f) / MiB) * MiB);
-  const tmpBytes = part(0.4);
-  const shmBytes = part(0.16);
-  const runBytes = part(0.04);
-  // The upper layer gets what is left (half, or less where the 1 MiB minimums bite).
-  const upper = scratchBytes ?? Math.max(MiB, budget - 2 * tmpBytes - shmBytes - runBytes);
+  const budget = Math.floor((memoryBytes - headroom(memoryBytes)) / perByte / 5);
+  const part = (f: number) => Math.max(MiB, Math.floor((budget * f) / MiB) * MiB);
+  const shmBytes = part(0.8);
+  const runBytes = part(0.2);
   return {
-    scratchBytes: upper,
-    scratchInodes: inodesFor(upper),
-    tmpBytes,
-    tmpInodes: inodesFor(tmpBytes),
     shmBytes,
     shmInodes: inodesFor(shmBytes),
     runBytes,
@@ -83,9 +64,14 @@ export function writableSizes(memoryBytes: number, scratchBytes?: number): Writa
   };
 }
 
-/** The inode count that goes with a mount's size. */
+/** The inode count that goes with a tmpfs's size. */
 export function inodesFor(bytes: number): number {
   return Math.max(64, Math.floor(bytes / BYTES_PER_INODE));
+}
+
+/** The inode count that goes with a session disk's size. */
+export function diskInodesFor(bytes: number): number {
+  return Math.max(1024, Math.floor(bytes / DISK_BYTES_PER_INODE));
 }
 
 /** Memory kept for processes: a quarter of the limit, at least 64 MiB (half, for tiny limits). */
@@ -93,11 +79,9 @@ function headroom(memoryBytes: number): number {
   return Math.max(Math.min(64 * MiB, Math.floor(memoryBytes / 2)), Math.floor(memoryBytes / 4));
 }
 
-/** What everything writable can pin when full: the data, and the inodes at INODE_COST. */
-export function writableTotal(l: Limits): number {
-  const bytes = l.scratchBytes + 2 * l.tmpBytes + l.shmBytes + l.runBytes;
-  const inodes = l.scratchInodes + 2 * l.tmpInodes + l.shmInodes + l.runInodes;
-  return bytes + inodes * INODE_COST;
+/** What the tmpfs mounts can pin when full: the data, and the inodes at INODE_COST. */
+export function memoryWritableTotal(l: Limits): number {
+  return l.shmBytes + l.runBytes + (l.shmInodes + l.runInodes) * INODE_COST;
 }
 
 export type OwnerKind = 'cli' | 'server' | 'detached';
@@ -108,6 +92,12 @@ export interface CreateOptions {
   packages?: readonly string[];
   limits?: Partial<Limits>;
   ownerKind?: OwnerKind;
+  /**
+   * Keep the session disk after this sandbox, for the next one made with
+   * the same owner and name (a student's lab): their files survive a lost
+   * sandbox, a parked session and a host reboot (docs/sandbox.md#kept-disks).
+   */
+  keepDisk?: { owner: string; name: string };
 }
 
 /** Who a command runs as inside the sandbox, and where. */
@@ -161,12 +151,11 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
   const memoryBytes = requested.memoryBytes ?? DEFAULT_LIMITS.memoryBytes;
   const l: Limits = {
     ...DEFAULT_LIMITS,
-    ...(memoryBytes >= 16 * MiB ? writableSizes(memoryBytes, requested.scratchBytes) : {}),
+    ...(memoryBytes >= 16 * MiB ? memorySizes(memoryBytes) : {}),
     ...requested,
   } as Limits;
-  // An explicit --scratch brings its own inode count.
-  if (requested.scratchBytes !== undefined && requested.scratchInodes === undefined)
-    l.scratchInodes = inodesFor(l.scratchBytes);
+  // A disk size brings its own inode count.
+  if (requested.scratchInodes === undefined) l.scratchInodes = diskInodesFor(l.scratchBytes);
   const bad = (field: string, why: string) => {
     throw new RequestError('invalid', `impossible limit ${field}: ${why}`);
   };
@@ -177,16 +166,16 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
     bad('pids', 'at least 8 (init, a shell and a command)');
   if (l.pids > 1_000_000) bad('pids', 'more than 1000000');
   if (!(l.cpus > 0) || l.cpus > 1024) bad('cpus', 'must be > 0 and <= 1024');
-  if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 1024 * 1024)
-    bad('scratch', 'at least 1M');
-  if (!Number.isFinite(l.tmpBytes) || l.tmpBytes < 1024 * 1024) bad('tmp', 'at least 1M');
+  // ext4 wants a few MiB for its own structures; 1 TiB is far past any lab.
+  if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 8 * MiB)
+    bad('scratch', 'at least 8M (the session disk holds the upper layer, /tmp and /lab)');
+  if (l.scratchBytes > 1024 ** 4) bad('scratch', 'more than 1T');
   const room = headroom(l.memoryBytes);
-  if (writableTotal(l) > l.memoryBytes - room)
+  if (memoryWritableTotal(l) > l.memoryBytes - room)
     bad(
-      'scratch',
-      `the writable space (${Math.round(writableTotal(l) / MiB)}M with its inodes: upper layer, /tmp, /lab, /dev/shm, /run) ` +
-        `must stay below the memory limit minus ${Math.round(room / MiB)}M, or filling it OOM-kills the sandbox instead of ENOSPC; ` +
-        'raise --memory or lower --scratch',
+      'memory',
+      `the tmpfs mounts (${Math.round(memoryWritableTotal(l) / MiB)}M with their inodes: /dev/shm, /run) ` +
+        `must stay below the memory limit minus ${Math.round(room / MiB)}M, or filling them OOM-kills the sandbox instead of ENOSPC`,
     );
   return l;
 }

@@ -98,10 +98,17 @@ export class Reaper {
         throw err;
       }
     }
-    // 4. files
+    // 4. files; the disk's loop device went with its mount (AUTOCLEAR)
     const sessionDir = r.resources.sessionDir;
     if (sessionDir.startsWith(this.sessionsDir() + path.sep)) {
       fs.rmSync(sessionDir, { recursive: true, force: true });
+    }
+    // A kept disk (a student's lab files) stays for the next sandbox.
+    const disk = r.resources.disk;
+    if (r.resources.keptDisk) {
+      store.touchDisk(r.resources.keptDisk);
+    } else if (disk && path.dirname(disk) === path.join(this.o.config.stateDir, 'disks')) {
+      fs.rmSync(disk, { force: true });
     }
     // 5. cgroup dirs (student-made children included)
     await removeCgroupTrees(r.resources.cgroupDirs);

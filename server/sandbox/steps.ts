@@ -32,11 +32,11 @@ export interface StepPlan {
   /** Overlay mount point on the host, and the sandbox's future root. */
   mergedDir: string;
   cgroup: SessionCgroup;
-  /** /tmp and /lab, each. */
-  tmpBytes: number;
+  /** Host dirs on the session disk bound as /tmp and /lab. */
+  tmpDir: string;
+  labDir: string;
   shmBytes: number;
   runBytes: number;
-  tmpInodes: number;
   shmInodes: number;
   runInodes: number;
 }
@@ -201,25 +201,13 @@ export function buildOps(p: StepPlan): Op[] {
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/0', path: `${R}/dev/stdin` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/1', path: `${R}/dev/stdout` },
     { step: 'rootfs', op: 'symlink', target: '/proc/self/fd/2', path: `${R}/dev/stderr` },
-    // Scratch for nested labs: an overlay whose upper sits on the overlay root
-    // fails ("wrong fs type"); on tmpfs it mounts. Not nosuid (file caps).
-    mount(
-      'rootfs',
-      'tmpfs',
-      `${R}/tmp`,
-      'tmpfs',
-      ['MS_NODEV'],
-      `mode=1777,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
-    ),
+    // /tmp and /lab: the session disk (ext4), like the root's upper layer.
+    // Nested labs need them: an overlay whose upper sits on the overlay root
+    // fails ("wrong fs type"); on ext4 it mounts, user.* xattrs included
+    // (userxattr overlays) on every kernel. Not nosuid (file caps).
+    mount('rootfs', p.tmpDir, `${R}/tmp`, '', ['MS_BIND'], ''),
     { step: 'rootfs', op: 'mkdir', path: `${R}/lab`, mode: 0o755 },
-    mount(
-      'rootfs',
-      'lab',
-      `${R}/lab`,
-      'tmpfs',
-      ['MS_NODEV'],
-      `mode=755,size=${p.tmpBytes},nr_inodes=${p.tmpInodes}`,
-    ),
+    mount('rootfs', p.labDir, `${R}/lab`, '', ['MS_BIND'], ''),
     mount(
       'rootfs',
       'tmpfs',

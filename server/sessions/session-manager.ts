@@ -59,8 +59,13 @@ export interface CreateSessionOptions {
   lab?: string;
   /** The admission place taken for it (sessions/admission.ts); released on failure or end. */
   slot?: Slot;
-  /** Runs in the new sandbox before the session is handed out (lab files and setup). */
+  /**
+   * Runs in the new sandbox before the session is handed out (lab files and
+   * setup); not when its kept disk came back with the files of an earlier one.
+   */
   prepare?: (sb: Sandbox) => Promise<void>;
+  /** Keep the session disk for the next sandbox of this owner and name (CreateOptions.keepDisk). */
+  keepDisk?: { owner: string; name: string };
 }
 
 export interface SessionOptions {
@@ -68,6 +73,12 @@ export interface SessionOptions {
   graceMs?: number;
   /** How long a session with no client attached lives on before its sandbox ends (default 2 h). */
   idleMs?: number;
+  /**
+   * How long a session with a kept disk (a lab session) stays with no client
+   * before it is parked: its sandbox ends, its files stay for the next start
+   * (default 15 min).
+   */
+  parkMs?: number;
   /** Called once a session has ended (lab sessions forget it in the store). */
   onEnded?: (s: Session) => void;
 }
@@ -94,6 +105,7 @@ export class SessionManager {
   };
   private readonly graceMs: number;
   private readonly idleMs: number;
+  private readonly parkMs: number;
 
   constructor(
     private readonly sandboxes: SandboxManager,
@@ -102,6 +114,7 @@ export class SessionManager {
   ) {
     this.graceMs = opts.graceMs ?? 5 * 60_000;
     this.idleMs = opts.idleMs ?? 2 * 3600_000;
+    this.parkMs = opts.parkMs ?? 15 * 60_000;
   }
 
   async create(opts: CreateSessionOptions = {}): Promise<SessionCreated> {
@@ -111,6 +124,7 @@ export class SessionManager {
         hostname: opts.hostname ?? 'lab',
         ...(opts.packages?.length ? { packages: opts.packages } : {}),
         ...(opts.limits ? { limits: opts.limits } : {}),
+        ...(opts.keepDisk ? { keepDisk: opts.keepDisk } : {}),
         ownerKind: 'server',
       });
     } catch (err) {
@@ -118,7 +132,8 @@ export class SessionManager {
       throw err;
     }
     try {
-      await opts.prepare?.(sandbox);
+      if (!sandbox.record.resources.restored) await opts.prepare?.(sandbox);
+      this.sandboxes.markDiskReady(sandbox);
     } catch (err) {
       await this.sandboxes.teardownOrQuarantine(sandbox);
       opts.slot?.release();
@@ -170,15 +185,24 @@ export class SessionManager {
     this.listeners[event].push(listener);
   }
 
-  /** Ends a session nobody has attached to for idleMs (its progress stays in the store). */
+  /**
+   * Ends a session nobody has attached to for idleMs (its progress stays in
+   * the store); one with a kept disk is parked after parkMs instead: the
+   * sandbox ends and holds no memory, the files wait for the next start.
+   */
   private armIdle(s: Session): void {
     clearTimeout(s.idleTimer);
-    s.idleTimer = setTimeout(() => {
-      if (s.connections === 0) {
-        this.log.info('session idle: ending it', { session: s.id });
-        void this.end(s.id, 'the session ended after being idle');
-      }
-    }, this.idleMs);
+    const parks = !!s.sandbox.record.resources.keptDisk;
+    s.idleTimer = setTimeout(
+      () => {
+        if (s.connections !== 0) return;
+        this.log.info(parks ? 'session idle: parking it' : 'session idle: ending it', {
+          session: s.id,
+        });
+        void this.end(s.id, parks ? 'parked' : 'the session ended after being idle');
+      },
+      parks ? this.parkMs : this.idleMs,
+    );
     s.idleTimer.unref();
   }
 

@@ -34,6 +34,12 @@ export interface SandboxResources {
   sessionDir: string;
   /** Mount points in the host namespace, innermost last: unmounted in reverse. */
   mounts: string[];
+  /** The session disk's image (sandbox/disk.ts), removed after the unmount unless kept. */
+  disk?: string;
+  /** The disk is kept for its owner after this sandbox (a lab session's files): its id. */
+  keptDisk?: string;
+  /** The disk held files from an earlier sandbox (so the lab's setup is not run again). */
+  restored?: boolean;
   cgroupMode: 'v1' | 'v2';
   /** Session cgroup dirs (one per v1 hierarchy, one on v2). */
   cgroupDirs: string[];
@@ -45,6 +51,24 @@ export interface SandboxResources {
    * mounts. Absent in records made before it existed.
    */
   checkView?: CheckView;
+}
+
+/**
+ * A session disk kept across sandboxes (a lab session's files): whose it is
+ * (owner, and a name such as the lab), its image id, the id range its files
+ * are owned by (reserved while it exists), its size, and when it was made
+ * and last used.
+ */
+export interface DiskRow {
+  owner: string;
+  name: string;
+  id: string;
+  k: number;
+  bytes: number;
+  created: number;
+  used: number;
+  /** 1 once the owner's setup completed on it (sandbox/manager.ts markDiskReady). */
+  ready: number;
 }
 
 /** Persisted form of a join view (native/index.ts JoinView, which the sandbox layer passes it as). */
@@ -99,6 +123,17 @@ export class Store {
         created INTEGER NOT NULL,
         PRIMARY KEY (owner, lab)
       );
+      CREATE TABLE IF NOT EXISTS disks (
+        owner TEXT NOT NULL,
+        name  TEXT NOT NULL,
+        id    TEXT NOT NULL UNIQUE,
+        k     INTEGER NOT NULL UNIQUE,
+        bytes INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        used  INTEGER NOT NULL,
+        ready INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, name)
+      );
       CREATE TABLE IF NOT EXISTS meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -115,24 +150,86 @@ export class Store {
     `);
   }
 
-  /** Reserves the lowest free range index and records the sandbox as 'creating'. */
-  reserve(make: (k: number) => SandboxRecord, maxK: number): SandboxRecord {
+  /**
+   * Reserves an id range and records the sandbox as 'creating'. Without a
+   * disk key: the lowest range no sandbox and no kept disk holds. With one:
+   * the range of that key's kept disk (its files are owned by it), or, for a
+   * new key, the lowest free range, recorded with the new disk in the same
+   * transaction. A kept disk some sandbox already uses is refused.
+   */
+  reserve(
+    make: (k: number, disk: (DiskRow & { fresh: boolean }) | undefined) => SandboxRecord,
+    maxK: number,
+    disk?: { owner: string; name: string; bytes: number; id: string },
+  ): { record: SandboxRecord; disk: (DiskRow & { fresh: boolean }) | undefined } {
     const tx = this.db.transaction(() => {
-      const used = new Set(
+      const sandboxKs = new Set(
         (this.db.prepare('SELECT k FROM sandboxes').all() as { k: number }[]).map((r) => r.k),
       );
-      let k = 0;
-      while (used.has(k)) k++;
-      if (k >= maxK) {
-        throw new Error(`all ${maxK} sandbox id ranges are in use; end or reap sessions first`);
+      let kept: (DiskRow & { fresh: boolean }) | undefined;
+      if (disk) {
+        const row = this.getDisk(disk.owner, disk.name);
+        if (row && sandboxKs.has(row.k))
+          throw new Error(`the disk ${row.id} is in use by another sandbox`);
+        if (row) kept = { ...row, fresh: false };
       }
-      const rec = make(k);
+      let k = kept?.k ?? 0;
+      if (!kept) {
+        const used = new Set([
+          ...sandboxKs,
+          ...(this.db.prepare('SELECT k FROM disks').all() as { k: number }[]).map((r) => r.k),
+        ]);
+        while (used.has(k)) k++;
+        if (k >= maxK) {
+          throw new Error(`all ${maxK} sandbox id ranges are in use; end or reap sessions first`);
+        }
+        if (disk) {
+          const now = Date.now();
+          kept = { ...disk, k, created: now, used: now, ready: 0, fresh: true };
+          this.db
+            .prepare(
+              'INSERT INTO disks (owner, name, id, k, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?, ?)',
+            )
+            .run(disk.owner, disk.name, disk.id, k, disk.bytes, now, now);
+        }
+      }
+      const rec = make(k, kept);
       this.db
         .prepare('INSERT INTO sandboxes (id, k, body) VALUES (?, ?, ?)')
         .run(rec.id, rec.k, JSON.stringify(rec));
-      return rec;
+      return { record: rec, disk: kept };
     });
     return tx.immediate();
+  }
+
+  /** A kept session disk (sandbox/disk.ts), by who it belongs to. */
+  getDisk(owner: string, name: string): DiskRow | undefined {
+    return this.db
+      .prepare(
+        'SELECT owner, name, id, k, bytes, created, used, ready FROM disks WHERE owner = ? AND name = ?',
+      )
+      .get(owner, name) as DiskRow | undefined;
+  }
+
+  listDisks(): DiskRow[] {
+    return this.db
+      .prepare('SELECT owner, name, id, k, bytes, created, used, ready FROM disks ORDER BY used')
+      .all() as DiskRow[];
+  }
+
+  /** The disk holds a complete start (its owner's setup ran): a later sandbox restores it. */
+  markDiskReady(id: string): void {
+    this.db.prepare('UPDATE disks SET ready = 1 WHERE id = ?').run(id);
+  }
+
+  /** A sandbox stopped using the disk now (parking and collection go by this). */
+  touchDisk(id: string): void {
+    this.db.prepare('UPDATE disks SET used = ? WHERE id = ?').run(Date.now(), id);
+  }
+
+  /** Forgets a disk (its image is already gone); its id range is free again. */
+  removeDisk(id: string): void {
+    this.db.prepare('DELETE FROM disks WHERE id = ?').run(id);
   }
 
   update(rec: SandboxRecord): void {

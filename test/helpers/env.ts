@@ -105,4 +105,23 @@ export function mountsContaining(needle: string): string[] {
     .filter((l) => l.includes(needle));
 }
 
+/**
+ * What is left of a session disk (server/sandbox/disk.ts): its image file,
+ * and any loop device still backed by it (one that outlived its mount).
+ */
+export function diskLeftovers(disk: string | undefined): string[] {
+  if (!disk) return [];
+  const out = fs.existsSync(disk) ? [disk] : [];
+  for (const dev of fs.existsSync('/sys/block') ? fs.readdirSync('/sys/block') : []) {
+    if (!dev.startsWith('loop')) continue;
+    try {
+      const backing = fs.readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim();
+      if (backing.startsWith(disk)) out.push(`/dev/${dev} -> ${backing}`);
+    } catch {
+      // not configured
+    }
+  }
+  return out;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

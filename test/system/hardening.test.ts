@@ -13,7 +13,15 @@ import { after, before, describe } from 'node:test';
 import type { Limits, Sandbox, SandboxManager } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
 import { USER_LIMITS } from '../../server/sandbox/steps';
-import { cli, mountsContaining, pidsOwnedByRange, REPO, sleep, testManager } from '../helpers/env';
+import {
+  cli,
+  diskLeftovers,
+  mountsContaining,
+  pidsOwnedByRange,
+  REPO,
+  sleep,
+  testManager,
+} from '../helpers/env';
 import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 /** Copies a host file into the sandbox (over the exec's stdin) and makes it executable. */
@@ -133,6 +141,7 @@ describe('sandbox hardening', { concurrency: false }, () => {
     assert.deepEqual(mountsContaining(r.id), [], `mounts of ${r.id} survived`);
     for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
     assert.equal(m.store.get(r.id), undefined, `record of ${r.id} survived`);
+    assert.deepEqual(diskLeftovers(r.resources.disk), [], `the disk of ${r.id} survived`);
   }
 
   sysTest(

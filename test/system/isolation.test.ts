@@ -151,7 +151,7 @@ describe('one sandbox, seen from both sides', () => {
   });
 
   sysTest(
-    'an overlay mounted inside (upper on tmpfs, userxattr) works; deleting a lower file leaves a 0/0 whiteout',
+    'an overlay mounted inside (upper on the session disk, userxattr) works; deleting a lower file leaves a 0/0 whiteout',
     SYSTEM_NEEDS,
     async () => {
       ready();
@@ -254,24 +254,30 @@ describe('one sandbox, seen from both sides', () => {
       ready();
       const r = await sh(
         `python3 - <<'EOF'
-import os, time, errno
+import os, errno
+# Each child waits for the end of the pipe, so all of them live until the
+# limit is hit, and all of them are gone (reaped) before we print: later
+# tests get their pids back. (A pkill afterwards could not even fork.)
+r, w = os.pipe()
 n = 0
 while True:
     try:
         pid = os.fork()
     except OSError as e:
-        print(n, errno.errorcode[e.errno]); break
+        err = errno.errorcode[e.errno]; break
     if pid == 0:
-        os.closerange(0, 3); time.sleep(30); os._exit(0)
+        os.close(w); os.read(r, 1); os._exit(0)
     n += 1
+os.close(w)
+for _ in range(n):
+    os.wait()
+print(n, err)
 EOF`,
         { timeoutMs: 30_000 },
       );
       const [n, code] = r.stdout.trim().split(' ');
-      assert.equal(code, 'EAGAIN');
+      assert.equal(code, 'EAGAIN', r.stdout + r.stderr);
       assert.ok(Number(n) > 10 && Number(n) < 96, `forked ${n} times with pids.max=96`);
-      // Clean up the sleepers so later tests have room.
-      await sh('pkill -KILL -f "import os, time" ; pkill -KILL python3; true');
     },
   );
 
@@ -295,6 +301,37 @@ EOF`,
     const size = Number(r.stdout.trim().split('\n').at(-1));
     assert.ok(size <= 32 * 1024 * 1024, `wrote ${size} bytes into a 32M scratch`);
   });
+
+  sysTest(
+    '/, /tmp and /lab are one ext4 session disk of the requested size: user xattrs work in each, none of it is tmpfs memory',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      // user.* xattrs are what a userxattr overlay needs of its upper dir (tmpfs has them only from 6.6).
+      const r = await sh(`set -e
+      for d in /root /tmp /lab; do
+        touch $d/x && setfattr -n user.t -v ok $d/x
+        echo "$d $(stat -fc %T $d) $(getfattr --only-values -n user.t $d/x) $(df -B1 --output=size $d | tail -1 | tr -d " ")"
+      done
+      grep -E ' /(tmp|lab) ' /proc/self/mountinfo | awk '{ print $5, $(NF-2) }'`);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.trim().split('\n');
+      for (const [i, d] of ['/root', '/tmp', '/lab'].entries()) {
+        const [where, fstype, xattr, size] = (lines[i] ?? '').split(' ');
+        assert.equal(where, d);
+        // stat -f names ext4 "ext2/ext3" (one magic number for the family).
+        if (d !== '/root') assert.equal(fstype, 'ext2/ext3', `${d} is on ${fstype}`);
+        assert.equal(xattr, 'ok', `user.* xattr on ${d}`);
+        // The whole disk less ext4's own structures, never more than asked.
+        const bytes = Number(size);
+        assert.ok(bytes > 24 * 1024 * 1024 && bytes <= 32 * 1024 * 1024, `${d}: ${size} bytes`);
+      }
+      assert.deepEqual(lines.slice(3), ['/tmp ext4', '/lab ext4']);
+      // From the host: the same disk holds the root's upper layer.
+      const upper = path.join(sb.record.resources.sessionDir, 'scratch', 'upper', 'root', 'x');
+      assert.ok(fs.existsSync(upper), 'the root overlay writes to the session disk');
+    },
+  );
 
   sysTest('a shell sees only fds 0, 1, 2 (and its own)', SYSTEM_NEEDS, async () => {
     ready();

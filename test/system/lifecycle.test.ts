@@ -14,6 +14,7 @@ import {
   CLI,
   REPO,
   cli,
+  diskLeftovers,
   mountsContaining,
   pidsOwnedByRange,
   sleep,
@@ -34,6 +35,7 @@ async function assertGone(r: SandboxRecord): Promise<void> {
   assert.deepEqual(mountsContaining(r.id), [], `mounts of ${r.id} survived`);
   for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
   assert.ok(!fs.existsSync(r.resources.sessionDir), `files of ${r.id} survived`);
+  assert.deepEqual(diskLeftovers(r.resources.disk), [], `the disk of ${r.id} survived`);
 }
 
 /** Session cgroup dir names under our `underlay/` (other runs on this host may add their own). */

@@ -22,10 +22,10 @@ const ops = buildOps({
   workDir: '/s/work',
   mergedDir: '/s/merged',
   cgroup: cg,
-  tmpBytes: 1 << 20,
+  tmpDir: '/s/scratch/tmp',
+  labDir: '/s/scratch/lab',
   shmBytes: 1 << 20,
   runBytes: 1 << 20,
-  tmpInodes: 100,
   shmInodes: 100,
   runInodes: 100,
 });
