@@ -40,6 +40,17 @@ export interface Config {
   allowedHosts: string[];
   /** Offer POST /api/sessions (sandboxes outside any lab). UNDERLAY_BARE_SESSIONS=1. */
   bareSessions: boolean;
+  /** Kept session disks: parking and collection (docs/operating.md#parked-sessions). */
+  disks: {
+    /** A lab session with no tab open is parked after this. UNDERLAY_PARK_AFTER (minutes), default 15. */
+    parkAfterMs: number;
+    /** A parked disk unused this long is dropped. UNDERLAY_KEEP_PARKED (days), default 14. */
+    keepParkedMs: number;
+    /** One student's kept disks together (real usage). UNDERLAY_DISK_PER_STUDENT, default 4G. */
+    perStudentBytes: number;
+    /** All kept disks together; undefined: half the state dir's filesystem. UNDERLAY_DISK_TOTAL. */
+    totalBytes: number | undefined;
+  };
   /** Admission control (docs/operating.md#admission-control). */
   admission: {
     /** Live sandboxes at once; undefined: derived from the host. UNDERLAY_CAPACITY. */
@@ -77,6 +88,15 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, dflt: number | undefi
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1)
     throw new Error(`${name} must be a positive integer (got ${v})`);
+  return n;
+}
+
+function sizeEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = parseSize(v);
+  if (n === undefined || n < 1)
+    throw new Error(`${name} must be a size like 4G or 512M (got ${v})`);
   return n;
 }
 
@@ -139,6 +159,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nextDev: env.UNDERLAY_NEXT_DEV === '1',
     allowedHosts: list(env.UNDERLAY_ALLOWED_HOSTS),
     bareSessions: env.UNDERLAY_BARE_SESSIONS === '1',
+    disks: {
+      parkAfterMs: (positiveInt(env, 'UNDERLAY_PARK_AFTER', 15) as number) * 60_000,
+      keepParkedMs: (positiveInt(env, 'UNDERLAY_KEEP_PARKED', 14) as number) * 86_400_000,
+      perStudentBytes: sizeEnv(env, 'UNDERLAY_DISK_PER_STUDENT') ?? 4 * 1024 ** 3,
+      totalBytes: sizeEnv(env, 'UNDERLAY_DISK_TOTAL'),
+    },
     admission: {
       capacity: positiveInt(env, 'UNDERLAY_CAPACITY', undefined),
       perClient: positiveInt(env, 'UNDERLAY_PER_CLIENT', 30) as number,

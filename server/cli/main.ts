@@ -125,14 +125,33 @@ export function buildProgram(): Command {
 
   sandbox
     .command('ls')
-    .description('list sandboxes recorded in the state directory')
-    .option('--json', 'machine-readable output')
+    .description('list sandboxes recorded in the state directory, and kept disks (parked sessions)')
+    .option(
+      '--json',
+      'machine-readable output (sandboxes only: `sandbox disks --json` for the disks)',
+    )
     .action(async (opts) => {
       requireRoot();
-      const rows = (await manager()).list();
+      const m = await manager();
+      const rows = m.list();
+      const disks = m.disks();
       if (opts.json) {
         process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
         return;
+      }
+      const parked = disks.filter((d) => !d.sandbox);
+      if (disks.length > 0) {
+        process.stdout.write(
+          `${disks.length} kept disk(s), ${parked.length} parked (files kept, no sandbox):\n` +
+            'STATE      OWNER                 NAME                  USED-ON-DISK  LAST USED\n',
+        );
+        for (const d of disks) {
+          const state = d.sandbox ? `in ${d.sandbox}` : 'parked';
+          process.stdout.write(
+            `${state.padEnd(10)} ${d.owner.slice(0, 21).padEnd(21)} ${d.name.slice(0, 21).padEnd(21)} ${`${(d.usage / 1024 ** 2).toFixed(1)}M`.padEnd(13)} ${new Date(d.used).toISOString()}\n`,
+          );
+        }
+        process.stdout.write('\n');
       }
       if (rows.length === 0) {
         process.stdout.write('no sandboxes\n');
@@ -148,6 +167,24 @@ export function buildProgram(): Command {
           `${r.id.padEnd(13)} ${state.padEnd(11)} ${String(r.initPid ?? '-').padEnd(8)} ${String(r.uidBase).padEnd(10)} ${owner.padEnd(13)} ${r.resources.cgroupMode.padEnd(7)} ${r.hostname}\n`,
         );
       }
+    });
+
+  sandbox
+    .command('disks')
+    .description("kept session disks: students' lab files, parked or in use")
+    .option('--json', 'machine-readable output')
+    .action(async (opts) => {
+      requireRoot();
+      const disks = (await manager()).disks();
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(disks, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(disks.length ? '' : 'no kept disks\n');
+      for (const d of disks)
+        process.stdout.write(
+          `${d.id}  ${d.sandbox ? `in ${d.sandbox}` : 'parked'}  ${d.owner}  ${d.name}  ${(d.usage / 1024 ** 2).toFixed(1)}M of ${(d.bytes / 1024 ** 2).toFixed(0)}M\n`,
+        );
     });
 
   sandbox

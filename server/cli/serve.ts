@@ -80,7 +80,25 @@ export async function serve(opts: ServeOptions): Promise<void> {
   log.info('sandboxes from a previous run', { adopted, reaped, quarantined });
   // Housekeeping: quarantined teardowns are retried (a stuck one never stops
   // serving), and zombies re-parented to us are reaped if a path missed one.
+  // Parked sessions' disks: dropped when unused for keepParkedMs, or oldest
+  // first past the per-student or total budget (docs/operating.md#parked-sessions).
+  const st = fs.statfsSync(config.stateDir);
+  const diskPolicy = {
+    maxIdleMs: config.disks.keepParkedMs,
+    perOwnerBytes: config.disks.perStudentBytes,
+    totalBytes: config.disks.totalBytes ?? Math.floor((st.blocks * st.bsize) / 2),
+  };
+  log.info('kept disks', { ...diskPolicy, parkAfterMs: config.disks.parkAfterMs });
+  const collectDisks = () => {
+    try {
+      sandboxes.collectDisks(diskPolicy);
+    } catch (err) {
+      log.error('collecting parked disks', { error: String(err) });
+    }
+  };
+  collectDisks();
   const housekeeping = setInterval(() => {
+    collectDisks();
     sandboxes.collectZombies();
     sandboxes
       .retryQuarantined()
@@ -101,6 +119,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (opts.dev) catalog.watch();
   const engine = new LabEngine(store, () => catalog.labs, mode);
   const sessions = new SessionManager(sandboxes, log, {
+    parkMs: config.disks.parkAfterMs,
     // A lab session's row goes with its sandbox; progress stays.
     onEnded: (s) => {
       if (s.lab) store.deleteLabSession(s.id);

@@ -1,9 +1,12 @@
 /**
  * A student's sandbox for one lab: started on first visit, resumed on reload
- * (same sandbox, same terminals), re-adopted after a server restart (or
- * recreated, with a notice, when that is impossible). The (student, lab) ->
- * session link lives in SQLite; tokens are derived from a server secret so a
- * resumed or re-adopted session keeps the token its tabs already hold.
+ * (same sandbox, same terminals), re-adopted after a server restart. Its
+ * session disk is kept for the student (docs/sandbox.md#kept-disks): when the
+ * sandbox is gone (parked when idle, lost, a host reboot) the next start
+ * rebuilds it on their files, with a notice that programs are new. The
+ * (student, lab) -> session link lives in SQLite; tokens are derived from a
+ * server secret so a resumed or re-adopted session keeps the token its tabs
+ * already hold.
  */
 import * as crypto from 'node:crypto';
 import type { LabSession, SessionCreated } from '../protocol/index';
@@ -103,7 +106,7 @@ export class LabSessions {
       this.log.info('lab session ended to make room', { session: x.id, lab: x.lab, for: labId });
       this.endedWhy.set(
         `${owner}\0${x.lab}`,
-        `Your sandbox for this lab was ended when you started "${title}" (at most ${limit} labs run at once), so this is a fresh one. Your progress is kept; steps that need earlier work may have to be redone.`,
+        `Your sandbox for this lab was stopped when you started "${title}" (at most ${limit} labs run at once). Your files and progress are back; programs that were running were not kept: start them again if a step needs them.`,
       );
       // Bounded: a student who never comes back leaves one entry per lab.
       if (this.endedWhy.size > 10_000)
@@ -133,6 +136,8 @@ export class LabSessions {
         this.admission?.take('client-start', client);
         const s = this.find(owner, labId);
         const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
+        // A reset starts from the lab's own files again.
+        this.sandboxes.dropDisk(owner, labId);
         forget();
         return this.doStart(owner, labId, client, { slot, rated: true });
       });
@@ -159,10 +164,9 @@ export class LabSessions {
     let startMs = 0;
     let notice: string | undefined;
     if (!s) {
-      // A row without a live session: the server restarted and could not keep the sandbox.
-      if (this.store.getLabSession(owner, labId))
-        notice =
-          'Your previous sandbox could not be kept (the server restarted), so this is a fresh one. Your progress is kept; steps that need earlier work may have to be redone.';
+      // A row without a live session: the sandbox is gone (the server or the
+      // host restarted, or it was parked); its disk, if kept, brings the files back.
+      const hadOne = !!this.store.getLabSession(owner, labId);
       // A place first (a student waiting in line asks again every few
       // seconds, and waiting must not use up the start rate), then the
       // rates, and only then room among the student's own labs: a refused
@@ -192,6 +196,7 @@ export class LabSessions {
               token: this.token,
               owner,
               lab: labId,
+              keepDisk: { owner, name: labId },
               prepare: (sb) => prepareSandbox(loaded, sb),
               ...(slot ? { slot } : {}),
             });
@@ -209,10 +214,16 @@ export class LabSessions {
       });
       const why = this.endedWhy.get(`${owner}\0${labId}`);
       this.endedWhy.delete(`${owner}\0${labId}`);
-      notice = why ?? notice;
       startMs = Date.now() - t0;
       this.store.saveLabSession(owner, labId, created.session);
       s = this.sessions.get(created.session) as Session;
+      if (s.sandbox.record.resources.restored)
+        notice =
+          why ??
+          'Welcome back: your files are as you left them, in a new sandbox. Programs that were running (and mounts, cgroups and anything else held in memory) were not kept: start them again if a step needs them.';
+      else if (hadOne || why || this.store.getProgress(owner, labId) !== undefined)
+        notice =
+          'Your previous sandbox and its files could not be kept, so this is a fresh one. Your progress is kept; steps that need earlier work may have to be redone.';
       if (notice) s.notice = notice;
     }
     // A shell the student exited (or the grace period closed) comes back fresh.

@@ -82,7 +82,10 @@ describe('admission control over HTTP', () => {
       const again = await a.start('uts-hostname');
       assert.equal(again.status, 200);
       assert.notEqual(again.body.session, first.body.session);
-      assert.match(String(again.body.notice), /ended when you started/);
+      assert.match(
+        String(again.body.notice),
+        /stopped when you started .*Your files and progress are back/,
+      );
 
       // With a tab attached, the lab is not taken away: the start is refused instead.
       const sock = io(url, {

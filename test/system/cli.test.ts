@@ -19,6 +19,7 @@ describe('underlay CLI', () => {
       ['sandbox'],
       ['sandbox', 'run'],
       ['sandbox', 'ls'],
+      ['sandbox', 'disks'],
       ['sandbox', 'rm'],
       ['sandbox', 'reap'],
       ['rootfs', 'build'],
