@@ -48,7 +48,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
-  const sandboxes = new SandboxManager({ config, store, logger: log });
+  // Spare formatted disks: a burst of starts (a class arriving) takes them
+  // without waiting for mke2fs; refilled in the background.
+  const sandboxes = new SandboxManager({ config, store, logger: log, spareDisks: 4 });
   // Admission: the capacity assumes sandboxes rarely reach their limits; the
   // aggregate cgroup limit makes that assumption safe for the host.
   const facts = readHostFacts(config.maxSessions);

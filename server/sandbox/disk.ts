@@ -9,7 +9,9 @@
  * native module's (mountLoop).
  */
 import { execFile } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { SandboxError } from './errors';
 
 const MiB = 1024 * 1024;
@@ -56,7 +58,10 @@ export async function makeDisk(file: string, bytes: number, inodes: number): Pro
     ...['-t', 'ext4', '-m', '0', '-b', '4096', '-N', String(inodes), '-L', 'underlay'],
     // Inode tables and journal are holes in a new sparse file: nothing to zero.
     ...['-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard'],
-    ...(bytes < JOURNAL_FROM ? ['-O', '^has_journal'] : []),
+    // No blocks reserved for online growth (the disk never grows): they
+    // cost mke2fs 40% of its time (12 -> 7 ms for 1 GiB here, spawn included).
+    '-O',
+    bytes < JOURNAL_FROM ? '^resize_inode,^has_journal' : '^resize_inode',
     file,
     `${Math.floor(bytes / 1024)}k`,
   ];
@@ -74,4 +79,81 @@ export async function makeDisk(file: string, bytes: number, inodes: number): Pro
       );
     });
   });
+}
+
+/**
+ * Formatted spare disks of the default size, made ahead in the background,
+ * so a create only renames one into place instead of running mke2fs (7 ms
+ * of a ~20 ms create). Files in the disks dir: `spare-<bytes>-<inodes>-<rand>.ext4`
+ * when ready, `.tmp` while mke2fs runs. Several processes may share the dir
+ * (the server, the CLI): a rename is atomic, so each spare goes to one of them.
+ */
+export class DiskPool {
+  private making = 0;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly dir: string,
+    private readonly bytes: number,
+    private readonly inodes: number,
+    private readonly want: number,
+    private readonly onError: (err: unknown) => void,
+  ) {
+    this.prefix = `spare-${bytes}-${inodes}-`;
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // A spare whose mke2fs was cut short (a crash): old enough to be nobody's.
+    for (const f of fs.readdirSync(dir)) {
+      if (!f.startsWith('spare-') || !f.endsWith('.tmp')) continue;
+      const p = path.join(dir, f);
+      try {
+        if (Date.now() - fs.statSync(p).mtimeMs > 120_000) fs.rmSync(p, { force: true });
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  private spares(): string[] {
+    return fs.readdirSync(this.dir).filter((f) => f.startsWith(this.prefix) && f.endsWith('.ext4'));
+  }
+
+  /** Moves a ready spare of this size to `target`; false if there is none (or the size differs). */
+  take(target: string, bytes: number, inodes: number): boolean {
+    if (bytes !== this.bytes || inodes !== this.inodes) return false;
+    let taken = false;
+    for (const f of this.spares()) {
+      try {
+        fs.renameSync(path.join(this.dir, f), target);
+        taken = true;
+        break;
+      } catch {
+        // another process took it first
+      }
+    }
+    // Later, not now: spawning mke2fs blocks this thread for 2-3 ms, and a
+    // burst of creates should not pay that each time.
+    clearTimeout(this.later);
+    this.later = setTimeout(() => this.refill(), 250);
+    this.later.unref();
+    return taken;
+  }
+  private later: NodeJS.Timeout | undefined;
+
+  /** Starts making spares up to the wanted count (never more than one at a time). */
+  refill(): void {
+    if (this.making > 0 || this.spares().length >= this.want) return;
+    this.making++;
+    const name = `${this.prefix}${crypto.randomBytes(4).toString('hex')}`;
+    const tmp = path.join(this.dir, `${name}.tmp`);
+    makeDisk(tmp, this.bytes, this.inodes)
+      .then(() => fs.renameSync(tmp, path.join(this.dir, `${name}.ext4`)))
+      .catch((err: unknown) => {
+        fs.rmSync(tmp, { force: true });
+        this.onError(err);
+      })
+      .finally(() => {
+        this.making--;
+        this.refill();
+      });
+  }
 }

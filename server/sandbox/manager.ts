@@ -21,7 +21,7 @@ import type { CheckView, DiskRow, SandboxRecord, Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
-import { makeDisk } from './disk';
+import { DiskPool, makeDisk } from './disk';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
@@ -38,6 +38,11 @@ export interface ManagerOptions {
   logger?: Logger;
   /** Called with each host-side step's duration (ms); the sandbox benchmark breaks create down with it. */
   onStep?: (name: StepName, ms: number) => void;
+  /**
+   * Formatted spare disks of the default size to keep ready (sandbox/disk.ts
+   * DiskPool); 0 (the default, for one-shot CLI runs): each create formats its own.
+   */
+  spareDisks?: number;
 }
 
 /** What create() works from: the request, validated and resolved. */
@@ -104,7 +109,19 @@ export class SandboxManager {
       native: this.native,
       log: this.log,
     });
+    if (opts.spareDisks) {
+      const d = resolveLimits();
+      this.pool = new DiskPool(
+        this.disksDir(),
+        d.scratchBytes,
+        d.scratchInodes,
+        opts.spareDisks,
+        (err) => this.log.warn('making a spare disk failed', { error: String(err) }),
+      );
+      this.pool.refill();
+    }
   }
+  private readonly pool: DiskPool | undefined;
   /** Caps what all sandboxes together may use (CgroupDriver.limitAll). */
   limitAll(total: { memoryBytes: number; pids: number }): void {
     this.driver.limitAll(total);
@@ -308,7 +325,9 @@ export class SandboxManager {
     if (!record.resources.restored || !fs.existsSync(disk)) {
       record.resources.restored = false;
       fs.rmSync(disk, { force: true });
-      await makeDisk(disk, plan.limits.scratchBytes, plan.limits.scratchInodes);
+      const { scratchBytes, scratchInodes } = plan.limits;
+      if (!this.pool?.take(disk, scratchBytes, scratchInodes))
+        await makeDisk(disk, scratchBytes, scratchInodes);
     }
     this.store.update(record);
     // noinit_itable: the image is a sparse file, its inode tables read as

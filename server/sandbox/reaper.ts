@@ -108,7 +108,9 @@ export class Reaper {
     if (r.resources.keptDisk) {
       store.touchDisk(r.resources.keptDisk);
     } else if (disk && path.dirname(disk) === path.join(this.o.config.stateDir, 'disks')) {
-      fs.rmSync(disk, { force: true });
+      // Off the teardown's path (freeing its extents takes 2-3 ms): nothing
+      // reaches the file any more, and a server start sweeps orphans.
+      fs.rm(disk, { force: true }, () => {});
     }
     // 5. cgroup dirs (student-made children included)
     await removeCgroupTrees(r.resources.cgroupDirs);
@@ -193,7 +195,32 @@ export class Reaper {
       }
     }
     this.collectZombies();
+    this.sweepDisks();
     return { adopted, reaped, quarantined };
+  }
+
+  /**
+   * Removes disk images no sandbox record and no kept disk names (a crash
+   * between a teardown and its removal of the image); spares are the pool's.
+   * Only images older than a minute: another process may be creating one.
+   */
+  sweepDisks(): void {
+    const dir = path.join(this.o.config.stateDir, 'disks');
+    if (!fs.existsSync(dir)) return;
+    const named = new Set<string>();
+    for (const r of this.o.store.list())
+      if (r.resources.disk) named.add(path.basename(r.resources.disk));
+    for (const d of this.o.store.listDisks()) named.add(`${d.id}.ext4`);
+    for (const f of fs.readdirSync(dir)) {
+      if (!f.endsWith('.ext4') || f.startsWith('spare-') || named.has(f)) continue;
+      try {
+        if (Date.now() - fs.statSync(path.join(dir, f)).mtimeMs < 60_000) continue;
+        fs.rmSync(path.join(dir, f), { force: true });
+        this.o.log.info('orphan disk image removed', { file: f });
+      } catch {
+        // gone meanwhile
+      }
+    }
   }
 
   /**

@@ -141,6 +141,8 @@ describe('sandbox hardening', { concurrency: false }, () => {
     assert.deepEqual(mountsContaining(r.id), [], `mounts of ${r.id} survived`);
     for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
     assert.equal(m.store.get(r.id), undefined, `record of ${r.id} survived`);
+    // The image goes right after teardown returns (reaper.ts: off its path).
+    for (let i = 0; i < 100 && diskLeftovers(r.resources.disk).length > 0; i++) await sleep(20);
     assert.deepEqual(diskLeftovers(r.resources.disk), [], `the disk of ${r.id} survived`);
   }
 

@@ -35,6 +35,8 @@ async function assertGone(r: SandboxRecord): Promise<void> {
   assert.deepEqual(mountsContaining(r.id), [], `mounts of ${r.id} survived`);
   for (const d of r.resources.cgroupDirs) assert.ok(!fs.existsSync(d), `cgroup ${d} survived`);
   assert.ok(!fs.existsSync(r.resources.sessionDir), `files of ${r.id} survived`);
+  // The image goes right after teardown returns (reaper.ts: off its path).
+  for (let i = 0; i < 100 && diskLeftovers(r.resources.disk).length > 0; i++) await sleep(20);
   assert.deepEqual(diskLeftovers(r.resources.disk), [], `the disk of ${r.id} survived`);
 }
 
