@@ -17,7 +17,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeOps, loadNative, type Native, type StepName } from '../../native/index';
 import type { Config } from '../config';
-import type { CheckView, DiskRow, SandboxRecord, Store } from '../store/store';
+import {
+  RangesExhausted,
+  type CheckView,
+  type DiskRow,
+  type SandboxRecord,
+  type Store,
+} from '../store/store';
 import { RequestError } from '../util/errors';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
@@ -192,6 +198,21 @@ export class SandboxManager {
 
   /** allocate-ids: an own 65536-id range, recorded before anything exists. */
   private allocateIds(plan: Plan): SandboxRecord {
+    try {
+      return this.reserveIds(plan);
+    } catch (err) {
+      // Parked disks hold ranges too: a live sandbox comes first, so the
+      // least recently used parked disk goes (its owner gets a fresh start).
+      if (!(err instanceof RangesExhausted)) throw err;
+      const lru = this.disks().find((d) => !d.sandbox);
+      if (!lru) throw err;
+      this.log.warn('every id range is taken: dropping the oldest parked disk', { id: lru.id });
+      this.dropDisk(lru.owner, lru.name);
+      return this.reserveIds(plan);
+    }
+  }
+
+  private reserveIds(plan: Plan): SandboxRecord {
     const disk = plan.keepDisk && {
       ...plan.keepDisk,
       bytes: plan.limits.scratchBytes,

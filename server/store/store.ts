@@ -2,6 +2,14 @@ import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** Every id range is held by a sandbox or a kept disk. */
+export class RangesExhausted extends Error {
+  constructor(maxK: number) {
+    super(`all ${maxK} sandbox id ranges are in use; end or reap sessions first`);
+    this.name = 'RangesExhausted';
+  }
+}
+
 /** What the store remembers about a live sandbox, enough to re-adopt or reap it. */
 export interface SandboxRecord {
   id: string;
@@ -180,9 +188,7 @@ export class Store {
           ...(this.db.prepare('SELECT k FROM disks').all() as { k: number }[]).map((r) => r.k),
         ]);
         while (used.has(k)) k++;
-        if (k >= maxK) {
-          throw new Error(`all ${maxK} sandbox id ranges are in use; end or reap sessions first`);
-        }
+        if (k >= maxK) throw new RangesExhausted(maxK);
         if (disk) {
           const now = Date.now();
           kept = { ...disk, k, created: now, used: now, ready: 0, fresh: true };

@@ -1,0 +1,63 @@
+/**
+ * Id ranges and kept disks in the store (server/store/store.ts): a kept disk
+ * holds its range while no sandbox uses it, the next sandbox on the same
+ * disk gets that range back, two sandboxes never share a disk, and running
+ * out of ranges is a typed error the manager answers by dropping the oldest
+ * parked disk (sandbox/manager.ts allocateIds).
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { RangesExhausted, Store, type SandboxRecord } from '../../server/store/store';
+
+function record(id: string, k: number): SandboxRecord {
+  return {
+    id,
+    k,
+    uidBase: 100000 + 65536 * k,
+    state: 'creating',
+    initPid: null,
+    initStart: null,
+    usernsIno: null,
+    ownerPid: 1,
+    ownerStart: 0,
+    ownerKind: 'cli',
+    hostname: 'h',
+    resources: { sessionDir: '/x', mounts: [], cgroupMode: 'v2', cgroupDirs: [], joinProcs: [] },
+    createdAt: 0,
+  };
+}
+
+test('a kept disk holds its id range between sandboxes, and only one sandbox uses it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-store-'));
+  const store = new Store(dir);
+  try {
+    const disk = { owner: 'ann', name: 'lab', bytes: 1 << 30, id: 'd1' };
+    const a = store.reserve((k) => record('a', k), 3, disk);
+    assert.equal(a.record.k, 0);
+    assert.equal(a.disk?.fresh, true);
+    assert.throws(() => store.reserve((k) => record('b', k), 3, disk), /in use by another sandbox/);
+    store.remove('a');
+    // Parked: a plain sandbox does not get the disk's range...
+    const plain = store.reserve((k) => record('p', k), 3);
+    assert.equal(plain.record.k, 1);
+    assert.equal(plain.disk, undefined);
+    // ...the disk's next sandbox does, and finds it not fresh.
+    const again = store.reserve((k) => record('c', k), 3, { ...disk, id: 'ignored' });
+    assert.equal(again.record.k, 0);
+    assert.equal(again.disk?.fresh, false);
+    assert.equal(again.disk?.id, 'd1');
+    store.remove('c');
+    const other = store.reserve((k) => record('q', k), 3);
+    assert.equal(other.record.k, 2);
+    // Every range held (two sandboxes, one parked disk): a typed error.
+    assert.throws(() => store.reserve((k) => record('r', k), 3), RangesExhausted);
+    store.removeDisk('d1');
+    assert.equal(store.reserve((k) => record('r', k), 3).record.k, 0);
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
