@@ -280,10 +280,23 @@ export interface GuestInputs {
   log: BuildLog;
 }
 
+/**
+ * Removes the cache's older kernels and OS trees (~0.4-0.6 GB each) once the
+ * current ones exist. Half-built entries (`.tmp-<pid>`) are left alone: they
+ * may be another run's, and `cached` clears its own.
+ */
+function pruneCache(cache: string, keep: string[]): void {
+  for (const f of fs.readdirSync(cache)) {
+    if (!/^(kernel|os)-/.test(f) || f.includes('.tmp-') || keep.includes(f)) continue;
+    fs.rmSync(path.join(cache, f), { recursive: true, force: true });
+  }
+}
+
 export function ensureGuest(inp: GuestInputs): Guest {
   fs.mkdirSync(inp.cache, { recursive: true, mode: 0o700 });
   const kernel = buildKernel(inp.cache, inp.log);
   const os = buildOs(inp.cache, inp.log);
+  pruneCache(inp.cache, [path.basename(kernel.dir), path.basename(os)]);
   const node = fs.realpathSync(process.execPath);
   const service = fs.readFileSync(path.join(inp.repo, 'scripts', 'underlay.service'), 'utf8');
   const images = fs
