@@ -96,6 +96,8 @@ if (want('system')) {
   // Leftovers of an interrupted earlier run must not skew this one.
   const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
   run(process.execPath, [env.CLI, 'sandbox', 'reap', '--all'], env.testEnv());
+  // Lab sessions of earlier runs keep their disks (and id ranges): not needed here.
+  run(process.execPath, [env.CLI, 'sandbox', 'disks', '--drop-parked'], env.testEnv());
   // UNDERLAY_SYSTEM_SKIP=a.test.js,b.test.js: the VM tier leaves out the files
   // that do not depend on the kernel or distro (they ran on the host).
   const skip = (process.env.UNDERLAY_SYSTEM_SKIP || '').split(',').filter(Boolean);

@@ -173,9 +173,17 @@ export function buildProgram(): Command {
     .command('disks')
     .description("kept session disks: students' lab files, parked or in use")
     .option('--json', 'machine-readable output')
+    .option('--drop-parked', "drop every parked disk (those students' lab files are lost)")
     .action(async (opts) => {
       requireRoot();
-      const disks = (await manager()).disks();
+      const m = await manager();
+      if (opts.dropParked) {
+        const parked = m.disks().filter((d) => !d.sandbox);
+        for (const d of parked) m.dropDisk(d.owner, d.name);
+        process.stdout.write(`dropped ${parked.length} parked disk(s)\n`);
+        return;
+      }
+      const disks = m.disks();
       if (opts.json) {
         process.stdout.write(JSON.stringify(disks, null, 2) + '\n');
         return;
