@@ -17,6 +17,7 @@ import {
   type Sandbox,
   type SandboxManager,
 } from '../sandbox/index';
+import { PROMPT_ENV } from '../terminals/prompt';
 import { Terminal } from '../terminals/terminal';
 import type { Slot } from './admission';
 import { RequestError } from '../util/errors';
@@ -238,6 +239,8 @@ export class SessionManager {
     let p: ReturnType<Sandbox['spawnPty']>;
     try {
       p = s.sandbox.spawnPty(['bash', '-l'], {
+        // The prompt names namespaces the shell entered (terminals/prompt.ts).
+        env: PROMPT_ENV,
         cgroupProcs: cg.joinProcs,
         cols: opts.cols,
         rows: opts.rows,

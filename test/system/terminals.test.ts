@@ -100,6 +100,26 @@ describe('terminals over socket.io', () => {
     },
   );
 
+  sysTest(
+    'the prompt names the namespaces a nested shell entered, and drops them when it exits',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      // A session of its own: the others' terminal counts are planned.
+      const { c, term } = await shell(await post());
+      const plain = (t: string) => t.replace(/\x1b\[[0-9;]*m/g, '');
+      assert.doesNotMatch(plain(c.terms.get(term)?.text ?? ''), /\[[a-z,]+\] root@/);
+      await c.input(term, 'unshare --uts --ipc bash\r');
+      await c.waitFor(term, /\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
+      await c.input(term, 'unshare --user --map-root-user --net bash\r');
+      await c.waitFor(term, /\[ipc,net,user,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
+      await c.input(term, 'exit\r');
+      await c.input(term, 'exit\r');
+      const back = await c.waitFor(term, /exit\r\n[^\n]*exit\r\n[^\n]*# $/, 20_000);
+      assert.doesNotMatch(plain(back.slice(back.lastIndexOf('exit\r\n'))), /\[[a-z,]+\]/);
+    },
+  );
+
   sysTest('the initial size and a resize reach `stty size`', SYSTEM_NEEDS, async () => {
     ready();
     const { c, term } = await shell(a, { cols: 101, rows: 33 });
