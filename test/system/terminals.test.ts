@@ -107,11 +107,14 @@ describe('terminals over socket.io', () => {
       ready();
       // A session of its own: the others' terminal counts are planned.
       const { c, term } = await shell(await post());
+      // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
       const plain = (t: string) => t.replace(/\x1b\[[0-9;]*m/g, '');
       assert.doesNotMatch(plain(c.terms.get(term)?.text ?? ''), /\[[a-z,]+\] root@/);
       await c.input(term, 'unshare --uts --ipc bash\r');
+      // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
       await c.waitFor(term, /\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
       await c.input(term, 'unshare --user --map-root-user --net bash\r');
+      // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
       await c.waitFor(term, /\[ipc,net,user,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
       await c.input(term, 'exit\r');
       await c.input(term, 'exit\r');
