@@ -19,6 +19,7 @@ import { after, describe } from 'node:test';
 import { LabCatalog } from '../../server/labs/catalog';
 import { LabEngine } from '../../server/labs/engine';
 import { LabSessions } from '../../server/labs/lab-sessions';
+import { timeScale } from '../../server/config';
 import { detectCgroupMode, type Sandbox } from '../../server/sandbox/index';
 import { SessionManager } from '../../server/sessions/session-manager';
 import { createLogger } from '../../server/util/logger';
@@ -63,7 +64,7 @@ function newOwner(): string {
 /** The student's work: a file in /root (the overlay's upper), /tmp, /lab, and the setup's file changed. */
 const WORK =
   'echo mine > /root/work.txt && mkdir -p /tmp/t && echo t > /tmp/t/f && echo changed > /lab/setup.txt && ' +
-  'sleep 1000 >/dev/null 2>&1 & echo started';
+  '{ sleep 1000 >/dev/null 2>&1 & } && echo started';
 const READ =
   'cat /root/work.txt /tmp/t/f /lab/setup.txt; pgrep -x sleep >/dev/null && echo sleep-running || echo no-sleep';
 
@@ -88,19 +89,25 @@ describe('kept disks: files outlive the sandbox', () => {
     'park -> resume: files and progress are kept, the setup does not run again, programs are new',
     SYSTEM_NEEDS,
     async () => {
-      const srv = server(300);
+      // Parked after 2 s without a client (longer on a slow host: UNDERLAY_TIME_SCALE).
+      const srv = server(2000 * timeScale());
       const owner = newOwner();
       const first = await srv.labs.start(owner, LAB);
+      // A tab is open while the student works (no parking meanwhile), then closed.
+      const session = srv.sessions.get(first.session);
+      assert.ok(session);
+      srv.sessions.connected(session);
       const sb = sandboxOf(srv, first.session);
       const w = await sb.exec(['bash', '-c', WORK]);
       assert.equal(w.code, 0, w.stderr);
       const c = await srv.engine.check(owner, sb, LAB, 'write', '1');
       assert.equal(c.passed, true, c.message);
-      // Nobody attached: parked after 300 ms (the sandbox ends, the disk stays).
+      srv.sessions.disconnected(session);
+      // Nobody attached: parked (the sandbox ends, the disk stays).
       const parked = () =>
         !srv.sessions.get(first.session) &&
         srv.m.disks().some((d) => d.owner === owner && !d.sandbox);
-      for (let i = 0; i < 600 && !parked(); i++) await sleep(50);
+      for (let i = 0; i < 1200 && !parked(); i++) await sleep(50);
       assert.equal(srv.sessions.get(first.session), undefined, 'the idle session was not parked');
       const disk = srv.m.disks().find((d) => d.owner === owner);
       assert.ok(disk, 'the disk is kept');
