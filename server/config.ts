@@ -18,7 +18,7 @@ export interface Config {
    * UNDERLAY_UID_BASE. Two state dirs on one host must use disjoint bases.
    */
   uidBase: number;
-  /** How many concurrent session ranges exist (uidBase + 65536*k, k < maxSessions). */
+  /** How many id ranges exist (uidBase + 65536*k, k < maxSessions): sandboxes and kept disks. */
   maxSessions: number;
   /**
    * Share the base image through idmapped mounts (kernel >= 5.19). When
@@ -150,7 +150,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     stateDir,
     imagesDir,
     uidBase,
-    maxSessions: 1000,
+    // Id ranges: live sandboxes and kept (parked) disks each hold one. 8192
+    // keep the default base's ranges below 2^31 (where some tools stop coping)
+    // and clear of the system tests' (test/helpers/env.ts TEST_UID_BASE).
+    maxSessions: 8192,
     idmap,
     logLevel: logLevel as Level | undefined,
     labsDir: path.resolve(env.UNDERLAY_LABS_DIR ?? REPO_LABS),

@@ -23,6 +23,31 @@ export function mke2fsPath(): string | undefined {
   return ['/usr/sbin/mke2fs', '/sbin/mke2fs'].find((p) => fs.existsSync(p));
 }
 
+/**
+ * Loop devices still backed by `image` (/sys/block/loopN/loop/backing_file):
+ * a mount of the disk that outlived a lazy unmount (a host process had a file
+ * open in it) keeps its loop device until released.
+ */
+export function loopDevicesOf(image: string): string[] {
+  const out: string[] = [];
+  let devs: string[] = [];
+  try {
+    devs = fs.readdirSync('/sys/block').filter((d) => d.startsWith('loop'));
+  } catch {
+    return out;
+  }
+  for (const d of devs) {
+    try {
+      const backing = fs.readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').trim();
+      // A removed image reads "<path> (deleted)".
+      if (backing === image || backing === `${image} (deleted)`) out.push(`/dev/${d}`);
+    } catch {
+      // not configured
+    }
+  }
+  return out;
+}
+
 /** Whether loop devices can be had: /dev/loop-control opens (the kernel loads `loop` on demand). */
 export function loopControlStatus(): { ok: boolean; detail: string } {
   try {

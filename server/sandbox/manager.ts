@@ -27,7 +27,7 @@ import {
 import { RequestError } from '../util/errors';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
-import { DiskPool, makeDisk } from './disk';
+import { DiskPool, loopDevicesOf, makeDisk } from './disk';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
@@ -201,10 +201,14 @@ export class SandboxManager {
     try {
       return this.reserveIds(plan);
     } catch (err) {
-      // Parked disks hold ranges too: a live sandbox comes first, so the
-      // least recently used parked disk goes (its owner gets a fresh start).
+      // Parked disks hold ranges too: a live sandbox comes first, so a parked
+      // disk goes (its owner gets a fresh start): the smallest, then the least
+      // recently used, so that labs nobody worked in (~0.2 MB, what a flood
+      // of made-up students leaves) go before anyone's work.
       if (!(err instanceof RangesExhausted)) throw err;
-      const lru = this.disks().find((d) => !d.sandbox);
+      const lru = this.disks()
+        .filter((d) => !d.sandbox)
+        .sort((a, b) => a.usage - b.usage || a.used - b.used)[0];
       if (!lru) throw err;
       this.log.warn('every id range is taken: dropping the oldest parked disk', { id: lru.id });
       this.dropDisk(lru.owner, lru.name);
@@ -351,6 +355,16 @@ export class SandboxManager {
         await makeDisk(disk, scratchBytes, scratchInodes);
     }
     this.store.update(record);
+    // A kept disk whose last teardown had to unmount lazily may still be
+    // mounted (reaper.ts quarantines that record): never mount it twice.
+    const held = loopDevicesOf(disk);
+    if (held.length > 0)
+      throw new SandboxError(`scratch: the disk ${disk} is still mounted (${held.join(', ')})`, {
+        step: 'scratch',
+        code: 'EBUSY',
+        path: disk,
+        hint: 'its previous sandbox is still being torn down; try again in a minute',
+      });
     // noinit_itable: the image is a sparse file, its inode tables read as
     // zeros already, so the kernel need not write them (16 MiB per GiB).
     // discard: a file the student deletes gives its blocks back to the host.
@@ -368,6 +382,18 @@ export class SandboxManager {
     const tmp = path.join(scratch, 'tmp');
     const lab = path.join(scratch, 'lab');
     for (const d of [upper, work, tmp, lab]) fs.mkdirSync(d, { recursive: true });
+    // What the student made of the mount points on a kept disk (a symlink,
+    // a file, a whiteout) would be followed or fail when init mounts onto
+    // them, before pivot_root, in a copy of the host's tree: drop it. Their
+    // contents are never on the disk (the mounts cover them).
+    for (const name of ['proc', 'sys', 'dev', 'tmp', 'lab', 'run']) {
+      const p = path.join(upper, name);
+      try {
+        if (!fs.lstatSync(p).isDirectory()) fs.rmSync(p, { force: true });
+      } catch {
+        // absent: the image's own
+      }
+    }
     fs.chmodSync(upper, 0o755);
     fs.chmodSync(work, 0o700);
     fs.chmodSync(tmp, 0o1777);

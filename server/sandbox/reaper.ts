@@ -13,7 +13,8 @@ import type { SandboxRecord, Store } from '../store/store';
 import type { Logger } from '../util/logger';
 import { pollUntil } from '../util/wait';
 import { killCgroups, removeCgroupTrees } from './cgroups';
-import type { SandboxError } from './errors';
+import { loopDevicesOf } from './disk';
+import { SandboxError } from './errors';
 import { ownSpawns } from './handle';
 import { childPids, procAlive, processStartTime, readStat } from './proc';
 
@@ -45,7 +46,12 @@ export class Reaper {
     const { store } = this.o;
     const { addon } = this.o.native;
     r.state = 'destroying';
-    if (store.get(r.id)) store.update(r);
+    // Best effort: a full host disk (SQLITE_FULL) must not stop the kill.
+    try {
+      if (store.get(r.id)) store.update(r);
+    } catch (err) {
+      this.o.log.error('teardown: the store could not record it', { id: r.id, error: String(err) });
+    }
     // 1. every process of the session, through its cgroups
     await killCgroups(r.resources.cgroupMode, r.resources.cgroupDirs);
     // 2. the init (normally already dying: it is in the cgroup too). A dying
@@ -98,6 +104,28 @@ export class Reaper {
         throw err;
       }
     }
+    // A lazily unmounted disk still held on the host (a process with a file
+    // open in it) keeps its loop device and ext4 instance alive: releasing the
+    // record now would let a kept disk be mounted twice (and corrupted), or
+    // leak a deleted image's space. Quarantined until released; retried.
+    if (r.resources.disk) {
+      let held = loopDevicesOf(r.resources.disk);
+      for (let i = 0; i < 20 && held.length > 0; i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        held = loopDevicesOf(r.resources.disk);
+      }
+      if (held.length > 0)
+        throw new SandboxError(
+          `teardown: the session disk is still in use on the host (${held.join(', ')}): ` +
+            'a host process has a file or directory open inside it',
+          {
+            step: 'teardown',
+            code: 'EBUSY',
+            path: r.resources.disk,
+            hint: `find it with: fuser -vm ${held[0]} (it is retried until released)`,
+          },
+        );
+    }
     // 4. files; the disk's loop device went with its mount (AUTOCLEAR)
     const sessionDir = r.resources.sessionDir;
     if (sessionDir.startsWith(this.sessionsDir() + path.sep)) {
@@ -139,7 +167,15 @@ export class Reaper {
       rec.state = 'destroying';
       rec.failures = (rec.failures ?? 0) + 1;
       rec.lastError = err instanceof Error ? err.message : String(err);
-      if (this.o.store.get(r.id)) this.o.store.update(rec);
+      try {
+        if (this.o.store.get(r.id)) this.o.store.update(rec);
+      } catch (e) {
+        // The store itself failing (a full disk) must not make this throw.
+        this.o.log.error('quarantine: the store could not record it', {
+          id: r.id,
+          error: String(e),
+        });
+      }
       this.o.log.error('teardown failed: sandbox quarantined, will retry', {
         id: r.id,
         failures: rec.failures,

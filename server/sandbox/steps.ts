@@ -55,6 +55,8 @@ const MASKED = [
   '/proc/scsi',
   '/sys/firmware',
   '/sys/devices/virtual/powercap',
+  // Loop devices: every other session's disk image path and I/O counts.
+  '/sys/devices/virtual/block',
 ];
 const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger'];
 const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];

@@ -13,7 +13,7 @@
  * store is a restarted server.
  */
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { after, describe } from 'node:test';
 import { LabCatalog } from '../../server/labs/catalog';
@@ -243,6 +243,70 @@ describe('kept disks: files outlive the sandbox', () => {
       const f = await sandboxOf(srv, fresh.session).exec(['bash', '-c', READ]);
       assert.match(f.stdout, /^from-setup$/m, 'a new disk: the setup ran');
       await srv.sessions.endAll();
+    },
+  );
+
+  sysTest(
+    'a kept disk a host process still holds is not released (the sandbox stays quarantined) nor mounted twice',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const owner = newOwner();
+      const keepDisk = { owner, name: LAB };
+      const sb = await m.create({ keepDisk });
+      m.markDiskReady(sb);
+      assert.equal((await sb.exec(['sh', '-c', 'echo kept > /lab/f'])).code, 0);
+      // A host process (ours) with its cwd on the disk: an operator's shell, a backup agent.
+      const lab = path.join(sb.record.resources.sessionDir, 'scratch', 'lab');
+      const holder = spawn('sleep', ['600'], { cwd: lab, stdio: 'ignore' });
+      try {
+        assert.equal(await m.teardownOrQuarantine(sb), false, 'teardown reported done');
+        const rec = m.store.get(sb.id);
+        assert.equal(rec?.state, 'destroying');
+        assert.match(rec?.lastError ?? '', /still in use on the host/);
+        assert.equal(m.disks().find((d) => d.owner === owner)?.sandbox, sb.id, 'range released');
+        await assert.rejects(m.create({ keepDisk }), /in use by another sandbox/);
+      } finally {
+        holder.kill('SIGKILL');
+        await new Promise((r) => holder.once('exit', r));
+      }
+      // Released: the retry completes, and the files come back once, intact.
+      assert.deepEqual(await m.retryQuarantined(), []);
+      const again = await m.create({ keepDisk });
+      try {
+        assert.equal(again.record.resources.restored, true);
+        assert.equal((await again.exec(['cat', '/lab/f'])).stdout, 'kept\n');
+      } finally {
+        await m.teardown(again);
+      }
+    },
+  );
+
+  sysTest(
+    "a kept disk's mount points made into links or files by the student do not break (nor steer) the next sandbox",
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const owner = newOwner();
+      const keepDisk = { owner, name: LAB };
+      const sb = await m.create({ keepDisk });
+      m.markDiskReady(sb);
+      const r = await sb.exec([
+        'sh',
+        '-c',
+        'echo mine > /tmp/f && unshare -m sh -c "umount -l /tmp /lab /run && rm -rf /tmp /lab /run && ' +
+          'ln -s /nonexistent/host/path /tmp && echo file > /lab && mkdir /proc-gone" && echo done',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      await m.teardown(sb);
+      const again = await m.create({ keepDisk });
+      try {
+        assert.equal(again.record.resources.restored, true);
+        const t = await again.exec(['sh', '-c', 'cat /tmp/f; stat -c %F /tmp /lab /run']);
+        assert.equal(t.stdout, 'mine\ndirectory\ndirectory\ndirectory\n', t.stderr);
+      } finally {
+        await m.teardown(again);
+      }
     },
   );
 });
