@@ -40,6 +40,11 @@ export interface Config {
   allowedHosts: string[];
   /** Offer POST /api/sessions (sandboxes outside any lab). UNDERLAY_BARE_SESSIONS=1. */
   bareSessions: boolean;
+  /**
+   * Free space kept on the state dir's filesystem: below it no sandbox starts.
+   * UNDERLAY_DISK_RESERVE; undefined: 5 % of the filesystem, at least 1 GiB.
+   */
+  diskReserveBytes: number | undefined;
   /** Kept session disks: parking and collection (docs/operating.md#parked-sessions). */
   disks: {
     /** A lab session with no tab open is parked after this. UNDERLAY_PARK_AFTER (minutes), default 15. */
@@ -162,6 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nextDev: env.UNDERLAY_NEXT_DEV === '1',
     allowedHosts: list(env.UNDERLAY_ALLOWED_HOSTS),
     bareSessions: env.UNDERLAY_BARE_SESSIONS === '1',
+    diskReserveBytes: sizeEnv(env, 'UNDERLAY_DISK_RESERVE'),
     disks: {
       parkAfterMs: (positiveInt(env, 'UNDERLAY_PARK_AFTER', 15) as number) * 60_000,
       keepParkedMs: (positiveInt(env, 'UNDERLAY_KEEP_PARKED', 14) as number) * 86_400_000,

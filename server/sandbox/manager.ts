@@ -144,6 +144,7 @@ export class SandboxManager {
 
   async create(opts: CreateOptions = {}): Promise<Sandbox> {
     const plan = this.plan(opts);
+    this.checkHostDisk();
     const t0 = Date.now();
     // Not awaited: it only has to be under way when the helper moves the
     // sandbox into its cgroups, a few milliseconds from now.
@@ -182,6 +183,34 @@ export class SandboxManager {
       await this.reaper.teardownOrQuarantine(record);
       throw e;
     }
+  }
+
+  /**
+   * Session disks are sparse (thin): they take host disk as students write,
+   * so a host whose state dir is nearly full starts no new sandbox (every
+   * disk on it could fail at once). The reserve: UNDERLAY_DISK_RESERVE,
+   * default 5 % of the filesystem, at least 1 GiB (docs/operating.md).
+   */
+  private checkHostDisk(): void {
+    let free = Infinity;
+    let size = 0;
+    try {
+      const st = fs.statfsSync(this.config.stateDir);
+      free = st.bavail * st.bsize;
+      size = st.blocks * st.bsize;
+    } catch {
+      return; // no state dir yet: made below
+    }
+    const reserve = this.config.diskReserveBytes ?? Math.max(1024 ** 3, Math.floor(size / 20));
+    if (free < reserve)
+      throw new RequestError(
+        'unavailable',
+        `the lab host's disk is nearly full (${Math.round(free / 1024 ** 2)} MiB free in ${this.config.stateDir}, ` +
+          `${Math.round(reserve / 1024 ** 2)} MiB kept in reserve): no new sandbox can start`,
+        {
+          hint: 'an operator can free space: `underlay sandbox disks --drop-parked`, or UNDERLAY_DISK_RESERVE',
+        },
+      );
   }
 
   /** Validates the request and picks the image; nothing exists yet. */

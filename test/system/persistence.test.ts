@@ -19,8 +19,8 @@ import { after, describe } from 'node:test';
 import { LabCatalog } from '../../server/labs/catalog';
 import { LabEngine } from '../../server/labs/engine';
 import { LabSessions } from '../../server/labs/lab-sessions';
-import { timeScale } from '../../server/config';
-import { detectCgroupMode, type Sandbox } from '../../server/sandbox/index';
+import { loadConfig, timeScale } from '../../server/config';
+import { detectCgroupMode, SandboxManager, type Sandbox } from '../../server/sandbox/index';
 import { SessionManager } from '../../server/sessions/session-manager';
 import { createLogger } from '../../server/util/logger';
 import {
@@ -30,6 +30,7 @@ import {
   pidsOwnedByRange,
   REPO,
   sleep,
+  testEnv,
   testManager,
 } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
@@ -307,6 +308,26 @@ describe('kept disks: files outlive the sandbox', () => {
       } finally {
         await m.teardown(again);
       }
+    },
+  );
+
+  sysTest(
+    'a host whose state dir is nearly full starts no sandbox, with a message that says why',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = new SandboxManager({
+        config: loadConfig(testEnv({ UNDERLAY_DISK_RESERVE: '1000T' })),
+        store: testManager().store,
+        logger: log,
+      });
+      await assert.rejects(m.create({}), (err: Error & { kind?: string }) => {
+        assert.equal(err.kind, 'unavailable');
+        assert.match(
+          err.message,
+          /the lab host's disk is nearly full \(\d+ MiB free in .*\): no new sandbox/,
+        );
+        return true;
+      });
     },
   );
 });
