@@ -56,6 +56,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const facts = readHostFacts(config.maxSessions);
   const budget = aggregateBudget(facts);
   sandboxes.limitAll(budget);
+  sandboxes.prefillDisks();
   const derived = hostCapacity(facts, DEFAULT_LIMITS);
   const admission = new Admission({
     capacity: config.admission.capacity ?? derived.capacity,

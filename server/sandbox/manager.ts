@@ -124,10 +124,20 @@ export class SandboxManager {
         opts.spareDisks,
         (err) => this.log.warn('making a spare disk failed', { error: String(err) }),
       );
-      this.pool.refill();
+      // Not yet: see prefillDisks().
     }
   }
   private readonly pool: DiskPool | undefined;
+  /**
+   * Starts making the spare disks. Only once our cgroup is settled
+   * (limitAll, or a first create): on v2 a child mke2fs in our cgroup would
+   * count as another process there, and we would move to a scope of our own
+   * instead of taking a leaf of the service's cgroup.
+   */
+  prefillDisks(): void {
+    this.pool?.refill();
+  }
+
   /** Caps what all sandboxes together may use (CgroupDriver.limitAll). */
   limitAll(total: { memoryBytes: number; pids: number }): void {
     this.driver.limitAll(total);

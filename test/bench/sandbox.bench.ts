@@ -75,6 +75,7 @@ async function main(): Promise<void> {
     },
   });
   await m.reap({ all: true });
+  m.prefillDisks();
   const rows: [string, string, string, string][] = [];
   const row = (what: string, xs: number[], note = '') =>
     rows.push([what, f(pct(xs, 50)), f(pct(xs, 99)), note]);
