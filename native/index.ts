@@ -375,6 +375,11 @@ export interface NativeAddon {
     data: string,
     step: StepName,
   ): string;
+  /**
+   * A new file `dst` (0600; must not exist) with `src`'s size and data, its
+   * holes kept (SEEK_DATA/SEEK_HOLE + copy_file_range): a sparse image copy.
+   */
+  copySparse(src: string, dst: string, step: StepName): void;
   /** umount2(2); `detach` = MNT_DETACH. */
   umount(target: string, detach: boolean, step: StepName): void;
   pidfdOpen(pid: number): number;

@@ -138,12 +138,69 @@ Napi::Value MountLoop(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, dev);
 }
 
+// copySparse(src, dst, step): a new file `dst` (0600, must not exist) with
+// `src`'s size and data, holes kept as holes: SEEK_DATA/SEEK_HOLE find the
+// data, copy_file_range moves it in the kernel. A formatted 1 GiB session
+// disk is ~0.6 MB of data in a few extents, so this is ~1 ms where mke2fs
+// takes ~7 (and a spawn).
+Napi::Value CopySparse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string src = Str(info, 0), dst = Str(info, 1), step = Str(info, 2);
+  int in = open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    errors::Throw(env, {step, "open", errno, src, ""});
+    return env.Undefined();
+  }
+  int out = open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) {
+    int e = errno;
+    close(in);
+    errors::Throw(env, {step, "open", e, dst, "O_CREAT|O_EXCL"});
+    return env.Undefined();
+  }
+  auto fail = [&](const char* sc, int e, const std::string& path) {
+    close(in);
+    close(out);
+    unlink(dst.c_str());
+    errors::Throw(env, {step, sc, e, path, "copying " + src});
+    return env.Undefined();
+  };
+  off_t size = lseek(in, 0, SEEK_END);
+  if (size < 0) return fail("lseek", errno, src);
+  if (ftruncate(out, size) != 0) return fail("ftruncate", errno, dst);
+  off_t off = 0;
+  while (off < size) {
+    off_t data = lseek(in, off, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole is left
+      return fail("lseek", errno, src);
+    }
+    off_t hole = lseek(in, data, SEEK_HOLE);
+    if (hole < 0) return fail("lseek", errno, src);
+    loff_t from = data, to = data;
+    while (from < hole) {
+      ssize_t n = copy_file_range(in, &from, out, &to, static_cast<size_t>(hole - from), 0);
+      if (n < 0) return fail("copy_file_range", errno, dst);
+      if (n == 0) break;
+    }
+    off = hole;
+  }
+  close(in);
+  if (close(out) != 0) {
+    int e = errno;
+    unlink(dst.c_str());
+    errors::Throw(env, {step, "close", e, dst, ""});
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount));
   exports.Set("umount", Napi::Function::New(env, Umount));
   exports.Set("mountLoop", Napi::Function::New(env, MountLoop));
+  exports.Set("copySparse", Napi::Function::New(env, CopySparse));
 }
 
 }  // namespace mounts

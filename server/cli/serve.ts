@@ -48,15 +48,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
-  // Spare formatted disks: a burst of starts (a class arriving) takes them
-  // without waiting for mke2fs; refilled in the background.
-  const sandboxes = new SandboxManager({ config, store, logger: log, spareDisks: 4 });
+  const sandboxes = new SandboxManager({ config, store, logger: log });
   // Admission: the capacity assumes sandboxes rarely reach their limits; the
   // aggregate cgroup limit makes that assumption safe for the host.
   const facts = readHostFacts(config.maxSessions);
   const budget = aggregateBudget(facts);
   sandboxes.limitAll(budget);
-  sandboxes.prefillDisks();
   const derived = hostCapacity(facts, DEFAULT_LIMITS);
   const admission = new Admission({
     capacity: config.admission.capacity ?? derived.capacity,

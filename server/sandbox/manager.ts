@@ -27,7 +27,7 @@ import {
 import { RequestError } from '../util/errors';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
-import { DiskPool, loopDevicesOf, makeDisk } from './disk';
+import { DiskMaker, loopDevicesOf } from './disk';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
@@ -44,11 +44,6 @@ export interface ManagerOptions {
   logger?: Logger;
   /** Called with each host-side step's duration (ms); the sandbox benchmark breaks create down with it. */
   onStep?: (name: StepName, ms: number) => void;
-  /**
-   * Formatted spare disks of the default size to keep ready (sandbox/disk.ts
-   * DiskPool); 0 (the default, for one-shot CLI runs): each create formats its own.
-   */
-  spareDisks?: number;
 }
 
 /** What create() works from: the request, validated and resolved. */
@@ -115,29 +110,11 @@ export class SandboxManager {
       native: this.native,
       log: this.log,
     });
-    if (opts.spareDisks) {
-      const d = resolveLimits();
-      this.pool = new DiskPool(
-        this.disksDir(),
-        d.scratchBytes,
-        d.scratchInodes,
-        opts.spareDisks,
-        (err) => this.log.warn('making a spare disk failed', { error: String(err) }),
-      );
-      // Not yet: see prefillDisks().
-    }
+    this.diskMaker = new DiskMaker(this.disksDir(), (src, dst) =>
+      this.native.addon.copySparse(src, dst, 'scratch'),
+    );
   }
-  private readonly pool: DiskPool | undefined;
-  /**
-   * Starts making the spare disks. Only once our cgroup is settled
-   * (limitAll, or a first create): on v2 a child mke2fs in our cgroup would
-   * count as another process there, and we would move to a scope of our own
-   * instead of taking a leaf of the service's cgroup.
-   */
-  prefillDisks(): void {
-    this.pool?.refill();
-  }
-
+  private readonly diskMaker: DiskMaker;
   /** Caps what all sandboxes together may use (CgroupDriver.limitAll). */
   limitAll(total: { memoryBytes: number; pids: number }): void {
     this.driver.limitAll(total);
@@ -389,9 +366,8 @@ export class SandboxManager {
     if (!record.resources.restored || !fs.existsSync(disk)) {
       record.resources.restored = false;
       fs.rmSync(disk, { force: true });
-      const { scratchBytes, scratchInodes } = plan.limits;
-      if (!this.pool?.take(disk, scratchBytes, scratchInodes))
-        await makeDisk(disk, scratchBytes, scratchInodes);
+      fs.mkdirSync(this.disksDir(), { recursive: true, mode: 0o700 });
+      await this.diskMaker.make(disk, plan.limits.scratchBytes, plan.limits.scratchInodes);
     }
     this.store.update(record);
     // A kept disk whose last teardown had to unmount lazily may still be

@@ -237,7 +237,8 @@ export class Reaper {
 
   /**
    * Removes disk images no sandbox record and no kept disk names (a crash
-   * between a teardown and its removal of the image); spares are the pool's.
+   * between a teardown and its removal of the image), and spares of an older
+   * version.
    * Only images older than a minute: another process may be creating one.
    */
   sweepDisks(): void {
@@ -248,7 +249,10 @@ export class Reaper {
       if (r.resources.disk) named.add(path.basename(r.resources.disk));
     for (const d of this.o.store.listDisks()) named.add(`${d.id}.ext4`);
     for (const f of fs.readdirSync(dir)) {
-      if (!f.endsWith('.ext4') || f.startsWith('spare-') || named.has(f)) continue;
+      // Templates are DiskMaker's; a `.tmp-` file is a template being made
+      // (or one a crash cut short: removed once old).
+      if (f.startsWith('template-') && !f.includes('.tmp-')) continue;
+      if (!f.includes('.ext4') || named.has(f)) continue;
       try {
         if (Date.now() - fs.statSync(path.join(dir, f)).mtimeMs < 60_000) continue;
         fs.rmSync(path.join(dir, f), { force: true });

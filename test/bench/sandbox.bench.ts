@@ -3,7 +3,7 @@
  * `unshare` and `bwrap` doing comparable work as baselines. Prints a
  * Markdown table for docs/benchmarks.md. Figures, not assertions.
  *
- *   node dist/test/bench/sandbox.bench.js [--cycles 100] [--idle 100] [--concurrent 500] [--gap 0] [--spares 4]
+ *   node dist/test/bench/sandbox.bench.js [--cycles 100] [--idle 100] [--concurrent 500] [--gap 0]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -68,14 +68,11 @@ async function main(): Promise<void> {
     config,
     store: new Store(config.stateDir),
     logger: createLogger('error'),
-    // As serve runs it: spare formatted disks made ahead (`--spares 0`: none).
-    spareDisks: arg('spares', 4),
     onStep: (name, t) => {
       if (timeSteps) steps.set(name, [...(steps.get(name) ?? []), t]);
     },
   });
   await m.reap({ all: true });
-  m.prefillDisks();
   const rows: [string, string, string, string][] = [];
   const row = (what: string, xs: number[], note = '') =>
     rows.push([what, f(pct(xs, 50)), f(pct(xs, 99)), note]);
