@@ -8,23 +8,34 @@
  * inherit it with no change to the image: bash imports the exported function
  * `__underlay_ns` (BASH_FUNC_<name>%%) and runs it as PROMPT_COMMAND. The
  * first shell records its own namespaces (those of the sandbox) in
- * UNDERLAY_NS. One `stat` per prompt (~1 ms), nothing per keystroke; a PS1
- * the student sets is kept (the marker goes in front of it).
+ * UNDERLAY_NS. One `stat` per shell, at its first prompt (a shell's
+ * namespaces never change after it starts), none per prompt or keystroke: a
+ * fork at every prompt would show (ps, pids.max experiments). A PS1 the
+ * student sets is kept (the marker goes in front of it).
  */
 const FN = [
   '() {',
-  '  local -a ref cur',
-  '  cur=($(stat -L -c %i /proc/self/ns/{cgroup,ipc,mnt,net,pid,user,uts} 2>/dev/null))',
-  '  [ "${#cur[@]}" = 7 ] || return 0',
-  '  [ -n "${UNDERLAY_NS:-}" ] || export UNDERLAY_NS="${cur[*]}"',
-  '  ref=($UNDERLAY_NS)',
+  '  if [ -z "${__underlay_m+x}" ]; then',
+  // Once per shell: a shell's namespaces do not change after it starts.
+  // Not in a shell whose children go to a new pid namespace (`unshare --pid`
+  // without --fork): its first child becomes that namespace's init, which
+  // the ns-pid lab shows with the student's own first command.
+  '    [[ /proc/self/ns/pid -ef /proc/self/ns/pid_for_children ]] || return 0',
+  '    local -a ref cur',
+  '    cur=($(stat -L -c %i /proc/self/ns/{cgroup,ipc,mnt,net,pid,user,uts} 2>/dev/null))',
+  '    [ "${#cur[@]}" = 7 ] || return 0',
+  '    [ -n "${UNDERLAY_NS:-}" ] || export UNDERLAY_NS="${cur[*]}"',
+  '    ref=($UNDERLAY_NS)',
+  '    local n i=0',
+  '    __underlay_m=',
+  '    for n in cgroup ipc mnt net pid user uts; do',
+  '      [ "${ref[i]}" = "${cur[i]}" ] || __underlay_m+="${__underlay_m:+,}$n"',
+  '      i=$((i + 1))',
+  '    done',
+  '  fi',
+  '  [ -n "$__underlay_m" ] || return 0',
   '  [ "$PS1" = "${__underlay_ps1_set-}" ] || __underlay_ps1=$PS1',
-  '  local m= n i=0',
-  '  for n in cgroup ipc mnt net pid user uts; do',
-  '    [ "${ref[i]}" = "${cur[i]}" ] || m+="${m:+,}$n"',
-  '    i=$((i + 1))',
-  '  done',
-  '  PS1="${m:+\\[\\e[1;33m\\][$m]\\[\\e[0m\\] }$__underlay_ps1"',
+  '  PS1="\\[\\e[1;33m\\][$__underlay_m]\\[\\e[0m\\] $__underlay_ps1"',
   '  __underlay_ps1_set=$PS1',
   '}',
 ].join('\n');

@@ -116,10 +116,19 @@ describe('terminals over socket.io', () => {
       await c.input(term, 'unshare --user --map-root-user --net bash\r');
       // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
       await c.waitFor(term, /\[ipc,net,user,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
+      // One shell at a time (typed ahead, the echo of a second `exit` can come before a prompt).
       await c.input(term, 'exit\r');
+      await c.input(term, 'echo one-u""p\r');
+      await c.waitFor(
+        term,
+        // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
+        /one-up\r\n[^\n]*\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/,
+        20_000,
+      );
       await c.input(term, 'exit\r');
-      const back = await c.waitFor(term, /exit\r\n[^\n]*exit\r\n[^\n]*# $/, 20_000);
-      assert.doesNotMatch(plain(back.slice(back.lastIndexOf('exit\r\n'))), /\[[a-z,]+\]/);
+      await c.input(term, 'echo back-ho""me\r');
+      const back = await c.waitFor(term, /back-home\r\n[^\n]*# $/, 20_000);
+      assert.doesNotMatch(plain(back.slice(back.lastIndexOf('back-home'))), /\[[a-z,]+\]/);
     },
   );
 
