@@ -21,6 +21,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Op, StepName } from '../../native/index';
+import { timeScale } from '../config';
 import type { SandboxResources } from '../store/store';
 import { pollUntil } from '../util/wait';
 import { SandboxError } from './errors';
@@ -715,7 +716,9 @@ export async function cgroupPids(dir: string): Promise<number[]> {
 export async function killCgroups(
   mode: CgroupMode,
   dirs: string[],
-  timeoutMs = 5000,
+  // A slow host (UNDERLAY_TIME_SCALE) gets longer: 50 sandboxes torn down at
+  // once in the emulated guest took more than 5 s to empty their cgroups.
+  timeoutMs = 5000 * timeScale(),
 ): Promise<void> {
   const existing = dirs.filter((d) => fs.existsSync(d));
   if (existing.length === 0) return;

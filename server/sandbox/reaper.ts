@@ -91,11 +91,13 @@ export class Reaper {
       }, 5000);
     }
     // 3. host mounts, innermost first
+    let unsure = false; // a mount detached lazily, or already gone (a crash, a reboot)
     for (const m of [...r.resources.mounts].reverse()) {
       try {
         addon.umount(m, false, 'teardown');
       } catch (err) {
         const code = (err as SandboxError).code;
+        unsure = true;
         if (code === 'EINVAL' || code === 'ENOENT') continue; // not (or no longer) mounted
         if (code === 'EBUSY') {
           addon.umount(m, true, 'teardown');
@@ -108,7 +110,8 @@ export class Reaper {
     // open in it) keeps its loop device and ext4 instance alive: releasing the
     // record now would let a kept disk be mounted twice (and corrupted), or
     // leak a deleted image's space. Quarantined until released; retried.
-    if (r.resources.disk) {
+    // (Only then: reading every loop device per teardown starved 50 parallel ones.)
+    if (r.resources.disk && unsure) {
       let held = loopDevicesOf(r.resources.disk);
       for (let i = 0; i < 20 && held.length > 0; i++) {
         await new Promise((res) => setTimeout(res, 50));
