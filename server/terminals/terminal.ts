@@ -59,6 +59,8 @@ export interface TerminalOptions {
   onExit?: (code: number) => void;
 }
 
+const ERR_PREFIX = Buffer.from('ERR\t');
+
 export class Terminal {
   readonly replay: ReplayBuffer;
   exited: { code: number } | undefined;
@@ -92,6 +94,7 @@ export class Terminal {
       this.onOutput(typeof d === 'string' ? Buffer.from(d, 'utf8') : d),
     );
     pty.onExit(({ exitCode, signal }) => {
+      this.releaseHead();
       this.flush();
       this.exited = { code: exitStatus(exitCode, signal) };
       this.opts.onExit?.(this.exited.code);
@@ -201,8 +204,32 @@ export class Terminal {
     });
   }
 
+  /**
+   * The start of the output while it may still be a helper's error record
+   * (`ERR\t...` up to its newline): a pty may hand it over in pieces (seen
+   * under emulation), and rewriteFirst needs it whole.
+   */
+  private head: Buffer | undefined = Buffer.alloc(0);
+
+  private releaseHead(): void {
+    const h = this.head;
+    this.head = undefined;
+    if (h?.length) this.onOutput(this.opts.rewriteFirst ? this.opts.rewriteFirst(h) : h);
+  }
+
   private onOutput(data: Buffer): void {
-    if (this.replay.endOffset === 0 && this.opts.rewriteFirst) data = this.opts.rewriteFirst(data);
+    if (this.head && this.opts.rewriteFirst) {
+      const h = Buffer.concat([this.head, data]);
+      const n = Math.min(4, h.length);
+      const maybeRecord = h.subarray(0, n).equals(ERR_PREFIX.subarray(0, n));
+      // Still possibly a record, and not yet whole: wait for more (1 KiB at most).
+      if (maybeRecord && (n < 4 || (!h.includes(10) && h.length < 1024))) {
+        this.head = h;
+        return;
+      }
+      data = this.opts.rewriteFirst(h);
+    }
+    this.head = undefined;
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
     if (this.attachments.size === 0) this.unwatched += data.length;
