@@ -49,10 +49,15 @@ describe('terminals over socket.io', () => {
     await c.waitFor(term, /^END\r?$/m, 20_000);
   };
   const post = async (): Promise<SessionCreated> => {
-    const r = await fetch(`${url}/api/sessions`, {
-      method: 'POST',
-      headers: { 'x-underlay-client': 'terminals.test' },
-    });
+    const send = () =>
+      fetch(`${url}/api/sessions`, {
+        method: 'POST',
+        headers: { 'x-underlay-client': 'terminals.test' },
+      });
+    // Once more on a network error only: the server closes idle keep-alive
+    // connections (its slow-client rule), and fetch does not retry a POST on
+    // a pooled one that was just closed (seen in the slow VM guest).
+    const r = await send().catch(send);
     if (r.status !== 201) throw new Error(`POST /api/sessions: ${r.status} ${await r.text()}`);
     return (await r.json()) as SessionCreated;
   };
