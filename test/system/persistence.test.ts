@@ -69,6 +69,26 @@ const WORK =
 const READ =
   'cat /root/work.txt /tmp/t/f /lab/setup.txt; pgrep -x sleep >/dev/null && echo sleep-running || echo no-sleep';
 
+/** A new student starts the lab and does the work; returns them and their sandbox. */
+async function studentWorked(
+  srv: ReturnType<typeof server>,
+): Promise<{ owner: string; sb: Sandbox }> {
+  const owner = newOwner();
+  const first = await srv.labs.start(owner, LAB);
+  const sb = sandboxOf(srv, first.session);
+  assert.equal((await sb.exec(['bash', '-c', WORK])).code, 0);
+  return { owner, sb };
+}
+
+/** The student's next start rebuilds the sandbox on their files, and says programs are new. */
+async function filesComeBack(srv: ReturnType<typeof server>, owner: string): Promise<void> {
+  const again = await srv.labs.start(owner, LAB);
+  assert.match(again.notice ?? '', /your files are as you left them/);
+  const r = await sandboxOf(srv, again.session).exec(['bash', '-c', READ]);
+  assert.equal(r.stdout, 'mine\nt\nchanged\nno-sleep\n', r.stderr);
+  await srv.sessions.endAll();
+}
+
 function sandboxOf(srv: ReturnType<typeof server>, session: string): Sandbox {
   const s = srv.sessions.get(session);
   assert.ok(s, `session ${session} is live`);
@@ -136,10 +156,7 @@ describe('kept disks: files outlive the sandbox', () => {
     SYSTEM_NEEDS,
     async () => {
       const before = server();
-      const owner = newOwner();
-      const first = await before.labs.start(owner, LAB);
-      const sb = sandboxOf(before, first.session);
-      assert.equal((await sb.exec(['bash', '-c', WORK])).code, 0);
+      const { owner, sb } = await studentWorked(before);
       // The server dies (its sessions are never ended), then an operator removes the sandbox.
       before.sessions.detachAll();
       const rm = await cli(['sandbox', 'rm', sb.id]);
@@ -149,11 +166,7 @@ describe('kept disks: files outlive the sandbox', () => {
       const restarted = server();
       const { adopted } = await restarted.m.adoptOrReap();
       await restarted.labs.restore(adopted);
-      const again = await restarted.labs.start(owner, LAB);
-      assert.match(again.notice ?? '', /your files are as you left them/);
-      const r = await sandboxOf(restarted, again.session).exec(['bash', '-c', READ]);
-      assert.equal(r.stdout, 'mine\nt\nchanged\nno-sleep\n', r.stderr);
-      await restarted.sessions.endAll();
+      await filesComeBack(restarted, owner);
     },
   );
 
@@ -162,10 +175,7 @@ describe('kept disks: files outlive the sandbox', () => {
     SYSTEM_NEEDS,
     async () => {
       const before = server();
-      const owner = newOwner();
-      const first = await before.labs.start(owner, LAB);
-      const sb = sandboxOf(before, first.session);
-      assert.equal((await sb.exec(['bash', '-c', WORK])).code, 0);
+      const { owner, sb } = await studentWorked(before);
       before.sessions.detachAll();
       // What a reboot leaves: nothing in memory. Kill the sandbox's processes
       // (ours: we made it), unmount its host mounts (the loop device goes
@@ -196,11 +206,7 @@ describe('kept disks: files outlive the sandbox', () => {
       const { adopted, reaped } = await booted.m.adoptOrReap();
       assert.ok(!adopted.includes(rec.id) && reaped.includes(rec.id), 'the dead sandbox is reaped');
       await booted.labs.restore(adopted);
-      const again = await booted.labs.start(owner, LAB);
-      assert.match(again.notice ?? '', /your files are as you left them/);
-      const r = await sandboxOf(booted, again.session).exec(['bash', '-c', READ]);
-      assert.equal(r.stdout, 'mine\nt\nchanged\nno-sleep\n', r.stderr);
-      await booted.sessions.endAll();
+      await filesComeBack(booted, owner);
     },
   );
 
