@@ -21,16 +21,21 @@ std::string Str(const Napi::CallbackInfo& info, size_t i) {
                                                  : std::string();
 }
 
+// "MS_BIND|MS_REC" -> flags; false (with the JS exception set) on an unknown name.
+bool ParseFlags(Napi::Env env, const std::string& fl, const std::string& target,
+                const std::string& step, unsigned long* f) {
+  if (flags::parse_mount(fl, f)) return true;
+  errors::Throw(env, {step, "mount", EINVAL, target, "unknown mount flag in " + fl});
+  return false;
+}
+
 // mount(source, target, fstype, flags, data, step)
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string src = Str(info, 0), target = Str(info, 1), fstype = Str(info, 2), fl = Str(info, 3),
               data = Str(info, 4), step = Str(info, 5);
   unsigned long f = 0;
-  if (!flags::parse_mount(fl, &f)) {
-    errors::Throw(env, {step, "mount", EINVAL, target, "unknown mount flag in " + fl});
-    return env.Undefined();
-  }
+  if (!ParseFlags(env, fl, target, step, &f)) return env.Undefined();
   if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(),
               fstype.empty() ? nullptr : fstype.c_str(), f,
               data.empty() ? nullptr : data.c_str()) != 0) {
@@ -64,10 +69,7 @@ Napi::Value MountLoop(const Napi::CallbackInfo& info) {
   std::string image = Str(info, 0), target = Str(info, 1), fstype = Str(info, 2), fl = Str(info, 3),
               data = Str(info, 4), step = Str(info, 5);
   unsigned long f = 0;
-  if (!flags::parse_mount(fl, &f)) {
-    errors::Throw(env, {step, "mount", EINVAL, target, "unknown mount flag in " + fl});
-    return env.Undefined();
-  }
+  if (!ParseFlags(env, fl, target, step, &f)) return env.Undefined();
   int file = open(image.c_str(), O_RDWR | O_CLOEXEC);
   if (file < 0) {
     errors::Throw(env, {step, "open", errno, image, "the disk image"});
