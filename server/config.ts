@@ -194,7 +194,7 @@ export const DEFAULT_LIMITS = {
   memoryBytes: 512 * 1024 * 1024,
   pids: 512,
   cpus: 1,
-  scratchBytes: 1024 * 1024 * 1024,
+  scratchBytes: 512 * 1024 * 1024,
 };
 
 /** Parses "512M", "1G", "64k", "1048576". Returns undefined on junk. */

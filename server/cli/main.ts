@@ -10,7 +10,7 @@
  * load, and `underlay --version` or `validate` need none of them.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { loadConfig, parseSize, REPO_LABS } from '../config';
+import { DEFAULT_LIMITS, loadConfig, parseSize, REPO_LABS } from '../config';
 import { SandboxError } from '../sandbox/errors';
 import { RequestError } from '../util/errors';
 
@@ -193,6 +193,17 @@ export function buildProgram(): Command {
         process.stdout.write(
           `${d.id}  ${d.sandbox ? `in ${d.sandbox}` : 'parked'}  ${d.owner}  ${d.name}  ${(d.usage / 1024 ** 2).toFixed(1)}M of ${(d.bytes / 1024 ** 2).toFixed(0)}M\n`,
         );
+      // What admission sees (docs/sandbox.md#the-host-disk).
+      const room = m.hostDiskRoom();
+      if (room) {
+        const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)}G`;
+        const disk = DEFAULT_LIMITS.scratchBytes;
+        const more = Math.max(0, Math.floor((room.free - room.growth - room.reserve) / disk));
+        process.stdout.write(
+          `host disk: ${gib(room.free)} free of ${gib(room.size)}; the ${room.live} live session disk(s) may still take ${gib(room.growth)}, ` +
+            `${gib(room.reserve)} kept in reserve: room for ${more} more session(s) of ${disk / 1024 ** 2}M\n`,
+        );
+      }
     });
 
   sandbox

@@ -131,7 +131,7 @@ export class SandboxManager {
 
   async create(opts: CreateOptions = {}): Promise<Sandbox> {
     const plan = this.plan(opts);
-    this.checkHostDisk();
+    const releaseDisk = this.admitDisk(plan);
     const t0 = Date.now();
     // Not awaited: it only has to be under way when the helper moves the
     // sandbox into its cgroups, a few milliseconds from now.
@@ -144,7 +144,7 @@ export class SandboxManager {
         plan.id,
         () => this.makeScratch(record, plan),
         this.onStep,
-      );
+      ).finally(releaseDisk); // from here the disk counts by its own headroom
       record.resources.checkView = await step(
         'image',
         plan.id,
@@ -163,6 +163,7 @@ export class SandboxManager {
       });
       return new Sandbox(record, this.native);
     } catch (err) {
+      releaseDisk();
       const e =
         err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${plan.id}`, err);
       this.log.warn('sandbox create failed', { id: plan.id, error: e.toJSON() });
@@ -172,32 +173,106 @@ export class SandboxManager {
     }
   }
 
+  /** Disk bytes admitted for sandboxes whose disk does not exist yet. */
+  private admittedBytes = 0;
+
   /**
-   * Session disks are sparse (thin): they take host disk as students write,
-   * so a host whose state dir is nearly full starts no new sandbox (every
-   * disk on it could fail at once). The reserve: UNDERLAY_DISK_RESERVE,
-   * default 5 % of the filesystem, at least 1 GiB (docs/operating.md).
+   * The host disk (docs/sandbox.md#the-host-disk). Session disks are sparse:
+   * they take host blocks as students write, up to their size. If the disks
+   * could together outgrow the host filesystem, filling them at once would
+   * fill it, and then every disk on it fails (EIO, ext4 read-only, the store
+   * unable to commit). So a sandbox starts only if its disk fits in what is
+   * free after what every live disk may still grow by, the disks being
+   * admitted, and a reserve (UNDERLAY_DISK_RESERVE, default 5 %, >= 1 GiB).
+   * Short of room, parked disks go (least recently used first) if dropping
+   * them would be enough. Returns the release of this disk's admission,
+   * called once the disk exists (from then on its headroom counts).
    */
-  private checkHostDisk(): void {
-    let free = Infinity;
-    let size = 0;
-    try {
-      const st = fs.statfsSync(this.config.stateDir);
-      free = st.bavail * st.bsize;
-      size = st.blocks * st.bsize;
-    } catch {
-      return; // no state dir yet: made below
-    }
-    const reserve = this.config.diskReserveBytes ?? Math.max(1024 ** 3, Math.floor(size / 20));
-    if (free < reserve)
+  private admitDisk(plan: Plan): () => void {
+    let room = this.hostDiskRoom();
+    if (!room) return () => {}; // no state dir yet: nothing on it can fill it
+    const need = this.diskNeed(plan);
+    const short = () => need + room!.growth + this.admittedBytes + room!.reserve - room!.free;
+    if (short() > 0 && this.dropParkedFor(short(), plan.keepDisk)) room = this.hostDiskRoom()!;
+    if (short() > 0) {
+      const mib = (n: number) => `${Math.round(n / 1024 ** 2)} MiB`;
       throw new RequestError(
         'unavailable',
-        `the lab host's disk is nearly full (${Math.round(free / 1024 ** 2)} MiB free in ${this.config.stateDir}, ` +
-          `${Math.round(reserve / 1024 ** 2)} MiB kept in reserve): no new sandbox can start`,
+        `the lab host's disk has no room for another session disk: ${mib(room.free)} free in ${this.config.stateDir}, ` +
+          `of which the ${room.live} live session disks may still take ${mib(room.growth + this.admittedBytes)}, ` +
+          `${mib(room.reserve)} is kept in reserve, and a new disk may take ${mib(need)}`,
         {
-          hint: 'an operator can free space: `underlay sandbox disks --drop-parked`, or UNDERLAY_DISK_RESERVE',
+          hint:
+            'try again when other students have finished; an operator can free space ' +
+            '(`underlay sandbox disks --drop-parked`), give the state dir a larger disk, ' +
+            'or make session disks smaller (docs/operating.md)',
         },
       );
+    }
+    this.admittedBytes += need;
+    let released = false;
+    return () => {
+      if (!released) this.admittedBytes -= need;
+      released = true;
+    };
+  }
+
+  /** What the host filesystem holds for session disks, now. */
+  hostDiskRoom():
+    | { free: number; size: number; reserve: number; growth: number; live: number }
+    | undefined {
+    let st: fs.StatsFs;
+    try {
+      st = fs.statfsSync(this.config.stateDir);
+    } catch {
+      return undefined;
+    }
+    const size = st.blocks * st.bsize;
+    let growth = 0;
+    let live = 0;
+    for (const r of this.store.list()) {
+      const h = diskHeadroom(r.resources.disk);
+      if (h === undefined) continue;
+      growth += h;
+      live++;
+    }
+    return {
+      free: st.bavail * st.bsize,
+      size,
+      reserve: this.config.diskReserveBytes ?? Math.max(1024 ** 3, Math.floor(size / 20)),
+      growth,
+      live,
+    };
+  }
+
+  /** What the plan's disk may take from the host: a kept disk only its headroom. */
+  private diskNeed(plan: Plan): number {
+    const kept = plan.keepDisk && this.store.getDisk(plan.keepDisk.owner, plan.keepDisk.name);
+    const h = kept ? diskHeadroom(path.join(this.disksDir(), `${kept.id}.ext4`)) : undefined;
+    return h ?? plan.limits.scratchBytes;
+  }
+
+  /**
+   * Drops parked disks, least recently used first, until `bytes` are freed;
+   * none if all of them would not be enough (nobody's work is lost for
+   * nothing). Never the disk the new sandbox is for.
+   */
+  private dropParkedFor(bytes: number, keep?: { owner: string; name: string }): boolean {
+    const parked = this.disks()
+      .filter((d) => !d.sandbox && !(keep && d.owner === keep.owner && d.name === keep.name))
+      .sort((a, b) => a.used - b.used);
+    if (parked.reduce((n, d) => n + d.usage, 0) < bytes) return false;
+    let freed = 0;
+    for (const d of parked) {
+      if (freed >= bytes) break;
+      this.log.warn('the host disk is short of room: dropping a parked disk', {
+        id: d.id,
+        owner: d.owner,
+        bytes: d.usage,
+      });
+      if (this.dropDisk(d.owner, d.name)) freed += d.usage;
+    }
+    return true;
   }
 
   /** Validates the request and picks the image; nothing exists yet. */
@@ -599,6 +674,17 @@ export class SandboxManager {
     }
     if (dropped.length) this.log.info('parked disks collected', { dropped: dropped.length });
     return dropped;
+  }
+}
+
+/** How much more a (sparse) disk image may take on the host; undefined if it is gone. */
+function diskHeadroom(file: string | undefined): number | undefined {
+  if (!file) return undefined;
+  try {
+    const st = fs.statSync(file);
+    return Math.max(0, st.size - st.blocks * 512);
+  } catch {
+    return undefined;
   }
 }
 

@@ -18,7 +18,7 @@ export const CLI = path.join(REPO, 'bin', 'underlay');
 export const ARTIFACTS =
   process.env.UNDERLAY_TEST_ARTIFACTS ?? path.join(REPO, 'test', 'artifacts');
 export const TEST_STATE_DIR = process.env.UNDERLAY_TEST_STATE_DIR ?? '/var/lib/underlay-test';
-export const TEST_UID_BASE = 100000 + 65536 * 2000;
+export const TEST_UID_BASE = Number(process.env.UNDERLAY_TEST_UID_BASE ?? 100000 + 65536 * 2000);
 
 export function testEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {

@@ -330,7 +330,7 @@ describe('kept disks: files outlive the sandbox', () => {
         assert.equal(err.kind, 'unavailable');
         assert.match(
           err.message,
-          /the lab host's disk is nearly full \(\d+ MiB free in .*\): no new sandbox/,
+          /the lab host's disk has no room for another session disk: \d+ MiB free in .*, \d+ MiB is kept in reserve/,
         );
         return true;
       });

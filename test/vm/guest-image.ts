@@ -42,6 +42,13 @@ export const GUEST_PACKAGES = [
   'libstdc++6',
 ];
 
+/**
+ * The guest's root disk (sparse, and the guest writes to a snapshot): large
+ * enough that admission (docs/sandbox.md#the-host-disk) lets the system
+ * tests start their 50 sandboxes at once with 512 MiB session disks.
+ */
+const DISK_SIZE = '48G';
+
 /** Modules the initramfs loads to mount the root disk (soft dependencies included). */
 const INITRAMFS_MODULES = ['crc32c_generic', 'ext4', 'virtio_pci', 'virtio_blk'];
 
@@ -305,6 +312,7 @@ export function ensureGuest(inp: GuestInputs): Guest {
     .sort();
   const key = sha(
     String(RECIPE),
+    DISK_SIZE,
     path.basename(os),
     kernel.release,
     process.version,
@@ -340,7 +348,7 @@ export function ensureGuest(inp: GuestInputs): Guest {
         path.join(stage, 'etc/systemd/system/multi-user.target.wants/underlay.service'),
       );
       const tmpDisk = `${disk}.tmp`;
-      run('mkfs.ext4', ['-q', '-F', '-L', 'underlay-vm', '-d', stage, tmpDisk, '12G']);
+      run('mkfs.ext4', ['-q', '-F', '-L', 'underlay-vm', '-d', stage, tmpDisk, DISK_SIZE]);
       fs.renameSync(tmpDisk, disk);
     } finally {
       fs.rmSync(stage, { recursive: true, force: true });
