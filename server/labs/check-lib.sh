@@ -4,40 +4,76 @@
 # namespaces, so /proc/1 is the sandbox init and the baseline.
 sbx_ns() { readlink "/proc/1/ns/$1"; }
 ns_inode() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
-# PIDs whose namespace TYPE differs from the sandbox's own. A link we cannot
-# read is not "different": the check's own tools are unreadable by design
-# (docs/sandbox.md#trusted-checks), and a process may exit meanwhile.
+# The helpers below run once per process in loops over /proc, so they use
+# bash builtins only: a fork and exec costs ~1 ms here but ~65 ms in an
+# emulated VM (and on a host busy with a class), and a check that runs an
+# awk per process took seconds there.
+#
+# PIDs whose namespace TYPE differs from the sandbox's own (`-ef` compares
+# the namespaces' inodes). A link we cannot read is not "different": the
+# check's own tools are unreadable by design (docs/sandbox.md#trusted-checks),
+# and a process may exit meanwhile.
 other_ns_pids() {
-  local base p l; base=$(sbx_ns "$1")
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    l=$(readlink "/proc/$p/ns/$1" 2>/dev/null) || continue
-    [ -n "$l" ] && [ "$l" != "$base" ] && echo "$p"
-  done
-  return 0
-}
-nspid() { awk '/^NSpid:/{ $1=""; sub(/^ /, ""); print }' "/proc/$1/status" 2>/dev/null; }
-is_ns_init() { [ "$(nspid "$1" | awk '{print $NF}')" = 1 ]; }
-procs_in_pidns() {
   local p
   for p in /proc/[0-9]*; do
-    [ "$(stat -L -c %i "$p/ns/pid" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
+    [ "$p/ns/$1" -ef "/proc/1/ns/$1" ] || { [ -e "$p/ns/$1" ] && echo "${p#/proc/}"; }
   done
   return 0
 }
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
-uptime_cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; } # monotonic, in 1/100 s
+# The NSpid: fields of PID (outermost first), space-separated; fails if PID is gone.
+nspid() {
+  local k v
+  while read -r k v; do
+    [ "$k" = NSpid: ] && { echo "${v//$'\t'/ }"; return 0; }
+  done 2>/dev/null <"/proc/$1/status"
+  return 1
+}
+is_ns_init() {
+  local k v
+  while read -r k v; do
+    [ "$k" = NSpid: ] && { [ "${v##*[[:space:]]}" = 1 ]; return; }
+  done 2>/dev/null <"/proc/$1/status"
+  return 1
+}
+procs_in_pidns() { # INODE -> PIDs in that pid namespace (one stat for all of /proc)
+  local i n
+  while read -r i n; do
+    [ "$i" = "$1" ] && { n=${n#/proc/}; echo "${n%%/*}"; }
+  done < <(stat -L -c '%i %n' /proc/[0-9]*/ns/pid 2>/dev/null)
+  return 0
+}
+# _ticks PID: utime + stime of PID into $_t (fails if PID is gone). Fields
+# after the last ") " (the command name may hold anything): 12 and 13.
+_ticks() {
+  local s f
+  { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
+  read -ra f <<<"${s##*) }"
+  _t=$((f[11] + f[12]))
+}
+_hz() { [ -n "${_HZ:-}" ] || _HZ=$(getconf CLK_TCK); }
+_uptime() { local u; read -r u _ </proc/uptime; _cs=$((10#${u/./})); } # 1/100 s, monotonic
+cpu_ticks() { _ticks "$1" && echo "$_t"; }
+uptime_cs() { _uptime; echo "$_cs"; }
 # Over the window really elapsed, not the SECS asked for: on a slow or busy
 # host `sleep 3` and the reads around it take ~3.6 s (a Debian 12 VM).
 cpu_pct() { # PID SECS -> percent of one CPU over the window
-  local a b t0 t1; t0=$(uptime_cs); a=$(cpu_ticks "$1") || return 1
-  sleep "$2"; b=$(cpu_ticks "$1") || return 1; t1=$(uptime_cs)
-  echo $(( (b - a) * 10000 / ($(getconf CLK_TCK) * (t1 - t0 > 0 ? t1 - t0 : 1)) ))
+  local a t0
+  _hz; _uptime; t0=$_cs; _ticks "$1" || return 1; a=$_t
+  sleep "$2"; _ticks "$1" || return 1; _uptime
+  echo $(((_t - a) * 10000 / (_HZ * (_cs - t0 > 0 ? _cs - t0 : 1))))
 }
-cg_mode() { [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && echo v2 || echo v1; }
+cg_mode() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo v2; else echo v1; fi; }
 cg_dir() { # PID CTRL -> cgroup path of PID (v1: for CTRL)
-  if [ "$(cg_mode)" = v2 ]; then sed -n 's/^0:://p' "/proc/$1/cgroup"
-  else awk -F: -v c="$2" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3 }' "/proc/$1/cgroup"; fi
+  local id ctrls path v2=
+  [ -e /sys/fs/cgroup/cgroup.controllers ] && v2=1
+  while IFS=: read -r id ctrls path; do
+    if [ -n "$v2" ]; then
+      [ "$id" = 0 ] && [ -z "$ctrls" ] && echo "$path"
+    else
+      [[ ",$ctrls," == *",$2,"* ]] && echo "$path"
+    fi
+  done 2>/dev/null <"/proc/$1/cgroup"
+  return 0
 }
 as_learner() { setpriv --reuid=1000 --regid=1000 --clear-groups "$@"; }
 is_whiteout() { [ "$(stat -c '%F %t:%T' "$1" 2>/dev/null)" = "character special file 0:0" ]; }
@@ -47,18 +83,19 @@ mountinfo_of() { cat "/proc/$1/mountinfo"; }
 mount_opts() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 3) }' /proc/1/mountinfo | tail -n 1; }
 mount_fstype() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 1) }' /proc/1/mountinfo | tail -n 1; }
 # The cpu controller's root as the sandbox sees it (v1: the cpu hierarchy; v2: the unified one).
-cg_root() { if [ "$(cg_mode)" = v2 ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/cpu; fi; }
+cg_root() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/cpu; fi; }
 # KEY of cpu.stat of cgroup NAME (below cg_root).
 cg_stat() { awk -v k="$2" '$1 == k { print $2 }' "$(cg_root)/$1/cpu.stat"; }
 # PIDs that used at least MINPCT of a CPU over SECS seconds (sampled together).
 busy_pids() {
-  local secs=$1 min=$2 hz p; hz=$(getconf CLK_TCK)
-  declare -A t0
-  for p in /proc/[0-9]*; do p=${p#/proc/}; t0[$p]=$(cpu_ticks "$p"); done
+  local secs=$1 min=$2 p
+  local -A t0
+  _hz
+  for p in /proc/[0-9]*; do p=${p#/proc/}; _ticks "$p" && t0[$p]=$_t; done
   sleep "$secs"
   for p in "${!t0[@]}"; do
-    local b; b=$(cpu_ticks "$p") || continue
-    [ -n "$b" ] && [ -n "${t0[$p]}" ] && [ $(( (b - t0[$p]) * 100 / (secs * hz) )) -ge "$min" ] && echo "$p"
+    _ticks "$p" || continue
+    (((_t - t0[$p]) * 100 / (secs * _HZ) >= min)) && echo "$p"
   done
   return 0
 }
