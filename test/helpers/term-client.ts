@@ -4,6 +4,7 @@
  */
 import { TextDecoder } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
+import { timeScale } from '../../server/config';
 import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
@@ -67,6 +68,8 @@ export class TermClient {
       auth: { v: PROTOCOL_VERSION, ...auth },
       reconnection: false,
       forceNew: true,
+      // socket.io's own connect timeout (20 s) under a slow or busy host.
+      timeout: 20_000 * timeScale(),
       ...(opts.origin ? { extraHeaders: { origin: opts.origin } } : {}),
     }) as Socket<ServerToClientEvents, ClientToServerEvents>;
     return new Promise((resolve, reject) => {
@@ -121,7 +124,11 @@ export class TermClient {
   }
 
   /** Waits until the terminal's decoded text matches. */
-  async waitFor(term: string, pattern: RegExp | string, timeoutMs = 10_000): Promise<string> {
+  async waitFor(
+    term: string,
+    pattern: RegExp | string,
+    timeoutMs = 10_000 * timeScale(),
+  ): Promise<string> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const t = this.terms.get(term)?.text ?? '';
@@ -135,7 +142,7 @@ export class TermClient {
   }
 
   /** Runs a command and returns the text between two markers. */
-  async run(term: string, cmd: string, timeoutMs = 10_000): Promise<string> {
+  async run(term: string, cmd: string, timeoutMs = 10_000 * timeScale()): Promise<string> {
     const tag = Math.random().toString(36).slice(2, 8);
     const begin = `B${tag}`;
     const end = `E${tag}`;

@@ -22,9 +22,9 @@ import { TEST_STATE_DIR, testEnv, testManager } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 const MiB = 1024 * 1024;
-const HOST_BYTES = 512 * MiB;
-const DISK_BYTES = 64 * MiB;
-const RESERVE = '32M';
+const HOST_BYTES = 256 * MiB;
+const DISK_BYTES = 32 * MiB;
+const RESERVE = '16M';
 const log = createLogger('warn');
 
 describe('the host disk, shared by every session disk', () => {
@@ -129,7 +129,7 @@ describe('the host disk, shared by every session disk', () => {
         logger: log,
       });
       const limits = { scratchBytes: DISK_BYTES, memoryBytes: 128 * MiB };
-      // A student worked (100 MiB of files, more than any new disk may
+      // A student worked (50 MiB of files, more than any new disk may
       // need) and left: their disk is parked.
       const keep = { owner: `host-disk-${process.pid}`, name: 'lab' };
       const first = await m.create({
@@ -139,7 +139,7 @@ describe('the host disk, shared by every session disk', () => {
       const w = await first.exec([
         'bash',
         '-c',
-        'head -c 100M /dev/zero > /root/work && sync && echo ok',
+        'head -c 50M /dev/zero > /root/work && sync && echo ok',
       ]);
       assert.equal(w.stdout.trim(), 'ok', w.stderr);
       await m.destroy(first.id);

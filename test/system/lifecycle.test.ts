@@ -72,9 +72,9 @@ async function waitFor<T>(what: string, fn: () => T | undefined, ms = 15000): Pr
 
 /**
  * 200 on the host; fewer where a cycle is slow (UNDERLAY_TIME_SCALE, the VM
- * tier's emulated guest: 50 there), still enough for a leak per cycle to show.
+ * tier's emulated guest: 25 there), still enough for a leak per cycle to show.
  */
-const CYCLES = Math.max(50, Math.round(200 / timeScale()));
+const CYCLES = Math.max(25, Math.round(200 / timeScale() ** 2));
 
 describe('lifecycle', () => {
   sysTest(

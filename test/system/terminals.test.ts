@@ -6,6 +6,7 @@
 import * as assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe } from 'node:test';
+import { timeScale } from '../../server/config';
 import { LIMITS, type SessionCreated } from '../../server/protocol/index';
 import { SessionManager } from '../../server/sessions/session-manager';
 import { createApp, type App } from '../../server/transport/http';
@@ -16,7 +17,11 @@ import { TermClient } from '../helpers/term-client';
 
 const { fail: setupFailed, ready } = setupGuard();
 
-async function waitUntil(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+async function waitUntil(
+  cond: () => boolean,
+  what: string,
+  ms = 20_000 * timeScale(),
+): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
@@ -46,7 +51,7 @@ describe('terminals over socket.io', () => {
   /** `bytes` of output in one go, then END: returns when `c` has seen END. */
   const flood = async (c: TermClient, term: string, bytes: number) => {
     await c.input(term, `head -c ${bytes} /dev/zero | tr '\\0' x; echo; echo E''ND\r`);
-    await c.waitFor(term, /^END\r?$/m, 20_000);
+    await c.waitFor(term, /^END\r?$/m, 20_000 * timeScale());
   };
   const post = async (): Promise<SessionCreated> => {
     const send = () =>
@@ -99,7 +104,11 @@ describe('terminals over socket.io', () => {
       ready();
       const { c, term } = await shell(a);
       const t = { term };
-      const out = await c.run(t.term, "for i in $(seq 3000); do printf '─é😀'; done; echo", 20_000);
+      const out = await c.run(
+        t.term,
+        "for i in $(seq 3000); do printf '─é😀'; done; echo",
+        20_000 * timeScale(),
+      );
       assert.ok(!out.includes('\uFFFD'), 'U+FFFD in the output');
       assert.equal(out.split('─é😀').length - 1, 3000);
     },
@@ -117,10 +126,14 @@ describe('terminals over socket.io', () => {
       assert.doesNotMatch(plain(c.terms.get(term)?.text ?? ''), /\[[a-z,]+\] root@/);
       await c.input(term, 'unshare --uts --ipc bash\r');
       // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
-      await c.waitFor(term, /\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
+      await c.waitFor(term, /\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000 * timeScale());
       await c.input(term, 'unshare --user --map-root-user --net bash\r');
-      // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
-      await c.waitFor(term, /\[ipc,net,user,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000);
+      await c.waitFor(
+        term,
+        // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
+        /\[ipc,net,user,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/,
+        20_000 * timeScale(),
+      );
       // One shell at a time (typed ahead, the echo of a second `exit` can come before a prompt).
       await c.input(term, 'exit\r');
       await c.input(term, 'echo one-u""p\r');
@@ -128,11 +141,11 @@ describe('terminals over socket.io', () => {
         term,
         // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
         /one-up\r\n[^\n]*\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/,
-        20_000,
+        20_000 * timeScale(),
       );
       await c.input(term, 'exit\r');
       await c.input(term, 'echo back-ho""me\r');
-      const back = await c.waitFor(term, /back-home\r\n[^\n]*# $/, 20_000);
+      const back = await c.waitFor(term, /back-home\r\n[^\n]*# $/, 20_000 * timeScale());
       assert.doesNotMatch(plain(back.slice(back.lastIndexOf('back-home'))), /\[[a-z,]+\]/);
     },
   );
@@ -226,7 +239,7 @@ describe('terminals over socket.io', () => {
       // The stalled one catches up once it acks.
       c2.autoAck = true;
       c2.socket.emit('term:ack', { term, bytes: got });
-      await c2.waitFor(term, /^END\r?$/m, 20_000);
+      await c2.waitFor(term, /^END\r?$/m, 20_000 * timeScale());
       for (const c of [c1, c2])
         assert.ok(c.maxMessage <= LIMITS.maxMessageBytes, `a ${c.maxMessage}-byte message`);
       c1.close();
@@ -376,7 +389,7 @@ describe('terminals over socket.io', () => {
       const line = `: ${'x'.repeat(100_000)}; echo pasted-$((2+3))\r`;
       // As the browser sends it: 4096-character chunks, each after the previous one's ack.
       for (let i = 0; i < line.length; i += 4096) await c.input(term, line.slice(i, i + 4096));
-      await c.waitFor(term, /pasted-5\r\n[\s\S]*# $/, 30_000);
+      await c.waitFor(term, /pasted-5\r\n[\s\S]*# $/, 30_000 * timeScale());
       c.close();
     },
   );
@@ -474,7 +487,7 @@ describe('terminals over socket.io', () => {
       c.socket.emit('term:resize', { term: t.term, cols: 0, rows: 99999 });
       (c.socket as unknown as { emit: (e: string, ...a: unknown[]) => void }).emit('rm -rf', {});
       c.socket.emit('term:input', { term: '../../etc', data: 'x' });
-      await sleep(300);
+      await waitUntil(() => c.errors.length >= 5, 'an error event for each of the five');
       const codes = c.errors.map((e) => e.code).sort();
       assert.deepEqual(
         codes,

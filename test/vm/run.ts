@@ -30,6 +30,7 @@ const STAGES = [
   'serve under systemd (HTTP + socket.io smoke test)',
   'system tests',
   'labs (underlay test labs/, --walkthrough)',
+  'system tests, second group',
 ];
 
 interface Stage {
@@ -122,6 +123,7 @@ const LOGS: Record<string, string> = {
   'serve under systemd (HTTP + socket.io smoke test)': 'serve.log',
   'system tests': 'system.log',
   'labs (underlay test labs/, --walkthrough)': 'labs.log',
+  'system tests, second group': 'system-2.log',
 };
 
 async function main(): Promise<void> {
