@@ -195,17 +195,24 @@ export class SandboxManager {
     const short = () => need + room!.growth + this.admittedBytes + room!.reserve - room!.free;
     if (short() > 0 && this.dropParkedFor(short(), plan.keepDisk)) room = this.hostDiskRoom()!;
     if (short() > 0) {
-      const mib = (n: number) => `${Math.round(n / 1024 ** 2)} MiB`;
+      const mib = (n: number) => Math.round(n / 1024 ** 2);
+      // The figures are for the operator (the log, `underlay sandbox disks`);
+      // the message reaches students too.
+      this.log.warn('no room on the host disk for another session disk', {
+        stateDir: this.config.stateDir,
+        freeMiB: mib(room.free),
+        liveDisks: room.live,
+        liveMayTakeMiB: mib(room.growth + this.admittedBytes),
+        reserveMiB: mib(room.reserve),
+        needMiB: mib(need),
+      });
       throw new RequestError(
         'unavailable',
-        `the lab host's disk has no room for another session disk: ${mib(room.free)} free in ${this.config.stateDir}, ` +
-          `of which the ${room.live} live session disks may still take ${mib(room.growth + this.admittedBytes)}, ` +
-          `${mib(room.reserve)} is kept in reserve, and a new disk may take ${mib(need)}`,
+        'the lab host has no disk space for another sandbox right now',
         {
           hint:
-            'try again when other students have finished; an operator can free space ' +
-            '(`underlay sandbox disks --drop-parked`), give the state dir a larger disk, ' +
-            'or make session disks smaller (docs/operating.md)',
+            'try again in a few minutes, or tell your instructor. Operators: `underlay sandbox disks` ' +
+            'shows where the space went (docs/operating.md)',
         },
       );
     }

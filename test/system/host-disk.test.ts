@@ -76,7 +76,7 @@ describe('the host disk, shared by every session disk', () => {
       const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
       for (const err of refused) {
         assert.equal((err as { kind?: string }).kind, 'unavailable', String(err));
-        assert.match(String((err as Error).message), /no room for another session disk/);
+        assert.match(String((err as Error).message), /no disk space for another sandbox/);
       }
       assert.ok(
         made.length >= 2,
