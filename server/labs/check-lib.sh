@@ -62,10 +62,12 @@ cpu_pct() { # PID SECS -> percent of one CPU over the window
   sleep "$2"; _ticks "$1" || return 1; _uptime
   echo $(((_t - a) * 10000 / (_HZ * (_cs - t0 > 0 ? _cs - t0 : 1))))
 }
-cg_mode() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo v2; else echo v1; fi; }
+# v2 mounts the unified hierarchy at /sys/fs/cgroup itself; v1 (and hybrid) a tmpfs of hierarchies.
+_cg_v2() { [ -e /sys/fs/cgroup/cgroup.controllers ]; }
+cg_mode() { if _cg_v2; then echo v2; else echo v1; fi; }
 cg_dir() { # PID CTRL -> cgroup path of PID (v1: for CTRL)
   local id ctrls path v2=
-  [ -e /sys/fs/cgroup/cgroup.controllers ] && v2=1
+  _cg_v2 && v2=1
   while IFS=: read -r id ctrls path; do
     if [ -n "$v2" ]; then
       [ "$id" = 0 ] && [ -z "$ctrls" ] && echo "$path"
@@ -83,7 +85,7 @@ mountinfo_of() { cat "/proc/$1/mountinfo"; }
 mount_opts() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 3) }' /proc/1/mountinfo | tail -n 1; }
 mount_fstype() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 1) }' /proc/1/mountinfo | tail -n 1; }
 # The cpu controller's root as the sandbox sees it (v1: the cpu hierarchy; v2: the unified one).
-cg_root() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/cpu; fi; }
+cg_root() { if _cg_v2; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/cpu; fi; }
 # KEY of cpu.stat of cgroup NAME (below cg_root).
 cg_stat() { awk -v k="$2" '$1 == k { print $2 }' "$(cg_root)/$1/cpu.stat"; }
 # PIDs that used at least MINPCT of a CPU over SECS seconds (sampled together).
