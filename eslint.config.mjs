@@ -99,6 +99,7 @@ export default tseslint.config(
       'native/build/**',
       'web/.next/**',
       'test/fixtures/**',
+      'test/artifacts/**',
       'bin/**',
       'scripts/**',
     ],

@@ -130,9 +130,16 @@ export class TermClient {
     timeoutMs = 10_000 * timeScale(),
   ): Promise<string> {
     const end = Date.now() + timeoutMs;
+    // Tested again only when more text came: a poll that re-scans (and
+    // flattens) a megabyte of output every 10 ms costs more than the server
+    // it waits for, under emulation most of all.
+    let seen = -1;
     for (;;) {
       const t = this.terms.get(term)?.text ?? '';
-      if (typeof pattern === 'string' ? t.includes(pattern) : pattern.test(t)) return t;
+      if (t.length !== seen) {
+        seen = t.length;
+        if (typeof pattern === 'string' ? t.includes(pattern) : pattern.test(t)) return t;
+      }
       if (Date.now() > end)
         throw new Error(
           `timed out waiting for ${pattern} in ${term}; last output: ${JSON.stringify(t.slice(-400))}`,

@@ -23,6 +23,7 @@ import {
   testManager,
 } from '../helpers/env';
 import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { timeScale } from '../../server/config';
 
 /** Copies a host file into the sandbox (over the exec's stdin) and makes it executable. */
 async function install(sb: Sandbox, from: string, to: string): Promise<void> {
@@ -45,6 +46,7 @@ async function hostUnharmed(m: SandboxManager): Promise<void> {
 }
 
 describe('sandbox hardening', { concurrency: false }, () => {
+  const MiB = 1024 * 1024;
   let m: SandboxManager;
   let sb: Sandbox;
   let injector = '';
@@ -261,10 +263,14 @@ describe('sandbox hardening', { concurrency: false }, () => {
     'seq 400000 | sed "s|^|$d/i.|" | xargs -r touch 2>&1 | grep -m1 -o "No space left on device" | sed "s|^|$d inodes: |"; ' +
     'done; echo alive; cat /proc/self/cgroup >/dev/null';
 
+  // Under emulation (the VM tier) writing a 512 MiB disk full and then its
+  // 32k inodes took ~25 s a case: a quarter of that size there, the same
+  // ratio of disk to memory for the second case.
+  const emulated = timeScale() > 1;
   const FILL_CASES: [string, Partial<Limits>, string[]][] = [
     [
-      'filling every writable place with data and then empty files ends in ENOSPC with the shell alive (default limits)',
-      {},
+      `filling every writable place with data and then empty files ends in ENOSPC with the shell alive (default limits${emulated ? ', a 128 MiB disk' : ''})`,
+      emulated ? { scratchBytes: 128 * MiB } : {},
       // /sys/fs/cgroup is a tmpfs (holding the v1 hierarchies) only on a v1 host; on v2
       // it is cgroup2, whose cost cgroup.max.descendants bounds (the cgroup tests).
       [
@@ -277,11 +283,17 @@ describe('sandbox hardening', { concurrency: false }, () => {
         ...(fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? [] : ['/sys/fs/cgroup']),
       ],
     ],
-    [
-      'with --memory 256M one dd into /root ends in ENOSPC, not an OOM kill',
-      { memoryBytes: 256 * 1024 * 1024 },
-      ['/root'],
-    ],
+    emulated
+      ? [
+          'with --memory 64M one dd into /root (a 128 MiB disk) ends in ENOSPC, not an OOM kill',
+          { memoryBytes: 64 * MiB, scratchBytes: 128 * MiB },
+          ['/root'],
+        ]
+      : [
+          'with --memory 256M one dd into /root ends in ENOSPC, not an OOM kill',
+          { memoryBytes: 256 * MiB },
+          ['/root'],
+        ],
   ];
   for (const [name, limits, places] of FILL_CASES) {
     sysTest(
@@ -456,7 +468,6 @@ describe('sandbox hardening', { concurrency: false }, () => {
       await m.teardown(victim);
     }
   }
-  const MiB = 1024 * 1024;
 
   sysTest(
     'TCP loopback buffers nobody reads are bounded by the sandbox, not pinned in host memory',
