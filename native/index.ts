@@ -245,6 +245,11 @@ export interface JoinSpec {
   env: Record<string, string>;
   /** A session of its own (never for a pty caller, which already made one). */
   setsid?: boolean;
+  /**
+   * For a pty caller (a terminal): the command gets a pty of the sandbox's
+   * own devpts, relayed to the caller's, so `tty` and job control work inside.
+   */
+  pty?: boolean;
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
   /**
@@ -295,6 +300,7 @@ export function joinArgs(spec: JoinSpec): string[] {
     args.push('--env', `${k}=${v}`);
   }
   if (spec.setsid) args.push('--setsid');
+  if (spec.pty) args.push('--pty');
   if (spec.seccomp === false) args.push('--no-seccomp');
   if (spec.view) {
     if (spec.uid) throw new RangeError('joinArgs: a view needs uid 0');

@@ -90,7 +90,7 @@ export class Sandbox {
   }
 
   /** The helper's argv: enter this sandbox and run `argv`. */
-  private join(argv: string[], opts: JoinOptions & { setsid?: boolean }): string[] {
+  private join(argv: string[], opts: JoinOptions & { setsid?: boolean; pty?: boolean }): string[] {
     const r = this.record;
     if (r.initPid === null || r.usernsIno === null) {
       throw new SandboxError(`sandbox ${r.id} is not ready`, { step: 'join', code: 'ESRCH' });
@@ -111,6 +111,7 @@ export class Sandbox {
         ...(opts.trusted ? { PATH: '/usr/local/sbin:/usr/local/bin' } : {}),
       },
       ...(opts.setsid ? { setsid: true } : {}),
+      ...(opts.pty ? { pty: true } : {}),
       ...(opts.seccomp === false ? { seccomp: false } : {}),
       ...(opts.trusted ? { view: this.checkView() } : {}),
       argv,
@@ -144,7 +145,7 @@ export class Sandbox {
 
   /** `argv` in the sandbox on a new pty (a terminal); tracked until exit. */
   spawnPty(argv: string[], opts: PtyOptions): pty.IPty {
-    const p = pty.spawn(this.native.helperPath, this.join(argv, opts), {
+    const p = pty.spawn(this.native.helperPath, this.join(argv, { ...opts, pty: true }), {
       name: 'xterm-256color',
       cols: opts.cols,
       rows: opts.rows,

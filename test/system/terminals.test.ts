@@ -50,7 +50,14 @@ describe('terminals over socket.io', () => {
   };
   /** `bytes` of output in one go, then END: returns when `c` has seen END. */
   const flood = async (c: TermClient, term: string, bytes: number) => {
+    const from = c.terms.get(term)?.next ?? 0;
     await c.input(term, `head -c ${bytes} /dev/zero | tr '\\0' x; echo; echo E''ND\r`);
+    // The byte count first (cheap), then the marker in what is left.
+    await waitUntil(
+      () => (c.terms.get(term)?.next ?? 0) - from >= bytes,
+      `${bytes} bytes of output`,
+      20_000 * timeScale(),
+    );
     await c.waitFor(term, /^END\r?$/m, 20_000 * timeScale());
   };
   const post = async (): Promise<SessionCreated> => {
@@ -94,6 +101,59 @@ describe('terminals over socket.io', () => {
       const { c, term } = await shell(a);
       const t = { term };
       assert.equal((await c.run(t.term, 'hostname; id -u')).trim(), 'lab\n0');
+    },
+  );
+
+  sysTest(
+    "the shell's terminal is the sandbox's own pty: `tty` names it, ^Z stops a job, `fg` resumes it",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const { c, term } = await shell(s);
+      const out = await c.run(term, 'tty; [ -t 0 ] && echo stdin-is-a-tty; ps -o tty= -p $$');
+      assert.match(out, /^\/dev\/pts\/\d+\r?$/m, `tty says: ${out}`);
+      assert.match(out, /^stdin-is-a-tty\r?$/m);
+      assert.match(out, /^pts\/\d+\r?$/m, 'ps sees the shell on a sandbox pty');
+      // cat in the foreground: a typed line comes back twice (the echo, then cat).
+      await c.input(term, 'cat\r');
+      await c.input(term, 'first-line\r');
+      await c.waitFor(term, /first-line\r\n[^\n]*first-line/);
+      await c.input(term, '\x1a'); // ^Z
+      await c.waitFor(term, /Stopped\s+cat[^\n]*\n[\s\S]*# $/);
+      await c.input(term, 'fg\r');
+      await c.input(term, 'second-line\r');
+      await c.waitFor(term, /second-line\r\n[^\n]*second-line/);
+      await c.input(term, '\x04'); // EOF ends cat; the prompt returns
+      assert.equal((await c.run(term, 'jobs | wc -l')).trim(), '0');
+      c.close();
+    },
+  );
+
+  sysTest(
+    'a student who removed /dev/ptmx still gets a shell, told why `tty` now fails and how to restore it',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const rm = await app.sessions.get(s.session)!.sandbox.exec(['rm', '/dev/ptmx']);
+      assert.equal(rm.code, 0, rm.stderr);
+      const c = await connect(s);
+      const t = await c.open({});
+      assert.ok(t.ok, JSON.stringify(t));
+      await c.waitFor(t.term, /# $/);
+      assert.match(
+        c.terms.get(t.term)!.text,
+        /\/dev\/ptmx is unusable[^\n]*ln -sf pts\/ptmx \/dev\/ptmx/,
+      );
+      assert.equal(
+        (await c.run(t.term, 'ln -sf pts/ptmx /dev/ptmx; echo restored')).trim(),
+        'restored',
+      );
+      const again = await c.open({});
+      assert.ok(again.ok, JSON.stringify(again));
+      assert.match(await c.run(again.term, 'tty'), /^\/dev\/pts\/\d+\r?$/m);
+      c.close();
     },
   );
 
@@ -285,11 +345,13 @@ describe('terminals over socket.io', () => {
       const c2 = await connect(s);
       assert.ok((await c1.open({ term: term.id })).ok);
       await c1.waitFor(term.id, /# $/);
-      await c1.input(term.id, 'exit 3\r');
+      await c1.input(term.id, "printf 'last-%s\\n' words; exit 3\r");
       await waitUntil(
         () => c1.terms.get(term.id)?.exited === 3,
         'term:exit on the attached socket',
       );
+      // What the shell printed as it left arrived before its exit.
+      assert.match(c1.terms.get(term.id)!.text, /^last-words\r?$/m);
       // The other socket never attached, but hears of it too (it may show the tab as ended).
       await waitUntil(() => c2.exits.includes(term.id), 'term:exit on the other socket');
       c1.close();
