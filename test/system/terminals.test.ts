@@ -12,7 +12,7 @@ import { SessionManager } from '../../server/sessions/session-manager';
 import { createApp, type App } from '../../server/transport/http';
 import { createLogger } from '../../server/util/logger';
 import { pidsOwnedByRange, sleep, testManager } from '../helpers/env';
-import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
+import { SYSTEM_NEEDS, setupGuard, sysTest, type Need } from '../helpers/requires';
 import { TermClient } from '../helpers/term-client';
 
 const { fail: setupFailed, ready } = setupGuard();
@@ -28,6 +28,9 @@ async function waitUntil(
     await sleep(10);
   }
 }
+
+/** Server logic only (replay, flow control, auth, validation): the VM tier leaves these to the host. */
+const KERNEL_FREE: Need[] = [...SYSTEM_NEEDS, 'any-kernel'];
 
 describe('terminals over socket.io', () => {
   let app: App;
@@ -159,7 +162,7 @@ describe('terminals over socket.io', () => {
 
   sysTest(
     "'─é😀' streamed through the whole path arrives without U+FFFD or loss",
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const { c, term } = await shell(a);
@@ -246,7 +249,7 @@ describe('terminals over socket.io', () => {
 
   sysTest(
     'reconnecting with an offset replays exactly the missing bytes',
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const c1 = await connect(a);
@@ -281,7 +284,7 @@ describe('terminals over socket.io', () => {
 
   sysTest(
     'two sockets on one terminal both get its output, each with its own window: a stalled one never blinds or stalls the other',
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const s = await post();
@@ -309,7 +312,7 @@ describe('terminals over socket.io', () => {
 
   sysTest(
     'replay obeys the window and the message size; offset 0 after the buffer wrapped says reset',
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const s = await post();
@@ -361,7 +364,7 @@ describe('terminals over socket.io', () => {
 
   sysTest(
     "a lab's shell outlives the grace period with nobody attached; a bare session's does not",
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const lab = await app.sessions.create({ owner: 'student', lab: 'demo' });
@@ -412,7 +415,7 @@ describe('terminals over socket.io', () => {
     },
   );
 
-  sysTest('ending a session tells its sockets why and disconnects them', SYSTEM_NEEDS, async () => {
+  sysTest('ending a session tells its sockets why and disconnects them', KERNEL_FREE, async () => {
     ready();
     const s = await post();
     const { c } = await shell(s);
@@ -456,7 +459,7 @@ describe('terminals over socket.io', () => {
     },
   );
 
-  sysTest('a 1 MiB paste into `sleep` does not keep a core busy', SYSTEM_NEEDS, async () => {
+  sysTest('a 1 MiB paste into `sleep` does not keep a core busy', KERNEL_FREE, async () => {
     ready();
     const { c, term } = await shell(a);
     // The sleep outlasts every window below, so the paste stays blocked
@@ -489,7 +492,7 @@ describe('terminals over socket.io', () => {
 
   sysTest(
     'input for a shell that does not read is capped (1 MiB), not buffered without bound',
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const { c, term } = await shell(b); // a holds its 8 terminals by now
@@ -507,46 +510,38 @@ describe('terminals over socket.io', () => {
     },
   );
 
-  sysTest(
-    "a token for session A cannot attach to session B's terminals",
-    SYSTEM_NEEDS,
-    async () => {
-      ready();
-      const cb = await connect(b);
-      const tb = await cb.open({});
-      assert.ok(tb.ok);
-      await assert.rejects(
-        TermClient.connect(url, { session: b.session, token: a.token }),
-        /unauthorized/,
-      );
-      const ca = await connect(a);
-      const r = await ca.open({ term: 't999' });
-      assert.equal(r.ok, false);
-      if (!r.ok) assert.equal(r.error.code, 'unknown-terminal');
-    },
-  );
+  sysTest("a token for session A cannot attach to session B's terminals", KERNEL_FREE, async () => {
+    ready();
+    const cb = await connect(b);
+    const tb = await cb.open({});
+    assert.ok(tb.ok);
+    await assert.rejects(
+      TermClient.connect(url, { session: b.session, token: a.token }),
+      /unauthorized/,
+    );
+    const ca = await connect(a);
+    const r = await ca.open({ term: 't999' });
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.equal(r.error.code, 'unknown-terminal');
+  });
 
-  sysTest(
-    'a wrong Origin is refused; a wrong protocol version is named',
-    SYSTEM_NEEDS,
-    async () => {
-      ready();
-      await assert.rejects(connect(a, { origin: 'http://evil.example' }));
-      await assert.rejects(
-        TermClient.connect(url, { session: a.session, token: a.token, v: 99 }),
-        /protocol version 99/,
-      );
-      const r = await fetch(`${url}/api/sessions`, {
-        method: 'POST',
-        headers: { origin: 'http://evil.example' },
-      });
-      assert.equal(r.status, 403);
-    },
-  );
+  sysTest('a wrong Origin is refused; a wrong protocol version is named', KERNEL_FREE, async () => {
+    ready();
+    await assert.rejects(connect(a, { origin: 'http://evil.example' }));
+    await assert.rejects(
+      TermClient.connect(url, { session: a.session, token: a.token, v: 99 }),
+      /protocol version 99/,
+    );
+    const r = await fetch(`${url}/api/sessions`, {
+      method: 'POST',
+      headers: { origin: 'http://evil.example' },
+    });
+    assert.equal(r.status, 403);
+  });
 
   sysTest(
     'malformed, oversized and unknown messages get an error event and leave the server up',
-    SYSTEM_NEEDS,
+    KERNEL_FREE,
     async () => {
       ready();
       const { c, term } = await shell(await post());
