@@ -3,7 +3,8 @@
  * the session's sandbox), with the rules of docs/terminals.md:
  *
  * - Leading-edge batching: the first chunk after a quiet period goes out
- *   at once (echo stays ~1 ms), later chunks are batched for <= 5 ms or 64 KiB.
+ *   at once (echo stays ~1 ms), later chunks are batched for <= 5 ms or 64 KiB;
+ *   the first chunk after typed input (its echo) goes out at once too.
  * - Any number of attachments (tabs, sockets), each reading the replay
  *   buffer at its own offset with its own flow control: at most 256 KiB
  *   unacknowledged per attachment, in messages of at most 64 KiB. The pty
@@ -28,6 +29,8 @@ export type OutputSink = (offset: number, data: Buffer) => void;
 const BATCH_MS = 5;
 const BATCH_BYTES = 64 * 1024;
 const INPUT_HIGH_WATER = 64 * 1024;
+/** Input up to this size is typing (a key, an escape sequence, a short autocompletion). */
+const ECHO_INPUT_MAX = 16;
 /**
  * Input queued for a shell that does not read, beyond which more is dropped
  * (`input-overflow`). A client that waits for acks never gets near it; one
@@ -167,6 +170,8 @@ export class Terminal {
     if (this.pendingInput() + Buffer.byteLength(data) > INPUT_HARD_CAP)
       return Promise.resolve(false);
     this.pty.write(data);
+    // Typed keys, not a paste: their echo skips the batching window.
+    if (data.length <= ECHO_INPUT_MAX) this.echoDue = true;
     if (this.pendingInput() < INPUT_HIGH_WATER) return Promise.resolve(true);
     return new Promise((resolve) => this.waiters.push(() => resolve(true)));
   }
@@ -210,6 +215,8 @@ export class Terminal {
    * under emulation), and rewriteFirst needs it whole.
    */
   private head: Buffer | undefined = Buffer.alloc(0);
+  /** Input was typed since the last output went out: the next output is its echo. */
+  private echoDue = false;
 
   private releaseHead(): void {
     const h = this.head;
@@ -235,8 +242,14 @@ export class Terminal {
     if (this.attachments.size === 0) this.unwatched += data.length;
     if (!this.timer) {
       // Leading edge: nothing sent in the last BATCH_MS, send right now.
+      this.echoDue = false;
       this.pumpAll();
       this.timer = setTimeout(() => this.flushTick(), BATCH_MS);
+    } else if (this.echoDue) {
+      // The first output after a keystroke is its echo: out now, even
+      // inside a batching window (fast typing would otherwise wait ~5 ms).
+      this.echoDue = false;
+      this.pumpAll();
     } else {
       this.batchBytes += data.length;
       if (this.batchBytes >= BATCH_BYTES) this.flush();
