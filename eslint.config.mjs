@@ -21,8 +21,19 @@ const SERVER_LAYERS = {
   terminals: ['protocol', 'util'],
   sessions: ['sandbox', 'terminals', 'protocol', 'util'],
   labs: ['sandbox', 'sessions', 'terminals', 'store', 'protocol', 'util', 'config'],
-  transport: ['labs', 'sessions', 'sandbox/errors', 'protocol', 'util'],
-  cli: ['labs', 'sessions', 'transport', 'sandbox', 'store', 'protocol', 'util', 'config'],
+  classroom: ['store', 'util'],
+  transport: ['labs', 'sessions', 'classroom', 'sandbox/errors', 'protocol', 'util'],
+  cli: [
+    'labs',
+    'sessions',
+    'classroom',
+    'transport',
+    'sandbox',
+    'store',
+    'protocol',
+    'util',
+    'config',
+  ],
 };
 const ALL_LAYERS = [...Object.keys(SERVER_LAYERS), 'native'];
 /** Layers with a public module: importing anything else inside them is an error. */

@@ -1,6 +1,6 @@
 /**
  * The `underlay` command line: sandbox run|ls|rm|reap, rootfs build|status,
- * doctor, validate, test, schema, serve. Errors print what failed, the named
+ * doctor, validate, test, schema, cohort, serve. Errors print what failed, the named
  * step and a hint; exit codes: 0 ok, 1 usage error or refused request, 125
  * the sandbox itself failed, otherwise the command's own status (`sandbox
  * run`).
@@ -302,6 +302,49 @@ export function buildProgram(): Command {
         );
       if (!img) process.exitCode = 1;
     });
+
+  const cohort = program
+    .command('cohort')
+    .description('classes: students join a set of labs with a code (docs/classroom.md)');
+  cohort
+    .command('create')
+    .description('make a cohort; prints the join link and code, and the instructor link once')
+    .argument('<name>', "lower-case letters, digits and '-'")
+    .requiredOption('--labs <ids>', 'comma-separated lab ids, e.g. ns-uts-ipc,cg-cpu-quota')
+    .option('--starts <date>', 'joins accepted from then (ISO date/time)')
+    .option('--ends <date>', 'joins refused from then (ISO date/time)')
+    .option('--seats <n>', 'at most N students', intArg('--seats'))
+    .option('--url <url>', 'the address students open', 'http://localhost:3000')
+    .action(async (name: string, opts) => {
+      const { create, parseWhen } = await import('./cohort');
+      create(
+        {
+          name,
+          labs: String(opts.labs)
+            .split(',')
+            .map((l) => l.trim())
+            .filter(Boolean),
+          ...(opts.starts !== undefined && { starts: parseWhen('--starts', opts.starts) }),
+          ...(opts.ends !== undefined && { ends: parseWhen('--ends', opts.ends) }),
+          ...(opts.seats !== undefined && { seats: opts.seats }),
+        },
+        opts.url,
+      );
+    });
+  cohort
+    .command('list')
+    .description('every cohort: code, state, seats taken, labs')
+    .action(async () => (await import('./cohort')).list());
+  cohort
+    .command('show')
+    .description("one cohort's details and its students")
+    .argument('<name>')
+    .action(async (name: string) => (await import('./cohort')).show(name));
+  cohort
+    .command('close')
+    .description('refuse new joins (students keep their progress)')
+    .argument('<name>')
+    .action(async (name: string) => (await import('./cohort')).close(name));
 
   program
     .command('validate')

@@ -79,6 +79,32 @@ export interface DiskRow {
   ready: number;
 }
 
+/**
+ * A class (docs/classroom.md): which labs, when it is open, how many seats,
+ * its join code (normalized: upper case, no dash) and the sha256 of its
+ * instructor token (the token itself is shown once, never stored).
+ */
+export interface CohortRow {
+  name: string;
+  code: string;
+  tokenHash: string;
+  labs: string[];
+  /** Epoch ms; absent: no bound. */
+  starts?: number;
+  ends?: number;
+  /** Absent: no limit. */
+  seats?: number;
+  closed: boolean;
+  created: number;
+}
+
+export interface MemberRow {
+  cohort: string;
+  student: string;
+  display: string;
+  joined: number;
+}
+
 /** Persisted form of a join view (native/index.ts JoinView, which the sandbox layer passes it as). */
 export interface CheckView {
   trees: { hostDir: string; target: string }[];
@@ -145,6 +171,18 @@ export class Store {
       CREATE TABLE IF NOT EXISTS meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS cohorts (
+        name TEXT PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS cohort_members (
+        cohort  TEXT NOT NULL,
+        student TEXT NOT NULL,
+        display TEXT NOT NULL,
+        joined  INTEGER NOT NULL,
+        PRIMARY KEY (cohort, student)
       );
       CREATE TABLE IF NOT EXISTS events (
         id    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -329,6 +367,96 @@ export class Store {
 
   deleteLabSession(session: string): void {
     this.db.prepare('DELETE FROM lab_sessions WHERE session = ?').run(session);
+  }
+
+  /** Adds a cohort; false if the name or the code is taken. */
+  addCohort(c: CohortRow): boolean {
+    const r = this.db
+      .prepare('INSERT OR IGNORE INTO cohorts (name, code, body) VALUES (?, ?, ?)')
+      .run(c.name, c.code, JSON.stringify(c));
+    return r.changes === 1;
+  }
+
+  updateCohort(c: CohortRow): void {
+    this.db.prepare('UPDATE cohorts SET body = ? WHERE name = ?').run(JSON.stringify(c), c.name);
+  }
+
+  getCohort(name: string): CohortRow | undefined {
+    const row = this.db.prepare('SELECT body FROM cohorts WHERE name = ?').get(name) as
+      | { body: string }
+      | undefined;
+    return row ? (JSON.parse(row.body) as CohortRow) : undefined;
+  }
+
+  cohortByCode(code: string): CohortRow | undefined {
+    const row = this.db.prepare('SELECT body FROM cohorts WHERE code = ?').get(code) as
+      | { body: string }
+      | undefined;
+    return row ? (JSON.parse(row.body) as CohortRow) : undefined;
+  }
+
+  listCohorts(): CohortRow[] {
+    return (
+      this.db.prepare('SELECT body FROM cohorts ORDER BY name').all() as { body: string }[]
+    ).map((r) => JSON.parse(r.body) as CohortRow);
+  }
+
+  /**
+   * Seats a student in a cohort, or renames one already seated. In one
+   * transaction with the seat count, so two joins can never both take the
+   * last seat. 'full' when every seat is taken by someone else.
+   */
+  addMember(
+    cohort: string,
+    student: string,
+    display: string,
+    seats?: number,
+  ): 'joined' | 'again' | 'full' {
+    const tx = this.db.transaction(() => {
+      const had = this.db
+        .prepare('SELECT 1 FROM cohort_members WHERE cohort = ? AND student = ?')
+        .get(cohort, student);
+      if (had) {
+        this.db
+          .prepare('UPDATE cohort_members SET display = ? WHERE cohort = ? AND student = ?')
+          .run(display, cohort, student);
+        return 'again' as const;
+      }
+      if (seats !== undefined) {
+        const n = (
+          this.db
+            .prepare('SELECT COUNT(*) AS n FROM cohort_members WHERE cohort = ?')
+            .get(cohort) as {
+            n: number;
+          }
+        ).n;
+        if (n >= seats) return 'full' as const;
+      }
+      this.db
+        .prepare(
+          'INSERT INTO cohort_members (cohort, student, display, joined) VALUES (?, ?, ?, ?)',
+        )
+        .run(cohort, student, display, Date.now());
+      return 'joined' as const;
+    });
+    return tx.immediate();
+  }
+
+  members(cohort: string): MemberRow[] {
+    return this.db
+      .prepare(
+        'SELECT cohort, student, display, joined FROM cohort_members WHERE cohort = ? ORDER BY joined',
+      )
+      .all(cohort) as MemberRow[];
+  }
+
+  /** The cohorts a student sits in. */
+  memberOf(student: string): MemberRow[] {
+    return this.db
+      .prepare(
+        'SELECT cohort, student, display, joined FROM cohort_members WHERE student = ? ORDER BY joined',
+      )
+      .all(student) as MemberRow[];
   }
 
   /** A server-wide value, created once (e.g. the secret tokens are derived from). */

@@ -25,11 +25,76 @@ describe('underlay CLI', () => {
       ['rootfs', 'build'],
       ['doctor'],
       ['serve'],
+      ['cohort'],
+      ['cohort', 'create'],
+      ['cohort', 'list'],
+      ['cohort', 'show'],
+      ['cohort', 'close'],
     ]) {
       const r = await cli([...verb, '--help']);
       assert.equal(r.code, 0, `${verb.join(' ')} --help: ${r.stderr}`);
       assert.match(r.stdout, /Usage: underlay/);
     }
+  });
+
+  test('cohort create, list, show, close: the join link and code, the instructor link once, clear refusals', async () => {
+    const env = {
+      UNDERLAY_STATE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cli-cohort-')),
+    };
+    const made = await cli(
+      [
+        'cohort',
+        'create',
+        'fri-101',
+        '--labs',
+        'ns-pid,ns-uts-ipc',
+        '--seats',
+        '30',
+        '--ends',
+        '2099-01-01',
+        '--url',
+        'http://lab.example:3000/',
+      ],
+      { env },
+    );
+    assert.equal(made.code, 0, made.stderr);
+    const code = /join\?code=([A-Z2-9]{4}-[A-Z2-9]{4})/.exec(made.stdout)?.[1];
+    assert.ok(code, made.stdout);
+    assert.match(made.stdout, /labs ns-pid, ns-uts-ipc; 30 seats; open until 2099-01-01T00:00Z/);
+    assert.match(
+      made.stdout,
+      /http:\/\/lab\.example:3000\/instructor\?cohort=fri-101#token=[\w-]{43}\n/,
+    );
+    const listed = await cli(['cohort', 'list'], { env });
+    assert.match(
+      listed.stdout,
+      new RegExp(`^fri-101\\s+${code}\\s+open\\s+0/30\\s+ns-pid,ns-uts-ipc$`, 'm'),
+    );
+    const shown = await cli(['cohort', 'show', 'fri-101'], { env });
+    assert.doesNotMatch(shown.stdout, /token/, 'the instructor link is not shown again');
+    assert.match(shown.stdout, new RegExp(`code\\s+${code}`));
+
+    const again = await cli(['cohort', 'create', 'fri-101', '--labs', 'ns-pid'], { env });
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /a cohort named fri-101 exists already/);
+    const badLab = await cli(['cohort', 'create', 'x', '--labs', 'ns-pdi'], { env });
+    assert.equal(badLab.code, 1);
+    assert.match(badLab.stderr, /no lab "ns-pdi"\n {2}hint: labs here: .*ns-pid/);
+    const badDate = await cli(['cohort', 'create', 'y', '--labs', 'ns-pid', '--ends', 'friday'], {
+      env,
+    });
+    assert.equal(badDate.code, 1);
+    assert.match(badDate.stderr, /--ends "friday" is not a date/);
+
+    const closed = await cli(['cohort', 'close', 'fri-101'], { env });
+    assert.equal(closed.code, 0, closed.stderr);
+    assert.match((await cli(['cohort', 'list'], { env })).stdout, /fri-101\s+\S+\s+closed/);
+    const missing = await cli(['cohort', 'show', 'nope'], { env });
+    assert.equal(missing.code, 1);
+    assert.match(
+      missing.stderr,
+      /no cohort named "nope"\n {2}hint: list them with: underlay cohort list/,
+    );
   });
 
   test('an unknown flag is a clear error, exit 1', async () => {

@@ -1,0 +1,223 @@
+/**
+ * Cohorts: a class of students on a set of labs, joined with a code
+ * (docs/classroom.md). This module is the policy: names, codes, tokens,
+ * the time window, seats, closing. The store keeps the rows; the CLI and
+ * (later) the HTTP join and the instructor views call these functions.
+ *
+ * The instructor token is shown once, at creation, and only its sha256 is
+ * kept: a copy of the database (a backup, an export) does not let anyone
+ * watch a class.
+ */
+import * as crypto from 'node:crypto';
+import type { CohortRow, MemberRow, Store } from '../store/store';
+import { RequestError } from '../util/errors';
+
+const NAME_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
+/** No 0/O, 1/I/L, 5/S, 8/B: a code read aloud or off a projector survives. */
+const CODE_ALPHABET = 'ACDEFGHJKMNPQRTUVWXYZ2345679';
+const CODE_LENGTH = 8;
+const DISPLAY_MAX = 40;
+
+export type CohortState = 'open' | 'not-yet-open' | 'ended' | 'closed';
+
+export interface CohortSpec {
+  name: string;
+  labs: string[];
+  starts?: number;
+  ends?: number;
+  seats?: number;
+}
+
+export interface CreatedCohort {
+  cohort: CohortRow;
+  /** Shown to the instructor once; only its hash is stored. */
+  token: string;
+}
+
+export function hashToken(token: string): string {
+  return crypto.createHash('sha256').update(token).digest('hex');
+}
+
+/** XXXX-XXXX, as students type and read it. */
+export function formatCode(code: string): string {
+  return `${code.slice(0, 4)}-${code.slice(4)}`;
+}
+
+/** What a student typed (any case, spaces or dashes) as stored; undefined if it cannot be a code. */
+export function normalizeCode(typed: string): string | undefined {
+  const c = typed.toUpperCase().replace(/[\s-]/g, '');
+  if (c.length !== CODE_LENGTH) return undefined;
+  for (const ch of c) if (!CODE_ALPHABET.includes(ch)) return undefined;
+  return c;
+}
+
+function newCode(): string {
+  let c = '';
+  // Rejection sampling: an unbiased pick from the 28 letters.
+  while (c.length < CODE_LENGTH) {
+    const b = crypto.randomBytes(1)[0] as number;
+    if (b < 252) c += CODE_ALPHABET[b % CODE_ALPHABET.length];
+  }
+  return c;
+}
+
+export function cohortState(c: CohortRow, now = Date.now()): CohortState {
+  if (c.closed) return 'closed';
+  if (c.starts !== undefined && now < c.starts) return 'not-yet-open';
+  if (c.ends !== undefined && now >= c.ends) return 'ended';
+  return 'open';
+}
+
+/**
+ * Checks a spec against the labs that exist; throws RequestError('invalid')
+ * naming the field and what would be accepted.
+ */
+export function validateSpec(spec: CohortSpec, knownLabs: readonly string[]): void {
+  if (!NAME_RE.test(spec.name))
+    throw new RequestError(
+      'invalid',
+      `cohort name ${JSON.stringify(spec.name)}: use lower-case letters, digits and '-', at most 40, starting with a letter or digit`,
+      { hint: 'e.g. containers-101 or fri-2026-12' },
+    );
+  if (spec.labs.length === 0)
+    throw new RequestError('invalid', 'a cohort needs at least one lab', {
+      hint: `labs here: ${knownLabs.join(', ')}`,
+    });
+  const unknown = spec.labs.filter((l) => !knownLabs.includes(l));
+  if (unknown.length)
+    throw new RequestError(
+      'invalid',
+      `no lab ${unknown.map((l) => JSON.stringify(l)).join(', ')}`,
+      {
+        hint: `labs here: ${knownLabs.join(', ')}`,
+      },
+    );
+  if (new Set(spec.labs).size !== spec.labs.length)
+    throw new RequestError('invalid', 'a lab is listed twice', { hint: 'name each lab once' });
+  if (spec.seats !== undefined && (!Number.isInteger(spec.seats) || spec.seats < 1))
+    throw new RequestError('invalid', `seats must be a whole number >= 1, got ${spec.seats}`, {
+      hint: 'leave it out for no limit',
+    });
+  for (const [k, v] of [
+    ['starts', spec.starts],
+    ['ends', spec.ends],
+  ] as const)
+    if (v !== undefined && !Number.isFinite(v))
+      throw new RequestError('invalid', `${k} is not a date`, {
+        hint: 'an ISO date and time, e.g. 2026-12-07T09:00+01:00',
+      });
+  if (spec.starts !== undefined && spec.ends !== undefined && spec.ends <= spec.starts)
+    throw new RequestError('invalid', 'the cohort ends before it starts', {
+      hint: 'swap --starts and --ends?',
+    });
+}
+
+export function createCohort(
+  store: Store,
+  spec: CohortSpec,
+  knownLabs: readonly string[],
+): CreatedCohort {
+  validateSpec(spec, knownLabs);
+  if (store.getCohort(spec.name))
+    throw new RequestError('conflict', `a cohort named ${spec.name} exists already`, {
+      hint: 'pick another name, or see it with: underlay cohort show ' + spec.name,
+    });
+  const token = crypto.randomBytes(32).toString('base64url');
+  // A code collision (28^8 ~ 3.8e11 codes) is retried, not reported.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const cohort: CohortRow = {
+      name: spec.name,
+      code: newCode(),
+      tokenHash: hashToken(token),
+      labs: spec.labs,
+      ...(spec.starts !== undefined ? { starts: spec.starts } : {}),
+      ...(spec.ends !== undefined ? { ends: spec.ends } : {}),
+      ...(spec.seats !== undefined ? { seats: spec.seats } : {}),
+      closed: false,
+      created: Date.now(),
+    };
+    if (store.addCohort(cohort)) return { cohort, token };
+    if (store.getCohort(spec.name))
+      throw new RequestError('conflict', `a cohort named ${spec.name} exists already`);
+  }
+  throw new Error('could not draw an unused join code in 5 attempts');
+}
+
+export function getCohort(store: Store, name: string): CohortRow {
+  const c = store.getCohort(name);
+  if (!c)
+    throw new RequestError('not-found', `no cohort named ${JSON.stringify(name)}`, {
+      hint: 'list them with: underlay cohort list',
+    });
+  return c;
+}
+
+export function closeCohort(store: Store, name: string): CohortRow {
+  const c = getCohort(store, name);
+  if (!c.closed) store.updateCohort({ ...c, closed: true });
+  return { ...c, closed: true };
+}
+
+/** Whether `token` is this cohort's instructor token (constant time). */
+export function instructorAllowed(c: CohortRow, token: string): boolean {
+  const a = Buffer.from(hashToken(token), 'hex');
+  const b = Buffer.from(c.tokenHash, 'hex');
+  return a.length === b.length && crypto.timingSafeEqual(a, b);
+}
+
+function when(ms: number): string {
+  return new Date(ms).toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
+}
+
+/**
+ * A student joins with the code and a display name. Refusals say which
+ * rule and what to do; joining again (another device, a new name) is fine
+ * and takes no second seat.
+ */
+export function joinCohort(
+  store: Store,
+  typedCode: string,
+  display: string,
+  student: string,
+  now = Date.now(),
+): { cohort: CohortRow; member: MemberRow; again: boolean } {
+  const code = normalizeCode(typedCode);
+  const c = code ? store.cohortByCode(code) : undefined;
+  if (!c)
+    throw new RequestError(
+      'not-found',
+      `no class has the code ${JSON.stringify(typedCode.trim())}`,
+      {
+        hint: 'check it with your instructor: 8 letters and digits, like ACDE-FG23',
+      },
+    );
+  const name = display.replace(/\s+/g, ' ').trim();
+  if (name.length === 0 || name.length > DISPLAY_MAX || /\p{Cc}/u.test(name))
+    throw new RequestError('invalid', `a display name of 1 to ${DISPLAY_MAX} characters, please`, {
+      hint: 'the name your instructor will see next to your progress',
+    });
+  const state = cohortState(c, now);
+  if (state === 'closed')
+    throw new RequestError('forbidden', `the class ${c.name} is closed`, {
+      hint: 'ask your instructor for the code of an open class',
+    });
+  if (state === 'not-yet-open')
+    throw new RequestError(
+      'forbidden',
+      `the class ${c.name} opens at ${when(c.starts as number)}`,
+      {
+        hint: 'come back then, with the same code',
+      },
+    );
+  if (state === 'ended')
+    throw new RequestError('forbidden', `the class ${c.name} ended at ${when(c.ends as number)}`, {
+      hint: 'ask your instructor whether it runs again',
+    });
+  const r = store.addMember(c.name, student, name, c.seats);
+  if (r === 'full')
+    throw new RequestError('forbidden', `all ${c.seats} seats of the class ${c.name} are taken`, {
+      hint: 'ask your instructor to add seats',
+    });
+  const member = store.members(c.name).find((m) => m.student === student) as MemberRow;
+  return { cohort: c, member, again: r === 'again' };
+}

@@ -1,0 +1,122 @@
+/**
+ * `underlay cohort create|list|show|close` (docs/classroom.md): classes of
+ * students on a set of labs, in the server's store. Creating one prints the
+ * students' join link and code and, once, the instructor's link.
+ */
+import {
+  closeCohort,
+  cohortState,
+  createCohort,
+  formatCode,
+  getCohort,
+  type CohortSpec,
+} from '../classroom/cohorts';
+import { loadConfig } from '../config';
+import { loadLabs } from '../labs/loader';
+import { Store, type CohortRow } from '../store/store';
+import { RequestError } from '../util/errors';
+
+function store(): Store {
+  return new Store(loadConfig().stateDir);
+}
+
+function knownLabs(): string[] {
+  return loadLabs([loadConfig().labsDir]).labs.map((l) => l.lab.metadata.id);
+}
+
+/** An ISO date (a bare date is midnight UTC); undefined when not given. */
+export function parseWhen(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const ms = Date.parse(v);
+  if (!Number.isFinite(ms))
+    throw new RequestError('invalid', `${flag} ${JSON.stringify(v)} is not a date`, {
+      hint: 'an ISO date and time, e.g. 2026-12-07T09:00+01:00',
+    });
+  return ms;
+}
+
+const iso = (ms: number | undefined) =>
+  ms === undefined ? '-' : new Date(ms).toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
+
+function describe(c: CohortRow): string {
+  const window =
+    c.starts === undefined && c.ends === undefined
+      ? 'no time limit'
+      : `open ${c.starts !== undefined ? `from ${iso(c.starts)} ` : ''}${c.ends !== undefined ? `until ${iso(c.ends)}` : ''}`.trim();
+  return `labs ${c.labs.join(', ')}; ${c.seats !== undefined ? `${c.seats} seats` : 'no seat limit'}; ${window}`;
+}
+
+export function create(spec: CohortSpec, url: string): void {
+  const s = store();
+  try {
+    const { cohort, token } = createCohort(s, spec, knownLabs());
+    const base = url.replace(/\/+$/, '');
+    const code = formatCode(cohort.code);
+    process.stdout.write(
+      `cohort ${cohort.name} created: ${describe(cohort)}\n` +
+        `  students join at  ${base}/join?code=${code}   (or type the code ${code})\n` +
+        `  instructor        ${base}/instructor?cohort=${cohort.name}#token=${token}\n` +
+        `The instructor link is shown only now (the server keeps a hash of it): keep it private.\n`,
+    );
+  } finally {
+    s.close();
+  }
+}
+
+export function list(): void {
+  const s = store();
+  try {
+    const rows = s.listCohorts();
+    if (rows.length === 0) {
+      process.stdout.write(
+        'no cohorts (make one with: underlay cohort create NAME --labs LAB,...)\n',
+      );
+      return;
+    }
+    const lines = rows.map((c) => [
+      c.name,
+      formatCode(c.code),
+      cohortState(c),
+      `${s.members(c.name).length}/${c.seats ?? '-'}`,
+      c.labs.join(','),
+    ]);
+    const head = ['NAME', 'CODE', 'STATE', 'SEATED', 'LABS'];
+    const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
+    for (const l of [head, ...lines])
+      process.stdout.write(
+        l.map((x, i) => (i < l.length - 1 ? x.padEnd(w[i] as number) : x)).join('  ') + '\n',
+      );
+  } finally {
+    s.close();
+  }
+}
+
+export function show(name: string): void {
+  const s = store();
+  try {
+    const c = getCohort(s, name);
+    const members = s.members(c.name);
+    process.stdout.write(
+      `cohort ${c.name}: ${cohortState(c)}\n` +
+        `  code      ${formatCode(c.code)}\n` +
+        `  ${describe(c)}\n` +
+        `  created   ${iso(c.created)}\n` +
+        `  students  ${members.length}${members.length ? ':' : ''}\n` +
+        members.map((m) => `    ${JSON.stringify(m.display)}  joined ${iso(m.joined)}\n`).join(''),
+    );
+  } finally {
+    s.close();
+  }
+}
+
+export function close(name: string): void {
+  const s = store();
+  try {
+    const c = closeCohort(s, name);
+    process.stdout.write(
+      `cohort ${c.name} closed: new joins are refused; its ${s.members(c.name).length} students keep their progress\n`,
+    );
+  } finally {
+    s.close();
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Cohorts (server/classroom/cohorts.ts): the rules a class runs by. A join
+ * is refused, with the rule named, for an unknown code, a closed class, one
+ * not yet open or ended, and when every seat is taken; joining again takes
+ * no second seat; the instructor token is checked against a hash and never
+ * stored.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import {
+  closeCohort,
+  cohortState,
+  createCohort,
+  formatCode,
+  instructorAllowed,
+  joinCohort,
+  normalizeCode,
+} from '../../server/classroom/cohorts';
+import { Store } from '../../server/store/store';
+import { RequestError } from '../../server/util/errors';
+
+const LABS = ['ns-pid', 'ns-uts-ipc', 'cg-cpu-quota'];
+
+let lastDir = '';
+function tempStore(): Store {
+  lastDir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cohorts-'));
+  return new Store(lastDir);
+}
+
+function refused(fn: () => unknown, kind: string, message: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof RequestError, String(e));
+    assert.equal(e.kind, kind);
+    assert.match(e.message, message);
+    assert.ok(e.hint, 'a refusal says what to do');
+    return true;
+  });
+}
+
+test('a cohort gets a readable join code and a token that is stored only as a hash', () => {
+  const s = tempStore();
+  const { cohort, token } = createCohort(s, { name: 'fri-101', labs: ['ns-pid'] }, LABS);
+  assert.match(formatCode(cohort.code), /^[A-Z2-9]{4}-[A-Z2-9]{4}$/);
+  assert.doesNotMatch(cohort.code, /[01OILSB58]/, 'no look-alike characters');
+  assert.equal(normalizeCode(` ${formatCode(cohort.code).toLowerCase()} `), cohort.code);
+  assert.ok(instructorAllowed(cohort, token));
+  assert.ok(!instructorAllowed(cohort, token.slice(1)));
+  const db = fs.readFileSync(
+    path.join(path.dirname((s as unknown as { db: { name: string } }).db.name), 'underlay.db'),
+  );
+  assert.ok(!db.includes(Buffer.from(token)), 'the token itself is not in the database');
+  refused(() => createCohort(s, { name: 'fri-101', labs: ['ns-pid'] }, LABS), 'conflict', /exists/);
+  refused(() => createCohort(s, { name: 'x', labs: ['nope'] }, LABS), 'invalid', /no lab "nope"/);
+  refused(() => createCohort(s, { name: 'Bad Name', labs: ['ns-pid'] }, LABS), 'invalid', /name/);
+  refused(
+    () => createCohort(s, { name: 'y', labs: ['ns-pid'], starts: 2000, ends: 1000 }, LABS),
+    'invalid',
+    /ends before it starts/,
+  );
+  s.close();
+});
+
+test('joining: unknown code, bad name, window, seats, closed; joining again takes no seat', () => {
+  const s = tempStore();
+  const now = Date.parse('2026-12-07T10:00:00Z');
+  const { cohort } = createCohort(
+    s,
+    {
+      name: 'c1',
+      labs: ['ns-pid'],
+      seats: 2,
+      starts: Date.parse('2026-12-07T09:00:00Z'),
+      ends: Date.parse('2026-12-07T12:00:00Z'),
+    },
+    LABS,
+  );
+  const code = formatCode(cohort.code);
+  refused(
+    () => joinCohort(s, 'AAAA-AAAA', 'Ann', 'st-a', now),
+    'not-found',
+    /no class has the code/,
+  );
+  refused(() => joinCohort(s, 'not a code', 'Ann', 'st-a', now), 'not-found', /no class/);
+  refused(() => joinCohort(s, code, '   ', 'st-a', now), 'invalid', /display name/);
+  refused(() => joinCohort(s, code, 'x'.repeat(41), 'st-a', now), 'invalid', /display name/);
+  refused(() => joinCohort(s, code, 'A\u0007nn', 'st-a', now), 'invalid', /display name/);
+  refused(
+    () => joinCohort(s, code, 'Ann', 'st-a', Date.parse('2026-12-07T08:59:00Z')),
+    'forbidden',
+    /opens at 2026-12-07T09:00Z/,
+  );
+  refused(
+    () => joinCohort(s, code, 'Ann', 'st-a', Date.parse('2026-12-07T12:00:00Z')),
+    'forbidden',
+    /ended at 2026-12-07T12:00Z/,
+  );
+
+  const a = joinCohort(s, code.toLowerCase(), '  Ann   Lee ', 'st-a', now);
+  assert.equal(a.member.display, 'Ann Lee');
+  assert.equal(a.again, false);
+  assert.equal(joinCohort(s, code, 'Bo', 'st-b', now).again, false);
+  refused(() => joinCohort(s, code, 'Cy', 'st-c', now), 'forbidden', /all 2 seats/);
+  // Ann again, from another device and under another name: her seat, renamed.
+  const again = joinCohort(s, code, 'Ann L.', 'st-a', now);
+  assert.equal(again.again, true);
+  assert.deepEqual(
+    s.members('c1').map((m) => m.display),
+    ['Ann L.', 'Bo'],
+  );
+
+  closeCohort(s, 'c1');
+  assert.equal(cohortState(s.getCohort('c1')!, now), 'closed');
+  refused(() => joinCohort(s, code, 'Ann', 'st-a', now), 'forbidden', /closed/);
+  assert.equal(s.members('c1').length, 2, 'closing keeps the students');
+  s.close();
+});
