@@ -14,7 +14,7 @@ import { RequestError } from '../util/errors';
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
 /** No 0/O, 1/I/L, 5/S, 8/B: a code read aloud or off a projector survives. */
-const CODE_ALPHABET = 'ACDEFGHJKMNPQRTUVWXYZ2345679';
+const CODE_ALPHABET = 'ACDEFGHJKMNPQRTUVWXYZ234679';
 const CODE_LENGTH = 8;
 const DISPLAY_MAX = 40;
 
@@ -53,10 +53,11 @@ export function normalizeCode(typed: string): string | undefined {
 
 function newCode(): string {
   let c = '';
-  // Rejection sampling: an unbiased pick from the 28 letters.
+  // Rejection sampling: an unbiased pick from the alphabet's 27.
+  const below = 256 - (256 % CODE_ALPHABET.length);
   while (c.length < CODE_LENGTH) {
     const b = crypto.randomBytes(1)[0] as number;
-    if (b < 252) c += CODE_ALPHABET[b % CODE_ALPHABET.length];
+    if (b < below) c += CODE_ALPHABET[b % CODE_ALPHABET.length];
   }
   return c;
 }
@@ -123,7 +124,7 @@ export function createCohort(
       hint: 'pick another name, or see it with: underlay cohort show ' + spec.name,
     });
   const token = crypto.randomBytes(32).toString('base64url');
-  // A code collision (28^8 ~ 3.8e11 codes) is retried, not reported.
+  // A code collision (27^8 ~ 2.8e11 codes) is retried, not reported.
   for (let attempt = 0; attempt < 5; attempt++) {
     const cohort: CohortRow = {
       name: spec.name,

@@ -44,7 +44,13 @@ test('a cohort gets a readable join code and a token that is stored only as a ha
   const s = tempStore();
   const { cohort, token } = createCohort(s, { name: 'fri-101', labs: ['ns-pid'] }, LABS);
   assert.match(formatCode(cohort.code), /^[A-Z2-9]{4}-[A-Z2-9]{4}$/);
-  assert.doesNotMatch(cohort.code, /[01OILSB58]/, 'no look-alike characters');
+  // Many codes, so that a look-alike in the alphabet shows up (one did: a 5).
+  const codes = Array.from(
+    { length: 200 },
+    (_, i) => createCohort(s, { name: `many-${i}`, labs: ['ns-pid'] }, LABS).cohort.code,
+  ).join('');
+  assert.doesNotMatch(codes, /[01OILSB58]/, 'no look-alike characters');
+  assert.equal(new Set(codes).size, 27, 'every one of the 27 characters is used');
   assert.equal(normalizeCode(` ${formatCode(cohort.code).toLowerCase()} `), cohort.code);
   assert.ok(instructorAllowed(cohort, token));
   assert.ok(!instructorAllowed(cohort, token.slice(1)));
