@@ -114,10 +114,10 @@ const list = (v: string | undefined) =>
 function parseRates(v: string | undefined): Partial<Record<RateKind, Rate>> {
   const out: Partial<Record<RateKind, Rate>> = {};
   for (const item of list(v)) {
-    const m = /^(start|client-start|check|hint|identity)=(\d+)\/(\d+)$/.exec(item);
+    const m = /^(start|client-start|check|hint|identity|join)=(\d+)\/(\d+)$/.exec(item);
     if (!m || Number(m[2]) < 1 || Number(m[3]) < 1)
       throw new Error(
-        `UNDERLAY_RATES: "${item}" is not KIND=BURST/PER_MINUTE with KIND start, client-start, check, hint or identity`,
+        `UNDERLAY_RATES: "${item}" is not KIND=BURST/PER_MINUTE with KIND start, client-start, check, hint, identity or join`,
       );
     out[m[1] as RateKind] = { burst: Number(m[2]), perMinute: Number(m[3]) };
   }

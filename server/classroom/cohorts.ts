@@ -222,3 +222,27 @@ export function joinCohort(
   const member = store.members(c.name).find((m) => m.student === student) as MemberRow;
   return { cohort: c, member, again: r === 'again' };
 }
+
+/**
+ * What the HTTP API is handed (cli/serve.ts builds it): joins and a
+ * student's classes, over the store it was built with.
+ */
+export class Classroom {
+  constructor(private readonly store: Store) {}
+
+  join(
+    code: string,
+    display: string,
+    student: string,
+  ): { cohort: string; name: string; labs: string[]; again: boolean } {
+    const r = joinCohort(this.store, code, display, student);
+    return { cohort: r.cohort.name, name: r.member.display, labs: r.cohort.labs, again: r.again };
+  }
+
+  memberships(student: string): { cohort: string; name: string; labs: string[] }[] {
+    return this.store.memberOf(student).flatMap((m) => {
+      const c = this.store.getCohort(m.cohort);
+      return c ? [{ cohort: c.name, name: m.display, labs: c.labs }] : [];
+    });
+  }
+}

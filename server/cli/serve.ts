@@ -8,6 +8,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import next from 'next';
+import { Classroom } from '../classroom/cohorts';
 import { DEFAULT_LIMITS, loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
 import { LabEngine } from '../labs/engine';
@@ -143,6 +144,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       return handle(req, res);
     },
     labs: { catalog, engine, sessions: labSessions },
+    classroom: new Classroom(store),
     allowedOrigins: config.allowedOrigins,
     allowedHosts: config.allowedHosts,
     admission,

@@ -179,6 +179,32 @@ export interface SessionCreated {
 export const CheckRequest = z.object({ answer: z.string().max(200).optional() }).strict();
 export type CheckRequest = z.infer<typeof CheckRequest>;
 
+// ---- classes (cohorts; docs/classroom.md) ---------------------------------
+
+/** POST /api/cohorts/join: a code (any case, dash optional) and the name the instructor sees. */
+export const JoinRequest = z
+  .object({ code: z.string().max(40), name: z.string().max(200) })
+  .strict();
+export type JoinRequest = z.infer<typeof JoinRequest>;
+
+/** A class the student sits in. */
+export interface Membership {
+  cohort: string;
+  /** The display name the student gave. */
+  name: string;
+  labs: string[];
+}
+
+/** POST /api/cohorts/join: 200 with the membership; `again` when the student had joined before. */
+export interface Joined extends Membership {
+  again: boolean;
+}
+
+/** GET /api/me: the classes this browser's student sits in. */
+export interface Me {
+  cohorts: Membership[];
+}
+
 export interface ApiError {
   error: string;
   /** The named step that failed (sandbox errors), for the student and for us. */

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import { RequestError } from '../util/errors';
 
-export type RateKind = 'start' | 'client-start' | 'check' | 'hint' | 'identity';
+export type RateKind = 'start' | 'client-start' | 'check' | 'hint' | 'identity' | 'join';
 
 export interface Rate {
   /** Requests allowed at once after a quiet period. */
@@ -49,6 +49,9 @@ export const DEFAULT_RATES: Record<RateKind, Rate> = {
   // New anonymous students from one address: a classroom behind one NAT
   // arrives at once, so the burst is large and the refill slow.
   identity: { burst: 300, perMinute: 20 },
+  // Joining a class with a code, per address: a class behind one NAT joins
+  // at once; guessing among 2.8e11 codes at 60 a minute gets nowhere.
+  join: { burst: 300, perMinute: 60 },
 };
 
 /** A waiter that stops asking for this long loses its place. */
@@ -265,4 +268,5 @@ const RATE_MESSAGES: Record<RateKind, string> = {
   check: 'Too many checks in a short time.',
   hint: 'Too many hint requests in a short time.',
   identity: 'Too many new students from your address in a short time.',
+  join: 'Too many attempts to join a class from your address in a short time.',
 };

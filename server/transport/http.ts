@@ -4,6 +4,8 @@
  *   DELETE /api/sessions/:id    (Authorization: Bearer <token>)   (ends it)
  *   GET    /api/labs            -> LabList (cards with this student's progress)
  *   /api/labs/:lab...           -> the lab API, see labRoutes (lab-api.ts)
+ *   POST   /api/cohorts/join    -> Joined (a class, with its code; docs/classroom.md)
+ *   GET    /api/me              -> Me (the classes this student sits in)
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any. Students are
  * anonymous: an httpOnly cookie carries a server-signed id (identity.ts).
@@ -14,6 +16,7 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { Server } from 'socket.io';
+import type { Classroom } from '../classroom/cohorts';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
@@ -24,7 +27,8 @@ import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
-import { labList, labRoute } from './lab-api';
+import { JoinRequest, parse, type Joined, type Me } from '../protocol/index';
+import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
 import { attachGateway, type GatewayOptions } from './socket';
 
@@ -50,6 +54,8 @@ export interface AppOptions extends GatewayOptions {
   admission?: Admission;
   /** Student ids (serve signs them with a stored secret); default: a per-process secret. */
   students?: StudentIds;
+  /** Classes (cohorts): joins with a code; absent, the routes answer 404. */
+  classroom?: Classroom;
   /** Offer POST /api/sessions (bare sandboxes, no lab). Off unless UNDERLAY_BARE_SESSIONS=1. */
   bareSessions?: boolean;
   /** TCP connection caps (guard.ts limitConnections). */
@@ -129,6 +135,23 @@ export function createApp(opts: AppOptions): App {
         log,
         ...(admission ? { admission } : {}),
       });
+    }
+    if (url.pathname === '/api/cohorts/join' && req.method === 'POST') {
+      if (!opts.classroom)
+        return json(res, 404, { error: 'classes are not enabled on this server' });
+      const client = clientOf(req);
+      admission?.take('join', client);
+      const p = parse(JoinRequest, 'join', await readJsonBody(req));
+      if (!p.ok) return json(res, 400, { error: p.error.message });
+      const r: Joined = opts.classroom.join(p.value.code, p.value.name, students.get(req, res));
+      log.info('joined a class', { cohort: r.cohort, again: r.again, client });
+      return json(res, 200, r);
+    }
+    if (url.pathname === '/api/me' && req.method === 'GET') {
+      const me: Me = {
+        cohorts: opts.classroom?.memberships(students.get(req, res)) ?? [],
+      };
+      return json(res, 200, me);
     }
     if (url.pathname === '/api/sessions' && req.method === 'POST') {
       if (!opts.bareSessions)

@@ -104,7 +104,8 @@ function view(l: LoadedLab, ctx: LabApiContext): LabView {
   };
 }
 
-async function body(req: http.IncomingMessage): Promise<unknown> {
+/** A JSON request body of at most 16 KiB ({} when empty); RequestError('invalid') otherwise. */
+export async function readJsonBody(req: http.IncomingMessage): Promise<unknown> {
   let n = 0;
   const chunks: Buffer[] = [];
   for await (const c of req as AsyncIterable<Buffer>) {
@@ -171,7 +172,7 @@ export async function labRoute(
           hint: 'Start the lab (or reload the page) first.',
         });
       if (stepAction === 'check') {
-        const p = parse(CheckRequest, 'check', await body(req));
+        const p = parse(CheckRequest, 'check', await readJsonBody(req));
         if (!p.ok) return err(res, 400, { error: p.error.message });
         const r = await engine.check(owner, s.sandbox, labId, stepId, p.value.answer);
         const out: CheckResponse = {

@@ -1,0 +1,117 @@
+/**
+ * Joining a class in Chromium (docs/classroom.md): the instructor makes a
+ * cohort with the CLI, a student opens the join link (the code filled in),
+ * gives a name and is in; a wrong code and a closed class are refused in
+ * words with a hint; the same student joining again takes no second seat.
+ * A name with markup shows as text. Screenshot: test/artifacts/join.png.
+ */
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe } from 'node:test';
+import { ARTIFACTS, browserSuite } from '../helpers/browser';
+import { cli } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+/** Polls a condition (the page fills the code in after hydration). */
+async function until(cond: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('joining a class', () => {
+  const suite = browserSuite(before, after);
+
+  sysTest(
+    'join link → name → in; a wrong code and a closed class say why; joining again keeps one seat',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const name = `e2e-${Date.now().toString(36)}`;
+      const made = await cli([
+        'cohort',
+        'create',
+        name,
+        '--labs',
+        'ns-pid,ns-uts-ipc',
+        '--seats',
+        '5',
+        '--url',
+        srv.url,
+      ]);
+      assert.equal(made.code, 0, made.stderr);
+      const link = /students join at\s+(\S+)/.exec(made.stdout)?.[1] as string;
+      const code = /code=([A-Z0-9-]+)/.exec(link)?.[1] as string;
+      assert.ok(link && code, made.stdout);
+
+      // Ann opens the link: the code is there; she gives her name.
+      const ann = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+      const page = await ann.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      await page.goto(link);
+      const codeBox = page.getByLabel('Class code');
+      await until(async () => (await codeBox.inputValue()) === code, 'the code from the link');
+      assert.equal(await codeBox.inputValue(), code);
+      await page.getByLabel('Your name, as your instructor will see it').fill('Ann <b>Lee</b>');
+      await page.screenshot({ path: path.join(ARTIFACTS, 'join.png') });
+      await page.getByRole('button', { name: 'Join' }).click();
+      const status = page.getByRole('status');
+      await status.waitFor();
+      assert.match(
+        (await status.textContent()) ?? '',
+        new RegExp(`You are in: ${name}, as Ann <b>Lee</b>\\.`),
+      );
+      assert.equal(
+        await page.locator('[role="status"] b').count(),
+        0,
+        'the name is text, not markup',
+      );
+      await page.screenshot({ path: path.join(ARTIFACTS, 'join-done.png') });
+      assert.ok(await page.getByRole('link', { name: 'ns-pid' }).isVisible());
+      const me = (await (await ann.request.get(`${srv.url}/api/me`)).json()) as {
+        cohorts: { cohort: string; name: string }[];
+      };
+      assert.deepEqual(me.cohorts, [
+        { cohort: name, name: 'Ann <b>Lee</b>', labs: ['ns-pid', 'ns-uts-ipc'] },
+      ]);
+
+      // Again, as "Ann": welcomed back, still one seat.
+      await page.goto(link);
+      await until(async () => (await codeBox.inputValue()) === code, 'the code from the link');
+      await page.getByLabel('Your name, as your instructor will see it').fill('Ann');
+      await page.getByRole('button', { name: 'Join' }).click();
+      await page.getByRole('status').waitFor();
+      assert.match((await page.getByRole('status').textContent()) ?? '', /Welcome back/);
+      assert.match(
+        (await cli(['cohort', 'list'])).stdout,
+        new RegExp(`^${name}\\s+\\S+\\s+open\\s+1/5`, 'm'),
+      );
+
+      // Bo mistypes the code, then the class is closed.
+      const bo = await browser.newContext();
+      const p2 = await bo.newPage();
+      await p2.goto(`${srv.url}/join`);
+      await p2.getByLabel('Class code').fill('ZZZZ-ZZZZ');
+      await p2.getByLabel('Your name, as your instructor will see it').fill('Bo');
+      await p2.getByRole('button', { name: 'Join' }).click();
+      const alert = p2.locator('.result[role="alert"]');
+      await alert.waitFor();
+      assert.match(
+        (await alert.textContent()) ?? '',
+        /no class has the code "ZZZZ-ZZZZ".*Hint: check it with your instructor/,
+      );
+      await p2.emulateMedia({ colorScheme: 'dark' });
+      await p2.screenshot({ path: path.join(ARTIFACTS, 'join-refused-dark.png') });
+      assert.equal((await cli(['cohort', 'close', name])).code, 0);
+      await p2.getByLabel('Class code').fill(code.toLowerCase());
+      await p2.getByRole('button', { name: 'Join' }).click();
+      await p2.getByText(`the class ${name} is closed`).waitFor();
+      assert.deepEqual(errors, []);
+      await ann.close();
+      await bo.close();
+    },
+  );
+});
