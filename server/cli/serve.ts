@@ -8,7 +8,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import next from 'next';
-import { Classroom } from '../classroom/cohorts';
+import { Classroom, cohortState } from '../classroom/cohorts';
 import { DEFAULT_LIMITS, loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
 import { LabEngine } from '../labs/engine';
@@ -152,7 +152,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
     bareSessions: config.bareSessions,
     connections: { perClient: config.admission.connectionsPerClient, total: maxConnections() },
   });
-  if (opts.host !== '127.0.0.1' && opts.host !== 'localhost' && opts.host !== '::1')
+  const beyondLoopback =
+    opts.host !== '127.0.0.1' && opts.host !== 'localhost' && opts.host !== '::1';
+  // Open mode (anonymous students, every lab) suits a laptop; on a network
+  // address without any open class, say so where the operator looks.
+  const openCohorts = store.listCohorts().filter((c) => cohortState(c) === 'open');
+  if (beyondLoopback && openCohorts.length === 0)
+    log.warn(
+      'listening beyond this machine with no open class: anyone who reaches this address can start sandboxes as an anonymous student. For a class, make one: underlay cohort create NAME --labs LAB,... (docs/classroom.md)',
+      { host: opts.host, port: opts.port },
+    );
+  if (beyondLoopback)
     log.info(
       "listening beyond this machine: name the host students use in UNDERLAY_ALLOWED_HOSTS unless it is an IP address or this machine's name",
       {

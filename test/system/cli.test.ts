@@ -3,13 +3,15 @@
  * exit codes, and `sandbox run` relaying through pipes.
  */
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { diagnose } from '../../server/cli/doctor';
 import { loadConfig } from '../../server/config';
-import { TEST_UID_BASE, cli, testConfig } from '../helpers/env';
+import { freePort } from '../helpers/browser';
+import { CLI, TEST_UID_BASE, cli, sleep, testConfig, testEnv } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 describe('underlay CLI', () => {
@@ -96,6 +98,49 @@ describe('underlay CLI', () => {
       /no cohort named "nope"\n {2}hint: list them with: underlay cohort list/,
     );
   });
+
+  sysTest(
+    'serve on a network address with no open class warns that anyone there is an anonymous student; with one, it does not',
+    SYSTEM_NEEDS,
+    async () => {
+      const env = testEnv({
+        UNDERLAY_STATE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-serve-warn-')),
+      });
+      /** Starts serve on 0.0.0.0, returns its log up to "listening", stops it. */
+      const startLog = async (): Promise<string> => {
+        const proc = spawn(
+          process.execPath,
+          [CLI, 'serve', '--host', '0.0.0.0', '--port', String(await freePort())],
+          {
+            env,
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let log = '';
+        proc.stdout.on('data', (b: Buffer) => (log += b.toString()));
+        proc.stderr.on('data', (b: Buffer) => (log += b.toString()));
+        try {
+          for (let i = 0; i < 1200 && !/"msg":"listening"/.test(log) && proc.exitCode === null; i++)
+            await sleep(100);
+          assert.match(log, /"msg":"listening"/, `serve did not start: ${log}`);
+          return log;
+        } finally {
+          proc.kill('SIGTERM');
+          await new Promise((r) => proc.once('exit', r));
+        }
+      };
+      assert.match(
+        await startLog(),
+        /listening beyond this machine with no open class: anyone who reaches/,
+      );
+      const made = await cli(['cohort', 'create', 'warn-test', '--labs', 'ns-pid'], {
+        env: { UNDERLAY_STATE_DIR: env.UNDERLAY_STATE_DIR as string },
+      });
+      assert.equal(made.code, 0, made.stderr);
+      assert.doesNotMatch(await startLog(), /no open class/);
+    },
+    { timeout: 180_000 },
+  );
 
   test('an unknown flag is a clear error, exit 1', async () => {
     const r = await cli(['sandbox', 'run', '--memroy', '1G', '--', 'true']);
