@@ -239,6 +239,20 @@ export class Classroom {
     return { cohort: r.cohort.name, name: r.member.display, labs: r.cohort.labs, again: r.again };
   }
 
+  /**
+   * The cohort and its students for its instructor. An unknown cohort and a
+   * wrong token get the same answer: the route says nothing about which
+   * cohorts exist to someone without a token.
+   */
+  forInstructor(name: string, token: string): { cohort: CohortRow; members: MemberRow[] } {
+    const c = this.store.getCohort(name);
+    if (!c || !token || !instructorAllowed(c, token))
+      throw new RequestError('forbidden', 'this link is not the instructor link of that class', {
+        hint: 'use the instructor link `underlay cohort create` printed (it holds the token after #token=)',
+      });
+    return { cohort: c, members: this.store.members(c.name) };
+  }
+
   memberships(student: string): { cohort: string; name: string; labs: string[] }[] {
     return this.store.memberOf(student).flatMap((m) => {
       const c = this.store.getCohort(m.cohort);

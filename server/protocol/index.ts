@@ -205,6 +205,34 @@ export interface Me {
   cohorts: Membership[];
 }
 
+/** One student's step, as the instructor sees it. */
+export interface StepSummary {
+  passed: boolean;
+  skipped: boolean;
+  attempts: number;
+  hintsShown: number;
+}
+
+/**
+ * GET /api/instructor/cohorts/<name> (Authorization: Bearer <instructor
+ * token>): the roster × the labs' steps. Names are what students typed:
+ * show them as text.
+ */
+export interface InstructorView {
+  cohort: string;
+  /** XXXX-XXXX */
+  code: string;
+  state: 'open' | 'not-yet-open' | 'ended' | 'closed';
+  seats?: number;
+  labs: { id: string; title: string; steps: { id: string; title: string }[] }[];
+  students: {
+    name: string;
+    joined: number;
+    /** lab id -> step id -> summary */
+    progress: Record<string, Record<string, StepSummary>>;
+  }[];
+}
+
 export interface ApiError {
   error: string;
   /** The named step that failed (sandbox errors), for the student and for us. */

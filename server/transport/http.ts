@@ -6,6 +6,7 @@
  *   /api/labs/:lab...           -> the lab API, see labRoutes (lab-api.ts)
  *   POST   /api/cohorts/join    -> Joined (a class, with its code; docs/classroom.md)
  *   GET    /api/me              -> Me (the classes this student sits in)
+ *   GET    /api/instructor/cohorts/:name (Bearer <instructor token>) -> InstructorView
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any. Students are
  * anonymous: an httpOnly cookie carries a server-signed id (identity.ts).
@@ -27,7 +28,8 @@ import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
-import { JoinRequest, parse, type Joined, type Me } from '../protocol/index';
+import { JoinRequest, parse, type InstructorView, type Joined, type Me } from '../protocol/index';
+import { cohortState, formatCode } from '../classroom/cohorts';
 import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
 import { attachGateway, type GatewayOptions } from './socket';
@@ -146,6 +148,55 @@ export function createApp(opts: AppOptions): App {
       const r: Joined = opts.classroom.join(p.value.code, p.value.name, students.get(req, res));
       log.info('joined a class', { cohort: r.cohort, again: r.again, client });
       return json(res, 200, r);
+    }
+    const ic = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})$/.exec(url.pathname);
+    if (ic && req.method === 'GET') {
+      if (!opts.classroom || !labs)
+        return json(res, 404, { error: 'classes are not enabled on this server' });
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      const { cohort, members } = opts.classroom.forInstructor(ic[1] as string, token);
+      const view: InstructorView = {
+        cohort: cohort.name,
+        code: formatCode(cohort.code),
+        state: cohortState(cohort),
+        ...(cohort.seats !== undefined ? { seats: cohort.seats } : {}),
+        labs: cohort.labs.flatMap((id) => {
+          const l = labs.catalog.labs.get(id);
+          return l
+            ? [
+                {
+                  id,
+                  title: l.lab.metadata.title,
+                  steps: l.lab.steps.map((st) => ({ id: st.id, title: st.title })),
+                },
+              ]
+            : [];
+        }),
+        students: members.map((m) => ({
+          name: m.display,
+          joined: m.joined,
+          progress: Object.fromEntries(
+            cohort.labs
+              .filter((id) => labs.catalog.labs.has(id))
+              .map((id) => [
+                id,
+                Object.fromEntries(
+                  Object.entries(labs.engine.state(m.student, id).steps).map(([step, p]) => [
+                    step,
+                    {
+                      passed: p.passed,
+                      skipped: p.skipped,
+                      attempts: p.attempts,
+                      hintsShown: p.hintsShown,
+                    },
+                  ]),
+                ),
+              ]),
+          ),
+        })),
+      };
+      res.setHeader('cache-control', 'no-store');
+      return json(res, 200, view);
     }
     if (url.pathname === '/api/me' && req.method === 'GET') {
       const me: Me = {

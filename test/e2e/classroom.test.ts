@@ -114,4 +114,96 @@ describe('joining a class', () => {
       await bo.close();
     },
   );
+
+  sysTest(
+    'the instructor link shows the roster × steps, live; without the token nothing is shown',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const name = `dash-${Date.now().toString(36)}`;
+      const made = await cli([
+        'cohort',
+        'create',
+        name,
+        '--labs',
+        'uts-hostname,ns-uts-ipc',
+        '--url',
+        srv.url,
+      ]);
+      assert.equal(made.code, 0, made.stderr);
+      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+      const instructorLink = /instructor\s+(\S+)/.exec(made.stdout)?.[1] as string;
+      const token = /#token=(\S+)/.exec(instructorLink)?.[1] as string;
+
+      // A student joins and tries a step once (a wrong answer to a knowledge check).
+      const ann = await browser.newContext();
+      const req = ann.request;
+      const origin = { origin: srv.url };
+      await (await ann.newPage()).goto(`${srv.url}/join`); // the cookie, as a browser gets it
+      const joined = await req.post(`${srv.url}/api/cohorts/join`, {
+        headers: origin,
+        data: { code, name: 'Ann <i>x</i>' },
+      });
+      assert.equal(joined.status(), 200, await joined.text());
+      const started = await req.post(`${srv.url}/api/labs/ns-uts-ipc/session`, { headers: origin });
+      assert.equal(started.status(), 200, await started.text());
+      const check = await req.post(`${srv.url}/api/labs/ns-uts-ipc/steps/look-first/check`, {
+        headers: origin,
+        data: { answer: '1' },
+      });
+      assert.equal(check.status(), 200, await check.text());
+
+      // The instructor's page: Ann's row, one attempt on look-first, her name as text.
+      const inst = await browser.newContext({ viewport: { width: 1200, height: 600 } });
+      const page = await inst.newPage();
+      await page.goto(instructorLink);
+      const cellSel = `tr[data-student="Ann <i>x</i>"] td[data-step="ns-uts-ipc/look-first"]`;
+      await page.waitForSelector(cellSel);
+      assert.equal((await page.textContent(cellSel))?.trim(), '1');
+      assert.equal(
+        await page.locator('[data-testid="roster"] i').count(),
+        0,
+        'a name is text, not markup',
+      );
+      await page.screenshot({ path: path.join(ARTIFACTS, 'instructor.png') });
+
+      // Live: a second attempt shows up on the open page by itself.
+      await req.post(`${srv.url}/api/labs/ns-uts-ipc/steps/look-first/check`, {
+        headers: origin,
+        data: { answer: '2' },
+      });
+      await until(
+        async () => (await page.textContent(cellSel))?.trim() === '2',
+        'the second attempt on the open page',
+      );
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'instructor-dark.png') });
+
+      // No token, a wrong one, or a student's cookie: refused, and the page says so.
+      const api = `${srv.url}/api/instructor/cohorts/${name}`;
+      assert.equal((await req.get(api)).status(), 403);
+      assert.equal(
+        (await req.get(api, { headers: { authorization: `Bearer ${token.slice(1)}` } })).status(),
+        403,
+      );
+      assert.equal(
+        (
+          await req.get(`${srv.url}/api/instructor/cohorts/nope`, {
+            headers: { authorization: `Bearer ${token}` },
+          })
+        ).status(),
+        403,
+      );
+      const stranger = await (await browser.newContext()).newPage();
+      await stranger.goto(instructorLink.replace(/#.*/, ''));
+      await stranger.locator('.result[role="alert"]').waitFor();
+      assert.match(
+        (await stranger.locator('.result[role="alert"]').textContent()) ?? '',
+        /not the instructor link/,
+      );
+      await req.delete(`${srv.url}/api/labs/ns-uts-ipc/session`, { headers: origin });
+      await ann.close();
+      await inst.close();
+    },
+  );
 });

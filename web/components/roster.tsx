@@ -1,0 +1,125 @@
+'use client';
+/**
+ * The instructor's view of a class: students × the labs' steps, refreshed
+ * every 2 s (GET /api/instructor/cohorts/<name>, the token from the link's
+ * #fragment as a bearer token). Everything students typed is shown as text.
+ */
+import { useSearchParams } from 'next/navigation';
+import { useEffect, useState } from 'react';
+import type { InstructorView, StepSummary } from '../../server/protocol/index';
+import { api, describeError } from '../lib/api';
+import { ErrorBox, type ErrorInfo } from './error-box';
+import styles from './roster.module.css';
+
+const REFRESH_MS = 2000;
+
+function cell(s: StepSummary | undefined): { text: string; className: string; label: string } {
+  if (!s) return { text: '', className: '', label: 'not started' };
+  const extra = `${s.attempts} check${s.attempts === 1 ? '' : 's'}, ${s.hintsShown} hint${s.hintsShown === 1 ? '' : 's'}`;
+  if (s.passed) return { text: '✓', className: styles.passed ?? '', label: `passed (${extra})` };
+  if (s.skipped) return { text: '↷', className: styles.skipped ?? '', label: `skipped (${extra})` };
+  if (s.attempts > 0)
+    return {
+      text: String(s.attempts),
+      className: styles.trying ?? '',
+      label: `not yet (${extra})`,
+    };
+  return { text: '', className: '', label: 'not started' };
+}
+
+export function Roster() {
+  const cohort = useSearchParams().get('cohort') ?? '';
+  const [view, setView] = useState<InstructorView | undefined>();
+  const [error, setError] = useState<ErrorInfo | undefined>();
+
+  useEffect(() => {
+    const token = new URLSearchParams(window.location.hash.slice(1)).get('token') ?? '';
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = async () => {
+      try {
+        const v = await api<InstructorView>(
+          'GET',
+          `/api/instructor/cohorts/${encodeURIComponent(cohort)}`,
+          undefined,
+          { authorization: `Bearer ${token}` },
+        );
+        if (stop) return;
+        setView(v);
+        setError(undefined);
+      } catch (e) {
+        if (!stop) setError(describeError(e));
+      }
+      if (!stop) timer = setTimeout(() => void load(), REFRESH_MS);
+    };
+    void load();
+    return () => {
+      stop = true;
+      clearTimeout(timer);
+    };
+  }, [cohort]);
+
+  if (!view)
+    return error ? <ErrorBox title="Cannot show the class: " error={error} /> : <p>Loading…</p>;
+  return (
+    <>
+      <h1>
+        {view.cohort}{' '}
+        <span className={styles.meta}>
+          ({view.state}, code {view.code})
+        </span>
+      </h1>
+      <p className={styles.meta}>
+        {view.students.length} student{view.students.length === 1 ? '' : 's'}
+        {view.seats !== undefined ? ` of ${view.seats} seats` : ''}; refreshed every 2 s. ✓ passed,
+        a number: checks so far, ↷ skipped.
+      </p>
+      {error && <ErrorBox title="Refresh failed: " error={error} />}
+      <div className={styles.scroll}>
+        <table className={styles.table} data-testid="roster">
+          <thead>
+            <tr>
+              <th rowSpan={2}>Student</th>
+              {view.labs.map((l) => (
+                <th key={l.id} colSpan={l.steps.length} scope="colgroup">
+                  {l.title}
+                </th>
+              ))}
+            </tr>
+            <tr>
+              {view.labs.flatMap((l) =>
+                l.steps.map((s, i) => (
+                  <th key={`${l.id}/${s.id}`} scope="col" title={s.title}>
+                    {i + 1}
+                  </th>
+                )),
+              )}
+            </tr>
+          </thead>
+          <tbody>
+            {view.students.map((st, row) => (
+              <tr key={row} data-student={st.name}>
+                <th scope="row">{st.name}</th>
+                {view.labs.flatMap((l) =>
+                  l.steps.map((s) => {
+                    const c = cell(st.progress[l.id]?.[s.id]);
+                    return (
+                      <td
+                        key={`${l.id}/${s.id}`}
+                        className={c.className}
+                        title={`${st.name}, ${l.id} / ${s.title}: ${c.label}`}
+                        data-step={`${l.id}/${s.id}`}
+                      >
+                        {c.text}
+                      </td>
+                    );
+                  }),
+                )}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
