@@ -3,6 +3,7 @@
  * students on a set of labs, in the server's store. Creating one prints the
  * students' join link and code and, once, the instructor's link.
  */
+import * as fs from 'node:fs';
 import {
   closeCohort,
   cohortState,
@@ -11,6 +12,7 @@ import {
   getCohort,
   type CohortSpec,
 } from '../classroom/cohorts';
+import { exportRows, toCsv, type ExportStep } from '../classroom/export';
 import { loadConfig } from '../config';
 import { loadLabs } from '../labs/loader';
 import { Store, type CohortRow } from '../store/store';
@@ -116,6 +118,37 @@ export function close(name: string): void {
     process.stdout.write(
       `cohort ${c.name} closed: new joins are refused; its ${s.members(c.name).length} students keep their progress\n`,
     );
+  } finally {
+    s.close();
+  }
+}
+
+export function exportCohort(name: string, format: string, output: string | undefined): void {
+  if (format !== 'csv' && format !== 'json')
+    throw new RequestError('invalid', `--format must be csv or json, got '${format}'`);
+  const s = store();
+  try {
+    const c = getCohort(s, name);
+    const labs = new Map(
+      loadLabs([loadConfig().labsDir]).labs.map((l) => [
+        l.lab.metadata.id,
+        l.lab.steps.map((st) => st.id),
+      ]),
+    );
+    const rows = exportRows(
+      c.name,
+      s.members(c.name),
+      c.labs.map((id) => ({ id, steps: labs.get(id) ?? [] })),
+      (student, lab) =>
+        (s.getProgress(student, lab) as { steps?: Record<string, ExportStep> } | undefined)?.steps,
+    );
+    const text = format === 'csv' ? toCsv(rows) : `${JSON.stringify(rows, null, 2)}\n`;
+    if (output) {
+      fs.writeFileSync(output, text);
+      process.stderr.write(
+        `${rows.length} rows (${s.members(c.name).length} students) written to ${output}\n`,
+      );
+    } else process.stdout.write(text);
   } finally {
     s.close();
   }

@@ -341,6 +341,15 @@ export function buildProgram(): Command {
     .argument('<name>')
     .action(async (name: string) => (await import('./cohort')).show(name));
   cohort
+    .command('export')
+    .description('progress per student and step, for a gradebook (CSV or JSON)')
+    .argument('<name>')
+    .option('--format <fmt>', 'csv | json', 'csv')
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .action(async (name: string, opts) =>
+      (await import('./cohort')).exportCohort(name, opts.format, opts.output),
+    );
+  cohort
     .command('close')
     .description('refuse new joins (students keep their progress)')
     .argument('<name>')

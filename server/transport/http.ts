@@ -7,6 +7,7 @@
  *   POST   /api/cohorts/join    -> Joined (a class, with its code; docs/classroom.md)
  *   GET    /api/me              -> Me (the classes this student sits in)
  *   GET    /api/instructor/cohorts/:name (Bearer <instructor token>) -> InstructorView
+ *   GET    /api/instructor/cohorts/:name/export?format=csv|json (Bearer) -> a gradebook file
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any. Students are
  * anonymous: an httpOnly cookie carries a server-signed id (identity.ts).
@@ -30,6 +31,7 @@ import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
 import { JoinRequest, parse, type InstructorView, type Joined, type Me } from '../protocol/index';
 import { cohortState, formatCode } from '../classroom/cohorts';
+import { exportRows, toCsv } from '../classroom/export';
 import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
 import { attachGateway, type GatewayOptions } from './socket';
@@ -149,12 +151,34 @@ export function createApp(opts: AppOptions): App {
       log.info('joined a class', { cohort: r.cohort, again: r.again, client });
       return json(res, 200, r);
     }
-    const ic = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})$/.exec(url.pathname);
+    const ic = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(\/export)?$/.exec(url.pathname);
     if (ic && req.method === 'GET') {
       if (!opts.classroom || !labs)
         return json(res, 404, { error: 'classes are not enabled on this server' });
       const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
       const { cohort, members } = opts.classroom.forInstructor(ic[1] as string, token);
+      if (ic[2]) {
+        const format = url.searchParams.get('format') ?? 'csv';
+        if (format !== 'csv' && format !== 'json')
+          return json(res, 400, {
+            error: `format must be csv or json, got ${JSON.stringify(format)}`,
+          });
+        const rows = exportRows(
+          cohort.name,
+          members,
+          cohort.labs.flatMap((id) => {
+            const l = labs.catalog.labs.get(id);
+            return l ? [{ id, steps: l.lab.steps.map((st) => st.id) }] : [];
+          }),
+          (student, lab) => labs.engine.state(student, lab).steps,
+        );
+        res.writeHead(200, {
+          'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json',
+          'content-disposition': `attachment; filename="${cohort.name}-progress.${format}"`,
+          'cache-control': 'no-store',
+        });
+        return void res.end(format === 'csv' ? toCsv(rows) : JSON.stringify(rows, null, 2));
+      }
       const view: InstructorView = {
         cohort: cohort.name,
         code: formatCode(cohort.code),

@@ -6,6 +6,7 @@
  * A name with markup shows as text. Screenshot: test/artifacts/join.png.
  */
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { ARTIFACTS, browserSuite } from '../helpers/browser';
@@ -178,6 +179,24 @@ describe('joining a class', () => {
       );
       await page.emulateMedia({ colorScheme: 'dark' });
       await page.screenshot({ path: path.join(ARTIFACTS, 'instructor-dark.png') });
+
+      // The gradebook export from the page: Ann's two checks on look-first.
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Export CSV' }).click(),
+      ]);
+      const file = path.join(ARTIFACTS, `${name}-progress.csv`);
+      await download.saveAs(file);
+      const csv = fs.readFileSync(file, 'utf8');
+      assert.match(
+        csv,
+        new RegExp(`^${name},Ann <i>x</i>,[^,]+,ns-uts-ipc,look-first,false,false,2,0,\r$`, 'm'),
+      );
+      assert.equal(csv.trimEnd().split('\r\n').length, 1 + 7, 'a header and one row per step');
+      assert.equal(
+        (await req.get(`${srv.url}/api/instructor/cohorts/${name}/export`)).status(),
+        403,
+      );
 
       // No token, a wrong one, or a student's cookie: refused, and the page says so.
       const api = `${srv.url}/api/instructor/cohorts/${name}`;

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { diagnose } from '../../server/cli/doctor';
 import { loadConfig } from '../../server/config';
+import { Store } from '../../server/store/store';
 import { freePort } from '../helpers/browser';
 import { CLI, TEST_UID_BASE, cli, sleep, testConfig, testEnv } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
@@ -32,6 +33,7 @@ describe('underlay CLI', () => {
       ['cohort', 'list'],
       ['cohort', 'show'],
       ['cohort', 'close'],
+      ['cohort', 'export'],
     ]) {
       const r = await cli([...verb, '--help']);
       assert.equal(r.code, 0, `${verb.join(' ')} --help: ${r.stderr}`);
@@ -87,6 +89,43 @@ describe('underlay CLI', () => {
     });
     assert.equal(badDate.code, 1);
     assert.match(badDate.stderr, /--ends "friday" is not a date/);
+
+    // Export: a student with progress on one step (written as the server would).
+    const store = new Store(env.UNDERLAY_STATE_DIR);
+    assert.equal(store.addMember('fri-101', 'st-1', 'Ann, "the" first'), 'joined');
+    store.saveProgress('st-1', 'ns-pid', {
+      lab: 'ns-pid',
+      current: 1,
+      steps: {
+        'no-fork': {
+          passed: true,
+          skipped: false,
+          message: 'm',
+          attempts: 2,
+          hintsShown: 1,
+          passedAt: 0,
+        },
+      },
+    });
+    store.close();
+    const csv = await cli(['cohort', 'export', 'fri-101'], { env });
+    assert.equal(csv.code, 0, csv.stderr);
+    const lines = csv.stdout.trimEnd().split('\r\n');
+    assert.equal(lines[0], 'cohort,student,joined,lab,step,passed,skipped,attempts,hints,passedAt');
+    assert.match(
+      lines[1] as string,
+      /^fri-101,"Ann, ""the"" first",[^,]+,ns-pid,no-fork,true,false,2,1,1970-01-01T00:00:00.000Z$/,
+    );
+    assert.ok(lines.length > 5, 'a row for every step of both labs');
+    const out = path.join(env.UNDERLAY_STATE_DIR, 'export.json');
+    const json = await cli(['cohort', 'export', 'fri-101', '--format', 'json', '-o', out], { env });
+    assert.equal(json.code, 0, json.stderr);
+    assert.match(json.stderr, /rows \(1 students\) written to/);
+    const rows = JSON.parse(fs.readFileSync(out, 'utf8')) as { step: string; attempts: number }[];
+    assert.equal(rows.find((r) => r.step === 'no-fork')?.attempts, 2);
+    const badFormat = await cli(['cohort', 'export', 'fri-101', '--format', 'xls'], { env });
+    assert.equal(badFormat.code, 1);
+    assert.match(badFormat.stderr, /--format must be csv or json/);
 
     const closed = await cli(['cohort', 'close', 'fri-101'], { env });
     assert.equal(closed.code, 0, closed.stderr);

@@ -27,13 +27,33 @@ function cell(s: StepSummary | undefined): { text: string; className: string; la
   return { text: '', className: '', label: 'not started' };
 }
 
+function token(): string {
+  return new URLSearchParams(window.location.hash.slice(1)).get('token') ?? '';
+}
+
+/** The gradebook file, fetched with the token (a plain link could not send it) and saved. */
+async function download(cohort: string, format: 'csv' | 'json'): Promise<void> {
+  const r = await fetch(
+    `/api/instructor/cohorts/${encodeURIComponent(cohort)}/export?format=${format}`,
+    {
+      headers: { authorization: `Bearer ${token()}` },
+    },
+  );
+  if (!r.ok) return;
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${cohort}-progress.${format}`;
+  a.click();
+  URL.revokeObjectURL(url);
+}
+
 export function Roster() {
   const cohort = useSearchParams().get('cohort') ?? '';
   const [view, setView] = useState<InstructorView | undefined>();
   const [error, setError] = useState<ErrorInfo | undefined>();
 
   useEffect(() => {
-    const token = new URLSearchParams(window.location.hash.slice(1)).get('token') ?? '';
     let stop = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const load = async () => {
@@ -42,7 +62,7 @@ export function Roster() {
           'GET',
           `/api/instructor/cohorts/${encodeURIComponent(cohort)}`,
           undefined,
-          { authorization: `Bearer ${token}` },
+          { authorization: `Bearer ${token()}` },
         );
         if (stop) return;
         setView(v);
@@ -73,6 +93,14 @@ export function Roster() {
         {view.students.length} student{view.students.length === 1 ? '' : 's'}
         {view.seats !== undefined ? ` of ${view.seats} seats` : ''}; refreshed every 2 s. ✓ passed,
         a number: checks so far, ↷ skipped.
+      </p>
+      <p className={styles.actions}>
+        <button type="button" onClick={() => void download(view.cohort, 'csv')}>
+          Export CSV
+        </button>{' '}
+        <button type="button" onClick={() => void download(view.cohort, 'json')}>
+          Export JSON
+        </button>
       </p>
       {error && <ErrorBox title="Refresh failed: " error={error} />}
       <div className={styles.scroll}>

@@ -1,0 +1,91 @@
+/**
+ * A cohort's progress as rows for a gradebook: one per student and step, in
+ * the order of the class's labs and their steps (docs/classroom.md#exports).
+ * Pure: the caller passes the labs' steps and a progress reader (the CLI
+ * reads the store, the HTTP route the lab engine).
+ */
+import type { MemberRow } from '../store/store';
+
+export interface ExportStep {
+  passed: boolean;
+  skipped: boolean;
+  attempts: number;
+  hintsShown: number;
+  passedAt?: number;
+}
+
+export interface ExportRow {
+  cohort: string;
+  student: string;
+  joined: string;
+  lab: string;
+  step: string;
+  passed: boolean;
+  skipped: boolean;
+  attempts: number;
+  hints: number;
+  passedAt: string;
+}
+
+export const EXPORT_COLUMNS: (keyof ExportRow)[] = [
+  'cohort',
+  'student',
+  'joined',
+  'lab',
+  'step',
+  'passed',
+  'skipped',
+  'attempts',
+  'hints',
+  'passedAt',
+];
+
+const iso = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
+
+export function exportRows(
+  cohort: string,
+  members: MemberRow[],
+  labs: { id: string; steps: string[] }[],
+  progress: (student: string, lab: string) => Record<string, ExportStep | undefined> | undefined,
+): ExportRow[] {
+  const rows: ExportRow[] = [];
+  for (const m of members)
+    for (const lab of labs) {
+      const p = progress(m.student, lab.id) ?? {};
+      for (const step of lab.steps) {
+        const s = p[step];
+        rows.push({
+          cohort,
+          student: m.display,
+          joined: iso(m.joined),
+          lab: lab.id,
+          step,
+          passed: s?.passed ?? false,
+          skipped: s?.skipped ?? false,
+          attempts: s?.attempts ?? 0,
+          hints: s?.hintsShown ?? 0,
+          passedAt: iso(s?.passedAt),
+        });
+      }
+    }
+  return rows;
+}
+
+/**
+ * RFC 4180 CSV. A cell a spreadsheet would run as a formula (a display name
+ * starting with =, +, - or @) gets a leading apostrophe: names are typed by
+ * students, and the file is opened by instructors (OWASP "CSV injection").
+ */
+export function toCsv(rows: ExportRow[]): string {
+  const cell = (v: unknown) => {
+    let t = String(v);
+    if (/^[=+\-@\t\r]/.test(t)) t = `'${t}`;
+    return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+  };
+  return [
+    EXPORT_COLUMNS.join(','),
+    ...rows.map((r) => EXPORT_COLUMNS.map((c) => cell(r[c])).join(',')),
+  ]
+    .map((l) => `${l}\r\n`)
+    .join('');
+}
