@@ -253,6 +253,11 @@ export class Classroom {
     return { cohort: c, members: this.store.members(c.name) };
   }
 
+  /** First and last recorded action of a student in a lab (for time on step, last seen). */
+  activity(student: string, lab: string): { first?: number; last?: number } {
+    return this.store.labActivity(student, lab);
+  }
+
   memberships(student: string): { cohort: string; name: string; labs: string[] }[] {
     return this.store.memberOf(student).flatMap((m) => {
       const c = this.store.getCohort(m.cohort);

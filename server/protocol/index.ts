@@ -230,7 +230,15 @@ export interface InstructorView {
     joined: number;
     /** lab id -> step id -> summary */
     progress: Record<string, Record<string, StepSummary>>;
+    /**
+     * lab id -> where the student is: the first step neither passed nor
+     * skipped, since when (the last pass before it, else the first action
+     * in the lab), and the last action. Absent for a lab not started.
+     */
+    at: Record<string, { step?: string; since?: number; last?: number }>;
   }[];
+  /** The server's clock, for "for 12 min" on the page. */
+  now: number;
 }
 
 export interface ApiError {

@@ -196,9 +196,26 @@ export function createApp(opts: AppOptions): App {
               ]
             : [];
         }),
+        now: Date.now(),
         students: members.map((m) => ({
           name: m.display,
           joined: m.joined,
+          at: Object.fromEntries(
+            cohort.labs
+              .filter((id) => labs.catalog.labs.has(id))
+              .flatMap((id) => {
+                const act = opts.classroom!.activity(m.student, id);
+                if (act.first === undefined) return [];
+                const steps = labs.engine.state(m.student, id).steps;
+                const order = labs.catalog.labs.get(id)!.lab.steps.map((st) => st.id);
+                const current = order.find((sid) => !steps[sid]?.passed && !steps[sid]?.skipped);
+                const passedAts = order
+                  .slice(0, current ? order.indexOf(current) : order.length)
+                  .map((sid) => steps[sid]?.passedAt ?? 0);
+                const since = Math.max(act.first, ...passedAts);
+                return [[id, { ...(current ? { step: current, since } : {}), last: act.last }]];
+              }),
+          ),
           progress: Object.fromEntries(
             cohort.labs
               .filter((id) => labs.catalog.labs.has(id))

@@ -161,6 +161,11 @@ describe('joining a class', () => {
       const cellSel = `tr[data-student="Ann <i>x</i>"] td[data-step="ns-uts-ipc/look-first"]`;
       await page.waitForSelector(cellSel);
       assert.equal((await page.textContent(cellSel))?.trim(), '1');
+      assert.equal(await page.getAttribute(cellSel, 'data-current'), 'yes', 'where Ann is');
+      assert.match(
+        (await page.textContent(`tr[data-student="Ann <i>x</i>"] td:nth-of-type(1)`)) ?? '',
+        /just now|min ago/,
+      );
       assert.equal(
         await page.locator('[data-testid="roster"] i').count(),
         0,
@@ -179,6 +184,14 @@ describe('joining a class', () => {
       );
       await page.emulateMedia({ colorScheme: 'dark' });
       await page.screenshot({ path: path.join(ARTIFACTS, 'instructor-dark.png') });
+
+      // Stuck: with the threshold at 1 ms of a minute, Ann's step is marked.
+      const strict = await inst.newPage();
+      await strict.goto(instructorLink.replace('?cohort=', '?stuck=0.00002&cohort='));
+      await strict.waitForSelector(`${cellSel}[data-current="stuck"]`);
+      await strict.screenshot({ path: path.join(ARTIFACTS, 'instructor-stuck.png') });
+      assert.match((await strict.getAttribute(cellSel, 'title')) ?? '', /on this step for 0 min/);
+      await strict.close();
 
       // The gradebook export from the page: Ann's two checks on look-first.
       const [download] = await Promise.all([

@@ -12,6 +12,10 @@ import { ErrorBox, type ErrorInfo } from './error-box';
 import styles from './roster.module.css';
 
 const REFRESH_MS = 2000;
+/** A student on the same step longer than this is marked stuck (`?stuck=MINUTES` changes it). */
+const STUCK_MINUTES = 10;
+
+const minutes = (ms: number) => Math.max(0, Math.floor(ms / 60_000));
 
 function cell(s: StepSummary | undefined): { text: string; className: string; label: string } {
   if (!s) return { text: '', className: '', label: 'not started' };
@@ -48,8 +52,17 @@ async function download(cohort: string, format: 'csv' | 'json'): Promise<void> {
   URL.revokeObjectURL(url);
 }
 
+function lastSeen(at: InstructorView['students'][number]['at'], now: number): string {
+  const last = Math.max(0, ...Object.values(at).map((a) => a.last ?? 0));
+  if (!last) return '-';
+  const m = minutes(now - last);
+  return m === 0 ? 'just now' : `${m} min ago`;
+}
+
 export function Roster() {
-  const cohort = useSearchParams().get('cohort') ?? '';
+  const params = useSearchParams();
+  const cohort = params.get('cohort') ?? '';
+  const stuckMin = Number(params.get('stuck')) > 0 ? Number(params.get('stuck')) : STUCK_MINUTES;
   const [view, setView] = useState<InstructorView | undefined>();
   const [error, setError] = useState<ErrorInfo | undefined>();
 
@@ -92,7 +105,8 @@ export function Roster() {
       <p className={styles.meta}>
         {view.students.length} student{view.students.length === 1 ? '' : 's'}
         {view.seats !== undefined ? ` of ${view.seats} seats` : ''}; refreshed every 2 s. ✓ passed,
-        a number: checks so far, ↷ skipped.
+        a number: checks so far, ↷ skipped; outlined: where the student is, red after {stuckMin}{' '}
+        minutes on it.
       </p>
       <p className={styles.actions}>
         <button type="button" onClick={() => void download(view.cohort, 'csv')}>
@@ -108,6 +122,7 @@ export function Roster() {
           <thead>
             <tr>
               <th rowSpan={2}>Student</th>
+              <th rowSpan={2}>Last seen</th>
               {view.labs.map((l) => (
                 <th key={l.id} colSpan={l.steps.length} scope="colgroup">
                   {l.title}
@@ -128,15 +143,28 @@ export function Roster() {
             {view.students.map((st, row) => (
               <tr key={row} data-student={st.name}>
                 <th scope="row">{st.name}</th>
+                <td className={styles.seen}>{lastSeen(st.at, view.now)}</td>
                 {view.labs.flatMap((l) =>
                   l.steps.map((s) => {
                     const c = cell(st.progress[l.id]?.[s.id]);
+                    const at = st.at[l.id];
+                    const here = at?.step === s.id;
+                    const onIt = here && at.since !== undefined ? minutes(view.now - at.since) : 0;
+                    const stuck =
+                      here && at.since !== undefined && view.now - at.since >= stuckMin * 60_000;
                     return (
                       <td
                         key={`${l.id}/${s.id}`}
-                        className={c.className}
-                        title={`${st.name}, ${l.id} / ${s.title}: ${c.label}`}
+                        className={[
+                          c.className,
+                          here ? styles.current : '',
+                          stuck ? styles.stuck : '',
+                        ]
+                          .filter(Boolean)
+                          .join(' ')}
+                        title={`${st.name}, ${l.id} / ${s.title}: ${c.label}${here ? `; on this step for ${onIt} min` : ''}`}
                         data-step={`${l.id}/${s.id}`}
+                        {...(here ? { 'data-current': stuck ? 'stuck' : 'yes' } : {})}
                       >
                         {c.text}
                       </td>
