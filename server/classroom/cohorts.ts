@@ -253,6 +253,30 @@ export class Classroom {
     return { cohort: c, members: this.store.members(c.name) };
   }
 
+  /**
+   * Where a cohort's checks fail most: per lab and step, its most frequent
+   * failure messages (at most `perStep`), most frequent first. This is what
+   * tells an instructor which step to explain again, or to rewrite.
+   */
+  failing(
+    c: CohortRow,
+    members: MemberRow[],
+    perStep = 3,
+  ): { lab: string; step: string; message: string; count: number; students: number }[] {
+    const seen = new Map<string, number>();
+    return this.store
+      .failingMessages(
+        members.map((m) => m.student),
+        c.labs,
+      )
+      .filter((r) => {
+        const k = `${r.lab}\0${r.step}`;
+        const n = (seen.get(k) ?? 0) + 1;
+        seen.set(k, n);
+        return n <= perStep;
+      });
+  }
+
   /** First and last recorded action of a student in a lab (for time on step, last seen). */
   activity(student: string, lab: string): { first?: number; last?: number } {
     return this.store.labActivity(student, lab);

@@ -239,6 +239,12 @@ export interface InstructorView {
   }[];
   /** The server's clock, for "for 12 min" on the page. */
   now: number;
+  /**
+   * Where the class's checks fail most: per step its most frequent failure
+   * messages (at most 3), most frequent first. Messages are check output:
+   * show them as text.
+   */
+  failing: { lab: string; step: string; message: string; count: number; students: number }[];
 }
 
 export interface ApiError {

@@ -380,6 +380,35 @@ export class Store {
     };
   }
 
+  /**
+   * The failed checks' messages of these students in these labs, counted
+   * per step and message (most frequent first), with how many students got
+   * each.
+   */
+  failingMessages(
+    owners: string[],
+    labs: string[],
+  ): { lab: string; step: string; message: string; count: number; students: number }[] {
+    if (owners.length === 0 || labs.length === 0) return [];
+    const q = (n: number) => Array(n).fill('?').join(',');
+    return this.db
+      .prepare(
+        `SELECT lab, step, COALESCE(json_extract(detail, '$.message'), '') AS message,
+                COUNT(*) AS count, COUNT(DISTINCT owner) AS students
+           FROM events
+          WHERE kind = 'check-fail' AND owner IN (${q(owners.length)}) AND lab IN (${q(labs.length)})
+          GROUP BY lab, step, message
+          ORDER BY count DESC, students DESC`,
+      )
+      .all(...owners, ...labs) as {
+      lab: string;
+      step: string;
+      message: string;
+      count: number;
+      students: number;
+    }[];
+  }
+
   /** Adds a cohort; false if the name or the code is taken. */
   addCohort(c: CohortRow): boolean {
     const r = this.db

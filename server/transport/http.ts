@@ -197,6 +197,7 @@ export function createApp(opts: AppOptions): App {
             : [];
         }),
         now: Date.now(),
+        failing: opts.classroom.failing(cohort, members),
         students: members.map((m) => ({
           name: m.display,
           joined: m.joined,

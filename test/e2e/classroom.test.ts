@@ -176,7 +176,7 @@ describe('joining a class', () => {
       // Live: a second attempt shows up on the open page by itself.
       await req.post(`${srv.url}/api/labs/ns-uts-ipc/steps/look-first/check`, {
         headers: origin,
-        data: { answer: '2' },
+        data: { answer: '1' },
       });
       await until(
         async () => (await page.textContent(cellSel))?.trim() === '2',
@@ -184,6 +184,11 @@ describe('joining a class', () => {
       );
       await page.emulateMedia({ colorScheme: 'dark' });
       await page.screenshot({ path: path.join(ARTIFACTS, 'instructor-dark.png') });
+
+      // Where checks fail: look-first's message, twice, one student.
+      const failing = page.locator('[data-testid="failing"] li[data-step="ns-uts-ipc/look-first"]');
+      await failing.first().waitFor();
+      assert.match((await failing.first().textContent()) ?? '', /×2, 1 student/);
 
       // Stuck: with the threshold at 1 ms of a minute, Ann's step is marked.
       const strict = await inst.newPage();

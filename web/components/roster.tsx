@@ -176,6 +176,28 @@ export function Roster() {
           </tbody>
         </table>
       </div>
+      <h2 className={styles.h2}>Where checks fail most</h2>
+      {view.failing.length === 0 ? (
+        <p className={styles.meta}>No failed check yet.</p>
+      ) : (
+        <ul className={styles.failing} data-testid="failing">
+          {view.failing.map((f, i) => {
+            const lab = view.labs.find((l) => l.id === f.lab);
+            const step = lab?.steps.find((st) => st.id === f.step);
+            return (
+              <li key={i} data-step={`${f.lab}/${f.step}`}>
+                <span className={styles.where}>
+                  {lab?.title ?? f.lab} / {step?.title ?? f.step}
+                </span>{' '}
+                <span className={styles.count}>
+                  ×{f.count}, {f.students} student{f.students === 1 ? '' : 's'}
+                </span>
+                <pre className={styles.message}>{f.message || '(no message)'}</pre>
+              </li>
+            );
+          })}
+        </ul>
+      )}
     </>
   );
 }
