@@ -277,6 +277,44 @@ export class Classroom {
       });
   }
 
+  /**
+   * An opaque key for a member in the instructor's API: the student id is
+   * never shown (it is what the student's cookie signs), and a key from
+   * one cohort means nothing in another.
+   */
+  memberKey(c: CohortRow, m: MemberRow): string {
+    return crypto.createHash('sha256').update(`${c.name}\0${m.student}`).digest('hex').slice(0, 16);
+  }
+
+  member(c: CohortRow, members: MemberRow[], key: string): MemberRow {
+    const m = members.find((x) => this.memberKey(c, x) === key);
+    if (!m)
+      throw new RequestError('not-found', 'no such student in this class', {
+        hint: 'reload the page: the roster may have changed',
+      });
+    return m;
+  }
+
+  /** A student's recorded actions in the cohort's labs, newest first (at most `limit`). */
+  history(
+    c: CohortRow,
+    m: MemberRow,
+    limit = 50,
+  ): { at: number; lab: string; step: string; kind: string; message: string }[] {
+    return c.labs
+      .flatMap((lab) =>
+        this.store.events(m.student, lab).map((e) => ({
+          at: e.at,
+          lab,
+          step: e.step,
+          kind: e.kind,
+          message: String((e.detail as { message?: unknown } | null)?.message ?? ''),
+        })),
+      )
+      .sort((a, b) => b.at - a.at)
+      .slice(0, limit);
+  }
+
   /** First and last recorded action of a student in a lab (for time on step, last seen). */
   activity(student: string, lab: string): { first?: number; last?: number } {
     return this.store.labActivity(student, lab);

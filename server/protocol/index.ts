@@ -226,6 +226,8 @@ export interface InstructorView {
   seats?: number;
   labs: { id: string; title: string; steps: { id: string; title: string }[] }[];
   students: {
+    /** Opaque: addresses the student in the instructor routes below. */
+    key: string;
     name: string;
     joined: number;
     /** lab id -> step id -> summary */
@@ -245,6 +247,16 @@ export interface InstructorView {
    * show them as text.
    */
   failing: { lab: string; step: string; message: string; count: number; students: number }[];
+}
+
+/** GET /api/instructor/cohorts/<name>/students/<key> (Bearer): one student up close. */
+export interface InstructorStudent {
+  key: string;
+  name: string;
+  /** Labs of the class with a live sandbox (the instructor may end it). */
+  live: string[];
+  /** Checks, hints, skips and resets, newest first (at most 50); messages are check output. */
+  history: { at: number; lab: string; step: string; kind: string; message: string }[];
 }
 
 export interface ApiError {

@@ -8,6 +8,8 @@
  *   GET    /api/me              -> Me (the classes this student sits in)
  *   GET    /api/instructor/cohorts/:name (Bearer <instructor token>) -> InstructorView
  *   GET    /api/instructor/cohorts/:name/export?format=csv|json (Bearer) -> a gradebook file
+ *   GET    /api/instructor/cohorts/:name/students/:key (Bearer) -> InstructorStudent
+ *   POST   /api/instructor/cohorts/:name/students/:key/labs/:lab/end (Bearer) -> { ended }
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any. Students are
  * anonymous: an httpOnly cookie carries a server-signed id (identity.ts).
@@ -29,7 +31,14 @@ import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
-import { JoinRequest, parse, type InstructorView, type Joined, type Me } from '../protocol/index';
+import {
+  JoinRequest,
+  parse,
+  type InstructorStudent,
+  type InstructorView,
+  type Joined,
+  type Me,
+} from '../protocol/index';
 import { cohortState, formatCode } from '../classroom/cohorts';
 import { exportRows, toCsv } from '../classroom/export';
 import { labList, labRoute, readJsonBody } from './lab-api';
@@ -151,6 +160,36 @@ export function createApp(opts: AppOptions): App {
       log.info('joined a class', { cohort: r.cohort, again: r.again, client });
       return json(res, 200, r);
     }
+    const is =
+      /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end))?$/.exec(
+        url.pathname,
+      );
+    if (is && (req.method === 'GET' || req.method === 'POST')) {
+      if (!opts.classroom || !labs)
+        return json(res, 404, { error: 'classes are not enabled on this server' });
+      const classroom = opts.classroom;
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      const { cohort, members } = classroom.forInstructor(is[1] as string, token);
+      const m = classroom.member(cohort, members, is[2] as string);
+      if (req.method === 'POST' && is[4]) {
+        const lab = is[3] as string;
+        if (!cohort.labs.includes(lab))
+          return json(res, 404, { error: `the class has no lab ${JSON.stringify(lab)}` });
+        const ended = await labs.sessions.end(m.student, lab);
+        log.info('instructor ended a lab session', { cohort: cohort.name, lab, ended });
+        return json(res, 200, { ended });
+      }
+      if (req.method !== 'GET' || is[4])
+        return json(res, 405, { error: `${req.method} is not allowed here` });
+      const out: InstructorStudent = {
+        key: is[2] as string,
+        name: m.display,
+        live: cohort.labs.filter((lab) => labs.sessions.find(m.student, lab)),
+        history: classroom.history(cohort, m),
+      };
+      res.setHeader('cache-control', 'no-store');
+      return json(res, 200, out);
+    }
     const ic = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(\/export)?$/.exec(url.pathname);
     if (ic && req.method === 'GET') {
       if (!opts.classroom || !labs)
@@ -199,6 +238,7 @@ export function createApp(opts: AppOptions): App {
         now: Date.now(),
         failing: opts.classroom.failing(cohort, members),
         students: members.map((m) => ({
+          key: opts.classroom!.memberKey(cohort, m),
           name: m.display,
           joined: m.joined,
           at: Object.fromEntries(

@@ -190,6 +190,36 @@ describe('joining a class', () => {
       await failing.first().waitFor();
       assert.match((await failing.first().textContent()) ?? '', /×2, 1 student/);
 
+      // Ann up close: her two failed checks, her running lab; the instructor ends it.
+      await page.getByRole('button', { name: 'Ann <i>x</i>' }).click();
+      const panel = page.locator('[data-testid="student-panel"]');
+      await panel.locator('tr[data-kind="check-fail"]').nth(1).waitFor();
+      assert.match(
+        (await panel.textContent()) ?? '',
+        /1 is not the inode of your shell's UTS namespace/,
+      );
+      await page.screenshot({
+        path: path.join(ARTIFACTS, 'instructor-student.png'),
+        fullPage: true,
+      });
+      const keyed = (await (
+        await inst.request.get(`${srv.url}/api/instructor/cohorts/${name}`, {
+          headers: { authorization: `Bearer ${token}` },
+        })
+      ).json()) as { students: { key: string }[] };
+      const endUrl = `${srv.url}/api/instructor/cohorts/${name}/students/${keyed.students[0]?.key}/labs/ns-uts-ipc/end`;
+      assert.equal(
+        (await req.post(endUrl, { headers: origin })).status(),
+        403,
+        'a student cannot end sessions',
+      );
+      page.once('dialog', (d) => void d.accept());
+      await panel.getByRole('button', { name: 'End session' }).click();
+      await panel.getByText('No lab sandbox running.').waitFor();
+      const after = (await (await req.get(`${srv.url}/api/labs`)).json()) as unknown;
+      assert.ok(after, 'the student can still list labs');
+      await page.getByRole('button', { name: 'Ann <i>x</i>' }).click(); // closes the panel
+
       // Stuck: with the threshold at 1 ms of a minute, Ann's step is marked.
       const strict = await inst.newPage();
       await strict.goto(instructorLink.replace('?cohort=', '?stuck=0.00002&cohort='));

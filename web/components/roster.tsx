@@ -6,7 +6,7 @@
  */
 import { useSearchParams } from 'next/navigation';
 import { useEffect, useState } from 'react';
-import type { InstructorView, StepSummary } from '../../server/protocol/index';
+import type { InstructorStudent, InstructorView, StepSummary } from '../../server/protocol/index';
 import { api, describeError } from '../lib/api';
 import { ErrorBox, type ErrorInfo } from './error-box';
 import styles from './roster.module.css';
@@ -65,6 +65,7 @@ export function Roster() {
   const stuckMin = Number(params.get('stuck')) > 0 ? Number(params.get('stuck')) : STUCK_MINUTES;
   const [view, setView] = useState<InstructorView | undefined>();
   const [error, setError] = useState<ErrorInfo | undefined>();
+  const [selected, setSelected] = useState<string | undefined>();
 
   useEffect(() => {
     let stop = false;
@@ -142,7 +143,16 @@ export function Roster() {
           <tbody>
             {view.students.map((st, row) => (
               <tr key={row} data-student={st.name}>
-                <th scope="row">{st.name}</th>
+                <th scope="row">
+                  <button
+                    type="button"
+                    className="link"
+                    aria-expanded={selected === st.key}
+                    onClick={() => setSelected(selected === st.key ? undefined : st.key)}
+                  >
+                    {st.name}
+                  </button>
+                </th>
                 <td className={styles.seen}>{lastSeen(st.at, view.now)}</td>
                 {view.labs.flatMap((l) =>
                   l.steps.map((s) => {
@@ -176,6 +186,14 @@ export function Roster() {
           </tbody>
         </table>
       </div>
+      {selected && (
+        <StudentPanel
+          key={selected}
+          cohort={view.cohort}
+          studentKey={selected}
+          labTitle={(id) => view.labs.find((l) => l.id === id)?.title ?? id}
+        />
+      )}
       <h2 className={styles.h2}>Where checks fail most</h2>
       {view.failing.length === 0 ? (
         <p className={styles.meta}>No failed check yet.</p>
@@ -199,5 +217,107 @@ export function Roster() {
         </ul>
       )}
     </>
+  );
+}
+
+/** One student up close: their labs with a live sandbox (end one), their checks and hints. */
+function StudentPanel({
+  cohort,
+  studentKey,
+  labTitle,
+}: {
+  cohort: string;
+  studentKey: string;
+  labTitle: (id: string) => string;
+}) {
+  const [st, setSt] = useState<InstructorStudent | undefined>();
+  const [error, setError] = useState<ErrorInfo | undefined>();
+  const base = `/api/instructor/cohorts/${encodeURIComponent(cohort)}/students/${studentKey}`;
+  const auth = () => ({ authorization: `Bearer ${token()}` });
+
+  useEffect(() => {
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = async () => {
+      try {
+        const v = await api<InstructorStudent>('GET', base, undefined, auth());
+        if (!stop) {
+          setSt(v);
+          setError(undefined);
+        }
+      } catch (e) {
+        if (!stop) setError(describeError(e));
+      }
+      if (!stop) timer = setTimeout(() => void load(), REFRESH_MS);
+    };
+    void load();
+    return () => {
+      stop = true;
+      clearTimeout(timer);
+    };
+  }, [base]);
+
+  async function end(lab: string) {
+    if (
+      !window.confirm(
+        `End ${st?.name}'s sandbox of ${labTitle(lab)}? Their progress and files are kept.`,
+      )
+    )
+      return;
+    try {
+      await api('POST', `${base}/labs/${encodeURIComponent(lab)}/end`, {}, auth());
+    } catch (e) {
+      setError(describeError(e));
+    }
+  }
+
+  return (
+    <section className={styles.panel} data-testid="student-panel" aria-label="Student details">
+      {error && <ErrorBox title="Cannot show the student: " error={error} />}
+      {st && (
+        <>
+          <h2 className={styles.h2}>{st.name}</h2>
+          {st.live.length === 0 ? (
+            <p className={styles.meta}>No lab sandbox running.</p>
+          ) : (
+            <p>
+              Running:{' '}
+              {st.live.map((lab) => (
+                <span key={lab} className={styles.live}>
+                  {labTitle(lab)}{' '}
+                  <button type="button" className="small" onClick={() => void end(lab)}>
+                    End session
+                  </button>
+                </span>
+              ))}
+            </p>
+          )}
+          <table className={styles.history}>
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Lab / step</th>
+                <th scope="col">What</th>
+                <th scope="col">Message</th>
+              </tr>
+            </thead>
+            <tbody>
+              {st.history.map((h, i) => (
+                <tr key={i} data-kind={h.kind}>
+                  <td>{new Date(h.at).toLocaleTimeString()}</td>
+                  <td>
+                    {h.lab} / {h.step}
+                  </td>
+                  <td>{h.kind}</td>
+                  <td>
+                    <pre className={styles.message}>{h.message}</pre>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
   );
 }
