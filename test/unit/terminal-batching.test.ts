@@ -7,23 +7,8 @@
  */
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { IPty } from 'node-pty';
 import { Terminal } from '../../server/terminals/terminal';
-
-function fakePty() {
-  let onData: (d: Buffer) => void = () => {};
-  const pty = {
-    pid: 1,
-    onData: (f: (d: Buffer) => void) => (onData = f),
-    onExit: () => {},
-    write: () => {},
-    resize: () => {},
-    kill: () => {},
-    pause: () => {},
-    resume: () => {},
-  } as unknown as IPty;
-  return { pty, data: (s: string) => onData(Buffer.from(s)) };
-}
+import { fakePty } from '../helpers/fake-pty';
 
 test('inside a batching window, output waits for the tick, but the echo of a typed key does not', async () => {
   const p = fakePty();

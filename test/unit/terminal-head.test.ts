@@ -6,28 +6,8 @@
  */
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { IPty } from 'node-pty';
 import { Terminal } from '../../server/terminals/terminal';
-
-function fakePty() {
-  let onData: (d: Buffer) => void = () => {};
-  let onExit: (e: { exitCode: number; signal?: number }) => void = () => {};
-  const pty = {
-    pid: 1,
-    onData: (f: (d: Buffer) => void) => (onData = f),
-    onExit: (f: (e: { exitCode: number; signal?: number }) => void) => (onExit = f),
-    write: () => {},
-    resize: () => {},
-    kill: () => {},
-    pause: () => {},
-    resume: () => {},
-  } as unknown as IPty;
-  return {
-    pty,
-    data: (s: string) => onData(Buffer.from(s)),
-    exit: () => onExit({ exitCode: 125 }),
-  };
-}
+import { fakePty } from '../helpers/fake-pty';
 
 const rewrite = (b: Buffer) =>
   b.subarray(0, 4).toString() === 'ERR\t'

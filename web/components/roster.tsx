@@ -35,12 +35,14 @@ function token(): string {
   return new URLSearchParams(window.location.hash.slice(1)).get('token') ?? '';
 }
 
+const auth = () => ({ authorization: `Bearer ${token()}` });
+
 /** The gradebook file, fetched with the token (a plain link could not send it) and saved. */
 async function download(cohort: string, format: 'csv' | 'json'): Promise<void> {
   const r = await fetch(
     `/api/instructor/cohorts/${encodeURIComponent(cohort)}/export?format=${format}`,
     {
-      headers: { authorization: `Bearer ${token()}` },
+      headers: auth(),
     },
   );
   if (!r.ok) return;
@@ -59,27 +61,18 @@ function lastSeen(at: InstructorView['students'][number]['at'], now: number): st
   return m === 0 ? 'just now' : `${m} min ago`;
 }
 
-export function Roster() {
-  const params = useSearchParams();
-  const cohort = params.get('cohort') ?? '';
-  const stuckMin = Number(params.get('stuck')) > 0 ? Number(params.get('stuck')) : STUCK_MINUTES;
-  const [view, setView] = useState<InstructorView | undefined>();
+/** GET `url` with the instructor token now and every REFRESH_MS while mounted; the last error, if the last try failed. */
+function usePolled<T>(url: string): { data: T | undefined; error: ErrorInfo | undefined } {
+  const [data, setData] = useState<T | undefined>();
   const [error, setError] = useState<ErrorInfo | undefined>();
-  const [selected, setSelected] = useState<string | undefined>();
-
   useEffect(() => {
     let stop = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const load = async () => {
       try {
-        const v = await api<InstructorView>(
-          'GET',
-          `/api/instructor/cohorts/${encodeURIComponent(cohort)}`,
-          undefined,
-          { authorization: `Bearer ${token()}` },
-        );
+        const v = await api<T>('GET', url, undefined, auth());
         if (stop) return;
-        setView(v);
+        setData(v);
         setError(undefined);
       } catch (e) {
         if (!stop) setError(describeError(e));
@@ -91,7 +84,18 @@ export function Roster() {
       stop = true;
       clearTimeout(timer);
     };
-  }, [cohort]);
+  }, [url]);
+  return { data, error };
+}
+
+export function Roster() {
+  const params = useSearchParams();
+  const cohort = params.get('cohort') ?? '';
+  const stuckMin = Number(params.get('stuck')) > 0 ? Number(params.get('stuck')) : STUCK_MINUTES;
+  const [selected, setSelected] = useState<string | undefined>();
+  const { data: view, error } = usePolled<InstructorView>(
+    `/api/instructor/cohorts/${encodeURIComponent(cohort)}`,
+  );
 
   if (!view)
     return error ? <ErrorBox title="Cannot show the class: " error={error} /> : <p>Loading…</p>;
@@ -230,32 +234,10 @@ function StudentPanel({
   studentKey: string;
   labTitle: (id: string) => string;
 }) {
-  const [st, setSt] = useState<InstructorStudent | undefined>();
-  const [error, setError] = useState<ErrorInfo | undefined>();
   const base = `/api/instructor/cohorts/${encodeURIComponent(cohort)}/students/${studentKey}`;
-  const auth = () => ({ authorization: `Bearer ${token()}` });
-
-  useEffect(() => {
-    let stop = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const load = async () => {
-      try {
-        const v = await api<InstructorStudent>('GET', base, undefined, auth());
-        if (!stop) {
-          setSt(v);
-          setError(undefined);
-        }
-      } catch (e) {
-        if (!stop) setError(describeError(e));
-      }
-      if (!stop) timer = setTimeout(() => void load(), REFRESH_MS);
-    };
-    void load();
-    return () => {
-      stop = true;
-      clearTimeout(timer);
-    };
-  }, [base]);
+  const { data: st, error: loadError } = usePolled<InstructorStudent>(base);
+  const [endError, setEndError] = useState<ErrorInfo | undefined>();
+  const error = endError ?? loadError;
 
   async function end(lab: string) {
     if (
@@ -266,8 +248,9 @@ function StudentPanel({
       return;
     try {
       await api('POST', `${base}/labs/${encodeURIComponent(lab)}/end`, {}, auth());
+      setEndError(undefined);
     } catch (e) {
-      setError(describeError(e));
+      setEndError(describeError(e));
     }
   }
 
