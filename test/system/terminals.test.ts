@@ -118,13 +118,20 @@ describe('terminals over socket.io', () => {
       assert.match(out, /^\/dev\/pts\/\d+\r?$/m, `tty says: ${out}`);
       assert.match(out, /^stdin-is-a-tty\r?$/m);
       assert.match(out, /^pts\/\d+\r?$/m, 'ps sees the shell on a sandbox pty');
-      // cat in the foreground: a typed line comes back twice (the echo, then cat).
-      await c.input(term, 'cat\r');
+      // cat in the foreground, typed to only once it runs: keys typed ahead
+      // while bash still has the terminal in readline's raw mode keep their
+      // bare \r (no ICRNL then), and cat would never see a line end.
+      await c.input(term, "sh -c 'echo cat-ready; exec cat'\r");
+      await c.waitFor(term, /^cat-ready\r?$/m);
+      // A typed line comes back twice: the echo, then cat.
       await c.input(term, 'first-line\r');
       await c.waitFor(term, /first-line\r\n[^\n]*first-line/);
       await c.input(term, '\x1a'); // ^Z
-      await c.waitFor(term, /Stopped\s+cat[^\n]*\n[\s\S]*# $/);
+      await c.waitFor(term, /Stopped\s+sh -c[^\n]*\n[\s\S]*# $/);
+      // fg prints the command (readline has left raw mode by then) and
+      // hands the terminal back to cat: wait for that before typing.
       await c.input(term, 'fg\r');
+      await c.waitFor(term, /fg\r\n[^\n]*sh -c 'echo cat-ready; exec cat'\r\n$/);
       await c.input(term, 'second-line\r');
       await c.waitFor(term, /second-line\r\n[^\n]*second-line/);
       await c.input(term, '\x04'); // EOF ends cat; the prompt returns
