@@ -12,13 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { io } from 'socket.io-client';
-import {
-  ARTIFACTS,
-  browserSuite,
-  startServer,
-  screenText,
-  waitForScreen,
-} from '../helpers/browser';
+import { ARTIFACTS, browserSuite, startServer, waitForScreen } from '../helpers/browser';
 import { sleep } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
@@ -124,7 +118,8 @@ describe('the student web app', () => {
       await waitForScreen(page, /^lab-box\s*$/m, 15_000, T('T2'));
       assert.equal((await stepsDone(page)).length, 2);
       await page.getByRole('tab', { name: 'T1' }).click();
-      assert.match(await screenText(page, T('T1')), new RegExp(`uts:\\[${inode}\\]`));
+      // Waited for: T1 renders its replay once it is shown (and fitted) again.
+      await waitForScreen(page, new RegExp(`uts:\\[${inode}\\]`), 15_000, T('T1'));
 
       // The server goes away: a clear reconnecting state, not a blank page.
       await srv.stop();
