@@ -18,8 +18,14 @@ import { loadLabs } from '../labs/loader';
 import { Store, type CohortRow } from '../store/store';
 import { RequestError } from '../util/errors';
 
-function store(): Store {
-  return new Store(loadConfig().stateDir);
+/** Runs `fn` with the server's store open, and closes it whatever happens. */
+function withStore<T>(fn: (s: Store) => T): T {
+  const s = new Store(loadConfig().stateDir);
+  try {
+    return fn(s);
+  } finally {
+    s.close();
+  }
 }
 
 function knownLabs(): string[] {
@@ -49,8 +55,7 @@ function describe(c: CohortRow): string {
 }
 
 export function create(spec: CohortSpec, url: string): void {
-  const s = store();
-  try {
+  withStore((s) => {
     const { cohort, token } = createCohort(s, spec, knownLabs());
     const base = url.replace(/\/+$/, '');
     const code = formatCode(cohort.code);
@@ -60,14 +65,11 @@ export function create(spec: CohortSpec, url: string): void {
         `  instructor        ${base}/instructor?cohort=${cohort.name}#token=${token}\n` +
         `The instructor link is shown only now (the server keeps a hash of it): keep it private.\n`,
     );
-  } finally {
-    s.close();
-  }
+  });
 }
 
 export function list(): void {
-  const s = store();
-  try {
+  withStore((s) => {
     const rows = s.listCohorts();
     if (rows.length === 0) {
       process.stdout.write(
@@ -88,14 +90,11 @@ export function list(): void {
       process.stdout.write(
         l.map((x, i) => (i < l.length - 1 ? x.padEnd(w[i] as number) : x)).join('  ') + '\n',
       );
-  } finally {
-    s.close();
-  }
+  });
 }
 
 export function show(name: string): void {
-  const s = store();
-  try {
+  withStore((s) => {
     const c = getCohort(s, name);
     const members = s.members(c.name);
     process.stdout.write(
@@ -106,28 +105,22 @@ export function show(name: string): void {
         `  students  ${members.length}${members.length ? ':' : ''}\n` +
         members.map((m) => `    ${JSON.stringify(m.display)}  joined ${iso(m.joined)}\n`).join(''),
     );
-  } finally {
-    s.close();
-  }
+  });
 }
 
 export function close(name: string): void {
-  const s = store();
-  try {
+  withStore((s) => {
     const c = closeCohort(s, name);
     process.stdout.write(
       `cohort ${c.name} closed: new joins are refused; its ${s.members(c.name).length} students keep their progress\n`,
     );
-  } finally {
-    s.close();
-  }
+  });
 }
 
 export function exportCohort(name: string, format: string, output: string | undefined): void {
   if (format !== 'csv' && format !== 'json')
     throw new RequestError('invalid', `--format must be csv or json, got '${format}'`);
-  const s = store();
-  try {
+  withStore((s) => {
     const c = getCohort(s, name);
     const labs = new Map(
       loadLabs([loadConfig().labsDir]).labs.map((l) => [
@@ -149,7 +142,5 @@ export function exportCohort(name: string, format: string, output: string | unde
         `${rows.length} rows (${s.members(c.name).length} students) written to ${output}\n`,
       );
     } else process.stdout.write(text);
-  } finally {
-    s.close();
-  }
+  });
 }
