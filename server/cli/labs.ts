@@ -109,7 +109,8 @@ export async function test(
         ...(onlyStep ? { onlyStep } : {}),
         onPhase: (_lab, step, p) =>
           process.stderr.write(
-            `    ${p.ok ? '✔' : '✖'} ${step}: ${p.phase} (${p.ms} ms)${p.ok ? '' : ` - ${p.detail.split('\n')[0]}`}\n`,
+            // A near miss shows what the check told the student (what its `says` can match).
+            `    ${p.ok ? '✔' : '✖'} ${step}: ${p.phase} (${p.ms} ms)${p.ok ? (p.phase.startsWith('near miss') && p.detail ? ` - says: ${p.detail.split('\n')[0]}` : '') : ` - ${p.detail.split('\n')[0]}`}\n`,
           ),
       });
       results.push(variant ? { ...r, id: `${r.id} [cgroup ${mode}]` } : r);

@@ -3,7 +3,7 @@
  * never takes the server down: its problems are kept and served instead.
  */
 import * as fs from 'node:fs';
-import { formatProblem, loadLabs, type LoadedLab } from './loader';
+import { effectiveStep, formatProblem, loadLabs, type LoadedLab } from './loader';
 import type { CgroupMode } from '../sandbox/index';
 import type { Logger } from '../util/logger';
 
@@ -28,6 +28,19 @@ export class LabCatalog {
     this.problems = problems.map(formatProblem);
     for (const p of this.problems) this.log.warn('lab problem', { problem: p });
     this.log.info('labs loaded', { labs: [...this.labs.keys()], problems: this.problems.length });
+  }
+
+  /**
+   * The near miss of a step whose `says` a check's failure message contains
+   * (case-insensitive), as it applies on this host's cgroup version.
+   */
+  nearMissOf(lab: string, step: string, message: string): string | undefined {
+    const st = this.labs.get(lab)?.lab.steps.find((s) => s.id === step);
+    if (!st) return undefined;
+    const m = message.toLowerCase();
+    return effectiveStep(st, this.mode).nearMisses.find(
+      (nm) => nm.says && m.includes(nm.says.toLowerCase()),
+    )?.name;
   }
 
   /** Dev mode: reload (debounced) whenever a file under the labs dir changes. */

@@ -136,7 +136,13 @@ export async function testLab(
                 ok: false,
                 detail: `applying the near miss failed (exit ${a.code}): ${a.output}`,
               };
-            return mustFail(`after the near miss "${nm.name}"`, a.message)();
+            const r = await mustFail(`after the near miss "${nm.name}"`, a.message)();
+            if (r.ok && nm.says && !r.detail.toLowerCase().includes(nm.says.toLowerCase()))
+              return {
+                ok: false,
+                detail: `the check failed, but its message does not say ${JSON.stringify(nm.says)} (the near miss's \`says\`): ${JSON.stringify(r.detail)}`,
+              };
+            return r;
           });
         }
       }

@@ -43,6 +43,14 @@ export const NearMiss = z
     script: script.describe(
       'Applies the mistake. The check must still FAIL afterwards (underlay test proves it).',
     ),
+    says: z
+      .string()
+      .min(3)
+      .max(200)
+      .optional()
+      .describe(
+        "A fragment of the check's failure message in this state (case-insensitive). underlay test fails if the check says something else; the instructor dashboard names this near miss next to failures that say it.",
+      ),
   })
   .strict();
 

@@ -89,11 +89,15 @@ describe('labs', () => {
       );
       assert.match(failure('bad-solution')?.[2] ?? '', /the solution exited 1: trying/);
       assert.match(
+        failure('wrong-says')?.[2] ?? '',
+        /the check failed, but its message does not say &quot;\/tmp\/done has the wrong mode&quot; \(the near miss's `says`\): &quot;There is no \/tmp\/done yet\.&quot;/,
+      );
+      assert.match(
         xml,
         /<testsuite name="good" tests="1" failures="0"/,
         'the run must continue to the other labs',
       );
-      assert.match(r.stderr, /labs: 1 passed, 4 failed/);
+      assert.match(r.stderr, /labs: 1 passed, 5 failed/);
       // Nothing left: no sandbox recorded, no process in the test uid ranges.
       assert.equal(testManager().store.list().length, 0);
       testManager().reaper.collectZombies();
