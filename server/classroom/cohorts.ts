@@ -11,6 +11,10 @@
 import * as crypto from 'node:crypto';
 import type { CohortRow, MemberRow, Store } from '../store/store';
 import { RequestError } from '../util/errors';
+import { stepAnalytics, type StepFigures } from './analytics';
+
+/** How long a notice stays on students' pages after it was sent. */
+export const NOTICE_SHOWN_MS = 60 * 60 * 1000;
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
 /** No 0/O, 1/I/L, 5/S, 8/B: a code read aloud or off a projector survives. */
@@ -261,8 +265,18 @@ export class Classroom {
   failing(
     c: CohortRow,
     members: MemberRow[],
+    /** The lab's near miss whose expected message this is (labs declare `nearMisses[].says`). */
+    nearMissOf: (lab: string, step: string, message: string) => string | undefined = () =>
+      undefined,
     perStep = 3,
-  ): { lab: string; step: string; message: string; count: number; students: number }[] {
+  ): {
+    lab: string;
+    step: string;
+    message: string;
+    count: number;
+    students: number;
+    nearMiss?: string;
+  }[] {
     const seen = new Map<string, number>();
     return this.store
       .failingMessages(
@@ -274,7 +288,43 @@ export class Classroom {
         const n = (seen.get(k) ?? 0) + 1;
         seen.set(k, n);
         return n <= perStep;
+      })
+      .map((r) => {
+        const nearMiss = nearMissOf(r.lab, r.step, r.message);
+        return nearMiss ? { ...r, nearMiss } : r;
       });
+  }
+
+  /** Per lab and step of the cohort: completion, median time, checks per pass, hint use. */
+  analytics(
+    c: CohortRow,
+    members: MemberRow[],
+    labs: readonly { id: string; steps: readonly string[] }[],
+  ): StepFigures[] {
+    return labs
+      .filter((l) => c.labs.includes(l.id))
+      .flatMap((l) =>
+        stepAnalytics(
+          l.id,
+          l.steps,
+          members.map((m) => this.store.events(m.student, l.id)),
+        ),
+      );
+  }
+
+  /** Records an instructor's notice to the class; the caller pushes it to live pages. */
+  notice(
+    c: CohortRow,
+    text: string,
+    now = Date.now(),
+  ): { cohort: string; text: string; at: number } {
+    const clean = text.replace(/\p{Cc}+/gu, ' ').trim();
+    if (!clean)
+      throw new RequestError('invalid', 'an empty notice', {
+        hint: 'write what the class should read',
+      });
+    this.store.addNotice(c.name, clean, now);
+    return { cohort: c.name, text: clean, at: now };
   }
 
   /**
@@ -320,10 +370,28 @@ export class Classroom {
     return this.store.labActivity(student, lab);
   }
 
-  memberships(student: string): { cohort: string; name: string; labs: string[] }[] {
+  memberships(
+    student: string,
+    now = Date.now(),
+  ): {
+    cohort: string;
+    name: string;
+    labs: string[];
+    notice?: { cohort: string; text: string; at: number };
+  }[] {
     return this.store.memberOf(student).flatMap((m) => {
       const c = this.store.getCohort(m.cohort);
-      return c ? [{ cohort: c.name, name: m.display, labs: c.labs }] : [];
+      if (!c) return [];
+      const n = this.store.lastNotice(c.name);
+      const fresh = n && now - n.at < NOTICE_SHOWN_MS ? { cohort: c.name, ...n } : undefined;
+      return [
+        { cohort: c.name, name: m.display, labs: c.labs, ...(fresh ? { notice: fresh } : {}) },
+      ];
     });
+  }
+
+  /** The students of a cohort (student ids: for the server's own use, never sent). */
+  students(c: CohortRow): string[] {
+    return this.store.members(c.name).map((m) => m.student);
   }
 }

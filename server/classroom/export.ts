@@ -76,16 +76,29 @@ export function exportRows(
  * starting with =, +, - or @) gets a leading apostrophe: names are typed by
  * students, and the file is opened by instructors (OWASP "CSV injection").
  */
-export function toCsv(rows: ExportRow[]): string {
+export function toCsv<T extends object = ExportRow>(
+  rows: T[],
+  columns: readonly (keyof T & string)[] = EXPORT_COLUMNS as unknown as (keyof T & string)[],
+): string {
   const cell = (v: unknown) => {
     let t = String(v);
     if (/^[=+\-@\t\r]/.test(t)) t = `'${t}`;
     return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
   };
-  return [
-    EXPORT_COLUMNS.join(','),
-    ...rows.map((r) => EXPORT_COLUMNS.map((c) => cell(r[c])).join(',')),
-  ]
+  return [columns.join(','), ...rows.map((r) => columns.map((c) => cell(r[c] ?? '')).join(','))]
     .map((l) => `${l}\r\n`)
     .join('');
 }
+
+/** The columns of the analytics export, in order (one row per lab and step). */
+export const ANALYTICS_COLUMNS = [
+  'lab',
+  'step',
+  'started',
+  'passed',
+  'skipped',
+  'completion',
+  'medianMs',
+  'checksPerPass',
+  'hinted',
+] as const;

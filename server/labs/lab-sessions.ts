@@ -248,10 +248,10 @@ export class LabSessions {
     };
   }
 
-  async end(owner: string, labId: string): Promise<boolean> {
+  async end(owner: string, labId: string, reason?: string): Promise<boolean> {
     const s = this.find(owner, labId);
     if (!s) return false;
-    await this.sessions.end(s.id);
+    await this.sessions.end(s.id, reason);
     return true;
   }
 

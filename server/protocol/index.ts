@@ -29,20 +29,46 @@ export const LIMITS = {
   lowWaterBytes: 64 * 1024,
   /** Terminals per session. */
   terminalsPerSession: 8,
-  /** Sockets connected to one session at once (tabs, instructor views). */
+  /** Sockets connected to one session at once (tabs). */
   socketsPerSession: 16,
+  /** Read-only instructor views of one session at once (not counted above). */
+  watchersPerSession: 4,
+  /** Characters in an instructor's notice to a class. */
+  noticeChars: 280,
 } as const;
 
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'an id of 1-64 letters, digits, _ or -');
 const dim = z.number().int().min(LIMITS.minDim).max(LIMITS.maxDim);
 
-/** socket.io `auth` payload of the handshake. */
-export const HandshakeAuth = z.object({
-  v: z.literal(PROTOCOL_VERSION),
-  session: id,
-  token: z.string().min(16).max(256),
-});
+/**
+ * socket.io `auth` payload of the handshake: a session's own client (its
+ * id and token), or an instructor watching a student's lab session
+ * read-only (docs/classroom.md#watching): the cohort, the instructor
+ * token, the student's key from the instructor API, and the lab.
+ */
+export const HandshakeAuth = z.union([
+  z.object({
+    v: z.literal(PROTOCOL_VERSION),
+    session: id,
+    token: z.string().min(16).max(256),
+  }),
+  z
+    .object({
+      v: z.literal(PROTOCOL_VERSION),
+      watch: z
+        .object({
+          cohort: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/),
+          token: z.string().min(16).max(256),
+          student: z.string().regex(/^[0-9a-f]{16}$/),
+          lab: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
+        })
+        .strict(),
+    })
+    // Strict: a watch carrying a session id too is a confused client, not a watch.
+    .strict(),
+]);
 export type HandshakeAuth = z.infer<typeof HandshakeAuth>;
+export type WatchAuth = Extract<HandshakeAuth, { watch: unknown }>['watch'];
 
 // ---- client -> server --------------------------------------------------------
 
@@ -52,12 +78,25 @@ export const TermOpen = z
     term: id.optional(),
     /** Label for a new terminal, e.g. "T2". */
     name: z.string().max(32).optional(),
-    cols: dim,
-    rows: dim,
+    /**
+     * The client's size. Required for a new terminal; when attaching, the pty
+     * is resized to it, and without it keeps its size (a hidden tab that
+     * cannot measure itself yet, a read-only view).
+     */
+    cols: dim.optional(),
+    rows: dim.optional(),
     /** Resume: the offset of the first byte not yet received. */
     offset: z.number().int().min(0).optional(),
   })
-  .strict();
+  .strict()
+  .refine((o) => (o.cols === undefined) === (o.rows === undefined), {
+    message: 'give cols and rows together',
+    path: ['cols'],
+  })
+  .refine((o) => o.term !== undefined || o.cols !== undefined, {
+    message: 'a new terminal needs cols and rows',
+    path: ['cols'],
+  });
 export type TermOpen = z.infer<typeof TermOpen>;
 
 export const TermInput = z
@@ -96,6 +135,9 @@ export type TermOpenResult =
       reset: boolean;
       /** Set when the terminal has already ended. */
       exited?: { code: number };
+      /** The pty's size now (a read-only view sizes itself to it). */
+      cols: number;
+      rows: number;
     }
   | { ok: false; error: ProtocolError };
 
@@ -118,6 +160,7 @@ export type ErrorCode =
   | 'too-many-terminals'
   | 'terminal-ended'
   | 'input-overflow'
+  | 'read-only'
   | 'sandbox-error';
 
 export interface ProtocolError {
@@ -143,6 +186,15 @@ export interface ServerToClientEvents {
   'term:exit': (msg: TermExit) => void;
   /** The session ended (its sandbox is gone); the server disconnects right after. */
   'session:ended': (msg: { reason: string }) => void;
+  /** A terminal's pty was resized (sent to read-only views, which cannot fit themselves). */
+  'term:size': (msg: { term: string; cols: number; rows: number }) => void;
+  /**
+   * How many instructor views watch this session now; sent to the session's
+   * own sockets on connect and on every change (a student is told).
+   */
+  'session:watchers': (msg: { count: number }) => void;
+  /** An instructor's notice to the class (text; show it as text). */
+  'class:notice': (msg: ClassNotice) => void;
   'proto:error': (err: ProtocolError) => void;
 }
 
@@ -193,7 +245,22 @@ export interface Membership {
   /** The display name the student gave. */
   name: string;
   labs: string[];
+  /** The instructor's latest notice to the class, if it is less than an hour old. */
+  notice?: ClassNotice;
 }
+
+/** An instructor's short notice to everyone in a class (docs/classroom.md#notices). */
+export interface ClassNotice {
+  cohort: string;
+  text: string;
+  at: number;
+}
+
+/** POST /api/instructor/cohorts/<name>/notice (Bearer). */
+export const NoticeRequest = z
+  .object({ text: z.string().trim().min(1).max(LIMITS.noticeChars) })
+  .strict();
+export type NoticeRequest = z.infer<typeof NoticeRequest>;
 
 /** POST /api/cohorts/join: 200 with the membership; `again` when the student had joined before. */
 export interface Joined extends Membership {
@@ -246,15 +313,47 @@ export interface InstructorView {
    * messages (at most 3), most frequent first. Messages are check output:
    * show them as text.
    */
-  failing: { lab: string; step: string; message: string; count: number; students: number }[];
+  failing: {
+    lab: string;
+    step: string;
+    message: string;
+    count: number;
+    students: number;
+    /** The lab's near miss whose expected message this is (`nearMisses[].says`). */
+    nearMiss?: string;
+  }[];
+  /** Per lab and step, from the recorded events: which step to explain again, or rewrite. */
+  analytics: StepAnalytics[];
+}
+
+/** How a class did on one step (docs/classroom.md#analytics). */
+export interface StepAnalytics {
+  lab: string;
+  step: string;
+  /** Students who acted in the lab at all. */
+  started: number;
+  /** ...of whom passed this step's check (a skip is not a pass). */
+  passed: number;
+  skipped: number;
+  /** passed / started, 0..1 (0 when nobody started). */
+  completion: number;
+  /** Median ms from reaching the step (the previous pass, else the first action) to its pass. */
+  medianMs?: number;
+  /** Checks run by those who passed, per pass (1 = right the first time). */
+  checksPerPass?: number;
+  /** Students who were shown at least one hint here. */
+  hinted: number;
 }
 
 /** GET /api/instructor/cohorts/<name>/students/<key> (Bearer): one student up close. */
 export interface InstructorStudent {
   key: string;
   name: string;
-  /** Labs of the class with a live sandbox (the instructor may end it). */
-  live: string[];
+  /**
+   * Labs of the class with a live sandbox (the instructor may end or reset
+   * it, and watch its terminals read-only: HandshakeAuth's `watch`).
+   */
+  live: { lab: string; terminals: { term: string; name: string; exited?: number }[] }[];
   /** Checks, hints, skips and resets, newest first (at most 50); messages are check output. */
   history: { at: number; lab: string; step: string; kind: string; message: string }[];
 }

@@ -184,6 +184,11 @@ export class Store {
         joined  INTEGER NOT NULL,
         PRIMARY KEY (cohort, student)
       );
+      CREATE TABLE IF NOT EXISTS cohort_notices (
+        cohort TEXT NOT NULL,
+        text   TEXT NOT NULL,
+        at     INTEGER NOT NULL
+      );
       CREATE TABLE IF NOT EXISTS events (
         id    INTEGER PRIMARY KEY AUTOINCREMENT,
         owner TEXT NOT NULL,
@@ -480,6 +485,21 @@ export class Store {
       return 'joined' as const;
     });
     return tx.immediate();
+  }
+
+  addNotice(cohort: string, text: string, at: number): void {
+    this.db
+      .prepare('INSERT INTO cohort_notices (cohort, text, at) VALUES (?, ?, ?)')
+      .run(cohort, text, at);
+  }
+
+  /** The newest notice to a cohort, if any. */
+  lastNotice(cohort: string): { text: string; at: number } | undefined {
+    return this.db
+      .prepare(
+        'SELECT text, at FROM cohort_notices WHERE cohort = ? ORDER BY at DESC, rowid DESC LIMIT 1',
+      )
+      .get(cohort) as { text: string; at: number } | undefined;
   }
 
   members(cohort: string): MemberRow[] {

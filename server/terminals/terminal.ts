@@ -80,6 +80,7 @@ export class Terminal {
   private startWaiters: (() => void)[] = [];
   private cols: number;
   private rows: number;
+  private resizeListeners = new Set<(cols: number, rows: number) => void>();
 
   constructor(
     readonly id: string,
@@ -182,6 +183,18 @@ export class Terminal {
     this.cols = cols;
     this.rows = rows;
     this.pty.resize(cols, rows);
+    for (const l of this.resizeListeners) l(cols, rows);
+  }
+
+  /** The pty's size now. */
+  get size(): { cols: number; rows: number } {
+    return { cols: this.cols, rows: this.rows };
+  }
+
+  /** Calls `listener` after every resize (read-only views follow the size); returns the unsubscribe. */
+  onResize(listener: (cols: number, rows: number) => void): () => void {
+    this.resizeListeners.add(listener);
+    return () => this.resizeListeners.delete(listener);
   }
 
   /** Stops the helper; the caller kills the terminal's processes through its cgroup. */

@@ -6,10 +6,7 @@
  *   /api/labs/:lab...           -> the lab API, see labRoutes (lab-api.ts)
  *   POST   /api/cohorts/join    -> Joined (a class, with its code; docs/classroom.md)
  *   GET    /api/me              -> Me (the classes this student sits in)
- *   GET    /api/instructor/cohorts/:name (Bearer <instructor token>) -> InstructorView
- *   GET    /api/instructor/cohorts/:name/export?format=csv|json (Bearer) -> a gradebook file
- *   GET    /api/instructor/cohorts/:name/students/:key (Bearer) -> InstructorStudent
- *   POST   /api/instructor/cohorts/:name/students/:key/labs/:lab/end (Bearer) -> { ended }
+ *   /api/instructor/...         -> the instructor API (Bearer <instructor token>), instructor-api.ts
  *   GET    /healthz
  * Everything else goes to the web handler (Next.js), if any. Students are
  * anonymous: an httpOnly cookie carries a server-signed id (identity.ts).
@@ -31,16 +28,8 @@ import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
-import {
-  JoinRequest,
-  parse,
-  type InstructorStudent,
-  type InstructorView,
-  type Joined,
-  type Me,
-} from '../protocol/index';
-import { cohortState, formatCode } from '../classroom/cohorts';
-import { exportRows, toCsv } from '../classroom/export';
+import { JoinRequest, parse, type Joined, type Me } from '../protocol/index';
+import { instructorRoute, watchResolver } from './instructor-api';
 import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
 import { attachGateway, type GatewayOptions } from './socket';
@@ -160,125 +149,20 @@ export function createApp(opts: AppOptions): App {
       log.info('joined a class', { cohort: r.cohort, again: r.again, client });
       return json(res, 200, r);
     }
-    const is =
-      /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end))?$/.exec(
-        url.pathname,
-      );
-    if (is && (req.method === 'GET' || req.method === 'POST')) {
+    if (url.pathname.startsWith('/api/instructor/')) {
       if (!opts.classroom || !labs)
         return json(res, 404, { error: 'classes are not enabled on this server' });
-      const classroom = opts.classroom;
-      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-      const { cohort, members } = classroom.forInstructor(is[1] as string, token);
-      const m = classroom.member(cohort, members, is[2] as string);
-      if (req.method === 'POST' && is[4]) {
-        const lab = is[3] as string;
-        if (!cohort.labs.includes(lab))
-          return json(res, 404, { error: `the class has no lab ${JSON.stringify(lab)}` });
-        const ended = await labs.sessions.end(m.student, lab);
-        log.info('instructor ended a lab session', { cohort: cohort.name, lab, ended });
-        return json(res, 200, { ended });
-      }
-      if (req.method !== 'GET' || is[4])
-        return json(res, 405, { error: `${req.method} is not allowed here` });
-      const out: InstructorStudent = {
-        key: is[2] as string,
-        name: m.display,
-        live: cohort.labs.filter((lab) => labs.sessions.find(m.student, lab)),
-        history: classroom.history(cohort, m),
-      };
-      res.setHeader('cache-control', 'no-store');
-      return json(res, 200, out);
-    }
-    const ic = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(\/export)?$/.exec(url.pathname);
-    if (ic && req.method === 'GET') {
-      if (!opts.classroom || !labs)
-        return json(res, 404, { error: 'classes are not enabled on this server' });
-      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-      const { cohort, members } = opts.classroom.forInstructor(ic[1] as string, token);
-      if (ic[2]) {
-        const format = url.searchParams.get('format') ?? 'csv';
-        if (format !== 'csv' && format !== 'json')
-          return json(res, 400, {
-            error: `format must be csv or json, got ${JSON.stringify(format)}`,
-          });
-        const rows = exportRows(
-          cohort.name,
-          members,
-          cohort.labs.flatMap((id) => {
-            const l = labs.catalog.labs.get(id);
-            return l ? [{ id, steps: l.lab.steps.map((st) => st.id) }] : [];
-          }),
-          (student, lab) => labs.engine.state(student, lab).steps,
-        );
-        res.writeHead(200, {
-          'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json',
-          'content-disposition': `attachment; filename="${cohort.name}-progress.${format}"`,
-          'cache-control': 'no-store',
-        });
-        return void res.end(format === 'csv' ? toCsv(rows) : JSON.stringify(rows, null, 2));
-      }
-      const view: InstructorView = {
-        cohort: cohort.name,
-        code: formatCode(cohort.code),
-        state: cohortState(cohort),
-        ...(cohort.seats !== undefined ? { seats: cohort.seats } : {}),
-        labs: cohort.labs.flatMap((id) => {
-          const l = labs.catalog.labs.get(id);
-          return l
-            ? [
-                {
-                  id,
-                  title: l.lab.metadata.title,
-                  steps: l.lab.steps.map((st) => ({ id: st.id, title: st.title })),
-                },
-              ]
-            : [];
-        }),
-        now: Date.now(),
-        failing: opts.classroom.failing(cohort, members),
-        students: members.map((m) => ({
-          key: opts.classroom!.memberKey(cohort, m),
-          name: m.display,
-          joined: m.joined,
-          at: Object.fromEntries(
-            cohort.labs
-              .filter((id) => labs.catalog.labs.has(id))
-              .flatMap((id) => {
-                const act = opts.classroom!.activity(m.student, id);
-                if (act.first === undefined) return [];
-                const steps = labs.engine.state(m.student, id).steps;
-                const order = labs.catalog.labs.get(id)!.lab.steps.map((st) => st.id);
-                const current = order.find((sid) => !steps[sid]?.passed && !steps[sid]?.skipped);
-                const passedAts = order
-                  .slice(0, current ? order.indexOf(current) : order.length)
-                  .map((sid) => steps[sid]?.passedAt ?? 0);
-                const since = Math.max(act.first, ...passedAts);
-                return [[id, { ...(current ? { step: current, since } : {}), last: act.last }]];
-              }),
-          ),
-          progress: Object.fromEntries(
-            cohort.labs
-              .filter((id) => labs.catalog.labs.has(id))
-              .map((id) => [
-                id,
-                Object.fromEntries(
-                  Object.entries(labs.engine.state(m.student, id).steps).map(([step, p]) => [
-                    step,
-                    {
-                      passed: p.passed,
-                      skipped: p.skipped,
-                      attempts: p.attempts,
-                      hintsShown: p.hintsShown,
-                    },
-                  ]),
-                ),
-              ]),
-          ),
-        })),
-      };
-      res.setHeader('cache-control', 'no-store');
-      return json(res, 200, view);
+      const handled = await instructorRoute(req, res, url, {
+        classroom: opts.classroom,
+        catalog: labs.catalog,
+        engine: labs.engine,
+        labSessions: labs.sessions,
+        log,
+        notify: (ids, notice) => {
+          for (const id of ids) io.to(`s:${id}`).emit('class:notice', notice);
+        },
+      });
+      if (handled) return;
     }
     if (url.pathname === '/api/me' && req.method === 'GET') {
       const me: Me = {
@@ -339,7 +223,10 @@ export function createApp(opts: AppOptions): App {
     json(res, 404, { error: 'not found' });
   }
 
-  const io = attachGateway(server, sessions, log, opts);
+  const io = attachGateway(server, sessions, log, {
+    ...opts,
+    ...(opts.classroom && labs ? { watch: watchResolver(opts.classroom, labs.sessions) } : {}),
+  });
   return {
     server,
     io,

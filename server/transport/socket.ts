@@ -20,22 +20,36 @@ import {
   type ProtocolError,
   type ServerToClientEvents,
   type TermOpenResult,
+  type WatchAuth,
 } from '../protocol/index';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, originAllowed, type GuardOptions } from './guard';
 
+interface SocketData {
+  session: Session;
+  /** An instructor's read-only view: output only, never input, resize or close. */
+  readOnly: boolean;
+}
+
 type GatewaySocket = Socket<
   ClientToServerEvents,
   ServerToClientEvents,
   Record<string, never>,
-  { session: Session }
+  SocketData
 >;
 
 const KNOWN = new Set(['term:open', 'term:input', 'term:resize', 'term:ack', 'term:close']);
 
-export type GatewayOptions = GuardOptions;
+export interface GatewayOptions extends GuardOptions {
+  /**
+   * Resolves an instructor's watch request to the student's lab session
+   * (transport/instructor-api.ts checks the token); absent, nobody watches.
+   * Throws or returns undefined to refuse.
+   */
+  watch?: (w: WatchAuth) => Session | undefined;
+}
 
 export function attachGateway(
   server: http.Server,
@@ -47,7 +61,7 @@ export function attachGateway(
     ClientToServerEvents,
     ServerToClientEvents,
     Record<string, never>,
-    { session: Session }
+    SocketData
   >(server, {
     transports: ['websocket'],
     perMessageDeflate: false,
@@ -67,45 +81,94 @@ export function attachGateway(
       cb('origin not allowed', false);
     },
   });
+  /** session id -> read-only views connected to it now */
+  const watchers = new Map<string, number>();
+  const tellWatchers = (s: Session) =>
+    io.to(`s:${s.id}`).emit('session:watchers', { count: watchers.get(s.id) ?? 0 });
 
+  /** A refusal the client must not retry (docs/protocol.md#handshake): `data.fatal`. */
+  const refuse = (message: string) => Object.assign(new Error(message), { data: { fatal: true } });
   io.use((socket, next) => {
     const auth = parse(HandshakeAuth, 'handshake', socket.handshake.auth);
     if (!auth.ok) {
       const v = (socket.handshake.auth as { v?: unknown } | undefined)?.v;
       return next(
-        new Error(
+        refuse(
           v !== PROTOCOL_VERSION
             ? `protocol version ${String(v)} is not ${PROTOCOL_VERSION}`
             : 'unauthorized',
         ),
       );
     }
+    if ('watch' in auth.value) {
+      let session: Session | undefined;
+      try {
+        session = opts.watch?.(auth.value.watch);
+      } catch (err) {
+        return next(refuse(err instanceof RequestError ? err.message : 'unauthorized'));
+      }
+      if (!session) return next(refuse('unauthorized'));
+      if ((watchers.get(session.id) ?? 0) >= LIMITS.watchersPerSession)
+        return next(
+          refuse(
+            `too many views: at most ${LIMITS.watchersPerSession} watch one student's session`,
+          ),
+        );
+      socket.data.session = session;
+      socket.data.readOnly = true;
+      return next();
+    }
     const session = sessions.authenticate(auth.value.session, auth.value.token);
-    if (!session) return next(new Error('unauthorized'));
+    if (!session) return next(refuse('unauthorized'));
     if (session.connections >= LIMITS.socketsPerSession)
       return next(
+        // Not final: a tab that closes frees a place, and reconnecting then works.
         new Error(`too many connections: at most ${LIMITS.socketsPerSession} per session`),
       );
     socket.data.session = session;
+    socket.data.readOnly = false;
     next();
   });
 
   // Every terminal's end goes to every socket of its session; an ended
   // session's sockets are told why and disconnected (their ids mean nothing now).
   sessions.on('terminalExit', (s, term, code) =>
-    io.to(`s:${s.id}`).emit('term:exit', { term, code }),
+    io.to(`s:${s.id}`).to(`w:${s.id}`).emit('term:exit', { term, code }),
   );
   sessions.on('ended', (s, reason) => {
-    io.to(`s:${s.id}`).emit('session:ended', { reason });
-    io.in(`s:${s.id}`).disconnectSockets(true);
+    for (const room of [`s:${s.id}`, `w:${s.id}`]) {
+      io.to(room).emit('session:ended', { reason });
+      io.in(room).disconnectSockets(true);
+    }
   });
 
   io.on('connection', (socket: GatewaySocket) => {
-    const session = socket.data.session;
-    sessions.connected(session);
+    const { session, readOnly } = socket.data;
     /** terminal id -> attachment token, for the terminals this socket watches */
     const attached = new Map<string, number>();
+    /** terminal id -> unsubscribe from its resizes (read-only views follow the size) */
+    const following = new Map<string, () => void>();
     const fail = (error: ProtocolError) => socket.emit('proto:error', error);
+    // A watcher neither keeps the session alive nor counts as the student
+    // being there (grace and idle timers see only the student's sockets).
+    if (readOnly) {
+      watchers.set(session.id, (watchers.get(session.id) ?? 0) + 1);
+      void socket.join(`w:${session.id}`);
+      tellWatchers(session);
+    } else {
+      sessions.connected(session);
+      const count = watchers.get(session.id) ?? 0;
+      if (count) socket.emit('session:watchers', { count });
+    }
+    const refuseReadOnly = (event: string): boolean => {
+      if (!readOnly) return false;
+      fail({
+        code: 'read-only',
+        event,
+        message: `${event}: this is a read-only view of a student's terminals`,
+      });
+      return true;
+    };
     const termOf = (event: string, term: string) => {
       const e = session.terminals.get(term);
       if (!e)
@@ -128,6 +191,16 @@ export function attachGateway(
       const p = parse(TermOpen, 'term:open', payload);
       if (!p.ok) return reply({ ok: false, error: p.error });
       const req = p.value;
+      if (readOnly && !req.term)
+        return reply({
+          ok: false,
+          error: {
+            code: 'read-only',
+            event: 'term:open',
+            message:
+              "term:open: a read-only view attaches to the student's terminals, it opens none",
+          },
+        });
       let terminal;
       if (req.term) {
         terminal = session.terminals.get(req.term)?.terminal;
@@ -141,13 +214,14 @@ export function attachGateway(
             },
           });
         }
-        terminal.resize(req.cols, req.rows);
+        if (!readOnly && req.cols !== undefined && req.rows !== undefined)
+          terminal.resize(req.cols, req.rows);
       } else {
         try {
           terminal = sessions.openTerminal(session, {
             ...(req.name ? { name: req.name } : {}),
-            cols: req.cols,
-            rows: req.rows,
+            cols: req.cols as number, // the schema requires both for a new terminal
+            rows: req.rows as number,
           });
         } catch (err) {
           const code = err instanceof RequestError ? 'too-many-terminals' : 'sandbox-error';
@@ -160,6 +234,11 @@ export function attachGateway(
       const t = terminal;
       const prev = attached.get(t.id);
       if (prev !== undefined) t.detach(prev);
+      if (readOnly && !following.has(t.id))
+        following.set(
+          t.id,
+          t.onResize((cols, rows) => socket.emit('term:size', { term: t.id, cols, rows })),
+        );
       // Reply before replaying, so the client knows the offset (and whether to
       // reset) before the first byte arrives; socket.io keeps the order.
       const start = req.offset;
@@ -178,6 +257,7 @@ export function attachGateway(
         offset: info.offset,
         reset: info.reset,
         ...(t.exited ? { exited: t.exited } : {}),
+        ...t.size,
       });
       replied = true;
       for (const o of pendingOut)
@@ -185,6 +265,10 @@ export function attachGateway(
     });
 
     socket.on('term:input', (payload, ack) => {
+      if (refuseReadOnly('term:input')) {
+        if (typeof ack === 'function') ack({ ok: false });
+        return;
+      }
       const p = parse(TermInput, 'term:input', payload);
       if (!p.ok) {
         fail(p.error);
@@ -204,6 +288,7 @@ export function attachGateway(
     });
 
     socket.on('term:resize', (payload) => {
+      if (refuseReadOnly('term:resize')) return;
       const p = parse(TermResize, 'term:resize', payload);
       if (!p.ok) {
         fail(p.error);
@@ -224,6 +309,7 @@ export function attachGateway(
     });
 
     socket.on('term:close', (payload) => {
+      if (refuseReadOnly('term:close')) return;
       const p = parse(TermClose, 'term:close', payload);
       if (!p.ok) {
         fail(p.error);
@@ -234,11 +320,17 @@ export function attachGateway(
       void sessions.closeTerminal(session, p.value.term);
     });
 
-    void socket.join(`s:${session.id}`);
+    if (!readOnly) void socket.join(`s:${session.id}`);
     socket.on('disconnect', () => {
       for (const [term, token] of attached) session.terminals.get(term)?.terminal.detach(token);
       attached.clear();
-      sessions.disconnected(session);
+      for (const off of following.values()) off();
+      following.clear();
+      if (!readOnly) return sessions.disconnected(session);
+      const left = (watchers.get(session.id) ?? 1) - 1;
+      if (left > 0) watchers.set(session.id, left);
+      else watchers.delete(session.id);
+      tellWatchers(session);
     });
   });
   return io;

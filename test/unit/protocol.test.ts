@@ -38,3 +38,32 @@ test('bad payloads are refused with the field named', () => {
     false,
   );
 });
+
+test('term:open: a size is needed for a new terminal, optional (both or neither) when attaching', () => {
+  assert.ok(parse(TermOpen, 'term:open', { term: 't1' }).ok, 'attach keeping the size');
+  assert.ok(parse(TermOpen, 'term:open', { term: 't1', offset: 0 }).ok);
+  const noSize = parse(TermOpen, 'term:open', { name: 'T2' });
+  assert.equal(noSize.ok, false);
+  if (!noSize.ok) assert.match(noSize.error.message, /cols: a new terminal needs cols and rows/);
+  const half = parse(TermOpen, 'term:open', { term: 't1', cols: 80 });
+  assert.equal(half.ok, false);
+  if (!half.ok) assert.match(half.error.message, /give cols and rows together/);
+});
+
+test('handshake: a watch names cohort, token, student key and lab, and nothing else', () => {
+  const watch = {
+    cohort: 'fri-101',
+    token: 't'.repeat(43),
+    student: '0123456789abcdef',
+    lab: 'ns-pid',
+  };
+  assert.ok(parse(HandshakeAuth, 'handshake', { v: 1, watch }).ok);
+  for (const bad of [
+    { v: 1, watch, session: 'abc' },
+    { v: 1, watch: { ...watch, student: 'Ann' } },
+    { v: 1, watch: { ...watch, cohort: '../x' } },
+    { v: 1, watch: { ...watch, extra: 1 } },
+    { v: 1, watch: { ...watch, token: 'short' } },
+  ])
+    assert.equal(parse(HandshakeAuth, 'handshake', bad).ok, false, JSON.stringify(bad));
+});

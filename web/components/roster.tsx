@@ -6,10 +6,18 @@
  */
 import { useSearchParams } from 'next/navigation';
 import { useEffect, useState } from 'react';
-import type { InstructorStudent, InstructorView, StepSummary } from '../../server/protocol/index';
+import {
+  LIMITS,
+  type ClassNotice,
+  type InstructorStudent,
+  type InstructorView,
+  type StepAnalytics,
+  type StepSummary,
+} from '../../server/protocol/index';
 import { api, describeError } from '../lib/api';
 import { ErrorBox, type ErrorInfo } from './error-box';
 import styles from './roster.module.css';
+import { WatchTerminals } from './watch-terminals';
 
 const REFRESH_MS = 2000;
 /** A student on the same step longer than this is marked stuck (`?stuck=MINUTES` changes it). */
@@ -37,10 +45,14 @@ function token(): string {
 
 const auth = () => ({ authorization: `Bearer ${token()}` });
 
-/** The gradebook file, fetched with the token (a plain link could not send it) and saved. */
-async function download(cohort: string, format: 'csv' | 'json'): Promise<void> {
+/** An export, fetched with the token (a plain link could not send it) and saved. */
+async function download(
+  cohort: string,
+  format: 'csv' | 'json',
+  what: 'progress' | 'analytics' = 'progress',
+): Promise<void> {
   const r = await fetch(
-    `/api/instructor/cohorts/${encodeURIComponent(cohort)}/export?format=${format}`,
+    `/api/instructor/cohorts/${encodeURIComponent(cohort)}/export?format=${format}&what=${what}`,
     {
       headers: auth(),
     },
@@ -49,9 +61,17 @@ async function download(cohort: string, format: 'csv' | 'json'): Promise<void> {
   const url = URL.createObjectURL(await r.blob());
   const a = document.createElement('a');
   a.href = url;
-  a.download = `${cohort}-progress.${format}`;
+  a.download = `${cohort}-${what}.${format}`;
   a.click();
   URL.revokeObjectURL(url);
+}
+
+function duration(ms: number | undefined): string {
+  if (ms === undefined) return '-';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m} min ${s % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
 function lastSeen(at: InstructorView['students'][number]['at'], now: number): string {
@@ -121,6 +141,7 @@ export function Roster() {
           Export JSON
         </button>
       </p>
+      <NoticeForm cohort={view.cohort} />
       {error && <ErrorBox title="Refresh failed: " error={error} />}
       <div className={styles.scroll}>
         <table className={styles.table} data-testid="roster">
@@ -214,13 +235,115 @@ export function Roster() {
                 <span className={styles.count}>
                   ×{f.count}, {f.students} student{f.students === 1 ? '' : 's'}
                 </span>
+                {f.nearMiss && (
+                  <span className={styles.nearMiss} data-testid="near-miss">
+                    near miss: {f.nearMiss}
+                  </span>
+                )}
                 <pre className={styles.message}>{f.message || '(no message)'}</pre>
               </li>
             );
           })}
         </ul>
       )}
+      <Analytics view={view} />
     </>
+  );
+}
+
+/** Per step: completion, median time, checks per pass, hint use (what to explain again, or rewrite). */
+function Analytics({ view }: { view: InstructorView }) {
+  const byLab = (lab: string) => view.analytics.filter((a) => a.lab === lab);
+  const pct = (a: StepAnalytics) => (a.started ? `${Math.round(a.completion * 100)} %` : '-');
+  return (
+    <>
+      <h2 className={styles.h2}>Steps</h2>
+      <p className={styles.meta}>
+        Of the students who started each lab: how many passed each step, in what median time from
+        reaching it, with how many checks per pass, and how many needed a hint.{' '}
+        <button
+          type="button"
+          className="small"
+          onClick={() => void download(view.cohort, 'csv', 'analytics')}
+        >
+          Export steps CSV
+        </button>
+      </p>
+      {view.labs.map((l) => (
+        <table key={l.id} className={styles.analytics} data-testid="analytics" data-lab={l.id}>
+          <caption>{l.title}</caption>
+          <thead>
+            <tr>
+              <th scope="col">Step</th>
+              <th scope="col">Passed</th>
+              <th scope="col">Median time</th>
+              <th scope="col">Checks per pass</th>
+              <th scope="col">Hinted</th>
+            </tr>
+          </thead>
+          <tbody>
+            {byLab(l.id).map((a) => {
+              const step = l.steps.find((st) => st.id === a.step);
+              return (
+                <tr key={a.step} data-step={`${a.lab}/${a.step}`}>
+                  <th scope="row">{step?.title ?? a.step}</th>
+                  <td>
+                    {a.passed}/{a.started} ({pct(a)})
+                  </td>
+                  <td>{duration(a.medianMs)}</td>
+                  <td>{a.checksPerPass ?? '-'}</td>
+                  <td>{a.hinted}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      ))}
+    </>
+  );
+}
+
+/** A short notice to every student of the class, shown on their pages at once. */
+function NoticeForm({ cohort }: { cohort: string }) {
+  const [text, setText] = useState('');
+  const [sent, setSent] = useState<ClassNotice | undefined>();
+  const [error, setError] = useState<ErrorInfo | undefined>();
+  async function send(e: React.FormEvent) {
+    e.preventDefault();
+    try {
+      const n = await api<ClassNotice>(
+        'POST',
+        `/api/instructor/cohorts/${encodeURIComponent(cohort)}/notice`,
+        { text },
+        auth(),
+      );
+      setSent(n);
+      setText('');
+      setError(undefined);
+    } catch (err) {
+      setError(describeError(err));
+    }
+  }
+  return (
+    <form className={styles.notice} onSubmit={(e) => void send(e)}>
+      <label htmlFor="notice-text">Notice to the class</label>
+      <input
+        id="notice-text"
+        value={text}
+        maxLength={LIMITS.noticeChars}
+        placeholder="e.g. Break until 11:00 - leave your shells running"
+        onChange={(e) => setText(e.target.value)}
+      />
+      <button type="submit" disabled={!text.trim()}>
+        Send
+      </button>
+      {sent && (
+        <span className={styles.meta} role="status">
+          Sent at {new Date(sent.at).toLocaleTimeString()}: {sent.text}
+        </span>
+      )}
+      {error && <ErrorBox title="Not sent: " error={error} />}
+    </form>
   );
 }
 
@@ -237,22 +360,23 @@ function StudentPanel({
   const base = `/api/instructor/cohorts/${encodeURIComponent(cohort)}/students/${studentKey}`;
   const { data: st, error: loadError } = usePolled<InstructorStudent>(base);
   const [endError, setEndError] = useState<ErrorInfo | undefined>();
+  const [watching, setWatching] = useState<string | undefined>();
   const error = endError ?? loadError;
 
-  async function end(lab: string) {
-    if (
-      !window.confirm(
-        `End ${st?.name}'s sandbox of ${labTitle(lab)}? Their progress and files are kept.`,
-      )
-    )
-      return;
+  async function act(lab: string, action: 'end' | 'reset') {
+    const question =
+      action === 'end'
+        ? `End ${st?.name}'s sandbox of ${labTitle(lab)}? Their progress and files are kept.`
+        : `Reset ${st?.name}'s ${labTitle(lab)}? Their progress is forgotten and their sandbox ended; the lab starts afresh when they open it.`;
+    if (!window.confirm(question)) return;
     try {
-      await api('POST', `${base}/labs/${encodeURIComponent(lab)}/end`, {}, auth());
+      await api('POST', `${base}/labs/${encodeURIComponent(lab)}/${action}`, {}, auth());
       setEndError(undefined);
     } catch (e) {
       setEndError(describeError(e));
     }
   }
+  const watched = st?.live.find((l) => l.lab === watching);
 
   return (
     <section className={styles.panel} data-testid="student-panel" aria-label="Student details">
@@ -265,15 +389,35 @@ function StudentPanel({
           ) : (
             <p>
               Running:{' '}
-              {st.live.map((lab) => (
+              {st.live.map(({ lab }) => (
                 <span key={lab} className={styles.live}>
                   {labTitle(lab)}{' '}
-                  <button type="button" className="small" onClick={() => void end(lab)}>
+                  <button
+                    type="button"
+                    className="small"
+                    aria-pressed={watching === lab}
+                    onClick={() => setWatching(watching === lab ? undefined : lab)}
+                  >
+                    {watching === lab ? 'Stop watching' : 'Watch terminals'}
+                  </button>{' '}
+                  <button type="button" className="small" onClick={() => void act(lab, 'reset')}>
+                    Reset lab
+                  </button>{' '}
+                  <button type="button" className="small" onClick={() => void act(lab, 'end')}>
                     End session
                   </button>
                 </span>
               ))}
             </p>
+          )}
+          {watched && (
+            <WatchTerminals
+              key={`${watched.lab}:${watched.terminals.map((t) => t.term).join(',')}`}
+              cohort={cohort}
+              token={token()}
+              studentKey={studentKey}
+              live={watched}
+            />
           )}
           <table className={styles.history}>
             <thead>

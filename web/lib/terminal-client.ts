@@ -9,10 +9,12 @@ import { io, type Socket } from 'socket.io-client';
 import {
   LIMITS,
   PROTOCOL_VERSION,
+  type ClassNotice,
   type ClientToServerEvents,
   type ProtocolError,
   type ServerToClientEvents,
   type TermOpenResult,
+  type WatchAuth,
 } from '../../server/protocol/index';
 
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'ended';
@@ -21,7 +23,12 @@ export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'end
 export interface TerminalView {
   write(data: string, rendered: () => void): void;
   reset(): void;
+  /** A read-only view follows the pty's size (it cannot choose one). */
+  resize?(cols: number, rows: number): void;
 }
+
+/** Who this client is: the session's own (id and token), or an instructor watching it. */
+export type ClientAuth = { session: string; token: string } | { watch: WatchAuth };
 
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -71,8 +78,7 @@ export class RemoteTerminal {
     const res = await this.client.request({
       term: this.id,
       offset: this.next,
-      cols: this.cols,
-      rows: this.rows,
+      ...(this.client.readOnly ? {} : { cols: this.cols, rows: this.rows }),
     });
     if (!res.ok) {
       this.exited = this.exited ?? -1;
@@ -83,10 +89,19 @@ export class RemoteTerminal {
     if (res.reset) this.view.reset();
     this.next = res.offset;
     if (res.exited) this.exited = res.exited.code;
+    if (this.client.readOnly) this.sized(res.cols, res.rows);
+  }
+
+  /** The pty's size changed (read-only views follow it). */
+  sized(cols: number, rows: number): void {
+    this.cols = cols;
+    this.rows = rows;
+    this.view.resize?.(cols, rows);
   }
 
   /** Keystrokes and pastes; big pastes go in chunks, each after the previous was taken. */
   input(data: string): Promise<void> {
+    if (this.client.readOnly) return Promise.resolve(); // the server would refuse it
     const chunks: string[] = [];
     for (let i = 0; i < data.length; i += LIMITS.inputChars)
       chunks.push(data.slice(i, i + LIMITS.inputChars));
@@ -103,6 +118,7 @@ export class RemoteTerminal {
 
   /** Debounced: fit addons and ResizeObserver fire in bursts (docs/terminals.md#resize). */
   resize(cols: number, rows: number): void {
+    if (this.client.readOnly) return;
     const c = Math.max(LIMITS.minDim, Math.min(LIMITS.maxDim, cols));
     const r = Math.max(LIMITS.minDim, Math.min(LIMITS.maxDim, rows));
     if (c === this.cols && r === this.rows) return;
@@ -116,7 +132,7 @@ export class RemoteTerminal {
   }
 
   close(): void {
-    this.client.emit('term:close', { term: this.id });
+    if (!this.client.readOnly) this.client.emit('term:close', { term: this.id });
     this.client.forget(this);
   }
 
@@ -132,14 +148,21 @@ export class SessionClient {
   private readonly waiting = new Map<string, ((t: RemoteTerminal) => void)[]>();
   private listeners: ((s: ConnectionState, detail?: string) => void)[] = [];
   private errorListeners: ((e: ProtocolError) => void)[] = [];
+  private watcherListeners: ((count: number) => void)[] = [];
+  private noticeListeners: ((n: ClassNotice) => void)[] = [];
   state: ConnectionState = 'connecting';
+  /** How many instructor views watch this session (told by the server). */
+  watchers = 0;
+  /** An instructor's view: output only. */
+  readonly readOnly: boolean;
   private endedBecause: string | undefined;
 
   /** Creates the client without connecting: connect() opens the socket. */
-  constructor(url: string, session: string, token: string) {
+  constructor(url: string, auth: ClientAuth) {
+    this.readOnly = 'watch' in auth;
     this.socket = io(url, {
       transports: ['websocket'],
-      auth: { v: PROTOCOL_VERSION, session, token },
+      auth: { v: PROTOCOL_VERSION, ...auth },
       reconnectionDelay: 500,
       reconnectionDelayMax: 4000,
       autoConnect: false,
@@ -159,8 +182,10 @@ export class SessionClient {
       this.setState('reconnecting', reason);
     });
     this.socket.on('connect_error', (err) => {
-      // A session that no longer exists will never accept us again.
-      if (/unauthorized|protocol version/.test(err.message)) {
+      // A refusal (an ended session, a wrong token, a watch with no live
+      // sandbox) is final: the server marks it, and retrying cannot help.
+      const fatal = (err as Error & { data?: { fatal?: boolean } }).data?.fatal === true;
+      if (fatal || /unauthorized|protocol version/.test(err.message)) {
         this.socket.close();
         this.setState('ended', err.message);
       } else if (this.state !== 'connecting') this.setState('reconnecting', err.message);
@@ -169,6 +194,14 @@ export class SessionClient {
       this.terms.get(term)?.receive(offset, new Uint8Array(data)),
     );
     this.socket.on('term:exit', ({ term, code }) => this.terms.get(term)?.markExited(code));
+    this.socket.on('term:size', ({ term, cols, rows }) => this.terms.get(term)?.sized(cols, rows));
+    this.socket.on('session:watchers', ({ count }) => {
+      this.watchers = count;
+      for (const l of this.watcherListeners) l(count);
+    });
+    this.socket.on('class:notice', (n) => {
+      for (const l of this.noticeListeners) l(n);
+    });
     this.socket.on('proto:error', (e) => {
       for (const l of this.errorListeners) l(e);
     });
@@ -196,6 +229,19 @@ export class SessionClient {
     return () => (this.errorListeners = this.errorListeners.filter((x) => x !== l));
   }
 
+  /** Instructor views of this session: now and on every change. */
+  onWatchers(l: (count: number) => void): () => void {
+    this.watcherListeners.push(l);
+    l(this.watchers);
+    return () => (this.watcherListeners = this.watcherListeners.filter((x) => x !== l));
+  }
+
+  /** Notices from the class's instructor, as they are sent. */
+  onNotice(l: (n: ClassNotice) => void): () => void {
+    this.noticeListeners.push(l);
+    return () => (this.noticeListeners = this.noticeListeners.filter((x) => x !== l));
+  }
+
   private setState(s: ConnectionState, detail?: string): void {
     this.state = s;
     for (const l of this.listeners) l(s, detail);
@@ -218,7 +264,8 @@ export class SessionClient {
    */
   async open(
     view: TerminalView,
-    opts: { term?: string; name?: string; cols: number; rows: number },
+    /** Without cols/rows (re-attaching only), the pty keeps its size. */
+    opts: { term?: string; name?: string; cols?: number; rows?: number },
   ): Promise<RemoteTerminal> {
     if (!this.socket.connected)
       await new Promise<void>((r) => this.socket.once('connect', () => r()));
@@ -227,9 +274,10 @@ export class SessionClient {
     return new Promise((resolve, reject) => {
       this.socket.emit('term:open', { ...opts, ...(opts.term ? { offset: 0 } : {}) }, (res) => {
         if (!res.ok) return reject(new Error(res.error.message));
-        const t = new RemoteTerminal(this, res.term, res.name, view, opts.cols, opts.rows);
+        const t = new RemoteTerminal(this, res.term, res.name, view, res.cols, res.rows);
         t.next = res.offset;
         if (res.exited) t.exited = res.exited.code;
+        if (this.readOnly) view.resize?.(res.cols, res.rows);
         this.terms.set(res.term, t);
         for (const w of this.waiting.get(res.term) ?? []) w(t);
         this.waiting.delete(res.term);

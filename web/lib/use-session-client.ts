@@ -25,7 +25,7 @@ export function useSessionClient(
 ): SessionConnection {
   // Creating a client opens nothing (connect() does, in the effect), so render stays pure.
   const client = useMemo(
-    () => (session && token ? new SessionClient(window.location.origin, session, token) : null),
+    () => (session && token ? new SessionClient(window.location.origin, { session, token }) : null),
     [session, token],
   );
   // State is kept with the client it belongs to: a new client starts from scratch.

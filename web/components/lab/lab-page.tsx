@@ -13,6 +13,7 @@ import { ErrorBox, type ErrorInfo } from '../error-box';
 import { SiteHeader } from '../site-header';
 import { TerminalPlaceholder } from '../terminal/terminal-tabs';
 import styles from './lab-page.module.css';
+import { ClassNoticeBanner, WatchedBadge } from './class-banner';
 import { LabTerminals } from './lab-terminals';
 import { Split } from './split';
 import { StepPanel } from './step-panel';
@@ -117,6 +118,7 @@ export function LabPage({ id }: { id: string }) {
   return (
     <div className={styles.shell}>
       <SiteHeader>
+        <WatchedBadge client={lab.connection.client} />
         <span className="muted" aria-label="progress">
           {done}/{view.steps.length} steps
         </span>
@@ -127,6 +129,7 @@ export function LabPage({ id }: { id: string }) {
           End session
         </button>
       </SiteHeader>
+      <ClassNoticeBanner client={lab.connection.client} />
       {lab.notice && (
         <p className="notice" role="status">
           {lab.notice}{' '}

@@ -22,6 +22,11 @@ export interface XtermViewProps {
   active: boolean;
   /** xterm.js's screen-reader mode: rows mirrored as text for assistive technology. */
   screenReader?: boolean;
+  /**
+   * An instructor's view: no input, and the size is the student's pty's
+   * (followed as it changes), not this box's.
+   */
+  readOnly?: boolean;
   onOpened: (t: RemoteTerminal) => void;
   onError: (message: string) => void;
   onExit?: (code: number) => void;
@@ -33,6 +38,7 @@ export default function XtermView({
   name,
   active,
   screenReader = false,
+  readOnly = false,
   onOpened,
   onError,
   onExit,
@@ -40,6 +46,7 @@ export default function XtermView({
   const box = useRef<HTMLDivElement>(null);
   const fitRef = useRef<FitAddon | null>(null);
   const xtermRef = useRef<Terminal | null>(null);
+  const remoteRef = useRef<RemoteTerminal | null>(null);
   // Callbacks from the parent: the latest ones, without reopening the terminal when they change.
   const opened = useEffectEvent((t: RemoteTerminal) => onOpened(t));
   const failed = useEffectEvent((message: string) => onError(message));
@@ -54,6 +61,8 @@ export default function XtermView({
       scrollback: 1000,
       cursorBlink: true,
       allowProposedApi: true,
+      disableStdin: readOnly,
+      cursorInactiveStyle: readOnly ? 'none' : 'outline',
       fontFamily: "ui-monospace, 'DejaVu Sans Mono', 'Liberation Mono', monospace",
       fontSize: 14,
       // At 1.0 the cell is as tall as the font's ascent + descent rounded
@@ -78,7 +87,7 @@ export default function XtermView({
     term.loadAddon(new Unicode11Addon());
     term.unicode.activeVersion = '11';
     term.open(el);
-    fit.fit();
+    if (!readOnly) fit.fit();
     fitRef.current = fit;
     xtermRef.current = term;
     // Copy with Ctrl+Shift+C (Ctrl+C stays an interrupt); paste is the browser's own.
@@ -106,18 +115,26 @@ export default function XtermView({
     const view = {
       write: (d: string, cb: () => void) => term.write(d, cb),
       reset: () => term.reset(),
+      resize: (cols: number, rows: number) => {
+        if (readOnly) term.resize(cols, rows);
+      },
     };
+    // A tab mounted hidden cannot measure itself (xterm's 80x24 would shrink
+    // the student's shell): it attaches without a size and sends its own once
+    // shown. A read-only view never sends one.
+    const measured = !readOnly && el.offsetParent !== null;
     client
       .open(view, {
         ...(termId ? { term: termId } : {}),
         ...(name ? { name } : {}),
-        cols: term.cols,
-        rows: term.rows,
+        ...(measured || !termId ? { cols: term.cols, rows: term.rows } : {}),
       })
       .then((t) => {
         if (disposed) return client.forget(t);
         remote = t;
+        remoteRef.current = t;
         opened(t);
+        if (readOnly) return;
         term.onData((d) => void t.input(d));
         term.onResize(({ cols, rows }) => t.resize(cols, rows));
         t.onExit = (code) => {
@@ -127,23 +144,30 @@ export default function XtermView({
       })
       .catch((err: Error) => failed(err.message));
     const ro = new ResizeObserver(() => {
-      if (el.offsetParent !== null) fit.fit();
+      if (readOnly || el.offsetParent === null) return;
+      fit.fit();
+      // Also when fit left xterm's size as it was (no onResize) but the pty differs.
+      remoteRef.current?.resize(term.cols, term.rows);
     });
     ro.observe(el);
     return () => {
       disposed = true;
       ro.disconnect();
       term.dispose();
+      remoteRef.current = null;
       if (remote) client.forget(remote);
     };
-  }, [client, termId, name]);
+  }, [client, termId, name, readOnly]);
 
   useEffect(() => {
-    if (active) {
+    if (active && !readOnly) {
       fitRef.current?.fit();
-      xtermRef.current?.focus();
+      const x = xtermRef.current;
+      // Shown for the first time since it attached unmeasured: the pty takes this size now.
+      if (x) remoteRef.current?.resize(x.cols, x.rows);
+      x?.focus();
     }
-  }, [active]);
+  }, [active, readOnly]);
 
   useEffect(() => {
     if (xtermRef.current) xtermRef.current.options.screenReaderMode = screenReader;

@@ -1,0 +1,265 @@
+/**
+ * The instructor API (docs/classroom.md). Every route needs the cohort's
+ * instructor token (Authorization: Bearer <token>); a wrong token and an
+ * unknown cohort get the same 403.
+ *   GET  /api/instructor/cohorts/:name                 -> InstructorView (roster, failing, analytics)
+ *   GET  /api/instructor/cohorts/:name/export?format=csv|json[&what=progress|analytics]
+ *   POST /api/instructor/cohorts/:name/notice {text}   -> ClassNotice (to every student's page)
+ *   GET  /api/instructor/cohorts/:name/students/:key   -> InstructorStudent
+ *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/end    -> { ended }
+ *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/reset  -> { reset, ended }
+ * Watching a student's terminals is a socket (HandshakeAuth `watch`),
+ * resolved by watchResolver below.
+ */
+import type * as http from 'node:http';
+import type { Classroom } from '../classroom/cohorts';
+import { cohortState, formatCode } from '../classroom/cohorts';
+import { ANALYTICS_COLUMNS, exportRows, toCsv } from '../classroom/export';
+import type { LabCatalog } from '../labs/catalog';
+import type { LabEngine } from '../labs/engine';
+import type { LabSessions } from '../labs/lab-sessions';
+import {
+  NoticeRequest,
+  parse,
+  type ClassNotice,
+  type InstructorStudent,
+  type InstructorView,
+  type WatchAuth,
+} from '../protocol/index';
+import type { Session } from '../sessions/session-manager';
+import { RequestError } from '../util/errors';
+import type { Logger } from '../util/logger';
+import { readJsonBody } from './lab-api';
+import { json } from './respond';
+
+export interface InstructorContext {
+  classroom: Classroom;
+  catalog: LabCatalog;
+  engine: LabEngine;
+  labSessions: LabSessions;
+  log: Logger;
+  /** Pushes a notice to these live sessions' pages (the socket gateway). */
+  notify: (sessions: string[], notice: ClassNotice) => void;
+}
+
+const bearer = (req: http.IncomingMessage) =>
+  /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+
+const STUDENT_RE =
+  /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end|reset))?$/;
+const COHORT_RE = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(?:\/(export|notice))?$/;
+
+/** The labs of a cohort that this server has, with their step ids in order. */
+function cohortLabs(ctx: InstructorContext, labs: string[]) {
+  return labs.flatMap((id) => {
+    const l = ctx.catalog.labs.get(id);
+    return l ? [{ id, title: l.lab.metadata.title, steps: l.lab.steps }] : [];
+  });
+}
+
+/** Handles an /api/instructor/ request; false if no route matches. */
+export async function instructorRoute(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  ctx: InstructorContext,
+): Promise<boolean> {
+  const { classroom, engine, labSessions, log } = ctx;
+  res.setHeader('cache-control', 'no-store');
+  const is = STUDENT_RE.exec(url.pathname);
+  if (is) {
+    const { cohort, members } = classroom.forInstructor(is[1] as string, bearer(req));
+    const m = classroom.member(cohort, members, is[2] as string);
+    const action = is[4];
+    if (action) {
+      if (req.method !== 'POST') {
+        json(res, 405, { error: `${req.method} is not allowed here` });
+        return true;
+      }
+      const lab = is[3] as string;
+      if (!cohort.labs.includes(lab))
+        throw new RequestError('not-found', `the class has no lab ${JSON.stringify(lab)}`);
+      if (action === 'end') {
+        const ended = await labSessions.end(m.student, lab, 'your instructor ended this sandbox');
+        log.info('instructor ended a lab session', { cohort: cohort.name, lab, ended });
+        json(res, 200, { ended });
+        return true;
+      }
+      // Reset: progress forgotten, sandbox ended; the student's next visit starts fresh.
+      engine.resetLab(m.student, lab);
+      const ended = await labSessions.end(
+        m.student,
+        lab,
+        'your instructor reset this lab: open it again to start afresh',
+      );
+      log.info('instructor reset a lab', { cohort: cohort.name, lab, ended });
+      json(res, 200, { reset: true, ended });
+      return true;
+    }
+    if (req.method !== 'GET') {
+      json(res, 405, { error: `${req.method} is not allowed here` });
+      return true;
+    }
+    const out: InstructorStudent = {
+      key: is[2] as string,
+      name: m.display,
+      live: cohort.labs.flatMap((lab) => {
+        const s = labSessions.find(m.student, lab);
+        if (!s) return [];
+        return [
+          {
+            lab,
+            terminals: [...s.terminals.values()].map((e) => ({
+              term: e.terminal.id,
+              name: e.terminal.name,
+              ...(e.terminal.exited ? { exited: e.terminal.exited.code } : {}),
+            })),
+          },
+        ];
+      }),
+      history: classroom.history(cohort, m),
+    };
+    json(res, 200, out);
+    return true;
+  }
+
+  const ic = COHORT_RE.exec(url.pathname);
+  if (!ic) return false;
+  const { cohort, members } = classroom.forInstructor(ic[1] as string, bearer(req));
+  const labs = cohortLabs(ctx, cohort.labs);
+  const analytics = () =>
+    classroom.analytics(
+      cohort,
+      members,
+      labs.map((l) => ({ id: l.id, steps: l.steps.map((s) => s.id) })),
+    );
+
+  if (ic[2] === 'notice') {
+    if (req.method !== 'POST') {
+      json(res, 405, { error: `${req.method} is not allowed here` });
+      return true;
+    }
+    const p = parse(NoticeRequest, 'notice', await readJsonBody(req));
+    if (!p.ok) throw new RequestError('invalid', p.error.message);
+    const notice = classroom.notice(cohort, p.value.text);
+    const live = classroom
+      .students(cohort)
+      .flatMap((student) => cohort.labs.flatMap((lab) => labSessions.find(student, lab)?.id ?? []));
+    ctx.notify(live, notice);
+    log.info('instructor notice', { cohort: cohort.name, pages: live.length });
+    json(res, 200, notice);
+    return true;
+  }
+  if (req.method !== 'GET') {
+    json(res, 405, { error: `${req.method} is not allowed here` });
+    return true;
+  }
+
+  if (ic[2] === 'export') {
+    const format = url.searchParams.get('format') ?? 'csv';
+    const what = url.searchParams.get('what') ?? 'progress';
+    if (format !== 'csv' && format !== 'json')
+      throw new RequestError(
+        'invalid',
+        `format must be csv or json, got ${JSON.stringify(format)}`,
+      );
+    if (what !== 'progress' && what !== 'analytics')
+      throw new RequestError(
+        'invalid',
+        `what must be progress or analytics, got ${JSON.stringify(what)}`,
+      );
+    let body: string;
+    if (what === 'analytics') {
+      const rows = analytics();
+      body = format === 'csv' ? toCsv(rows, ANALYTICS_COLUMNS) : JSON.stringify(rows, null, 2);
+    } else {
+      const rows = exportRows(
+        cohort.name,
+        members,
+        labs.map((l) => ({ id: l.id, steps: l.steps.map((s) => s.id) })),
+        (student, lab) => engine.state(student, lab).steps,
+      );
+      body = format === 'csv' ? toCsv(rows) : JSON.stringify(rows, null, 2);
+    }
+    res.writeHead(200, {
+      'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json',
+      'content-disposition': `attachment; filename="${cohort.name}-${what}.${format}"`,
+    });
+    res.end(body);
+    return true;
+  }
+
+  const view: InstructorView = {
+    cohort: cohort.name,
+    code: formatCode(cohort.code),
+    state: cohortState(cohort),
+    ...(cohort.seats !== undefined ? { seats: cohort.seats } : {}),
+    labs: labs.map((l) => ({
+      id: l.id,
+      title: l.title,
+      steps: l.steps.map((st) => ({ id: st.id, title: st.title })),
+    })),
+    now: Date.now(),
+    failing: classroom.failing(cohort, members, (lab, step, message) =>
+      ctx.catalog.nearMissOf(lab, step, message),
+    ),
+    analytics: analytics(),
+    students: members.map((m) => ({
+      key: classroom.memberKey(cohort, m),
+      name: m.display,
+      joined: m.joined,
+      at: Object.fromEntries(
+        labs.flatMap((l) => {
+          const act = classroom.activity(m.student, l.id);
+          if (act.first === undefined) return [];
+          const steps = engine.state(m.student, l.id).steps;
+          const order = l.steps.map((st) => st.id);
+          const current = order.find((sid) => !steps[sid]?.passed && !steps[sid]?.skipped);
+          const passedAts = order
+            .slice(0, current ? order.indexOf(current) : order.length)
+            .map((sid) => steps[sid]?.passedAt ?? 0);
+          const since = Math.max(act.first, ...passedAts);
+          return [[l.id, { ...(current ? { step: current, since } : {}), last: act.last }]];
+        }),
+      ),
+      progress: Object.fromEntries(
+        labs.map((l) => [
+          l.id,
+          Object.fromEntries(
+            Object.entries(engine.state(m.student, l.id).steps).map(([step, p]) => [
+              step,
+              {
+                passed: p.passed,
+                skipped: p.skipped,
+                attempts: p.attempts,
+                hintsShown: p.hintsShown,
+              },
+            ]),
+          ),
+        ]),
+      ),
+    })),
+  };
+  json(res, 200, view);
+  return true;
+}
+
+/**
+ * The socket gateway's `watch`: an instructor's read-only view of one
+ * student's live lab session. Refusals are RequestErrors whose message the
+ * client sees in its connect error.
+ */
+export function watchResolver(
+  classroom: Classroom,
+  labSessions: LabSessions,
+): (w: WatchAuth) => Session | undefined {
+  return (w) => {
+    const { cohort, members } = classroom.forInstructor(w.cohort, w.token);
+    const m = classroom.member(cohort, members, w.student);
+    if (!cohort.labs.includes(w.lab))
+      throw new RequestError('not-found', `the class has no lab ${JSON.stringify(w.lab)}`);
+    const s = labSessions.find(m.student, w.lab);
+    if (!s) throw new RequestError('not-found', 'the student has no live sandbox in that lab');
+    return s;
+  };
+}

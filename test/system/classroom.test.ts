@@ -1,0 +1,258 @@
+/**
+ * The classroom boundary on a real server (docs/classroom.md): an
+ * instructor watches a student's terminal live and read-only (input,
+ * resize, close and new terminals are refused, and nothing reaches the
+ * shell), the student is told they are watched, and the watch socket is
+ * refused without the cohort's instructor token; a notice reaches the
+ * student's page; an instructor's reset forgets progress and ends the
+ * sandbox.
+ */
+import * as assert from 'node:assert/strict';
+import { after, before, describe } from 'node:test';
+import { timeScale } from '../../server/config';
+import type {
+  InstructorStudent,
+  InstructorView,
+  LabSession,
+  ProtocolError,
+} from '../../server/protocol/index';
+import { startServer, type Server } from '../helpers/browser';
+import { cli } from '../helpers/env';
+import { SYSTEM_NEEDS, setupGuard, sysTest } from '../helpers/requires';
+import { TermClient } from '../helpers/term-client';
+
+async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + 20_000 * timeScale();
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A browser-like HTTP client: keeps the student cookie, sends the page's Origin. */
+function student(srv: Server) {
+  let cookie = '';
+  return async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${srv.url}${path}`, {
+      method,
+      headers: {
+        origin: srv.url,
+        ...(cookie ? { cookie } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const set = r.headers.get('set-cookie');
+    if (set) cookie = set.split(';')[0] as string;
+    const text = await r.text();
+    return { status: r.status, body: text ? (JSON.parse(text) as unknown) : undefined };
+  };
+}
+
+describe('classroom: watching, notices, resets', () => {
+  let srv: Server;
+  const guard = setupGuard();
+  before(async () => {
+    try {
+      srv = await startServer();
+      guard.ready();
+    } catch (err) {
+      guard.fail(err);
+    }
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  sysTest(
+    "an instructor watches a student's shell live and read-only; a watch needs the cohort's token",
+    SYSTEM_NEEDS,
+    async () => {
+      const name = `watch-${Date.now().toString(36)}`;
+      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname,ns-pid']);
+      assert.equal(made.code, 0, made.stderr);
+      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+      const other = await cli(['cohort', 'create', `${name}-b`, '--labs', 'uts-hostname']);
+      const otherToken = /#token=(\S+)/.exec(other.stdout)?.[1] as string;
+      const inst = async (path: string, method = 'GET', tok = token, body?: unknown) => {
+        const r = await fetch(`${srv.url}/api/instructor/cohorts/${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${tok}`,
+            origin: srv.url,
+            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        return { status: r.status, body: (await r.json()) as unknown };
+      };
+
+      // Ann joins and starts the lab; her shell is 100x30.
+      const ann = student(srv);
+      assert.equal((await ann('POST', '/api/cohorts/join', { code, name: 'Ann' })).status, 200);
+      const started = await ann('POST', '/api/labs/uts-hostname/session');
+      assert.equal(started.status, 200, JSON.stringify(started.body));
+      const ls = started.body as LabSession;
+      const t1 = ls.terminals[0]?.term as string;
+      const annSock = await TermClient.connect(srv.url, { session: ls.session, token: ls.token });
+      const watchedCounts: number[] = [];
+      annSock.socket.on('session:watchers', ({ count }) => watchedCounts.push(count));
+      assert.equal((await annSock.open({ term: t1, cols: 100, rows: 30 })).ok, true);
+      await annSock.run(t1, 'echo before-$((6*7))');
+
+      // The instructor finds her live terminal.
+      const view = (await inst(name)).body as InstructorView;
+      const key = view.students.find((s) => s.name === 'Ann')?.key as string;
+      const st = (await inst(`${name}/students/${key}`)).body as InstructorStudent;
+      assert.deepEqual(
+        st.live.map((l) => [l.lab, l.terminals.map((t) => t.term)]),
+        [['uts-hostname', ls.terminals.map((t) => t.term)]],
+      );
+      const watch = { cohort: name, token, student: key, lab: 'uts-hostname' };
+
+      // Refused: no token, another cohort's token, a key or lab not of this
+      // cohort, a lab with no live sandbox; each says why and is final.
+      const refusal = async (w: Record<string, unknown>) => {
+        try {
+          (await TermClient.connect(srv.url, { watch: w })).close();
+          return 'connected';
+        } catch (err) {
+          const e = err as Error & { data?: { fatal?: boolean } };
+          assert.equal(e.data?.fatal, true, `refusal of ${JSON.stringify(w)} is final`);
+          return e.message;
+        }
+      };
+      assert.match(await refusal({ ...watch, token: otherToken }), /not the instructor link/);
+      assert.match(await refusal({ ...watch, token: 'x'.repeat(43) }), /not the instructor link/);
+      assert.match(
+        await refusal({ ...watch, cohort: `${name}-b`, token: otherToken }),
+        /no such student/,
+      );
+      assert.match(await refusal({ ...watch, student: '0123456789abcdef' }), /no such student/);
+      assert.match(await refusal({ ...watch, lab: 'cap-setcap-ping' }), /no lab/);
+      assert.match(await refusal({ ...watch, lab: 'ns-pid' }), /no live sandbox/);
+      assert.match(await refusal({ cohort: name, token }), /unauthorized/);
+      // A student's own session credentials do not make a watch, nor the reverse.
+      assert.match(await refusal({ ...watch, session: ls.session }), /unauthorized/);
+
+      // Watching: the replay, then live output; the size is Ann's.
+      const eye = await TermClient.connect(srv.url, { watch });
+      const opened = await eye.open({ term: t1, cols: undefined, rows: undefined });
+      assert.ok(opened.ok, JSON.stringify(opened));
+      assert.deepEqual([opened.cols, opened.rows], [100, 30]);
+      await eye.waitFor(t1, 'before-42');
+      await until(() => watchedCounts.at(-1) === 1, 'Ann is told she is watched');
+      await annSock.run(t1, 'echo live-$((6*8))');
+      await eye.waitFor(t1, 'live-48');
+
+      // Read-only: every write is refused with a reason, and none reaches the shell.
+      const errs = (): ProtocolError[] => eye.errors;
+      const inputAck = await new Promise<{ ok: boolean }>((resolve) =>
+        eye.socket.emit('term:input', { term: t1, data: 'echo pwned > /tmp/pwned\r' }, resolve),
+      );
+      assert.equal(inputAck.ok, false);
+      eye.socket.emit('term:resize', { term: t1, cols: 20, rows: 5 });
+      eye.socket.emit('term:close', { term: t1 });
+      const fresh = await eye.open({ name: 'T9', cols: 80, rows: 24 });
+      assert.equal(fresh.ok, false);
+      assert.equal(!fresh.ok && fresh.error.code, 'read-only');
+      await until(() => errs().length >= 3, 'three read-only errors');
+      assert.deepEqual(
+        errs().map((e) => [e.code, e.event]),
+        [
+          ['read-only', 'term:input'],
+          ['read-only', 'term:resize'],
+          ['read-only', 'term:close'],
+        ],
+      );
+      const left = await annSock.run(
+        t1,
+        'test -e /tmp/pwned && echo PWNED || echo clean; stty size',
+      );
+      assert.equal(left.trim(), 'clean\n30 100', 'no input and no resize reached the shell');
+
+      // Ann's resize reaches the view, which follows it.
+      const sizes: string[] = [];
+      eye.socket.on('term:size', ({ cols, rows }) => sizes.push(`${cols}x${rows}`));
+      annSock.socket.emit('term:resize', { term: t1, cols: 120, rows: 40 });
+      await until(() => sizes.includes('120x40'), 'the view told of the resize');
+
+      // At most 4 views of one session.
+      const more = await Promise.all([1, 2, 3].map(() => TermClient.connect(srv.url, { watch })));
+      assert.match(await refusal(watch), /too many views/);
+      for (const m of more) m.close();
+      await until(() => watchedCounts.at(-1) === 1, 'the extra views left');
+      eye.close();
+      await until(() => watchedCounts.at(-1) === 0, 'Ann is told nobody watches');
+
+      // A student cannot use the instructor routes, with or without a token guess.
+      assert.equal((await ann('GET', `/api/instructor/cohorts/${name}`)).status, 403);
+      assert.equal(
+        (await ann('POST', `/api/instructor/cohorts/${name}/notice`, { text: 'hi' })).status,
+        403,
+      );
+      annSock.close();
+      await ann('DELETE', '/api/labs/uts-hostname/session');
+    },
+  );
+
+  sysTest(
+    "a notice reaches the class's pages; a reset by the instructor forgets progress and ends the sandbox",
+    SYSTEM_NEEDS,
+    async () => {
+      const name = `notice-${Date.now().toString(36)}`;
+      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
+      assert.equal(made.code, 0, made.stderr);
+      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+      const inst = async (path: string, method = 'GET', body?: unknown) => {
+        const r = await fetch(`${srv.url}/api/instructor/cohorts/${name}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            origin: srv.url,
+            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+      };
+      const bo = student(srv);
+      assert.equal((await bo('POST', '/api/cohorts/join', { code, name: 'Bo' })).status, 200);
+      const ls = (await bo('POST', '/api/labs/uts-hostname/session')).body as LabSession;
+      const sock = await TermClient.connect(srv.url, { session: ls.session, token: ls.token });
+      const notices: string[] = [];
+      sock.socket.on('class:notice', (n) => notices.push(n.text));
+      const failed = await bo('POST', '/api/labs/uts-hostname/steps/private-hostname/check');
+      assert.equal(failed.status, 200);
+
+      // Bad notices: empty, too long, not JSON. Then a real one, with markup as text.
+      assert.equal((await inst('/notice', 'POST', { text: '  ' })).status, 400);
+      assert.equal((await inst('/notice', 'POST', { text: 'x'.repeat(281) })).status, 400);
+      const sent = await inst('/notice', 'POST', { text: 'Break <b>until</b> 11:00' });
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      await until(() => notices.includes('Break <b>until</b> 11:00'), 'the notice on the socket');
+      const me = (await bo('GET', '/api/me')).body as {
+        cohorts: { notice?: { text: string } }[];
+      };
+      assert.equal(me.cohorts[0]?.notice?.text, 'Break <b>until</b> 11:00');
+
+      // Reset: Bo's socket is told why, his progress is gone, and so is the sandbox.
+      const view = (await inst('')).body as unknown as InstructorView;
+      const key = view.students[0]?.key as string;
+      assert.equal(view.students[0]?.progress['uts-hostname']?.['private-hostname']?.attempts, 1);
+      const reset = await inst(`/students/${key}/labs/uts-hostname/reset`, 'POST');
+      assert.deepEqual(reset.body, { reset: true, ended: true });
+      await until(() => sock.ended !== undefined, 'session:ended');
+      assert.match(sock.ended as string, /your instructor reset this lab/);
+      const after = (await inst('')).body as unknown as InstructorView;
+      assert.equal(after.students[0]?.progress['uts-hostname']?.['private-hostname']?.attempts, 0);
+      const st = (await inst(`/students/${key}`)).body as unknown as InstructorStudent;
+      assert.deepEqual(st.live, []);
+      assert.equal((await inst(`/students/${key}/labs/ns-pid/reset`, 'POST')).status, 404);
+      assert.equal((await inst(`/students/${key}/labs/uts-hostname/reset`)).status, 405);
+      sock.close();
+    },
+  );
+});
