@@ -182,6 +182,18 @@ export class LabEngine {
     return st;
   }
 
+  /**
+   * Records that the student opened the lab, once per run of it (the first
+   * time, and the first time after a reset): where "time on a step" starts
+   * for the instructor's figures, before any check.
+   */
+  opened(owner: string, labId: string): void {
+    const events = this.store.events(owner, labId);
+    const last = events.at(-1);
+    if (last === undefined || last.kind === 'reset-lab')
+      this.store.addEvent(owner, labId, '', 'open', {});
+  }
+
   /** Forgets all progress; the caller gives the student a fresh sandbox. */
   resetLab(owner: string, labId: string): LabState {
     this.lab(labId);

@@ -146,8 +146,11 @@ export async function labRoute(
   const method = req.method ?? 'GET';
   try {
     if (!action && method === 'GET') return send(res, 200, view(loaded, ctx));
-    if (action === 'session' && method === 'POST')
-      return send(res, 200, await labSessions.start(owner, labId, client));
+    if (action === 'session' && method === 'POST') {
+      const started = await labSessions.start(owner, labId, client);
+      engine.opened(owner, labId);
+      return send(res, 200, started);
+    }
     if (action === 'session' && method === 'DELETE')
       return send(res, 200, { ended: await labSessions.end(owner, labId) });
     if (action === 'reset' && method === 'POST') {
@@ -155,6 +158,7 @@ export async function labRoute(
       const session = await labSessions.reset(owner, labId, client, () => {
         progress = engine.resetLab(owner, labId);
       });
+      engine.opened(owner, labId);
       return send(res, 200, { progress, session });
     }
     if (stepId && method === 'POST') {

@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import { ARTIFACTS, browserSuite } from '../helpers/browser';
+import { ARTIFACTS, browserSuite, screenText, waitForScreen } from '../helpers/browser';
 import { cli } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
@@ -270,6 +270,208 @@ describe('joining a class', () => {
       );
       await req.delete(`${srv.url}/api/labs/ns-uts-ipc/session`, { headers: origin });
       await ann.close();
+      await inst.close();
+    },
+  );
+
+  sysTest(
+    'a class: two students work, the instructor watches one type live and read-only, sends a notice, reads near misses and step figures, exports',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const name = `class-${Date.now().toString(36)}`;
+      const made = await cli([
+        'cohort',
+        'create',
+        name,
+        '--labs',
+        'uts-hostname,cap-setcap-ping',
+        '--url',
+        srv.url,
+      ]);
+      assert.equal(made.code, 0, made.stderr);
+      const link = /students join at\s+(\S+)/.exec(made.stdout)?.[1] as string;
+      const instructorLink = /instructor\s+(\S+)/.exec(made.stdout)?.[1] as string;
+      const errors: string[] = [];
+
+      /** A student joins through the page, in a browser context of their own. */
+      const join = async (who: string) => {
+        const ctx = await browser.newContext({ viewport: { width: 1300, height: 800 } });
+        const page = await ctx.newPage();
+        page.on('pageerror', (e) => errors.push(`${who}: ${String(e)}`));
+        await page.goto(link);
+        const codeBox = page.getByLabel('Class code');
+        await until(async () => (await codeBox.inputValue()) !== '', 'the code from the link');
+        await page.getByLabel('Your name, as your instructor will see it').fill(who);
+        await page.getByRole('button', { name: 'Join' }).click();
+        await page.getByText(`You are in: ${name}`).waitFor();
+        return { ctx, page };
+      };
+      const ann = await join('Ann');
+      const bo = await join('Bo');
+
+      // Ann works in uts-hostname in her browser: Run the T2 block, Check: pass.
+      const T = (t: string) => `[data-terminal-name="${t}"]`;
+      await ann.page.goto(`${srv.url}/labs/uts-hostname`);
+      await waitForScreen(ann.page, /root@lab:~#/, 20_000, T('T1'));
+      await ann.page.getByRole('button', { name: 'Run in T2' }).click();
+      await waitForScreen(ann.page, /^lab-box\s*$/m, 15_000, T('T2'));
+      await ann.page.getByRole('button', { name: 'Check', exact: true }).click();
+      await ann.page.waitForSelector('[data-testid="check-result"].pass');
+
+      // Bo, in cap-setcap-ping, answers with the near miss (twice), then right.
+      await bo.page.goto(`${srv.url}/labs/cap-setcap-ping`);
+      await waitForScreen(bo.page, /root@lab:~#/, 20_000, T('T1'));
+      const answer = bo.page.getByLabel('The capability /usr/bin/ping carries').first();
+      for (const a of ['cap_net_admin', 'CAP_NET_ADMIN', 'cap_net_raw']) {
+        await answer.fill(a);
+        await bo.page.getByRole('button', { name: 'Check', exact: true }).click();
+        await bo.page.waitForSelector(
+          `[data-testid="check-result"].${a === 'cap_net_raw' ? 'pass' : 'fail'}`,
+        );
+        if (a !== 'cap_net_raw')
+          assert.match(
+            (await bo.page.textContent('[data-testid="check-result"]')) ?? '',
+            /is not it: read the output of getcap/,
+          );
+      }
+
+      // The instructor's page: both students; Ann passed private-hostname.
+      const inst = await browser.newContext({ viewport: { width: 1300, height: 900 } });
+      const page = await inst.newPage();
+      page.on('pageerror', (e) => errors.push(`instructor: ${String(e)}`));
+      await page.goto(instructorLink);
+      const annCell = `tr[data-student="Ann"] td[data-step="uts-hostname/private-hostname"]`;
+      await page.waitForSelector(annCell);
+      await until(
+        async () => (await page.textContent(annCell))?.trim() === '✓',
+        "Ann's pass on the dashboard",
+      );
+      assert.equal(
+        (
+          await page.textContent(`tr[data-student="Bo"] td[data-step="cap-setcap-ping/real-ping"]`)
+        )?.trim(),
+        '✓',
+      );
+      // Bo's failures are labelled with the near miss they match.
+      const failing = page.locator(
+        '[data-testid="failing"] li[data-step="cap-setcap-ping/real-ping"]',
+      );
+      await failing.first().waitFor();
+      const labels = await page
+        .locator(
+          '[data-testid="failing"] li[data-step="cap-setcap-ping/real-ping"] [data-testid="near-miss"]',
+        )
+        .allTextContents();
+      assert.deepEqual(
+        labels,
+        [
+          'near miss: the capability for network configuration',
+          'near miss: the capability for network configuration',
+        ],
+        'both spellings of the mistake are the same near miss',
+      );
+      // Step figures: private-hostname 1/1, real-ping 1/1 with 3 checks per pass.
+      const row = (lab: string, step: string) =>
+        page.locator(`[data-testid="analytics"] tr[data-step="${lab}/${step}"]`);
+      assert.match(
+        (await row('uts-hostname', 'private-hostname').textContent()) ?? '',
+        /1\/1 \(100 %\)/,
+      );
+      assert.match(
+        (await row('cap-setcap-ping', 'real-ping').textContent()) ?? '',
+        /1\/1 \(100 %\).*3/,
+      );
+
+      // Watching Ann: her T2 as it is, then what she types, live.
+      await page.getByRole('button', { name: 'Ann', exact: true }).click();
+      const panel = page.locator('[data-testid="student-panel"]');
+      await panel.getByRole('button', { name: 'Watch terminals' }).click();
+      const view = '[data-testid="watch"] [data-term="T2"]';
+      // In view, as an instructor would look at it (xterm does not draw a terminal scrolled away).
+      await page.locator('[data-testid="watch"]').getByRole('tab', { name: 'T2' }).click();
+      await page.locator(view).scrollIntoViewIfNeeded();
+      await waitForScreen(page, /^lab-box\s*$/m, 15_000, view);
+      await ann.page.getByText('Your instructor is watching your terminals (read-only)').waitFor();
+      await ann.page.locator(`${T('T2')} [data-testid="xterm"]`).click();
+      await ann.page.keyboard.type('echo watched-$((7*6))\n');
+      await waitForScreen(page, /^watched-42\s*$/m, 15_000, view);
+      // The instructor types into the view: nothing reaches Ann's shell.
+      await page.locator(`${view} [data-testid="xterm"]`).click();
+      await page.keyboard.type('echo intruder-$((1+1))\n');
+      await ann.page.keyboard.type('echo after-$((2+2))\n');
+      await waitForScreen(page, /^after-4\s*$/m, 15_000, view);
+      const annScreen = await screenText(ann.page, T('T2'));
+      assert.doesNotMatch(annScreen, /intruder/, "the instructor's keys never reached Ann's shell");
+      assert.doesNotMatch(await screenText(page, view), /intruder/);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'instructor-watch.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({
+        path: path.join(ARTIFACTS, 'instructor-watch-dark.png'),
+        fullPage: true,
+      });
+      await page.emulateMedia({ colorScheme: 'light' });
+      await panel.getByRole('button', { name: 'Stop watching' }).click();
+      await until(
+        async () => (await ann.page.getByTestId('watched').count()) === 0,
+        'Ann told nobody watches',
+      );
+
+      // A notice, with markup in it: on Ann's open lab page at once, as text.
+      await page.getByLabel('Notice to the class').fill('Break <b>until</b> 11:00');
+      await page.getByRole('button', { name: 'Send' }).click();
+      await page.getByText(/Sent at .*: Break <b>until<\/b> 11:00/).waitFor();
+      const notice = ann.page.getByTestId('class-notice');
+      await notice.waitFor();
+      assert.match(
+        (await notice.textContent()) ?? '',
+        /From your instructor .*Break <b>until<\/b> 11:00/,
+      );
+      assert.equal(await ann.page.locator('[data-testid="class-notice"] b').count(), 0);
+      await ann.page.screenshot({ path: path.join(ARTIFACTS, 'student-notice.png') });
+      // Bo opens a lab after it was sent: he sees it too (from /api/me).
+      await bo.page.reload();
+      await bo.page.getByTestId('class-notice').waitFor();
+
+      // The export matches what they did.
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Export CSV', exact: true }).click(),
+      ]);
+      const file = path.join(ARTIFACTS, `${name}-progress.csv`);
+      await download.saveAs(file);
+      const csv = fs.readFileSync(file, 'utf8');
+      assert.match(
+        csv,
+        new RegExp(`^${name},Ann,[^,]+,uts-hostname,private-hostname,true,false,1,0,\\d{4}-`, 'm'),
+      );
+      assert.match(
+        csv,
+        new RegExp(`^${name},Bo,[^,]+,cap-setcap-ping,real-ping,true,false,3,0,\\d{4}-`, 'm'),
+      );
+      assert.match(
+        csv,
+        new RegExp(`^${name},Bo,[^,]+,uts-hostname,private-hostname,false,false,0,0,\r$`, 'm'),
+      );
+
+      // A student cannot open the dashboard, even knowing the cohort's name.
+      await ann.page.goto(`${srv.url}/instructor?cohort=${name}`);
+      await ann.page.locator('.result[role="alert"]').waitFor();
+      assert.match(
+        (await ann.page.locator('.result[role="alert"]').textContent()) ?? '',
+        /not the instructor link/,
+      );
+
+      assert.deepEqual(errors, []);
+      for (const [c, lab] of [
+        [ann.ctx, 'uts-hostname'],
+        [bo.ctx, 'cap-setcap-ping'],
+      ] as const)
+        await c.request.delete(`${srv.url}/api/labs/${lab}/session`, {
+          headers: { origin: srv.url },
+        });
+      await ann.ctx.close();
+      await bo.ctx.close();
       await inst.close();
     },
   );

@@ -46,6 +46,9 @@ export function WatchTerminals({
     s: 'connecting',
   });
   const [errors, setErrors] = useState<Record<string, string>>({});
+  // One terminal at a time, in tabs as the student has them (a lab terminal is ~30 rows tall).
+  const [shown, setShown] = useState<string | undefined>();
+  const active = live.terminals.find((t) => t.term === shown)?.term ?? live.terminals[0]?.term;
   useEffect(() => {
     client.connect();
     const off = client.onState((s, detail) => setState({ s, ...(detail ? { detail } : {}) }));
@@ -61,12 +64,33 @@ export function WatchTerminals({
         {STATE_TEXT[state.s]}
         {state.detail && state.s !== 'connected' ? `: ${state.detail}` : ''}
       </p>
-      {live.terminals.map((t) => (
-        <figure key={t.term} className={styles.watchTerm} data-term={t.name}>
-          <figcaption className={styles.meta}>
+      <div role="tablist" aria-label="The student's terminals" className={styles.watchTabs}>
+        {live.terminals.map((t) => (
+          <button
+            key={t.term}
+            type="button"
+            role="tab"
+            aria-selected={t.term === active}
+            className="small"
+            onClick={() => setShown(t.term)}
+          >
             {t.name}
-            {t.exited !== undefined ? ` (shell exited with status ${t.exited})` : ''}
-          </figcaption>
+          </button>
+        ))}
+      </div>
+      {live.terminals.map((t) => (
+        <figure
+          key={t.term}
+          className={styles.watchTerm}
+          data-term={t.name}
+          role="tabpanel"
+          hidden={t.term !== active}
+        >
+          {t.exited !== undefined && (
+            <figcaption className={styles.meta}>
+              {t.name}: the shell exited with status {t.exited}
+            </figcaption>
+          )}
           {errors[t.term] ? (
             <p role="alert">{errors[t.term]}</p>
           ) : (

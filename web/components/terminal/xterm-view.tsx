@@ -173,5 +173,5 @@ export default function XtermView({
     if (xtermRef.current) xtermRef.current.options.screenReaderMode = screenReader;
   }, [screenReader, client, termId, name]);
 
-  return <div ref={box} data-testid="xterm" className={styles.view} />;
+  return <div ref={box} data-testid="xterm" className={readOnly ? styles.natural : styles.view} />;
 }
