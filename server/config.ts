@@ -40,6 +40,8 @@ export interface Config {
   allowedHosts: string[];
   /** Offer POST /api/sessions (sandboxes outside any lab). UNDERLAY_BARE_SESSIONS=1. */
   bareSessions: boolean;
+  /** Labs only for students in an open class. UNDERLAY_CLASSES_ONLY=1 (docs/classroom.md). */
+  classesOnly: boolean;
   /**
    * Free space kept on the state dir's filesystem: below it no sandbox starts.
    * UNDERLAY_DISK_RESERVE; undefined: 5 % of the filesystem, at least 1 GiB.
@@ -167,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nextDev: env.UNDERLAY_NEXT_DEV === '1',
     allowedHosts: list(env.UNDERLAY_ALLOWED_HOSTS),
     bareSessions: env.UNDERLAY_BARE_SESSIONS === '1',
+    classesOnly: env.UNDERLAY_CLASSES_ONLY === '1',
     diskReserveBytes: sizeEnv(env, 'UNDERLAY_DISK_RESERVE'),
     disks: {
       parkAfterMs: (positiveInt(env, 'UNDERLAY_PARK_AFTER', 15) as number) * 60_000,

@@ -390,6 +390,24 @@ export class Classroom {
     });
   }
 
+  /**
+   * Which labs a student may use: the labs of the open classes they sit in;
+   * with none, every lab (open mode) or, when the server runs classes only,
+   * none. `labs` undefined means every lab.
+   */
+  scope(
+    student: string,
+    classesOnly: boolean,
+    now = Date.now(),
+  ): { cohorts: string[]; labs: Set<string> | undefined } {
+    const open = this.store
+      .memberOf(student)
+      .flatMap((m) => this.store.getCohort(m.cohort) ?? [])
+      .filter((c) => cohortState(c, now) === 'open');
+    if (open.length === 0) return { cohorts: [], labs: classesOnly ? new Set() : undefined };
+    return { cohorts: open.map((c) => c.name), labs: new Set(open.flatMap((c) => c.labs)) };
+  }
+
   /** The students of a cohort (student ids: for the server's own use, never sent). */
   students(c: CohortRow): string[] {
     return this.store.members(c.name).map((m) => m.student);

@@ -150,6 +150,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     admission,
     students,
     bareSessions: config.bareSessions,
+    classesOnly: config.classesOnly,
     connections: { perClient: config.admission.connectionsPerClient, total: maxConnections() },
   });
   const beyondLoopback =
@@ -157,10 +158,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Open mode (anonymous students, every lab) suits a laptop; on a network
   // address without any open class, say so where the operator looks.
   const openCohorts = store.listCohorts().filter((c) => cohortState(c) === 'open');
-  if (beyondLoopback && openCohorts.length === 0)
+  if (beyondLoopback && openCohorts.length === 0 && !config.classesOnly)
     log.warn(
       'listening beyond this machine with no open class: anyone who reaches this address can start sandboxes as an anonymous student. For a class, make one: underlay cohort create NAME --labs LAB,... (docs/classroom.md)',
       { host: opts.host, port: opts.port },
+    );
+  else if (beyondLoopback && !config.classesOnly)
+    log.info(
+      'open mode: a student who has not joined a class can still start any lab; UNDERLAY_CLASSES_ONLY=1 keeps the labs for the classes (docs/classroom.md)',
+      { classes: openCohorts.map((c) => c.name) },
     );
   if (beyondLoopback)
     log.info(

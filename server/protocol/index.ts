@@ -265,11 +265,22 @@ export type NoticeRequest = z.infer<typeof NoticeRequest>;
 /** POST /api/cohorts/join: 200 with the membership; `again` when the student had joined before. */
 export interface Joined extends Membership {
   again: boolean;
+  /**
+   * This student's resume key: `/resume#<key>` opened in another browser
+   * makes it the same student (POST /api/me/resume). A secret: it is them.
+   */
+  resume: string;
 }
+
+/** POST /api/me/resume: become the student of a resume key (this browser's cookie). */
+export const ResumeRequest = z.object({ key: z.string().min(1).max(200) }).strict();
+export type ResumeRequest = z.infer<typeof ResumeRequest>;
 
 /** GET /api/me: the classes this browser's student sits in. */
 export interface Me {
   cohorts: Membership[];
+  /** This student's resume key, once they sit in a class (see Joined). */
+  resume?: string;
 }
 
 /** One student's step, as the instructor sees it. */
@@ -405,6 +416,12 @@ export interface LabList {
   labs: LabCard[];
   /** Validation problems (file:line:col) of labs that failed to load. */
   problems: string[];
+  /**
+   * Set when this student's labs are a class's (docs/classroom.md#a-students-labs):
+   * the open classes they sit in; `labs` holds only those classes' labs. With
+   * `classesOnly` and no class, `labs` is empty: join a class first.
+   */
+  scope?: { cohorts: string[]; classesOnly: boolean };
 }
 
 export interface StepView {

@@ -28,7 +28,7 @@ import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
-import { JoinRequest, parse, type Joined, type Me } from '../protocol/index';
+import { JoinRequest, ResumeRequest, parse, type Joined, type Me } from '../protocol/index';
 import { instructorRoute, watchResolver } from './instructor-api';
 import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
@@ -60,6 +60,8 @@ export interface AppOptions extends GatewayOptions {
   classroom?: Classroom;
   /** Offer POST /api/sessions (bare sandboxes, no lab). Off unless UNDERLAY_BARE_SESSIONS=1. */
   bareSessions?: boolean;
+  /** Labs only for students in an open class (UNDERLAY_CLASSES_ONLY=1); default: open mode. */
+  classesOnly?: boolean;
   /** TCP connection caps (guard.ts limitConnections). */
   connections?: { perClient: number; total: number };
 }
@@ -123,19 +125,27 @@ export function createApp(opts: AppOptions): App {
       const refusal = stateChangeRefusal(req, opts.allowedOrigins);
       if (refusal) return json(res, 403, { error: refusal });
     }
+    const scopeOf = (owner: string) =>
+      opts.classroom
+        ? { ...opts.classroom.scope(owner, !!opts.classesOnly), classesOnly: !!opts.classesOnly }
+        : undefined;
     if (url.pathname === '/api/labs' && req.method === 'GET') {
       if (!labs) return json(res, 200, { labs: [], problems: [] });
-      return json(res, 200, labList(labs.catalog, labs.engine, students.get(req, res)));
+      const owner = students.get(req, res);
+      return json(res, 200, labList(labs.catalog, labs.engine, owner, scopeOf(owner)));
     }
     if (url.pathname.startsWith('/api/labs/') && labs) {
+      const owner = students.get(req, res);
+      const scope = scopeOf(owner);
       return labRoute(req, res, url, {
         catalog: labs.catalog,
         engine: labs.engine,
         labSessions: labs.sessions,
-        owner: students.get(req, res),
+        owner,
         client: clientOf(req),
         log,
         ...(admission ? { admission } : {}),
+        ...(scope ? { scope } : {}),
       });
     }
     if (url.pathname === '/api/cohorts/join' && req.method === 'POST') {
@@ -145,7 +155,11 @@ export function createApp(opts: AppOptions): App {
       admission?.take('join', client);
       const p = parse(JoinRequest, 'join', await readJsonBody(req));
       if (!p.ok) return json(res, 400, { error: p.error.message });
-      const r: Joined = opts.classroom.join(p.value.code, p.value.name, students.get(req, res));
+      const student = students.get(req, res);
+      const r: Joined = {
+        ...opts.classroom.join(p.value.code, p.value.name, student),
+        resume: students.resumeKey(student),
+      };
       log.info('joined a class', { cohort: r.cohort, again: r.again, client });
       return json(res, 200, r);
     }
@@ -165,8 +179,26 @@ export function createApp(opts: AppOptions): App {
       if (handled) return;
     }
     if (url.pathname === '/api/me' && req.method === 'GET') {
+      const student = students.get(req, res);
+      const cohorts = opts.classroom?.memberships(student) ?? [];
       const me: Me = {
-        cohorts: opts.classroom?.memberships(students.get(req, res)) ?? [],
+        cohorts,
+        ...(cohorts.length ? { resume: students.resumeKey(student) } : {}),
+      };
+      res.setHeader('cache-control', 'no-store');
+      return json(res, 200, me);
+    }
+    if (url.pathname === '/api/me/resume' && req.method === 'POST') {
+      // Guessing keys is as hopeless as guessing cookies; the rate is the joins'.
+      admission?.take('join', clientOf(req));
+      const p = parse(ResumeRequest, 'resume', await readJsonBody(req));
+      if (!p.ok) return json(res, 400, { error: p.error.message });
+      const student = students.resume(p.value.key, res);
+      const cohorts = opts.classroom?.memberships(student) ?? [];
+      log.info('a student resumed in another browser', { client: clientOf(req) });
+      const me: Me = {
+        cohorts,
+        ...(cohorts.length ? { resume: students.resumeKey(student) } : {}),
       };
       return json(res, 200, me);
     }

@@ -73,6 +73,46 @@ export class StudentIds {
       .toString('base64url');
   }
 
+  private signResume(id: string): string {
+    return crypto
+      .createHmac('sha256', this.secret)
+      .update(`resume:${id}`)
+      .digest()
+      .subarray(0, 16)
+      .toString('base64url');
+  }
+
+  /**
+   * A student's resume key (docs/classroom.md#another-device): opened in
+   * another browser, it makes that browser the same student. A bearer
+   * secret like the cookie itself, signed for another purpose, so neither
+   * can be made from the other.
+   */
+  resumeKey(id: string): string {
+    return `${id}.${this.signResume(id)}`;
+  }
+
+  /** Makes this browser the student of a resume key; throws 403 for a key that does not verify. */
+  resume(key: string, res: http.ServerResponse): string {
+    const m = /^([A-Za-z0-9_-]{22,64})\.([A-Za-z0-9_-]{22})$/.exec(key.trim());
+    const want = m ? Buffer.from(this.signResume(m[1] as string)) : undefined;
+    const got = m ? Buffer.from(m[2] as string) : undefined;
+    if (!m || !want || !got || want.length !== got.length || !crypto.timingSafeEqual(want, got))
+      throw new RequestError('forbidden', 'this is not a resume link of this server', {
+        hint: 'Copy the whole link from the browser where you joined (the Join page shows it), or join again with the class code.',
+      });
+    const id = m[1] as string;
+    this.setCookie(res, id);
+    return id;
+  }
+
+  private setCookie(res: http.ServerResponse, id: string): void {
+    res.setHeader(
+      'set-cookie',
+      `${STUDENT_COOKIE}=${id}.${this.sign(id)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`,
+    );
+  }
+
   /** The verified id in the cookie, if any. */
   verify(cookieHeader: string | undefined): string | undefined {
     const m = new RegExp(
@@ -121,10 +161,7 @@ export class StudentIds {
       this.opts.admission?.take('identity', clientOf(req));
       id = crypto.randomBytes(18).toString('base64url');
     }
-    res.setHeader(
-      'set-cookie',
-      `${STUDENT_COOKIE}=${id}.${this.sign(id)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`,
-    );
+    this.setCookie(res, id);
     return id;
   }
 }

@@ -42,6 +42,28 @@ export interface LabApiContext {
   /** Rate limits; absent in tests that do without. */
   admission?: Admission;
   log: Logger;
+  /**
+   * The labs this student may start (their classes'); undefined: every lab.
+   * `cohorts` names their open classes, for the refusal's words.
+   */
+  scope?: { cohorts: string[]; labs: Set<string> | undefined; classesOnly: boolean };
+}
+
+/** Why a lab is outside a student's scope, in words with a hint; undefined when it is inside. */
+export function outOfScope(
+  labId: string,
+  scope: LabApiContext['scope'],
+): { error: string; hint: string } | undefined {
+  if (!scope?.labs || scope.labs.has(labId)) return undefined;
+  if (scope.cohorts.length === 0)
+    return {
+      error: 'this server runs labs for its classes only',
+      hint: 'Join your class with the code your instructor gave you (the Join page), then open the lab again.',
+    };
+  return {
+    error: `lab ${labId} is not part of your class (${scope.cohorts.join(', ')})`,
+    hint: `Your class's labs are on the catalog page; ask your instructor if this one should be.`,
+  };
 }
 
 const err = (res: http.ServerResponse, status: number, e: ApiError) => send(res, status, e);
@@ -67,10 +89,18 @@ function card(l: LoadedLab, catalog: LabCatalog, engine: LabEngine, owner: strin
   };
 }
 
-export function labList(catalog: LabCatalog, engine: LabEngine, owner: string): LabList {
+export function labList(
+  catalog: LabCatalog,
+  engine: LabEngine,
+  owner: string,
+  scope?: LabApiContext['scope'],
+): LabList {
   return {
-    labs: [...catalog.labs.values()].map((l) => card(l, catalog, engine, owner)),
+    labs: [...catalog.labs.values()]
+      .filter((l) => !outOfScope(l.lab.metadata.id, scope))
+      .map((l) => card(l, catalog, engine, owner)),
     problems: catalog.problems,
+    ...(scope?.labs ? { scope: { cohorts: scope.cohorts, classesOnly: scope.classesOnly } } : {}),
   };
 }
 
@@ -146,6 +176,9 @@ export async function labRoute(
   const method = req.method ?? 'GET';
   try {
     if (!action && method === 'GET') return send(res, 200, view(loaded, ctx));
+    // Reading a lab is free; what uses the host (a sandbox, a check, a hint) is for its class.
+    const refused = method === 'POST' ? outOfScope(labId, ctx.scope) : undefined;
+    if (refused) return err(res, 403, refused);
     if (action === 'session' && method === 'POST') {
       const started = await labSessions.start(owner, labId, client);
       engine.opened(owner, labId);

@@ -71,6 +71,27 @@ describe('joining a class', () => {
         'the name is text, not markup',
       );
       await page.screenshot({ path: path.join(ARTIFACTS, 'join-done.png') });
+      // Her resume link makes another browser Ann: the class's labs, not all of them.
+      const resumeLink = ((await page.getByTestId('resume-link').textContent()) ?? '').trim();
+      assert.match(resumeLink, /\/resume#[\w-]+\.[\w-]{22}$/);
+      const ann2 = await browser.newContext();
+      const p3 = await ann2.newPage();
+      await p3.goto(resumeLink);
+      await p3.getByText('This browser is you now.').waitFor();
+      assert.match((await p3.getByRole('status').textContent()) ?? '', /as Ann <b>Lee<\/b>/);
+      assert.equal(new URL(p3.url()).hash, '', 'the key is dropped from the address bar');
+      await p3.getByRole('link', { name: 'Your labs' }).click();
+      await p3.getByTestId('class-scope').waitFor();
+      assert.deepEqual(
+        (
+          await p3
+            .locator('[data-testid^="lab-"]')
+            .evaluateAll((els) => els.map((e) => e.getAttribute('data-testid')))
+        ).sort(),
+        ['lab-ns-pid', 'lab-ns-uts-ipc'],
+      );
+      await p3.screenshot({ path: path.join(ARTIFACTS, 'resume-catalog.png') });
+      await ann2.close();
       assert.ok(await page.getByRole('link', { name: 'ns-pid' }).isVisible());
       const me = (await (await ann.request.get(`${srv.url}/api/me`)).json()) as {
         cohorts: { cohort: string; name: string }[];

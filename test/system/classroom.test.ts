@@ -8,12 +8,17 @@
  * sandbox.
  */
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { timeScale } from '../../server/config';
 import type {
   InstructorStudent,
   InstructorView,
+  LabList,
   LabSession,
+  Me,
   ProtocolError,
 } from '../../server/protocol/index';
 import { startServer, type Server } from '../helpers/browser';
@@ -253,6 +258,98 @@ describe('classroom: watching, notices, resets', () => {
       assert.equal((await inst(`/students/${key}/labs/ns-pid/reset`, 'POST')).status, 404);
       assert.equal((await inst(`/students/${key}/labs/uts-hostname/reset`)).status, 405);
       sock.close();
+    },
+  );
+
+  sysTest(
+    "a student's labs are their class's; the resume link makes another browser the same student",
+    SYSTEM_NEEDS,
+    async () => {
+      const name = `scope-${Date.now().toString(36)}`;
+      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname,ns-pid']);
+      assert.equal(made.code, 0, made.stderr);
+      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+      const cy = student(srv);
+      const joined = await cy('POST', '/api/cohorts/join', { code, name: 'Cy' });
+      assert.equal(joined.status, 200);
+      const resume = (joined.body as { resume: string }).resume;
+
+      // Only the class's labs are listed; another lab can be read, not started.
+      const list = (await cy('GET', '/api/labs')).body as LabList;
+      assert.deepEqual(list.labs.map((l) => l.id).sort(), ['ns-pid', 'uts-hostname']);
+      assert.deepEqual(list.scope, { cohorts: [name], classesOnly: false });
+      assert.equal((await cy('GET', '/api/labs/cap-setcap-ping')).status, 200);
+      const refused = await cy('POST', '/api/labs/cap-setcap-ping/session');
+      assert.equal(refused.status, 403);
+      assert.match(
+        (refused.body as { error: string }).error,
+        new RegExp(`lab cap-setcap-ping is not part of your class \\(${name}\\)`),
+      );
+      assert.equal(
+        (await cy('POST', '/api/labs/cap-setcap-ping/steps/real-ping/check', { answer: 'x' }))
+          .status,
+        403,
+      );
+
+      // Another browser: a stranger until it opens the resume link, then Cy.
+      const other = student(srv);
+      assert.equal(((await other('GET', '/api/labs')).body as LabList).labs.length > 2, true);
+      for (const bad of ['', 'x', `${resume.slice(0, -2)}AA`, resume.replace(/\..*/, '')]) {
+        const r = await other('POST', '/api/me/resume', { key: bad });
+        assert.ok([400, 403].includes(r.status), `${bad}: ${r.status}`);
+      }
+      const cookieAsKey = await other('POST', '/api/me/resume', { key: 'not.a-key' });
+      assert.equal(cookieAsKey.status, 403);
+      const resumed = await other('POST', '/api/me/resume', { key: resume });
+      assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+      assert.deepEqual(
+        (resumed.body as Me).cohorts.map((c) => [c.cohort, c.name]),
+        [[name, 'Cy']],
+      );
+      assert.deepEqual(
+        ((await other('GET', '/api/labs')).body as LabList).labs.map((l) => l.id).sort(),
+        ['ns-pid', 'uts-hostname'],
+      );
+      assert.equal(((await other('GET', '/api/me')).body as Me).resume, resume);
+
+      // A closed class no longer scopes: open mode again.
+      assert.equal((await cli(['cohort', 'close', name])).code, 0);
+      const after = (await cy('GET', '/api/labs')).body as LabList;
+      assert.ok(after.labs.length > 2);
+      assert.equal(after.scope, undefined);
+    },
+  );
+});
+
+describe('classroom: a classes-only server', () => {
+  sysTest(
+    'without a class nothing can be started; joining one opens its labs',
+    ['root'],
+    async () => {
+      // Its own state dir: no sandbox is made, and the other server's sandboxes are not its business.
+      const env = {
+        UNDERLAY_STATE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-classes-only-')),
+      };
+      const srv2 = await startServer(undefined, { ...env, UNDERLAY_CLASSES_ONLY: '1' });
+      try {
+        const made = await cli(['cohort', 'create', 'only-1', '--labs', 'ns-pid'], { env });
+        assert.equal(made.code, 0, made.stderr);
+        const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+        const anon = student(srv2);
+        const none = (await anon('GET', '/api/labs')).body as LabList;
+        assert.deepEqual(none.labs, []);
+        assert.deepEqual(none.scope, { cohorts: [], classesOnly: true });
+        const refused = await anon('POST', '/api/labs/ns-pid/session');
+        assert.equal(refused.status, 403);
+        assert.match((refused.body as { error: string }).error, /runs labs for its classes only/);
+        assert.equal((await anon('POST', '/api/cohorts/join', { code, name: 'Di' })).status, 200);
+        assert.deepEqual(
+          ((await anon('GET', '/api/labs')).body as LabList).labs.map((l) => l.id),
+          ['ns-pid'],
+        );
+      } finally {
+        await srv2.stop();
+      }
     },
   );
 });

@@ -109,14 +109,28 @@ export function Catalog() {
         Loading labs…
       </p>
     );
+  const scope = list.scope;
   return (
     <>
+      {scope && scope.cohorts.length > 0 && (
+        <p className="muted" data-testid="class-scope">
+          The labs of your class: {scope.cohorts.join(', ')}.
+        </p>
+      )}
       <div className={styles.cards}>
         {list.labs.map((l) => (
           <Card key={l.id} lab={l} />
         ))}
       </div>
-      {list.labs.length === 0 && <p>No labs are installed on this server.</p>}
+      {list.labs.length === 0 &&
+        (scope?.classesOnly && scope.cohorts.length === 0 ? (
+          <p data-testid="class-scope">
+            This server runs labs for its classes. <Link href="/join">Join your class</Link> with
+            the code your instructor gave you.
+          </p>
+        ) : (
+          <p>No labs are installed on this server.</p>
+        ))}
       {list.problems.length > 0 && (
         <section className={styles.problems} aria-label="Lab problems">
           <strong>Some labs could not be loaded</strong> (for the instructor):

@@ -34,19 +34,22 @@ export function JoinForm() {
 
   if (joined)
     return (
-      <div role="status" className="result pass">
-        <strong>
-          {joined.again ? 'Welcome back' : 'You are in'}: {joined.cohort}, as {joined.name}.
-        </strong>{' '}
-        Its labs:{' '}
-        {joined.labs.map((l, i) => (
-          <span key={l}>
-            {i > 0 && ', '}
-            <Link href={`/labs/${encodeURIComponent(l)}`}>{l}</Link>
-          </span>
-        ))}
-        .
-      </div>
+      <>
+        <div role="status" className="result pass">
+          <strong>
+            {joined.again ? 'Welcome back' : 'You are in'}: {joined.cohort}, as {joined.name}.
+          </strong>{' '}
+          Its labs:{' '}
+          {joined.labs.map((l, i) => (
+            <span key={l}>
+              {i > 0 && ', '}
+              <Link href={`/labs/${encodeURIComponent(l)}`}>{l}</Link>
+            </span>
+          ))}
+          .
+        </div>
+        <ResumeLink resumeKey={joined.resume} />
+      </>
     );
 
   return (
@@ -81,5 +84,33 @@ export function JoinForm() {
       </button>
       {error && <ErrorBox title="Could not join: " error={error} />}
     </form>
+  );
+}
+
+/**
+ * The link that makes another browser this same student (another device, a
+ * lab PC after a laptop): shown after joining. It is a secret, like a
+ * password: whoever opens it is this student.
+ */
+export function ResumeLink({ resumeKey }: { resumeKey: string }) {
+  const [copied, setCopied] = useState(false);
+  const link = typeof window === 'undefined' ? '' : `${window.location.origin}/resume#${resumeKey}`;
+  return (
+    <p className={styles.resume}>
+      To continue on another device, open this link there (keep it to yourself: whoever opens it is
+      you): <code data-testid="resume-link">{link}</code>{' '}
+      <button
+        type="button"
+        className="small"
+        onClick={() =>
+          void navigator.clipboard?.writeText(link).then(
+            () => setCopied(true),
+            () => setCopied(false),
+          )
+        }
+      >
+        {copied ? 'Copied' : 'Copy'}
+      </button>
+    </p>
   );
 }
