@@ -344,7 +344,8 @@ describe('joining a class', () => {
       await bo.page.goto(`${srv.url}/labs/cap-setcap-ping`);
       await waitForScreen(bo.page, /root@lab:~#/, 20_000, T('T1'));
       const answer = bo.page.getByLabel('The capability /usr/bin/ping carries').first();
-      for (const a of ['cap_net_admin', 'CAP_NET_ADMIN', 'cap_net_raw']) {
+      const xss = `<img src=x onerror="document.title='pwned'">`;
+      for (const a of ['cap_net_admin', 'CAP_NET_ADMIN', xss, 'cap_net_raw']) {
         await answer.fill(a);
         await bo.page.getByRole('button', { name: 'Check', exact: true }).click();
         await bo.page.waitForSelector(
@@ -390,8 +391,12 @@ describe('joining a class', () => {
           'near miss: the capability for network configuration',
           'near miss: the capability for network configuration',
         ],
-        'both spellings of the mistake are the same near miss',
+        'both spellings of the mistake are the same near miss; the third answer is none',
       );
+      // What a student typed, echoed by a check, is text on the dashboard.
+      assert.match((await failing.allTextContents()).join('\n'), /<img src=x onerror=/);
+      assert.equal(await page.locator('[data-testid="failing"] img').count(), 0);
+      assert.notEqual(await page.title(), 'pwned');
       // Step figures: private-hostname 1/1, real-ping 1/1 with 3 checks per pass.
       const row = (lab: string, step: string) =>
         page.locator(`[data-testid="analytics"] tr[data-step="${lab}/${step}"]`);
@@ -401,7 +406,7 @@ describe('joining a class', () => {
       );
       assert.match(
         (await row('cap-setcap-ping', 'real-ping').textContent()) ?? '',
-        /1\/1 \(100 %\).*3/,
+        /1\/1 \(100 %\).*4/,
       );
 
       // Watching Ann: her T2 as it is, then what she types, live.
@@ -468,7 +473,7 @@ describe('joining a class', () => {
       );
       assert.match(
         csv,
-        new RegExp(`^${name},Bo,[^,]+,cap-setcap-ping,real-ping,true,false,3,0,\\d{4}-`, 'm'),
+        new RegExp(`^${name},Bo,[^,]+,cap-setcap-ping,real-ping,true,false,4,0,\\d{4}-`, 'm'),
       );
       assert.match(
         csv,

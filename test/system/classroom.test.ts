@@ -191,6 +191,29 @@ describe('classroom: watching, notices, resets', () => {
       eye.close();
       await until(() => watchedCounts.at(-1) === 0, 'Ann is told nobody watches');
 
+      // Every instructor route wants this cohort's token: none, another cohort's, a
+      // truncated one, all get the same 403 (and the student's sandbox is untouched).
+      const routes: [string, string, unknown?][] = [
+        ['GET', name],
+        ['GET', `${name}/export?format=json`],
+        ['GET', `${name}/export?what=analytics`],
+        ['POST', `${name}/notice`, { text: 'hi' }],
+        ['GET', `${name}/students/${key}`],
+        ['POST', `${name}/students/${key}/labs/uts-hostname/end`],
+        ['POST', `${name}/students/${key}/labs/uts-hostname/reset`],
+      ];
+      for (const [method, route, body] of routes)
+        for (const tok of ['', otherToken, token.slice(0, -1)]) {
+          const r = await inst(route, method, tok, body);
+          assert.equal(r.status, 403, `${method} ${route} with ${tok ? 'a wrong' : 'no'} token`);
+        }
+      assert.equal(
+        (await inst(`${name}/students/${key}`)).body !== undefined &&
+          ((await inst(`${name}/students/${key}`)).body as InstructorStudent).live.length,
+        1,
+        'still running',
+      );
+
       // A student cannot use the instructor routes, with or without a token guess.
       assert.equal((await ann('GET', `/api/instructor/cohorts/${name}`)).status, 403);
       assert.equal(
