@@ -55,7 +55,8 @@ export function normalizeCode(typed: string): string | undefined {
   return c;
 }
 
-function newCode(): string {
+/** A fresh join code (not checked against the store). */
+export function drawCode(): string {
   let c = '';
   // Rejection sampling: an unbiased pick from the alphabet's 27.
   const below = 256 - (256 % CODE_ALPHABET.length);
@@ -132,7 +133,7 @@ export function createCohort(
   for (let attempt = 0; attempt < 5; attempt++) {
     const cohort: CohortRow = {
       name: spec.name,
-      code: newCode(),
+      code: drawCode(),
       tokenHash: hashToken(token),
       labs: spec.labs,
       ...(spec.starts !== undefined ? { starts: spec.starts } : {}),
@@ -159,6 +160,14 @@ export function getCohort(store: Store, name: string): CohortRow {
 
 export function closeCohort(store: Store, name: string): CohortRow {
   const c = getCohort(store, name);
+  if (c.source === 'file')
+    throw new RequestError(
+      'conflict',
+      `cohort ${name} is declared in the labs folder's cohorts.yaml`,
+      {
+        hint: 'set `closed: true` on it in the file (the file wins at the next sync)',
+      },
+    );
   if (!c.closed) store.updateCohort({ ...c, closed: true });
   return { ...c, closed: true };
 }

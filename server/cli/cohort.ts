@@ -4,15 +4,22 @@
  * students' join link and code and, once, the instructor's link.
  */
 import * as fs from 'node:fs';
+import * as crypto from 'node:crypto';
+import * as path from 'node:path';
 import {
+  Classroom,
   closeCohort,
   cohortState,
   createCohort,
+  drawCode,
   formatCode,
   getCohort,
+  hashToken,
   type CohortSpec,
 } from '../classroom/cohorts';
-import { exportRows, toCsv, type ExportStep } from '../classroom/export';
+import { COHORTS_FILE, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
+import { ANALYTICS_COLUMNS, exportRows, toCsv, type ExportStep } from '../classroom/export';
+import { formatProblem } from '../util/yaml-file';
 import { loadConfig } from '../config';
 import { loadLabs } from '../labs/loader';
 import { Store, type CohortRow } from '../store/store';
@@ -101,7 +108,7 @@ export function show(name: string): void {
       `cohort ${c.name}: ${cohortState(c)}\n` +
         `  code      ${formatCode(c.code)}\n` +
         `  ${describe(c)}\n` +
-        `  created   ${iso(c.created)}\n` +
+        `  created   ${iso(c.created)}${c.source === 'file' ? ` (declared in ${COHORTS_FILE})` : ''}\n` +
         `  students  ${members.length}${members.length ? ':' : ''}\n` +
         members.map((m) => `    ${JSON.stringify(m.display)}  joined ${iso(m.joined)}\n`).join(''),
     );
@@ -117,9 +124,16 @@ export function close(name: string): void {
   });
 }
 
-export function exportCohort(name: string, format: string, output: string | undefined): void {
+export function exportCohort(
+  name: string,
+  format: string,
+  output: string | undefined,
+  what = 'progress',
+): void {
   if (format !== 'csv' && format !== 'json')
     throw new RequestError('invalid', `--format must be csv or json, got '${format}'`);
+  if (what !== 'progress' && what !== 'analytics')
+    throw new RequestError('invalid', `--what must be progress or analytics, got '${what}'`);
   withStore((s) => {
     const c = getCohort(s, name);
     const labs = new Map(
@@ -128,6 +142,22 @@ export function exportCohort(name: string, format: string, output: string | unde
         l.lab.steps.map((st) => st.id),
       ]),
     );
+    if (what === 'analytics') {
+      const figures = new Classroom(s).analytics(
+        c,
+        s.members(c.name),
+        c.labs.map((id) => ({ id, steps: labs.get(id) ?? [] })),
+      );
+      const text =
+        format === 'csv'
+          ? toCsv(figures, ANALYTICS_COLUMNS)
+          : `${JSON.stringify(figures, null, 2)}\n`;
+      if (output) {
+        fs.writeFileSync(output, text);
+        process.stderr.write(`${figures.length} steps written to ${output}\n`);
+      } else process.stdout.write(text);
+      return;
+    }
     const rows = exportRows(
       c.name,
       s.members(c.name),
@@ -142,5 +172,58 @@ export function exportCohort(name: string, format: string, output: string | unde
         `${rows.length} rows (${s.members(c.name).length} students) written to ${output}\n`,
       );
     } else process.stdout.write(text);
+  });
+}
+
+/** A new instructor token and the hash a cohorts file declares (the token goes to the instructor). */
+export function token(): void {
+  const t = crypto.randomBytes(32).toString('base64url');
+  process.stdout.write(
+    `instructor token (give it to the instructor; it is not stored anywhere): ${t}\n` +
+      `in ${COHORTS_FILE}:  instructorTokenSha256: '${hashToken(t)}'\n` +
+      `the instructor's link, once the cohort exists: <url>/instructor?cohort=<name>#token=${t}\n`,
+  );
+}
+
+/**
+ * Applies the labs folder's cohorts.yaml (or `file`) to the store: what
+ * `underlay serve` does at start. Problems are printed with file:line:col
+ * and nothing is applied; exit status 1.
+ */
+export function sync(file: string | undefined, url: string): void {
+  const labsDir = loadConfig().labsDir;
+  const f = file ?? path.join(labsDir, COHORTS_FILE);
+  if (!fs.existsSync(f))
+    throw new RequestError('not-found', `no cohorts file at ${f}`, {
+      hint: `declare cohorts in ${path.join(labsDir, COHORTS_FILE)} (docs/classroom.md#cohorts-in-a-file)`,
+    });
+  const { cohorts, problems } = loadCohortsFile(
+    f,
+    path.relative(process.cwd(), f) || f,
+    knownLabs(),
+  );
+  if (!cohorts) {
+    for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
+    process.stderr.write(`${problems.length} problem(s): nothing applied\n`);
+    process.exitCode = 1;
+    return;
+  }
+  withStore((s) => {
+    const r = syncCohorts(s, cohorts, drawCode);
+    const base = url.replace(/\/+$/, '');
+    for (const d of cohorts) {
+      const c = getCohort(s, d.name);
+      const what = r.created.includes(d.name)
+        ? 'created'
+        : r.updated.includes(d.name)
+          ? 'updated'
+          : 'unchanged';
+      process.stdout.write(
+        `cohort ${c.name} ${what} (${cohortState(c)}): ${describe(c)}\n` +
+          `  students join at  ${base}/join?code=${formatCode(c.code)}\n`,
+      );
+    }
+    for (const n of r.closed)
+      process.stdout.write(`cohort ${n} closed: it is no longer in the file\n`);
   });
 }

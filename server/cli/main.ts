@@ -345,10 +345,21 @@ export function buildProgram(): Command {
     .description('progress per student and step, for a gradebook (CSV or JSON)')
     .argument('<name>')
     .option('--format <fmt>', 'csv | json', 'csv')
+    .option('--what <what>', 'progress (per student and step) | analytics (per step)', 'progress')
     .option('-o, --output <file>', 'write to a file instead of stdout')
     .action(async (name: string, opts) =>
-      (await import('./cohort')).exportCohort(name, opts.format, opts.output),
+      (await import('./cohort')).exportCohort(name, opts.format, opts.output, opts.what),
     );
+  cohort
+    .command('token')
+    .description('a new instructor token, and the sha256 a cohorts.yaml declares for it')
+    .action(async () => (await import('./cohort')).token());
+  cohort
+    .command('sync')
+    .description("apply the labs folder's cohorts.yaml to the store (serve does it at start)")
+    .option('--file <file>', 'another cohorts file')
+    .option('--url <url>', 'the address students open', 'http://localhost:3000')
+    .action(async (opts) => (await import('./cohort')).sync(opts.file, opts.url));
   cohort
     .command('close')
     .description('refuse new joins (students keep their progress)')

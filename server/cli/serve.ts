@@ -8,7 +8,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import next from 'next';
-import { Classroom, cohortState } from '../classroom/cohorts';
+import { Classroom, cohortState, drawCode } from '../classroom/cohorts';
+import { cohortsFileOf, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
+import { formatProblem } from '../util/yaml-file';
 import { DEFAULT_LIMITS, loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
 import { LabEngine } from '../labs/engine';
@@ -25,7 +27,7 @@ import { SessionManager } from '../sessions/session-manager';
 import { Store } from '../store/store';
 import { createApp } from '../transport/http';
 import { StudentIds } from '../transport/identity';
-import { createLogger } from '../util/logger';
+import { createLogger, type Logger } from '../util/logger';
 
 export interface ServeOptions {
   port: number;
@@ -119,6 +121,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const catalog = new LabCatalog(config.labsDir, mode, log);
   if (opts.dev) catalog.watch();
   const engine = new LabEngine(store, () => catalog.labs, mode);
+  applyCohortsFile(config.labsDir, [...catalog.labs.keys()], store, log);
   const sessions = new SessionManager(sandboxes, log, {
     parkMs: config.disks.parkAfterMs,
     // A lab session's row goes with its sandbox; progress stays.
@@ -198,4 +201,25 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
+}
+
+/**
+ * The labs folder's cohorts.yaml, applied at start (docs/classroom.md#cohorts-in-a-file).
+ * A file with problems is not applied at all, and says why; the server starts anyway.
+ */
+function applyCohortsFile(labsDir: string, labs: string[], store: Store, log: Logger): void {
+  const file = cohortsFileOf(labsDir);
+  if (!file) return;
+  const { cohorts, problems } = loadCohortsFile(file, file, labs);
+  if (!cohorts) {
+    for (const p of problems) log.error('cohorts file problem', { problem: formatProblem(p) });
+    log.error('cohorts file not applied', { file, problems: problems.length });
+    return;
+  }
+  try {
+    const r = syncCohorts(store, cohorts, drawCode);
+    log.info('cohorts file applied', { file, ...r });
+  } catch (err) {
+    log.error('cohorts file not applied', { file, error: (err as Error).message });
+  }
 }

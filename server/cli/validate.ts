@@ -4,12 +4,20 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { COHORTS_FILE, loadCohortsFile } from '../classroom/cohorts-file';
 import { REPO_LABS } from '../config';
 import { formatProblem, loadLabs } from '../labs/loader';
 import { labJsonSchema } from '../labs/schema';
 
 export function validate(paths: string[]): number {
-  const { labs, problems } = loadLabs(paths.length ? paths : [REPO_LABS]);
+  const roots = paths.length ? paths : [REPO_LABS];
+  const { labs, problems } = loadLabs(roots);
+  // A folder of labs may declare its classes too (docs/classroom.md#cohorts-in-a-file).
+  const ids = labs.map((l) => l.lab.metadata.id);
+  for (const root of roots) {
+    const f = path.join(root, COHORTS_FILE);
+    if (fs.existsSync(f)) problems.push(...loadCohortsFile(f, f, ids).problems);
+  }
   for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
   const files = new Set(problems.map((p) => p.file)).size;
   process.stdout.write(

@@ -96,6 +96,8 @@ export interface CohortRow {
   seats?: number;
   closed: boolean;
   created: number;
+  /** 'file': declared in the labs folder's cohorts.yaml (the file wins); absent: made with the CLI. */
+  source?: 'file';
 }
 
 export interface MemberRow {

@@ -4,15 +4,17 @@
  */
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { Classroom } from '../../server/classroom/cohorts';
 import { diagnose } from '../../server/cli/doctor';
 import { loadConfig } from '../../server/config';
 import { Store } from '../../server/store/store';
 import { freePort } from '../helpers/browser';
-import { CLI, TEST_UID_BASE, cli, sleep, testConfig, testEnv } from '../helpers/env';
+import { CLI, REPO, TEST_UID_BASE, cli, sleep, testConfig, testEnv } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 describe('underlay CLI', () => {
@@ -39,6 +41,108 @@ describe('underlay CLI', () => {
       assert.equal(r.code, 0, `${verb.join(' ')} --help: ${r.stderr}`);
       assert.match(r.stdout, /Usage: underlay/);
     }
+  });
+
+  test('cohorts declared in a file: problems with file:line:col and nothing applied; sync creates, updates, closes; the file wins', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cli-cohorts-file-'));
+    const env = { UNDERLAY_STATE_DIR: path.join(dir, 'state') };
+    const tok = await cli(['cohort', 'token'], { env });
+    assert.equal(tok.code, 0, tok.stderr);
+    const token = /it is not stored anywhere\): (\S+)/.exec(tok.stdout)?.[1] as string;
+    const hash = /instructorTokenSha256: '([0-9a-f]{64})'/.exec(tok.stdout)?.[1] as string;
+    assert.equal(hash, crypto.createHash('sha256').update(token).digest('hex'));
+    const file = path.join(dir, 'cohorts.yaml');
+
+    // Problems: all of them, each placed; nothing applied.
+    fs.writeFileSync(
+      file,
+      [
+        'cohorts:',
+        '  - name: mon-101',
+        '    labs: [ns-pid, ns-pdi]',
+        `    instructorTokenSha256: '${hash}'`,
+        '    seat: 30',
+        '    code: OOOO-1111',
+        '    starts: next monday',
+        '',
+      ].join('\n'),
+    );
+    const bad = await cli(['cohort', 'sync', '--file', file], { env });
+    assert.equal(bad.code, 1);
+    assert.match(
+      bad.stderr,
+      /cohorts\.yaml:5:5: cohorts\[0\]\.seat: unknown field "seat" - did you mean "seats"\?/,
+    );
+    const again = await cli(['cohort', 'sync', '--file', file], { env });
+    assert.equal(again.stderr, bad.stderr, 'the same problems each time');
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('seat:', 'seats:'));
+    const bad2 = await cli(['cohort', 'sync', '--file', file], { env });
+    assert.equal(bad2.code, 1);
+    assert.match(bad2.stderr, /:3:20: cohorts\[0\]\.labs\[1\]: no lab "ns-pdi" in the labs folder/);
+    assert.match(bad2.stderr, /:6:11: cohorts\[0\]\.code: "OOOO-1111" cannot be a join code/);
+    assert.match(bad2.stderr, /:7:13: cohorts\[0\]\.starts: "next monday" is not a date/);
+    assert.match(bad2.stderr, /3 problem\(s\): nothing applied/);
+    assert.match((await cli(['cohort', 'list'], { env })).stdout, /^no cohorts/);
+
+    // Valid: created with the declared code; the token is the instructor's.
+    const good = (seats: number, more = '') =>
+      fs.writeFileSync(
+        file,
+        [
+          'cohorts:',
+          '  - name: mon-101',
+          '    labs: [ns-pid, uts-hostname]',
+          `    instructorTokenSha256: '${hash}'`,
+          `    seats: ${seats}`,
+          '    code: acde-fg23',
+          more,
+        ].join('\n'),
+      );
+    good(30, `  - name: mon-102\n    labs: [ns-pid]\n    instructorTokenSha256: '${hash}'\n`);
+    const made = await cli(['cohort', 'sync', '--file', file, '--url', 'http://lab.example'], {
+      env,
+    });
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(
+      made.stdout,
+      /cohort mon-101 created \(open\): labs ns-pid, uts-hostname; 30 seats/,
+    );
+    assert.match(made.stdout, /students join at {2}http:\/\/lab\.example\/join\?code=ACDE-FG23/);
+    assert.match(
+      (await cli(['cohort', 'show', 'mon-101'], { env })).stdout,
+      /declared in cohorts\.yaml/,
+    );
+    const store = new Store(env.UNDERLAY_STATE_DIR);
+    try {
+      assert.doesNotThrow(() => new Classroom(store).forInstructor('mon-101', token));
+      assert.throws(
+        () => new Classroom(store).forInstructor('mon-101', `${token}x`),
+        /not the instructor link/,
+      );
+    } finally {
+      store.close();
+    }
+
+    // Changed: updated; gone from the file: closed (kept); the CLI cannot close a file's cohort.
+    good(10);
+    const changed = await cli(['cohort', 'sync', '--file', file], { env });
+    assert.equal(changed.code, 0, changed.stderr);
+    assert.match(changed.stdout, /cohort mon-101 updated \(open\): .*10 seats/);
+    assert.match(changed.stdout, /cohort mon-102 closed: it is no longer in the file/);
+    assert.match(
+      (await cli(['cohort', 'sync', '--file', file], { env })).stdout,
+      /mon-101 unchanged/,
+    );
+    const close = await cli(['cohort', 'close', 'mon-101'], { env });
+    assert.equal(close.code, 1);
+    assert.match(close.stderr, /declared in the labs folder's cohorts\.yaml[\s\S]*closed: true/);
+
+    // A name the CLI made is not the file's to take.
+    assert.equal((await cli(['cohort', 'create', 'tue-1', '--labs', 'ns-pid'], { env })).code, 0);
+    good(10, `  - name: tue-1\n    labs: [ns-pid]\n    instructorTokenSha256: '${hash}'\n`);
+    const clash = await cli(['cohort', 'sync', '--file', file], { env });
+    assert.equal(clash.code, 1);
+    assert.match(clash.stderr, /cohort tue-1 was made with `underlay cohort create`/);
   });
 
   test('cohort create, list, show, close: the join link and code, the instructor link once, clear refusals', async () => {
@@ -176,7 +280,34 @@ describe('underlay CLI', () => {
         env: { UNDERLAY_STATE_DIR: env.UNDERLAY_STATE_DIR as string },
       });
       assert.equal(made.code, 0, made.stderr);
-      assert.doesNotMatch(await startLog(), /no open class/);
+      const withClass = await startLog();
+      assert.doesNotMatch(withClass, /no open class/);
+      assert.match(
+        withClass,
+        /open mode: a student who has not joined a class can still start any lab/,
+      );
+
+      // A labs folder with a cohorts.yaml: applied at start; a broken one is reported, not applied.
+      const labsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-serve-labs-'));
+      for (const lab of ['ns-pid', 'uts-hostname'])
+        fs.symlinkSync(path.join(REPO, 'labs', lab), path.join(labsDir, lab));
+      const hash = 'a'.repeat(64);
+      fs.writeFileSync(
+        path.join(labsDir, 'cohorts.yaml'),
+        `cohorts:\n  - name: from-file\n    labs: [uts-hostname]\n    instructorTokenSha256: '${hash}'\n`,
+      );
+      env.UNDERLAY_LABS_DIR = labsDir;
+      env.UNDERLAY_CLASSES_ONLY = '1';
+      const applied = await startLog();
+      assert.match(applied, /"msg":"cohorts file applied".*"created":\["from-file"\]/);
+      assert.doesNotMatch(applied, /open mode/, 'classes only: no open-mode notice');
+      fs.writeFileSync(path.join(labsDir, 'cohorts.yaml'), 'cohorts:\n  - name: x\n    lab: []\n');
+      const broken = await startLog();
+      assert.match(
+        broken,
+        /"msg":"cohorts file problem".*cohorts\.yaml:3:5: cohorts\[0\]\.lab: unknown field \\"lab\\" - did you mean \\"labs\\"\?/,
+      );
+      assert.match(broken, /"msg":"cohorts file not applied"/);
     },
     { timeout: 180_000 },
   );

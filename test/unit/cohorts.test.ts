@@ -19,6 +19,9 @@ import {
   joinCohort,
   normalizeCode,
 } from '../../server/classroom/cohorts';
+import { loadCohortsFile } from '../../server/classroom/cohorts-file';
+import { REPO_LABS } from '../../server/config';
+import { loadLabs } from '../../server/labs/loader';
 import { Store } from '../../server/store/store';
 import { RequestError } from '../../server/util/errors';
 
@@ -122,4 +125,18 @@ test('joining: unknown code, bad name, window, seats, closed; joining again take
   refused(() => joinCohort(s, code, 'Ann', 'st-a', now), 'forbidden', /closed/);
   assert.equal(s.members('c1').length, 2, 'closing keeps the students');
   s.close();
+});
+
+test('the example cohorts file (labs/cohorts.example.yaml) is valid against the repo labs', () => {
+  const file = path.join(REPO_LABS, 'cohorts.example.yaml');
+  const ids = loadLabs([REPO_LABS]).labs.map((l) => l.lab.metadata.id);
+  const r = loadCohortsFile(file, file, ids);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(
+    r.cohorts?.map((c) => [c.name, c.code, c.closed]),
+    [
+      ['containers-101', 'ACDEFG23', false],
+      ['containers-102', undefined, true],
+    ],
+  );
 });
