@@ -69,7 +69,8 @@ export class LabEngine {
   }
 
   private env(st: LabState): Record<string, string> {
-    const passed = Object.entries(st.steps).filter(([, s]) => s.passed);
+    // A step skipped with its solution applied has a value too.
+    const passed = Object.entries(st.steps).filter(([, s]) => s.passed || (s.skipped && s.message));
     return stepEnv(new Map(passed.map(([id, s]) => [id, s.message])));
   }
 
@@ -128,46 +129,106 @@ export class LabEngine {
   }
 
   /**
-   * Reveals the next hint. A script hint runs against the current state; if
-   * it has nothing to say, the next hint is tried.
+   * A Hint press (HintResponse). State hints (scripts) run on every press,
+   * all of them, against the sandbox as it is now: a hint written for a
+   * mistake shows when the mistake is there, however early Hint was
+   * pressed before. What they say is shown when it differs from what they
+   * said last; otherwise the next text hint is revealed; otherwise what
+   * they say is repeated. Only a press that showed something counts.
    */
   async hint(
     owner: string,
     sandbox: Sandbox,
     labId: string,
     stepId: string,
-  ): Promise<{ hint: string | undefined; shown: number; total: number }> {
+  ): Promise<{ hint: string | undefined; kind?: 'state' | 'text'; shown: number; total: number }> {
     const l = this.lab(labId);
     const { step } = this.step(l, stepId);
     const st = this.state(owner, labId);
     const ss = st.steps[stepId] as StepState;
+    const texts = step.hints.flatMap((h) => ('text' in h ? [h.text] : []));
+    const said: string[] = [];
+    for (const h of step.hints) {
+      if ('text' in h) continue;
+      const r = await runScript(sandbox, h.script, {
+        timeoutS: 10,
+        env: this.env(st),
+        trusted: true,
+      });
+      const out = r.output.trim();
+      if (r.code === 0 && out) said.push(out);
+    }
+    const now = said.join('\n');
     let hint: string | undefined;
-    while (ss.hintsShown < step.hints.length && hint === undefined) {
-      const h = step.hints[ss.hintsShown++] as Step['hints'][number];
-      if ('text' in h) hint = h.text;
-      else {
-        const r = await runScript(sandbox, h.script, {
-          timeoutS: 10,
-          env: this.env(st),
-          trusted: true,
-        });
-        const out = r.output.trim();
-        if (r.code === 0 && out) hint = out;
-      }
+    let kind: 'state' | 'text' | undefined;
+    const revealed = ss.textHintsShown ?? 0;
+    if (now && now !== ss.lastStateHint) {
+      hint = now;
+      kind = 'state';
+      ss.lastStateHint = now;
+      ss.hintsShown++;
+    } else if (revealed < texts.length) {
+      hint = texts[revealed];
+      kind = 'text';
+      ss.textHintsShown = revealed + 1;
+      ss.hintsShown++;
+    } else if (now) {
+      hint = now;
+      kind = 'state';
     }
     this.store.saveProgress(owner, labId, st);
     this.store.addEvent(owner, labId, stepId, 'hint', { hint: hint ?? null });
-    return { hint, shown: ss.hintsShown, total: step.hints.length };
+    return {
+      hint,
+      ...(kind ? { kind } : {}),
+      shown: ss.textHintsShown ?? 0,
+      total: texts.length,
+    };
   }
 
-  skip(owner: string, labId: string, stepId: string): LabState {
+  /**
+   * Runs the step's reference solution in the student's sandbox (for a skip
+   * that should leave the sandbox as the step would have): as the student's
+   * own commands run, not trusted. It was written to follow the earlier
+   * steps' solutions, so after a student's own way it may fail: say so.
+   */
+  async applySolution(
+    owner: string,
+    sandbox: Sandbox,
+    labId: string,
+    stepId: string,
+  ): Promise<{ ok: boolean; output: string; value?: string }> {
+    const l = this.lab(labId);
+    const { step } = this.step(l, stepId);
+    if (!step.solution) return { ok: false, output: 'this step has no solution to apply' };
+    const env = this.env(this.state(owner, labId));
+    const r = await runScript(sandbox, step.solution, { timeoutS: 60, env, trusted: false });
+    const output = clipLine(r.output.trim(), MAX_MESSAGE_CHARS);
+    if (r.code !== 0 || !step.check) return { ok: r.code === 0, output };
+    // The value later steps read ($STEP_<id>_OUT) is what the check says now.
+    const c = await runScript(sandbox, step.check.script, {
+      timeoutS: step.check.timeout,
+      env: step.check.input ? { ...env, ANSWER: r.message } : env,
+      trusted: true,
+    });
+    return c.code === 0 ? { ok: true, output, value: c.message } : { ok: true, output };
+  }
+
+  /**
+   * Marks a step skipped (not passed). `value`: what its check said after
+   * the solution was applied for the student, which later steps read as
+   * $STEP_<id>_OUT like a pass's message.
+   */
+  skip(owner: string, labId: string, stepId: string, applied?: boolean, value?: string): LabState {
     const l = this.lab(labId);
     this.step(l, stepId);
     const st = this.state(owner, labId);
-    (st.steps[stepId] as StepState).skipped = true;
+    const ss = st.steps[stepId] as StepState;
+    ss.skipped = true;
+    if (value !== undefined) ss.message = value;
     this.advance(l, st);
     this.store.saveProgress(owner, labId, st);
-    this.store.addEvent(owner, labId, stepId, 'skip', {});
+    this.store.addEvent(owner, labId, stepId, 'skip', applied !== undefined ? { applied } : {});
     return st;
   }
 

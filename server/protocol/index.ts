@@ -229,6 +229,18 @@ export interface SessionCreated {
 
 /** POST /api/labs/:lab/steps/:step/check */
 export const CheckRequest = z.object({ answer: z.string().max(200).optional() }).strict();
+
+/**
+ * POST …/steps/<step>/skip. `apply`: also run the step's reference solution
+ * in the sandbox, so later steps find what this one would have made.
+ */
+export const SkipRequest = z.object({ apply: z.boolean().optional() }).strict();
+export type SkipRequest = z.infer<typeof SkipRequest>;
+
+/** A skip's answer: the progress, and what applying the solution did (when asked). */
+export interface SkipResponse extends LabProgress {
+  applied?: { ok: boolean; output: string };
+}
 export type CheckRequest = z.infer<typeof CheckRequest>;
 
 // ---- classes (cohorts; docs/classroom.md) ---------------------------------
@@ -386,7 +398,12 @@ export interface StepProgress {
   /** The pass message, also the value later steps see as $STEP_<id>_OUT. */
   message: string;
   attempts: number;
+  /** Hints actually shown (a press that showed nothing does not count). */
   hintsShown: number;
+  /** Text hints revealed so far (they come one per press, in order). */
+  textHintsShown?: number;
+  /** What the state hints said last time they were shown (shown again only when it changes). */
+  lastStateHint?: string;
   passedAt?: number;
 }
 
@@ -409,7 +426,8 @@ export interface LabCard {
   /** False when this host cannot run the lab (reason says why). */
   available: boolean;
   reason?: string;
-  progress: { passed: number; total: number };
+  /** Steps passed (a skip is not a pass), steps skipped, steps in all. */
+  progress: { passed: number; skipped: number; total: number };
 }
 
 export interface LabList {
@@ -468,8 +486,16 @@ export interface CheckResponse {
   progress: LabProgress;
 }
 
+/**
+ * A Hint press: the step's state hints are run again every time (what they
+ * say reflects the sandbox now); when they say something new it is the
+ * hint, otherwise the next text hint is revealed. `hint` absent: nothing
+ * more to say now. `shown`/`total` count the text hints.
+ */
 export interface HintResponse {
   hint?: string;
+  /** 'state': computed from the sandbox now; 'text': the lab's next written hint. */
+  kind?: 'state' | 'text';
   shown: number;
   total: number;
   progress: LabProgress;

@@ -14,7 +14,9 @@
 import type * as http from 'node:http';
 import {
   CheckRequest,
+  SkipRequest,
   parse,
+  type SkipResponse,
   type ApiError,
   type CheckResponse,
   type HintResponse,
@@ -83,7 +85,8 @@ function card(l: LoadedLab, catalog: LabCatalog, engine: LabEngine, owner: strin
     available: !reason,
     ...(reason ? { reason } : {}),
     progress: {
-      passed: Object.values(st.steps).filter((s) => s.passed || s.skipped).length,
+      passed: Object.values(st.steps).filter((s) => s.passed).length,
+      skipped: Object.values(st.steps).filter((s) => s.skipped && !s.passed).length,
       total: l.lab.steps.length,
     },
   };
@@ -200,7 +203,23 @@ export async function labRoute(
       // Every step action is stored (progress, events): checks, skips and
       // resets share one rate, hints have their own.
       admission?.take(stepAction === 'hint' ? 'hint' : 'check', owner);
-      if (stepAction === 'skip') return send(res, 200, engine.skip(owner, labId, stepId));
+      if (stepAction === 'skip') {
+        const p = parse(SkipRequest, 'skip', await readJsonBody(req));
+        if (!p.ok) return err(res, 400, { error: p.error.message });
+        if (!p.value.apply) return send(res, 200, engine.skip(owner, labId, stepId));
+        const s = labSessions.find(owner, labId);
+        if (!s)
+          return err(res, 409, {
+            error: 'this lab has no running sandbox to apply the solution in',
+            hint: 'Start the lab (or reload the page) first, or skip without applying.',
+          });
+        const { value, ...applied } = await engine.applySolution(owner, s.sandbox, labId, stepId);
+        const out: SkipResponse = {
+          ...engine.skip(owner, labId, stepId, applied.ok, value),
+          applied,
+        };
+        return send(res, 200, out);
+      }
       if (stepAction === 'reset') return send(res, 200, engine.resetStep(owner, labId, stepId));
       const s = labSessions.find(owner, labId);
       if (!s)
@@ -223,6 +242,7 @@ export async function labRoute(
       const h = await engine.hint(owner, s.sandbox, labId, stepId);
       const out: HintResponse = {
         ...(h.hint !== undefined ? { hint: h.hint } : {}),
+        ...(h.kind ? { kind: h.kind } : {}),
         shown: h.shown,
         total: h.total,
         progress: engine.state(owner, labId),

@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe } from 'node:test';
 import { LabEngine } from '../../server/labs/engine';
+import { labList } from '../../server/transport/lab-api';
 import { loadLabs } from '../../server/labs/loader';
 import { Store } from '../../server/store/store';
 import { REPO, testConfig, testManager } from '../helpers/env';
@@ -30,8 +31,14 @@ describe('lab engine', () => {
         assert.match(c1.message, /No process is in a UTS namespace whose hostname is lab-box/);
         assert.equal(c1.state.steps['private-hostname']?.attempts, 1);
 
+        // Hint pressed early, twice: the text hint, then nothing - and the state
+        // hint written for the mistake is not used up by those presses.
         const h1 = await engine.hint(owner, sb, 'uts-hostname', 'private-hostname');
         assert.match(h1.hint ?? '', /unshare --uts bash/);
+        assert.deepEqual([h1.kind, h1.shown, h1.total], ['text', 1, 1]);
+        const h1b = await engine.hint(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.equal(h1b.hint, undefined, 'nothing to say yet');
+        assert.equal(engine.state(owner, 'uts-hostname').steps['private-hostname']?.hintsShown, 1);
         await sb.exec([
           'bash',
           '-c',
@@ -41,9 +48,16 @@ describe('lab engine', () => {
         assert.match(
           h2.hint ?? '',
           /named lab-b0x/,
-          'the state-based hint points at what is wrong',
+          'the state-based hint points at what is wrong, however early Hint was pressed',
         );
-        assert.deepEqual([h2.shown, h2.total], [2, 2]);
+        assert.equal(h2.kind, 'state');
+        const h2b = await engine.hint(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.match(h2b.hint ?? '', /named lab-b0x/, 'still true: said again');
+        assert.equal(
+          engine.state(owner, 'uts-hostname').steps['private-hostname']?.hintsShown,
+          2,
+          'a repeat is not counted',
+        );
 
         await sb.exec([
           'bash',
@@ -80,6 +94,44 @@ describe('lab engine', () => {
         store2.close();
       } finally {
         await m.teardown(sb.record);
+      }
+    },
+  );
+
+  sysTest(
+    'Skip: a skip is not a pass; "do it for me" applies the solution, and later steps read its value',
+    SYSTEM_NEEDS,
+    async () => {
+      const { labs } = loadLabs([path.join(REPO, 'labs', 'uts-hostname')]);
+      const map = new Map(labs.map((l) => [l.lab.metadata.id, l]));
+      const m = testManager();
+      const engine = new LabEngine(m.store, map, m.driver.mode);
+      const owner = `skipper-${process.pid}`;
+      const sb = await m.create({ hostname: 'lab' });
+      try {
+        const applied = await engine.applySolution(owner, sb, 'uts-hostname', 'private-hostname');
+        assert.equal(applied.ok, true, applied.output);
+        assert.match(applied.value ?? '', /^\d+$/, "the check's value after the solution");
+        const st = engine.skip(owner, 'uts-hostname', 'private-hostname', true, applied.value);
+        const s1 = st.steps['private-hostname'];
+        assert.deepEqual([s1?.passed, s1?.skipped], [false, true]);
+        assert.equal(
+          labList({ labs: map, problems: [], mode: m.driver.mode } as never, engine, owner).labs[0]
+            ?.progress.passed,
+          0,
+          'a skipped step is not counted as passed',
+        );
+        // The next step's check reads the skipped step's value (the namespace the solution made).
+        const c = await engine.check(owner, sb, 'uts-hostname', 'namespace-dies');
+        assert.equal(c.passed, false);
+        assert.match(c.message, new RegExp(`Still alive in UTS namespace ${applied.value}`));
+        // Skipping without applying leaves no value: the next check says to do the step.
+        const other = `${owner}-plain`;
+        engine.skip(other, 'uts-hostname', 'private-hostname');
+        const c2 = await engine.check(other, sb, 'uts-hostname', 'namespace-dies');
+        assert.match(c2.message, /Do the first step first/);
+      } finally {
+        await m.destroy(sb.id);
       }
     },
   );

@@ -27,8 +27,8 @@ function Card({ lab }: { lab: LabCard }) {
         <span>
           {lab.progress.passed === lab.progress.total
             ? '✓ done'
-            : lab.progress.passed
-              ? `${lab.progress.passed}/${lab.progress.total} steps`
+            : lab.progress.passed || lab.progress.skipped
+              ? `${lab.progress.passed}/${lab.progress.total} steps${lab.progress.skipped ? ` (${lab.progress.skipped} skipped)` : ''}`
               : `${lab.steps} steps`}
         </span>
         <span aria-hidden>·</span>

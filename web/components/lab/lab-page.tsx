@@ -114,13 +114,15 @@ export function LabPage({ id }: { id: string }) {
       </>
     );
 
-  const done = Object.values(progress.steps).filter((s) => s.passed || s.skipped).length;
+  // A skip is not a pass: the count says what the student did.
+  const done = Object.values(progress.steps).filter((s) => s.passed).length;
+  const skipped = Object.values(progress.steps).filter((s) => s.skipped && !s.passed).length;
   return (
     <div className={styles.shell}>
       <SiteHeader>
         <WatchedBadge client={lab.connection.client} />
         <span className="muted" aria-label="progress">
-          {done}/{view.steps.length} steps
+          {done}/{view.steps.length} steps{skipped ? ` (${skipped} skipped)` : ''}
         </span>
         <button onClick={() => void resetLab()} disabled={!view.available}>
           Reset lab

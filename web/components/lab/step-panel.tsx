@@ -8,6 +8,7 @@ import { useEffect, useEffectEvent, useRef, useState } from 'react';
 import type {
   CheckResponse,
   HintResponse,
+  SkipResponse,
   LabProgress,
   LabView,
   StepProgress,
@@ -190,6 +191,9 @@ function Step({
   const [error, setError] = useState<ErrorInfo | null>(null);
   const [hints, setHints] = useStoredJson<string[]>(`underlay.${lab.id}.${step.id}.hints`, []);
   const [noMoreHints, setNoMoreHints] = useState(false);
+  const [sameHint, setSameHint] = useState(false);
+  const [skipping, setSkipping] = useState(false);
+  const [applied, setApplied] = useState<{ ok: boolean; output: string } | null>(null);
   const heading = useFocusOnMount<HTMLHeadingElement>();
 
   const base = `/api/labs/${encodeURIComponent(lab.id)}/steps/${encodeURIComponent(step.id)}`;
@@ -225,8 +229,10 @@ function Step({
     try {
       const r = await api<HintResponse>('POST', `${base}/hint`);
       onProgress(r.progress);
-      if (r.hint) setHints([...hints, r.hint]);
-      else setNoMoreHints(true);
+      // State hints are computed again on every press: the same words mean the same mistake.
+      setSameHint(!!r.hint && r.hint === hints.at(-1));
+      if (r.hint && r.hint !== hints.at(-1)) setHints([...hints, r.hint]);
+      setNoMoreHints(!r.hint);
     } catch (e) {
       setError(describeError(e));
     } finally {
@@ -234,14 +240,22 @@ function Step({
     }
   };
 
-  const simple = async (action: 'skip' | 'reset') => {
+  const simple = async (action: 'skip' | 'reset', apply = false) => {
     setBusy(action);
+    setSkipping(false);
     try {
-      const p = await api<LabProgress>('POST', `${base}/${action}`);
+      const p = await api<SkipResponse>(
+        'POST',
+        `${base}/${action}`,
+        action === 'skip' && apply ? { apply: true } : undefined,
+      );
       onProgress(p);
       setResult(null);
+      setApplied(p.applied ?? null);
       if (action === 'reset') setHints([]);
-      if (action === 'skip') onSelect(Math.min(selected + 1, lab.steps.length));
+      // After a failed apply the student stays here to read why.
+      if (action === 'skip' && (!p.applied || p.applied.ok))
+        onSelect(Math.min(selected + 1, lab.steps.length));
     } catch (e) {
       setError(describeError(e));
     } finally {
@@ -304,7 +318,8 @@ function Step({
             {!sp?.passed && !sp?.skipped && (
               <button
                 className="small"
-                onClick={() => void simple('skip')}
+                aria-expanded={skipping}
+                onClick={() => setSkipping(!skipping)}
                 disabled={busy !== null}
               >
                 Skip
@@ -321,7 +336,35 @@ function Step({
             )}
           </span>
         </div>
+        {skipping && (
+          <div className={`result info ${styles.skip}`} data-testid="skip-choice">
+            <p>
+              Skipping counts this step as skipped, not passed. Later steps may need what it makes
+              in your sandbox:
+            </p>
+            <button
+              className="small"
+              onClick={() => void simple('skip', true)}
+              disabled={!canRun || busy !== null}
+            >
+              Skip and do it for me
+            </button>{' '}
+            <button className="small" onClick={() => void simple('skip')} disabled={busy !== null}>
+              Skip, leave my sandbox as it is
+            </button>{' '}
+            <button className="small" onClick={() => setSkipping(false)}>
+              Cancel
+            </button>
+          </div>
+        )}
         <div aria-live="polite">
+          {applied && !applied.ok && (
+            <div className="result fail" data-testid="skip-applied">
+              <strong>Skipped, but the step&apos;s solution did not run cleanly.</strong> It was
+              written to follow the earlier steps&apos; own solutions; your sandbox may differ.
+              <pre>{applied.output}</pre>
+            </div>
+          )}
           {result && (
             <div className={`result ${result.kind}`} data-testid="check-result">
               <strong>
@@ -354,7 +397,17 @@ function Step({
             <strong>Hint {i + 1}:</strong> <Markdown text={h} />
           </div>
         ))}
-        {noMoreHints && <p className="muted">No more hints for this step.</p>}
+        {sameHint && (
+          <p className="muted" data-testid="same-hint">
+            Still true: Hint {hints.length} above is what your sandbox shows now.
+          </p>
+        )}
+        {noMoreHints && (
+          <p className="muted" data-testid="no-more-hints">
+            Nothing more to say now: every written hint is shown, and your sandbox shows none of the
+            mistakes the hints look for. Try something, then press Hint again.
+          </p>
+        )}
       </div>
     </section>
   );
