@@ -4,6 +4,8 @@
 # namespaces, so /proc/1 is the sandbox init and the baseline.
 sbx_ns() { readlink "/proc/1/ns/$1"; }
 ns_inode() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
+# "PID FD" of every open file descriptor on namespace TYPE:[INODE] (one find, not a fork per fd).
+ns_fd_holders() { find /proc/[0-9]*/fd -maxdepth 1 -lname "$1:\\[$2\\]" 2>/dev/null | awk -F/ '{ print $3, $5 }'; }
 # The helpers below run once per process in loops over /proc, so they use
 # bash builtins only: a fork and exec costs ~1 ms here but ~65 ms in an
 # emulated VM (and on a host busy with a class), and a check that runs an

@@ -155,8 +155,10 @@ export class LabEngine {
         env: this.env(st),
         trusted: true,
       });
+      // `[ cond ] && echo …` as a last line ends 1 when it says nothing:
+      // 0 and 1 are answers, more (a syntax error is 2) or a timeout is not.
       const out = r.output.trim();
-      if (r.code === 0 && out) said.push(out);
+      if (r.code <= 1 && !r.timedOut && out) said.push(out);
     }
     const now = said.join('\n');
     let hint: string | undefined;

@@ -122,8 +122,39 @@ export async function testLab(
                 detail: `the check PASSED ${why} (message: ${JSON.stringify(r.message)}); it cannot tell the student's work from ${why === 'before the solution' ? 'a fresh sandbox' : 'this mistake'}`,
               };
         };
+      // State hints are run in the states a student meets them in: they must
+      // not error anywhere, and after a near miss one of them must say
+      // something (that mistake is what they are written for).
+      const scriptHints = step.hints.flatMap((h, n) =>
+        'script' in h ? [{ n, script: h.script }] : [],
+      );
+      const hintsSay =
+        (where: string, mustSay: boolean) => async (): Promise<{ ok: boolean; detail: string }> => {
+          const said: string[] = [];
+          for (const h of scriptHints) {
+            const r = await runScript(sb as Sandbox, h.script, {
+              timeoutS: 10,
+              env: env(),
+              trusted: true,
+            });
+            // 0 and 1 are answers (`[ cond ] && echo …` ends 1 when silent); 2+ is an error.
+            if (r.code > 1 || r.timedOut)
+              return {
+                ok: false,
+                detail: `hint ${h.n + 1} failed ${where} (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.output.trim().split('\n').slice(-3).join(' / ')}`,
+              };
+            if (r.output.trim()) said.push(r.output.trim().split('\n')[0] as string);
+          }
+          if (mustSay && said.length === 0)
+            return {
+              ok: false,
+              detail: `no state hint says anything ${where}: write one for this mistake (it runs on every Hint press)`,
+            };
+          return { ok: true, detail: said.join(' / ') };
+        };
       if (assertPhases) {
         await phase('fails before', mustFail('before the solution'));
+        if (scriptHints.length) await phase('hints before', hintsSay('before the solution', false));
         for (const nm of step.nearMisses) {
           await phase(`near miss: ${nm.name}`, async () => {
             const a = await runScript(sb as Sandbox, nm.script, {
@@ -144,6 +175,11 @@ export async function testLab(
               };
             return r;
           });
+          if (scriptHints.length)
+            await phase(
+              `hints after: ${nm.name}`,
+              hintsSay(`after the near miss "${nm.name}"`, true),
+            );
         }
       }
       let answer = '';

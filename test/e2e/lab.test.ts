@@ -144,6 +144,57 @@ describe('the student web app', () => {
   );
 
   sysTest(
+    'Hint pressed early does not use up the hint for the mistake; Skip asks, and "do it for me" applies the solution',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const { page, leave } = await openLab(browser, srv.url, 'uts-hostname');
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      const hints = page.locator('[data-testid="hint"]');
+      // Early: the written hint, then nothing more to say (not "no more hints" for good).
+      await page.getByRole('button', { name: 'Hint' }).click();
+      await hints.first().waitFor();
+      assert.match((await hints.first().textContent()) ?? '', /unshare --uts bash/);
+      await page.getByRole('button', { name: 'Hint' }).click();
+      await page.getByTestId('no-more-hints').waitFor();
+      // The mistake, typed: the hint written for it shows now, and again while it is true.
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type("unshare --uts sh -c 'hostname lab-b0x; exec sleep 600' &\n");
+      await waitForScreen(page, /\[1\] \d+/, 15_000, T('T1'));
+      await page.getByRole('button', { name: 'Hint' }).click();
+      await hints.nth(1).waitFor();
+      assert.match((await hints.nth(1).textContent()) ?? '', /named lab-b0x/);
+      assert.equal(await page.getByTestId('no-more-hints').count(), 0);
+      await page.getByRole('button', { name: 'Hint' }).click();
+      await page.getByTestId('same-hint').waitFor();
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab-hints.png') });
+
+      // Skip asks first; "do it for me" runs the step's solution and moves on.
+      await page.getByRole('button', { name: 'Skip', exact: true }).click();
+      const choice = page.getByTestId('skip-choice');
+      await choice.waitFor();
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab-skip.png') });
+      await choice.getByRole('button', { name: 'Skip and do it for me' }).click();
+      await page.getByRole('heading', { name: /^2\. / }).waitFor();
+      assert.match(
+        (await page.getByLabel('progress').textContent()) ?? '',
+        /^0\/2 steps \(1 skipped\)$/,
+        'a skip is not a pass',
+      );
+      // The next step knows the namespace the solution made: Check names it.
+      await page.getByRole('button', { name: 'Check', exact: true }).click();
+      await page.waitForSelector('[data-testid="check-result"].fail');
+      assert.match(
+        (await page.textContent('[data-testid="check-result"]')) ?? '',
+        /Still alive in UTS namespace \d+/,
+      );
+      assert.deepEqual(errors, []);
+      await leave();
+    },
+  );
+
+  sysTest(
     'bad input: an unknown lab is a 404 page; another student cannot use my session',
     SYSTEM_NEEDS,
     async () => {
