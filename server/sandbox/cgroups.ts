@@ -336,6 +336,20 @@ export class V1Driver implements CgroupDriver {
             }
           }
         }
+        // The tmpfs that holds the hierarchies, read-only once they are in
+        // place (as on a v1 host): otherwise `mkdir /sys/fs/cgroup/lab` and a
+        // write to its `cpu.max` "work" - into a tmpfs - and limit nothing,
+        // which a student on a v1 host following v2 instructions would not see.
+        ops.push(
+          mount(
+            'rootfs',
+            'cgroup',
+            `${root}/sys/fs/cgroup`,
+            'tmpfs',
+            ['MS_REMOUNT', 'MS_RDONLY', ...NOSUID_NODEV_NOEXEC],
+            `mode=755,size=64k,nr_inodes=${FIXED_MOUNT_INODES}`,
+          ),
+        );
         return ops;
       },
     };

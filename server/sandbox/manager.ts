@@ -397,6 +397,8 @@ export class SandboxManager {
       { mkdir: '/sys/fs/cgroup' },
     ];
     for (const op of cg.initOps('')) {
+      // The view's cgroup mounts are fresh mounts: a remount (read-only) has nothing to act on.
+      if (op.op === 'mount' && op.flags.includes('MS_REMOUNT')) continue;
       if (op.op === 'mount')
         actions.push({
           mount: { fstype: op.fstype, source: op.source, target: op.target, data: op.data },

@@ -125,6 +125,26 @@ describe('one sandbox, seen from both sides', () => {
     },
   );
 
+  sysTest(
+    'the cgroup mount is what the host has: v1 hierarchies writable, the tmpfs holding them read-only; v2 its own cgroup2',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      if (testManager().driver.mode === 'v1') {
+        // Writing cpu.max into a directory of that tmpfs "worked" and limited nothing.
+        const r = await sh(
+          'mkdir /sys/fs/cgroup/lab 2>&1; echo "rc=$?"; mkdir /sys/fs/cgroup/cpu/lab && echo cpu-ok && rmdir /sys/fs/cgroup/cpu/lab',
+        );
+        assert.match(r.stdout, /Read-only file system\nrc=1\ncpu-ok\n$/);
+      } else {
+        const r = await sh(
+          'stat -fc %T /sys/fs/cgroup; mkdir /sys/fs/cgroup/lab && rmdir /sys/fs/cgroup/lab && echo ok',
+        );
+        assert.equal(r.stdout, 'cgroup2fs\nok\n');
+      }
+    },
+  );
+
   sysTest('hostname is isolated in both directions', SYSTEM_NEEDS, async () => {
     ready();
     const before = os.hostname();
