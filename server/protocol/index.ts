@@ -468,6 +468,8 @@ export interface LabView {
   available: boolean;
   reason?: string;
   progress: LabProgress;
+  /** The host's (and so the sandbox's) cgroup version: which variant of a step the student sees. */
+  cgroup: 'v1' | 'v2';
 }
 
 /** POST /api/labs/:lab/session: starts or resumes the student's sandbox for the lab. */

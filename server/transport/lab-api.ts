@@ -134,6 +134,7 @@ function view(l: LoadedLab, ctx: LabApiContext): LabView {
     available: c.available,
     ...(c.reason ? { reason: c.reason } : {}),
     progress: ctx.engine.state(ctx.owner, c.id),
+    cgroup: ctx.catalog.mode,
   };
 }
 

@@ -121,6 +121,13 @@ export function LabPage({ id }: { id: string }) {
     <div className={styles.shell}>
       <SiteHeader>
         <WatchedBadge client={lab.connection.client} />
+        <span
+          className="muted"
+          data-testid="cgroup-version"
+          title={`This sandbox has cgroup ${view.cgroup === 'v1' ? 'v1 (hierarchies under /sys/fs/cgroup/cpu, memory, ...)' : 'v2 (one hierarchy at /sys/fs/cgroup)'}, like the server's host.`}
+        >
+          cgroup {view.cgroup}
+        </span>
         <span className="muted" aria-label="progress">
           {done}/{view.steps.length} steps{skipped ? ` (${skipped} skipped)` : ''}
         </span>
