@@ -70,8 +70,10 @@ export class LabEngine {
 
   private env(st: LabState): Record<string, string> {
     // A step skipped with its solution applied has a value too.
-    const passed = Object.entries(st.steps).filter(([, s]) => s.passed || (s.skipped && s.message));
-    return stepEnv(new Map(passed.map(([id, s]) => [id, s.message])));
+    const passed = Object.entries(st.steps).filter(
+      ([, s]) => s.passed || (s.skipped && (s.value ?? s.message)),
+    );
+    return stepEnv(new Map(passed.map(([id, s]) => [id, s.value ?? s.message])));
   }
 
   private advance(l: LoadedLab, st: LabState): void {
@@ -111,6 +113,8 @@ export class LabEngine {
     if (passed && !ss.passed) {
       ss.passed = true;
       ss.message = r.message;
+      if (r.value !== undefined) ss.value = r.value;
+      else delete ss.value;
       ss.passedAt = Date.now();
     }
     this.advance(l, st);
@@ -213,7 +217,7 @@ export class LabEngine {
       env: step.check.input ? { ...env, ANSWER: r.message } : env,
       trusted: true,
     });
-    return c.code === 0 ? { ok: true, output, value: c.message } : { ok: true, output };
+    return c.code === 0 ? { ok: true, output, value: c.value ?? c.message } : { ok: true, output };
   }
 
   /**
@@ -227,7 +231,7 @@ export class LabEngine {
     const st = this.state(owner, labId);
     const ss = st.steps[stepId] as StepState;
     ss.skipped = true;
-    if (value !== undefined) ss.message = value;
+    if (value !== undefined) ss.value = value;
     this.advance(l, st);
     this.store.saveProgress(owner, labId, st);
     this.store.addEvent(owner, labId, stepId, 'skip', applied !== undefined ? { applied } : {});

@@ -200,7 +200,7 @@ export async function testLab(
           env: withAnswer(answer),
           trusted: true,
         });
-        if (r.code === 0) outs.set(step.id, r.message);
+        if (r.code === 0) outs.set(step.id, r.value ?? r.message);
         return r.code === 0
           ? { ok: true, detail: r.message }
           : {

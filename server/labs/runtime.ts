@@ -60,7 +60,14 @@ export async function runScript(
      */
     trusted: boolean;
   },
-): Promise<{ code: number; message: string; output: string; timedOut: boolean }> {
+): Promise<{
+  code: number;
+  message: string;
+  output: string;
+  timedOut: boolean;
+  /** What a passing check gave later steps with `pass_value` (else they read its message). */
+  value?: string;
+}> {
   const r = await sb.exec(
     ['bash', '-c', `${CHECK_LIB}\n${opts.trusted ? KILLED_FAILS : ''}${script}`],
     {
@@ -71,8 +78,18 @@ export async function runScript(
     },
   );
   const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
+  // pass_value prints its value on the line right before the message.
+  const marked = lines.at(-2)?.startsWith(VALUE_MARK) && r.code === 0 && !r.timedOut;
+  const value = marked
+    ? clipLine((lines.at(-2) as string).slice(VALUE_MARK.length), MAX_MESSAGE_CHARS)
+    : undefined;
   // The tail of the output, bounded in lines and in characters (one line can be megabytes).
-  let output = `${r.stdout}${r.stderr}`.split('\n').slice(-15).join('\n').trim();
+  let output = `${r.stdout}${r.stderr}`
+    .split('\n')
+    .filter((l) => !l.startsWith(VALUE_MARK))
+    .slice(-15)
+    .join('\n')
+    .trim();
   if (output.length > 2000) output = `…${output.slice(-2000)}`;
   return {
     code: r.timedOut ? 124 : r.code,
@@ -84,8 +101,11 @@ export async function runScript(
       (r.truncated ? '[output truncated] ' : '') +
       output,
     timedOut: r.timedOut,
+    ...(value !== undefined ? { value } : {}),
   };
 }
+
+const VALUE_MARK = '::underlay-value::';
 
 const MAX_FILES_BYTES = 8 * 1024 * 1024;
 

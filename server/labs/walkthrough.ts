@@ -156,7 +156,7 @@ export async function walkLab(
           env,
           trusted: true,
         });
-        if (r.code === 0) outs.set(step.id, r.message);
+        if (r.code === 0) outs.set(step.id, r.value ?? r.message);
         else {
           ws.ok = false;
           ws.detail = `the check failed after typing the step's code blocks: ${r.output}`;

@@ -395,8 +395,13 @@ export interface ApiError {
 export interface StepProgress {
   passed: boolean;
   skipped: boolean;
-  /** The pass message, also the value later steps see as $STEP_<id>_OUT. */
+  /** The pass message (what the student read). */
   message: string;
+  /**
+   * What later steps see as $STEP_<id>_OUT when the check gave one
+   * (`pass_value`, or a skip that applied the solution); else `message`.
+   */
+  value?: string;
   attempts: number;
   /** Hints actually shown (a press that showed nothing does not count). */
   hintsShown: number;

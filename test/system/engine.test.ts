@@ -66,7 +66,11 @@ describe('lab engine', () => {
         ]);
         const c2 = await engine.check(owner, sb, 'uts-hostname', 'private-hostname');
         assert.equal(c2.passed, true);
-        assert.match(c2.message, /^\d+$/, 'the pass message is the namespace inode');
+        // The student reads a sentence; later steps read the inode (pass_value).
+        assert.match(c2.message, /is in UTS namespace uts:\[\d+\], named lab-box/);
+        const inode = c2.state.steps['private-hostname']?.value as string;
+        assert.match(inode, /^\d+$/, 'the recorded value is the namespace inode');
+        assert.ok(c2.message.includes(`uts:[${inode}]`));
         assert.equal(c2.state.current, 1);
 
         // The state changes (the shell exits); the pass stays latched.
@@ -84,7 +88,7 @@ describe('lab engine', () => {
         assert.equal(st.steps['private-hostname']?.message, c2.message);
         const c4 = await engine2.check(owner, sb, 'uts-hostname', 'namespace-dies');
         assert.equal(c4.passed, true, c4.message);
-        assert.match(c4.message, new RegExp(`UTS namespace ${c2.message} is gone`));
+        assert.match(c4.message, new RegExp(`UTS namespace ${inode} is gone`));
         assert.equal(c4.state.current, 2);
         assert.ok(store2.events(owner, 'uts-hostname').some((e) => e.kind === 'check-pass'));
 
