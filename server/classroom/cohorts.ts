@@ -11,7 +11,7 @@
 import * as crypto from 'node:crypto';
 import type { CohortRow, MemberRow, Store } from '../store/store';
 import { RequestError } from '../util/errors';
-import { stepAnalytics, type StepFigures } from './analytics';
+import { stepAnalytics, type LabEvent, type StepFigures } from './analytics';
 
 /** How long a notice stays on students' pages after it was sent. */
 export const NOTICE_SHOWN_MS = 60 * 60 * 1000;
@@ -304,11 +304,33 @@ export class Classroom {
       });
   }
 
+  /**
+   * The class's events at once, per student and lab (oldest first): what the
+   * dashboard's analytics and "where is everyone" read, in one query.
+   */
+  classEvents(c: CohortRow, members: MemberRow[]): Map<string, LabEvent[]> {
+    const by = new Map<string, LabEvent[]>();
+    const said = { hint: true };
+    const none = {};
+    for (const e of this.store.eventSummaries(
+      members.map((m) => m.student),
+      c.labs,
+    )) {
+      const k = `${e.owner}\0${e.lab}`;
+      let list = by.get(k);
+      if (!list) by.set(k, (list = []));
+      // What analytics reads of a detail: whether a hint said something.
+      list.push({ step: e.step, kind: e.kind, detail: e.said ? said : none, at: e.at });
+    }
+    return by;
+  }
+
   /** Per lab and step of the cohort: completion, median time, checks per pass, hint use. */
   analytics(
     c: CohortRow,
     members: MemberRow[],
     labs: readonly { id: string; steps: readonly string[] }[],
+    events: Map<string, LabEvent[]> = this.classEvents(c, members),
   ): StepFigures[] {
     return labs
       .filter((l) => c.labs.includes(l.id))
@@ -316,7 +338,7 @@ export class Classroom {
         stepAnalytics(
           l.id,
           l.steps,
-          members.map((m) => this.store.events(m.student, l.id)),
+          members.map((m) => events.get(`${m.student}\0${l.id}`) ?? []),
         ),
       );
   }

@@ -68,6 +68,23 @@ export class LabEngine {
     return st;
   }
 
+  /** The states of many students in many labs at once (one query), keyed `owner\0lab`. */
+  statesOf(owners: string[], labIds: string[]): Map<string, LabState> {
+    const saved = this.store.progressOfMany(owners, labIds);
+    const out = new Map<string, LabState>();
+    for (const labId of labIds) {
+      const l = this.labs().get(labId);
+      if (!l) continue;
+      for (const owner of owners) {
+        const k = `${owner}\0${labId}`;
+        const st = (saved.get(k) as LabState | undefined) ?? { lab: labId, current: 0, steps: {} };
+        for (const s of l.lab.steps) st.steps[s.id] ??= fresh();
+        out.set(k, st);
+      }
+    }
+    return out;
+  }
+
   private env(st: LabState): Record<string, string> {
     // A step skipped with its solution applied has a value too.
     const passed = Object.entries(st.steps).filter(

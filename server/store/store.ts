@@ -200,6 +200,10 @@ export class Store {
         detail TEXT NOT NULL,
         at    INTEGER NOT NULL
       );
+      -- A student's events in a lab are read per (owner, lab): the dashboard does it for a
+      -- whole class every 2 s, and without this each read scanned the table (1.6 s per
+      -- dashboard request for 200 students, test/bench/instructor.bench.ts).
+      CREATE INDEX IF NOT EXISTS events_owner_lab ON events (owner, lab, id);
     `);
   }
 
@@ -341,6 +345,61 @@ export class Store {
         )
         .all(owner, lab) as { step: string; kind: string; detail: string; at: number }[]
     ).map((e) => ({ ...e, detail: JSON.parse(e.detail) }));
+  }
+
+  /**
+   * Every event of these students in these labs, oldest first, without its
+   * detail (only whether a hint said something): one query per 500
+   * students, for the dashboard, which reads a whole class every 1.5 s.
+   * Parsing each event's JSON was most of its cost.
+   */
+  eventSummaries(
+    owners: string[],
+    labs: string[],
+  ): { owner: string; lab: string; step: string; kind: string; at: number; said: number }[] {
+    if (owners.length === 0 || labs.length === 0) return [];
+    const q = (n: number) => Array(n).fill('?').join(',');
+    const out: {
+      owner: string;
+      lab: string;
+      step: string;
+      kind: string;
+      at: number;
+      said: number;
+    }[] = [];
+    for (let i = 0; i < owners.length; i += 500) {
+      const part = owners.slice(i, i + 500);
+      const rows = this.db
+        .prepare(
+          `SELECT owner, lab, step, kind, at,
+                  (kind = 'hint' AND json_extract(detail, '$.hint') IS NOT NULL) AS said
+             FROM events
+            WHERE owner IN (${q(part.length)}) AND lab IN (${q(labs.length)}) ORDER BY owner, lab, id`,
+        )
+        .raw(true)
+        .all(...part, ...labs) as [string, string, string, string, number, number][];
+      // Rows as arrays: objects for ~20k rows were half the time.
+      for (const [owner, lab, step, kind, at, said] of rows)
+        out.push({ owner, lab, step, kind, at, said });
+    }
+    return out;
+  }
+
+  /** Progress bodies of these students in these labs, keyed `owner\0lab`. */
+  progressOfMany(owners: string[], labs: string[]): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    if (owners.length === 0 || labs.length === 0) return out;
+    const q = (n: number) => Array(n).fill('?').join(',');
+    for (let i = 0; i < owners.length; i += 500) {
+      const part = owners.slice(i, i + 500);
+      const rows = this.db
+        .prepare(
+          `SELECT owner, lab, body FROM progress WHERE owner IN (${q(part.length)}) AND lab IN (${q(labs.length)})`,
+        )
+        .all(...part, ...labs) as { owner: string; lab: string; body: string }[];
+      for (const r of rows) out.set(`${r.owner}\0${r.lab}`, JSON.parse(r.body) as unknown);
+    }
+    return out;
   }
 
   /** Whether any progress is stored for this student id. */

@@ -24,6 +24,7 @@ import {
   type ClassNotice,
   type InstructorStudent,
   type InstructorView,
+  type LabProgress,
   type WatchAuth,
 } from '../protocol/index';
 import type { Session } from '../sessions/session-manager';
@@ -41,6 +42,10 @@ export interface InstructorContext {
   /** Pushes a notice to these live sessions' pages (the socket gateway). */
   notify: (sessions: string[], notice: ClassNotice) => void;
 }
+
+/** How long a computed dashboard view is served again (its `now` says when it was made). */
+const VIEW_CACHE_MS = 500;
+const viewCache = new Map<string, { until: number; members: number; body: string }>();
 
 const bearer = (req: http.IncomingMessage) =>
   /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
@@ -79,6 +84,8 @@ export async function instructorRoute(
       const lab = is[3] as string;
       if (!cohort.labs.includes(lab))
         throw new RequestError('not-found', `the class has no lab ${JSON.stringify(lab)}`);
+      // The instructor sees their own action at once, not a cached view from before it.
+      viewCache.delete(cohort.name);
       if (action === 'end') {
         const ended = await labSessions.end(m.student, lab, 'your instructor ended this sandbox');
         log.info('instructor ended a lab session', { cohort: cohort.name, lab, ended });
@@ -189,6 +196,20 @@ export async function instructorRoute(
     return true;
   }
 
+  // One read of the class (events, progress) serves the whole view; the
+  // result is kept for half a second, so instructor tabs polling together
+  // cost one computation (test/bench/instructor.bench.ts).
+  const cached = viewCache.get(cohort.name);
+  if (cached && cached.until > Date.now() && cached.members === members.length) {
+    res.setHeader('content-type', 'application/json');
+    res.end(cached.body);
+    return true;
+  }
+  const events = classroom.classEvents(cohort, members);
+  const states = engine.statesOf(
+    members.map((m) => m.student),
+    labs.map((l) => l.id),
+  );
   const view: InstructorView = {
     cohort: cohort.name,
     code: formatCode(cohort.code),
@@ -203,44 +224,56 @@ export async function instructorRoute(
     failing: classroom.failing(cohort, members, (lab, step, message) =>
       ctx.catalog.nearMissOf(lab, step, message),
     ),
-    analytics: analytics(),
+    analytics: classroom.analytics(
+      cohort,
+      members,
+      labs.map((l) => ({ id: l.id, steps: l.steps.map((s) => s.id) })),
+      events,
+    ),
     students: members.map((m) => ({
       key: classroom.memberKey(cohort, m),
       name: m.display,
       joined: m.joined,
       at: Object.fromEntries(
         labs.flatMap((l) => {
-          const act = classroom.activity(m.student, l.id);
-          if (act.first === undefined) return [];
-          const steps = engine.state(m.student, l.id).steps;
+          const evs = events.get(`${m.student}\0${l.id}`);
+          if (!evs?.length) return [];
+          const first = (evs[0] as { at: number }).at;
+          const last = Math.max(...evs.map((e) => e.at));
+          const steps = (states.get(`${m.student}\0${l.id}`) as LabProgress).steps;
           const order = l.steps.map((st) => st.id);
           const current = order.find((sid) => !steps[sid]?.passed && !steps[sid]?.skipped);
           const passedAts = order
             .slice(0, current ? order.indexOf(current) : order.length)
             .map((sid) => steps[sid]?.passedAt ?? 0);
-          const since = Math.max(act.first, ...passedAts);
-          return [[l.id, { ...(current ? { step: current, since } : {}), last: act.last }]];
+          const since = Math.max(first, ...passedAts);
+          return [[l.id, { ...(current ? { step: current, since } : {}), last }]];
         }),
       ),
       progress: Object.fromEntries(
         labs.map((l) => [
           l.id,
           Object.fromEntries(
-            Object.entries(engine.state(m.student, l.id).steps).map(([step, p]) => [
-              step,
-              {
-                passed: p.passed,
-                skipped: p.skipped,
-                attempts: p.attempts,
-                hintsShown: p.hintsShown,
-              },
-            ]),
+            Object.entries((states.get(`${m.student}\0${l.id}`) as LabProgress).steps).map(
+              ([step, p]) => [
+                step,
+                {
+                  passed: p.passed,
+                  skipped: p.skipped,
+                  attempts: p.attempts,
+                  hintsShown: p.hintsShown,
+                },
+              ],
+            ),
           ),
         ]),
       ),
     })),
   };
-  json(res, 200, view);
+  const body = JSON.stringify(view);
+  viewCache.set(cohort.name, { until: Date.now() + VIEW_CACHE_MS, members: members.length, body });
+  res.setHeader('content-type', 'application/json');
+  res.end(body);
   return true;
 }
 

@@ -89,7 +89,11 @@ async function main(): Promise<void> {
   }
   store.close();
 
-  const srv = await startServer(undefined, { UNDERLAY_STATE_DIR: stateDir });
+  // One address polls several dashboards at once: as bench:class does, an operator's setting.
+  const srv = await startServer(undefined, {
+    UNDERLAY_STATE_DIR: stateDir,
+    UNDERLAY_CONNECTIONS_PER_CLIENT: '256',
+  });
   const url = `${srv.url}/api/instructor/cohorts/${cohort.name}`;
   const headers = { authorization: `Bearer ${token}` };
   const get = async (u: string, h: Record<string, string> = {}) => {
@@ -101,9 +105,11 @@ async function main(): Promise<void> {
   };
   try {
     await get(url, headers); // warm-up
+    // Computed: each request after the server's half-second view cache expired.
     const alone: number[] = [];
     let bytes = 0;
     for (let i = 0; i < RUNS; i++) {
+      await new Promise((r) => setTimeout(r, 600));
       const r = await get(url, headers);
       alone.push(r.ms);
       bytes = r.bytes;
@@ -113,11 +119,16 @@ async function main(): Promise<void> {
 
     // 4 dashboards polling back to back; /healthz every 20 ms meanwhile.
     let stop = false;
+    const errors: string[] = [];
     const pollers = Array.from({ length: 4 }, async () => {
       let n = 0;
       while (!stop) {
-        await get(url, headers);
-        n++;
+        try {
+          await get(url, headers);
+          n++;
+        } catch (err) {
+          errors.push(String((err as Error).cause ?? err));
+        }
       }
       return n;
     });
@@ -129,6 +140,7 @@ async function main(): Promise<void> {
     }
     stop = true;
     const polls = (await Promise.all(pollers)).reduce((a, b) => a + b, 0);
+    if (errors.length) process.stderr.write(`${errors.length} failed polls, first: ${errors[0]}\n`);
     for (let i = 0; i < 50; i++) {
       quiet.push((await get(`${srv.url}/healthz`)).ms);
       await new Promise((r) => setTimeout(r, 20));
@@ -136,11 +148,14 @@ async function main(): Promise<void> {
     process.stdout.write(
       `instructor dashboard: ${STUDENTS} students, ${labs.length} labs, ${events} events; ${RUNS} runs\n\n` +
         '| figure | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- |\n' +
-        `| GET the dashboard (${(bytes / 1024).toFixed(0)} KiB) | ${pct(alone, 50).toFixed(1)} | ${pct(alone, 95).toFixed(1)} | ${Math.max(...alone).toFixed(1)} |\n` +
+        `| GET the dashboard, computed (${(bytes / 1024).toFixed(0)} KiB) | ${pct(alone, 50).toFixed(1)} | ${pct(alone, 95).toFixed(1)} | ${Math.max(...alone).toFixed(1)} |\n` +
         `| GET the CSV export | ${pct(exportMs, 50).toFixed(1)} | ${pct(exportMs, 95).toFixed(1)} | ${Math.max(...exportMs).toFixed(1)} |\n` +
         `| /healthz, idle | ${pct(quiet, 50).toFixed(1)} | ${pct(quiet, 95).toFixed(1)} | ${Math.max(...quiet).toFixed(1)} |\n` +
         `| /healthz while 4 dashboards poll back to back (${polls} polls) | ${pct(health, 50).toFixed(1)} | ${pct(health, 95).toFixed(1)} | ${Math.max(...health).toFixed(1)} |\n`,
     );
+  } catch (err) {
+    process.stderr.write(`server log (tail):\n${srv.log().slice(-3000)}\n`);
+    throw err;
   } finally {
     await srv.stop();
     fs.rmSync(stateDir, { recursive: true, force: true });
