@@ -396,11 +396,6 @@ export class Classroom {
       .slice(0, limit);
   }
 
-  /** First and last recorded action of a student in a lab (for time on step, last seen). */
-  activity(student: string, lab: string): { first?: number; last?: number } {
-    return this.store.labActivity(student, lab);
-  }
-
   memberships(
     student: string,
     now = Date.now(),

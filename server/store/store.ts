@@ -435,17 +435,6 @@ export class Store {
     this.db.prepare('DELETE FROM lab_sessions WHERE session = ?').run(session);
   }
 
-  /** A student's first and last recorded action (check, hint, skip, reset) in a lab. */
-  labActivity(owner: string, lab: string): { first?: number; last?: number } {
-    const r = this.db
-      .prepare('SELECT MIN(at) AS first, MAX(at) AS last FROM events WHERE owner = ? AND lab = ?')
-      .get(owner, lab) as { first: number | null; last: number | null };
-    return {
-      ...(r.first !== null ? { first: r.first } : {}),
-      ...(r.last !== null ? { last: r.last } : {}),
-    };
-  }
-
   /**
    * The failed checks' messages of these students in these labs, counted
    * per step and message (most frequent first), with how many students got
