@@ -59,6 +59,16 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
       });
   });
   lab.steps.forEach((step, i) => {
+    const pr = step.predict;
+    if (pr?.correct !== undefined && !pr.choices?.includes(pr.correct))
+      problems.push({
+        file,
+        ...loc.at(['steps', i, 'predict', 'correct']),
+        field: `steps[${i}].predict.correct`,
+        message: pr.choices
+          ? `"${pr.correct}" is not one of the choices (${pr.choices.map((c) => JSON.stringify(c)).join(', ')})`
+          : 'a correct choice needs `choices` to pick from',
+      });
     if (seen.has(step.id)) {
       problems.push({
         file,
@@ -177,5 +187,22 @@ export function loadLabs(paths: string[]): { labs: LoadedLab[]; problems: LabPro
     ids.set(r.lab.lab.metadata.id, r.lab.file);
     labs.push(r.lab);
   }
-  return { labs, problems };
+  // The learning path: a lab to do first must be one of these (else the lab
+  // is not loaded, like any lab with a problem).
+  const broken = new Set<LoadedLab>();
+  for (const l of labs)
+    l.lab.metadata.requires.forEach((req, i) => {
+      if (ids.has(req)) return;
+      broken.add(l);
+      const lines = fs.readFileSync(path.join(l.dir, 'lab.yaml'), 'utf8').split('\n');
+      const n = lines.findIndex((ln) => /^\s*requires:/.test(ln));
+      problems.push({
+        file: l.file,
+        line: n + 1 || 1,
+        col: n >= 0 ? (lines[n] as string).indexOf('requires') + 1 : 1,
+        field: `metadata.requires[${i}]`,
+        message: `no lab "${req}" here (labs: ${[...ids.keys()].join(', ')})`,
+      });
+    });
+  return { labs: labs.filter((l) => !broken.has(l)), problems };
 }

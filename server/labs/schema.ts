@@ -88,6 +88,11 @@ const Predict = z
       .optional()
       .describe('Options to pick from; without them the student types a guess.'),
     answer: markdown.describe('Revealed once the student has committed to a guess.'),
+    correct: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('The right one of `choices`: the reveal then says whether the pick was right.'),
   })
   .strict()
   .describe('A "predict first" question shown above the instructions.');
@@ -147,6 +152,24 @@ export const Lab = z
           .array(z.string().min(1))
           .default([])
           .describe('What the student can explain afterwards.'),
+        order: z
+          .number()
+          .int()
+          .min(0)
+          .optional()
+          .describe(
+            'Position on the learning path: the catalog lists labs by it (then by title), labs without one last, and a finished lab offers the next.',
+          ),
+        requires: z
+          .array(id)
+          .default([])
+          .describe('Labs to do first (ids): shown on the card; validate checks they exist.'),
+        listed: z
+          .boolean()
+          .default(true)
+          .describe(
+            'false: left out of the student catalog (an example, a draft); still at /labs/<id> and tested.',
+          ),
       })
       .strict(),
     requires: z

@@ -433,6 +433,10 @@ export interface LabCard {
   reason?: string;
   /** Steps passed (a skip is not a pass), steps skipped, steps in all. */
   progress: { passed: number; skipped: number; total: number };
+  /** Position on the learning path (the list comes in this order). */
+  order?: number;
+  /** Labs to do first, and whether this student has finished them. */
+  requires: { id: string; title: string; done: boolean }[];
 }
 
 export interface LabList {
@@ -452,7 +456,7 @@ export interface StepView {
   title: string;
   /** Markdown; ```sh blocks with `terminal=NAME` run in that terminal. */
   instructions: string;
-  predict?: { question: string; choices?: string[]; answer: string };
+  predict?: { question: string; choices?: string[]; answer: string; correct?: string };
   /** A knowledge check: the answer goes with the check request. */
   input?: { prompt: string; placeholder?: string };
   hints: number;
@@ -475,6 +479,8 @@ export interface LabView {
   progress: LabProgress;
   /** The host's (and so the sandbox's) cgroup version: which variant of a step the student sees. */
   cgroup: 'v1' | 'v2';
+  /** The next lab on the learning path, for the wrap-up. */
+  next?: { id: string; title: string };
 }
 
 /** POST /api/labs/:lab/session: starts or resumes the student's sandbox for the lab. */

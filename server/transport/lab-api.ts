@@ -89,7 +89,28 @@ function card(l: LoadedLab, catalog: LabCatalog, engine: LabEngine, owner: strin
       skipped: Object.values(st.steps).filter((s) => s.skipped && !s.passed).length,
       total: l.lab.steps.length,
     },
+    ...(metadata.order !== undefined ? { order: metadata.order } : {}),
+    requires: metadata.requires.flatMap((id) => {
+      const r = catalog.labs.get(id);
+      if (!r) return [];
+      const done = Object.values(engine.state(owner, id).steps).every((s) => s.passed);
+      return [{ id, title: r.lab.metadata.title, done }];
+    }),
   };
+}
+
+/** In the catalog: the student's class's labs (listed or not), else every listed lab. */
+function shown(l: LoadedLab, scope: LabApiContext['scope']): boolean {
+  const id = l.lab.metadata.id;
+  if (scope?.labs) return scope.labs.has(id);
+  return l.lab.metadata.listed;
+}
+
+/** The learning path: by `order`, labs without one last, then by title. */
+function pathOrder(a: LoadedLab, b: LoadedLab): number {
+  const oa = a.lab.metadata.order ?? Number.MAX_SAFE_INTEGER;
+  const ob = b.lab.metadata.order ?? Number.MAX_SAFE_INTEGER;
+  return oa - ob || a.lab.metadata.title.localeCompare(b.lab.metadata.title);
 }
 
 export function labList(
@@ -100,7 +121,8 @@ export function labList(
 ): LabList {
   return {
     labs: [...catalog.labs.values()]
-      .filter((l) => !outOfScope(l.lab.metadata.id, scope))
+      .filter((l) => shown(l, scope))
+      .sort(pathOrder)
       .map((l) => card(l, catalog, engine, owner)),
     problems: catalog.problems,
     ...(scope?.labs ? { scope: { cohorts: scope.cohorts, classesOnly: scope.classesOnly } } : {}),
@@ -135,7 +157,18 @@ function view(l: LoadedLab, ctx: LabApiContext): LabView {
     ...(c.reason ? { reason: c.reason } : {}),
     progress: ctx.engine.state(ctx.owner, c.id),
     cgroup: ctx.catalog.mode,
+    ...nextOnPath(l, ctx),
   };
+}
+
+/** The listed lab after this one on the learning path (in the student's scope), if any. */
+function nextOnPath(l: LoadedLab, ctx: LabApiContext): { next?: { id: string; title: string } } {
+  const path = [...ctx.catalog.labs.values()]
+    .filter((x) => shown(x, ctx.scope))
+    .sort(pathOrder);
+  const i = path.indexOf(l);
+  const n = i >= 0 ? path[i + 1] : undefined;
+  return n ? { next: { id: n.lab.metadata.id, title: n.lab.metadata.title } } : {};
 }
 
 /** A JSON request body of at most 16 KiB ({} when empty); RequestError('invalid') otherwise. */

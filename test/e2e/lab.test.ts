@@ -58,14 +58,24 @@ describe('the student web app', () => {
       // The catalog: every lab as a card, with progress.
       await page.goto(srv.url);
       await page.waitForSelector('[data-testid="lab-ns-uts-ipc"]');
-      for (const id of [
-        'ns-pid',
-        'cg-cpu-quota',
-        'cap-setcap-ping',
-        'ovl-basics',
-        'ovl-image-layers',
-      ])
-        assert.ok(await page.$(`[data-testid="lab-${id}"]`), `catalog lists ${id}`);
+      // In the order of the learning path; the format's example lab is not listed.
+      assert.deepEqual(
+        await page.$$eval('[data-testid^="lab-"]', (els) =>
+          els.map((e) => e.getAttribute('data-testid')),
+        ),
+        [
+          'lab-ns-uts-ipc',
+          'lab-ns-pid',
+          'lab-cg-cpu-quota',
+          'lab-cap-setcap-ping',
+          'lab-ovl-basics',
+          'lab-ovl-image-layers',
+        ],
+      );
+      assert.match(
+        (await page.textContent('[data-testid="lab-ns-pid"]')) ?? '',
+        /After: Your first namespaces/,
+      );
       await page.screenshot({ path: path.join(ARTIFACTS, 'catalog.png') });
 
       // Start the lab: the prompt appears in T1.
@@ -88,6 +98,7 @@ describe('the student web app', () => {
       // Step 2: predict first, then Check before doing anything: it fails, and the hint says why.
       await page.getByRole('button', { name: 'lab (unchanged)' }).click();
       await page.getByRole('button', { name: 'Lock in and reveal' }).click();
+      assert.match((await page.getByTestId('predict-answer').textContent()) ?? '', /^Right\./);
       await page.getByRole('button', { name: 'Check', exact: true }).click();
       await page.waitForSelector('[data-testid="check-result"].fail');
       assert.match(
@@ -138,6 +149,11 @@ describe('the student web app', () => {
       await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
       await page.keyboard.type('hostname\n');
       await waitForScreen(page, /^lab\s*$/m, 15_000, T('T1'));
+      // The wrap-up points at the next lab on the path.
+      await page.getByRole('button', { name: 'Wrap-up' }).click();
+      const next = page.getByTestId('next-lab');
+      await next.waitFor();
+      assert.equal(await next.getAttribute('href'), '/labs/ns-pid');
       assert.deepEqual(errors, [], 'no uncaught errors in the page');
     },
     { timeout: 180_000 },
@@ -391,6 +407,7 @@ describe('the student web app', () => {
       await page.locator('.steps-nav button').nth(1).click();
       await page.getByRole('button', { name: 'lab (unchanged)' }).click();
       await page.getByRole('button', { name: 'Lock in and reveal' }).click();
+      assert.match((await page.getByTestId('predict-answer').textContent()) ?? '', /^Right\./);
       await page.getByRole('button', { name: 'Hint' }).click();
       await page.waitForSelector('[data-testid="hint"]');
       assert.ok(

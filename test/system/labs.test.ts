@@ -40,7 +40,16 @@ describe('labs', () => {
       cwd: REPO,
     });
     assert.equal(r.code, 1);
-    assert.match(r.stdout, /13 problems in 7 files; 0 labs valid/);
+    assert.match(r.stdout, /15 problems in 9 files; 0 labs valid/);
+    // The learning path's fields are checked too.
+    assert.match(
+      r.stderr,
+      /path-correct\/lab\.yaml:15:16: steps\[0\]\.predict\.correct: "c" is not one of the choices \("a", "b"\)/,
+    );
+    assert.match(
+      r.stderr,
+      /path-requires\/lab\.yaml:9:3: metadata\.requires\[0\]: no lab "ns-pdi" here/,
+    );
   });
 
   test("the repository's labs are valid and the editor schema is fresh", async () => {

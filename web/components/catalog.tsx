@@ -13,6 +13,18 @@ function Card({ lab }: { lab: LabCard }) {
       <h2>{lab.title}</h2>
       <p>{lab.summary}</p>
       {!lab.available && <p className={styles.reason}>Not available here: {lab.reason}</p>}
+      {lab.requires.length > 0 && (
+        <p className={styles.requires}>
+          After:{' '}
+          {lab.requires.map((r, i) => (
+            <span key={r.id}>
+              {i > 0 && ', '}
+              {r.title}
+              {r.done ? ' ✓' : ''}
+            </span>
+          ))}
+        </p>
+      )}
       <div
         className={styles.progress}
         role="progressbar"

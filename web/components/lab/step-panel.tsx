@@ -4,6 +4,7 @@
  * an answer field for knowledge checks, Check with its message, hints on
  * demand, skip and reset - and a live mode that checks while you work.
  */
+import Link from 'next/link';
 import { useEffect, useEffectEvent, useRef, useState } from 'react';
 import type {
   CheckResponse,
@@ -65,7 +66,12 @@ function Predict({ labId, step }: { labId: string; step: StepView }) {
         />
       )}
       {state.revealed ? (
-        <div>
+        <div data-testid="predict-answer">
+          {p.correct !== undefined && (
+            <strong className={state.guess === p.correct ? styles.right : styles.wrong}>
+              {state.guess === p.correct ? 'Right.' : `Not quite: it is "${p.correct}".`}{' '}
+            </strong>
+          )}
           <strong>Answer:</strong> <Markdown text={p.answer} />
         </div>
       ) : (
@@ -168,6 +174,14 @@ function WrapUp({ lab, progress, onSelect }: StepProps) {
         </p>
       )}
       {lab.outro && <Markdown text={lab.outro} />}
+      {lab.next && (
+        <p className={styles.nextLab}>
+          Next on the path:{' '}
+          <Link href={`/labs/${encodeURIComponent(lab.next.id)}`} data-testid="next-lab">
+            {lab.next.title} →
+          </Link>
+        </p>
+      )}
     </section>
   );
 }
