@@ -163,9 +163,7 @@ function view(l: LoadedLab, ctx: LabApiContext): LabView {
 
 /** The listed lab after this one on the learning path (in the student's scope), if any. */
 function nextOnPath(l: LoadedLab, ctx: LabApiContext): { next?: { id: string; title: string } } {
-  const path = [...ctx.catalog.labs.values()]
-    .filter((x) => shown(x, ctx.scope))
-    .sort(pathOrder);
+  const path = [...ctx.catalog.labs.values()].filter((x) => shown(x, ctx.scope)).sort(pathOrder);
   const i = path.indexOf(l);
   const n = i >= 0 ? path[i + 1] : undefined;
   return n ? { next: { id: n.lab.metadata.id, title: n.lab.metadata.title } } : {};
