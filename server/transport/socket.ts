@@ -31,6 +31,8 @@ interface SocketData {
   session: Session;
   /** An instructor's read-only view: output only, never input, resize or close. */
   readOnly: boolean;
+  /** Gives back the socket's place in its session's caps (once). */
+  release?: () => void;
 }
 
 type GatewaySocket = Socket<
@@ -86,6 +88,31 @@ export function attachGateway(
   const tellWatchers = (s: Session) =>
     io.to(`s:${s.id}`).emit('session:watchers', { count: watchers.get(s.id) ?? 0 });
 
+  /**
+   * Counts a socket against its session's caps in the middleware itself:
+   * socket.io emits `connection` a tick later, and CONNECT packets sent in
+   * one burst all passed the check before any of them counted (a red team
+   * held 8 views and 30 student sockets). The place is given back on
+   * disconnect, or when the transport closes before `connection`.
+   */
+  const reserve = (socket: GatewaySocket) => {
+    const { session, readOnly } = socket.data;
+    if (readOnly) watchers.set(session.id, (watchers.get(session.id) ?? 0) + 1);
+    else sessions.connected(session);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (!readOnly) return sessions.disconnected(session);
+      const left = (watchers.get(session.id) ?? 1) - 1;
+      if (left > 0) watchers.set(session.id, left);
+      else watchers.delete(session.id);
+      tellWatchers(session);
+    };
+    socket.data.release = release;
+    socket.conn.once('close', release);
+  };
+
   /** A refusal the client must not retry (docs/protocol.md#handshake): `data.fatal`. */
   const refuse = (message: string) => Object.assign(new Error(message), { data: { fatal: true } });
   io.use((socket, next) => {
@@ -116,6 +143,7 @@ export function attachGateway(
         );
       socket.data.session = session;
       socket.data.readOnly = true;
+      reserve(socket);
       return next();
     }
     const session = sessions.authenticate(auth.value.session, auth.value.token);
@@ -127,6 +155,7 @@ export function attachGateway(
       );
     socket.data.session = session;
     socket.data.readOnly = false;
+    reserve(socket);
     next();
   });
 
@@ -151,12 +180,11 @@ export function attachGateway(
     const fail = (error: ProtocolError) => socket.emit('proto:error', error);
     // A watcher neither keeps the session alive nor counts as the student
     // being there (grace and idle timers see only the student's sockets).
+    // Counted already (reserve, in the middleware).
     if (readOnly) {
-      watchers.set(session.id, (watchers.get(session.id) ?? 0) + 1);
       void socket.join(`w:${session.id}`);
       tellWatchers(session);
     } else {
-      sessions.connected(session);
       const count = watchers.get(session.id) ?? 0;
       if (count) socket.emit('session:watchers', { count });
     }
@@ -326,11 +354,7 @@ export function attachGateway(
       attached.clear();
       for (const off of following.values()) off();
       following.clear();
-      if (!readOnly) return sessions.disconnected(session);
-      const left = (watchers.get(session.id) ?? 1) - 1;
-      if (left > 0) watchers.set(session.id, left);
-      else watchers.delete(session.id);
-      tellWatchers(session);
+      socket.data.release?.();
     });
   });
   return io;

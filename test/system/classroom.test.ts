@@ -34,6 +34,42 @@ async function until(cond: () => boolean | Promise<boolean>, what: string): Prom
   }
 }
 
+/**
+ * Sends `n` socket.io CONNECT packets in one burst on one raw websocket and
+ * counts the answers (what a client that skips socket.io-client can do).
+ */
+async function connectBurst(
+  srv: Server,
+  auth: Record<string, unknown>,
+  n: number,
+): Promise<{ connected: number; refused: number }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const WebSocket = require('ws') as typeof import('ws').WebSocket;
+  const ws = new WebSocket(
+    `${srv.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`,
+    {
+      headers: { origin: srv.url },
+    },
+  );
+  let connected = 0;
+  let refused = 0;
+  ws.on('message', (d: Buffer) => {
+    const m = d.toString();
+    if (m.startsWith('0')) {
+      const raw = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+      raw.cork();
+      for (let i = 0; i < n; i++) ws.send(`40${JSON.stringify(auth)}`);
+      raw.uncork();
+    } else if (m === '2') ws.send('3');
+    else if (m.startsWith('40')) connected++;
+    else if (m.startsWith('44')) refused++;
+  });
+  await until(() => connected + refused === n, `${n} answers to a burst of CONNECTs`);
+  ws.close();
+  await new Promise((r) => ws.once('close', r));
+  return { connected, refused };
+}
+
 /** A browser-like HTTP client: keeps the student cookie, sends the page's Origin. */
 function student(srv: Server) {
   let cookie = '';
@@ -183,10 +219,23 @@ describe('classroom: watching, notices, resets', () => {
       annSock.socket.emit('term:resize', { term: t1, cols: 120, rows: 40 });
       await until(() => sizes.includes('120x40'), 'the view told of the resize');
 
-      // At most 4 views of one session.
+      // At most 4 views of one session, also when 8 CONNECT packets come in one burst
+      // on one websocket (the cap was checked before the count went up: 8 got in).
       const more = await Promise.all([1, 2, 3].map(() => TermClient.connect(srv.url, { watch })));
       assert.match(await refusal(watch), /too many views/);
       for (const m of more) m.close();
+      await until(() => watchedCounts.at(-1) === 1, 'back to one view').catch((e) => {
+        throw new Error(`${(e as Error).message}: ${watchedCounts.join(',')}`);
+      });
+      const burst = await connectBurst(srv, { v: 1, watch }, 8);
+      assert.equal(burst.connected, 3, `3 more views, not ${burst.connected}`);
+      assert.equal(burst.refused, 5);
+      await until(() => watchedCounts.at(-1) === 1, 'the burst left');
+      const sockets = await connectBurst(srv, { v: 1, session: ls.session, token: ls.token }, 30);
+      assert.ok(
+        sockets.connected <= 15,
+        `at most 16 student sockets, got ${sockets.connected + 1}`,
+      );
       await until(() => watchedCounts.at(-1) === 1, 'the extra views left');
       eye.close();
       await until(() => watchedCounts.at(-1) === 0, 'Ann is told nobody watches');
