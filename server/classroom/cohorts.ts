@@ -210,6 +210,16 @@ export function joinCohort(
     throw new RequestError('invalid', `a display name of 1 to ${DISPLAY_MAX} characters, please`, {
       hint: 'the name your instructor will see next to your progress',
     });
+  // Invisible and direction-changing characters (zero-width space, right-to-left
+  // override): a name that looks exactly like a classmate's on the roster.
+  if (/\p{Cf}/u.test(name))
+    throw new RequestError(
+      'invalid',
+      'a display name with invisible or direction-changing characters',
+      {
+        hint: 'type your name with plain letters',
+      },
+    );
   const state = cohortState(c, now);
   if (state === 'closed')
     throw new RequestError('forbidden', `the class ${c.name} is closed`, {

@@ -130,9 +130,16 @@ export async function serve(opts: ServeOptions): Promise<void> {
     },
   });
   const labSessions = new LabSessions(sessions, sandboxes, store, catalog, log, admission);
+  const signingSince = Number(store.meta('student-signing-since', () => String(Date.now())));
   const students = new StudentIds(
     store.meta('student-secret', () => crypto.randomBytes(32).toString('hex')),
-    { admission, known: (id) => store.hasStudent(id) },
+    {
+      admission,
+      // Unsigned ids from before this server signed them stay theirs; an id
+      // first seen since then is a student only with its signature (else the
+      // bare id, or the prefix of a resume key, was a credential).
+      known: (id) => store.hasStudentBefore(id, signingSince),
+    },
   );
   const app = createApp({
     sessions,

@@ -285,7 +285,21 @@ export interface Joined extends Membership {
 }
 
 /** POST /api/me/resume: become the student of a resume key (this browser's cookie). */
-export const ResumeRequest = z.object({ key: z.string().min(1).max(200) }).strict();
+export const ResumeRequest = z
+  .object({
+    key: z.string().min(1).max(200),
+    /** Only say whose key it is (and who this browser is now); switch nothing. */
+    preview: z.boolean().optional(),
+  })
+  .strict();
+
+/** POST /api/me/resume with `preview`: what continuing would do, before the student agrees. */
+export interface ResumePreview {
+  /** The classes (and names) of the key's student. */
+  cohorts: Membership[];
+  /** This browser's student now, when they sit in a class: replaced if the student continues. */
+  current?: { cohorts: Membership[] };
+}
 export type ResumeRequest = z.infer<typeof ResumeRequest>;
 
 /** GET /api/me: the classes this browser's student sits in. */

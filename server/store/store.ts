@@ -402,9 +402,11 @@ export class Store {
     return out;
   }
 
-  /** Whether any progress is stored for this student id. */
-  hasStudent(owner: string): boolean {
-    return !!this.db.prepare('SELECT 1 FROM progress WHERE owner = ? LIMIT 1').get(owner);
+  /** Whether this student id did anything before `at` (epoch ms). */
+  hasStudentBefore(owner: string, at: number): boolean {
+    return !!this.db
+      .prepare('SELECT 1 FROM events WHERE owner = ? AND at < ? LIMIT 1')
+      .get(owner, at);
   }
 
   /** The sandbox session a student has open in a lab (survives a server restart). */

@@ -28,7 +28,14 @@ import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
-import { JoinRequest, ResumeRequest, parse, type Joined, type Me } from '../protocol/index';
+import {
+  JoinRequest,
+  ResumeRequest,
+  parse,
+  type Joined,
+  type Me,
+  type ResumePreview,
+} from '../protocol/index';
 import { instructorRoute, watchResolver } from './instructor-api';
 import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
@@ -193,6 +200,19 @@ export function createApp(opts: AppOptions): App {
       admission?.take('join', clientOf(req));
       const p = parse(ResumeRequest, 'resume', await readJsonBody(req));
       if (!p.ok) return json(res, 400, { error: p.error.message });
+      // A link opened is not consent: the page first shows whose it is (and
+      // who this browser would stop being), and switches only when asked.
+      // Without that, a classmate's link silently made a browser theirs.
+      if (p.value.preview) {
+        const owner = students.resumeOwner(p.value.key);
+        const now = students.verify(req.headers.cookie);
+        const mine = now && now !== owner ? (opts.classroom?.memberships(now) ?? []) : [];
+        const preview: ResumePreview = {
+          cohorts: opts.classroom?.memberships(owner) ?? [],
+          ...(mine.length ? { current: { cohorts: mine } } : {}),
+        };
+        return json(res, 200, preview);
+      }
       const student = students.resume(p.value.key, res);
       const cohorts = opts.classroom?.memberships(student) ?? [];
       log.info('a student resumed in another browser', { client: clientOf(req) });

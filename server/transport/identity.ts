@@ -92,8 +92,8 @@ export class StudentIds {
     return `${id}.${this.signResume(id)}`;
   }
 
-  /** Makes this browser the student of a resume key; throws 403 for a key that does not verify. */
-  resume(key: string, res: http.ServerResponse): string {
+  /** The student of a resume key; throws 403 for a key that does not verify. */
+  resumeOwner(key: string): string {
     const m = /^([A-Za-z0-9_-]{22,64})\.([A-Za-z0-9_-]{22})$/.exec(key.trim());
     const want = m ? Buffer.from(this.signResume(m[1] as string)) : undefined;
     const got = m ? Buffer.from(m[2] as string) : undefined;
@@ -101,7 +101,12 @@ export class StudentIds {
       throw new RequestError('forbidden', 'this is not a resume link of this server', {
         hint: 'Copy the whole link from the browser where you joined (the Join page shows it), or join again with the class code.',
       });
-    const id = m[1] as string;
+    return m[1] as string;
+  }
+
+  /** Makes this browser the student of a resume key; throws 403 for a key that does not verify. */
+  resume(key: string, res: http.ServerResponse): string {
+    const id = this.resumeOwner(key);
     this.setCookie(res, id);
     return id;
   }

@@ -74,11 +74,41 @@ describe('joining a class', () => {
       // Her resume link makes another browser Ann: the class's labs, not all of them.
       const resumeLink = ((await page.getByTestId('resume-link').textContent()) ?? '').trim();
       assert.match(resumeLink, /\/resume#[\w-]+\.[\w-]{22}$/);
+      // A classmate who opens it is told whose link it is and who they would stop being.
+      const cy = await browser.newContext();
+      const pc = await cy.newPage();
+      await pc.goto(`${link}`);
+      await until(
+        async () => (await pc.getByLabel('Class code').inputValue()) !== '',
+        'the code from the link',
+      );
+      await pc.getByLabel('Your name, as your instructor will see it').fill('Cy');
+      await pc.getByRole('button', { name: 'Join' }).click();
+      await pc.getByText(`You are in: ${name}`).waitFor();
+      await pc.goto(resumeLink);
+      await pc.getByTestId('resume-preview').waitFor();
+      assert.match(
+        (await pc.getByTestId('resume-preview').textContent()) ?? '',
+        new RegExp(
+          `This link is Ann <b>Lee</b> in ${name}[\\s\\S]*This browser is Cy in ${name} now`,
+        ),
+      );
+      await pc.getByRole('link', { name: 'Cancel' }).click();
+      const still = (await (await cy.request.get(`${srv.url}/api/me`)).json()) as {
+        cohorts: { name: string }[];
+      };
+      assert.deepEqual(
+        still.cohorts.map((c) => c.name),
+        ['Cy'],
+        'opening the link changed nothing',
+      );
+      await cy.close();
       const ann2 = await browser.newContext();
       const p3 = await ann2.newPage();
       await p3.goto(resumeLink);
+      await p3.getByRole('button', { name: 'Continue as Ann <b>Lee</b>' }).click();
       await p3.getByText('This browser is you now.').waitFor();
-      assert.match((await p3.getByRole('status').textContent()) ?? '', /as Ann <b>Lee<\/b>/);
+      assert.match((await p3.getByRole('status').textContent()) ?? '', /Ann <b>Lee<\/b> in /);
       assert.equal(new URL(p3.url()).hash, '', 'the key is dropped from the address bar');
       await p3.getByRole('link', { name: 'Your labs' }).click();
       await p3.getByTestId('class-scope').waitFor();
@@ -107,9 +137,10 @@ describe('joining a class', () => {
       await page.getByRole('button', { name: 'Join' }).click();
       await page.getByRole('status').waitFor();
       assert.match((await page.getByRole('status').textContent()) ?? '', /Welcome back/);
+      // Ann and Cy: Ann's second join took no second seat.
       assert.match(
         (await cli(['cohort', 'list'])).stdout,
-        new RegExp(`^${name}\\s+\\S+\\s+open\\s+1/5`, 'm'),
+        new RegExp(`^${name}\\s+\\S+\\s+open\\s+2/5`, 'm'),
       );
 
       // Bo mistypes the code, then the class is closed.

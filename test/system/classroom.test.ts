@@ -372,6 +372,14 @@ describe('classroom: watching, notices, resets', () => {
       }
       const cookieAsKey = await other('POST', '/api/me/resume', { key: 'not.a-key' });
       assert.equal(cookieAsKey.status, 403);
+      // A preview says whose link it is and switches nothing (a link opened is not consent).
+      const preview = await other('POST', '/api/me/resume', { key: resume, preview: true });
+      assert.equal(preview.status, 200);
+      assert.deepEqual(
+        (preview.body as { cohorts: { name: string }[] }).cohorts.map((c) => c.name),
+        ['Cy'],
+      );
+      assert.deepEqual(((await other('GET', '/api/me')).body as Me).cohorts, [], 'not switched');
       const resumed = await other('POST', '/api/me/resume', { key: resume });
       assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
       assert.deepEqual(
@@ -383,6 +391,21 @@ describe('classroom: watching, notices, resets', () => {
         ['ns-pid', 'uts-hostname'],
       );
       assert.equal(((await other('GET', '/api/me')).body as Me).resume, resume);
+
+      // The bare id (the key's prefix, or the cookie without its signature) is not the
+      // student, even with history: only ids from before this server signed any are.
+      const started = await cy('POST', '/api/labs/uts-hostname/session');
+      assert.equal(started.status, 200);
+      assert.equal(
+        (await cy('POST', '/api/labs/uts-hostname/steps/private-hostname/check')).status,
+        200,
+      );
+      await cy('DELETE', '/api/labs/uts-hostname/session');
+      const bareId = resume.replace(/\..*$/, '');
+      const asBare = await fetch(`${srv.url}/api/me`, {
+        headers: { cookie: `underlay_student=${bareId}` },
+      });
+      assert.deepEqual(((await asBare.json()) as Me).cohorts, [], 'a bare id is a new student');
 
       // A closed class no longer scopes: open mode again.
       assert.equal((await cli(['cohort', 'close', name])).code, 0);

@@ -96,6 +96,9 @@ test('joining: unknown code, bad name, window, seats, closed; joining again take
   refused(() => joinCohort(s, code, '   ', 'st-a', now), 'invalid', /display name/);
   refused(() => joinCohort(s, code, 'x'.repeat(41), 'st-a', now), 'invalid', /display name/);
   refused(() => joinCohort(s, code, 'A\u0007nn', 'st-a', now), 'invalid', /display name/);
+  // Looks like "Ann" on the roster: a zero-width space, a right-to-left override.
+  refused(() => joinCohort(s, code, 'An\u200bn', 'st-a', now), 'invalid', /invisible/);
+  refused(() => joinCohort(s, code, '\u202eAnn', 'st-a', now), 'invalid', /invisible/);
   refused(
     () => joinCohort(s, code, 'Ann', 'st-a', Date.parse('2026-12-07T08:59:00Z')),
     'forbidden',

@@ -74,6 +74,13 @@ export default function XtermView({
       // highlighted, for another Enter (a 100 KB paste looked stuck, with no
       // prompt). docs/terminals.md.
       ignoreBracketedPasteMode: true,
+      // Hyperlinks a program prints (OSC 8) open only if they are http(s): what a
+      // sandbox prints is the student's (and on the instructor's page, someone else's).
+      linkHandler: {
+        activate: (_e, uri) => {
+          if (/^https?:\/\//i.test(uri)) window.open(uri, '_blank', 'noopener,noreferrer');
+        },
+      },
       theme: {
         background: color('--term-bg'),
         foreground: color('--term-fg'),
