@@ -21,7 +21,7 @@ const SERVER_LAYERS = {
   terminals: ['protocol', 'util'],
   sessions: ['sandbox', 'terminals', 'protocol', 'util'],
   labs: ['sandbox', 'sessions', 'terminals', 'store', 'protocol', 'util', 'config'],
-  classroom: ['store', 'util'],
+  classroom: ['protocol', 'store', 'util'],
   transport: ['labs', 'sessions', 'classroom', 'sandbox/errors', 'protocol', 'util'],
   cli: [
     'labs',

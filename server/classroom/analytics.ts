@@ -6,6 +6,7 @@
  * A student's lab starts over at their last `reset-lab`: what they did
  * before it is not counted (their progress was forgotten too).
  */
+import type { StepAnalytics } from '../protocol/index';
 
 export interface LabEvent {
   step: string;
@@ -14,17 +15,8 @@ export interface LabEvent {
   at: number;
 }
 
-export interface StepFigures {
-  lab: string;
-  step: string;
-  started: number;
-  passed: number;
-  skipped: number;
-  completion: number;
-  medianMs?: number;
-  checksPerPass?: number;
-  hinted: number;
-}
+/** The wire type (protocol): what the dashboard shows and the export writes. */
+export type StepFigures = StepAnalytics;
 
 export function median(xs: number[]): number | undefined {
   if (xs.length === 0) return undefined;

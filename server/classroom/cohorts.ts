@@ -9,6 +9,7 @@
  * watch a class.
  */
 import * as crypto from 'node:crypto';
+import type { InstructorView } from '../protocol/index';
 import type { CohortRow, MemberRow, Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { stepAnalytics, type LabEvent, type StepFigures } from './analytics';
@@ -288,14 +289,7 @@ export class Classroom {
     nearMissOf: (lab: string, step: string, message: string) => string | undefined = () =>
       undefined,
     perStep = 3,
-  ): {
-    lab: string;
-    step: string;
-    message: string;
-    count: number;
-    students: number;
-    nearMiss?: string;
-  }[] {
+  ): InstructorView['failing'] {
     const seen = new Map<string, number>();
     return this.store
       .failingMessages(
