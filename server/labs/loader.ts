@@ -192,7 +192,8 @@ export function loadLabs(paths: string[]): { labs: LoadedLab[]; problems: LabPro
   const broken = new Set<LoadedLab>();
   for (const l of labs)
     l.lab.metadata.requires.forEach((req, i) => {
-      if (ids.has(req)) return;
+      // Loaded with it, or next to it in its labs folder (a lab tested alone).
+      if (ids.has(req) || fs.existsSync(path.join(path.dirname(l.dir), req, 'lab.yaml'))) return;
       broken.add(l);
       const lines = fs.readFileSync(path.join(l.dir, 'lab.yaml'), 'utf8').split('\n');
       const n = lines.findIndex((ln) => /^\s*requires:/.test(ln));

@@ -240,6 +240,9 @@ steps:
       fs.cpSync(path.join(REPO, 'labs', 'uts-hostname'), path.join(dir, 'uts-hostname'), {
         recursive: true,
       });
+      // The example lab is left out of the catalog (listed: false); this one is listed.
+      const y = path.join(dir, 'uts-hostname', 'lab.yaml');
+      fs.writeFileSync(y, fs.readFileSync(y, 'utf8').replace('listed: false', 'listed: true'));
       const port = 20000 + Math.floor(Math.random() * 20000);
       const server = spawn(
         process.execPath,
