@@ -43,7 +43,7 @@ async function main(): Promise<void> {
       await page.waitForTimeout(1000);
       const sessionResp = page.waitForResponse((r) => r.url().endsWith('/session'));
       t0 = performance.now();
-      await page.click('[data-testid="lab-uts-hostname"]');
+      await page.click('[data-testid="lab-ns-uts-ipc"]');
       const resp = await sessionResp;
       const tSession = performance.now() - t0;
       const body = (await resp.json()) as { startMs: number };
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
       await page.reload();
       await page.waitForFunction(PROMPT_VISIBLE, null, { timeout: 20_000, polling: 'raf' });
       const tReload = performance.now() - t0;
-      await ctx.request.delete(`${server.url}/api/labs/uts-hostname/session`, {
+      await ctx.request.delete(`${server.url}/api/labs/ns-uts-ipc/session`, {
         headers: { origin: server.url },
       });
       await ctx.close();
