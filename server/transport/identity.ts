@@ -59,27 +59,30 @@ export class StudentIds {
     private readonly secret: string,
     private readonly opts: {
       admission?: Admission;
-      /** Ids from before signing (plain random ids): kept if they have progress. */
+      /** Unsigned ids accepted as they are (serve: ids active before it first signed ids). */
       known?: (id: string) => boolean;
     } = {},
   ) {}
 
-  private sign(id: string): string {
+  /** An HMAC of `id` for one purpose ('student' cookie, 'resume' key): neither makes the other. */
+  private mac(purpose: 'student' | 'resume', id: string): string {
     return crypto
       .createHmac('sha256', this.secret)
-      .update(`student:${id}`)
+      .update(`${purpose}:${id}`)
       .digest()
       .subarray(0, 16)
       .toString('base64url');
   }
 
-  private signResume(id: string): string {
-    return crypto
-      .createHmac('sha256', this.secret)
-      .update(`resume:${id}`)
-      .digest()
-      .subarray(0, 16)
-      .toString('base64url');
+  private sign(id: string): string {
+    return this.mac('student', id);
+  }
+
+  /** Whether `sig` is `id`'s HMAC for `purpose` (constant time). */
+  private macMatches(purpose: 'student' | 'resume', id: string, sig: string): boolean {
+    const want = Buffer.from(this.mac(purpose, id));
+    const got = Buffer.from(sig);
+    return want.length === got.length && crypto.timingSafeEqual(want, got);
   }
 
   /**
@@ -89,15 +92,13 @@ export class StudentIds {
    * can be made from the other.
    */
   resumeKey(id: string): string {
-    return `${id}.${this.signResume(id)}`;
+    return `${id}.${this.mac('resume', id)}`;
   }
 
   /** The student of a resume key; throws 403 for a key that does not verify. */
   resumeOwner(key: string): string {
     const m = /^([A-Za-z0-9_-]{22,64})\.([A-Za-z0-9_-]{22})$/.exec(key.trim());
-    const want = m ? Buffer.from(this.signResume(m[1] as string)) : undefined;
-    const got = m ? Buffer.from(m[2] as string) : undefined;
-    if (!m || !want || !got || want.length !== got.length || !crypto.timingSafeEqual(want, got))
+    if (!m || !this.macMatches('resume', m[1] as string, m[2] as string))
       throw new RequestError('forbidden', 'this is not a resume link of this server', {
         hint: 'Copy the whole link from the browser where you joined (the Join page shows it), or join again with the class code.',
       });
@@ -126,9 +127,7 @@ export class StudentIds {
     if (!m) return undefined;
     const id = m[1] as string;
     if (m[2] === undefined) return undefined;
-    const want = Buffer.from(this.sign(id));
-    const got = Buffer.from(m[2]);
-    return want.length === got.length && crypto.timingSafeEqual(want, got) ? id : undefined;
+    return this.macMatches('student', id, m[2]) ? id : undefined;
   }
 
   /**
