@@ -197,11 +197,10 @@ export function sync(file: string | undefined, url: string): void {
     throw new RequestError('not-found', `no cohorts file at ${f}`, {
       hint: `declare cohorts in ${path.join(labsDir, COHORTS_FILE)} (docs/classroom.md#cohorts-in-a-file)`,
     });
-  const { cohorts, problems } = loadCohortsFile(
-    f,
-    path.relative(process.cwd(), f) || f,
-    knownLabs(),
-  );
+  // Relative to where the author stands when it is below it; else as given.
+  const rel = path.relative(process.cwd(), f);
+  const shown = rel && !rel.startsWith('..') ? rel : f;
+  const { cohorts, problems } = loadCohortsFile(f, shown, knownLabs());
   if (!cohorts) {
     for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
     process.stderr.write(`${problems.length} problem(s): nothing applied\n`);
