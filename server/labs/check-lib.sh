@@ -44,6 +44,14 @@ procs_in_pidns() { # INODE -> PIDs in that pid namespace (one stat for all of /p
   done < <(stat -L -c '%i %n' /proc/[0-9]*/ns/pid 2>/dev/null)
   return 0
 }
+# "STATE PPID" of PID (R, S, Z, ...), from /proc/PID/stat with builtins; fails if PID is gone.
+proc_stat() {
+  local s f
+  { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
+  read -ra f <<<"${s##*) }"
+  echo "${f[0]} ${f[1]}"
+}
+is_zombie() { local s; s=$(proc_stat "$1") && [ "${s%% *}" = Z ]; }
 # _ticks PID: utime + stime of PID into $_t (fails if PID is gone). Fields
 # after the last ") " (the command name may hold anything): 12 and 13.
 _ticks() {
