@@ -3,6 +3,7 @@
  * the field path, what was expected and - for misspelt keys - a did-you-mean;
  * all problems of all labs at once, never just the first.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fieldPath, readYaml, type YamlProblem } from '../util/yaml-file';
@@ -124,7 +125,76 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
       }
     }
   });
+  // Bash's own parse of every script, so that a quote left open fails here
+  // and not, as a check that can never pass, in front of a student.
+  const scripts: [(string | number)[], string][] = [];
+  if (lab.setup) scripts.push([['setup'], lab.setup]);
+  lab.steps.forEach((step, i) => {
+    for (const [where, body] of [
+      [[], step],
+      ...Object.entries(step.variants ?? {}).map(([k, v]) => [['variants', k], v]),
+    ] as [string[], Partial<Step>][]) {
+      const at = ['steps', i, ...where];
+      if (body.check?.script) scripts.push([[...at, 'check', 'script'], body.check.script]);
+      if (body.solution) scripts.push([[...at, 'solution'], body.solution]);
+      body.hints?.forEach((h, j) => {
+        if ('script' in h && h.script) scripts.push([[...at, 'hints', j, 'script'], h.script]);
+      });
+      body.nearMisses?.forEach((m, j) =>
+        scripts.push([[...at, 'nearMisses', j, 'script'], m.script]),
+      );
+    }
+  });
+  const lines = fs.readFileSync(abs, 'utf8').split('\n');
+  for (const [k, err] of bashSyntaxErrors(scripts.map(([, s]) => s))) {
+    const [p, body] = scripts[k] as [(string | number)[], string];
+    // An unclosed quote is reported at the end of input: name the last line.
+    const n = Math.min(err.line, body.trimEnd().split('\n').length);
+    const line = loc.lineIn(p, n);
+    const text = lines[line - 1] ?? '';
+    const start = loc.at(p);
+    problems.push({
+      file,
+      line,
+      col: line === start.line ? start.col : text.length - text.trimStart().length + 1,
+      field: fieldPath(p),
+      message: `bash cannot parse this script (line ${n} of it): ${err.message}`,
+    });
+  }
   return problems.length ? { problems } : { lab: { lab, dir, file }, problems };
+}
+
+/**
+ * `bash -n` over every script, in one bash process (a spawn per script costs
+ * ~1 ms each, and a lab has dozens): index -> the first error's line and text.
+ */
+export function bashSyntaxErrors(
+  scripts: string[],
+): Map<number, { line: number; message: string }> {
+  const found = new Map<number, { line: number; message: string }>();
+  if (!scripts.length) return found;
+  const r = spawnSync(
+    'bash',
+    [
+      '-c',
+      'i=0; for s in "$@"; do out=$(bash -n -c "$s" 2>&1) || printf "%s\\t%s\\0" "$i" "$out"; i=$((i + 1)); done',
+      'bash',
+      ...scripts,
+    ],
+    { encoding: 'utf8' },
+  );
+  for (const rec of (r.stdout ?? '').split('\0')) {
+    const tab = rec.indexOf('\t');
+    if (tab < 0) continue;
+    const out = rec.slice(tab + 1).trim();
+    // "bash: -c: line 2: unexpected EOF while looking for matching `''"
+    const m = /line (\d+): (.*)/.exec(out.split('\n')[0] ?? '');
+    found.set(Number(rec.slice(0, tab)), {
+      line: m ? Number(m[1]) : 1,
+      message: m ? (m[2] as string) : out,
+    });
+  }
+  return found;
 }
 
 /** The step as it applies on a host in cgroup `mode` (variant fields override). */

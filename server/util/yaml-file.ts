@@ -123,6 +123,17 @@ export class Locator {
     return { line: 1, col: 1 };
   }
 
+  /**
+   * The file line of line `n` (1-based) of the string at `p`: a block scalar
+   * (`|`, `>`) starts on the line after its indicator, any other on its own.
+   */
+  lineIn(p: readonly PropertyKey[], n: number): number {
+    const node = this.doc.getIn(p as (string | number)[], true);
+    if (!isScalar(node) || !node.range) return this.at(p).line;
+    const block = node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED';
+    return this.pos(node.range[0]).line + (block ? n : n - 1);
+  }
+
   pos(offset: number): { line: number; col: number } {
     const { line, col } = this.lc.linePos(offset);
     return { line, col };

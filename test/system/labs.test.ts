@@ -40,7 +40,7 @@ describe('labs', () => {
       cwd: REPO,
     });
     assert.equal(r.code, 1);
-    assert.match(r.stdout, /15 problems in 9 files; 0 labs valid/);
+    assert.match(r.stdout, /17 problems in 10 files; 0 labs valid/);
     // The learning path's fields are checked too.
     assert.match(
       r.stderr,
