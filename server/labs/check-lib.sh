@@ -37,13 +37,14 @@ is_ns_init() {
   done 2>/dev/null <"/proc/$1/status"
   return 1
 }
-procs_in_pidns() { # INODE -> PIDs in that pid namespace (one stat for all of /proc)
+procs_in_ns() { # TYPE INODE -> PIDs in that namespace (one stat for all of /proc)
   local i n
   while read -r i n; do
-    [ "$i" = "$1" ] && { n=${n#/proc/}; echo "${n%%/*}"; }
-  done < <(stat -L -c '%i %n' /proc/[0-9]*/ns/pid 2>/dev/null)
+    [ "$i" = "$2" ] && { n=${n#/proc/}; echo "${n%%/*}"; }
+  done < <(stat -L -c '%i %n' /proc/[0-9]*/ns/"$1" 2>/dev/null)
   return 0
 }
+procs_in_pidns() { procs_in_ns pid "$1"; }
 # "STATE PPID" of PID (R, S, Z, ...), from /proc/PID/stat with builtins; fails if PID is gone.
 proc_stat() {
   local s f
