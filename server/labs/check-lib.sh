@@ -94,6 +94,9 @@ ovl_opaque() { getfattr --only-values -n user.overlay.opaque "$1" 2>/dev/null ||
 mountinfo_of() { cat "/proc/$1/mountinfo"; }
 # The super options of the mount at DIR in the sandbox's mount namespace (empty if none).
 mount_opts() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 3) }' /proc/1/mountinfo | tail -n 1; }
+# "SOURCE FSTYPE [TAGS...]" of the topmost mount at DIR in PID's mount namespace, e.g.
+# "p2 tmpfs shared:2" (tags: shared:N, master:N, ... from mountinfo); empty if none.
+mnt_at() { awk -v d="$2" '$5 == d { t = ""; for (i = 7; $i != "-"; i++) t = t " " $i; l = $(i + 2) " " $(i + 1) t } END { if (l != "") print l }' "/proc/$1/mountinfo" 2>/dev/null; }
 mount_fstype() { awk -v d="$1" '$5 == d { for (i = 7; $i != "-"; i++); print $(i + 1) }' /proc/1/mountinfo | tail -n 1; }
 # The cpu controller's root as the sandbox sees it (v1: the cpu hierarchy; v2: the unified one).
 cg_root() { if _cg_v2; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/cpu; fi; }
