@@ -426,10 +426,19 @@ export function buildProgram(): Command {
       '--dev',
       'reload labs when their files change, serving validation errors instead of failing',
     )
+    .option(
+      '--labs <dir>',
+      "serve the labs in DIR (a folder of labs, or one lab folder) instead of the repository's",
+    )
     .action(async (opts) => {
       requireRoot();
       const { serve } = await import('./serve');
-      await serve({ port: opts.port, host: opts.host, dev: Boolean(opts.dev) });
+      await serve({
+        port: opts.port,
+        host: opts.host,
+        dev: Boolean(opts.dev),
+        labs: typeof opts.labs === 'string' ? opts.labs : undefined,
+      });
     });
 
   return program;

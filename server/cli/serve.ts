@@ -33,6 +33,8 @@ export interface ServeOptions {
   port: number;
   host: string;
   dev: boolean;
+  /** A folder of labs (or one lab's folder) to serve instead of UNDERLAY_LABS_DIR. */
+  labs?: string;
 }
 
 /**
@@ -49,6 +51,7 @@ export const WEB_DIR = path.resolve(__dirname, '..', '..', '..', 'web');
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const config = loadConfig();
+  if (opts.labs) config.labsDir = path.resolve(opts.labs);
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
   const sandboxes = new SandboxManager({ config, store, logger: log });

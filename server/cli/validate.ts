@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { COHORTS_FILE, loadCohortsFile } from '../classroom/cohorts-file';
 import { REPO_LABS } from '../config';
-import { formatProblem, loadLabs } from '../labs/loader';
+import YAML from 'yaml';
+import { formatProblem, loadLabs, type LabProblem, type LoadedLab } from '../labs/loader';
 import { labJsonSchema } from '../labs/schema';
 
 export function validate(paths: string[]): number {
@@ -18,6 +19,7 @@ export function validate(paths: string[]): number {
     const f = path.join(root, COHORTS_FILE);
     if (fs.existsSync(f)) problems.push(...loadCohortsFile(f, f, ids).problems);
   }
+  problems.push(...repositoryIdClashes(roots, labs));
   for (const p of problems) process.stderr.write(formatProblem(p) + '\n');
   const files = new Set(problems.map((p) => p.file)).size;
   process.stdout.write(
@@ -26,6 +28,36 @@ export function validate(paths: string[]): number {
       : `${labs.length} lab${labs.length === 1 ? '' : 's'} valid\n`,
   );
   return problems.length ? 1 : 0;
+}
+
+/**
+ * A lab validated outside the repository's labs/ (a draft, a course's own
+ * folder) whose id a repository lab already uses: it would clash the day
+ * both are served, so say so now, where the lab is.
+ */
+function repositoryIdClashes(roots: string[], labs: LoadedLab[]): LabProblem[] {
+  const inRepo = (d: string): boolean => {
+    const rel = path.relative(REPO_LABS, path.resolve(d));
+    return !rel.startsWith('..') && !path.isAbsolute(rel);
+  };
+  if (roots.every(inRepo) || !fs.existsSync(REPO_LABS)) return [];
+  const repo = new Map<string, string>();
+  for (const d of fs.readdirSync(REPO_LABS)) {
+    const f = path.join(REPO_LABS, d, 'lab.yaml');
+    if (!fs.existsSync(f)) continue;
+    const id = (YAML.parse(fs.readFileSync(f, 'utf8')) as { metadata?: { id?: unknown } } | null)
+      ?.metadata?.id;
+    if (typeof id === 'string') repo.set(id, path.join('labs', d, 'lab.yaml'));
+  }
+  return labs
+    .filter((l) => !inRepo(l.dir) && repo.has(l.lab.metadata.id))
+    .map((l) => ({
+      file: l.file,
+      line: 1,
+      col: 1,
+      field: 'metadata.id',
+      message: `lab id "${l.lab.metadata.id}" is taken by the repository's ${repo.get(l.lab.metadata.id)}; rename one before they are served together`,
+    }));
 }
 
 export function schema(opts: { check: boolean; out?: string }): number {

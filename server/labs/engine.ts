@@ -120,6 +120,7 @@ export class LabEngine {
       timeoutS: step.check.timeout,
       env: step.check.input ? { ...this.env(st), ANSWER: (answer ?? '').trim() } : this.env(st),
       trusted: true,
+      lib: l.lab.lib,
     });
     ss.attempts++;
     const passed = r.code === 0;
@@ -175,6 +176,7 @@ export class LabEngine {
         timeoutS: 10,
         env: this.env(st),
         trusted: true,
+        lib: l.lab.lib,
       });
       // `[ cond ] && echo …` as a last line ends 1 when it says nothing:
       // 0 and 1 are answers, more (a syntax error is 2) or a timeout is not.
@@ -225,7 +227,12 @@ export class LabEngine {
     const { step } = this.step(l, stepId);
     if (!step.solution) return { ok: false, output: 'this step has no solution to apply' };
     const env = this.env(this.state(owner, labId));
-    const r = await runScript(sandbox, step.solution, { timeoutS: 60, env, trusted: false });
+    const r = await runScript(sandbox, step.solution, {
+      timeoutS: 60,
+      env,
+      trusted: false,
+      lib: l.lab.lib,
+    });
     const output = clipLine(r.output.trim(), MAX_MESSAGE_CHARS);
     if (r.code !== 0 || !step.check) return { ok: r.code === 0, output };
     // The value later steps read ($STEP_<id>_OUT) is what the check says now.
@@ -233,6 +240,7 @@ export class LabEngine {
       timeoutS: step.check.timeout,
       env: step.check.input ? { ...env, ANSWER: r.message } : env,
       trusted: true,
+      lib: l.lab.lib,
     });
     return c.code === 0 ? { ok: true, output, value: c.value ?? c.message } : { ok: true, output };
   }

@@ -129,6 +129,7 @@ export function loadLab(dir: string, display = dir): { lab?: LoadedLab; problems
   // and not, as a check that can never pass, in front of a student.
   const scripts: [(string | number)[], string][] = [];
   if (lab.setup) scripts.push([['setup'], lab.setup]);
+  if (lab.lib) scripts.push([['lib'], lab.lib]);
   lab.steps.forEach((step, i) => {
     for (const [where, body] of [
       [[], step],

@@ -114,6 +114,7 @@ export async function testLab(
             timeoutS: check.timeout,
             env: withAnswer(answer),
             trusted: true,
+            lib: lab.lib,
           });
           return r.code !== 0
             ? { ok: true, detail: r.message }
@@ -136,6 +137,7 @@ export async function testLab(
               timeoutS: 10,
               env: env(),
               trusted: true,
+              lib: lab.lib,
             });
             // 0 and 1 are answers (`[ cond ] && echo …` ends 1 when silent); 2+ is an error.
             if (r.code > 1 || r.timedOut)
@@ -161,6 +163,7 @@ export async function testLab(
               timeoutS: 60,
               env: env(),
               trusted: false,
+              lib: lab.lib,
             });
             if (a.code !== 0)
               return {
@@ -188,6 +191,7 @@ export async function testLab(
           timeoutS: 60,
           env: env(),
           trusted: false,
+          lib: lab.lib,
         });
         answer = r.message;
         return r.code === 0
@@ -199,6 +203,7 @@ export async function testLab(
           timeoutS: check.timeout,
           env: withAnswer(answer),
           trusted: true,
+          lib: lab.lib,
         });
         if (r.code === 0) outs.set(step.id, r.value ?? r.message);
         return r.code === 0

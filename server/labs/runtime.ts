@@ -59,6 +59,8 @@ export async function runScript(
      * Setup and solutions run as the student would (false).
      */
     trusted: boolean;
+    /** The lab's own shared bash (`lib:`), sourced after the check library. */
+    lib?: string;
   },
 ): Promise<{
   code: number;
@@ -69,7 +71,11 @@ export async function runScript(
   value?: string;
 }> {
   const r = await sb.exec(
-    ['bash', '-c', `${CHECK_LIB}\n${opts.trusted ? KILLED_FAILS : ''}${script}`],
+    [
+      'bash',
+      '-c',
+      `${CHECK_LIB}\n${opts.lib ? `${opts.lib}\n` : ''}${opts.trusted ? KILLED_FAILS : ''}${script}`,
+    ],
     {
       timeoutMs: opts.timeoutS * 1000 * timeScale(),
       maxBytes: 256 * 1024,
@@ -167,7 +173,12 @@ export async function prepareSandbox(loaded: LoadedLab, sb: Sandbox): Promise<vo
       );
   }
   if (lab.setup) {
-    const r = await runScript(sb, lab.setup, { timeoutS: 60, env: {}, trusted: false });
+    const r = await runScript(sb, lab.setup, {
+      timeoutS: 60,
+      env: {},
+      trusted: false,
+      lib: lab.lib,
+    });
     if (r.code !== 0)
       throw new SandboxError(`the lab's setup exited ${r.code}: ${r.output}`, {
         step: 'lab-setup',

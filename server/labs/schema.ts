@@ -234,6 +234,11 @@ export const Lab = z
       .strict()
       .default({ hostname: 'lab', packages: [], files: [], terminals: [{ name: 'T1' }] }),
     setup: script.optional().describe('Runs once in a fresh sandbox before the first step.'),
+    lib: script
+      .optional()
+      .describe(
+        "Bash the lab's scripts share (functions, variables): sourced after the check library and before every setup, check, hint, near miss and solution.",
+      ),
     steps: z.array(Step).min(1),
     outro: markdown.optional().describe('Shown after the last step: what Docker does with this.'),
   })

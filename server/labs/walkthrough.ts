@@ -148,6 +148,7 @@ export async function walkLab(
             timeoutS: 60,
             env,
             trusted: false,
+            lib: lab.lib,
           });
           env.ANSWER = a.message;
         }
@@ -155,6 +156,7 @@ export async function walkLab(
           timeoutS: step.check.timeout,
           env,
           trusted: true,
+          lib: lab.lib,
         });
         if (r.code === 0) outs.set(step.id, r.value ?? r.message);
         else {

@@ -52,6 +52,28 @@ describe('labs', () => {
     );
   });
 
+  test('a lab outside labs/ whose id a repository lab uses is reported where it is', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-clash-'));
+    try {
+      fs.cpSync(path.join(REPO, 'labs', 'uts-hostname'), path.join(dir, 'copy'), {
+        recursive: true,
+      });
+      const r = await cli(['validate', path.join(dir, 'copy')], { cwd: REPO });
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(
+        r.stderr,
+        /copy\/lab\.yaml:1:1: metadata\.id: lab id "uts-hostname" is taken by the repository's labs\/uts-hostname\/lab\.yaml/,
+      );
+      // Renamed, it is fine.
+      const f = path.join(dir, 'copy', 'lab.yaml');
+      fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace('id: uts-hostname', 'id: my-draft'));
+      const ok = await cli(['validate', path.join(dir, 'copy')], { cwd: REPO });
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("the repository's labs are valid and the editor schema is fresh", async () => {
     const v = await cli(['validate']);
     assert.equal(v.code, 0, v.stderr);
