@@ -10,7 +10,7 @@
  */
 import * as crypto from 'node:crypto';
 import type { LabSession, SessionCreated } from '../protocol/index';
-import type { SandboxManager } from '../sandbox/index';
+import type { Sandbox, SandboxManager } from '../sandbox/index';
 import type { Admission, Slot } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Terminal } from '../terminals/terminal';
@@ -127,6 +127,11 @@ export class LabSessions {
     labId: string,
     client: string,
     forget: () => void,
+    /**
+     * A restart at a step: `rebuild` runs in the fresh sandbox after the
+     * lab's setup (the earlier steps' solutions), `notice` tells the student.
+     */
+    at?: { rebuild: (sb: Sandbox) => Promise<void>; notice: string },
   ): Promise<LabSession> {
     const before = this.ownerChain.get(owner) ?? Promise.resolve();
     const p = before
@@ -139,7 +144,7 @@ export class LabSessions {
         // A reset starts from the lab's own files again.
         this.sandboxes.dropDisk(owner, labId);
         forget();
-        return this.doStart(owner, labId, client, { slot, rated: true });
+        return this.doStart(owner, labId, client, { slot, rated: true, ...(at ? { at } : {}) });
       });
     const chained = p.catch(() => {});
     this.ownerChain.set(owner, chained);
@@ -154,7 +159,11 @@ export class LabSessions {
     owner: string,
     labId: string,
     client: string,
-    pre: { slot: Slot | undefined; rated: boolean } = { slot: undefined, rated: false },
+    pre: {
+      slot: Slot | undefined;
+      rated: boolean;
+      at?: { rebuild: (sb: Sandbox) => Promise<void>; notice: string };
+    } = { slot: undefined, rated: false },
   ): Promise<LabSession> {
     const loaded = this.catalog.labs.get(labId);
     if (!loaded) throw new RequestError('not-found', `no lab with id ${JSON.stringify(labId)}`);
@@ -197,7 +206,10 @@ export class LabSessions {
               owner,
               lab: labId,
               keepDisk: { owner, name: labId },
-              prepare: (sb) => prepareSandbox(loaded, sb),
+              prepare: async (sb) => {
+                await prepareSandbox(loaded, sb);
+                await pre.at?.rebuild(sb);
+              },
               ...(slot ? { slot } : {}),
             });
             const fresh = this.sessions.get(c.session) as Session;
@@ -217,7 +229,8 @@ export class LabSessions {
       startMs = Date.now() - t0;
       this.store.saveLabSession(owner, labId, created.session);
       s = this.sessions.get(created.session) as Session;
-      if (s.sandbox.record.resources.restored)
+      if (pre.at) notice = pre.at.notice;
+      else if (s.sandbox.record.resources.restored)
         notice =
           why ??
           'Welcome back: your files are as you left them, in a new sandbox. Programs that were running (and mounts, cgroups and anything else held in memory) were not kept: start them again if a step needs them.';

@@ -8,6 +8,7 @@
  *   GET  /api/instructor/cohorts/:name/students/:key   -> InstructorStudent
  *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/end    -> { ended }
  *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/reset  -> { reset, ended }
+ *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/steps/:step/restart -> { restarted, step, current }
  * Watching a student's terminals is a socket (HandshakeAuth `watch`),
  * resolved by watchResolver below.
  */
@@ -18,6 +19,7 @@ import { ANALYTICS_COLUMNS, exportRows, toCsv } from '../classroom/export';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
+import { restartAt } from './lab-api';
 import {
   NoticeRequest,
   parse,
@@ -51,7 +53,7 @@ const bearer = (req: http.IncomingMessage) =>
   /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
 
 const STUDENT_RE =
-  /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end|reset))?$/;
+  /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end|reset|steps\/([a-z0-9-]{1,63})\/restart))?$/;
 const COHORT_RE = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(?:\/(export|notice))?$/;
 
 /** The labs of a cohort that this server has, with their step ids in order. */
@@ -86,6 +88,32 @@ export async function instructorRoute(
         throw new RequestError('not-found', `the class has no lab ${JSON.stringify(lab)}`);
       // The instructor sees their own action at once, not a cached view from before it.
       viewCache.delete(cohort.name);
+      if (action.startsWith('steps/')) {
+        // Move the student to the start of a step: a fresh sandbox with the
+        // earlier steps done (the student's page reconnects to it).
+        const loaded = ctx.catalog.labs.get(lab);
+        const stepId = is[5] as string;
+        if (!loaded) throw new RequestError('not-found', `no lab ${JSON.stringify(lab)} here`);
+        const { progress } = await restartAt(
+          { engine, labSessions },
+          loaded,
+          stepId,
+          m.student,
+          `instructor:${cohort.name}`,
+        );
+        // The student's page reconnects to the new sandbox and says why.
+        const live = labSessions.find(m.student, lab);
+        const n = loaded.lab.steps.findIndex((x) => x.id === stepId) + 1;
+        if (live)
+          live.notice = `Your instructor moved you to the start of step ${n}: a fresh sandbox${n > 1 ? ', with the steps before it done for you' : ''}. Files and programs from before are gone.`;
+        log.info('instructor restarted a student at a step', {
+          cohort: cohort.name,
+          lab,
+          step: stepId,
+        });
+        json(res, 200, { restarted: true, step: stepId, current: progress.current });
+        return true;
+      }
       if (action === 'end') {
         const ended = await labSessions.end(m.student, lab, 'your instructor ended this sandbox');
         log.info('instructor ended a lab session', { cohort: cohort.name, lab, ended });

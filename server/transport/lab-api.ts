@@ -22,6 +22,8 @@ import {
   type HintResponse,
   type LabCard,
   type LabList,
+  type LabProgress,
+  type LabSession,
   type LabView,
 } from '../protocol/index';
 import type { LabCatalog } from '../labs/catalog';
@@ -187,6 +189,38 @@ export async function readJsonBody(req: http.IncomingMessage): Promise<unknown> 
   }
 }
 
+/**
+ * A fresh sandbox at the start of a step: the old one ends, a new one gets
+ * the lab's setup and the earlier steps' solutions (each checked, so later
+ * checks read this sandbox's PIDs and inodes), and only then does progress
+ * change. For the student's "Start this step over" and an instructor's
+ * "move to step".
+ */
+export async function restartAt(
+  ctx: Pick<LabApiContext, 'engine' | 'labSessions'>,
+  loaded: LoadedLab,
+  stepId: string,
+  owner: string,
+  client: string,
+): Promise<{ progress: LabProgress; session: LabSession }> {
+  const { engine, labSessions } = ctx;
+  const labId = loaded.lab.metadata.id;
+  const index = loaded.lab.steps.findIndex((s) => s.id === stepId);
+  const step = loaded.lab.steps[index];
+  if (!step) throw new RequestError('not-found', `lab ${labId} has no step "${stepId}"`);
+  let values = new Map<string, string>();
+  const session = await labSessions.reset(owner, labId, client, () => {}, {
+    rebuild: async (sb) => {
+      values = await engine.rebuildTo(sb, labId, stepId);
+    },
+    notice:
+      index === 0
+        ? `A fresh sandbox, at the start of step 1 ("${step.title}"). Files and programs from before are gone.`
+        : `A fresh sandbox, at the start of step ${index + 1} ("${step.title}"): the ${index === 1 ? 'step' : `${index} steps`} before it ${index === 1 ? 'was' : 'were'} done for you. Files and programs from before are gone.`,
+  });
+  return { progress: engine.restarted(owner, labId, stepId, values), session };
+}
+
 export async function labRoute(
   req: http.IncomingMessage,
   res: http.ServerResponse,
@@ -194,7 +228,7 @@ export async function labRoute(
   ctx: LabApiContext,
 ): Promise<void> {
   const m =
-    /^\/api\/labs\/([a-z0-9-]{1,63})(?:\/(session|reset|steps\/([a-z0-9-]{1,63})\/(check|hint|skip|reset)))?$/.exec(
+    /^\/api\/labs\/([a-z0-9-]{1,63})(?:\/(session|reset|steps\/([a-z0-9-]{1,63})\/(check|hint|skip|reset|restart)))?$/.exec(
       url.pathname,
     );
   if (!m) return err(res, 404, { error: `no route ${req.method} ${url.pathname}` });
@@ -253,6 +287,10 @@ export async function labRoute(
         return send(res, 200, out);
       }
       if (stepAction === 'reset') return send(res, 200, engine.resetStep(owner, labId, stepId));
+      if (stepAction === 'restart') {
+        const { progress, session } = await restartAt(ctx, loaded, stepId, owner, client);
+        return send(res, 200, { progress, session });
+      }
       const s = labSessions.find(owner, labId);
       if (!s)
         return err(res, 409, {

@@ -425,4 +425,43 @@ describe('the student web app', () => {
     },
     { timeout: 90_000 },
   );
+
+  sysTest(
+    'Start step over: a fresh sandbox at step 3 with steps 1-2 done, where step 3 can be done at once',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const { page, leave } = await openLab(browser, srv.url, 'ns-files-nsenter');
+      const before = await page.getAttribute('[data-testid="lab-terminals"]', 'data-session');
+      await page.locator('.steps-nav button').nth(2).click();
+      await page.getByRole('button', { name: 'Start step over' }).click();
+      await page.waitForSelector('[data-testid="restart-choice"]');
+      await page.getByTestId('restart-choice').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: path.join(ARTIFACTS, 'lab-restart-step.png') });
+      await page.getByRole('button', { name: 'Fresh sandbox at this step' }).click();
+      await page.waitForSelector('text=A fresh sandbox, at the start of step 3', {
+        timeout: 60_000,
+      });
+      await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
+      assert.notEqual(
+        await page.getAttribute('[data-testid="lab-terminals"]', 'data-session'),
+        before,
+        'other terminals, of the new sandbox',
+      );
+      // Steps 1 and 2 count as done for the student (skipped, not passed).
+      assert.equal(await page.locator('.steps-nav button.skipped').count(), 2);
+      // The mystery of the new sandbox is there: read its token and answer.
+      await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+      await page.keyboard.type(
+        'echo tok-$(nsenter -t $(pgrep -P $(pgrep -x unshare)) --mount cat /run/secret/token)-end\n',
+      );
+      const screen = await waitForScreen(page, /tok-[0-9a-f]{12}-end/, 15_000, T('T1'));
+      const token = /tok-([0-9a-f]{12})-end/.exec(screen)?.[1] as string;
+      await page.getByLabel("The token in the mystery's /run/secret/token").fill(token);
+      await page.getByRole('button', { name: 'Check', exact: true }).click();
+      await page.waitForSelector('[data-testid="check-result"].pass');
+      await leave();
+    },
+    { timeout: 120_000 },
+  );
 });

@@ -217,6 +217,7 @@ export function Roster() {
           cohort={view.cohort}
           studentKey={selected}
           labTitle={(id) => view.labs.find((l) => l.id === id)?.title ?? id}
+          labSteps={(id) => view.labs.find((l) => l.id === id)?.steps ?? []}
         />
       )}
       <h2 className={styles.h2}>Where checks fail most</h2>
@@ -352,10 +353,12 @@ function StudentPanel({
   cohort,
   studentKey,
   labTitle,
+  labSteps,
 }: {
   cohort: string;
   studentKey: string;
   labTitle: (id: string) => string;
+  labSteps: (id: string) => { id: string; title: string }[];
 }) {
   const base = `/api/instructor/cohorts/${encodeURIComponent(cohort)}/students/${studentKey}`;
   const { data: st, error: loadError } = usePolled<InstructorStudent>(base);
@@ -374,6 +377,27 @@ function StudentPanel({
       setEndError(undefined);
     } catch (e) {
       setEndError(describeError(e));
+    }
+  }
+  const [moving, setMoving] = useState<string | undefined>();
+  async function moveTo(lab: string, stepId: string) {
+    const steps = labSteps(lab);
+    const i = steps.findIndex((x) => x.id === stepId);
+    const question = `Move ${st?.name} to the start of step ${i + 1} ("${steps[i]?.title}") of ${labTitle(lab)}? They get a fresh sandbox with the steps before it done for them; their files and running programs are lost.`;
+    if (!window.confirm(question)) return;
+    setMoving(lab);
+    try {
+      await api(
+        'POST',
+        `${base}/labs/${encodeURIComponent(lab)}/steps/${encodeURIComponent(stepId)}/restart`,
+        {},
+        auth(),
+      );
+      setEndError(undefined);
+    } catch (e) {
+      setEndError(describeError(e));
+    } finally {
+      setMoving(undefined);
     }
   }
   const watched = st?.live.find((l) => l.lab === watching);
@@ -403,6 +427,22 @@ function StudentPanel({
                   <button type="button" className="small" onClick={() => void act(lab, 'reset')}>
                     Reset lab
                   </button>{' '}
+                  <select
+                    className="small"
+                    aria-label={`Move ${st.name} to a step of ${labTitle(lab)}`}
+                    value=""
+                    disabled={moving === lab}
+                    onChange={(e) => {
+                      if (e.target.value) void moveTo(lab, e.target.value);
+                    }}
+                  >
+                    <option value="">{moving === lab ? 'Moving…' : 'Move to step…'}</option>
+                    {labSteps(lab).map((x, i) => (
+                      <option key={x.id} value={x.id}>
+                        {i + 1}. {x.title}
+                      </option>
+                    ))}
+                  </select>{' '}
                   <button type="button" className="small" onClick={() => void act(lab, 'end')}>
                     End session
                   </button>

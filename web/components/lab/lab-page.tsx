@@ -6,7 +6,7 @@
  * a new one) and says so. Progress comes from the server's engine.
  */
 import Link from 'next/link';
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import type { LabProgress, LabView } from '../../../server/protocol/index';
 import { ApiFailure, apiOnce, describeError } from '../../lib/api';
 import { ErrorBox, type ErrorInfo } from '../error-box';
@@ -53,6 +53,27 @@ export function LabPage({ id }: { id: string }) {
       current = false;
     };
   }, [id, attempt]);
+
+  // A sandbox replaced from elsewhere (an instructor moved the student to a
+  // step, another tab reset the lab) comes with new progress: fetch it.
+  const sessionId = session?.session;
+  const seen = useRef<string | undefined>(undefined);
+  useEffect(() => {
+    if (!sessionId) return;
+    const before = seen.current;
+    seen.current = sessionId;
+    if (!before || before === sessionId) return;
+    let current = true;
+    apiOnce<LabView>('GET', `/api/labs/${encodeURIComponent(id)}`).then(
+      (v) => {
+        if (current) setProgress(v.progress);
+      },
+      () => {},
+    );
+    return () => {
+      current = false;
+    };
+  }, [id, sessionId]);
 
   const typeInto = lab.run;
   const run = useCallback(
@@ -164,9 +185,19 @@ export function LabPage({ id }: { id: string }) {
             onProgress={setProgress}
             canRun={!!session}
             run={run}
+            onRestart={async (stepId) => {
+              const p = await lab.restartStep(stepId);
+              if (p) setProgress(p);
+              return !!p;
+            }}
           />
         </main>
-        <section className={styles.terms} aria-label="Terminals">
+        <section
+          className={styles.terms}
+          aria-label="Terminals"
+          data-testid="lab-terminals"
+          data-session={session?.session}
+        >
           {session ? (
             <LabTerminals
               key={`${session.session}:${session.terminals.map((t) => t.term).join(',')}`}

@@ -95,6 +95,8 @@ interface StepProps {
   onProgress: (p: LabProgress) => void;
   canRun: boolean;
   run: (terminal: string, code: string) => void;
+  /** A fresh sandbox at the start of a step (the earlier steps done): false if it failed. */
+  onRestart: (stepId: string) => Promise<boolean>;
 }
 
 export function StepPanel(props: StepProps) {
@@ -194,6 +196,7 @@ function Step({
   onProgress,
   canRun,
   run,
+  onRestart,
   step,
   live,
   onLive,
@@ -207,6 +210,7 @@ function Step({
   const [noMoreHints, setNoMoreHints] = useState(false);
   const [sameHint, setSameHint] = useState(false);
   const [skipping, setSkipping] = useState(false);
+  const [restarting, setRestarting] = useState(false);
   const [applied, setApplied] = useState<{ ok: boolean; output: string } | null>(null);
   const heading = useFocusOnMount<HTMLHeadingElement>();
 
@@ -339,17 +343,71 @@ function Step({
                 Skip
               </button>
             )}
-            {(sp?.passed || sp?.skipped || (sp?.attempts ?? 0) > 0) && (
-              <button
-                className="small"
-                onClick={() => void simple('reset')}
-                disabled={busy !== null}
-              >
-                Reset step
-              </button>
-            )}
+            <button
+              className="small"
+              aria-expanded={restarting}
+              onClick={() => {
+                setRestarting(!restarting);
+                setSkipping(false);
+              }}
+              disabled={busy !== null}
+            >
+              Start step over
+            </button>
           </span>
         </div>
+        {restarting && (
+          <div className={`result info ${styles.skip}`} data-testid="restart-choice">
+            <strong>A fresh sandbox at the start of this step</strong>
+            <p>
+              {selected === 0
+                ? "Only the lab's setup is done, "
+                : `The lab's setup and the ${selected === 1 ? 'step' : `${selected} steps`} before this one are done for you, `}
+              as the lab&apos;s own solutions do them. Your files in <code>/lab</code> and every
+              program and mount from before are gone; this step and the ones after it start over.
+            </p>
+            <button
+              className="small"
+              onClick={() => {
+                setRestarting(false);
+                setBusy('restart');
+                setError(null);
+                void onRestart(step.id).then((ok) => {
+                  setBusy(null);
+                  if (!ok) return;
+                  setResult(null);
+                  setApplied(null);
+                  setHints([]);
+                });
+              }}
+              disabled={busy !== null}
+            >
+              Fresh sandbox at this step
+            </button>{' '}
+            {(sp?.passed || sp?.skipped || (sp?.attempts ?? 0) > 0) && (
+              <>
+                <button
+                  className="small"
+                  onClick={() => {
+                    setRestarting(false);
+                    void simple('reset');
+                  }}
+                  disabled={busy !== null}
+                >
+                  Keep my sandbox, only clear this step&apos;s result
+                </button>{' '}
+              </>
+            )}
+            <button className="small" onClick={() => setRestarting(false)}>
+              Cancel
+            </button>
+          </div>
+        )}
+        {busy === 'restart' && (
+          <p className="muted" aria-live="polite" data-testid="restarting">
+            Preparing a fresh sandbox at this step…
+          </p>
+        )}
         {skipping && (
           <div className={`result info ${styles.skip}`} data-testid="skip-choice">
             <p>

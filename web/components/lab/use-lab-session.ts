@@ -29,6 +29,8 @@ export interface LabSessionState {
   end(): Promise<void>;
   /** A fresh sandbox and no progress: the new progress, or null if it failed (see `error`). */
   reset(): Promise<LabProgress | null>;
+  /** A fresh sandbox at the start of a step, the earlier steps done: the new progress, or null. */
+  restartStep(stepId: string): Promise<LabProgress | null>;
   /** Types `code` into terminal `name` once it is open (it may still be attaching). */
   run(name: string, code: string): void;
 }
@@ -133,6 +135,22 @@ export function useLabSession(id: string): LabSessionState {
     }
   };
 
+  const restartStep = async (stepId: string) => {
+    try {
+      const r = await api<{ progress: LabProgress; session: LabSession }>(
+        'POST',
+        `${base}/steps/${encodeURIComponent(stepId)}/restart`,
+      );
+      setError(null);
+      setSession(r.session);
+      setNotice(r.session.notice ?? 'A fresh sandbox at the start of this step.');
+      return r.progress;
+    } catch (e) {
+      setError(describeError(e));
+      return null;
+    }
+  };
+
   return {
     session,
     connection,
@@ -144,6 +162,7 @@ export function useLabSession(id: string): LabSessionState {
     start,
     end,
     reset,
+    restartStep,
     run,
   };
 }
