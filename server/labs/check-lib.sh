@@ -52,6 +52,30 @@ proc_stat() {
   read -ra f <<<"${s##*) }"
   echo "${f[0]} ${f[1]}"
 }
+# The terminal (T1, T2, ...) PID was started from: UNDERLAY_TERMINAL in the
+# environment of PID or of its nearest ancestor that has one (a student may
+# unset it; then it is empty, as for processes no terminal started).
+term_of() {
+  local p=$1 n e s
+  local -a env
+  for n in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+    [ -n "$p" ] && [ "$p" -gt 1 ] 2>/dev/null || return 0
+    mapfile -d '' env <"/proc/$p/environ" 2>/dev/null
+    for e in "${env[@]}"; do
+      [ "${e%%=*}" = UNDERLAY_TERMINAL ] && { echo "${e#*=}"; return 0; }
+    done
+    s=$(proc_stat "$p") || return 0
+    p=${s#* }
+  done
+  return 0
+}
+# "PID (COMM, from T2)" for messages: which process, and where the student started it.
+pdesc() {
+  local c t
+  c=$(cat "/proc/$1/comm" 2>/dev/null) || { echo "$1"; return 0; }
+  t=$(term_of "$1")
+  echo "$1 ($c${t:+, from $t})"
+}
 is_zombie() { local s; s=$(proc_stat "$1") && [ "${s%% *}" = Z ]; }
 # _ticks PID: utime + stime of PID into $_t (fails if PID is gone). Fields
 # after the last ") " (the command name may hold anything): 12 and 13.

@@ -239,8 +239,9 @@ export class SessionManager {
     let p: ReturnType<Sandbox['spawnPty']>;
     try {
       p = s.sandbox.spawnPty(['bash', '-l'], {
-        // The prompt names namespaces the shell entered (terminals/prompt.ts).
-        env: PROMPT_ENV,
+        // The prompt names namespaces the shell entered (terminals/prompt.ts);
+        // UNDERLAY_TERMINAL lets a check say which terminal a process came from.
+        env: { ...PROMPT_ENV, UNDERLAY_TERMINAL: name },
         cgroupProcs: cg.joinProcs,
         cols: opts.cols,
         rows: opts.rows,

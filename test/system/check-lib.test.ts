@@ -65,6 +65,31 @@ describe('the check library, in the check view', () => {
     },
   );
 
+  sysTest(
+    'term_of and pdesc name the terminal a process came from, through its ancestors',
+    SYSTEM_NEEDS,
+    async () => {
+      // A shell of terminal T2 (as the session manager starts them), whose child
+      // dropped the variable, and a process no terminal started.
+      const r = await sb!.exec([
+        'bash',
+        '-c',
+        'UNDERLAY_TERMINAL=T2 setsid bash -c "env -u UNDERLAY_TERMINAL sleep 602; :" </dev/null >/dev/null 2>&1 & ' +
+          'setsid sleep 603 </dev/null >/dev/null 2>&1 & ' +
+          'for i in $(seq 100); do pgrep -xf "sleep 602" >/dev/null && pgrep -xf "sleep 603" >/dev/null && break; sleep 0.1; done; ' +
+          'pgrep -xf "sleep 602"; pgrep -xf "sleep 603"',
+      ]);
+      const [child = '', alone = ''] = r.stdout.trim().split('\n');
+      assert.equal(await check(`term_of ${child}`), 'T2', 'found in the parent shell');
+      assert.equal(await check(`pdesc ${child}`), `${child} (sleep, from T2)`);
+      assert.equal(
+        await check(`term_of ${alone}; echo "[$(pdesc ${alone})]"`),
+        `[${alone} (sleep)]`,
+      );
+      assert.equal(await check('pdesc 999999'), '999999', 'a process gone is just its number');
+    },
+  );
+
   sysTest('nspid, is_ns_init and procs_in_pidns agree with /proc', SYSTEM_NEEDS, async () => {
     assert.match(pidInit ?? '', /^\d+$/, 'the pid namespace init was found');
     const fields = await check(`nspid ${pidInit}`);
