@@ -5,7 +5,7 @@
  * scripts run in the student's sandbox through the join path.
  */
 import type { LabProgress, StepProgress } from '../protocol/index';
-import { SandboxError, type CgroupMode, type Sandbox } from '../sandbox/index';
+import type { CgroupMode, Sandbox } from '../sandbox/index';
 import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import { effectiveStep, type LoadedLab } from './loader';
@@ -264,50 +264,8 @@ export class LabEngine {
   }
 
   /**
-   * Brings a fresh sandbox to the state at the start of step `stepId`: the
-   * solutions of the steps before it, in order, each followed by its check,
-   * so the values later steps read ($STEP_<id>_OUT: inodes, PIDs) belong to
-   * this sandbox. Returns those values; `restarted` commits the progress
-   * once the new sandbox is in place. Throws (and changes nothing) when a
-   * step's solution or check fails on the way.
-   */
-  async rebuildTo(sandbox: Sandbox, labId: string, stepId: string): Promise<Map<string, string>> {
-    const l = this.lab(labId);
-    const { index } = this.step(l, stepId);
-    const values = new Map<string, string>();
-    for (const raw of l.lab.steps.slice(0, index)) {
-      const step = effectiveStep(raw, this.mode);
-      const env = stepEnv(values);
-      const failed = (what: string, out: string): SandboxError =>
-        new SandboxError(
-          `could not bring a fresh sandbox to step "${l.lab.steps[index]?.title}": step "${raw.title}" ${what}: ${clipLine(out.trim(), 300)}`,
-          {
-            step: 'lab-setup',
-            hint: 'Reset the lab to start from the beginning, or tell your instructor (the lab may need fixing).',
-          },
-        );
-      const r = await runScript(sandbox, step.solution as string, {
-        timeoutS: 60,
-        env,
-        trusted: false,
-        lib: l.lab.lib,
-      });
-      if (r.code !== 0) throw failed(`could not be done (exit ${r.code})`, r.output);
-      if (!step.check) continue;
-      const c = await runScript(sandbox, step.check.script, {
-        timeoutS: step.check.timeout,
-        env: step.check.input ? { ...env, ANSWER: r.message } : env,
-        trusted: true,
-        lib: l.lab.lib,
-      });
-      if (c.code !== 0) throw failed('did not pass once done', c.message);
-      values.set(raw.id, c.value ?? c.message);
-    }
-    return values;
-  }
-
-  /**
-   * Records a restart at `stepId` in a sandbox `rebuildTo` prepared: the
+   * Records a restart at `stepId` in a sandbox whose earlier steps were
+   * replayed (transport/lab-api.ts restartAt): the
    * steps before it keep a pass the student earned (the rest count as done
    * for them, i.e. skipped) and take the new sandbox's values; it and the
    * steps after it start over.

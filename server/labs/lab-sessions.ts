@@ -10,7 +10,7 @@
  */
 import * as crypto from 'node:crypto';
 import type { LabSession, SessionCreated } from '../protocol/index';
-import type { Sandbox, SandboxManager } from '../sandbox/index';
+import type { SandboxManager } from '../sandbox/index';
 import type { Admission, Slot } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Terminal } from '../terminals/terminal';
@@ -127,11 +127,8 @@ export class LabSessions {
     labId: string,
     client: string,
     forget: () => void,
-    /**
-     * A restart at a step: `rebuild` runs in the fresh sandbox after the
-     * lab's setup (the earlier steps' solutions), `notice` tells the student.
-     */
-    at?: { rebuild: (sb: Sandbox) => Promise<void>; notice: string },
+    /** A restart at a step: what the fresh sandbox's notice tells the student. */
+    at?: { notice: string },
   ): Promise<LabSession> {
     const before = this.ownerChain.get(owner) ?? Promise.resolve();
     const p = before
@@ -162,7 +159,7 @@ export class LabSessions {
     pre: {
       slot: Slot | undefined;
       rated: boolean;
-      at?: { rebuild: (sb: Sandbox) => Promise<void>; notice: string };
+      at?: { notice: string };
     } = { slot: undefined, rated: false },
   ): Promise<LabSession> {
     const loaded = this.catalog.labs.get(labId);
@@ -206,10 +203,7 @@ export class LabSessions {
               owner,
               lab: labId,
               keepDisk: { owner, name: labId },
-              prepare: async (sb) => {
-                await prepareSandbox(loaded, sb);
-                await pre.at?.rebuild(sb);
-              },
+              prepare: (sb) => prepareSandbox(loaded, sb),
               ...(slot ? { slot } : {}),
             });
             const fresh = this.sessions.get(c.session) as Session;

@@ -8,7 +8,7 @@
 import { effectiveStep, type LoadedLab } from './loader';
 import { labSandboxOptions, prepareSandbox, runScript, stepEnv } from './runtime';
 import type { Lab } from './schema';
-import type { CgroupMode } from '../sandbox/index';
+import type { CgroupMode, Sandbox } from '../sandbox/index';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import type { Terminal } from '../terminals/terminal';
 
@@ -51,7 +51,7 @@ export interface WalkResult {
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\r/g;
 
-class Typist {
+export class Typist {
   private out = '';
   private waiters: (() => void)[] = [];
   private seq = 0;
@@ -69,6 +69,14 @@ class Typist {
       else term.ack(at.token, data.length);
     }, 0).token;
     if (early) term.ack(at.token, early);
+    this.token = at.token;
+  }
+
+  private token: number;
+
+  /** Stops reading (the terminal goes on for whoever else is attached). */
+  close(): void {
+    this.term.detach(this.token);
   }
 
   tail(n = 1500): string {
@@ -125,60 +133,86 @@ export async function walkLab(
       const term = sessions.openTerminal(s, { name: t.name, cols: 120, rows: 40 });
       typists.set(t.name, new Typist(term));
     }
-    const first = lab.sandbox.terminals[0]?.name ?? 'T1';
-    const outs = new Map<string, string>();
-    for (const raw of lab.steps) {
-      const step = effectiveStep(raw as Lab['steps'][number], mode);
-      const s0 = Date.now();
-      const ws: WalkStep = { id: step.id, ok: true, ms: 0, detail: '', transcript: '' };
-      const touched = new Set<string>();
-      for (const b of codeBlocks(step.instructions ?? '', first)) {
-        const ty = typists.get(b.terminal) as Typist;
-        touched.add(b.terminal);
-        if (!(await ty.type(b.code, 30_000))) {
-          ws.ok = false;
-          ws.detail = `a code block in ${b.terminal} did not finish within 30 s:\n${b.code}`;
-          break;
-        }
-      }
-      if (ws.ok && step.check) {
-        const env = stepEnv(outs);
-        if (step.check.input) {
-          const a = await runScript(s.sandbox, step.solution as string, {
-            timeoutS: 60,
-            env,
-            trusted: false,
-            lib: lab.lib,
-          });
-          env.ANSWER = a.message;
-        }
-        const r = await runScript(s.sandbox, step.check.script, {
-          timeoutS: step.check.timeout,
-          env,
-          trusted: true,
-          lib: lab.lib,
-        });
-        if (r.code === 0) outs.set(step.id, r.value ?? r.message);
-        else {
-          ws.ok = false;
-          ws.detail = `the check failed after typing the step's code blocks: ${r.output}`;
-        }
-      }
-      if (!ws.ok)
-        ws.transcript = [...touched]
-          .map((t) => `--- ${t} ---\n${(typists.get(t) as Typist).tail()}`)
-          .join('\n');
-      ws.ms = Date.now() - s0;
-      result.steps.push(ws);
-      opts.onStep?.(ws);
-      if (!ws.ok) {
-        result.ok = false;
-        break;
-      }
-    }
+    const steps = await replaySteps(loaded, s.sandbox, typists, mode, lab.steps.length, opts);
+    result.steps.push(...steps.steps);
+    result.ok = steps.ok;
   } finally {
     await sessions.end(s.id);
     result.ms = Date.now() - t0;
   }
   return result;
+}
+
+/**
+ * Types the runnable blocks of the first `count` steps into the terminals
+ * (`typists`, by name), as a student pressing Run would, each step's check
+ * after its blocks (a knowledge check answered with what the solution
+ * prints); stops at the first step that fails. `underlay test
+ * --walkthrough` and "Start step over" (which thus leaves the terminals
+ * where the student's own would be: inside the namespaces, with `$!` set).
+ */
+export async function replaySteps(
+  loaded: LoadedLab,
+  sandbox: Sandbox,
+  typists: Map<string, Typist>,
+  mode: CgroupMode,
+  count: number,
+  opts: { onStep?: (s: WalkStep) => void } = {},
+): Promise<{ ok: boolean; steps: WalkStep[]; values: Map<string, string> }> {
+  const { lab } = loaded;
+  const done: WalkStep[] = [];
+  const first = lab.sandbox.terminals[0]?.name ?? 'T1';
+  const outs = new Map<string, string>();
+  for (const raw of lab.steps.slice(0, count)) {
+    const step = effectiveStep(raw as Lab['steps'][number], mode);
+    const s0 = Date.now();
+    const ws: WalkStep = { id: step.id, ok: true, ms: 0, detail: '', transcript: '' };
+    const touched = new Set<string>();
+    for (const b of codeBlocks(step.instructions ?? '', first)) {
+      const ty = typists.get(b.terminal);
+      if (!ty) {
+        ws.ok = false;
+        ws.detail = `no terminal ${b.terminal} to type into`;
+        break;
+      }
+      touched.add(b.terminal);
+      if (!(await ty.type(b.code, 30_000))) {
+        ws.ok = false;
+        ws.detail = `a code block in ${b.terminal} did not finish within 30 s:\n${b.code}`;
+        break;
+      }
+    }
+    if (ws.ok && step.check) {
+      const env = stepEnv(outs);
+      if (step.check.input) {
+        const a = await runScript(sandbox, step.solution as string, {
+          timeoutS: 60,
+          env,
+          trusted: false,
+          lib: lab.lib,
+        });
+        env.ANSWER = a.message;
+      }
+      const r = await runScript(sandbox, step.check.script, {
+        timeoutS: step.check.timeout,
+        env,
+        trusted: true,
+        lib: lab.lib,
+      });
+      if (r.code === 0) outs.set(step.id, r.value ?? r.message);
+      else {
+        ws.ok = false;
+        ws.detail = `the check failed after typing the step's code blocks: ${r.output}`;
+      }
+    }
+    if (!ws.ok)
+      ws.transcript = [...touched]
+        .map((t) => `--- ${t} ---\n${(typists.get(t) as Typist).tail()}`)
+        .join('\n');
+    ws.ms = Date.now() - s0;
+    done.push(ws);
+    opts.onStep?.(ws);
+    if (!ws.ok) return { ok: false, steps: done, values: outs };
+  }
+  return { ok: true, steps: done, values: outs };
 }

@@ -95,7 +95,7 @@ export async function instructorRoute(
         const stepId = is[5] as string;
         if (!loaded) throw new RequestError('not-found', `no lab ${JSON.stringify(lab)} here`);
         const { progress } = await restartAt(
-          { engine, labSessions },
+          { engine, labSessions, catalog: ctx.catalog },
           loaded,
           stepId,
           m.student,

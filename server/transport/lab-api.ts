@@ -30,7 +30,9 @@ import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
 import { effectiveStep, type LoadedLab } from '../labs/loader';
-import { notApplicable } from '../labs/runtime';
+import { clipLine, notApplicable } from '../labs/runtime';
+import { replaySteps, Typist } from '../labs/walkthrough';
+import { SandboxError } from '../sandbox/errors';
 import type { Admission } from '../sessions/admission';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
@@ -191,13 +193,16 @@ export async function readJsonBody(req: http.IncomingMessage): Promise<unknown> 
 
 /**
  * A fresh sandbox at the start of a step: the old one ends, a new one gets
- * the lab's setup and the earlier steps' solutions (each checked, so later
- * checks read this sandbox's PIDs and inodes), and only then does progress
- * change. For the student's "Start this step over" and an instructor's
- * "move to step".
+ * the lab's setup, and the earlier steps' code blocks are typed into its
+ * terminals as the student's Run would (each step's check after them, so the
+ * values later checks read are this sandbox's PIDs and inodes, and the
+ * shells are where the student's own would be: inside the namespaces the
+ * text entered, with its variables set). Progress changes only when every
+ * earlier step passed again. For the student's "Start step over" and an
+ * instructor's "Move to step".
  */
 export async function restartAt(
-  ctx: Pick<LabApiContext, 'engine' | 'labSessions'>,
+  ctx: Pick<LabApiContext, 'engine' | 'labSessions' | 'catalog'>,
   loaded: LoadedLab,
   stepId: string,
   owner: string,
@@ -208,17 +213,35 @@ export async function restartAt(
   const index = loaded.lab.steps.findIndex((s) => s.id === stepId);
   const step = loaded.lab.steps[index];
   if (!step) throw new RequestError('not-found', `lab ${labId} has no step "${stepId}"`);
-  let values = new Map<string, string>();
   const session = await labSessions.reset(owner, labId, client, () => {}, {
-    rebuild: async (sb) => {
-      values = await engine.rebuildTo(sb, labId, stepId);
-    },
     notice:
       index === 0
         ? `A fresh sandbox, at the start of step 1 ("${step.title}"). Files and programs from before are gone.`
-        : `A fresh sandbox, at the start of step ${index + 1} ("${step.title}"): the ${index === 1 ? 'step' : `${index} steps`} before it ${index === 1 ? 'was' : 'were'} done for you. Files and programs from before are gone.`,
+        : `A fresh sandbox, at the start of step ${index + 1} ("${step.title}"): the ${index === 1 ? 'step' : `${index} steps`} before it ${index === 1 ? 'was' : 'were'} done for you in your terminals. Files and programs from before are gone.`,
   });
-  return { progress: engine.restarted(owner, labId, stepId, values), session };
+  const live = labSessions.find(owner, labId);
+  if (!live) throw new RequestError('conflict', 'the fresh sandbox ended before it was ready');
+  const typists = new Map(
+    [...live.terminals.values()].map((e) => [e.terminal.name, new Typist(e.terminal)]),
+  );
+  let replay: Awaited<ReturnType<typeof replaySteps>>;
+  try {
+    replay = await replaySteps(loaded, live.sandbox, typists, ctx.catalog.mode, index);
+  } finally {
+    for (const t of typists.values()) t.close();
+  }
+  if (!replay.ok) {
+    const bad = replay.steps.at(-1);
+    const title = loaded.lab.steps.find((s) => s.id === bad?.id)?.title ?? bad?.id;
+    throw new SandboxError(
+      `could not bring the fresh sandbox to step "${step.title}": step "${title}" did not pass when typed in: ${clipLine(bad?.detail ?? '', 300)}`,
+      {
+        step: 'lab-setup',
+        hint: 'Your progress is unchanged and the sandbox is fresh: redo the earlier steps yourself, or Reset the lab. (Tell your instructor: the lab may need fixing.)',
+      },
+    );
+  }
+  return { progress: engine.restarted(owner, labId, stepId, replay.values), session };
 }
 
 export async function labRoute(

@@ -66,10 +66,18 @@ describe('the student web app', () => {
         [
           'lab-ns-uts-ipc',
           'lab-ns-pid',
+          'lab-ns-files-nsenter',
+          'lab-ns-mount-propagation',
+          'lab-rootfs-chroot-pivot',
+          'lab-ns-user',
+          'lab-ns-net',
           'lab-cg-cpu-quota',
+          'lab-cg-weights-cpuset-memory',
           'lab-cap-setcap-ping',
           'lab-ovl-basics',
           'lab-ovl-image-layers',
+          'lab-pid1-shim',
+          'lab-container-capstone',
         ],
       );
       assert.match(

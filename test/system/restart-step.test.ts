@@ -1,23 +1,22 @@
 /**
  * Starting a step over, over real HTTP against `underlay serve`: a fresh
  * sandbox at the start of a step, built by the lab's setup and the earlier
- * steps' solutions, whose recorded values ($STEP_<id>_OUT) belong to the new
- * sandbox (the later steps' checks pass against it); the same for an
- * instructor moving a student to a step; and a failed rebuild that names
- * the step and changes no progress.
+ * steps' code blocks typed into its terminals (as Run would), whose recorded
+ * values ($STEP_<id>_OUT) belong to the new sandbox (the later steps' checks
+ * pass against it) and whose shells are where the text left them; the same
+ * for an instructor moving a student to a step; and a replay that fails,
+ * naming the step and changing no progress.
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import { LabEngine } from '../../server/labs/engine';
-import { loadLabs } from '../../server/labs/loader';
-import { SandboxError } from '../../server/sandbox/index';
 import type { LabProgress, LabSession } from '../../server/protocol/index';
 import { startServer, type Server } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
-import { cli, testManager } from '../helpers/env';
+import { TermClient } from '../helpers/term-client';
+import { cli } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 const LAB = 'ns-files-nsenter';
@@ -75,6 +74,15 @@ describe('start a step over', () => {
         (oldValue as string).split(' ')[1],
         "the recorded UTS inode is the new sandbox's mystery, not the old one's",
       );
+      // The shells are where the text left them: step 2's block set $P in T1.
+      const t1 = session.terminals.find((t) => t.name === 'T1')?.term as string;
+      const sock = await TermClient.connect(s.url, {
+        session: session.session,
+        token: session.token,
+      });
+      assert.equal((await sock.open({ term: t1, cols: 100, rows: 30 })).ok, true);
+      assert.match(await sock.run(t1, 'echo "P=[$P] $(cat /proc/$P/comm)"'), /P=\[\d+\] sleep/);
+      sock.close();
       // The old sandbox is gone: its session id is no longer a lab session.
       const again = (await ann.ok('POST', `/api/labs/${LAB}/session`)) as unknown as LabSession;
       assert.equal(again.session, session.session, 'the fresh sandbox is the one resumed');
@@ -130,48 +138,44 @@ describe('start a step over', () => {
   );
 
   sysTest(
-    'a rebuild that fails on the way names the step, says why, and changes no progress',
+    'a replay that fails on the way names the step, says why, and changes no progress',
     SYSTEM_NEEDS,
     async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-rebuild-'));
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-replay-'));
+      fs.mkdirSync(path.join(dir, 'replay-fails'));
       fs.writeFileSync(
-        path.join(dir, 'lab.yaml'),
+        path.join(dir, 'replay-fails', 'lab.yaml'),
         [
           'apiVersion: underlay.dev/v1',
           'kind: Lab',
-          'metadata: { id: rebuild-fails, title: T, summary: S, duration: 5, difficulty: beginner }',
+          'metadata: { id: replay-fails, title: T, summary: S, duration: 5, difficulty: beginner }',
           'steps:',
-          '  - { id: a, title: First, instructions: x, check: { script: pass ok }, solution: "echo nope; exit 3" }',
+          '  - id: a',
+          '    title: First',
+          '    instructions: "```sh\\necho typed-$((6*7))\\n```"',
+          '    check: { script: "fail the text does not do it" }',
+          '    solution: "true"',
           '  - { id: b, title: Second, instructions: x, check: { script: fail no }, solution: "true" }',
           '',
         ].join('\n'),
       );
-      const { labs, problems } = loadLabs([dir]);
-      assert.deepEqual(problems, []);
-      const m = testManager();
-      const engine = new LabEngine(
-        m.store,
-        new Map(labs.map((l) => [l.lab.metadata.id, l])),
-        m.driver.mode,
-      );
-      const owner = `rebuild-${process.pid}`;
-      const sb = await m.create({ hostname: 'lab' });
+      const other = await startServer(undefined, { UNDERLAY_LABS_DIR: dir });
       try {
-        await assert.rejects(engine.rebuildTo(sb, 'rebuild-fails', 'b'), (e: unknown) => {
-          assert.ok(e instanceof SandboxError);
-          assert.equal(e.step, 'lab-setup');
-          assert.match(
-            e.message,
-            /to step "Second": step "First" could not be done \(exit 3\): nope/,
-          );
-          assert.match(e.hint ?? '', /Reset the lab/);
-          return true;
-        });
-        const st = engine.state(owner, 'rebuild-fails');
-        assert.equal(st.current, 0);
-        assert.equal(st.steps['a']?.skipped, false, 'nothing was recorded');
+        const bob = new CookieClient(other.url);
+        await bob.ok('POST', '/api/labs/replay-fails/session');
+        const r = await bob.call('POST', '/api/labs/replay-fails/steps/b/restart');
+        assert.equal(r.status, 503, JSON.stringify(r.body));
+        assert.match(
+          String(r.body.error),
+          /to step "Second": step "First" did not pass when typed in: .*the text does not do it/,
+        );
+        assert.match(String(r.body.hint), /progress is unchanged/);
+        const p = (await bob.ok('GET', '/api/labs/replay-fails')).progress as LabProgress;
+        assert.equal(p.current, 0);
+        assert.equal(p.steps['a']?.skipped, false, 'nothing was recorded');
+        await bob.call('DELETE', '/api/labs/replay-fails/session');
       } finally {
-        await m.teardown(sb.record);
+        await other.stop();
         fs.rmSync(dir, { recursive: true, force: true });
       }
     },

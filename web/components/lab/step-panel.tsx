@@ -363,7 +363,7 @@ function Step({
               {selected === 0
                 ? "Only the lab's setup is done, "
                 : `The lab's setup and the ${selected === 1 ? 'step' : `${selected} steps`} before this one are done for you, `}
-              as the lab&apos;s own solutions do them. Your files in <code>/lab</code> and every
+              their commands typed into your terminals. Your files in <code>/lab</code> and every
               program and mount from before are gone; this step and the ones after it start over.
             </p>
             <button
