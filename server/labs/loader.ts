@@ -202,7 +202,7 @@ export function bashSyntaxErrors(
 export function effectiveStep(step: Step, mode: 'v1' | 'v2'): Step {
   const v = step.variants?.[mode];
   if (!v) return step;
-  return {
+  const out = {
     ...step,
     ...Object.fromEntries(
       Object.entries(v).filter(
@@ -210,6 +210,11 @@ export function effectiveStep(step: Step, mode: 'v1' | 'v2'): Step {
       ),
     ),
   } as Step;
+  // The text is shared, then the version's own: the variant adds to the
+  // step's instructions (an introduction for both versions), never hides them.
+  if (step.instructions && v.instructions)
+    out.instructions = `${step.instructions.trimEnd()}\n\n${v.instructions}`;
+  return out;
 }
 
 /** Lab folders under the given paths (a lab folder itself, or a folder of lab folders). */

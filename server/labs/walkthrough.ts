@@ -74,6 +74,14 @@ export class Typist {
 
   private token: number;
 
+  /**
+   * Types `clear`, not waiting for it: after a replay the student gets a
+   * clean screen at a prompt, not the typed blocks and their sync markers.
+   */
+  async clear(): Promise<void> {
+    await this.term.input('clear\r');
+  }
+
   /** Stops reading (the terminal goes on for whoever else is attached). */
   close(): void {
     this.term.detach(this.token);

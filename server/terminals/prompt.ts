@@ -42,5 +42,7 @@ const FN = [
 
 export const PROMPT_ENV: Record<string, string> = {
   'BASH_FUNC___underlay_ns%%': FN,
-  PROMPT_COMMAND: '__underlay_ns',
+  // Quiet where the function did not come through (a bash started from
+  // busybox sh, which drops BASH_FUNC_ variables).
+  PROMPT_COMMAND: '__underlay_ns 2>/dev/null',
 };

@@ -227,6 +227,9 @@ export async function restartAt(
   let replay: Awaited<ReturnType<typeof replaySteps>>;
   try {
     replay = await replaySteps(loaded, live.sandbox, typists, ctx.catalog.mode, index);
+    // A clean screen at each prompt (the notice says what was done); on a
+    // failure the screens stay as they are, to show where it stopped.
+    if (replay.ok) for (const t of typists.values()) await t.clear();
   } finally {
     for (const t of typists.values()) t.close();
   }

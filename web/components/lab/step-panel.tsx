@@ -204,6 +204,10 @@ function Step({
   const sp: StepProgress | undefined = progress.steps[step.id];
   const [answer, setAnswer] = useState('');
   const [result, setResult] = useState<Result>(null);
+  // What a press produced comes into view: at 1400x860 it lands below the fold.
+  const feedback = useRef<HTMLDivElement>(null);
+  const lastHint = useRef<HTMLDivElement>(null);
+  const choice = useRef<HTMLDivElement>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<ErrorInfo | null>(null);
   const [hints, setHints] = useStoredJson<string[]>(`underlay.${lab.id}.${step.id}.hints`, []);
@@ -257,6 +261,18 @@ function Step({
       setBusy(null);
     }
   };
+
+  useEffect(() => {
+    if (result || applied)
+      feedback.current?.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  }, [result, applied]);
+  useEffect(() => {
+    if (hints.length) lastHint.current?.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  }, [hints.length, sameHint]);
+  useEffect(() => {
+    if (skipping || restarting)
+      choice.current?.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  }, [skipping, restarting]);
 
   const simple = async (action: 'skip' | 'reset', apply = false) => {
     setBusy(action);
@@ -357,7 +373,7 @@ function Step({
           </span>
         </div>
         {restarting && (
-          <div className={`result info ${styles.skip}`} data-testid="restart-choice">
+          <div className={`result info ${styles.skip}`} data-testid="restart-choice" ref={choice}>
             <strong>A fresh sandbox at the start of this step</strong>
             <p>
               {selected === 0
@@ -409,7 +425,7 @@ function Step({
           </p>
         )}
         {skipping && (
-          <div className={`result info ${styles.skip}`} data-testid="skip-choice">
+          <div className={`result info ${styles.skip}`} data-testid="skip-choice" ref={choice}>
             <p>
               Skipping counts this step as skipped, not passed. Later steps may need what it makes
               in your sandbox:
@@ -429,7 +445,7 @@ function Step({
             </button>
           </div>
         )}
-        <div aria-live="polite">
+        <div aria-live="polite" ref={feedback}>
           {applied && !applied.ok && (
             <div className="result fail" data-testid="skip-applied">
               <strong>Skipped, but the step&apos;s solution did not run cleanly.</strong> It was
@@ -465,7 +481,12 @@ function Step({
           {error && <ErrorBox title="The check could not run." error={error} />}
         </div>
         {hints.map((h, i) => (
-          <div key={i} className={styles.hint} data-testid="hint">
+          <div
+            key={i}
+            className={styles.hint}
+            data-testid="hint"
+            ref={i === hints.length - 1 ? lastHint : undefined}
+          >
             <strong>Hint {i + 1}:</strong> <Markdown text={h} />
           </div>
         ))}

@@ -92,7 +92,11 @@ export function useLabSession(id: string): LabSessionState {
   }, [poll, resume]);
   useEffect(() => () => clearTimeout(retry.current), []);
 
+  // The student's own End: the socket's "ended" is expected, not a cue to start again
+  // (which raced the teardown: "the disk is in use by another sandbox").
+  const endedByStudent = useRef(false);
   const start = useCallback(() => {
+    endedByStudent.current = false;
     setError(null);
     resume();
   }, [resume]);
@@ -103,7 +107,10 @@ export function useLabSession(id: string): LabSessionState {
     resume();
   }, [resume]);
 
-  const connection = useSessionClient(session?.session, session?.token, start);
+  const onLost = useCallback(() => {
+    if (!endedByStudent.current) start();
+  }, [start]);
+  const connection = useSessionClient(session?.session, session?.token, onLost);
   const { client } = connection;
 
   const run = useCallback(
@@ -117,6 +124,7 @@ export function useLabSession(id: string): LabSessionState {
   );
 
   const end = async () => {
+    endedByStudent.current = true;
     await api('DELETE', `${base}/session`).catch(() => {});
     setEnded(true);
     setSession(null);
