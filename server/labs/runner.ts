@@ -116,6 +116,13 @@ export async function testLab(
             trusted: true,
             lib: lab.lib,
           });
+          // A check that hangs is broken, not failing: a student would wait
+          // out its timeout at every press.
+          if (r.timedOut)
+            return {
+              ok: false,
+              detail: `the check did not answer ${why}: ${r.output.trim().split('\n').slice(-3).join(' / ')}`,
+            };
           return r.code !== 0
             ? { ok: true, detail: r.message }
             : {

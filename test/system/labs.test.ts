@@ -113,6 +113,8 @@ describe('labs', () => {
       assert.match(failure('passes-before')?.[2] ?? '', /the check PASSED before the solution/);
       // 2 s in the lab, times UNDERLAY_TIME_SCALE on a slow host (the VM tier).
       assert.match(failure('hangs')?.[2] ?? '', new RegExp(`killed after ${2 * timeScale()}s`));
+      // A hang is an error in every phase, not a correct failure before the solution.
+      assert.match(failure('hangs')?.[2] ?? '', /did not answer before the solution/);
       assert.match(failure('floods')?.[2] ?? '', /output truncated/);
       assert.ok(
         (failure('floods')?.[2] ?? '').length < 10_000,
