@@ -138,8 +138,20 @@ export class LabSessions {
         this.admission?.take('client-start', client);
         const s = this.find(owner, labId);
         const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
-        // A reset starts from the lab's own files again.
-        this.sandboxes.dropDisk(owner, labId);
+        // A reset starts from the lab's own files again. The old sandbox's
+        // disk may stay held on the host a moment longer (a mount namespace the
+        // kernel releases late), so its teardown was quarantined: retry it, a
+        // few seconds at most, before the disk can go.
+        for (let i = 0; ; i++) {
+          try {
+            this.sandboxes.dropDisk(owner, labId);
+            break;
+          } catch (err) {
+            if (!(err instanceof RequestError && err.kind === 'conflict') || i >= 20) throw err;
+            await new Promise((r) => setTimeout(r, 250));
+            await this.sandboxes.retryQuarantined();
+          }
+        }
         forget();
         return this.doStart(owner, labId, client, { slot, rated: true, ...(at ? { at } : {}) });
       });
