@@ -4,6 +4,7 @@
  * (yaml-language-server completion and hover use the descriptions).
  */
 import { z } from 'zod';
+import { PanelSpec } from '../protocol/index';
 
 export const API_VERSION = 'underlay.dev/v1';
 
@@ -116,6 +117,11 @@ const StepBody = {
     ),
   nearMisses: z.array(NearMiss).default([]).describe('Plausible wrong answers that must not pass.'),
   hints: z.array(Hint).default([]).describe('Hints in the order they are revealed.'),
+  panels: z
+    .array(PanelSpec)
+    .max(4)
+    .default([])
+    .describe('Live kernel-state panels shown beside the terminals while the step is open.'),
 };
 
 export const Variant = z.object(StepBody).strict().describe('Overrides for one cgroup version.');

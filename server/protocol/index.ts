@@ -122,6 +122,137 @@ export type TermAck = z.infer<typeof TermAck>;
 export const TermClose = z.object({ term: id }).strict();
 export type TermClose = z.infer<typeof TermClose>;
 
+// ---- live kernel-state panels (labs/README.md#live-panels) -------------------
+
+const absPath = z
+  .string()
+  .regex(/^\/[^\0]{0,255}$/, 'an absolute path')
+  .describe('An absolute path as the sandbox sees it.');
+
+/** What a lab step declares (`panels:` in lab.yaml): the same shape on the wire. */
+export const PanelSpec = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('namespaces'),
+      types: z
+        .array(z.enum(['pid', 'uts', 'ipc', 'mnt', 'net', 'user', 'cgroup', 'time']))
+        .min(1)
+        .optional()
+        .describe('Namespace types to show (default: all but time).'),
+    })
+    .strict()
+    .describe(
+      "The sandbox's processes grouped by namespace, per type; hostnames per UTS namespace.",
+    ),
+  z
+    .object({
+      type: z.literal('cgroup-cpu'),
+      group: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a cgroup path relative to the cpu root')
+        .describe('The group, relative to the cpu controller root (e.g. lab).'),
+    })
+    .strict()
+    .describe("A group's CPU use over time, its quota, and throttled periods (v1 and v2)."),
+  z
+    .object({
+      type: z.literal('overlay'),
+      lower: absPath.optional(),
+      upper: absPath.optional(),
+      merged: absPath.optional(),
+    })
+    .strict()
+    .describe('The trees of an overlay: whiteouts, opaque dirs and copied-up files marked.'),
+  z
+    .object({
+      type: z.literal('capabilities'),
+      files: z.array(absPath).max(8).default([]).describe('Files whose capabilities to decode.'),
+      processes: z
+        .array(z.string().min(1).max(15))
+        .max(8)
+        .default([])
+        .describe('Process names (comm) whose newest process to show.'),
+    })
+    .strict()
+    .describe('File capabilities and the sets of chosen processes, decoded to names.'),
+]);
+export type PanelSpec = z.infer<typeof PanelSpec>;
+
+/** Live data for a step's panels while the page shows them; `panel:unwatch` (or another watch) stops it. */
+export const PanelWatch = z.object({ step: id }).strict();
+export type PanelWatch = z.infer<typeof PanelWatch>;
+
+export interface PanelProc {
+  pid: number;
+  comm: string;
+}
+export interface NamespacesPanel {
+  kind: 'namespaces';
+  types: {
+    type: string;
+    groups: { inode: number; sandbox: boolean; hostname?: string | null; procs: PanelProc[] }[];
+  }[];
+}
+export interface CgroupCpuPanel {
+  kind: 'cgroup-cpu';
+  group: string;
+  exists: boolean;
+  version?: 'v1' | 'v2';
+  /** Percent of one CPU since the last update (null on the first). */
+  pct?: number | null;
+  quotaPct?: number | null;
+  throttled?: number | null;
+  periods?: number | null;
+  procs?: PanelProc[];
+}
+export interface OverlayEntry {
+  path: string;
+  type: 'dir' | 'file' | 'whiteout' | 'link';
+  opaque?: boolean;
+  copiedUp?: boolean;
+  size?: number;
+}
+export interface OverlayPanel {
+  kind: 'overlay';
+  mounted: boolean;
+  layers: {
+    lower?: OverlayEntry[] | null;
+    upper?: OverlayEntry[] | null;
+    merged?: OverlayEntry[] | null;
+  };
+}
+export interface CapabilitiesPanel {
+  kind: 'capabilities';
+  files: {
+    path: string;
+    exists: boolean;
+    setuid?: boolean;
+    uid?: number;
+    caps?: {
+      version: number;
+      effective: boolean;
+      permitted: string[];
+      inheritable: string[];
+      rootid?: number;
+    };
+  }[];
+  processes: { name: string; found: boolean; pid?: number; sets?: Record<string, string[]> }[];
+}
+export type PanelData =
+  | NamespacesPanel
+  | CgroupCpuPanel
+  | OverlayPanel
+  | CapabilitiesPanel
+  | { kind: 'error'; message: string };
+
+/** At most two a second per watching socket; every string in it is the sandbox's: show it as text. */
+export interface PanelUpdate {
+  step: string;
+  /** Seconds since the epoch, when it was read. */
+  t: number;
+  panels: PanelData[];
+}
+
 // ---- server -> client --------------------------------------------------------
 
 export type TermOpenResult =
@@ -161,7 +292,8 @@ export type ErrorCode =
   | 'terminal-ended'
   | 'input-overflow'
   | 'read-only'
-  | 'sandbox-error';
+  | 'sandbox-error'
+  | 'unknown-step';
 
 export interface ProtocolError {
   code: ErrorCode;
@@ -179,6 +311,8 @@ export interface ClientToServerEvents {
   'term:resize': (req: TermResize) => void;
   'term:ack': (req: TermAck) => void;
   'term:close': (req: TermClose) => void;
+  'panel:watch': (req: PanelWatch) => void;
+  'panel:unwatch': () => void;
 }
 
 export interface ServerToClientEvents {
@@ -195,6 +329,7 @@ export interface ServerToClientEvents {
   'session:watchers': (msg: { count: number }) => void;
   /** An instructor's notice to the class (text; show it as text). */
   'class:notice': (msg: ClassNotice) => void;
+  'panel:data': (msg: PanelUpdate) => void;
   'proto:error': (err: ProtocolError) => void;
 }
 
@@ -474,6 +609,8 @@ export interface StepView {
   /** A knowledge check: the answer goes with the check request. */
   input?: { prompt: string; placeholder?: string };
   hints: number;
+  /** Live kernel-state panels to show beside the terminals (`panel:watch`). */
+  panels?: PanelSpec[];
 }
 
 /** GET /api/labs/:lab */

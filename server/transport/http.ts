@@ -21,9 +21,10 @@ import type { Classroom } from '../classroom/cohorts';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
+import { effectiveStep } from '../labs/loader';
 import { SandboxError } from '../sandbox/errors';
 import type { Admission } from '../sessions/admission';
-import type { SessionManager } from '../sessions/session-manager';
+import type { Session, SessionManager } from '../sessions/session-manager';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
@@ -278,6 +279,15 @@ export function createApp(opts: AppOptions): App {
   const io = attachGateway(server, sessions, log, {
     ...opts,
     ...(opts.classroom && labs ? { watch: watchResolver(opts.classroom, labs.sessions) } : {}),
+    ...(labs
+      ? {
+          panels: (session: Session, step: string) => {
+            const l = session.lab ? labs.catalog.labs.get(session.lab) : undefined;
+            const raw = l?.lab.steps.find((x) => x.id === step);
+            return raw ? effectiveStep(raw, labs.catalog.mode).panels : undefined;
+          },
+        }
+      : {}),
   });
   return {
     server,

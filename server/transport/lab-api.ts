@@ -154,6 +154,7 @@ function view(l: LoadedLab, ctx: LabApiContext): LabView {
         ...(s.predict ? { predict: s.predict } : {}),
         ...(s.check?.input ? { input: s.check.input } : {}),
         hints: s.hints.length,
+        ...(s.panels.length ? { panels: s.panels } : {}),
       };
     }),
     ...(lab.outro ? { outro: lab.outro } : {}),

@@ -15,13 +15,16 @@ import {
   TermInput,
   TermOpen,
   TermResize,
+  PanelWatch,
   parse,
   type ClientToServerEvents,
   type ProtocolError,
   type ServerToClientEvents,
   type TermOpenResult,
+  type PanelSpec,
   type WatchAuth,
 } from '../protocol/index';
+import { PanelFeed } from '../labs/panels';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
@@ -42,7 +45,18 @@ type GatewaySocket = Socket<
   SocketData
 >;
 
-const KNOWN = new Set(['term:open', 'term:input', 'term:resize', 'term:ack', 'term:close']);
+const KNOWN = new Set([
+  'term:open',
+  'term:input',
+  'term:resize',
+  'term:ack',
+  'term:close',
+  'panel:watch',
+  'panel:unwatch',
+]);
+
+/** Panel readers one session may run at once (its tabs and an instructor's view). */
+const MAX_FEEDS_PER_SESSION = 3;
 
 export interface GatewayOptions extends GuardOptions {
   /**
@@ -51,6 +65,8 @@ export interface GatewayOptions extends GuardOptions {
    * Throws or returns undefined to refuse.
    */
   watch?: (w: WatchAuth) => Session | undefined;
+  /** The live panels of a step of the session's lab; undefined when it has none. */
+  panels?: (session: Session, step: string) => PanelSpec[] | undefined;
 }
 
 export function attachGateway(
@@ -85,6 +101,8 @@ export function attachGateway(
   });
   /** session id -> read-only views connected to it now */
   const watchers = new Map<string, number>();
+  /** session id -> panel readers running for it now */
+  const feedsOf = new Map<string, number>();
   const tellWatchers = (s: Session) =>
     io.to(`s:${s.id}`).emit('session:watchers', { count: watchers.get(s.id) ?? 0 });
 
@@ -348,8 +366,61 @@ export function attachGateway(
       void sessions.closeTerminal(session, p.value.term);
     });
 
+    // Live panels: one reader per socket, only while its page shows them.
+    let feed: PanelFeed | undefined;
+    const stopFeed = () => {
+      if (!feed) return;
+      feed.stop();
+      feed = undefined;
+      feedsOf.set(session.id, (feedsOf.get(session.id) ?? 1) - 1);
+    };
+    socket.on('panel:watch', (payload) => {
+      const p = parse(PanelWatch, 'panel:watch', payload);
+      if (!p.ok) {
+        fail(p.error);
+        return;
+      }
+      const specs = opts.panels?.(session, p.value.step);
+      if (!specs?.length) {
+        fail({
+          code: 'unknown-step',
+          event: 'panel:watch',
+          message: `panel:watch: step '${p.value.step}' of this session's lab has no panels`,
+        });
+        return;
+      }
+      stopFeed();
+      if ((feedsOf.get(session.id) ?? 0) >= MAX_FEEDS_PER_SESSION) {
+        fail({
+          code: 'bad-request',
+          event: 'panel:watch',
+          message: `panel:watch: at most ${MAX_FEEDS_PER_SESSION} panel views per session at once`,
+        });
+        return;
+      }
+      const f: PanelFeed = new PanelFeed(
+        session.sandbox,
+        p.value.step,
+        specs,
+        (u) => socket.emit('panel:data', u),
+        () => {
+          if (feed === f) stopFeed();
+        },
+      );
+      feed = f;
+      feedsOf.set(session.id, (feedsOf.get(session.id) ?? 0) + 1);
+      try {
+        f.start();
+      } catch (err) {
+        stopFeed();
+        fail({ code: 'sandbox-error', event: 'panel:watch', message: (err as Error).message });
+      }
+    });
+    socket.on('panel:unwatch', () => stopFeed());
+
     if (!readOnly) void socket.join(`s:${session.id}`);
     socket.on('disconnect', () => {
+      stopFeed();
       for (const [term, token] of attached) session.terminals.get(term)?.terminal.detach(token);
       attached.clear();
       for (const off of following.values()) off();

@@ -472,4 +472,102 @@ describe('the student web app', () => {
     },
     { timeout: 120_000 },
   );
+
+  sysTest(
+    'live panels: a loop at ~100% then ~50% under a quota, a whiteout appears in upper, unshare splits the PID group',
+    SYSTEM_NEEDS,
+    async () => {
+      const { server: srv, browser } = suite.ready();
+      const typeIn = async (page: Page, cmd: string, done: RegExp) => {
+        await page.locator(`${T('T1')} [data-testid="xterm"]`).click();
+        await page.keyboard.type(`${cmd}\n`);
+        await waitForScreen(page, done, 15_000, T('T1'));
+      };
+      const pct = async (page: Page) =>
+        Number(((await page.textContent('[data-testid="cpu-now"]')) ?? '').replace('%', ''));
+      const until = async (what: string, ok: () => Promise<boolean>) => {
+        for (let i = 0; !(await ok()); i++) {
+          assert.ok(i < 600, `waited too long for ${what}`);
+          await sleep(100);
+        }
+      };
+
+      // cg-cpu-quota, step 3: the loop in lab, before and after the quota.
+      {
+        const { page, leave } = await openLab(browser, srv.url, 'cg-cpu-quota');
+        await typeIn(
+          page,
+          "C=$( [ -e /sys/fs/cgroup/cgroup.controllers ] && echo /sys/fs/cgroup || echo /sys/fs/cgroup/cpu ); mkdir $C/lab; bash -c 'while :; do :; done' & echo $! > $C/lab/cgroup.procs; echo moved-$((6*7))",
+          /^moved-42\s*$/m,
+        );
+        await page.locator('.steps-nav button').nth(2).click();
+        await page.waitForSelector('[data-testid="panel-cgroup-cpu"]');
+        await until('the loop near 100%', async () => (await pct(page)) >= 70);
+        await typeIn(
+          page,
+          'if [ -e $C/lab/cpu.max ]; then echo "50000 100000" > $C/lab/cpu.max; else echo 50000 > $C/lab/cpu.cfs_quota_us; fi; echo quota-$((6*7))',
+          /^quota-42\s*$/m,
+        );
+        await page.waitForSelector('[data-testid="quota-line"]', { state: 'attached' });
+        // Two readings in a row in the window: the chart has left the 100% plateau.
+        let inWindow = 0;
+        await until('the loop near 50%', async () => {
+          const v = await pct(page);
+          inWindow = v >= 35 && v <= 62 ? inWindow + 1 : 0;
+          if (inWindow === 1) await sleep(500);
+          return inWindow >= 2;
+        });
+        await page.getByTestId('kernel-panels').scrollIntoViewIfNeeded();
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-cpu.png') });
+        await page.emulateMedia({ colorScheme: 'dark' });
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-cpu-dark.png') });
+        await page.emulateMedia({ colorScheme: 'light' });
+        await page.setViewportSize({ width: 400, height: 860 });
+        await page.getByTestId('kernel-panels').scrollIntoViewIfNeeded();
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-cpu-400.png') });
+        await typeIn(page, 'kill %1; echo killed-$((6*7))', /^killed-42\s*$/m);
+        await leave();
+      }
+
+      // ovl-basics, step 3: rm in merged, a whiteout in upper.
+      {
+        const { page, leave } = await openLab(browser, srv.url, 'ovl-basics');
+        await typeIn(
+          page,
+          'mount -t overlay overlay -o userxattr,lowerdir=/lab/ovl/lower,upperdir=/lab/ovl/upper,workdir=/lab/ovl/work /lab/ovl/merged; echo mounted-$((6*7))',
+          /^mounted-42\s*$/m,
+        );
+        await page.locator('.steps-nav button').nth(2).click();
+        await page.waitForSelector('[data-layer="merged"] li:has-text("b.txt")');
+        await typeIn(page, 'rm /lab/ovl/merged/b.txt; echo removed-$((6*7))', /^removed-42\s*$/m);
+        await page.waitForSelector(
+          '[data-layer="upper"] li[data-type="whiteout"]:has-text("b.txt")',
+        );
+        await page.getByTestId('kernel-panels').scrollIntoViewIfNeeded();
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-overlay.png') });
+        await leave();
+      }
+
+      // ns-pid, step 3: a new PID namespace is a group of its own.
+      {
+        const { page, leave } = await openLab(browser, srv.url, 'ns-pid');
+        await page.locator('.steps-nav button').nth(2).click();
+        await page.waitForSelector('[data-testid="ns-group-pid"]');
+        assert.equal(await page.locator('[data-testid="ns-group-pid"]').count(), 1);
+        await typeIn(
+          page,
+          'unshare --pid --fork --mount-proc sleep 300 & sleep 0.2; echo split-$((6*7))',
+          /^split-42\s*$/m,
+        );
+        await until(
+          'two PID namespaces',
+          async () => (await page.locator('[data-testid="ns-group-pid"]').count()) === 2,
+        );
+        await page.getByTestId('kernel-panels').scrollIntoViewIfNeeded();
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-namespaces.png') });
+        await leave();
+      }
+    },
+    { timeout: 180_000 },
+  );
 });

@@ -11,6 +11,7 @@ import {
   PROTOCOL_VERSION,
   type ClassNotice,
   type ClientToServerEvents,
+  type PanelUpdate,
   type ProtocolError,
   type ServerToClientEvents,
   type TermOpenResult,
@@ -234,6 +235,26 @@ export class SessionClient {
     this.watcherListeners.push(l);
     l(this.watchers);
     return () => (this.watcherListeners = this.watcherListeners.filter((x) => x !== l));
+  }
+
+  /**
+   * Live panels of a lab step while `onData` is subscribed: the server
+   * reads them only while watched, and again after a reconnect. One step at
+   * a time per connection; the returned function stops it.
+   */
+  watchPanels(step: string, onData: (u: PanelUpdate) => void): () => void {
+    const listener = (u: PanelUpdate) => {
+      if (u.step === step) onData(u);
+    };
+    const watch = () => this.emit('panel:watch', { step });
+    this.socket.on('panel:data', listener);
+    this.socket.on('connect', watch);
+    if (this.socket.connected) watch();
+    return () => {
+      this.socket.off('panel:data', listener);
+      this.socket.off('connect', watch);
+      if (this.socket.connected) this.emit('panel:unwatch');
+    };
   }
 
   /** Notices from the class's instructor, as they are sent. */

@@ -185,6 +185,7 @@ export function LabPage({ id }: { id: string }) {
             onProgress={setProgress}
             canRun={!!session}
             run={run}
+            client={lab.connection.client}
             onRestart={async (stepId) => {
               const p = await lab.restartStep(stepId);
               if (p) setProgress(p);

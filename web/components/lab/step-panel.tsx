@@ -19,6 +19,8 @@ import { api, describeError } from '../../lib/api';
 import { Markdown } from '../../lib/markdown';
 import { useStoredJson } from '../../lib/use-stored';
 import { ErrorBox, type ErrorInfo } from '../error-box';
+import type { SessionClient } from '../../lib/terminal-client';
+import { KernelPanels } from './kernel-panels';
 import styles from './step-panel.module.css';
 
 type Result = { kind: 'pass' | 'fail'; message: string; latched?: boolean } | null;
@@ -97,6 +99,8 @@ interface StepProps {
   run: (terminal: string, code: string) => void;
   /** A fresh sandbox at the start of a step (the earlier steps done): false if it failed. */
   onRestart: (stepId: string) => Promise<boolean>;
+  /** The session's connection, for the step's live kernel-state panels. */
+  client: SessionClient | null;
 }
 
 export function StepPanel(props: StepProps) {
@@ -197,6 +201,7 @@ function Step({
   canRun,
   run,
   onRestart,
+  client,
   step,
   live,
   onLive,
@@ -308,6 +313,7 @@ function Step({
         text={step.instructions}
         target={{ defaultTerminal: lab.terminals[0] ?? 'T1', ...(canRun ? { run } : {}) }}
       />
+      <KernelPanels client={client} step={step} />
       <div className={styles.checkBox}>
         {step.input && (
           <label className={styles.answer}>
