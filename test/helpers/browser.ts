@@ -116,6 +116,35 @@ export async function waitForScreen(
  * needs them (so it fails, never skips). `server` may be replaced (a test
  * that restarts the server) and is what `after` stops.
  */
+/**
+ * A server of the describe block's own, started in `before` with `env` and
+ * stopped in `after`; the getter throws the setup error in the test that
+ * needs it (so it fails, never skips).
+ */
+export function serverSuite(
+  before: (fn: () => Promise<void>) => void,
+  after: (fn: () => Promise<void>) => void,
+  env: Record<string, string> = {},
+): () => Server {
+  let srv: Server | undefined;
+  let setupError: unknown;
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    try {
+      srv = await startServer(undefined, env);
+    } catch (e) {
+      setupError = e;
+    }
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+  return () => {
+    if (!srv) throw setupError ?? new Error('server not started');
+    return srv;
+  };
+}
+
 export function browserSuite(
   before: (fn: () => Promise<void>) => void,
   after: (fn: () => Promise<void>) => void,

@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { after, before, describe } from 'node:test';
 import { io } from 'socket.io-client';
-import { startServer, type Server } from '../helpers/browser';
+import { serverSuite } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
@@ -20,33 +20,8 @@ class Student extends CookieClient {
   }
 }
 
-/**
- * A server of the describe block's own, started in `before` with `env` and
- * stopped in `after`; the getter throws the setup error in the test that
- * needs it (so it fails, never skips).
- */
-function serverFor(env: Record<string, string>): () => Server {
-  let srv: Server | undefined;
-  let setupError: unknown;
-  before(async () => {
-    if (process.getuid?.() !== 0) return;
-    try {
-      srv = await startServer(undefined, env);
-    } catch (e) {
-      setupError = e;
-    }
-  });
-  after(async () => {
-    await srv?.stop();
-  });
-  return () => {
-    if (!srv) throw setupError ?? new Error('server not started');
-    return srv;
-  };
-}
-
 describe('admission control over HTTP', () => {
-  const server = serverFor({
+  const server = serverSuite(before, after, {
     UNDERLAY_CAPACITY: '2',
     UNDERLAY_PER_STUDENT: '1',
     UNDERLAY_RATES: 'check=3/1',
@@ -257,7 +232,10 @@ describe('admission control over HTTP', () => {
 });
 
 describe('start rates: a refused reset ends nothing; bare sessions are rate-limited too', () => {
-  const server = serverFor({ UNDERLAY_RATES: 'start=1/1', UNDERLAY_BARE_SESSIONS: '1' });
+  const server = serverSuite(before, after, {
+    UNDERLAY_RATES: 'start=1/1',
+    UNDERLAY_BARE_SESSIONS: '1',
+  });
 
   sysTest(
     'a reset over the start rate is refused before the sandbox or the progress is touched',

@@ -17,7 +17,7 @@ import type {
   PanelUpdate,
 } from '../../server/protocol/index';
 import { timeScale } from '../../server/config';
-import { startServer, type Server } from '../helpers/browser';
+import { serverSuite } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
 import { TermClient } from '../helpers/term-client';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
@@ -47,23 +47,7 @@ function nextUpdate<T>(
 }
 
 describe('live panels', () => {
-  let srv: Server | undefined;
-  let setupError: unknown;
-  before(async () => {
-    if (process.getuid?.() !== 0) return;
-    try {
-      srv = await startServer();
-    } catch (e) {
-      setupError = e;
-    }
-  });
-  after(async () => {
-    await srv?.stop();
-  });
-  const server = (): Server => {
-    if (!srv) throw setupError ?? new Error('server not started');
-    return srv;
-  };
+  const server = serverSuite(before, after);
 
   async function labSocket(lab: string) {
     const s = server();

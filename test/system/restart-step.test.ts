@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { LabProgress, LabSession } from '../../server/protocol/index';
-import { startServer, type Server } from '../helpers/browser';
+import { serverSuite, startServer } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
 import { TermClient } from '../helpers/term-client';
 import { cli } from '../helpers/env';
@@ -22,23 +22,7 @@ import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 const LAB = 'ns-files-nsenter';
 
 describe('start a step over', () => {
-  let srv: Server | undefined;
-  let setupError: unknown;
-  before(async () => {
-    if (process.getuid?.() !== 0) return;
-    try {
-      srv = await startServer();
-    } catch (e) {
-      setupError = e;
-    }
-  });
-  after(async () => {
-    await srv?.stop();
-  });
-  const server = (): Server => {
-    if (!srv) throw setupError ?? new Error('server not started');
-    return srv;
-  };
+  const server = serverSuite(before, after);
 
   sysTest(
     "a fresh sandbox at step 3 whose earlier values are the new sandbox's; an instructor can do the same",
