@@ -53,11 +53,9 @@ describe('start a step over', () => {
       assert.equal(progress.steps['join-it']?.attempts, 0, 'step 3 starts over');
       const newValue = progress.steps['find-it']?.value as string;
       assert.match(newValue, /^\d+ \d+$/);
-      assert.notEqual(
-        newValue.split(' ')[1],
-        (oldValue as string).split(' ')[1],
-        "the recorded UTS inode is the new sandbox's mystery, not the old one's",
-      );
+      // (Not compared with the old value: the kernel reuses a freed namespace's
+      // inode number, and did in the emulated guest. That the values are this
+      // sandbox's shows below: later checks compare them with its kernel state.)
       // The shells are where the text left them: step 2's block set $P in T1.
       const t1 = session.terminals.find((t) => t.name === 'T1')?.term as string;
       const sock = await TermClient.connect(s.url, {
