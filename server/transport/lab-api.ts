@@ -218,7 +218,7 @@ export async function restartAt(
     notice:
       index === 0
         ? `A fresh sandbox, at the start of step 1 ("${step.title}"). Files and programs from before are gone.`
-        : `A fresh sandbox, at the start of step ${index + 1} ("${step.title}"): the ${index === 1 ? 'step' : `${index} steps`} before it ${index === 1 ? 'was' : 'were'} done for you in your terminals. Files and programs from before are gone.`,
+        : `A fresh sandbox, at the start of step ${index + 1} ("${step.title}"): the ${index === 1 ? 'step' : `${index} steps`} before it ${index === 1 ? 'was' : 'were'} done for you (their commands typed into your terminals, then the screens cleared: your shells are where those steps left them). Files and programs from before are gone.`,
   });
   const live = labSessions.find(owner, labId);
   if (!live) throw new RequestError('conflict', 'the fresh sandbox ended before it was ready');

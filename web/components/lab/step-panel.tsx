@@ -385,8 +385,9 @@ function Step({
               {selected === 0
                 ? "Only the lab's setup is done, "
                 : `The lab's setup and the ${selected === 1 ? 'step' : `${selected} steps`} before this one are done for you, `}
-              their commands typed into your terminals. Your files in <code>/lab</code> and every
-              program and mount from before are gone; this step and the ones after it start over.
+              their commands typed into your terminals (the screens are cleared after). Your files
+              in <code>/lab</code> and every program and mount from before are gone; this step and
+              the ones after it start over.
             </p>
             <button
               className="small"
