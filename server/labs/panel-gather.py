@@ -59,6 +59,26 @@ def comm(pid):
     return c.strip() if c else "?"
 
 
+def term_of(pid):
+    """The terminal a process came from: UNDERLAY_TERMINAL in its environment
+    (the server sets it in each lab terminal; children inherit it)."""
+    env = read(f"/proc/{pid}/environ", 16384)
+    if not env:
+        return None
+    for kv in env.split("\0"):
+        if kv.startswith("UNDERLAY_TERMINAL="):
+            return kv.split("=", 1)[1][:8] or None
+    return None
+
+
+def proc(pid):
+    out = {"pid": pid, "comm": comm(pid)}
+    t = term_of(pid)
+    if t:
+        out["term"] = t
+    return out
+
+
 def cap_names(mask):
     return [CAPS[i] if i < len(CAPS) else f"cap_{i}" for i in range(64) if mask >> i & 1]
 
@@ -116,7 +136,7 @@ def namespaces(spec):
                 continue
             g = groups[t].setdefault(ino, [])
             if len(g) < MAX_PROCS:
-                g.append({"pid": pid, "comm": comm(pid)})
+                g.append(proc(pid))
     out = []
     for t in types:
         gs = []
@@ -190,7 +210,7 @@ def cgroup_cpu(spec):
         "period": period,
         "throttled": stats.get("nr_throttled"),
         "periods": stats.get("nr_periods"),
-        "procs": [{"pid": x, "comm": comm(x)} for x in procs[:MAX_PROCS]],
+        "procs": [proc(x) for x in procs[:MAX_PROCS]],
     }
 
 
@@ -318,7 +338,102 @@ def capabilities(spec):
     }
 
 
+# --- mounts --------------------------------------------------------------------
+
+MAX_MOUNTS = 40
+MAX_NAMESPACES = 8
+FOLDED = ("/proc/", "/sys/")  # the sandbox's masks: dozens of them, the same in every copy
+
+
+def unescape(field):
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_table(pid, under):
+    """The mounts of `pid`'s mount namespace at or below `under`, as that
+    process sees them (mountinfo paths are relative to its root: after a
+    pivot_root, the new root is "/")."""
+    text = read(f"/proc/{pid}/mountinfo", 1 << 20)
+    if text is None:
+        return None, 0
+    prefix = under.rstrip("/") + "/"
+    fold_here = not any(under.startswith(f) or under + "/" == f for f in FOLDED)
+    out, folded = [], 0
+    for line in text.splitlines():
+        head, sep, tail = line.partition(" - ")
+        f = head.split()
+        t = tail.split()
+        if not sep or len(f) < 6 or len(t) < 2:
+            continue
+        target = unescape(f[4])
+        if not (target == under or target.startswith(prefix) or under == "/"):
+            continue
+        if fold_here and target.startswith(FOLDED) or len(out) >= MAX_MOUNTS:
+            folded += 1
+            continue
+        out.append(
+            {
+                "id": int(f[0]),
+                "parent": int(f[1]),
+                "target": target,
+                "root": unescape(f[3]),
+                "ro": "ro" in f[5].split(","),
+                "tags": f[6:],
+                "fstype": t[0][:32],
+                "source": unescape(t[1])[:120],
+            }
+        )
+    return out, folded
+
+
+def mounts(spec):
+    under = spec.get("under") or "/"
+    own = os.stat("/proc/1/ns/mnt").st_ino
+    groups = {}
+    for pid in pids():
+        try:
+            ino = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        except OSError:
+            continue
+        groups.setdefault(ino, []).append(pid)
+    out = []
+    for ino, members in sorted(groups.items(), key=lambda kv: (kv[0] != own, kv[1][0])):
+        if len(out) >= MAX_NAMESPACES:
+            break
+        # PID 1 for the sandbox's own table (a chrooted process of the same
+        # namespace would see it cut down to its root); the oldest otherwise.
+        table, folded = None, 0
+        for pid in ([1] if ino == own else []) + members:
+            table, folded = mount_table(pid, under)
+            if table is not None:
+                break
+        if table is None:
+            continue
+        out.append(
+            {
+                "inode": ino,
+                "sandbox": ino == own,
+                "procs": [proc(p) for p in members[:6]],
+                "mounts": table,
+                "folded": folded,
+            }
+        )
+    return {"kind": "mounts", "under": under, "namespaces": out}
+
+
 KINDS = {
+    "mounts": mounts,
     "namespaces": namespaces,
     "cgroup-cpu": cgroup_cpu,
     "overlay": overlay,

@@ -175,6 +175,17 @@ export const PanelSpec = z.discriminatedUnion('type', [
     })
     .strict()
     .describe('File capabilities and the sets of chosen processes, decoded to names.'),
+  z
+    .object({
+      type: z.literal('mounts'),
+      under: absPath
+        .default('/')
+        .describe('Show the mount points at or below this path (default: all of them).'),
+    })
+    .strict()
+    .describe(
+      'The mount table of every mount namespace in the sandbox, with propagation (shared:N, master:N); mounts below /proc and /sys are counted, not listed.',
+    ),
 ]);
 export type PanelSpec = z.infer<typeof PanelSpec>;
 
@@ -185,6 +196,8 @@ export type PanelWatch = z.infer<typeof PanelWatch>;
 export interface PanelProc {
   pid: number;
   comm: string;
+  /** The terminal it was started from (T1, T2...), when it has one. */
+  term?: string;
 }
 export interface NamespacesPanel {
   kind: 'namespaces';
@@ -238,7 +251,32 @@ export interface CapabilitiesPanel {
   }[];
   processes: { name: string; found: boolean; pid?: number; sets?: Record<string, string[]> }[];
 }
+export interface MountEntry {
+  id: number;
+  parent: number;
+  target: string;
+  fstype: string;
+  source: string;
+  /** The path inside its file system that is mounted (a bind mount's source: not "/"). */
+  root: string;
+  /** Propagation tags from mountinfo: shared:N, master:N, propagate_from:N, unbindable; none: private. */
+  tags: string[];
+  ro: boolean;
+}
+export interface MountsPanel {
+  kind: 'mounts';
+  under: string;
+  namespaces: {
+    inode: number;
+    sandbox: boolean;
+    procs: PanelProc[];
+    mounts: MountEntry[];
+    /** Mounts under `under` not listed: below /proc or /sys, or past the size bound. */
+    folded: number;
+  }[];
+}
 export type PanelData =
+  | MountsPanel
   | NamespacesPanel
   | CgroupCpuPanel
   | OverlayPanel

@@ -474,7 +474,7 @@ describe('the student web app', () => {
   );
 
   sysTest(
-    'live panels: a loop at ~100% then ~50% under a quota, a whiteout appears in upper, unshare splits the PID group',
+    'live panels: a loop at ~100% then ~50% under a quota, a whiteout appears in upper, unshare splits the PID group, a slave mount namespace',
     SYSTEM_NEEDS,
     async () => {
       const { server: srv, browser } = suite.ready();
@@ -565,6 +565,32 @@ describe('the student web app', () => {
         );
         await page.getByTestId('kernel-panels').scrollIntoViewIfNeeded();
         await page.screenshot({ path: path.join(ARTIFACTS, 'panel-namespaces.png') });
+        await leave();
+      }
+
+      // ns-mount-propagation, step 4: a slave copy and what it received, per namespace.
+      {
+        const { page, leave } = await openLab(browser, srv.url, 'ns-mount-propagation');
+        await page.waitForSelector('[data-testid="mnt-namespace"]');
+        await typeIn(
+          page,
+          "mount --make-shared /lab/prop; unshare --mount --propagation unchanged sh -c 'mount --make-slave /lab/prop; exec sleep 300' & sleep 0.3; mount -t tmpfs fromsandbox /lab/prop/c; echo slave-$((6*7))",
+          /^slave-42\s*$/m,
+        );
+        await page.locator('.steps-nav button').nth(3).click();
+        await page.waitForSelector(
+          '[data-testid="mnt-namespace"][data-sandbox="no"] li[data-target="/lab/prop/c"][data-tags^="master:"]',
+        );
+        assert.equal(await page.locator('[data-testid="mnt-namespace"]').count(), 2);
+        assert.match(
+          (await page.textContent('[data-testid="mnt-namespace"][data-sandbox="no"]')) ?? '',
+          /sleep \(T1\)[\s\S]*slave of \d+/,
+        );
+        await page.getByTestId('kernel-panels').scrollIntoViewIfNeeded();
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-mounts.png') });
+        await page.emulateMedia({ colorScheme: 'dark' });
+        await page.screenshot({ path: path.join(ARTIFACTS, 'panel-mounts-dark.png') });
+        await page.emulateMedia({ colorScheme: 'light' });
         await leave();
       }
     },

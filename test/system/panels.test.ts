@@ -12,6 +12,7 @@ import type {
   CapabilitiesPanel,
   CgroupCpuPanel,
   LabSession,
+  MountsPanel,
   NamespacesPanel,
   OverlayPanel,
   PanelUpdate,
@@ -194,6 +195,94 @@ describe('live panels', () => {
           assert.deepEqual(ping?.caps?.permitted, ['net_raw']);
           assert.equal(ping?.caps?.effective, true);
           assert.equal(caps.files.find((f) => f.path === '/home/learner/myping')?.exists, false);
+        } finally {
+          await end();
+        }
+      }
+    },
+  );
+
+  sysTest(
+    'mounts: peer groups and slaves per mount namespace, a pivoted root, odd mount point names',
+    SYSTEM_NEEDS,
+    async () => {
+      {
+        const { sock, t1, updates, end } = await labSocket('ns-mount-propagation');
+        try {
+          await sock.run(
+            t1,
+            "mount --make-shared /lab/prop; mkdir '/lab/prop/x y'; " +
+              "unshare --mount --propagation unchanged sh -c 'mount --make-slave /lab/prop && exec sleep 300' & " +
+              'for i in $(seq 100); do grep -q master: /proc/$!/mountinfo && break; sleep 0.1; done; ' +
+              "mount -t tmpfs fromsandbox /lab/prop/c && mount -t tmpfs odd '/lab/prop/x y'",
+          );
+          sock.socket.emit('panel:watch', { step: 'slave' });
+          const mnt = await nextUpdate(updates, (u) => {
+            const p = u.panels[0] as MountsPanel | undefined;
+            return p?.namespaces.length === 2 &&
+              p.namespaces.every((ns) => ns.mounts.some((m) => m.target === '/lab/prop/x y'))
+              ? p
+              : undefined;
+          });
+          assert.equal(mnt.under, '/lab/prop');
+          const [own, slave] = mnt.namespaces;
+          assert.equal(own?.sandbox, true);
+          assert.equal(slave?.sandbox, false);
+          const tag = (ns: typeof own, target: string) =>
+            ns?.mounts.find((m) => m.target === target)?.tags ?? [];
+          const group = tag(own, '/lab/prop').find((t) => t.startsWith('shared:'));
+          assert.ok(group, `the sandbox's /lab/prop is shared: ${JSON.stringify(own?.mounts)}`);
+          assert.deepEqual(tag(slave, '/lab/prop'), [`master:${group.slice(7)}`]);
+          // c arrived in the slave from the sandbox: a slave of the sandbox's c.
+          const c = tag(own, '/lab/prop/c').find((t) => t.startsWith('shared:'));
+          assert.deepEqual(tag(slave, '/lab/prop/c'), [`master:${c?.slice(7)}`]);
+          assert.deepEqual(
+            slave?.procs.map((p) => [p.comm, p.term]),
+            [['sleep', 'T1']],
+            'the slave namespace holds the sleep, started from T1',
+          );
+          assert.equal(own?.mounts.find((m) => m.target === '/lab/prop/x y')?.fstype, 'tmpfs');
+          assert.ok(
+            own?.mounts.every((m) => m.target === '/lab/prop' || m.target.startsWith('/lab/prop/')),
+            'only mounts under /lab/prop',
+          );
+        } finally {
+          await end();
+        }
+      }
+      {
+        const { sock, t1, updates, end } = await labSocket('rootfs-chroot-pivot');
+        try {
+          await sock.run(
+            t1,
+            'mkdir -p /lab/rootfs; tar -C /lab/rootfs -xf /opt/lab/rootfs.tar; ' +
+              `unshare --mount --pid --fork sh -c 'mount --bind /lab/rootfs /lab/rootfs && cd /lab/rootfs && touch dev/null && mount --bind /dev/null dev/null && mkdir -p .oldroot && pivot_root . .oldroot && exec /bin/sh -c "mount -t proc proc /proc; umount -l /.oldroot; exec sleep 300"' >/dev/null 2>&1 & true`,
+          );
+          sock.socket.emit('panel:watch', { step: 'pivot-root' });
+          const mnt = await nextUpdate(updates, (u) => {
+            const p = u.panels[0] as MountsPanel | undefined;
+            const other = p?.namespaces.find((ns) => !ns.sandbox);
+            return other &&
+              !other.mounts.some((m) => m.target === '/.oldroot') &&
+              other.procs.some((x) => x.comm === 'sleep')
+              ? p
+              : undefined;
+          });
+          const own = mnt.namespaces.find((ns) => ns.sandbox);
+          const pivoted = mnt.namespaces.find((ns) => !ns.sandbox);
+          assert.deepEqual(
+            pivoted?.mounts.map((m) => [m.target, m.fstype]),
+            [
+              ['/', 'ext4'],
+              ['/dev/null', 'devtmpfs'],
+              ['/proc', 'proc'],
+            ],
+            'the pivoted namespace sees its new root, /dev/null and its /proc only',
+          );
+          assert.ok(
+            own?.mounts.some((m) => m.target === '/lab') && (own?.folded ?? 0) > 0,
+            "the sandbox's own table: /lab listed, the masks below /proc and /sys counted",
+          );
         } finally {
           await end();
         }

@@ -11,10 +11,13 @@ import { useEffect, useRef, useState } from 'react';
 import type {
   CapabilitiesPanel,
   CgroupCpuPanel,
+  MountEntry,
+  MountsPanel,
   NamespacesPanel,
   OverlayEntry,
   OverlayPanel,
   PanelData,
+  PanelProc,
   PanelUpdate,
   StepView,
 } from '../../../server/protocol/index';
@@ -103,9 +106,15 @@ function Panel({ data, cpu }: { data: PanelData; cpu: (number | null)[] }) {
       return <Overlay p={data} />;
     case 'capabilities':
       return <Capabilities p={data} />;
+    case 'mounts':
+      return <Mounts p={data} />;
     default:
       return <p className="muted">This panel could not be read: {String(data.message)}</p>;
   }
+}
+
+function procLabel(x: PanelProc): string {
+  return `${x.pid} ${x.comm}${x.term ? ` (${x.term})` : ''}`;
 }
 
 function Namespaces({ p }: { p: NamespacesPanel }) {
@@ -127,9 +136,7 @@ function Namespaces({ p }: { p: NamespacesPanel }) {
                 </code>
                 {g.sandbox ? ' (the sandbox)' : ''}
                 {g.hostname ? ` · hostname ${g.hostname}` : ''}
-                <span className={styles.procs}>
-                  {g.procs.map((x) => `${x.pid} ${x.comm}`).join(', ')}
-                </span>
+                <span className={styles.procs}>{g.procs.map(procLabel).join(', ')}</span>
               </span>
             ))}
           </span>
@@ -185,7 +192,7 @@ function CpuChart({ p, history }: { p: CgroupCpuPanel; history: (number | null)[
             of one CPU · quota{' '}
             {typeof p.quotaPct === 'number' ? `${p.quotaPct}%` : 'none (no limit)'} · throttled
             periods {p.throttled ?? 0} of {p.periods ?? 0} ·{' '}
-            {(p.procs ?? []).map((x) => `${x.pid} ${x.comm}`).join(', ') || 'no process in it'}
+            {(p.procs ?? []).map(procLabel).join(', ') || 'no process in it'}
           </p>
         </>
       )}
@@ -265,6 +272,120 @@ function Capabilities({ p }: { p: CapabilitiesPanel }) {
           </li>
         ))}
       </ul>
+    </section>
+  );
+}
+
+/** One hue per peer group number, so that peers (and a slave's master) match across namespaces. */
+function groupHue(tag: string): number | undefined {
+  const n = /^(?:shared|master|propagate_from):(\d+)$/.exec(tag)?.[1];
+  return n === undefined ? undefined : (Number(n) * 67) % 360;
+}
+
+function tagLabel(tag: string): string {
+  if (tag.startsWith('master:')) return `slave of ${tag.slice(7)}`;
+  return tag;
+}
+
+/** Depth of each mount below the topmost listed one, from the parent ids. */
+function depths(mounts: MountEntry[]): Map<number, number> {
+  const byId = new Map(mounts.map((m) => [m.id, m]));
+  const out = new Map<number, number>();
+  const depth = (m: MountEntry, seen = 0): number => {
+    const known = out.get(m.id);
+    if (known !== undefined) return known;
+    const parent = byId.get(m.parent);
+    const d = parent && parent !== m && seen < 64 ? depth(parent, seen + 1) + 1 : 0;
+    out.set(m.id, d);
+    return d;
+  };
+  mounts.forEach((m) => depth(m));
+  return out;
+}
+
+function Mounts({ p }: { p: MountsPanel }) {
+  return (
+    <section className={styles.panel} data-testid="panel-mounts" aria-label="Mount namespaces">
+      <h3>
+        Mounts{' '}
+        {p.under === '/' ? (
+          ''
+        ) : (
+          <>
+            under <code>{p.under}</code>{' '}
+          </>
+        )}
+        per mount namespace
+      </h3>
+      <div className={styles.mntSpaces}>
+        {p.namespaces.map((ns) => {
+          const d = depths(ns.mounts);
+          return (
+            <div
+              key={ns.inode}
+              className={`${styles.mntSpace} ${ns.sandbox ? styles.sandbox : styles.other}`}
+              data-testid="mnt-namespace"
+              data-sandbox={ns.sandbox ? 'yes' : 'no'}
+            >
+              <strong>
+                <code>mnt:[{ns.inode}]</code>
+                {ns.sandbox ? ' (the sandbox)' : ''}
+              </strong>
+              <span className={styles.procs}>{ns.procs.map(procLabel).join(', ')}</span>
+              <ul className={styles.mountList}>
+                {ns.mounts.length === 0 ? (
+                  <li className="muted">nothing mounted here</li>
+                ) : (
+                  ns.mounts.map((m) => (
+                    <li
+                      key={m.id}
+                      style={{ paddingLeft: `${(d.get(m.id) ?? 0) * 0.9}rem` }}
+                      data-target={m.target}
+                      data-tags={m.tags.join(' ')}
+                    >
+                      <code>{m.target}</code>{' '}
+                      <span className="muted">
+                        {m.fstype} {m.source}
+                        {m.root !== '/' ? ` [${m.root}]` : ''}
+                        {m.ro ? ' ro' : ''}
+                      </span>{' '}
+                      {m.tags.length === 0 ? (
+                        <span className={styles.tag}>private</span>
+                      ) : (
+                        m.tags.map((t) => {
+                          const hue = groupHue(t);
+                          return (
+                            <span
+                              key={t}
+                              className={styles.tag}
+                              style={
+                                hue === undefined
+                                  ? undefined
+                                  : {
+                                      borderColor: `hsl(${hue} 70% 50%)`,
+                                      color: `light-dark(hsl(${hue} 70% 32%), hsl(${hue} 80% 72%))`,
+                                    }
+                              }
+                            >
+                              {tagLabel(t)}
+                            </span>
+                          );
+                        })
+                      )}
+                    </li>
+                  ))
+                )}
+                {ns.folded > 0 && (
+                  <li className="muted">
+                    + {ns.folded} more (below /proc and /sys
+                    {ns.mounts.length >= 40 ? ', or past 40' : ''})
+                  </li>
+                )}
+              </ul>
+            </div>
+          );
+        })}
+      </div>
     </section>
   );
 }
