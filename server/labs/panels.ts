@@ -3,7 +3,7 @@
  * step's `panels:`, read inside the student's sandbox by one long-lived
  * gatherer (panel-gather.py, through the trusted path of checks: the image's
  * own python and a fresh /proc; its CPU is the sandbox's) that prints a JSON
- * line every 0.5 s while someone watches. The feed passes on at most two
+ * line when a 0.5 s sample changed, while someone watches. The feed passes on at most two
  * updates a second, drops a line that is too big or not JSON, and ends the
  * gatherer when the watch stops.
  */

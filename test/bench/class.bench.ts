@@ -16,7 +16,9 @@
  * SQLite rows.
  *
  * Environment: STUDENTS (100), NOISY (5), MINUTES (10), LAB (ns-uts-ipc),
- * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods).
+ * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods),
+ * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
+ * private-hostname, as an open lab page does; to compare echo with and without).
  * All students come from 127.0.0.1, one client address, so the bench raises
  * the per-address caps (UNDERLAY_PER_CLIENT, UNDERLAY_CONNECTIONS_PER_CLIENT)
  * as an operator would for a classroom behind one NAT.
@@ -35,6 +37,9 @@ const MINUTES = Number(process.env.MINUTES ?? 10);
 const LAB = process.env.LAB ?? 'ns-uts-ipc';
 const STATE_DIR = process.env.UNDERLAY_BENCH_STATE_DIR ?? '/var/lib/underlay-bench';
 const UID_BASE = 100000 + 65536 * 3000;
+const PANELS = process.env.PANELS === '1';
+const PANEL_STEP = process.env.PANEL_STEP ?? 'private-hostname';
+let panelUpdates = 0;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rand = (a: number, b: number) => a + Math.random() * (b - a);
@@ -183,6 +188,12 @@ class Student {
     await prompt;
   }
 
+  /** Watch the step's live panels, as an open lab page with its panels on screen does. */
+  watchPanels(): void {
+    this.socket?.on('panel:data', () => panelUpdates++);
+    this.socket?.emit('panel:watch', { step: PANEL_STEP });
+  }
+
   close(): void {
     this.socket?.close();
     this.socket = undefined;
@@ -208,6 +219,7 @@ async function quiet(s: Student, end: number): Promise<void> {
         s.close();
         await s.open(true);
         fig.reload.push(performance.now() - t0);
+        if (PANELS) s.watchPanels();
         nextReload = Date.now() + rand(180_000, 300_000);
       }
     } catch (e) {
@@ -215,6 +227,21 @@ async function quiet(s: Student, end: number): Promise<void> {
       await sleep(2_000);
     }
   }
+}
+
+/** CPU seconds of the server process, and the host's busy/all jiffies. */
+function cpuTimes(pid: number): { server: number; busy: number; all: number } {
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  const hz = 100;
+  const server = (Number(f[11]) + Number(f[12])) / hz;
+  const cpu = (fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const all = cpu.reduce((a, b) => a + b, 0);
+  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+  return { server, busy: all - idle, all };
 }
 
 /** Host state that must come back to baseline. */
@@ -285,7 +312,8 @@ async function main(): Promise<void> {
     const before = snapshot(server, db);
     const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(
-      `bench:class: ${STUDENTS} students (${NOISY} noisy) in ${LAB}, ${MINUTES} min, loadavg ${load}`,
+      `bench:class: ${STUDENTS} students (${NOISY} noisy) in ${LAB}, ${MINUTES} min, ` +
+        `${PANELS ? `quiet students watching ${PANEL_STEP}'s panels, ` : ''}loadavg ${load}`,
     );
 
     // The herd: everyone opens the lab within one second.
@@ -310,12 +338,16 @@ async function main(): Promise<void> {
     const pick = (i: number) =>
       NOISE[kinds.length ? (kinds[i % kinds.length] as number) : i % NOISE.length];
     noisy.forEach((s, i) => s.send(`${pick(i)?.[1]}\r`));
+    if (PANELS) students.slice(NOISY).forEach((s) => s.watchPanels());
     await sleep(5_000); // let the noise build up before measuring
     measuringEcho = true;
     const tRun = performance.now();
+    const cpu0 = cpuTimes(server.proc.pid as number);
     const end = Date.now() + MINUTES * 60_000;
     await Promise.all(students.slice(NOISY).map((s) => quiet(s, end)));
     measuringEcho = false;
+    const cpu1 = cpuTimes(server.proc.pid as number);
+    const runSecs = (performance.now() - tRun) / 1000;
 
     // Everyone leaves: end the lab (Ctrl-C the noise first, as a student would not bother to).
     for (const s of students) s.close();
@@ -355,6 +387,11 @@ async function main(): Promise<void> {
       console.log(
         `noisy ${pick(i)?.[0]}: ${(s.offset / 1e6 / runS).toFixed(2)} MB/s of output read`,
       ),
+    );
+    console.log(
+      `server CPU ${(((cpu1.server - cpu0.server) / runSecs) * 100).toFixed(1)}% of a core, ` +
+        `host busy ${(((cpu1.busy - cpu0.busy) / (cpu1.all - cpu0.all)) * 100).toFixed(0)}% (all cores)` +
+        (PANELS ? `, panel updates ${(panelUpdates / runSecs).toFixed(0)}/s in all` : ''),
     );
     console.log(`all ${STUDENTS} labs ended in ${endMs.toFixed(0)} ms\n`);
     console.log('| left behind | before | after |\n| --- | --- | --- |');

@@ -124,7 +124,13 @@ async function main(): Promise<void> {
       `p50 ${pct(lat, 50)} ms, max ${Math.max(...lat)} ms (${RUNS} runs)`,
     ]);
     const cost: [string, string, string, string][] = [
-      ['namespaces (7 types, a fresh lab sandbox)', 'ns-uts-ipc', 'private-hostname', ''],
+      [
+        'namespaces (uts and ipc, hostnames; a fresh lab sandbox)',
+        'ns-uts-ipc',
+        'private-hostname',
+        '',
+      ],
+      ['namespaces (all 7 types, 3 shells)', 'container-capstone', 'launch', ''],
       [
         'cgroup-cpu (a throttled loop in lab)',
         'cg-cpu-quota',
@@ -138,6 +144,13 @@ async function main(): Promise<void> {
         'mount -t overlay overlay -o userxattr,lowerdir=/lab/ovl/lower,upperdir=/lab/ovl/upper,workdir=/lab/ovl/work /lab/ovl/merged',
       ],
       ['capabilities (two files)', 'cap-setcap-ping', 'setcap', ''],
+      [
+        'mounts (two mount namespaces, /lab/prop)',
+        'ns-mount-propagation',
+        'slave',
+        "mount --make-shared /lab/prop; unshare --mount --propagation unchanged sh -c 'mount --make-slave /lab/prop; exec sleep 300' & sleep 0.3; mount -t tmpfs c /lab/prop/c",
+      ],
+      ['mounts (the whole table of the sandbox)', 'rootfs-chroot-pivot', 'pivot-root', ''],
     ];
     for (const [name, lab, step, prep] of cost) {
       const c = await cpuOf(srv.url, lab, step, prep);
