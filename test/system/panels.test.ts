@@ -203,6 +203,39 @@ describe('live panels', () => {
   );
 
   sysTest(
+    'namespaces: the hostname of each UTS namespace; a sample that did not change is not sent',
+    SYSTEM_NEEDS,
+    async () => {
+      const { sock, t1, updates, end } = await labSocket('ns-uts-ipc');
+      try {
+        await sock.run(t1, "unshare --uts sh -c 'hostname inner; exec sleep 300' & sleep 0.2");
+        sock.socket.emit('panel:watch', { step: 'private-hostname' });
+        const uts = await nextUpdate(updates, (u) => {
+          const t = (u.panels[0] as NamespacesPanel | undefined)?.types.find(
+            (x) => x.type === 'uts',
+          );
+          return t?.groups.length === 2 ? t : undefined;
+        });
+        assert.deepEqual(
+          uts.groups.map((g) => [g.sandbox, g.hostname]),
+          [
+            [true, 'lab'],
+            [false, 'inner'],
+          ],
+        );
+        // Nothing changes now: the next update is the heartbeat, about 5 s later.
+        const n = updates.length;
+        await nextUpdate(updates, (u) => u, n);
+        const gap = (updates[n]?.t ?? 0) - (updates[n - 1]?.t ?? 0);
+        assert.ok(gap >= 4, `an unchanged sample was sent ${gap.toFixed(2)} s after the last`);
+        assert.deepEqual(updates[n]?.panels, updates[n - 1]?.panels);
+      } finally {
+        await end();
+      }
+    },
+  );
+
+  sysTest(
     'mounts: peer groups and slaves per mount namespace, a pivoted root, odd mount point names',
     SYSTEM_NEEDS,
     async () => {
