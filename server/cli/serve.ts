@@ -1,13 +1,13 @@
 /**
- * `underlay serve`: one process, one port - the web app (Next.js), the REST
- * API and socket.io. This is the composition root: it builds every service
- * (store, sandboxes, sessions, labs) and hands them to transport/. On start
- * it re-adopts or reaps what a previous run left.
+ * `underlay serve`: one port - the web app (Next.js, in a process of its own:
+ * web-process.ts), the REST API and socket.io. This is the composition root:
+ * it builds every service (store, sandboxes, sessions, labs) and hands them to
+ * transport/. On start it re-adopts or reaps what a previous run left.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import type * as net from 'node:net';
 import * as path from 'node:path';
-import next from 'next';
 import { Classroom, cohortState, drawCode } from '../classroom/cohorts';
 import { cohortsFileOf, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
 import { formatProblem } from '../util/yaml-file';
@@ -28,6 +28,7 @@ import { Store } from '../store/store';
 import { createApp } from '../transport/http';
 import { StudentIds } from '../transport/identity';
 import { createLogger, type Logger } from '../util/logger';
+import { WebProcess } from './web-process';
 
 export interface ServeOptions {
   port: number;
@@ -116,9 +117,19 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (!config.nextDev && !fs.existsSync(path.join(WEB_DIR, '.next', 'BUILD_ID'))) {
     throw new Error('the web app is not built: run `npm run build` (or scripts/up)');
   }
-  const web = next({ dev: config.nextDev, dir: WEB_DIR, hostname: opts.host, port: opts.port });
-  await web.prepare();
-  const handle = web.getRequestHandler();
+  // Started first, while this process is small (a fork copies its page tables).
+  const runDir = path.join(config.stateDir, 'run');
+  fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(runDir, 0o700);
+  const web = new WebProcess({
+    dir: WEB_DIR,
+    runDir,
+    dev: config.nextDev,
+    host: opts.host,
+    port: opts.port,
+    log,
+  });
+  await web.start();
 
   const mode = detectCgroupMode();
   const catalog = new LabCatalog(config.labsDir, mode, log);
@@ -150,11 +161,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     web: (req, res) => {
       // An unknown lab gets a real 404 (status and page), not a 200 that says "not found".
       const m = /^\/labs\/([^/?#]+)\/?(?:[?#]|$)/.exec(req.url ?? '');
-      if (m && !catalog.labs.has(decodeURIComponent(m[1] as string))) {
-        res.statusCode = 404;
-        return web.render404(req, res);
-      }
-      return handle(req, res);
+      web.handle(req, res, !!m && !catalog.labs.has(decodeURIComponent(m[1] as string)));
     },
     labs: { catalog, engine, sessions: labSessions },
     classroom: new Classroom(store),
@@ -190,6 +197,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     );
   // Students' sandboxes from before a restart come back as their sessions; the rest is destroyed.
   await labSessions.restore(adopted);
+  // next dev's hot reload (a websocket) goes to the web process; socket.io has its own path.
+  if (config.nextDev)
+    app.server.on('upgrade', (req, socket, head) => {
+      if (req.url?.startsWith('/_next/')) web.upgrade(req, socket as net.Socket, head as Buffer);
+    });
   await new Promise<void>((resolve) => app.server.listen(opts.port, opts.host, resolve));
   log.info('listening', {
     url: `http://${opts.host === '0.0.0.0' ? 'localhost' : opts.host}:${opts.port}/`,
@@ -199,6 +211,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
     catalog.close();
+    web.stop();
     if (config.endOnStop) {
       log.info('stopping: ending sessions');
       await app.close();
