@@ -5,7 +5,8 @@
  * A herd of STUDENTS start the same lab within one second. Then, for
  * MINUTES, each quiet student types commands at a human pace (one key every
  * 120-280 ms, a pause to think after each command), presses Check about
- * every 45 s and reloads the page about every 4 minutes. NOISY of them (5 by
+ * every 45 s and reloads the page about every 4 minutes (the page itself,
+ * then the session, the socket and T1, as a browser does). NOISY of them (5 by
  * default) run, from the start: a fork bomb, a memory hog, a disk filler, a
  * `yes` flood (read as fast as it comes), and cgroup spam.
  *
@@ -101,6 +102,15 @@ class Student {
   /** The lab API as this student's browser would call it (throws on an error status). */
   call(method: string, p: string, body?: unknown): Promise<Record<string, unknown>> {
     return this.http.ok(method, p, body);
+  }
+
+  /** The lab page, as a browser's reload fetches it first (rendered by the web app). */
+  async page(): Promise<void> {
+    const r = await fetch(`${this.url}/labs/${LAB}`, {
+      headers: this.http.cookie ? { cookie: this.http.cookie } : {},
+    });
+    await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(`student ${this.n}: page ${r.status}`);
   }
 
   /** POST session, connect, attach T1, until the prompt (or the replay) is on screen. */
@@ -217,6 +227,7 @@ async function quiet(s: Student, end: number): Promise<void> {
       if (Date.now() > nextReload) {
         const t0 = performance.now();
         s.close();
+        await s.page();
         await s.open(true);
         fig.reload.push(performance.now() - t0);
         if (PANELS) s.watchPanels();
