@@ -271,7 +271,7 @@ export class SessionManager {
     e.terminal.kill();
     // The killed helper's shell was re-parented to us (the subreaper): reap it,
     // or it stays a zombie and the sandbox's init waits for it forever.
-    this.sandboxes.collectZombies();
+    this.reapSoon();
     try {
       await removeCgroupTrees(e.cgroupDirs);
     } catch (err) {
@@ -329,11 +329,23 @@ export class SessionManager {
     for (const e of s.terminals.values()) e.terminal.kill();
     // A sandbox that cannot be torn down is quarantined and retried; the session ends anyway.
     await this.sandboxes.teardownOrQuarantine(s.sandbox);
-    this.sandboxes.collectZombies();
+    this.reapSoon();
     s.slot?.release();
     this.opts.onEnded?.(s);
     this.log.info('session ended', { session: id });
     return true;
+  }
+
+  /**
+   * Collects zombies now and a few more times over the next half minute: a
+   * killed helper's shell is re-parented to us (the subreaper) when it
+   * actually dies, which on a slow host (the emulated guest) is seconds
+   * later; housekeeping's 30 s sweep would leave it a zombie until then.
+   */
+  private reapSoon(): void {
+    this.sandboxes.collectZombies();
+    for (const ms of [200, 1_000, 3_000, 10_000, 30_000])
+      setTimeout(() => this.sandboxes.collectZombies(), ms).unref();
   }
 
   async endAll(): Promise<void> {

@@ -350,7 +350,7 @@ function Mounts({ p }: { p: MountsPanel }) {
                         {m.ro ? ' ro' : ''}
                       </span>{' '}
                       {m.tags.length === 0 ? (
-                        <span className={styles.tag}>private</span>
+                        <span className={`${styles.tag} ${styles.tagPrivate}`}>private</span>
                       ) : (
                         m.tags.map((t) => {
                           const hue = groupHue(t);
