@@ -129,64 +129,76 @@ const absPath = z
   .regex(/^\/[^\0]{0,255}$/, 'an absolute path')
   .describe('An absolute path as the sandbox sees it.');
 
+const PANEL_TYPES = ['namespaces', 'cgroup-cpu', 'overlay', 'capabilities', 'mounts'];
+
 /** What a lab step declares (`panels:` in lab.yaml): the same shape on the wire. */
-export const PanelSpec = z.discriminatedUnion('type', [
-  z
-    .object({
-      type: z.literal('namespaces'),
-      types: z
-        .array(z.enum(['pid', 'uts', 'ipc', 'mnt', 'net', 'user', 'cgroup', 'time']))
-        .min(1)
-        .optional()
-        .describe('Namespace types to show (default: all but time).'),
-    })
-    .strict()
-    .describe(
-      "The sandbox's processes grouped by namespace, per type; hostnames per UTS namespace.",
-    ),
-  z
-    .object({
-      type: z.literal('cgroup-cpu'),
-      group: z
-        .string()
-        .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a cgroup path relative to the cpu root')
-        .describe('The group, relative to the cpu controller root (e.g. lab).'),
-    })
-    .strict()
-    .describe("A group's CPU use over time, its quota, and throttled periods (v1 and v2)."),
-  z
-    .object({
-      type: z.literal('overlay'),
-      lower: absPath.optional(),
-      upper: absPath.optional(),
-      merged: absPath.optional(),
-    })
-    .strict()
-    .describe('The trees of an overlay: whiteouts, opaque dirs and copied-up files marked.'),
-  z
-    .object({
-      type: z.literal('capabilities'),
-      files: z.array(absPath).max(8).default([]).describe('Files whose capabilities to decode.'),
-      processes: z
-        .array(z.string().min(1).max(15))
-        .max(8)
-        .default([])
-        .describe('Process names (comm) whose newest process to show.'),
-    })
-    .strict()
-    .describe('File capabilities and the sets of chosen processes, decoded to names.'),
-  z
-    .object({
-      type: z.literal('mounts'),
-      under: absPath
-        .default('/')
-        .describe('Show the mount points at or below this path (default: all of them).'),
-    })
-    .strict()
-    .describe(
-      'The mount table of every mount namespace in the sandbox, with propagation (shared:N, master:N); mounts below /proc and /sys are counted, not listed.',
-    ),
-]);
+export const PanelSpec = z.discriminatedUnion(
+  'type',
+  [
+    z
+      .object({
+        type: z.literal('namespaces'),
+        types: z
+          .array(z.enum(['pid', 'uts', 'ipc', 'mnt', 'net', 'user', 'cgroup', 'time']))
+          .min(1)
+          .optional()
+          .describe('Namespace types to show (default: all but time).'),
+      })
+      .strict()
+      .describe(
+        "The sandbox's processes grouped by namespace, per type; hostnames per UTS namespace.",
+      ),
+    z
+      .object({
+        type: z.literal('cgroup-cpu'),
+        group: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a cgroup path relative to the cpu root')
+          .describe('The group, relative to the cpu controller root (e.g. lab).'),
+      })
+      .strict()
+      .describe("A group's CPU use over time, its quota, and throttled periods (v1 and v2)."),
+    z
+      .object({
+        type: z.literal('overlay'),
+        lower: absPath.optional(),
+        upper: absPath.optional(),
+        merged: absPath.optional(),
+      })
+      .strict()
+      .describe('The trees of an overlay: whiteouts, opaque dirs and copied-up files marked.'),
+    z
+      .object({
+        type: z.literal('capabilities'),
+        files: z.array(absPath).max(8).default([]).describe('Files whose capabilities to decode.'),
+        processes: z
+          .array(z.string().min(1).max(15))
+          .max(8)
+          .default([])
+          .describe('Process names (comm) whose newest process to show.'),
+      })
+      .strict()
+      .describe('File capabilities and the sets of chosen processes, decoded to names.'),
+    z
+      .object({
+        type: z.literal('mounts'),
+        under: absPath
+          .default('/')
+          .describe('Show the mount points at or below this path (default: all of them).'),
+      })
+      .strict()
+      .describe(
+        'The mount table of every mount namespace in the sandbox, with propagation (shared:N, master:N); mounts below /proc and /sys are counted, not listed.',
+      ),
+  ],
+  {
+    // zod's own words for an unknown `type` are "Invalid input": name the choices.
+    error: (iss) =>
+      iss.code === 'invalid_union'
+        ? `a panel's type is one of ${PANEL_TYPES.join(', ')}`
+        : undefined,
+  },
+);
 export type PanelSpec = z.infer<typeof PanelSpec>;
 
 /** Live data for a step's panels while the page shows them; `panel:unwatch` (or another watch) stops it. */
