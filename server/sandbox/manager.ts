@@ -661,25 +661,33 @@ export class SandboxManager {
    * the sparse size). Disks in use are never dropped; they count, though.
    */
   collectDisks(policy: { maxIdleMs: number; perOwnerBytes: number; totalBytes: number }): string[] {
+    // One pass per rule over the list, oldest first (listDisks orders by
+    // `used`): a term's class keeps thousands of disks and this runs on the
+    // event loop every 30 s. A quadratic first version stalled every
+    // keystroke's echo for 0.4 s at 1,100 disks (bench:class).
     const all = this.disks();
     const dropped: string[] = [];
+    const byOwner = new Map<string, number>();
+    let total = 0;
+    for (const d of all) {
+      byOwner.set(d.owner, (byOwner.get(d.owner) ?? 0) + d.usage);
+      total += d.usage;
+    }
     const drop = (d: (typeof all)[number]) => {
       if (this.dropDisk(d.owner, d.name)) dropped.push(d.id);
+      byOwner.set(d.owner, (byOwner.get(d.owner) ?? 0) - d.usage);
+      total -= d.usage;
       d.usage = 0;
     };
     const now = Date.now();
     for (const d of all) if (!d.sandbox && now - d.used > policy.maxIdleMs) drop(d);
-    const parked = () => all.filter((d) => !d.sandbox && d.usage > 0); // oldest first
-    const sum = (ds: typeof all) => ds.reduce((n, d) => n + d.usage, 0);
-    for (const owner of new Set(all.map((d) => d.owner))) {
-      for (const d of parked().filter((x) => x.owner === owner)) {
-        if (sum(all.filter((x) => x.owner === owner)) <= policy.perOwnerBytes) break;
-        drop(d);
-      }
+    for (const d of all) {
+      if (d.sandbox || d.usage === 0) continue;
+      if ((byOwner.get(d.owner) ?? 0) > policy.perOwnerBytes) drop(d);
     }
-    for (const d of parked()) {
-      if (sum(all) <= policy.totalBytes) break;
-      drop(d);
+    for (const d of all) {
+      if (total <= policy.totalBytes) break;
+      if (!d.sandbox && d.usage > 0) drop(d);
     }
     if (dropped.length) this.log.info('parked disks collected', { dropped: dropped.length });
     return dropped;
