@@ -359,13 +359,41 @@ export function shiftedImage(image: ImageInfo, imagesDir: string, uidBase: numbe
  * root can then neither ptrace it nor read its /proc/<pid>/mem. Built once
  * per image, atomically, on first use.
  */
-export function toolsTree(image: ImageInfo, imagesDir: string): { bin: string; sbin: string } {
-  const dir = path.join(imagesDir, image.id, 'tools');
-  const out = { bin: path.join(dir, 'bin'), sbin: path.join(dir, 'sbin') };
+export function toolsTree(
+  image: ImageInfo,
+  imagesDir: string,
+): { bin: string; sbin: string; libs: { hostDir: string; target: string }[] } {
+  // `tools-2`: the first version had no libraries (its dir is left as it is).
+  const dir = path.join(imagesDir, image.id, 'tools-2');
+  const multiarch = fs
+    .readdirSync(path.join(image.rootfs, 'usr', 'lib'))
+    .filter((d) => /^[a-z0-9_]+-linux-gnu[a-z]*$/.test(d));
+  const out = {
+    bin: path.join(dir, 'bin'),
+    sbin: path.join(dir, 'sbin'),
+    libs: multiarch.map((d) => ({ hostDir: path.join(dir, 'lib', d), target: `usr/lib/${d}` })),
+  };
   if (fs.existsSync(path.join(dir, 'complete'))) return out;
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   try {
-    fs.mkdirSync(tmp, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(path.join(tmp, 'lib'), { recursive: true, mode: 0o755 });
+    // The shared libraries, copied: a file mapped by many processes has one
+    // kernel lock for all its mappings (i_mmap_rwsem), which every fork,
+    // exec and exit of a process mapping it takes. A student's fork bomb
+    // maps the image's libc thousands of times a second; on the same inode a
+    // check waited behind it for seconds (bench:class). A copy is its own
+    // inode: the student's processes never map it.
+    for (const d of multiarch) {
+      const r = spawnSync(
+        'cp',
+        ['-a', path.join(image.rootfs, 'usr', 'lib', d), path.join(tmp, 'lib', d)],
+        { encoding: 'utf8' },
+      );
+      if (r.status !== 0)
+        throw new SandboxError(`copying the image's /usr/lib/${d} failed: ${r.stderr || r.error}`, {
+          step: 'cgroup',
+        });
+    }
     for (const d of ['bin', 'sbin']) {
       const r = spawnSync('cp', ['-a', path.join(image.rootfs, 'usr', d), path.join(tmp, d)], {
         encoding: 'utf8',

@@ -372,6 +372,8 @@ export class SandboxManager {
       // The image's /usr, readable (checks compare files with it), and the
       // execute-only programs in /usr/local, which alone are in PATH.
       { hostDir: path.join(raw, 'usr'), target: 'usr' },
+      // Copies of its shared libraries (ld.so included): see toolsTree.
+      ...tools.libs,
       { hostDir: tools.bin, target: 'usr/local/bin' },
       { hostDir: tools.sbin, target: 'usr/local/sbin' },
       // ld.so.preload, ld.so.cache, alternatives: the image's, not the student's.

@@ -18,13 +18,14 @@
  *
  * Environment: STUDENTS (100), NOISY (5), MINUTES (10), LAB (ns-uts-ipc),
  * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods),
+ * ECHO_WINDOWS (1: also echo p99 per 20 s of the run),
  * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
  * private-hostname, as an open lab page does; to compare echo with and without).
  * All students come from 127.0.0.1, one client address, so the bench raises
  * the per-address caps (UNDERLAY_PER_CLIENT, UNDERLAY_CONNECTIONS_PER_CLIENT)
  * as an operator would for a classroom behind one NAT.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -41,6 +42,8 @@ const UID_BASE = 100000 + 65536 * 3000;
 const PANELS = process.env.PANELS === '1';
 const PANEL_STEP = process.env.PANEL_STEP ?? 'private-hostname';
 let panelUpdates = 0;
+/** When each echo sample was taken (for ECHO_WINDOWS=1). */
+const echoAt: number[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rand = (a: number, b: number) => a + Math.random() * (b - a);
@@ -142,7 +145,10 @@ class Student {
       }
       const text = bytes.toString('latin1');
       if (this.echoWait && text.includes(this.echoWait.ch)) {
-        if (measuringEcho) fig.echo.push(performance.now() - this.echoWait.t);
+        if (measuringEcho) {
+          fig.echo.push(performance.now() - this.echoWait.t);
+          echoAt.push(performance.now());
+        }
         this.echoWait = undefined;
       }
       this.tail = (this.tail + text).slice(-4096);
@@ -284,11 +290,10 @@ function snapshot(server: Server, db: string): Record<string, number> {
         : path.join('/sys/fs/cgroup', ctrl.replace(/^name=/, ''));
     const base = path.join(mount, own, 'underlay');
     if (!fs.existsSync(base)) continue;
-    cgroups += Number(
-      execFileSync('find', [base, '-mindepth', '1', '-type', 'd'], { encoding: 'utf8' })
-        .split('\n')
-        .filter(Boolean).length,
-    );
+    // A directory that goes away while find walks is not an error (a
+    // student's cgroup spam, or the last teardown still running).
+    const walk = spawnSync('find', [base, '-mindepth', '1', '-type', 'd'], { encoding: 'utf8' });
+    cgroups += walk.stdout.split('\n').filter(Boolean).length;
   }
   const d = new Database(db, { readonly: true });
   const count = (t: string) =>
@@ -391,6 +396,20 @@ async function main(): Promise<void> {
     console.log(row('quiet echo (key → echo), noisy five running', fig.echo));
     console.log(row('Check (private-hostname step)', fig.check));
     console.log(row('reload (reconnect + resume T1)', fig.reload));
+    if (process.env.ECHO_WINDOWS === '1') {
+      // Echo p99 per 20 s of the run: a tail from the start (the herd, the
+      // noisy starting) reads differently from one spread over the run.
+      const t0 = echoAt[0] ?? 0;
+      const windows = new Map<number, number[]>();
+      echoAt.forEach((t, i) => {
+        const w = Math.floor((t - t0) / 20_000);
+        windows.set(w, [...(windows.get(w) ?? []), fig.echo[i] as number]);
+      });
+      for (const [w, xs] of windows)
+        console.log(
+          `echo ${w * 20}-${w * 20 + 20} s: p99 ${fmt(pct(xs, 99))} max ${fmt(pct(xs, 100))}`,
+        );
+    }
     console.log(`\nerrors: ${fig.errors.length}`);
     for (const e of fig.errors.slice(0, 10)) console.log(`  ${e}`);
     const runS = (performance.now() - tRun) / 1000;

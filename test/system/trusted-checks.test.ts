@@ -139,6 +139,34 @@ describe('trusted checks', () => {
     },
   );
 
+  sysTest(
+    "a check maps its own copy of the shared libraries, never the inode students' processes map",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      // Every fork, exec and exit of a process takes the mapping lock of each
+      // file it maps; on one shared libc inode, a student's fork bomb made
+      // checks wait seconds (docs/sandbox.md#trusted-checks).
+      const libc = async (trusted: boolean) => {
+        const r = await sb.exec(['/usr/bin/cat', '/proc/self/maps'], {
+          trusted,
+          timeoutMs: 20_000,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        const line = r.stdout.split('\n').find((l) => /\/libc\.so\.6$/.test(l));
+        assert.ok(line, `libc is mapped: ${r.stdout.slice(0, 500)}`);
+        // The inode number alone: a student's process sees the file through
+        // the overlay (another device number) which reports the image file's
+        // own inode number.
+        return line.split(/\s+/)[4];
+      };
+      const student = await libc(false);
+      const check = await libc(true);
+      assert.notEqual(check, student, `a check's libc is the students' (${check})`);
+      assert.equal(await libc(true), check, 'every check maps the same copy');
+    },
+  );
+
   /** Attacks from the second red team: paths redirected through /proc/self/cwd. */
   const REDIRECTS: [string, string, string, (r: { code: number; message: string }) => void][] = [
     [
