@@ -299,6 +299,9 @@ export async function buildImage(dir: string, opts: BuildOptions = {}): Promise<
     const final = path.join(dir, id);
     if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
     fs.renameSync(tmp, final);
+    // Now rather than on the first sandbox's create, which runs on the
+    // server's event loop (two copies of ~50 MB).
+    toolsTree(info, dir);
     return info;
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
