@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as zlib from 'node:zlib';
 import { loadConfig } from '../config';
 import {
   detectCgroupMode,
@@ -38,9 +39,41 @@ function readNum(p: string): number | undefined {
   }
 }
 
+/**
+ * The kernel's preemption model: `preempt=` on the command line where the
+ * kernel allows choosing (PREEMPT_DYNAMIC), else the built-in one; undefined
+ * when no kernel config is readable.
+ */
+export function preemptionModel(kernelConfig: string, cmdline: string): string | undefined {
+  if (!kernelConfig) return undefined;
+  const on = (k: string) => new RegExp(`^CONFIG_${k}=y$`, 'm').test(kernelConfig);
+  const chosen = /(?:^|\s)preempt=(none|voluntary|full|lazy)(?:\s|$)/.exec(cmdline)?.[1];
+  if (chosen && on('PREEMPT_DYNAMIC')) return chosen;
+  if (on('PREEMPT_RT')) return 'rt';
+  if (on('PREEMPT_LAZY')) return 'lazy';
+  if (on('PREEMPT')) return 'full';
+  if (on('PREEMPT_VOLUNTARY')) return 'voluntary';
+  if (on('PREEMPT_NONE')) return 'none';
+  return undefined;
+}
+
+/** /boot/config-<release> or /proc/config.gz, as text ('' if neither). */
+function kernelConfigText(release: string): string {
+  const boot = readText(`/boot/config-${release}`);
+  if (boot) return boot;
+  try {
+    return zlib.gunzipSync(fs.readFileSync('/proc/config.gz')).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** Host facts that can be overridden to show what doctor says on another kernel. */
 export interface HostFacts {
   release: string;
+  /** The kernel's build config and command line (default: read from the host). */
+  kernelConfig?: string;
+  cmdline?: string;
   /** /etc/subuid and /etc/subgid contents (default: read from the host). */
   subuid?: string;
   subgid?: string;
@@ -227,6 +260,21 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
     dmesg === 1 ? 'ok' : 'warn',
     String(dmesg),
     'sysctl -w kernel.dmesg_restrict=1',
+  );
+  const preempt = preemptionModel(
+    facts.kernelConfig ?? kernelConfigText(facts.release),
+    facts.cmdline ?? readText('/proc/cmdline'),
+  );
+  add(
+    'kernel preemption',
+    preempt === 'none' ? 'warn' : 'ok',
+    preempt ?? 'unknown (no kernel config found)',
+    // On such a kernel a task in a long kernel path keeps its CPU: a student
+    // filling a disk or flooding a terminal delays every keystroke's echo by
+    // up to 0.1 s (docs/benchmarks.md "What the noisy five cost").
+    preempt === 'none'
+      ? "add preempt=voluntary (or preempt=full) to the kernel command line, or use a kernel built with voluntary preemption (Debian's is)"
+      : undefined,
   );
   const bpf = readNum('/proc/sys/kernel/unprivileged_bpf_disabled');
   add(
