@@ -28,6 +28,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { io, type Socket } from 'socket.io-client';
 import { startServer, type Server } from '../helpers/browser';
@@ -332,11 +333,30 @@ async function main(): Promise<void> {
         `${PANELS ? `quiet students watching ${PANEL_STEP}'s panels, ` : ''}loadavg ${load}`,
     );
 
+    // The noisy students' browsers run in a thread of their own: in a class
+    // each student has their own machine, and a client that parses a
+    // student's `yes` flood on the same event loop as the quiet students'
+    // echoes measured its own lag as theirs (its loop stalled up to 0.2 s).
+    // NOISY_SAME_THREAD=1 for the way it was.
+    const kinds = (process.env.NOISE ?? '').split(',').filter(Boolean).map(Number);
+    const pick = (i: number) =>
+      NOISE[kinds.length ? (kinds[i % kinds.length] as number) : i % NOISE.length];
+    const sameThread = process.env.NOISY_SAME_THREAD === '1';
+    const noisyThread = sameThread
+      ? undefined
+      : new NoisyThread(
+          server.url,
+          Array.from({ length: NOISY }, (_, i) => i),
+          Array.from({ length: NOISY }, (_, i) => pick(i)?.[1] as string),
+        );
+
     // The herd: everyone opens the lab within one second.
     const t0 = Date.now();
+    const noisyStarted = noisyThread?.start(t0);
     await Promise.all(
       students.map(async (s, i) => {
-        await sleep((i * 1000) / STUDENTS);
+        if (noisyThread && i < NOISY) return;
+        await sleep(Math.max(0, t0 + (i * 1000) / STUDENTS - Date.now()));
         const t = performance.now();
         try {
           await s.open(false);
@@ -346,14 +366,16 @@ async function main(): Promise<void> {
         }
       }),
     );
+    if (noisyStarted) {
+      const r = await noisyStarted;
+      fig.start.push(...r.start);
+      fig.errors.push(...r.errors);
+    }
     console.log(`herd started in ${Date.now() - t0} ms`);
 
     const noisy = students.slice(0, NOISY);
     // NOISE=0,3 runs only those kinds (to see which one costs what).
-    const kinds = (process.env.NOISE ?? '').split(',').filter(Boolean).map(Number);
-    const pick = (i: number) =>
-      NOISE[kinds.length ? (kinds[i % kinds.length] as number) : i % NOISE.length];
-    noisy.forEach((s, i) => s.send(`${pick(i)?.[1]}\r`));
+    if (sameThread) noisy.forEach((s, i) => s.send(`${pick(i)?.[1]}\r`));
     if (PANELS) students.slice(NOISY).forEach((s) => s.watchPanels());
     await sleep(5_000); // let the noise build up before measuring
     measuringEcho = true;
@@ -366,12 +388,20 @@ async function main(): Promise<void> {
     const runSecs = (performance.now() - tRun) / 1000;
 
     // Everyone leaves: end the lab (Ctrl-C the noise first, as a student would not bother to).
+    const noisyOffsets = noisyThread
+      ? await noisyThread.stop().then((r) => {
+          fig.errors.push(...r.errors);
+          return r.offsets;
+        })
+      : noisy.map((s) => s.offset);
     for (const s of students) s.close();
     const tEnd = performance.now();
     await Promise.all(
-      students.map((s) =>
-        s.call('DELETE', `/api/labs/${LAB}/session`).catch((e) => fig.errors.push(String(e))),
-      ),
+      students
+        .filter((_, i) => !noisyThread || i >= NOISY)
+        .map((s) =>
+          s.call('DELETE', `/api/labs/${LAB}/session`).catch((e) => fig.errors.push(String(e))),
+        ),
     );
     const endMs = performance.now() - tEnd;
     // Wait (up to 20 s) for the state to settle: idle keep-alive connections
@@ -413,9 +443,10 @@ async function main(): Promise<void> {
     console.log(`\nerrors: ${fig.errors.length}`);
     for (const e of fig.errors.slice(0, 10)) console.log(`  ${e}`);
     const runS = (performance.now() - tRun) / 1000;
-    noisy.forEach((s, i) =>
+    noisy.forEach((_, i) =>
       console.log(
-        `noisy ${pick(i)?.[0]}: ${(s.offset / 1e6 / runS).toFixed(2)} MB/s of output read`,
+        `noisy ${pick(i)?.[0]}: ${((noisyOffsets[i] ?? 0) / 1e6 / runS).toFixed(2)} MB/s of output read` +
+          (noisyThread ? ' (in a thread of its own)' : ''),
       ),
     );
     console.log(
@@ -432,7 +463,83 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+/** The noisy students, driven from a worker thread (see main). */
+class NoisyThread {
+  private readonly worker: Worker;
+  private readonly replies: ((m: Record<string, unknown>) => void)[] = [];
+
+  constructor(url: string, indices: number[], commands: string[]) {
+    this.worker = new Worker(__filename, { workerData: { url, indices, commands } });
+    this.worker.on('message', (m: Record<string, unknown>) => this.replies.shift()?.(m));
+    this.worker.on('error', (e) => {
+      console.error('noisy thread:', e);
+      process.exit(1);
+    });
+  }
+
+  private ask<T>(m: Record<string, unknown>): Promise<T> {
+    return new Promise((resolve) => {
+      this.replies.push((r) => resolve(r as T));
+      this.worker.postMessage(m);
+    });
+  }
+
+  /** Opens their labs on the herd's schedule from t0, then starts the noise. */
+  start(t0: number): Promise<{ start: number[]; errors: string[] }> {
+    return this.ask({ kind: 'start', t0 });
+  }
+
+  /** Ends their labs; the bytes each read. */
+  async stop(): Promise<{ offsets: number[]; errors: string[] }> {
+    const r = await this.ask<{ offsets: number[]; errors: string[] }>({ kind: 'stop' });
+    await this.worker.terminate();
+    return r;
+  }
+}
+
+async function noisyWorker(): Promise<void> {
+  const { url, indices, commands } = workerData as {
+    url: string;
+    indices: number[];
+    commands: string[];
+  };
+  const students = indices.map((i) => new Student(i, url));
+  parentPort?.on('message', (m: { kind: string; t0: number }) => {
+    void (async () => {
+      if (m.kind === 'start') {
+        await Promise.all(
+          students.map(async (s, j) => {
+            await sleep(
+              Math.max(0, m.t0 + ((indices[j] as number) * 1000) / STUDENTS - Date.now()),
+            );
+            const t = performance.now();
+            try {
+              await s.open(false);
+              fig.start.push(performance.now() - t);
+              s.send(`${commands[j]}\r`);
+            } catch (e) {
+              fig.errors.push(`start ${indices[j]}: ${String(e)}`);
+            }
+          }),
+        );
+        parentPort?.postMessage({ start: fig.start, errors: fig.errors.splice(0) });
+      } else {
+        const offsets = students.map((s) => s.offset);
+        for (const s of students) s.close();
+        await Promise.all(
+          students.map((s) =>
+            s.call('DELETE', `/api/labs/${LAB}/session`).catch((e) => fig.errors.push(String(e))),
+          ),
+        );
+        parentPort?.postMessage({ offsets, errors: fig.errors.splice(0) });
+      }
+    })();
+  });
+}
+
+if (isMainThread)
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+else void noisyWorker();
