@@ -376,6 +376,7 @@ async function main(): Promise<void> {
     const noisy = students.slice(0, NOISY);
     // NOISE=0,3 runs only those kinds (to see which one costs what).
     if (sameThread) noisy.forEach((s, i) => s.send(`${pick(i)?.[1]}\r`));
+    else await noisyThread?.noise();
     if (PANELS) students.slice(NOISY).forEach((s) => s.watchPanels());
     await sleep(5_000); // let the noise build up before measuring
     measuringEcho = true;
@@ -484,9 +485,14 @@ class NoisyThread {
     });
   }
 
-  /** Opens their labs on the herd's schedule from t0, then starts the noise. */
+  /** Opens their labs on the herd's schedule from t0. */
   start(t0: number): Promise<{ start: number[]; errors: string[] }> {
     return this.ask({ kind: 'start', t0 });
+  }
+
+  /** Starts the noise. */
+  noise(): Promise<unknown> {
+    return this.ask({ kind: 'noise' });
   }
 
   /** Ends their labs; the bytes each read. */
@@ -516,13 +522,16 @@ async function noisyWorker(): Promise<void> {
             try {
               await s.open(false);
               fig.start.push(performance.now() - t);
-              s.send(`${commands[j]}\r`);
             } catch (e) {
               fig.errors.push(`start ${indices[j]}: ${String(e)}`);
             }
           }),
         );
         parentPort?.postMessage({ start: fig.start, errors: fig.errors.splice(0) });
+      } else if (m.kind === 'noise') {
+        // After the whole herd, as in one thread: the herd is timed without noise.
+        students.forEach((s, j) => s.send(`${commands[j]}\r`));
+        parentPort?.postMessage({});
       } else {
         const offsets = students.map((s) => s.offset);
         for (const s of students) s.close();
