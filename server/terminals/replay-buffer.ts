@@ -58,7 +58,9 @@ export class ReplayBuffer {
     this.end += data.length;
     this.size += data.length;
     while (this.size > this.capacity && this.chunks.length - this.head > 1) {
-      this.size -= (this.chunks[this.head] as Chunk).len;
+      const old = this.chunks[this.head] as Chunk;
+      this.size -= old.len;
+      old.buf = EMPTY; // freed now, not at the next compaction
       this.head++;
     }
     if (this.head > 64 && this.head * 2 > this.chunks.length) {
@@ -107,6 +109,8 @@ export class ReplayBuffer {
     return this.slice(offset, Infinity);
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 interface Chunk {
   offset: number;
