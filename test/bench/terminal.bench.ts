@@ -442,6 +442,11 @@ async function main(): Promise<void> {
   const only = process.argv.includes('--only')
     ? process.argv[process.argv.indexOf('--only') + 1]
     : undefined;
+  // --phases flood,echo,...: only those measurements (for profiling one of them).
+  const phases = process.argv.includes('--phases')
+    ? new Set((process.argv[process.argv.indexOf('--phases') + 1] ?? '').split(','))
+    : undefined;
+  const want = (p: string) => !phases || phases.has(p);
   const lines: string[] = [];
   lines.push(
     `Terminal benchmark - ${new Date().toISOString()} - ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}`,
@@ -464,16 +469,16 @@ async function main(): Promise<void> {
       const c = new Client(await srv.open(), 'headless');
       await prompt(c);
       const attach = now() - t0;
-      const e = await echo(c, 300);
-      const fl = await flood(c, srv);
+      const e = want('echo') ? await echo(c, 300) : [];
+      const fl = want('flood') ? await flood(c, srv) : { mbps: NaN, serverCpuMs: NaN };
       c.conn.close();
-      const cc = await ctrlC(srv);
-      const fair = await fairness(srv);
-      const id = srv.name.startsWith('raw') ? undefined : await idle(srv, 50);
+      const cc = want('ctrlc') ? await ctrlC(srv) : { ms: NaN, backlogKB: NaN };
+      const fair = want('fair') ? await fairness(srv) : [];
+      const id = srv.name.startsWith('raw') || !want('idle') ? undefined : await idle(srv, 50);
       lines.push(
         `| ${srv.name} | ${f1(attach)} | ${f2(pct(e, 50))} / ${f2(pct(e, 95))} / ${f2(pct(e, 99))} | ${f1(fl.mbps)} (${f2(fl.serverCpuMs / 1000)}) | ${f1(cc.ms)} / ${f1(cc.backlogKB)} | ${f2(pct(fair, 50))} / ${f2(pct(fair, 99))} | ${id ? `${(id.rssPerTermKiB / 1024).toFixed(2)} MB (50 terminals opened in ${f1(id.openMs)} ms)` : '-'} |`,
       );
-      if (srv.name.startsWith('Underlay')) {
+      if (srv.name.startsWith('Underlay') && want('leak')) {
         // 300 terminals opened and closed: nothing may leak.
         await sleep(1500);
         const base = procStat(srv.pid);
