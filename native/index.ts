@@ -371,7 +371,8 @@ export interface NativeAddon {
   /**
    * Mounts the filesystem image `image` on `target` through a free loop
    * device (LOOP_CTL_GET_FREE + LOOP_CONFIGURE with AUTOCLEAR and direct
-   * I/O): the device detaches itself when the mount goes. Returns its path.
+   * I/O): the device detaches itself when the mount goes. Resolves with its
+   * path. Runs off the JS thread (the mount flushes and commits a journal).
    */
   mountLoop(
     image: string,
@@ -380,14 +381,14 @@ export interface NativeAddon {
     flags: string,
     data: string,
     step: StepName,
-  ): string;
+  ): Promise<string>;
   /**
    * A new file `dst` (0600; must not exist) with `src`'s size and data, its
    * holes kept (SEEK_DATA/SEEK_HOLE + copy_file_range): a sparse image copy.
    */
   copySparse(src: string, dst: string, step: StepName): void;
-  /** umount2(2); `detach` = MNT_DETACH. */
-  umount(target: string, detach: boolean, step: StepName): void;
+  /** umount2(2); `detach` = MNT_DETACH. Off the JS thread (an ext4 unmount commits its journal). */
+  umount(target: string, detach: boolean, step: StepName): Promise<void>;
   pidfdOpen(pid: number): number;
   pidfdSignal(fd: number, signo: number): void;
   closeFd(fd: number): void;

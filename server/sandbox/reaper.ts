@@ -94,13 +94,13 @@ export class Reaper {
     let unsure = false; // a mount detached lazily, or already gone (a crash, a reboot)
     for (const m of [...r.resources.mounts].reverse()) {
       try {
-        addon.umount(m, false, 'teardown');
+        await addon.umount(m, false, 'teardown');
       } catch (err) {
         const code = (err as SandboxError).code;
         unsure = true;
         if (code === 'EINVAL' || code === 'ENOENT') continue; // not (or no longer) mounted
         if (code === 'EBUSY') {
-          addon.umount(m, true, 'teardown');
+          await addon.umount(m, true, 'teardown');
           continue;
         }
         throw err;
