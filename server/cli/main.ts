@@ -94,14 +94,14 @@ export function buildProgram(): Command {
     .option('--cpus <n>', 'CPU bandwidth in CPUs, e.g. 0.5', numArg('--cpus'))
     .option('--scratch <size>', 'session disk size (/, /tmp, /lab), e.g. 2G', sizeArg('--scratch'))
     .option('--user <name>', "run as 'root' (default) or 'learner' (uid 1000)", 'root')
-    .option('-t, --tty', 'interactive terminal (default command: bash -l)')
+    .option('-t, --tty', 'interactive terminal (default command: bash -i)')
     .option('--keep', 'leave the sandbox running afterwards (remove with `sandbox rm`)')
     .argument('[command...]', 'command and arguments, after --')
     .passThroughOptions()
     .action(async (command: string[], opts) => {
       if (!['root', 'learner'].includes(opts.user))
         throw new UsageError(`--user must be root or learner, got '${opts.user}'`);
-      const argv = command.length > 0 ? command : opts.tty ? ['bash', '-l'] : [];
+      const argv = command.length > 0 ? command : opts.tty ? ['bash', '-i'] : [];
       if (argv.length === 0)
         throw new UsageError(
           'no command given: underlay sandbox run -- CMD [ARG...] (or -t for a shell)',

@@ -194,6 +194,17 @@ describe('terminals over socket.io', () => {
       // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
       const plain = (t: string) => t.replace(/\x1b\[[0-9;]*m/g, '');
       assert.doesNotMatch(plain(c.terms.get(term)?.text ?? ''), /\[[a-z,]+\] root@/);
+      // The server told the terminal's own shell its namespaces (so it ran no
+      // `stat`): they are the ones it is in, and the marker for that is gone.
+      assert.equal(
+        (
+          await c.run(
+            term,
+            'echo "${UNDERLAY_NS_TOP-none}"; [ "$UNDERLAY_NS" = "$(echo $(stat -L -c %i /proc/self/ns/{cgroup,ipc,mnt,net,pid,user,uts}))" ] && echo same',
+          )
+        ).trim(),
+        'none\nsame',
+      );
       await c.input(term, 'unshare --uts --ipc bash\r');
       // eslint-disable-next-line no-control-regex -- the colour escapes are part of the prompt
       await c.waitFor(term, /\[ipc,uts\]\x1b\[0m \x1b\[1;32mroot@[^\n]*# $/, 20_000 * timeScale());
