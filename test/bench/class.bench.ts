@@ -315,6 +315,18 @@ function snapshot(server: Server, db: string): Record<string, number> {
   return out;
 }
 
+/** Busy and idle jiffies (1/100 s) of all CPUs together, from /proc/stat. */
+function hostCpu(): { busy: number; idle: number } {
+  const f = (fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, idle };
+}
+
 async function main(): Promise<void> {
   const server = await startServer(undefined, {
     UNDERLAY_STATE_DIR: STATE_DIR,
@@ -352,6 +364,7 @@ async function main(): Promise<void> {
 
     // The herd: everyone opens the lab within one second.
     const t0 = Date.now();
+    const herdCpu0 = hostCpu();
     const noisyStarted = noisyThread?.start(t0);
     await Promise.all(
       students.map(async (s, i) => {
@@ -371,7 +384,13 @@ async function main(): Promise<void> {
       fig.start.push(...r.start);
       fig.errors.push(...r.errors);
     }
-    console.log(`herd started in ${Date.now() - t0} ms`);
+    const herdCpu1 = hostCpu();
+    // CPU of the whole host (every process) until the last first prompt: a
+    // steadier figure than the herd's latencies, for comparing two versions.
+    console.log(
+      `herd started in ${Date.now() - t0} ms; host CPU meanwhile ${((herdCpu1.busy - herdCpu0.busy) / 100).toFixed(1)} s ` +
+        `(${(((herdCpu1.busy - herdCpu0.busy) * 10) / STUDENTS).toFixed(0)} ms per start), idle ${((herdCpu1.idle - herdCpu0.idle) / 100).toFixed(1)} s`,
+    );
 
     const noisy = students.slice(0, NOISY);
     // NOISE=0,3 runs only those kinds (to see which one costs what).
