@@ -362,30 +362,13 @@ export function shiftedImage(image: ImageInfo, imagesDir: string, uidBase: numbe
  * root can then neither ptrace it nor read its /proc/<pid>/mem. Built once
  * per image, atomically, on first use.
  */
-const toolsChecked = new Set<string>();
-
-/**
- * Removes the first version's toolset of an image (`tools`, ~55 MB, unused
- * since `tools-2`), once per image and process. A check running from it
- * keeps its files until it ends (they are unlinked, not overwritten).
- */
-function dropFirstToolsTree(imageDir: string): void {
-  if (toolsChecked.has(imageDir)) return;
-  toolsChecked.add(imageDir);
-  try {
-    fs.rmSync(path.join(imageDir, 'tools'), { recursive: true, force: true });
-  } catch {
-    // not ours to remove (a read-only images dir): harmless, only space
-  }
-}
-
 export function toolsTree(
   image: ImageInfo,
   imagesDir: string,
 ): { bin: string; sbin: string; libs: { hostDir: string; target: string }[] } {
-  // `tools-2`: the first version, `tools`, had no libraries.
+  // `tools-2`: the first version, `tools`, had no libraries (manager.ts
+  // removes it once no sandbox's check view names it).
   const dir = path.join(imagesDir, image.id, 'tools-2');
-  dropFirstToolsTree(path.join(imagesDir, image.id));
   const multiarch = fs
     .readdirSync(path.join(image.rootfs, 'usr', 'lib'))
     .filter((d) => /^[a-z0-9_]+-linux-gnu[a-z]*$/.test(d));

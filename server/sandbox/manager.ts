@@ -174,8 +174,29 @@ export class SandboxManager {
     }
   }
 
-  /** Session disks a create is mounting now (see makeScratch). */
-  private readonly mountingDisks = new Set<string>();
+  private readonly toolsChecked = new Set<string>();
+
+  /**
+   * Removes an image's first check toolset (`tools`, ~55 MB, without the
+   * libraries of `tools-2`), once per image and process, unless a sandbox's
+   * check view still names it (one adopted from a server of that version:
+   * its checks run from there until it ends; a later start removes it).
+   */
+  private dropFirstToolsTree(imageId: string): void {
+    if (this.toolsChecked.has(imageId)) return;
+    this.toolsChecked.add(imageId);
+    const old = path.join(this.config.imagesDir, imageId, 'tools');
+    const inUse = this.store
+      .list()
+      .some((r) => r.resources.checkView?.trees.some((t) => t.hostDir.startsWith(old + path.sep)));
+    if (inUse || !fs.existsSync(old)) return;
+    // Off the JS thread (tens of MB); a failure costs only the space.
+    fs.rm(old, { recursive: true, force: true }, (err) => {
+      if (err)
+        this.log.warn('could not remove an old check toolset', { dir: old, error: String(err) });
+    });
+  }
+
   /**
    * One disk mount at a time. The mount runs off the JS thread, but a herd
    * of starts mounting several at once, each flushing through direct I/O,
@@ -379,6 +400,7 @@ export class SandboxManager {
   private checkView(plan: Plan, cg: SessionCgroup): CheckView {
     const raw = plan.image.rootfs;
     const tools = toolsTree(plan.image, this.config.imagesDir);
+    this.dropFirstToolsTree(plan.image.id);
     const trees = [
       // The image's /usr, readable (checks compare files with it), and the
       // execute-only programs in /usr/local, which alone are in PATH.
@@ -469,9 +491,10 @@ export class SandboxManager {
     this.store.update(record);
     // A kept disk whose last teardown had to unmount lazily may still be
     // mounted (reaper.ts quarantines that record): never mount it twice.
-    // (The mount runs off the JS thread: a disk another create is mounting
-    // right now is not yet a loop device, so those count as held too.)
-    const held = this.mountingDisks.has(disk) ? ['(being mounted)'] : loopDevicesOf(disk);
+    // (Another create of this disk cannot be mounting it now, although the
+    // mount runs off the JS thread: the store reserves a kept disk for one
+    // sandbox record at a time, and that record lives until its teardown.)
+    const held = loopDevicesOf(disk);
     if (held.length > 0)
       throw new SandboxError(`scratch: the disk ${disk} is still mounted (${held.join(', ')})`, {
         step: 'scratch',
@@ -482,21 +505,16 @@ export class SandboxManager {
     // noinit_itable: the image is a sparse file, its inode tables read as
     // zeros already, so the kernel need not write them (16 MiB per GiB).
     // discard: a file the student deletes gives its blocks back to the host.
-    this.mountingDisks.add(disk);
-    try {
-      await this.diskMounts.run(() =>
-        this.native.addon.mountLoop(
-          disk,
-          scratch,
-          'ext4',
-          'MS_NODEV',
-          'noinit_itable,discard',
-          'scratch',
-        ),
-      );
-    } finally {
-      this.mountingDisks.delete(disk);
-    }
+    await this.diskMounts.run(() =>
+      this.native.addon.mountLoop(
+        disk,
+        scratch,
+        'ext4',
+        'MS_NODEV',
+        'noinit_itable,discard',
+        'scratch',
+      ),
+    );
     fs.chmodSync(scratch, 0o711);
     const upper = path.join(scratch, 'upper');
     const work = path.join(scratch, 'work');

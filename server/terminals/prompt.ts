@@ -25,7 +25,8 @@ const FN = [
   // A terminal's own shell is in the sandbox's namespaces by construction
   // (the server passes their inodes): no `stat` (a fork and an exec per
   // terminal, paid three times by every student starting a lab). SHLVL=1:
-  // not a shell that a startup file started.
+  // not a shell that another one started (a startup file's `exec` of a shell
+  // in new namespaces keeps SHLVL at 1, and shows no marker: cosmetic).
   '    if [ -n "${UNDERLAY_NS_TOP:-}" ] && [ "${SHLVL:-}" = 1 ]; then',
   '      unset UNDERLAY_NS_TOP',
   '      __underlay_m=',

@@ -1,6 +1,6 @@
 /**
  * A FIFO limit on concurrent async work. Sandbox starts are CPU-bound
- * (clone, mounts, a login shell per terminal): a herd of 100 started all at
+ * (clone, mounts, a shell per terminal): a herd of 100 started all at
  * once shares the CPU until every one finishes at about the same late
  * moment; through a gate of a few at a time, the first are ready early and
  * the last no later.

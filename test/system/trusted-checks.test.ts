@@ -17,6 +17,7 @@ import { LabEngine } from '../../server/labs/engine';
 import { loadLabs } from '../../server/labs/loader';
 import { runScript } from '../../server/labs/runtime';
 import { SandboxManager, type Sandbox } from '../../server/sandbox/index';
+import { Store } from '../../server/store/store';
 import { createLogger } from '../../server/util/logger';
 import { REPO, testConfig, testEnv, testManager } from '../helpers/env';
 import { loadConfig } from '../../server/config';
@@ -290,3 +291,78 @@ describe('trusted checks', () => {
     { timeout: 60_000 },
   );
 });
+
+describe('the first check toolset', () => {
+  sysTest(
+    "an image's old `tools` dir goes once no sandbox's check view names it",
+    SYSTEM_NEEDS,
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-tools-'));
+      try {
+        const images = path.join(dir, 'images');
+        const manager = (state: string) => {
+          fs.mkdirSync(state, { recursive: true });
+          const store = new Store(state);
+          const config = { ...testConfig(), stateDir: state, imagesDir: images };
+          const mgr = new SandboxManager({ config, store, logger: createLogger('error') });
+          const drop = (id: string) =>
+            (mgr as unknown as { dropFirstToolsTree(id: string): void }).dropFirstToolsTree(id);
+          return { store, drop };
+        };
+        const old = (id: string) => path.join(images, id, 'tools');
+        for (const id of ['a', 'b']) {
+          fs.mkdirSync(path.join(old(id), 'bin'), { recursive: true });
+          fs.writeFileSync(path.join(old(id), 'bin', 'prog'), 'x');
+        }
+        // A sandbox adopted from a server of that version still runs its checks from `b`'s.
+        const withRecord = manager(path.join(dir, 's1'));
+        withRecord.store.reserve(
+          (k) => ({
+            id: 'adopted',
+            k,
+            uidBase: 0,
+            state: 'ready',
+            initPid: null,
+            initStart: null,
+            usernsIno: null,
+            ownerPid: 1,
+            ownerStart: 0,
+            ownerKind: 'server',
+            hostname: 'old',
+            createdAt: Date.now(),
+            resources: {
+              sessionDir: path.join(dir, 'x'),
+              mounts: [],
+              cgroupMode: 'v1',
+              cgroupDirs: [],
+              joinProcs: [],
+              checkView: {
+                trees: [{ hostDir: path.join(old('b'), 'bin'), target: 'usr/local/bin' }],
+                binds: [],
+                actions: [],
+              } as never,
+            },
+          }),
+          10,
+        );
+        withRecord.drop('a');
+        withRecord.drop('b');
+        await waitFor(() => !fs.existsSync(old('a')), 10_000);
+        assert.ok(fs.existsSync(path.join(old('b'), 'bin', 'prog')), 'still named by a record');
+        // A later start with no such sandbox left removes it.
+        manager(path.join(dir, 's2')).drop('b');
+        await waitFor(() => !fs.existsSync(old('b')), 10_000);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
