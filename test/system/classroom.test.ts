@@ -450,5 +450,7 @@ describe('classroom: a classes-only server', () => {
         await srv2.stop();
       }
     },
+    // Under emulation (the VM tier) a second server takes 30-40 s to start.
+    { timeout: 240_000 },
   );
 });

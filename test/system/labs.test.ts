@@ -273,11 +273,15 @@ steps:
         [CLI, 'serve', '--dev', '--host', '127.0.0.1', '--port', String(port)],
         {
           env: testEnv({ UNDERLAY_LABS_DIR: dir }),
-          stdio: 'ignore',
+          stdio: ['ignore', 'ignore', 'pipe'],
         },
       );
+      let stderr = '';
+      server.stderr?.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
       const api = async () =>
-        (await fetch(`http://127.0.0.1:${port}/api/labs`)).json() as Promise<{
+        (
+          await fetch(`http://127.0.0.1:${port}/api/labs`, { signal: AbortSignal.timeout(20_000) })
+        ).json() as Promise<{
           labs: { id: string }[];
           problems: string[];
         }>;
@@ -290,8 +294,11 @@ steps:
         for (;;) {
           const r = await api().catch(() => undefined);
           if (r && pred(r)) return r;
-          if (Date.now() > end)
-            throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(r)}`);
+          if (Date.now() > end || server.exitCode !== null || server.signalCode !== null)
+            throw new Error(
+              `${server.exitCode !== null || server.signalCode !== null ? `the server exited (${server.exitCode ?? server.signalCode})` : 'timed out'} ` +
+                `waiting for ${what}; last: ${JSON.stringify(r)}; server stderr: ${stderr}`,
+            );
           await sleep(100);
         }
       };
@@ -337,8 +344,12 @@ steps:
         fs.writeFileSync(file, good);
         await until('the fixed lab', (r) => r.labs.length === 1 && r.problems.length === 0);
       } finally {
-        server.kill('SIGTERM');
-        await new Promise((r) => server.once('exit', r));
+        // (Waiting for an exit that already happened would hang the test.)
+        if (server.exitCode === null && server.signalCode === null) {
+          const exited = new Promise((r) => server.once('exit', r));
+          server.kill('SIGTERM');
+          await exited;
+        }
         fs.rmSync(dir, { recursive: true, force: true });
       }
     },
