@@ -25,6 +25,30 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 const failures = [];
+// TAP files this run wrote: their failures are repeated at the end, where a
+// CI log's tail shows them (the stages' own output scrolls far up).
+const tapFiles = [];
+
+/** The leaf failures in a TAP file: name, where, and the error's first lines. */
+function tapFailures(file) {
+  const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^(\s*)not ok \d+ - (.*)$/.exec(lines[i]);
+    if (!m) continue;
+    const block = [];
+    if (lines[i + 1] === `${m[1]}  ---`) {
+      for (let j = i + 2; j < lines.length && lines[j] !== `${m[1]}  ...`; j++)
+        block.push(lines[j].slice(m[1].length + 2));
+    }
+    if (block.some((l) => /^failureType: 'subtestsFailed'/.test(l))) continue;
+    const keep = block.filter((l) => !/^(duration_ms|type):/.test(l));
+    const stack = keep.findIndex((l) => /^stack:/.test(l));
+    const detail = (stack >= 0 ? keep.slice(0, stack + 6) : keep).slice(0, 40);
+    out.push({ name: m[2], detail });
+  }
+  return out;
+}
 
 function run(cmd, argv, env = {}) {
   return spawnSync(cmd, argv, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
@@ -44,6 +68,7 @@ function check(name, cmd, argv) {
 function nodeTests(stage, files, extra = []) {
   process.stdout.write(`\n── ${stage} tests\n`);
   const tap = path.join(artifacts, `${stage}.tap`);
+  tapFiles.push(tap);
   const junit = path.join(artifacts, `${stage}.junit.xml`);
   const r = run(process.execPath, [
     '--test',
@@ -127,6 +152,7 @@ if (want('labs')) {
   );
   const env = require(path.join(root, 'dist', 'test', 'helpers', 'env.js'));
   const tapFile = path.join(artifacts, 'labs.tap');
+  tapFiles.push(tapFile);
   // One run, both report sets (TAP for the count, JUnit for CI viewers).
   const r = run(
     process.execPath,
@@ -148,6 +174,7 @@ if (want('labs')) {
   // The lab texts as a student does them: code blocks typed into the terminals.
   process.stdout.write('\n── labs (underlay test labs/ --walkthrough)\n');
   const walkFile = path.join(artifacts, 'labs-walkthrough.tap');
+  tapFiles.push(walkFile);
   const w = run(
     process.execPath,
     [env.CLI, 'test', 'labs', '--walkthrough', '--reporter', 'tap', '-o', walkFile],
@@ -172,7 +199,12 @@ if (want('vm')) {
   // The guest prints one line per stage as it goes; its counts are added to ours.
   const summary = path.join(artifacts, 'vm', 'summary.json');
   fs.rmSync(summary, { force: true });
+  const started = Date.now();
   const r = run(process.execPath, [dist('vm', 'run.js')]);
+  const vmDir = path.join(artifacts, 'vm');
+  if (fs.existsSync(vmDir))
+    for (const f of fs.readdirSync(vmDir).filter((n) => n.endsWith('.tap')))
+      if (fs.statSync(path.join(vmDir, f)).mtimeMs >= started) tapFiles.push(path.join(vmDir, f));
   const c = fs.existsSync(summary) ? JSON.parse(fs.readFileSync(summary, 'utf8')) : undefined;
   if (c) {
     passed += c.passed;
@@ -183,6 +215,17 @@ if (want('vm')) {
   if (!c || (r.status !== 0 && c.failed === 0)) failed++; // the tier itself failed
 }
 
+const details = tapFiles.flatMap((f) =>
+  tapFailures(f).map((t) => ({ ...t, file: path.relative(root, f) })),
+);
+if (details.length) {
+  process.stdout.write('\n── what failed (from the TAP files)\n');
+  for (const d of details.slice(0, 10))
+    process.stdout.write(
+      `✖ ${d.name}  [${d.file}]\n${d.detail.map((l) => `    ${l}\n`).join('')}`,
+    );
+  if (details.length > 10) process.stdout.write(`… and ${details.length - 10} more\n`);
+}
 process.stdout.write('\n');
 if (failures.length) process.stdout.write(`failed: ${failures.join(', ')}\n`);
 process.stdout.write(
