@@ -87,6 +87,12 @@ describe('the student web app', () => {
       await page.screenshot({ path: path.join(ARTIFACTS, 'catalog.png') });
 
       // Start the lab: the prompt appears in T1.
+      const sockets: { url: string; closed: boolean }[] = [];
+      page.on('websocket', (ws) => {
+        const s = { url: ws.url(), closed: false };
+        sockets.push(s);
+        ws.on('close', () => (s.closed = true));
+      });
       await page.click('[data-testid="lab-ns-uts-ipc"]');
       await waitForScreen(page, /root@lab:~#/, 20_000, T('T1'));
 
@@ -102,6 +108,12 @@ describe('the student web app', () => {
         new RegExp(`uts:\\[${inode}\\]`),
       );
       await page.getByRole('button', { name: 'Next step →' }).click();
+      // One socket for the session: the one its answer opened early
+      // (preconnect) is the one the page uses, none opened twice or dropped.
+      assert.deepEqual(
+        sockets.map((s) => [/\/socket\.io\//.test(s.url), s.closed]),
+        [[true, false]],
+      );
 
       // Step 2: predict first, then Check before doing anything: it fails, and the hint says why.
       await page.getByRole('button', { name: 'lab (unchanged)' }).click();

@@ -208,8 +208,9 @@ export class SessionClient {
     });
   }
 
-  /** Opens the socket, also again after close(). */
+  /** Opens the socket, also again after close(); nothing while it is open or opening. */
   connect(): void {
+    if (this.socket.active) return;
     this.setState('connecting');
     this.socket.connect();
   }
@@ -324,4 +325,47 @@ export class SessionClient {
   close(): void {
     this.socket.close();
   }
+}
+
+/**
+ * The live client of each session on this page. A lab's session answer
+ * connects its client at once (preconnect), while React is still rendering
+ * the page that will use it: the connection's round trips then overlap the
+ * render instead of following it. The page takes it with sessionClientFor().
+ */
+type SessionAuth = { session: string; token: string };
+const live = new Map<string, { client: SessionClient; expiry?: ReturnType<typeof setTimeout> }>();
+const liveKey = (url: string, auth: SessionAuth) => `${url} ${auth.session} ${auth.token}`;
+
+export function preconnect(url: string, auth: SessionAuth): void {
+  const key = liveKey(url, auth);
+  if (live.has(key)) return; // already open, or opening
+  const client = new SessionClient(url, auth);
+  client.connect();
+  // Not taken within 10 s (the student went elsewhere): close it.
+  const expiry = setTimeout(() => {
+    if (live.get(key)?.client !== client) return;
+    live.delete(key);
+    client.close();
+  }, 10_000);
+  live.set(key, { client, expiry });
+}
+
+/**
+ * The session's client: the live one if there is one (preconnected), else a
+ * new, unconnected one. Pure enough for render: it registers nothing.
+ */
+export function sessionClientFor(url: string, auth: SessionAuth): SessionClient {
+  return live.get(liveKey(url, auth))?.client ?? new SessionClient(url, auth);
+}
+
+/** `client` is in use for its session until the returned function is called. */
+export function hold(url: string, auth: SessionAuth, client: SessionClient): () => void {
+  const key = liveKey(url, auth);
+  const e = live.get(key);
+  if (e?.expiry) clearTimeout(e.expiry);
+  live.set(key, { client });
+  return () => {
+    if (live.get(key)?.client === client) live.delete(key);
+  };
 }

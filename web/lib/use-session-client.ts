@@ -4,7 +4,12 @@
  * its connection state, and the last error to show the student.
  */
 import { useEffect, useEffectEvent, useMemo, useState } from 'react';
-import { SessionClient, type ConnectionState } from './terminal-client';
+import {
+  hold,
+  sessionClientFor,
+  type ConnectionState,
+  type SessionClient,
+} from './terminal-client';
 
 export interface SessionConnection {
   /** Null while there is no session. */
@@ -23,9 +28,10 @@ export function useSessionClient(
   /** The server may have lost our shells: the connection came back after a drop, or ended. */
   onLost?: () => void,
 ): SessionConnection {
-  // Creating a client opens nothing (connect() does, in the effect), so render stays pure.
+  // Creating a client opens nothing (connect() does, in the effect), so render
+  // stays pure; one the session's answer already connected (preconnect) is taken as it is.
   const client = useMemo(
-    () => (session && token ? new SessionClient(window.location.origin, { session, token }) : null),
+    () => (session && token ? sessionClientFor(window.location.origin, { session, token }) : null),
     [session, token],
   );
   // State is kept with the client it belongs to: a new client starts from scratch.
@@ -43,6 +49,8 @@ export function useSessionClient(
   useEffect(() => {
     if (!client) return;
     let dropped = false;
+    const unhold =
+      session && token ? hold(window.location.origin, { session, token }, client) : null;
     client.connect();
     const offState = client.onState((state, detail) => {
       setConn({ client, state, ...(detail !== undefined ? { detail } : {}) });
@@ -59,8 +67,9 @@ export function useSessionClient(
       offState();
       offError();
       client.close();
+      unhold?.();
     };
-  }, [client]);
+  }, [client, session, token]);
 
   const current = conn.client === client && client !== null;
   return {

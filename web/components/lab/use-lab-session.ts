@@ -8,6 +8,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import type { LabProgress, LabSession } from '../../../server/protocol/index';
 import { ApiFailure, api, apiOnce, describeError } from '../../lib/api';
 import { useSessionClient, type SessionConnection } from '../../lib/use-session-client';
+import { preconnect } from '../../lib/terminal-client';
 import { removeStored } from '../../lib/use-stored';
 import type { ErrorInfo } from '../error-box';
 
@@ -53,6 +54,9 @@ export function useLabSession(id: string): LabSessionState {
     void apiOnce<LabSession>('POST', `${base}/session`)
       .then(
         (s) => {
+          // Open its socket now, while React renders what follows (the page
+          // takes it; nothing new if the page already holds this session's).
+          preconnect(window.location.origin, s);
           setError(null);
           setWaiting(null);
           // The same sandbox with the same shells (after a reconnect): the terminals stay as they are.

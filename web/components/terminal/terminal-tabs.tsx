@@ -14,10 +14,19 @@ import styles from './terminal-tabs.module.css';
 
 const SCREEN_READER_KEY = 'underlay.screenReader';
 
-const XtermView = dynamic(() => import('./xterm-view'), {
+const LazyXtermView = dynamic(() => import('./xterm-view'), {
   ssr: false,
   loading: () => <div className={styles.loading}>Loading terminal…</div>,
 });
+/**
+ * The module itself once loaded (the catalog and the lab page fetch it
+ * early): rendered directly, a first terminal skips next/dynamic's fetch of
+ * its loader chunk and a suspended render, ~20-40 ms on the way to the prompt.
+ * (Only in the browser: the tabs render only with a live client, never on the server.)
+ */
+let LoadedXtermView: typeof LazyXtermView | null = null;
+if (typeof window !== 'undefined')
+  void import('./xterm-view').then((m) => (LoadedXtermView = m.default));
 
 const STATE_TEXT: Record<ConnectionState, string> = {
   connecting: 'Connecting…',
@@ -78,6 +87,8 @@ export function TerminalTabs({
   const screenReader = useStored(SCREEN_READER_KEY) === '1';
   const [visited, setVisited] = useState<readonly string[]>([active]);
   const [allMounted, setAllMounted] = useState(false);
+  // Chosen once: a component that changed type between renders would remount every terminal.
+  const [XtermView] = useState(() => LoadedXtermView ?? LazyXtermView);
   // A tab shown before the first terminal is up mounts at once (adjusting state during render).
   if (!allMounted && !visited.includes(active)) setVisited([...visited, active]);
 
