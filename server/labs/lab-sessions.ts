@@ -201,10 +201,11 @@ export class LabSessions {
         throw err;
       }
       const t0 = Date.now();
-      // Through the gate: the sandbox, the lab's setup and its shells up to
-      // their first output - all of a start's CPU work. The answer goes out
-      // once the shells are spawned (the client connects while they start);
-      // the gate is held until they have printed.
+      // Through the gate: the sandbox, the lab's setup and its first shell up
+      // to its first output - a start's CPU work up to the prompt. The answer
+      // goes out once that shell is spawned (the client connects while it
+      // starts); the gate is held until it has printed. The lab's other
+      // shells follow through the same gate at low priority.
       const created = await new Promise<SessionCreated>((resolve, reject) => {
         void this.sessions.startGate.run(async () => {
           let shells: Terminal[];
@@ -219,15 +220,17 @@ export class LabSessions {
               ...(slot ? { slot } : {}),
             });
             const fresh = this.sessions.get(c.session) as Session;
-            shells = loaded.lab.sandbox.terminals.map((t) =>
-              this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24 }),
+            // The first shell now; the others after every start waiting here
+            // (a herd's first prompts first). All are listed in the answer.
+            shells = loaded.lab.sandbox.terminals.map((t, i) =>
+              this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24, later: i > 0 }),
             );
             resolve(c);
           } catch (err) {
             reject(err);
             return;
           }
-          await Promise.all(shells.map((t) => t.started(2_000)));
+          await Promise.all(shells.filter((t) => t.spawned).map((t) => t.started(2_000)));
         });
       });
       const why = this.endedWhy.get(`${owner}\0${labId}`);

@@ -224,7 +224,16 @@ export class SessionManager {
     return [...this.sessions.values()];
   }
 
-  openTerminal(s: Session, opts: { name?: string; cols: number; rows: number }): Terminal {
+  /**
+   * A new terminal in the session. `later`: its shell is spawned through the
+   * start gate at low priority (after every start waiting there, so a herd's
+   * first prompts come first); meanwhile it can be attached, typed into and
+   * resized, and an attached client sees the prompt when the shell starts.
+   */
+  openTerminal(
+    s: Session,
+    opts: { name?: string; cols: number; rows: number; later?: boolean },
+  ): Terminal {
     if (s.terminals.size >= LIMITS.terminalsPerSession) {
       throw new RequestError(
         'conflict',
@@ -236,7 +245,42 @@ export class SessionManager {
     }
     const id = `t${s.nextTerm++}`;
     const name = opts.name ?? `T${s.nextTerm - 1}`;
-    const cg = s.sandbox.terminalCgroup(`${id}`);
+    const terminal = new Terminal(id, name, undefined, opts.cols, opts.rows, {
+      rewriteFirst: (d) => s.sandbox.explainShellFailure(d),
+      onExit: (code) => {
+        this.log.info('terminal exited', { session: s.id, term: id, code });
+        for (const l of this.listeners.terminalExit) l(s, id, code);
+      },
+    });
+    const entry = { terminal, cgroupDirs: [] as string[] };
+    if (!opts.later) {
+      this.spawnShell(s, entry);
+      s.terminals.set(id, entry);
+      return terminal;
+    }
+    s.terminals.set(id, entry);
+    void this.startGate.run(async () => {
+      // Closed, or its session ended, while it waited.
+      if (terminal.cancelled || s.terminals.get(id) !== entry || this.sessions.get(s.id) !== s)
+        return;
+      try {
+        this.spawnShell(s, entry);
+      } catch (err) {
+        const e = err as Error & { hint?: string };
+        this.log.warn('terminal spawn failed', { session: s.id, term: id, error: e.message });
+        terminal.fail(`[${e.message}${e.hint ? ` - ${e.hint}` : ''}]`);
+        return;
+      }
+      // Holds its slot until the shell printed: the CPU of its start.
+      await terminal.started(2_000);
+    }, 'low');
+    return terminal;
+  }
+
+  /** Spawns the terminal's shell (bash in the sandbox, in a cgroup of its own). */
+  private spawnShell(s: Session, entry: { terminal: Terminal; cgroupDirs: string[] }): void {
+    const { terminal } = entry;
+    const cg = s.sandbox.terminalCgroup(terminal.id);
     let p: ReturnType<Sandbox['spawnPty']>;
     try {
       // An interactive shell that is not a login shell, as `docker exec -it
@@ -248,25 +292,20 @@ export class SessionManager {
       p = s.sandbox.spawnPty(['bash', '-i'], {
         // The prompt names namespaces the shell entered (terminals/prompt.ts);
         // UNDERLAY_TERMINAL lets a check say which terminal a process came from.
-        env: { ...promptEnv((k) => nsInode(s.sandbox.initPid, k)), UNDERLAY_TERMINAL: name },
+        env: {
+          ...promptEnv((k) => nsInode(s.sandbox.initPid, k)),
+          UNDERLAY_TERMINAL: terminal.name,
+        },
         cgroupProcs: cg.joinProcs,
-        cols: opts.cols,
-        rows: opts.rows,
+        ...terminal.size,
       });
     } catch (err) {
       removeCgroupDirs(cg.dirs);
       throw err;
     }
-    const terminal = new Terminal(id, name, p, opts.cols, opts.rows, {
-      rewriteFirst: (d) => s.sandbox.explainShellFailure(d),
-      onExit: (code) => {
-        this.log.info('terminal exited', { session: s.id, term: id, code });
-        for (const l of this.listeners.terminalExit) l(s, id, code);
-      },
-    });
-    s.terminals.set(id, { terminal, cgroupDirs: cg.dirs });
-    this.log.info('terminal opened', { session: s.id, term: id, pid: p.pid });
-    return terminal;
+    entry.cgroupDirs.push(...cg.dirs);
+    terminal.adopt(p);
+    this.log.info('terminal opened', { session: s.id, term: terminal.id, pid: p.pid });
   }
 
   async closeTerminal(s: Session, id: string): Promise<void> {

@@ -17,6 +17,10 @@
  *   queue is replaced with one that backs off, and input is acknowledged only
  *   once the queue has room, so clients send big pastes chunk by chunk.
  * - Replay by offset: every byte has an offset; a bounded buffer serves resumes.
+ * - A terminal may exist before its pty (a lab's later shells start after
+ *   every first prompt of a herd, sessions/session-manager.ts): it can be
+ *   attached, typed into and resized meanwhile, and adopt()s the pty when
+ *   it is spawned; fail() ends it if the spawn fails.
  */
 import * as fs from 'node:fs';
 import type { IPty } from 'node-pty';
@@ -81,11 +85,16 @@ export class Terminal {
   private cols: number;
   private rows: number;
   private resizeListeners = new Set<(cols: number, rows: number) => void>();
+  private pty: IPty | undefined;
+  /** Input typed before the pty exists, written when it is adopted. */
+  private early: string[] = [];
+  private killed = false;
 
   constructor(
     readonly id: string,
     readonly name: string,
-    private readonly pty: IPty,
+    /** Undefined: spawned later, then adopt(). */
+    pty: IPty | undefined,
     cols: number,
     rows: number,
     private readonly opts: TerminalOptions = {},
@@ -93,26 +102,62 @@ export class Terminal {
     this.cols = cols;
     this.rows = rows;
     this.replay = new ReplayBuffer(opts.replayBytes);
+    if (pty) this.adopt(pty, cols, rows);
+  }
+
+  /** Whether it has its pty yet (or never will: killed before, or failed). */
+  get spawned(): boolean {
+    return this.pty !== undefined;
+  }
+
+  /** Whether kill() came before the pty: the spawner should not spawn it. */
+  get cancelled(): boolean {
+    return this.killed && !this.pty;
+  }
+
+  /**
+   * The pty, spawned at `cols` x `rows` (resized here if the terminal was
+   * resized meanwhile); what was typed meanwhile is written to it now.
+   */
+  adopt(pty: IPty, cols = this.cols, rows = this.rows): void {
+    if (this.pty) throw new Error(`terminal ${this.id} already has a pty`);
+    this.pty = pty;
     this.installWriteBackoff();
     pty.onData((d: string | Buffer) =>
       this.onOutput(typeof d === 'string' ? Buffer.from(d, 'utf8') : d),
     );
-    pty.onExit(({ exitCode, signal }) => {
-      this.releaseHead();
-      this.flush();
-      this.exited = { code: exitStatus(exitCode, signal) };
-      this.opts.onExit?.(this.exited.code);
-      for (const l of this.exitListeners) l(this.exited.code);
-      for (const w of this.waiters.splice(0)) w();
-    });
+    pty.onExit(({ exitCode, signal }) => this.ended(exitStatus(exitCode, signal)));
+    if (this.killed) return this.kill();
+    if (cols !== this.cols || rows !== this.rows) pty.resize(this.cols, this.rows);
+    if (this.paused) pty.pause();
+    for (const d of this.early.splice(0)) pty.write(d);
+  }
+
+  /** The spawn failed: the terminal ends with `code`, `message` as its only output. */
+  fail(message: string, code = 125): void {
+    if (this.pty || this.exited) return;
+    this.onOutput(Buffer.from(`${message}\r\n`));
+    this.ended(code);
+  }
+
+  private ended(code: number): void {
+    if (this.exited) return;
+    this.releaseHead();
+    this.flush();
+    this.exited = { code };
+    this.early = [];
+    this.opts.onExit?.(code);
+    for (const l of this.exitListeners) l(code);
+    for (const w of this.waiters.splice(0)) w();
   }
 
   onExit(listener: (code: number) => void): void {
     this.exitListeners.push(listener);
   }
 
+  /** The helper's pid, 0 before the pty exists. */
   get pid(): number {
-    return this.pty.pid;
+    return this.pty?.pid ?? 0;
   }
 
   /**
@@ -170,7 +215,8 @@ export class Terminal {
     if (this.exited) return Promise.resolve(true);
     if (this.pendingInput() + Buffer.byteLength(data) > INPUT_HARD_CAP)
       return Promise.resolve(false);
-    this.pty.write(data);
+    if (this.pty) this.pty.write(data);
+    else this.early.push(data);
     // Typed keys, not a paste: their echo skips the batching window.
     if (data.length <= ECHO_INPUT_MAX) this.echoDue = true;
     if (this.pendingInput() < INPUT_HIGH_WATER) return Promise.resolve(true);
@@ -182,7 +228,7 @@ export class Terminal {
     this.flush(); // output produced for the old size goes out first (VS Code does the same)
     this.cols = cols;
     this.rows = rows;
-    this.pty.resize(cols, rows);
+    this.pty?.resize(cols, rows);
     for (const l of this.resizeListeners) l(cols, rows);
   }
 
@@ -200,6 +246,9 @@ export class Terminal {
   /** Stops the helper; the caller kills the terminal's processes through its cgroup. */
   kill(): void {
     if (this.timer) clearTimeout(this.timer);
+    this.killed = true;
+    // Never spawned: it ends here, as a killed shell would.
+    if (!this.pty) return this.ended(exitStatus(null, 'SIGKILL'));
     try {
       this.pty.kill('SIGKILL');
     } catch {
@@ -313,16 +362,17 @@ export class Terminal {
     }
     if (full && !this.paused) {
       this.paused = true;
-      this.pty.pause();
+      this.pty?.pause();
     } else if (!full && this.paused) this.resumePty();
   }
 
   private resumePty(): void {
     this.paused = false;
-    this.pty.resume();
+    this.pty?.resume();
   }
 
   private pendingInput(): number {
+    if (!this.pty) return this.early.reduce((n, d) => n + Buffer.byteLength(d), 0);
     const ws = (this.pty as unknown as { _writeStream?: NodePtyWriteStream })._writeStream;
     if (!ws) return 0;
     return ws._writeQueue.reduce((n, t) => n + t.buffer.length - t.offset, 0);
