@@ -80,15 +80,19 @@ interface Figures {
   echo: number[];
   check: number[];
   reload: number[];
+  /** POST session → every terminal of the lab has printed its prompt. */
+  allShells: number[];
   errors: string[];
 }
-const fig: Figures = { start: [], echo: [], check: [], reload: [], errors: [] };
+const fig: Figures = { start: [], echo: [], check: [], reload: [], allShells: [], errors: [] };
 let measuringEcho = false;
 
 class Student {
   private readonly http: CookieClient;
   socket: Socket | undefined;
   term = '';
+  /** The lab's other terminals (T2, T3). */
+  others: string[] = [];
   /** Bytes received (the next offset). */
   offset = 0;
   private unacked = 0;
@@ -125,6 +129,7 @@ class Student {
       terminals: { term: string; name: string }[];
     };
     this.term = s.terminals.find((t) => t.name === 'T1')?.term ?? 't1';
+    this.others = s.terminals.filter((t) => t.term !== this.term).map((t) => t.term);
     const sock = io(this.url, {
       transports: ['websocket'],
       auth: { v: 1, session: s.session, token: s.token },
@@ -171,6 +176,34 @@ class Student {
     // A resume replays nothing new when nothing happened: the prompt is already on screen.
     if (resume) return;
     await prompt;
+  }
+
+  /** Attaches the other terminals, as the page does once T1 is up, until each shows its prompt. */
+  otherShells(ms = 60_000): Promise<unknown> {
+    const sock = this.socket as Socket;
+    return Promise.all(
+      this.others.map(
+        (term) =>
+          new Promise<void>((resolve, reject) => {
+            let text = '';
+            const timer = setTimeout(() => reject(new Error(`${term}: no prompt`)), ms);
+            const on = (m: { term: string; data: ArrayBuffer }) => {
+              if (m.term !== term) return;
+              text = (text + Buffer.from(m.data).toString('latin1')).slice(-4096);
+              if (!/# $/.test(text)) return;
+              clearTimeout(timer);
+              sock.off('term:output', on);
+              resolve();
+            };
+            sock.on('term:output', on);
+            sock.emit('term:open', { term, cols: 100, rows: 30 }, (ack: { ok: boolean }) => {
+              if (ack.ok) return;
+              clearTimeout(timer);
+              reject(new Error(`term:open ${term}: ${JSON.stringify(ack)}`));
+            });
+          }),
+      ),
+    );
   }
 
   until(re: RegExp, ms = 60_000): Promise<void> {
@@ -374,6 +407,8 @@ async function main(): Promise<void> {
         try {
           await s.open(false);
           fig.start.push(performance.now() - t);
+          await s.otherShells();
+          fig.allShells.push(performance.now() - t);
         } catch (e) {
           fig.errors.push(`start ${i}: ${String(e)}`);
         }
@@ -388,7 +423,7 @@ async function main(): Promise<void> {
     // CPU of the whole host (every process) until the last first prompt: a
     // steadier figure than the herd's latencies, for comparing two versions.
     console.log(
-      `herd started in ${Date.now() - t0} ms; host CPU meanwhile ${((herdCpu1.busy - herdCpu0.busy) / 100).toFixed(1)} s ` +
+      `herd started (every shell up) in ${Date.now() - t0} ms; host CPU meanwhile ${((herdCpu1.busy - herdCpu0.busy) / 100).toFixed(1)} s ` +
         `(${(((herdCpu1.busy - herdCpu0.busy) * 10) / STUDENTS).toFixed(0)} ms per start), idle ${((herdCpu1.idle - herdCpu0.idle) / 100).toFixed(1)} s`,
     );
 
@@ -443,6 +478,7 @@ async function main(): Promise<void> {
       `| ${name} | ${fmt(pct(xs, 50))} | ${fmt(pct(xs, 99))} | ${fmt(xs.reduce((m, x) => Math.max(m, x), -Infinity))} | ${xs.length} |`;
     console.log('\n| figure (ms) | p50 | p99 | max | n |\n| --- | --- | --- | --- | --- |');
     console.log(row('herd: POST session → prompt in T1', fig.start));
+    console.log(row('herd: POST session → prompt in every terminal', fig.allShells));
     console.log(row('quiet echo (key → echo), noisy five running', fig.echo));
     console.log(row('Check (private-hostname step)', fig.check));
     console.log(row('reload (reconnect + resume T1)', fig.reload));
