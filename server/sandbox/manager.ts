@@ -617,7 +617,16 @@ export class SandboxManager {
 
   /** Tears down one sandbox by id (everything in it dies). */
   async destroy(id: string): Promise<void> {
-    await this.reaper.teardown(this.record(id));
+    const r = this.record(id);
+    // Its creator is still mounting and cloning (off the JS thread, too):
+    // a teardown now would race it and could leave mounts behind.
+    if (r.state === 'creating' && r.ownerPid !== process.pid && ownerAlive(r))
+      throw new SandboxError(`sandbox ${id} is still being created by process ${r.ownerPid}`, {
+        step: 'teardown',
+        code: 'EBUSY',
+        hint: 'try again once it is up; if that process is stuck, stop it (its next start, or `underlay sandbox reap`, tears down what it left)',
+      });
+    await this.reaper.teardown(r);
   }
 
   /** Tears down a sandbox this caller holds. */

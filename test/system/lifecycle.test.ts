@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe } from 'node:test';
 import { timeScale } from '../../server/config';
-import { initAlive } from '../../server/sandbox/index';
+import { initAlive, processStartTime } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
 import {
   CLI,
@@ -198,6 +198,42 @@ describe('lifecycle', () => {
       assert.equal(r.stdout, 'held\n');
       await m.teardown(sb.record);
       await assertGone(liveRec);
+    },
+  );
+
+  sysTest(
+    'sandbox rm refuses a sandbox another live process is still creating (its mounts would race the teardown)',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const sb = await m.create({ hostname: 'half-made' });
+      try {
+        // As a server's record looks between its reservation and its clone:
+        // `creating`, owned by a live process that is not the CLI.
+        m.store.update({
+          ...sb.record,
+          state: 'creating',
+          ownerKind: 'server',
+          ownerPid: process.pid,
+          ownerStart: processStartTime(process.pid) ?? 0,
+        });
+        const rm = await cli(['sandbox', 'rm', sb.id]);
+        assert.equal(rm.code, 125, rm.stdout + rm.stderr);
+        assert.match(
+          rm.stderr,
+          new RegExp(`${sb.id} is still being created by process ${process.pid}`),
+        );
+        assert.match(rm.stderr, /hint: /);
+        assert.equal(m.store.get(sb.id)?.state, 'creating', 'left alone');
+        assert.ok(initAlive(sb.record), 'its init still runs');
+        // Up (ready) again: rm removes it as before.
+        m.store.update({ ...sb.record, state: 'ready' });
+        const again = await cli(['sandbox', 'rm', sb.id]);
+        assert.equal(again.code, 0, again.stderr);
+        await assertGone(sb.record);
+      } finally {
+        if (m.store.get(sb.id)) await m.teardown(sb.record);
+      }
     },
   );
 });
