@@ -230,7 +230,7 @@ export class LabSessions {
             reject(err);
             return;
           }
-          await Promise.all(shells.filter((t) => t.spawned).map((t) => t.started(2_000)));
+          await shells[0]?.started(2_000);
         });
       });
       const why = this.endedWhy.get(`${owner}\0${labId}`);

@@ -227,8 +227,9 @@ export class SessionManager {
   /**
    * A new terminal in the session. `later`: its shell is spawned through the
    * start gate at low priority (after every start waiting there, so a herd's
-   * first prompts come first); meanwhile it can be attached, typed into and
-   * resized, and an attached client sees the prompt when the shell starts.
+   * first prompts come first; ahead of them once someone types into it);
+   * meanwhile it can be attached, typed into and resized, and an attached
+   * client sees the prompt when the shell starts.
    */
   openTerminal(
     s: Session,
@@ -245,8 +246,14 @@ export class SessionManager {
     }
     const id = `t${s.nextTerm++}`;
     const name = opts.name ?? `T${s.nextTerm - 1}`;
+    let wanted = false;
+    let promote: (() => void) | undefined;
     const terminal = new Terminal(id, name, undefined, opts.cols, opts.rows, {
       rewriteFirst: (d) => s.sandbox.explainShellFailure(d),
+      onEarlyInput: () => {
+        wanted = true;
+        promote?.();
+      },
       onExit: (code) => {
         this.log.info('terminal exited', { session: s.id, term: id, code });
         for (const l of this.listeners.terminalExit) l(s, id, code);
@@ -259,21 +266,27 @@ export class SessionManager {
       return terminal;
     }
     s.terminals.set(id, entry);
-    void this.startGate.run(async () => {
-      // Closed, or its session ended, while it waited.
-      if (terminal.cancelled || s.terminals.get(id) !== entry || this.sessions.get(s.id) !== s)
-        return;
-      try {
-        this.spawnShell(s, entry);
-      } catch (err) {
-        const e = err as Error & { hint?: string };
-        this.log.warn('terminal spawn failed', { session: s.id, term: id, error: e.message });
-        terminal.fail(`[${e.message}${e.hint ? ` - ${e.hint}` : ''}]`);
-        return;
-      }
-      // Holds its slot until the shell printed: the CPU of its start.
-      await terminal.started(2_000);
-    }, 'low');
+    // Queued from the next turn of the loop: a start that finds the gate
+    // free must not spawn these before it has answered.
+    setImmediate(() => {
+      const ticket = this.startGate.runLow(async () => {
+        // Closed, or its session ended, while it waited.
+        if (terminal.cancelled || s.terminals.get(id) !== entry || this.sessions.get(s.id) !== s)
+          return;
+        try {
+          this.spawnShell(s, entry);
+        } catch (err) {
+          const e = err as Error & { hint?: string };
+          this.log.warn('terminal spawn failed', { session: s.id, term: id, error: e.message });
+          terminal.fail(`[${e.message}${e.hint ? ` - ${e.hint}` : ''}]`);
+          return;
+        }
+        // Holds its slot until the shell printed: the CPU of its start.
+        await terminal.started(2_000);
+      });
+      promote = ticket.promote;
+      if (wanted) promote();
+    });
     return terminal;
   }
 

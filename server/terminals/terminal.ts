@@ -21,6 +21,9 @@
  *   every first prompt of a herd, sessions/session-manager.ts): it can be
  *   attached, typed into and resized meanwhile, and adopt()s the pty when
  *   it is spawned; fail() ends it if the spawn fails.
+ * - Input is held until the first output (or EARLY_INPUT_MS): until the join
+ *   helper runs its relay, the host pty is in cooked mode and would echo it
+ *   itself (shown twice, and before a failed join's error record).
  */
 import * as fs from 'node:fs';
 import type { IPty } from 'node-pty';
@@ -64,9 +67,13 @@ export interface TerminalOptions {
   /** Rewrites the first output chunk (a failed start's error record, in words). */
   rewriteFirst?: (data: Buffer) => Buffer;
   onExit?: (code: number) => void;
+  /** Input arrived before the pty: someone is using this terminal now. */
+  onEarlyInput?: () => void;
 }
 
 const ERR_PREFIX = Buffer.from('ERR\t');
+/** Input waits for the first output at most this long after the spawn. */
+const EARLY_INPUT_MS = 2_000;
 
 export class Terminal {
   readonly replay: ReplayBuffer;
@@ -86,8 +93,11 @@ export class Terminal {
   private rows: number;
   private resizeListeners = new Set<(cols: number, rows: number) => void>();
   private pty: IPty | undefined;
-  /** Input typed before the pty exists, written when it is adopted. */
+  /** Input typed before the shell's first output, written then. */
   private early: string[] = [];
+  private earlyBytes = 0;
+  private holding = true;
+  private holdTimer: NodeJS.Timeout | undefined;
   private killed = false;
 
   constructor(
@@ -105,7 +115,7 @@ export class Terminal {
     if (pty) this.adopt(pty, cols, rows);
   }
 
-  /** Whether it has its pty yet (or never will: killed before, or failed). */
+  /** Whether it has its pty yet (false also when it never will: killed before, or failed). */
   get spawned(): boolean {
     return this.pty !== undefined;
   }
@@ -130,7 +140,19 @@ export class Terminal {
     if (this.killed) return this.kill();
     if (cols !== this.cols || rows !== this.rows) pty.resize(this.cols, this.rows);
     if (this.paused) pty.pause();
-    for (const d of this.early.splice(0)) pty.write(d);
+    if (this.holding) {
+      this.holdTimer = setTimeout(() => this.releaseInput(), EARLY_INPUT_MS);
+      this.holdTimer.unref();
+    }
+  }
+
+  /** The shell is up (or took too long to say so): what was typed so far goes to it. */
+  private releaseInput(): void {
+    if (!this.holding || !this.pty) return;
+    this.holding = false;
+    clearTimeout(this.holdTimer);
+    for (const d of this.early.splice(0)) this.pty.write(d);
+    this.earlyBytes = 0;
   }
 
   /** The spawn failed: the terminal ends with `code`, `message` as its only output. */
@@ -146,6 +168,8 @@ export class Terminal {
     this.flush();
     this.exited = { code };
     this.early = [];
+    this.earlyBytes = 0;
+    clearTimeout(this.holdTimer);
     this.opts.onExit?.(code);
     for (const l of this.exitListeners) l(code);
     for (const w of this.waiters.splice(0)) w();
@@ -215,8 +239,12 @@ export class Terminal {
     if (this.exited) return Promise.resolve(true);
     if (this.pendingInput() + Buffer.byteLength(data) > INPUT_HARD_CAP)
       return Promise.resolve(false);
-    if (this.pty) this.pty.write(data);
-    else this.early.push(data);
+    if (this.pty && !this.holding) this.pty.write(data);
+    else {
+      this.early.push(data);
+      this.earlyBytes += Buffer.byteLength(data);
+      if (!this.pty) this.opts.onEarlyInput?.();
+    }
     // Typed keys, not a paste: their echo skips the batching window.
     if (data.length <= ECHO_INPUT_MAX) this.echoDue = true;
     if (this.pendingInput() < INPUT_HIGH_WATER) return Promise.resolve(true);
@@ -299,6 +327,7 @@ export class Terminal {
       data = this.opts.rewriteFirst(h);
     }
     this.head = undefined;
+    if (this.holding) this.releaseInput();
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
     if (this.attachments.size === 0) this.unwatched += data.length;
@@ -372,7 +401,7 @@ export class Terminal {
   }
 
   private pendingInput(): number {
-    if (!this.pty) return this.early.reduce((n, d) => n + Buffer.byteLength(d), 0);
+    if (this.holding) return this.earlyBytes;
     const ws = (this.pty as unknown as { _writeStream?: NodePtyWriteStream })._writeStream;
     if (!ws) return 0;
     return ws._writeQueue.reduce((n, t) => n + t.buffer.length - t.offset, 0);
