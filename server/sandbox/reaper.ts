@@ -13,7 +13,7 @@ import type { SandboxRecord, Store } from '../store/store';
 import type { Logger } from '../util/logger';
 import { pollUntil } from '../util/wait';
 import { killCgroups, removeCgroupTrees } from './cgroups';
-import { loopDevicesOf } from './disk';
+import { loopDevicesOf, templateIsCurrent } from './disk';
 import { SandboxError } from './errors';
 import { ownSpawns } from './handle';
 import { childPids, procAlive, processStartTime, readStat } from './proc';
@@ -254,11 +254,13 @@ export class Reaper {
     for (const f of fs.readdirSync(dir)) {
       // Templates are DiskMaker's; a `.tmp-` file is a template being made
       // (or one a crash cut short: removed once old).
-      if (f.startsWith('template-') && !f.includes('.tmp-')) continue;
+      // Those of an older recipe are never used again.
+      if (f.startsWith('template-') && !f.includes('.tmp-') && templateIsCurrent(f)) continue;
       if (!f.includes('.ext4') || named.has(f)) continue;
       try {
         if (Date.now() - fs.statSync(path.join(dir, f)).mtimeMs < 60_000) continue;
-        fs.rmSync(path.join(dir, f), { force: true });
+        // recursive: a crashed mke2fs leaves its `.dirs-` staging dir
+        fs.rmSync(path.join(dir, f), { force: true, recursive: true });
         this.o.log.info('orphan disk image removed', { file: f });
       } catch {
         // gone meanwhile

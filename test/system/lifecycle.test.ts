@@ -9,8 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe } from 'node:test';
 import { timeScale } from '../../server/config';
-import { initAlive, processStartTime } from '../../server/sandbox/index';
+import type { CgroupDriver } from '../../server/sandbox/cgroups';
+import type { SandboxError } from '../../server/sandbox/errors';
+import { SandboxManager, initAlive, processStartTime } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
+import { createLogger } from '../../server/util/logger';
 import {
   CLI,
   REPO,
@@ -110,6 +113,39 @@ describe('lifecycle', () => {
     },
     // A failure bound, not a speed goal: under emulation (the VM tier) a cycle takes ~1 s.
     { timeout: 600_000 },
+  );
+
+  sysTest(
+    'a create whose cgroups fail while its disk is being mounted leaves nothing behind',
+    SYSTEM_NEEDS,
+    async () => {
+      const shared = testManager();
+      // The same host, store and state dir; a driver whose create fails as a
+      // full cgroup id space would (hardening.test.ts makes that for real).
+      const driver: CgroupDriver = Object.create(shared.driver);
+      let failed: SandboxRecord | undefined;
+      driver.create = (id) => {
+        failed = structuredClone(shared.store.list().find((r) => r.id === id));
+        throw Object.assign(new Error(`mkdir ${id}: No space left on device`), { code: 'ENOSPC' });
+      };
+      const m = new SandboxManager({
+        config: shared.config,
+        store: shared.store,
+        driver,
+        logger: createLogger('error'),
+      });
+      const storeBefore = m.store.list().length;
+      await assert.rejects(m.create(), (err: SandboxError) => {
+        assert.equal(err.step, 'cgroup', String(err));
+        assert.match(err.message, /No space left on device/);
+        return true;
+      });
+      assert.ok(failed, 'the injected cgroup failure was not reached');
+      // The disk was being made for this create when its cgroups failed.
+      assert.ok(failed.resources.disk?.endsWith('.ext4'));
+      await assertGone(failed);
+      assert.equal(m.store.list().length, storeBefore, 'the id range was not released');
+    },
   );
 
   sysTest(
