@@ -77,41 +77,58 @@ export async function makeDisk(file: string, bytes: number, inodes: number): Pro
       hint: 'install e2fsprogs (apt-get install e2fsprogs); `underlay doctor` checks it',
     });
   const fd = fs.openSync(file, 'wx', 0o600);
+  let dirs: string | undefined;
   try {
-    fs.ftruncateSync(fd, bytes);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const dirs = fs.mkdtempSync(`${file}.dirs-`);
-  for (const d of DISK_DIRS) fs.mkdirSync(path.join(dirs, d), { mode: 0o700 });
-  const args = [
-    '-q',
-    '-F',
-    ...['-t', 'ext4', '-m', '0', '-b', '4096', '-N', String(inodes), '-L', 'underlay'],
-    // Inode tables and journal are holes in a new sparse file: nothing to zero.
-    ...['-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard'],
-    // No blocks reserved for online growth (the disk never grows): they
-    // cost mke2fs 40% of its time (12 -> 7 ms for 1 GiB here, spawn included).
-    '-O',
-    bytes < JOURNAL_FROM ? '^resize_inode,^has_journal' : '^resize_inode',
-    ...['-d', dirs],
-    file,
-    `${Math.floor(bytes / 1024)}k`,
-  ];
-  await new Promise<void>((resolve, reject) => {
-    execFile(mke2fs, args, { timeout: 60_000 }, (err, _stdout, stderr) => {
-      fs.rmSync(dirs, { recursive: true, force: true });
-      if (!err) return resolve();
-      fs.rmSync(file, { force: true });
-      reject(
-        new SandboxError(`scratch: mke2fs ${file} failed: ${stderr.trim() || err.message}`, {
+    try {
+      fs.ftruncateSync(fd, bytes);
+    } finally {
+      fs.closeSync(fd);
+    }
+    dirs = fs.mkdtempSync(`${file}.dirs-`);
+    for (const d of DISK_DIRS) fs.mkdirSync(path.join(dirs, d), { mode: 0o700 });
+    const args = (extended: string) => [
+      '-q',
+      '-F',
+      ...['-t', 'ext4', '-m', '0', '-b', '4096', '-N', String(inodes), '-L', 'underlay'],
+      // Inode tables and journal are holes in a new sparse file: nothing to zero.
+      ...['-E', `lazy_itable_init=1,lazy_journal_init=1,nodiscard${extended}`],
+      // No blocks reserved for online growth (the disk never grows): they
+      // cost mke2fs 40% of its time (12 -> 7 ms for 1 GiB here, spawn included).
+      '-O',
+      bytes < JOURNAL_FROM ? '^resize_inode,^has_journal' : '^resize_inode',
+      ...['-d', dirs as string],
+      file,
+      `${Math.floor(bytes / 1024)}k`,
+    ];
+    // no_copy_xattrs: a default ACL or a security label on the state dir
+    // must not reach students' dirs. mke2fs before 1.47 lacks the option
+    // (and an -E it does not know fails the run): then without it.
+    const first = await runMke2fs(mke2fs, args(',no_copy_xattrs'));
+    const failed = /no_copy_xattrs/.test(first.stderr) ? await runMke2fs(mke2fs, args('')) : first;
+    if (failed.err) {
+      throw new SandboxError(
+        `scratch: mke2fs ${file} failed: ${failed.stderr.trim() || failed.err.message}`,
+        {
           step: 'scratch',
           path: file,
           detail: `${Math.round(bytes / MiB)}M, ${inodes} inodes`,
-          cause: err,
-        }),
+          cause: failed.err,
+        },
       );
-    });
+    }
+  } catch (err) {
+    fs.rmSync(file, { force: true });
+    throw err;
+  } finally {
+    if (dirs) fs.rmSync(dirs, { recursive: true, force: true });
+  }
+}
+
+function runMke2fs(mke2fs: string, args: string[]): Promise<{ err: Error | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(mke2fs, args, { timeout: 60_000 }, (err, _stdout, stderr) =>
+      resolve({ err, stderr: String(stderr) }),
+    );
   });
 }
 

@@ -5,6 +5,9 @@
  *   allocate-ids -> cgroup -> scratch -> idmap-lower -> overlay -> clone
  *   -> rootfs -> pivot-root -> hostname -> network -> init
  *
+ * (cgroup runs while scratch's disk mounts on a worker thread: their
+ * timings, reported through onStep, overlap.)
+ *
  * allocate-ids, cgroup and scratch run here on the host; idmap-lower through
  * init are the op list of steps.ts, run by a fresh underlay-nsexec.
  *
@@ -28,7 +31,7 @@ import { RequestError } from '../util/errors';
 import { Gate } from '../util/gate';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
-import { DiskMaker, loopDevicesOf } from './disk';
+import { DISK_DIRS, DiskMaker, loopDevicesOf } from './disk';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
@@ -138,11 +141,11 @@ export class SandboxManager {
     // sandbox into its cgroups, a few milliseconds from now.
     void this.driver.primeMigration();
     const record = await step('allocate-ids', plan.id, () => this.allocateIds(plan), this.onStep);
+    // The cgroups are made on this thread while the disk mounts on another
+    // (~1 ms of ~5 saved); a failure of either waits for the other, so the
+    // teardown below never races a mount still under way.
+    let cgroup: Promise<SessionCgroup> | undefined;
     try {
-      // The cgroups are made on this thread while the disk mounts on another
-      // (~1 ms of ~5 saved); a failure of either waits for the other, so the
-      // teardown below never races a mount still under way.
-      let cgroup: Promise<SessionCgroup> | undefined;
       const dirs = await step(
         'scratch',
         plan.id,
@@ -174,6 +177,8 @@ export class SandboxManager {
       return new Sandbox(record, this.native);
     } catch (err) {
       releaseDisk();
+      // Made synchronously today; should that change, never tear down under it.
+      await cgroup?.catch(() => {});
       const e =
         err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${plan.id}`, err);
       this.log.warn('sandbox create failed', { id: plan.id, error: e.toJSON() });
@@ -538,7 +543,8 @@ export class SandboxManager {
     const work = path.join(scratch, 'work');
     const tmp = path.join(scratch, 'tmp');
     const lab = path.join(scratch, 'lab');
-    for (const d of [upper, work, tmp, lab]) fs.mkdirSync(d, { recursive: true });
+    // In a disk's template already (DISK_DIRS); a kept disk may predate that.
+    for (const d of DISK_DIRS) fs.mkdirSync(path.join(scratch, d), { recursive: true });
     // What the student made of the mount points on a kept disk (a symlink,
     // a file, a whiteout) would be followed or fail when init mounts onto
     // them, before pivot_root, in a copy of the host's tree: drop it. Their
