@@ -586,7 +586,9 @@ describe('the student web app', () => {
         await page.waitForSelector('[data-testid="mnt-namespace"]');
         await typeIn(
           page,
-          "mount --make-shared /lab/prop; unshare --mount --propagation unchanged sh -c 'mount --make-slave /lab/prop; exec sleep 300' & sleep 0.3; mount -t tmpfs fromsandbox /lab/prop/c; echo slave-$((6*7))",
+          // Until the copy is a slave (never a fixed wait): only then does the mount below reach it.
+          "mount --make-shared /lab/prop; unshare --mount --propagation unchanged sh -c 'mount --make-slave /lab/prop; exec sleep 300' & " +
+            'until grep -q master: /proc/$!/mountinfo; do sleep 0.05; done; mount -t tmpfs fromsandbox /lab/prop/c; echo slave-$((6*7))',
           /^slave-42\s*$/m,
         );
         await page.locator('.steps-nav button').nth(3).click();

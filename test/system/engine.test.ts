@@ -42,7 +42,9 @@ describe('lab engine', () => {
         await sb.exec([
           'bash',
           '-c',
-          "unshare --uts sh -c 'hostname lab-b0x; exec sleep 600' >/dev/null 2>&1 & sleep 0.2",
+          // Until the exec: the hostname is set by then (never a fixed wait).
+          "unshare --uts sh -c 'hostname lab-b0x; exec sleep 600' >/dev/null 2>&1 & " +
+            "until pgrep -xf 'sleep 600' >/dev/null; do sleep 0.05; done",
         ]);
         const h2 = await engine.hint(owner, sb, 'uts-hostname', 'private-hostname');
         assert.match(
@@ -62,7 +64,9 @@ describe('lab engine', () => {
         await sb.exec([
           'bash',
           '-c',
-          "unshare --uts sh -c 'hostname lab-box; exec sleep 601' >/dev/null 2>&1 & sleep 0.2",
+          // Until the exec: the hostname is set by then (never a fixed wait).
+          "unshare --uts sh -c 'hostname lab-box; exec sleep 601' >/dev/null 2>&1 & " +
+            "until pgrep -xf 'sleep 601' >/dev/null; do sleep 0.05; done",
         ]);
         const c2 = await engine.check(owner, sb, 'uts-hostname', 'private-hostname');
         assert.equal(c2.passed, true);

@@ -81,11 +81,17 @@ describe('live panels', () => {
         assert.equal(updates[0]?.step, 'mount-proc');
         const n = updates.length;
         await sock.run(t1, 'unshare --pid --fork --mount-proc sleep 300 & sleep 0.1');
+        // The namespace appears with `unshare`'s child in it, which becomes
+        // the sleep once it has exec'd: a sample may fall in between, so wait
+        // for the sleep (a namespace holding anything else would never match).
         const split = await nextUpdate(
           updates,
           (u) => {
             const g = groups(u);
-            return g && g.length === 2 ? g : undefined;
+            const mine = g?.find((x) => !x.sandbox);
+            return g && g.length === 2 && mine?.procs.map((p) => p.comm).join() === 'sleep'
+              ? g
+              : undefined;
           },
           n,
         );
@@ -214,7 +220,15 @@ describe('live panels', () => {
           const t = (u.panels[0] as NamespacesPanel | undefined)?.types.find(
             (x) => x.type === 'uts',
           );
-          return t?.groups.length === 2 ? t : undefined;
+          // The namespace shows first with the hostname it was made with, on
+          // a slow machine before `hostname inner` ran, and with `sh` before
+          // its exec: wait for both, or the next sample is not the heartbeat.
+          const inner = t?.groups.find((g) => !g.sandbox);
+          return t?.groups.length === 2 &&
+            inner?.hostname === 'inner' &&
+            inner.procs.map((p) => p.comm).join() === 'sleep'
+            ? t
+            : undefined;
         });
         assert.deepEqual(
           uts.groups.map((g) => [g.sandbox, g.hostname]),
