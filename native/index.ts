@@ -113,6 +113,11 @@ export type Op = { step: StepName } &
     | { op: 'write-child-proc'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
     | { op: 'idmap-mount'; source: string; target: string }
     | { op: 'attach-child'; procs: string }
+    /**
+     * The host stage waits for the scratch gate (startSandbox): the ops
+     * before it run while the server still mounts the session disk.
+     */
+    | { op: 'await-scratch' }
     | { op: 'release-child' }
     | { op: 'setids'; uid: number; gid: number }
     | { op: 'unshare'; ns: CloneFlag[] }
@@ -186,6 +191,7 @@ function opArgs(o: Op): string[] {
       return [String(o.uid), String(o.gid)];
     case 'release-child':
     case 'await-attach':
+    case 'await-scratch':
     case 'fork-init':
     case 'loopback-up':
     case 'seccomp':
@@ -398,6 +404,15 @@ export interface NativeAddon {
   reapChild(pid: number): boolean;
   /** Runs the encoded op list in a fresh underlay-nsexec; resolves with the sandbox init's host pid. */
   createSandbox(helperPath: string, spec: Buffer): Promise<{ initPid: number }>;
+  /**
+   * createSandbox for a spec with an `await-scratch` op: the helper starts at
+   * once and waits there until one byte is written to `gate` (go on) or
+   * `gate` is closed (give up: `done` rejects). The caller closes `gate`.
+   */
+  startSandbox(
+    helperPath: string,
+    spec: Buffer,
+  ): { done: Promise<{ initPid: number }>; gate: number };
 }
 
 export interface Native {

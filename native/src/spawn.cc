@@ -17,15 +17,23 @@ namespace {
 
 class CreateWorker : public Napi::AsyncWorker {
  public:
-  CreateWorker(Napi::Env env, std::string helper, std::string spec)
+  // gate_r: the read end of a scratch gate to hand the helper as fd 3
+  // (startSandbox), or -1. Owned by the worker from here: closed once spawned.
+  CreateWorker(Napi::Env env, std::string helper, std::string spec, int gate_r = -1)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         helper_(std::move(helper)),
-        spec_(std::move(spec)) {}
+        spec_(std::move(spec)),
+        gate_r_(gate_r) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    Run();
+    if (gate_r_ >= 0) close(gate_r_);
+  }
+
+  void Run() {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0) return Fail({"clone", "pipe2", errno, "", ""});
     if (pipe2(out, O_CLOEXEC) != 0) {
@@ -42,6 +50,8 @@ class CreateWorker : public Napi::AsyncWorker {
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    // (dup2 onto itself clears FD_CLOEXEC in glibc >= 2.29, as POSIX now says.)
+    if (gate_r_ >= 0) posix_spawn_file_actions_adddup2(&fa, gate_r_, 3);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none, all;
@@ -58,6 +68,12 @@ class CreateWorker : public Napi::AsyncWorker {
     posix_spawnattr_destroy(&attr);
     close(in[0]);
     close(out[1]);
+    // Only the helper may hold the read end: when it dies, the server's
+    // write to the gate fails (EPIPE) instead of filling a pipe nobody reads.
+    if (gate_r_ >= 0) {
+      close(gate_r_);
+      gate_r_ = -1;
+    }
     if (rc != 0) {
       close(in[1]);
       close(out[0]);
@@ -118,6 +134,7 @@ class CreateWorker : public Napi::AsyncWorker {
 
   Napi::Promise::Deferred deferred_;
   std::string helper_, spec_, output_;
+  int gate_r_ = -1;
   int init_pid_ = -1;
   bool failed_ = false;
   errors::Record record_;
@@ -139,10 +156,39 @@ Napi::Value CreateSandbox(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// startSandbox(helperPath, spec: Buffer) -> {done: Promise<{initPid}>, gate: fd}
+// The same, for a spec with an await-scratch op: the helper starts now and
+// waits there until the caller writes one byte to `gate` (the session disk
+// is mounted) or closes it (give up). The caller owns `gate` and must close
+// it either way. The pipe is made here, on the JS thread, so the fd exists
+// before this returns.
+Napi::Value StartSandbox(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) {
+    Napi::TypeError::New(env, "startSandbox(helperPath: string, spec: Buffer)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int gate[2];
+  if (pipe2(gate, O_CLOEXEC) != 0) {
+    errors::Throw(env, {"clone", "pipe2", errno, "", "scratch gate"});
+    return env.Undefined();
+  }
+  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+  auto* w = new CreateWorker(env, info[0].As<Napi::String>().Utf8Value(),
+                             std::string(b.Data(), b.Length()), gate[0]);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("done", w->Promise());
+  o.Set("gate", Napi::Number::New(env, gate[1]));
+  w->Queue();
+  return o;
+}
+
 }  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("createSandbox", Napi::Function::New(env, CreateSandbox));
+  exports.Set("startSandbox", Napi::Function::New(env, StartSandbox));
 }
 
 }  // namespace spawn

@@ -70,6 +70,55 @@ interface Scratch {
   lab: string;
 }
 
+/** Where a sandbox's host-side directories are, made or not (see makeScratch). */
+function scratchPaths(sessionDir: string): Scratch & { scratch: string } {
+  const scratch = path.join(sessionDir, 'scratch');
+  return {
+    scratch,
+    lower: path.join(sessionDir, 'lower'),
+    merged: path.join(sessionDir, 'merged'),
+    upper: path.join(scratch, 'upper'),
+    work: path.join(scratch, 'work'),
+    tmp: path.join(scratch, 'tmp'),
+    lab: path.join(scratch, 'lab'),
+  };
+}
+
+/**
+ * The server's end of a helper's scratch gate: one byte lets it past
+ * await-scratch, closing without one makes it give up. Either happens once.
+ */
+class ScratchGate {
+  private fd: number | undefined;
+  constructor(fd: number) {
+    this.fd = fd;
+  }
+  open(): void {
+    this.end(true);
+  }
+  close(): void {
+    this.end(false);
+  }
+  private end(go: boolean): void {
+    const fd = this.fd;
+    if (fd === undefined) return;
+    this.fd = undefined;
+    try {
+      if (go) fs.writeSync(fd, 'g');
+    } catch {
+      // EPIPE: the helper already ended; its result says why.
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+interface StartedHelper {
+  /** Resolves with the sandbox init's host pid; rejects with the helper's error. */
+  done: Promise<{ initPid: number }>;
+  gate: ScratchGate;
+}
+
 /** Runs one named step; any failure in it becomes a SandboxError naming the step. */
 async function step<T>(
   name: StepName,
@@ -141,32 +190,37 @@ export class SandboxManager {
     // sandbox into its cgroups, a few milliseconds from now.
     void this.driver.primeMigration();
     const record = await step('allocate-ids', plan.id, () => this.allocateIds(plan), this.onStep);
-    // The cgroups are made on this thread while the disk mounts on another
-    // (~1 ms of ~5 saved); a failure of either waits for the other, so the
-    // teardown below never races a mount still under way.
+    // The session disk mounts on a worker thread (the slowest host step).
+    // Meanwhile this thread makes the cgroups and starts the helper, which
+    // forks the child, maps its ids and attaches the image, then waits at
+    // its await-scratch op until the disk is there. A failure of any of the
+    // three waits for the others, so the teardown below never races a mount
+    // or a helper still under way.
     let cgroup: Promise<SessionCgroup> | undefined;
+    let helper: Promise<StartedHelper> | undefined;
     try {
-      const dirs = await step(
+      await step(
         'scratch',
         plan.id,
         () =>
           this.makeScratch(record, plan, () => {
             cgroup = step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
-            cgroup.catch(() => {}); // awaited below, after the disk
+            helper = cgroup.then((cg) => this.startHelper(record, plan, cg));
+            helper.catch(() => {}); // awaited below, after the disk
           }),
         this.onStep,
       ).finally(releaseDisk); // from here the disk counts by its own headroom
-      if (!cgroup) throw new Error('makeScratch returned before making the cgroups');
+      if (!cgroup || !helper) throw new Error('makeScratch returned before making the cgroups');
       const cg = await cgroup;
+      const started = await helper;
+      started.gate.open();
       record.resources.checkView = await step(
         'image',
         plan.id,
         () => this.checkView(plan, cg),
         this.onStep,
       );
-      // idmap-lower -> overlay -> clone -> rootfs -> pivot-root -> hostname
-      // -> network -> init: one op list, each op tagged with its step.
-      const initPid = await this.runHelper(record, plan, cg, dirs);
+      const { initPid } = await started.done;
       await step('init', plan.id, () => this.recordInit(record, cg, initPid), this.onStep);
       this.log.info('sandbox created', {
         id: plan.id,
@@ -177,8 +231,12 @@ export class SandboxManager {
       return new Sandbox(record, this.native);
     } catch (err) {
       releaseDisk();
-      // Made synchronously today; should that change, never tear down under it.
       await cgroup?.catch(() => {});
+      const started = await helper?.catch(() => undefined);
+      if (started) {
+        started.gate.close(); // the helper gives up at await-scratch, if still there
+        await started.done.catch(() => {});
+      }
       const e =
         err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${plan.id}`, err);
       this.log.warn('sandbox create failed', { id: plan.id, error: e.toJSON() });
@@ -493,9 +551,7 @@ export class SandboxManager {
     // /proc/mounts. So the session dir is the sandbox root's own, 0700.
     fs.mkdirSync(sessionDir, { mode: 0o700 });
     fs.chownSync(sessionDir, record.uidBase, record.uidBase);
-    const scratch = path.join(sessionDir, 'scratch');
-    const lower = path.join(sessionDir, 'lower');
-    const merged = path.join(sessionDir, 'merged');
+    const { scratch, lower, merged, upper, work, tmp, lab } = scratchPaths(sessionDir);
     for (const d of [scratch, lower, merged]) fs.mkdirSync(d, { mode: 0o711 });
     const disk = record.resources.disk as string;
     record.resources.mounts = [scratch, lower, merged];
@@ -539,10 +595,6 @@ export class SandboxManager {
     whileMounting();
     await mounted;
     fs.chmodSync(scratch, 0o711);
-    const upper = path.join(scratch, 'upper');
-    const work = path.join(scratch, 'work');
-    const tmp = path.join(scratch, 'tmp');
-    const lab = path.join(scratch, 'lab');
     // In a disk's template already (DISK_DIRS); a kept disk may predate that.
     for (const d of DISK_DIRS) fs.mkdirSync(path.join(scratch, d), { recursive: true });
     // What the student made of the mount points on a kept disk (a symlink,
@@ -566,14 +618,18 @@ export class SandboxManager {
     return { lower, upper, work, merged, tmp, lab };
   }
 
-  /** idmap-lower .. init: the op list, run by a fresh helper; resolves with the init's pid. */
-  private async runHelper(
+  /**
+   * idmap-lower .. init: the op list, run by a fresh helper, started before
+   * the session disk is mounted. It waits at await-scratch for `gate.open()`;
+   * `done` resolves with the init's pid.
+   */
+  private async startHelper(
     record: SandboxRecord,
     plan: Plan,
     cg: SessionCgroup,
-    dirs: Scratch,
-  ): Promise<number> {
+  ): Promise<StartedHelper> {
     const uid = record.uidBase;
+    const dirs = scratchPaths(record.resources.sessionDir);
     const imageRoot = await step(
       'idmap-lower',
       plan.id,
@@ -601,14 +657,20 @@ export class SandboxManager {
       shmInodes: plan.limits.shmInodes,
       runInodes: plan.limits.runInodes,
     });
+    let started: ReturnType<Native['addon']['startSandbox']> | undefined;
     // Errors from the helper already name the op's step.
-    const { initPid } = await step(
+    const done = step(
       'clone',
       plan.id,
-      () => this.native.addon.createSandbox(this.native.helperPath, encodeOps(ops)),
+      () => {
+        started = this.native.addon.startSandbox(this.native.helperPath, encodeOps(ops));
+        return started.done;
+      },
       this.onStep,
     );
-    return initPid;
+    done.catch(() => {}); // awaited by create, after the disk
+    if (!started) await done; // startSandbox threw: rethrow it, with its step
+    return { done, gate: new ScratchGate(started!.gate) };
   }
 
   /** init: the sandbox runs; record who it is so a later start can re-adopt or reap it. */

@@ -117,6 +117,9 @@ export function buildOps(p: StepPlan): Op[] {
             '',
           ),
         ] as Op[])),
+    // Everything above runs while the server still mounts the session disk;
+    // the overlay's upper and work dirs are on it.
+    { step: 'scratch', op: 'await-scratch' },
     // No nosuid: it would also disable file capabilities, and the setcap lab
     // would fail with EPERM (docs/sandbox.md#the-overlay-is-not-nosuid). nodev is safe.
     mount(

@@ -13,7 +13,9 @@ import type { CgroupDriver } from '../../server/sandbox/cgroups';
 import type { SandboxError } from '../../server/sandbox/errors';
 import { SandboxManager, initAlive, processStartTime } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
+import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
+import { encodeOps } from '../../native/index';
 import {
   CLI,
   REPO,
@@ -145,6 +147,94 @@ describe('lifecycle', () => {
       assert.ok(failed.resources.disk?.endsWith('.ext4'));
       await assertGone(failed);
       assert.equal(m.store.list().length, storeBefore, 'the id range was not released');
+    },
+  );
+
+  sysTest(
+    'the helper starts while the disk mounts; a disk that fails then leaves nothing behind',
+    SYSTEM_NEEDS,
+    async () => {
+      const shared = testManager();
+      // The same host, store and state dir; a mount of the session disk that
+      // waits until the helper's child exists (it has forked, become the
+      // session's uid and waits at await-scratch), then fails as a full
+      // host disk would.
+      let failed: SandboxRecord | undefined;
+      let childSeen = false;
+      const addon = Object.create(shared.native.addon) as typeof shared.native.addon;
+      addon.mountLoop = async (image: string) => {
+        failed = structuredClone(
+          shared.store.list().find((r) => r.resources.disk === image),
+        ) as SandboxRecord;
+        const end = Date.now() + 15_000;
+        while (Date.now() < end && pidsOwnedByRange(failed.uidBase).length === 0) await sleep(5);
+        childSeen = pidsOwnedByRange(failed.uidBase).length > 0;
+        throw Object.assign(new Error(`mount ${image}: No space left on device`), {
+          code: 'ENOSPC',
+          step: 'scratch',
+        });
+      };
+      const m = new SandboxManager({
+        config: shared.config,
+        store: shared.store,
+        native: { ...shared.native, addon },
+        logger: createLogger('error'),
+      });
+      const storeBefore = m.store.list().length;
+      await assert.rejects(m.create(), (err: SandboxError) => {
+        assert.equal(err.step, 'scratch', String(err));
+        assert.match(err.message, /No space left on device/);
+        return true;
+      });
+      assert.ok(failed, 'the injected mount failure was not reached');
+      assert.ok(childSeen, 'the helper had not started while the disk was being mounted');
+      // Its child, the idmapped image at lower/ and the cgroups go too.
+      await assertGone(failed);
+      assert.equal(m.store.list().length, storeBefore, 'the id range was not released');
+    },
+  );
+
+  sysTest(
+    'a helper told to wait for the session disk without a gate to wait on refuses before it forks',
+    SYSTEM_NEEDS,
+    async () => {
+      const { native } = testManager();
+      const base = 100000 + 65536 * 4000; // no live range: nothing may run as it
+      const ops = buildOps({
+        uidBase: base,
+        gidBase: base,
+        hostname: 'nogate',
+        imageRoot: '/nonexistent',
+        lowerDir: '/nonexistent/lower',
+        idmap: true,
+        upperDir: '/nonexistent/upper',
+        workDir: '/nonexistent/work',
+        mergedDir: '/nonexistent/merged',
+        cgroup: {
+          mode: 'v1',
+          dirs: [],
+          attachProcs: [],
+          joinProcs: [],
+          initOps: () => [],
+          afterStart: () => {},
+        },
+        tmpDir: '/nonexistent/tmp',
+        labDir: '/nonexistent/lab',
+        shmBytes: 1 << 20,
+        runBytes: 1 << 20,
+        shmInodes: 100,
+        runInodes: 100,
+      });
+      await assert.rejects(
+        native.addon.createSandbox(native.helperPath, encodeOps(ops)),
+        (err: SandboxError) => {
+          assert.equal(err.step, 'clone', String(err));
+          assert.equal(err.code, 'EBADF', String(err));
+          assert.match(err.message, /scratch gate/);
+          return true;
+        },
+      );
+      assert.deepEqual(pidsOwnedByRange(base), []);
     },
   );
 

@@ -31,12 +31,13 @@ const ops = buildOps({
 });
 const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
 
-test('the step order follows the architecture: userns first, cgroup attach (overlapped), maps, idmap, overlay, nested userns, the cgroup namespace only after the attach, then the rest', () => {
+test('the step order follows the architecture: userns first, cgroup attach (overlapped), maps, idmap, the wait for the session disk, overlay, nested userns, the cgroup namespace only after the attach, then the rest', () => {
   const order = [
     idx((o) => o.op === 'clone-userns'),
     idx((o) => o.op === 'attach-child'),
     idx((o) => o.op === 'write-child-proc' && o.file === 'uid_map'),
     idx((o) => o.op === 'idmap-mount'),
+    idx((o) => o.op === 'await-scratch'),
     idx((o) => o.op === 'mount' && o.fstype === 'overlay'),
     idx((o) => o.op === 'release-child'),
     idx((o) => o.op === 'write' && o.path.startsWith('/proc/sys/user/')),
@@ -95,4 +96,10 @@ test('all namespaces are unshared; the ping group range is the netns default', (
         o.op === 'write' && o.path === '/proc/sys/net/ipv4/ping_group_range' && o.content === '1 0',
     ),
   );
+});
+
+test('nothing before the wait for the session disk touches it', () => {
+  const gate = idx((o) => o.op === 'await-scratch');
+  const before = JSON.stringify(ops.slice(0, gate));
+  for (const dir of ['/s/up', '/s/work', '/s/scratch']) assert.ok(!before.includes(dir), dir);
 });

@@ -70,6 +70,10 @@ struct Ctx {
   pid_t attacher = -1;
 };
 
+// With an await-scratch op, the server's end of the scratch gate (see
+// spawn.cc): a byte once the session disk is mounted, EOF if it gave up.
+constexpr int kScratchGateFd = 3;
+
 // spec::parse guarantees the table's argc, so args[i] exists.
 const char* arg(const Op& op, size_t i) { return op.args[i].c_str(); }
 
@@ -280,6 +284,20 @@ void run_host_op(Ctx* c, const Op& op) {
     case Kind::kIdmapMount:
       idmap_mount(c, op);
       return;
+    case Kind::kAwaitScratch: {
+      // The server mounts the session disk while this helper starts, forks
+      // the child and maps it; the ops after this one need the disk. One
+      // byte on the gate = mounted; EOF = the server gave up (its own error
+      // is the one reported), so nothing is left to do but fail.
+      char b;
+      ssize_t n;
+      while ((n = read(kScratchGateFd, &b, 1)) < 0 && errno == EINTR) {
+      }
+      const int err = n < 0 ? errno : ECANCELED;
+      close(kScratchGateFd);
+      if (n != 1) host_die(c, step, "read", err, "", "the server stopped this create");
+      return;
+    }
     default:
       // run_common exits on failure without killing the child; the child then
       // reads EOF on the go pipe (or gets PR_SET_PDEATHSIG) and exits itself.
@@ -537,6 +555,11 @@ int run(int argc, char** argv) {
   const std::vector<Op>& ops = sp.ops;
 
   Ctx c;
+  bool gated = false;
+  for (const Op& op : ops) gated = gated || op.kind == Kind::kAwaitScratch;
+  // Checked before anything opens an fd that could take the number.
+  if (gated && fcntl(kScratchGateFd, F_GETFD) < 0)
+    report::die("clone", "fcntl", errno, "", "await-scratch needs the scratch gate on fd 3");
   // Host ops before the clone (none in today's steps.ts, but allowed).
   for (size_t i = 0; i < sp.clone_userns; ++i) run_host_op(&c, ops[i]);
   const Op& clone_op = ops[sp.clone_userns];
@@ -555,6 +578,7 @@ int run(int argc, char** argv) {
     // ---- child ----
     close(c.status_r);
     close(c.go_w);
+    if (gated) close(kScratchGateFd);  // the host stage's alone
     report::set_fd(c.status_w);
     // Become the session's host uid/gid BEFORE creating the user namespace:
     // the namespace's owner is the creator's euid, and the kernel charges

@@ -21,6 +21,7 @@ const Def kOps[] = {
     {"write-child-proc", Kind::kWriteChildProc,  2,    kHost,        false},
     {"idmap-mount",      Kind::kIdmapMount,      2,    kHost,        false},
     {"attach-child",     Kind::kAttachChild,     1,    kHost,        false},
+    {"await-scratch",    Kind::kAwaitScratch,    0,    kHost,        false},
     {"release-child",    Kind::kReleaseChild,    0,    kHost,        true},
     {"setids",           Kind::kSetids,          2,    kChild,       false},
     {"unshare",          Kind::kUnshare,         1,    kChild,       false},

@@ -20,6 +20,7 @@ enum class Kind {
   kUnshare,
   kNestUserns,
   kAwaitAttach,
+  kAwaitScratch,
   kForkInit,
   kMount,
   kMkdir,
