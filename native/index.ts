@@ -110,6 +110,11 @@ export type Op = { step: StepName } &
    * host root.
    */
   (| { op: 'clone-userns'; uid: number; gid: number }
+    /**
+     * Before clone-userns: the child is born in cgroup (v2) directory `dir`
+     * (clone3 CLONE_INTO_CGROUP), instead of being moved there by attach-child.
+     */
+    | { op: 'clone-into-cgroup'; dir: string }
     | { op: 'write-child-proc'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
     | { op: 'idmap-mount'; source: string; target: string }
     | { op: 'attach-child'; procs: string }
@@ -128,6 +133,8 @@ export type Op = { step: StepName } &
     | { op: 'nest-userns'; map: string }
     /** The child waits until the host's attach-child writes are done (they run alongside). */
     | { op: 'await-attach' }
+    /** Before fork-init: init is born in cgroup (v2) directory `dir` (clone3 CLONE_INTO_CGROUP). */
+    | { op: 'init-into-cgroup'; dir: string }
     | { op: 'fork-init' }
     | {
         op: 'mount';
@@ -161,6 +168,9 @@ function opArgs(o: Op): string[] {
       return [o.source, o.target];
     case 'attach-child':
       return [o.procs];
+    case 'clone-into-cgroup':
+    case 'init-into-cgroup':
+      return [o.dir];
     case 'setids':
       return [String(o.uid), String(o.gid)];
     case 'unshare':

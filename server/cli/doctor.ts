@@ -2,8 +2,10 @@
  * `underlay doctor`: what this host has and lacks for sandboxes, each with
  * the fix. Exit 0 when sandboxes can run (warnings allowed), 1 otherwise.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { loadConfig } from '../config';
 import {
@@ -74,6 +76,11 @@ export interface HostFacts {
   /** The kernel's build config and command line (default: read from the host). */
   kernelConfig?: string;
   cmdline?: string;
+  /**
+   * How long one cgroup migration took after a quiet spell (ms; see
+   * measureMigration), null if it could not be measured; absent: no finding.
+   */
+  migrationMs?: number | null;
   /** /etc/subuid and /etc/subgid contents (default: read from the host). */
   subuid?: string;
   subgid?: string;
@@ -233,6 +240,26 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
     }
   }
 
+  if (facts.migrationMs !== undefined && mode) {
+    // Every cgroup.procs write takes cgroup_threadgroup_rwsem for writing; the
+    // first after a quiet spell waits an RCU grace period unless the kernel
+    // favours dynamic cgroup changes (docs/sandbox.md#cgroup-migrations).
+    const ms = facts.migrationMs;
+    const slow = ms !== null && ms > 2;
+    add(
+      'cgroup migration',
+      slow ? 'warn' : 'ok',
+      ms === null
+        ? 'not measured (could not make a probe cgroup)'
+        : `${ms.toFixed(2)} ms after a quiet spell${slow ? ': favordynmods is off, so each one waits an RCU grace period' : ''}`,
+      slow
+        ? mode === 'v1'
+          ? 'every sandbox start, terminal and check waits for one: boot with cgroup_favordynmods=true (Linux >= 6.7) or a kernel built with CONFIG_CGROUP_FAVOR_DYNMODS'
+          : 'sandbox starts do not migrate (they are born in their cgroups) but terminals and checks do: mount -o remount,favordynmods /sys/fs/cgroup, or boot with cgroup_favordynmods=true (Linux >= 6.7)'
+        : undefined,
+    );
+  }
+
   const nat = nativeStatus();
   add('native module', nat.ok ? 'ok' : 'fail', nat.detail, 'npm run build:native');
 
@@ -286,8 +313,49 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
   return out;
 }
 
+/**
+ * Times one migration: a child cgroup of our own (pids on v1), a `sleep`
+ * of ours moved into it after 150 ms in which this process migrates
+ * nothing, then both removed. Null when the host does not let us.
+ */
+export async function measureMigration(): Promise<number | null> {
+  let dir: string;
+  try {
+    const lines = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n');
+    if (detectCgroupMode() === 'v2') {
+      dir = path.join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))!.slice(3));
+    } else {
+      const own = lines.find((l) => l.split(':')[1] === 'pids')!.split(':')[2]!;
+      dir = path.join('/sys/fs/cgroup/pids', own);
+    }
+  } catch {
+    return null;
+  }
+  const probe = path.join(dir, `underlay-doctor-${process.pid}`);
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    await new Promise((resolve, reject) => child.once('spawn', resolve).once('error', reject));
+    fs.mkdirSync(probe);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const t0 = process.hrtime.bigint();
+    fs.writeFileSync(path.join(probe, 'cgroup.procs'), String(child.pid));
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  } catch {
+    return null;
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+    try {
+      fs.rmdirSync(probe);
+    } catch {
+      // never made
+    }
+  }
+}
+
 export async function runDoctor(opts: { json: boolean }): Promise<number> {
-  const findings = diagnose();
+  const findings = diagnose({ release: os.release(), migrationMs: await measureMigration() });
   const failed = findings.some((f) => f.status === 'fail');
   if (opts.json) {
     process.stdout.write(JSON.stringify({ ok: !failed, findings }, null, 2) + '\n');

@@ -43,6 +43,14 @@ export interface SessionCgroup {
   dirs: string[];
   /** cgroup.procs files the new user-namespace child is written into before it unshares. */
   attachProcs: string[];
+  /**
+   * v2: the cgroup dir the child is born in (clone3 CLONE_INTO_CGROUP): no
+   * migration, so no wait for the cgroup_threadgroup_rwsem writer's RCU
+   * grace period. v1 has nothing like it (one cgroup per hierarchy).
+   */
+  cloneInto?: string;
+  /** v2: the cgroup dir the sandbox init is born in (its leaf), the same way. */
+  initInto?: string;
   /** cgroup.procs files a joining terminal/check writes itself into. */
   joinProcs: string[];
   /** Ops for the sandbox init: leaf move (v2) and cgroupfs mounts under `root`. */
@@ -592,16 +600,18 @@ export class V2Driver implements CgroupDriver {
     return {
       mode: 'v2',
       dirs,
-      // The child enters `<session>` and unshares its cgroup namespace there, so
-      // the student's /sys/fs/cgroup is the session; init then moves to the leaf.
-      attachProcs: [path.join(dir, 'cgroup.procs')],
+      // The child is born in `<session>` and unshares its cgroup namespace
+      // there, so the student's /sys/fs/cgroup is the session; init is born
+      // in the leaf. Neither is migrated (see SessionCgroup.cloneInto).
+      attachProcs: [],
+      cloneInto: dir,
+      initInto: leaf,
       joinProcs: [path.join(leaf, 'cgroup.procs')],
-      // Only now is `<session>` empty (init moved itself to the leaf), so
+      // Only now is `<session>` empty (the child left it when it exited), so
       // controllers can be enabled for the student's own children, e.g.
       // `lab` in the cpu.max lab. Before, the child could not have entered.
       afterStart: () => this.enable(dir, ctrls),
       initOps: (root) => [
-        { step: 'cgroup', op: 'write', path: path.join(leaf, 'cgroup.procs'), content: '0' },
         mount('rootfs', 'cgroup2', `${root}/sys/fs/cgroup`, 'cgroup2', NOSUID_NODEV_NOEXEC, ''),
       ],
     };

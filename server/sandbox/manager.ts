@@ -173,6 +173,16 @@ export class SandboxManager {
     this.driver.limitAll(total);
   }
 
+  /**
+   * How many creates may start their helper before their disk is mounted.
+   * The addon waits for a helper on a libuv pool thread (4 by default), and
+   * a helper at await-scratch waits for a disk mount, which needs a pool
+   * thread too: with every thread waiting on a helper, no disk would ever
+   * mount (a herd of creates hung so). Past this bound, a create starts its
+   * helper once its disk is mounted, as before.
+   */
+  private earlyHelperSlots = 2;
+
   /** The session disks' images (root's only: a student never reaches them). */
   private disksDir(): string {
     return path.join(this.config.stateDir, 'disks');
@@ -198,6 +208,11 @@ export class SandboxManager {
     // or a helper still under way.
     let cgroup: Promise<SessionCgroup> | undefined;
     let helper: Promise<StartedHelper> | undefined;
+    let early = false; // holds one of earlyHelperSlots until its gate is decided
+    const releaseEarly = () => {
+      if (early) this.earlyHelperSlots++;
+      early = false;
+    };
     try {
       await step(
         'scratch',
@@ -205,15 +220,22 @@ export class SandboxManager {
         () =>
           this.makeScratch(record, plan, () => {
             cgroup = step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
-            helper = cgroup.then((cg) => this.startHelper(record, plan, cg));
-            helper.catch(() => {}); // awaited below, after the disk
+            cgroup.catch(() => {}); // awaited below, after the disk
+            if (this.earlyHelperSlots > 0) {
+              this.earlyHelperSlots--;
+              early = true;
+              helper = cgroup.then((cg) => this.startHelper(record, plan, cg));
+              helper.catch(() => {}); // awaited below, after the disk
+            }
           }),
         this.onStep,
       ).finally(releaseDisk); // from here the disk counts by its own headroom
-      if (!cgroup || !helper) throw new Error('makeScratch returned before making the cgroups');
+      if (!cgroup) throw new Error('makeScratch returned before making the cgroups');
       const cg = await cgroup;
+      helper ??= this.startHelper(record, plan, cg);
       const started = await helper;
       started.gate.open();
+      releaseEarly();
       record.resources.checkView = await step(
         'image',
         plan.id,
@@ -237,6 +259,7 @@ export class SandboxManager {
         started.gate.close(); // the helper gives up at await-scratch, if still there
         await started.done.catch(() => {});
       }
+      releaseEarly();
       const e =
         err instanceof SandboxError ? err : SandboxError.wrap(`create sandbox ${plan.id}`, err);
       this.log.warn('sandbox create failed', { id: plan.id, error: e.toJSON() });

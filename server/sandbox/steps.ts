@@ -95,8 +95,12 @@ export function buildOps(p: StepPlan): Op[] {
     // The child becomes the session's host uid before it creates the user
     // namespace, so the namespace (and every per-user count inside it) is
     // charged to the session, not to host root.
+    // v2: the child is born in the session's cgroup (no migration at all).
+    ...(p.cgroup.cloneInto
+      ? [{ step: 'cgroup', op: 'clone-into-cgroup', dir: p.cgroup.cloneInto } as Op]
+      : []),
     { step: 'clone', op: 'clone-userns', uid: p.uidBase, gid: p.gidBase },
-    // Into the session's cgroups first: the helper runs these writes in a
+    // v1: into the session's cgroups first: the helper runs these writes in a
     // process of their own (the first cgroup migration waits for an RCU grace
     // period), overlapping the maps, mounts and the child's first ops.
     ...p.cgroup.attachProcs.map((procs): Op => ({ step: 'cgroup', op: 'attach-child', procs })),
@@ -155,6 +159,9 @@ export function buildOps(p: StepPlan): Op[] {
     // the attach-child writes are done.
     { step: 'cgroup', op: 'await-attach' },
     { step: 'clone', op: 'unshare', ns: ['CLONE_NEWCGROUP'] },
+    ...(p.cgroup.initInto
+      ? [{ step: 'cgroup', op: 'init-into-cgroup', dir: p.cgroup.initInto } as Op]
+      : []),
     { step: 'clone', op: 'fork-init' },
     // ---- sandbox init (pid 1) ---------------------------------------------
     { step: 'init', op: 'set-dumpable', value: 1 },

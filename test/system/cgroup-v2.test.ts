@@ -5,6 +5,7 @@
  * the no-internal-processes leaf rule, with a real sandbox.
  */
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
@@ -186,6 +187,57 @@ describe('cgroup v2 driver', () => {
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(r.stdout.trim().split('\n'), ['child-set']);
+    },
+  );
+
+  sysTest(
+    'a create migrates nothing: the child is born in the session cgroup and init in its leaf',
+    NEEDS,
+    async () => {
+      ready();
+      // Every migration (a cgroup.procs write) is a cgroup_attach_task event;
+      // a process born in its cgroup by clone3(CLONE_INTO_CGROUP) is not.
+      const tracing = '/sys/kernel/tracing';
+      if (!fs.existsSync(path.join(tracing, 'instances')))
+        execFileSync('mount', ['-t', 'tracefs', 'tracefs', tracing]);
+      const inst = path.join(tracing, 'instances', `underlay-test-${process.pid}`);
+      fs.mkdirSync(inst);
+      let other: Sandbox | undefined;
+      try {
+        const ev = path.join(inst, 'events', 'cgroup', 'cgroup_attach_task');
+        const traced = async (what: () => Promise<unknown>, id: () => string) => {
+          fs.writeFileSync(path.join(inst, 'trace'), '');
+          fs.writeFileSync(path.join(ev, 'enable'), '1');
+          try {
+            await what();
+          } finally {
+            fs.writeFileSync(path.join(ev, 'enable'), '0');
+          }
+          return fs
+            .readFileSync(path.join(inst, 'trace'), 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('cgroup_attach_task') && l.includes(`/${id()}`));
+        };
+        const created = await traced(
+          async () => (other = await m.create({ hostname: 'v2-born' })),
+          () => other!.record.id,
+        );
+        assert.deepEqual(created, [], 'the create migrated processes');
+        // The control: a migration, as the create's were before, is seen.
+        const moved = await traced(
+          () =>
+            other!.exec([
+              'sh',
+              '-c',
+              'mkdir /sys/fs/cgroup/moved && echo $$ > /sys/fs/cgroup/moved/cgroup.procs',
+            ]),
+          () => `${other!.record.id}/moved`,
+        );
+        assert.equal(moved.length, 1, `the control migration was not traced: ${moved.join('\n')}`);
+      } finally {
+        if (other) await m.teardown(other.record);
+        fs.rmdirSync(inst);
+      }
     },
   );
 

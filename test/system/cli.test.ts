@@ -3,14 +3,14 @@
  * exit codes, and `sandbox run` relaying through pipes.
  */
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { Classroom } from '../../server/classroom/cohorts';
-import { diagnose } from '../../server/cli/doctor';
+import { diagnose, measureMigration } from '../../server/cli/doctor';
 import { loadConfig } from '../../server/config';
 import { Store } from '../../server/store/store';
 import { freePort } from '../helpers/browser';
@@ -383,6 +383,38 @@ describe('underlay CLI', () => {
     assert.match(idmap?.fix ?? '', /5\.19/);
     assert.equal(f.find((x) => x.check === 'kernel')?.status, 'fail');
     assert.equal(f.find((x) => x.check === 'setns with pidfd')?.status, 'fail');
+  });
+
+  test('doctor times a cgroup migration and says how to make it fast when it is slow', async () => {
+    const ms = await measureMigration();
+    assert.equal(typeof ms, 'number', 'the probe migration could not be made');
+    assert.ok(ms! > 0);
+    // Its probe cgroup and its `sleep` are gone.
+    assert.deepEqual(
+      execFileSync('find', [
+        '/sys/fs/cgroup',
+        '-maxdepth',
+        '4',
+        '-name',
+        `underlay-doctor-${process.pid}`,
+      ])
+        .toString()
+        .trim(),
+      '',
+    );
+    const slow = diagnose({ release: os.release(), migrationMs: 7.6 }).find(
+      (x) => x.check === 'cgroup migration',
+    );
+    assert.equal(slow?.status, 'warn');
+    assert.match(slow?.detail ?? '', /^7\.60 ms after a quiet spell: favordynmods is off/);
+    assert.match(slow?.fix ?? '', /cgroup_favordynmods=true/);
+    const fast = diagnose({ release: os.release(), migrationMs: 0.04 }).find(
+      (x) => x.check === 'cgroup migration',
+    );
+    assert.equal(fast?.status, 'ok');
+    assert.equal(fast?.fix, undefined);
+    const none = diagnose({ release: os.release() }).find((x) => x.check === 'cgroup migration');
+    assert.equal(none, undefined, 'no figure, no finding');
   });
 
   test('doctor fails when host users own subordinate ids inside the session ranges', () => {

@@ -11,7 +11,12 @@ import { describe } from 'node:test';
 import { timeScale } from '../../server/config';
 import type { CgroupDriver } from '../../server/sandbox/cgroups';
 import type { SandboxError } from '../../server/sandbox/errors';
-import { SandboxManager, initAlive, processStartTime } from '../../server/sandbox/index';
+import {
+  SandboxManager,
+  initAlive,
+  processStartTime,
+  type Sandbox,
+} from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
@@ -192,6 +197,37 @@ describe('lifecycle', () => {
       await assertGone(failed);
       assert.equal(m.store.list().length, storeBefore, 'the id range was not released');
     },
+  );
+
+  sysTest(
+    'more creates at once than libuv has pool threads all start (helpers waiting for disks never starve the mounts)',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const n = 12;
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${n} concurrent creates had not finished after 120 s`)),
+          120_000 * timeScale(),
+        );
+      });
+      const creates = Array.from({ length: n }, (_, i) => m.create({ hostname: `herd-${i}` }));
+      let made: PromiseSettledResult<Sandbox>[];
+      try {
+        made = await Promise.race([Promise.allSettled(creates), hung]);
+      } catch (err) {
+        // Hung creates may never finish: tear down whatever still does.
+        for (const c of creates) void c.then((sb) => m.teardown(sb.record)).catch(() => {});
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+      for (const r of made) if (r.status === 'fulfilled') await m.teardown(r.value.record);
+      const failed = made.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
+      assert.deepEqual(failed, []);
+    },
+    { timeout: 600_000 },
   );
 
   sysTest(

@@ -103,3 +103,50 @@ test('nothing before the wait for the session disk touches it', () => {
   const before = JSON.stringify(ops.slice(0, gate));
   for (const dir of ['/s/up', '/s/work', '/s/scratch']) assert.ok(!before.includes(dir), dir);
 });
+
+test('cgroup v2: the child is born in the session cgroup and init in its leaf, nothing is migrated', () => {
+  const v2 = buildOps({
+    ...{
+      uidBase: 165536,
+      gidBase: 165536,
+      hostname: 'lab',
+      imageRoot: '/img',
+      lowerDir: '/s/lower',
+      idmap: true,
+      upperDir: '/s/up',
+      workDir: '/s/work',
+      mergedDir: '/s/merged',
+      tmpDir: '/s/scratch/tmp',
+      labDir: '/s/scratch/lab',
+      shmBytes: 1 << 20,
+      runBytes: 1 << 20,
+      shmInodes: 100,
+      runInodes: 100,
+    },
+    cgroup: {
+      ...cg,
+      mode: 'v2',
+      attachProcs: [],
+      cloneInto: '/cg/session',
+      initInto: '/cg/session/init',
+    },
+  });
+  assert.deepEqual(v2[0], { step: 'cgroup', op: 'clone-into-cgroup', dir: '/cg/session' });
+  assert.equal(v2[1]?.op, 'clone-userns');
+  assert.ok(!v2.some((o) => o.op === 'attach-child'));
+  // The child still waits before it unshares its cgroup namespace (the
+  // helper falls back to attaching on a kernel without CLONE_INTO_CGROUP).
+  const wait = v2.findIndex((o) => o.op === 'await-attach');
+  const cgns = v2.findIndex((o) => o.op === 'unshare' && o.ns.includes('CLONE_NEWCGROUP'));
+  assert.ok(wait >= 0 && wait < cgns);
+  // init is born in the leaf, after the cgroup namespace is made in the session.
+  const initInto = v2.findIndex((o) => o.op === 'init-into-cgroup');
+  assert.deepEqual(v2[initInto], {
+    step: 'cgroup',
+    op: 'init-into-cgroup',
+    dir: '/cg/session/init',
+  });
+  assert.ok(cgns < initInto && initInto < v2.findIndex((o) => o.op === 'fork-init'));
+  // v1 has no such call.
+  assert.ok(!ops.some((o) => o.op === 'clone-into-cgroup' || o.op === 'init-into-cgroup'));
+});

@@ -65,6 +65,10 @@ struct Ctx {
   int status_r = -1;
   int go_r = -1;  // host -> child: one byte = maps and host mounts done,
   int go_w = -1;  // a second one = the child is in the session's cgroups
+  // clone-into-cgroup / init-into-cgroup: the cgroups (v2) the child and
+  // init are born in (see fork_into), or empty.
+  std::string clone_into;
+  std::string init_into;
   // attach-child writes, done by a process of their own (see start_attacher).
   std::vector<std::string> attach;
   pid_t attacher = -1;
@@ -284,6 +288,10 @@ void run_host_op(Ctx* c, const Op& op) {
     case Kind::kIdmapMount:
       idmap_mount(c, op);
       return;
+    case Kind::kCloneIntoCgroup:
+      // clone-into-cgroup DIR: see fork_into.
+      c->clone_into = op.args[0];
+      return;
     case Kind::kAwaitScratch: {
       // The server mounts the session disk while this helper starts, forks
       // the child and maps it; the ops after this one need the disk. One
@@ -305,6 +313,40 @@ void run_host_op(Ctx* c, const Op& op) {
       if (!run_common(op)) not_in_stage(op, "host");
       return;
   }
+}
+
+// Forks a process born in cgroup (v2) directory `dir`, or a plain fork()
+// for an empty `dir`. clone3(CLONE_INTO_CGROUP) takes the cgroup locks only
+// as a fork does, where a write to cgroup.procs takes cgroup_threadgroup_rwsem
+// for writing and, after a quiet spell, waits an RCU grace period (most of
+// a create on a kernel without favordynmods). Used for the user-namespace
+// child (clone-into-cgroup: the session cgroup) and for init
+// (init-into-cgroup: its leaf). *born_in tells whether it worked: kernels
+// before 5.7 lack the flag, and the caller then moves the process itself.
+pid_t fork_into(const std::string& dir, bool* born_in) {
+  *born_in = false;
+  if (dir.empty()) return fork();
+  int fd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) report::die("cgroup", "open", errno, dir.c_str());
+  sys::CloneArgs args;
+  memset(&args, 0, sizeof args);
+  args.flags = sys::kCloneIntoCgroup;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(fd);
+  // A raw clone3 without CLONE_VM is a fork to the kernel; libc's fork
+  // handlers do not run, and this single-threaded helper needs none. Both
+  // sides only make syscalls and _exit (never raise/abort, whose cached
+  // thread id would be the parent's in the child).
+  long pid = sys::clone3(&args);
+  const int err = errno;
+  close(fd);
+  if (pid >= 0) {
+    *born_in = true;
+    return static_cast<pid_t>(pid);
+  }
+  if (err != ENOSYS && err != EINVAL && err != E2BIG)
+    report::die("cgroup", "clone3", err, dir.c_str(), "CLONE_INTO_CGROUP");
+  return fork();
 }
 
 // ---- child stage -------------------------------------------------------------
@@ -532,6 +574,10 @@ void run_child_op(Ctx* c, const Op& op) {
     case Kind::kAwaitAttach:
       child_wait_go(c);
       return;
+    case Kind::kInitIntoCgroup:
+      // init-into-cgroup DIR: fork-init forks init into DIR (see fork_into).
+      c->init_into = op.args[0];
+      return;
     default:
       if (!run_common(op)) not_in_stage(op, "user-namespace child");
       return;
@@ -556,7 +602,11 @@ int run(int argc, char** argv) {
 
   Ctx c;
   bool gated = false;
-  for (const Op& op : ops) gated = gated || op.kind == Kind::kAwaitScratch;
+  bool awaits_attach = false;
+  for (const Op& op : ops) {
+    gated = gated || op.kind == Kind::kAwaitScratch;
+    awaits_attach = awaits_attach || op.kind == Kind::kAwaitAttach;
+  }
   // Checked before anything opens an fd that could take the number.
   if (gated && fcntl(kScratchGateFd, F_GETFD) < 0)
     report::die("clone", "fcntl", errno, "", "await-scratch needs the scratch gate on fd 3");
@@ -572,8 +622,10 @@ int run(int argc, char** argv) {
   c.go_r = go[0];
   c.go_w = go[1];
 
-  pid_t child = fork();
+  bool born_in = false;
+  pid_t child = fork_into(c.clone_into, &born_in);
   if (child < 0) report::die(clone_op.step.c_str(), "fork", errno, "");
+  if (!born_in && !c.clone_into.empty()) c.attach.push_back(c.clone_into + "/cgroup.procs");
   if (child == 0) {
     // ---- child ----
     close(c.status_r);
@@ -619,7 +671,8 @@ int run(int argc, char** argv) {
     // reports only after this stage has written PID and exited (EOF here).
     int order[2];
     if (pipe2(order, O_CLOEXEC) != 0) report::die(fork_op.step.c_str(), "pipe2", errno, "");
-    pid_t init = fork();
+    bool init_born_in = false;
+    pid_t init = fork_into(c.init_into, &init_born_in);
     if (init < 0) report::die(fork_op.step.c_str(), "fork", errno, "");
     if (init > 0) {
       report::line("PID %d", init);
@@ -629,6 +682,10 @@ int run(int argc, char** argv) {
     // The parent (child stage) exits right away; init must not die with it.
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     close(order[1]);
+    if (!init_born_in && !c.init_into.empty()) {
+      const std::string procs = c.init_into + "/cgroup.procs";
+      if (!write_file(procs.c_str(), "0")) report::die("cgroup", "write", errno, procs.c_str());
+    }
     for (size_t j = sp.fork_init + 1; j < sp.init_loop; ++j) run_init_op(ops[j]);
     char b;
     while (read(order[0], &b, 1) < 0 && errno == EINTR) {
@@ -647,7 +704,9 @@ int run(int argc, char** argv) {
   const Op& release_op = ops[sp.release_child];
   start_attacher(&c);
   if (write(c.go_w, "g", 1) != 1) host_die(&c, release_op.step.c_str(), "write", errno, "go pipe");
-  if (!c.attach.empty()) {
+  // The child awaits the attach even when it was born in its cgroup
+  // (clone-into-cgroup): the same op list serves both ways.
+  if (!c.attach.empty() || awaits_attach) {
     finish_attacher(&c);
     if (write(c.go_w, "a", 1) != 1) host_die(&c, "cgroup", "write", errno, "go pipe");
   }

@@ -17,6 +17,7 @@ constexpr unsigned kAnywhere = kHostSide | kSandboxSide;
 // clang-format off
 const Def kOps[] = {
     // name              kind                    argc  stages        boundary
+    {"clone-into-cgroup", Kind::kCloneIntoCgroup, 1,   kPreClone,    false},
     {"clone-userns",     Kind::kCloneUserns,     2,    kPreClone,    true},
     {"write-child-proc", Kind::kWriteChildProc,  2,    kHost,        false},
     {"idmap-mount",      Kind::kIdmapMount,      2,    kHost,        false},
@@ -27,6 +28,7 @@ const Def kOps[] = {
     {"unshare",          Kind::kUnshare,         1,    kChild,       false},
     {"nest-userns",      Kind::kNestUserns,      1,    kChild,       false},
     {"await-attach",     Kind::kAwaitAttach,     0,    kChild,       false},
+    {"init-into-cgroup", Kind::kInitIntoCgroup,  1,    kChild,       false},
     {"fork-init",        Kind::kForkInit,        0,    kChild,       true},
     {"mount",            Kind::kMount,           5,    kAnywhere,    false},
     {"mkdir",            Kind::kMkdir,           2,    kAnywhere,    false},

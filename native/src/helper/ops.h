@@ -11,6 +11,7 @@
 namespace ops {
 
 enum class Kind {
+  kCloneIntoCgroup,
   kCloneUserns,
   kWriteChildProc,
   kIdmapMount,
@@ -20,6 +21,7 @@ enum class Kind {
   kUnshare,
   kNestUserns,
   kAwaitAttach,
+  kInitIntoCgroup,
   kAwaitScratch,
   kForkInit,
   kMount,

@@ -1,6 +1,7 @@
 // Thin syscall shims for calls glibc 2.36 does not wrap (or wraps too late for
 // Debian 12): the new mount API, pidfds and close_range. Kept header-only so
-// the helper stays one static binary with no extra objects.
+// the helper stays one static binary with no extra objects. clone3 too: glibc
+// exports no wrapper, and <linux/sched.h> clashes with <sched.h>.
 #pragma once
 
 #include <fcntl.h>
@@ -43,6 +44,25 @@ inline int fsmount(int fd, unsigned flags, unsigned attrs) {
 inline int pivot_root(const char* new_root, const char* put_old) {
   return static_cast<int>(syscall(SYS_pivot_root, new_root, put_old));
 }
+
+// struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7).
+struct CloneArgs {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+  uint64_t cgroup;
+};
+constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;  // CLONE_INTO_CGROUP
+
+// Returns like fork(): 0 in the child. No libc fork handlers run.
+inline long clone3(CloneArgs* args) { return syscall(SYS_clone3, args, sizeof(*args)); }
 
 inline int close_range(unsigned first, unsigned last, unsigned flags) {
   return static_cast<int>(syscall(SYS_close_range, first, last, flags));
