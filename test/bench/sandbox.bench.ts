@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { measureMigration } from '../../server/cli/doctor';
 import { loadConfig } from '../../server/config';
 import { SandboxManager, type Sandbox } from '../../server/sandbox/index';
 import { Store } from '../../server/store/store';
@@ -197,9 +198,13 @@ async function main(): Promise<void> {
   for (const s of many) await m.teardown(s.record);
   const tearMany = ms(t1);
 
+  // Whether this kernel's cgroup migrations wait for an RCU grace period
+  // (favordynmods off) decides much of a v1 create (docs/sandbox.md#cgroup-migrations).
+  const migration = await measureMigration();
   const lines: string[] = [];
   lines.push(
-    `Sandbox benchmark - ${new Date().toISOString()} - ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, cgroup ${m.driver.mode}`,
+    `Sandbox benchmark - ${new Date().toISOString()} - ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, cgroup ${m.driver.mode}, ` +
+      `one cgroup migration after a quiet spell: ${migration === null ? 'not measured' : `${migration.toFixed(2)} ms`}`,
   );
   lines.push('');
   lines.push('| what | p50 ms | p99 ms | note |');
