@@ -333,7 +333,8 @@ export async function measureMigration(): Promise<number | null> {
   }
   const probe = path.join(dir, `underlay-doctor-${process.pid}`);
   const child = spawn('sleep', ['60'], { stdio: 'ignore' });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
+  // 'close' comes after 'error' too (no 'exit' when the spawn fails).
+  const exited = new Promise((resolve) => child.once('close', resolve));
   try {
     await new Promise((resolve, reject) => child.once('spawn', resolve).once('error', reject));
     fs.mkdirSync(probe);

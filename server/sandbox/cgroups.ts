@@ -399,18 +399,17 @@ export class V2Driver implements CgroupDriver {
   }
 
   primeMigration(): Promise<void> {
-    // Settle where we live first: a prime computed before a move into our
-    // own scope would land after it and move us back out (the scope, empty,
-    // would then be collected). A failure here is reported by create().
+    // Settle where we live first (a failure here is reported by create()).
+    // Nothing to prime: a v2 create migrates nothing (cloneInto), and a
+    // prime would hold cgroup_mutex through its grace period, which the
+    // helper's clone3(CLONE_INTO_CGROUP) takes too: it would make the
+    // create wait for exactly what it no longer needs.
     try {
       this.delegateOwn(this.controllers());
     } catch {
-      return Promise.resolve();
+      // create() reports it
     }
-    return primeIn((lines) => {
-      const own = lines.find((l) => l.startsWith('0::'))?.slice(3);
-      return own === undefined ? undefined : path.join(this.mountPoint, own, 'cgroup.procs');
-    });
+    return Promise.resolve();
   }
 
   /** Controllers we can hand to sessions: wanted and available in our own cgroup. */

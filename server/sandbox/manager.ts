@@ -70,6 +70,21 @@ interface Scratch {
   lab: string;
 }
 
+/**
+ * How many creates may start their helper before their disk is mounted, in
+ * this process (the libuv pool is the process's). The addon waits for a
+ * helper on a pool thread, and a helper at await-scratch waits for a disk
+ * mount, which needs a pool thread too: with every thread waiting on a
+ * helper, no disk would ever mount (a herd of creates hung so). So two
+ * threads always stay for the rest; past the bound (2 at most: more early
+ * helpers only share the same CPUs), a create starts its helper once its
+ * disk is mounted, as before. libuv reads UV_THREADPOOL_SIZE once, at its
+ * first use, before this module is loaded.
+ */
+export const earlyHelpers = {
+  free: Math.max(0, Math.min(2, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 2)),
+};
+
 /** Where a sandbox's host-side directories are, made or not (see makeScratch). */
 function scratchPaths(sessionDir: string): Scratch & { scratch: string } {
   const scratch = path.join(sessionDir, 'scratch');
@@ -173,16 +188,6 @@ export class SandboxManager {
     this.driver.limitAll(total);
   }
 
-  /**
-   * How many creates may start their helper before their disk is mounted.
-   * The addon waits for a helper on a libuv pool thread (4 by default), and
-   * a helper at await-scratch waits for a disk mount, which needs a pool
-   * thread too: with every thread waiting on a helper, no disk would ever
-   * mount (a herd of creates hung so). Past this bound, a create starts its
-   * helper once its disk is mounted, as before.
-   */
-  private earlyHelperSlots = 2;
-
   /** The session disks' images (root's only: a student never reaches them). */
   private disksDir(): string {
     return path.join(this.config.stateDir, 'disks');
@@ -210,7 +215,7 @@ export class SandboxManager {
     let helper: Promise<StartedHelper> | undefined;
     let early = false; // holds one of earlyHelperSlots until its gate is decided
     const releaseEarly = () => {
-      if (early) this.earlyHelperSlots++;
+      if (early) earlyHelpers.free++;
       early = false;
     };
     try {
@@ -221,8 +226,8 @@ export class SandboxManager {
           this.makeScratch(record, plan, () => {
             cgroup = step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
             cgroup.catch(() => {}); // awaited below, after the disk
-            if (this.earlyHelperSlots > 0) {
-              this.earlyHelperSlots--;
+            if (earlyHelpers.free > 0) {
+              earlyHelpers.free--;
               early = true;
               helper = cgroup.then((cg) => this.startHelper(record, plan, cg));
               helper.catch(() => {}); // awaited below, after the disk
@@ -257,7 +262,10 @@ export class SandboxManager {
       const started = await helper?.catch(() => undefined);
       if (started) {
         started.gate.close(); // the helper gives up at await-scratch, if still there
-        await started.done.catch(() => {});
+        // It may have finished (a later step failed): the teardown must know
+        // its init, to reap it.
+        const done = await started.done.catch(() => undefined);
+        if (done) record.initPid = done.initPid;
       }
       releaseEarly();
       const e =

@@ -18,6 +18,7 @@ import {
   type Sandbox,
 } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
+import { earlyHelpers } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
 import { encodeOps } from '../../native/index';
@@ -186,6 +187,7 @@ describe('lifecycle', () => {
         logger: createLogger('error'),
       });
       const storeBefore = m.store.list().length;
+      const slotsBefore = earlyHelpers.free;
       await assert.rejects(m.create(), (err: SandboxError) => {
         assert.equal(err.step, 'scratch', String(err));
         assert.match(err.message, /No space left on device/);
@@ -193,6 +195,7 @@ describe('lifecycle', () => {
       });
       assert.ok(failed, 'the injected mount failure was not reached');
       assert.ok(childSeen, 'the helper had not started while the disk was being mounted');
+      assert.equal(earlyHelpers.free, slotsBefore, 'the early-start slot was not given back');
       // Its child, the idmapped image at lower/ and the cgroups go too.
       await assertGone(failed);
       assert.equal(m.store.list().length, storeBefore, 'the id range was not released');
@@ -205,6 +208,8 @@ describe('lifecycle', () => {
     async () => {
       const m = testManager();
       const n = 12;
+      const slots = earlyHelpers.free;
+      assert.ok(slots > 0, 'no create may start its helper early here');
       let timer: NodeJS.Timeout | undefined;
       const hung = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -226,6 +231,7 @@ describe('lifecycle', () => {
       for (const r of made) if (r.status === 'fulfilled') await m.teardown(r.value.record);
       const failed = made.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
       assert.deepEqual(failed, []);
+      assert.equal(earlyHelpers.free, slots, 'early-start slots leaked');
     },
     { timeout: 600_000 },
   );

@@ -316,10 +316,12 @@ void run_host_op(Ctx* c, const Op& op) {
 }
 
 // Forks a process born in cgroup (v2) directory `dir`, or a plain fork()
-// for an empty `dir`. clone3(CLONE_INTO_CGROUP) takes the cgroup locks only
-// as a fork does, where a write to cgroup.procs takes cgroup_threadgroup_rwsem
-// for writing and, after a quiet spell, waits an RCU grace period (most of
-// a create on a kernel without favordynmods). Used for the user-namespace
+// for an empty `dir`. clone3(CLONE_INTO_CGROUP) takes cgroup_mutex and
+// cgroup_threadgroup_rwsem only for reading, as a fork does, where a write
+// to cgroup.procs takes the rwsem for writing and, after a quiet spell,
+// waits an RCU grace period (most of a create on a kernel without
+// favordynmods). It still queues behind such a write on cgroup_mutex (a
+// terminal joining a sandbox at the same moment). Used for the user-namespace
 // child (clone-into-cgroup: the session cgroup) and for init
 // (init-into-cgroup: its leaf). *born_in tells whether it worked: kernels
 // before 5.7 lack the flag, and the caller then moves the process itself.
@@ -344,7 +346,10 @@ pid_t fork_into(const std::string& dir, bool* born_in) {
     *born_in = true;
     return static_cast<pid_t>(pid);
   }
-  if (err != ENOSYS && err != EINVAL && err != E2BIG)
+  // ENOSYS/E2BIG/EINVAL: a kernel without clone3 or the flag; EPERM: a
+  // seccomp profile of an outer container that denies clone3. A real
+  // permission problem is EACCES/ENOENT, and the write would fail the same.
+  if (err != ENOSYS && err != EINVAL && err != E2BIG && err != EPERM)
     report::die("cgroup", "clone3", err, dir.c_str(), "CLONE_INTO_CGROUP");
   return fork();
 }
@@ -608,8 +613,12 @@ int run(int argc, char** argv) {
     awaits_attach = awaits_attach || op.kind == Kind::kAwaitAttach;
   }
   // Checked before anything opens an fd that could take the number.
-  if (gated && fcntl(kScratchGateFd, F_GETFD) < 0)
-    report::die("clone", "fcntl", errno, "", "await-scratch needs the scratch gate on fd 3");
+  if (gated) {
+    struct stat st;
+    const int err = fstat(kScratchGateFd, &st) != 0 ? errno : S_ISFIFO(st.st_mode) ? 0 : EBADF;
+    if (err != 0)
+      report::die("clone", "fstat", err, "", "await-scratch needs the scratch gate on fd 3");
+  }
   // Host ops before the clone (none in today's steps.ts, but allowed).
   for (size_t i = 0; i < sp.clone_userns; ++i) run_host_op(&c, ops[i]);
   const Op& clone_op = ops[sp.clone_userns];
