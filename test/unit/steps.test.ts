@@ -11,7 +11,7 @@ const cg = {
   initOps: (): Op[] => [],
   afterStart: () => {},
 };
-const ops = buildOps({
+const plan = {
   uidBase: 165536,
   gidBase: 165536,
   hostname: 'lab',
@@ -28,7 +28,8 @@ const ops = buildOps({
   runBytes: 1 << 20,
   shmInodes: 100,
   runInodes: 100,
-});
+};
+const ops = buildOps(plan);
 const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
 
 test('the step order follows the architecture: userns first, cgroup attach (overlapped), maps, idmap, the wait for the session disk, overlay, nested userns, the cgroup namespace only after the attach, then the rest', () => {
@@ -106,23 +107,7 @@ test('nothing before the wait for the session disk touches it', () => {
 
 test('cgroup v2: the child is born in the session cgroup and init in its leaf, nothing is migrated', () => {
   const v2 = buildOps({
-    ...{
-      uidBase: 165536,
-      gidBase: 165536,
-      hostname: 'lab',
-      imageRoot: '/img',
-      lowerDir: '/s/lower',
-      idmap: true,
-      upperDir: '/s/up',
-      workDir: '/s/work',
-      mergedDir: '/s/merged',
-      tmpDir: '/s/scratch/tmp',
-      labDir: '/s/scratch/lab',
-      shmBytes: 1 << 20,
-      runBytes: 1 << 20,
-      shmInodes: 100,
-      runInodes: 100,
-    },
+    ...plan,
     cgroup: {
       ...cg,
       mode: 'v2',
