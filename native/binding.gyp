@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "underlay_native",
-      "sources": ["src/addon.cc", "src/errors.cc", "src/mount.cc", "src/pidfd.cc", "src/spawn.cc", "src/helper/flags.cc"],
+      "sources": ["src/addon.cc", "src/errors.cc", "src/mount.cc", "src/pidfd.cc", "src/spawn.cc", "src/console.cc", "src/helper/flags.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"]
     },

@@ -262,10 +262,12 @@ export interface JoinSpec {
   /** A session of its own (never for a pty caller, which already made one). */
   setsid?: boolean;
   /**
-   * For a pty caller (a terminal): the command gets a pty of the sandbox's
-   * own devpts, relayed to the caller's, so `tty` and job control work inside.
+   * A terminal: the command gets a pty of the sandbox's own devpts (so `tty`
+   * and job control work inside), this size; its master comes back over the
+   * console socket the caller hands the helper as fd 3 (`consoleSocket`,
+   * `receivePty`).
    */
-  pty?: boolean;
+  pty?: { cols: number; rows: number };
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
   /**
@@ -316,7 +318,8 @@ export function joinArgs(spec: JoinSpec): string[] {
     args.push('--env', `${k}=${v}`);
   }
   if (spec.setsid) args.push('--setsid');
-  if (spec.pty) args.push('--pty');
+  if (spec.pty)
+    args.push('--pty', intArg('pty.cols', spec.pty.cols, 1), intArg('pty.rows', spec.pty.rows, 1));
   if (spec.seccomp === false) args.push('--no-seccomp');
   if (spec.view) {
     if (spec.uid) throw new RangeError('joinArgs: a view needs uid 0');
@@ -412,6 +415,20 @@ export interface NativeAddon {
   setChildSubreaper(): void;
   /** waitpid(pid, WNOHANG) for one specific pid; true if it was reaped. */
   reapChild(pid: number): boolean;
+  /**
+   * A SOCK_SEQPACKET socketpair, both ends close-on-exec: [server, helper].
+   * `helper` goes to a `join --pty` as its fd 3 (the console socket).
+   */
+  consoleSocket(): [number, number];
+  /**
+   * The pty master a join helper sent over the console socket `sock`
+   * (SCM_RIGHTS), non-blocking and close-on-exec; -1 if none is queued yet.
+   * Never blocks.
+   * Anything but a pty master (5:2) is closed and refused (EBADMSG).
+   */
+  receivePty(sock: number): number;
+  /** TIOCSWINSZ on a pty master (the kernel sends SIGWINCH to its foreground job). */
+  setWindowSize(fd: number, cols: number, rows: number): void;
   /** Runs the encoded op list in a fresh underlay-nsexec; resolves with the sandbox init's host pid. */
   createSandbox(helperPath: string, spec: Buffer): Promise<{ initPid: number }>;
   /**

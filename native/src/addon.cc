@@ -7,6 +7,7 @@
 // that needs new namespaces runs in the underlay-nsexec helper.
 #include <napi.h>
 
+#include "console.h"
 #include "errors.h"
 #include "mount.h"
 #include "pidfd.h"
@@ -31,6 +32,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mounts::Register(env, exports);
   pidfd::Register(env, exports);
   spawn::Register(env, exports);
+  console::Register(env, exports);
   return exports;
 }
 

@@ -84,15 +84,15 @@ function relayTty(sb: Sandbox, argv: string[], uid: number): Promise<number> {
     stdin.resume();
     const onInput = (b: Buffer) => term.write(b);
     stdin.on('data', onInput);
-    term.onData((d: string | Buffer) => process.stdout.write(d));
+    term.onData((d) => process.stdout.write(d));
     const onResize = () => term.resize(process.stdout.columns || 80, process.stdout.rows || 24);
     process.stdout.on('resize', onResize);
-    term.onExit(({ exitCode, signal }) => {
+    term.onExit((status) => {
       stdin.off('data', onInput);
       process.stdout.off('resize', onResize);
       if (stdin.isTTY) stdin.setRawMode(wasRaw);
       stdin.pause();
-      resolve(exitStatus(exitCode, signal));
+      resolve(status);
     });
   });
 }

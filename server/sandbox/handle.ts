@@ -7,15 +7,15 @@
  * for itself.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import * as pty from 'node-pty';
 import { joinArgs, parseErrRecord, type Native } from '../../native/index';
 import type { SandboxRecord, SandboxResources } from '../store/store';
 import { terminalCgroup } from './cgroups';
+import { ConsolePty } from './console-pty';
 import { SandboxError } from './errors';
 import { SANDBOX_ENV, type ExecOptions, type ExecResult, type JoinOptions } from './options';
 import { exitStatus } from '../util/exit-status';
 
-/** Pids of helper processes this process spawned itself (libuv or node-pty reaps them, not the reaper). */
+/** Pids of helper processes this process spawned itself (libuv reaps them, not the reaper). */
 class SpawnRegistry {
   private readonly pids = new Set<number>();
   add(pid: number | undefined): void {
@@ -59,23 +59,22 @@ export class Sandbox {
   }
 
   /**
-   * A shell that could not start prints the join helper's `ERR\t...` record
-   * first (its stderr is the pty): said in words, with the step and a hint,
-   * as everywhere else. Any other output is returned unchanged.
+   * A shell whose join failed: the helper's `ERR\t...` record (or whatever
+   * else it said on stderr) in words, with the step and a hint, as
+   * everywhere else. Undefined when the join itself went fine.
    */
-  explainShellFailure(data: Buffer): Buffer {
-    if (!data.subarray(0, 4).equals(Buffer.from('ERR\t'))) return data;
-    const text = data.toString('utf8').replace(/\r\n/g, '\n'); // a pty's line ends
-    const e = helperFailure(125, text, this.id);
-    if (!e) return data;
-    const nl = text.indexOf('\n');
-    const rest = nl < 0 ? '' : text.slice(nl + 1);
-    return Buffer.from(
+  explainFailedStart(stderr: string, status: number): string | undefined {
+    const e = helperFailure(status, stderr, this.id);
+    if (!e) {
+      const text = stderr.trim();
+      return text ? `${text.replace(/\n/g, '\r\n')}\r\n` : undefined;
+    }
+    return (
       `\x1b[31mThe shell could not start: ${e.message}${e.step ? ` (step: ${e.step})` : ''}\x1b[0m\r\n` +
-        `Hint: ${e.hint ?? 'the sandbox may have ended; reload the page to get it back, or a new one.'}\r\n` +
-        rest.replace(/\n/g, '\r\n'),
+      `Hint: ${e.hint ?? 'the sandbox may have ended; reload the page to get it back, or a new one.'}\r\n`
     );
   }
+
   get initPid(): number {
     return this.record.initPid ?? -1;
   }
@@ -90,7 +89,10 @@ export class Sandbox {
   }
 
   /** The helper's argv: enter this sandbox and run `argv`. */
-  private join(argv: string[], opts: JoinOptions & { setsid?: boolean; pty?: boolean }): string[] {
+  private join(
+    argv: string[],
+    opts: JoinOptions & { setsid?: boolean; pty?: { cols: number; rows: number } },
+  ): string[] {
     const r = this.record;
     if (r.initPid === null || r.usernsIno === null) {
       throw new SandboxError(`sandbox ${r.id} is not ready`, { step: 'join', code: 'ESRCH' });
@@ -111,7 +113,7 @@ export class Sandbox {
         ...(opts.trusted ? { PATH: '/usr/local/sbin:/usr/local/bin' } : {}),
       },
       ...(opts.setsid ? { setsid: true } : {}),
-      ...(opts.pty ? { pty: true } : {}),
+      ...(opts.pty ? { pty: opts.pty } : {}),
       ...(opts.seccomp === false ? { seccomp: false } : {}),
       ...(opts.trusted ? { view: this.checkView() } : {}),
       argv,
@@ -143,16 +145,20 @@ export class Sandbox {
     return child;
   }
 
-  /** `argv` in the sandbox on a new pty (a terminal); tracked until exit. */
-  spawnPty(argv: string[], opts: PtyOptions): pty.IPty {
-    const p = pty.spawn(this.native.helperPath, this.join(argv, { ...opts, pty: true }), {
-      name: 'xterm-256color',
-      cols: opts.cols,
-      rows: opts.rows,
-      cwd: '/',
-      env: {},
-      encoding: null,
-    });
+  /**
+   * `argv` in the sandbox on a pty of the sandbox's own, which the server
+   * reads and writes directly (console-pty.ts); tracked until exit.
+   */
+  spawnPty(argv: string[], opts: PtyOptions): ConsolePty {
+    const { cols, rows, ...join } = opts;
+    const p = new ConsolePty(
+      this.native.addon,
+      this.native.helperPath,
+      this.join(argv, { ...join, setsid: true, pty: { cols, rows } }),
+      cols,
+      rows,
+      (stderr, status) => this.explainFailedStart(stderr, status),
+    );
     ownSpawns.add(p.pid);
     p.onExit(() => ownSpawns.delete(p.pid));
     return p;

@@ -249,7 +249,6 @@ export class SessionManager {
     let wanted = false;
     let promote: (() => void) | undefined;
     const terminal = new Terminal(id, name, undefined, opts.cols, opts.rows, {
-      rewriteFirst: (d) => s.sandbox.explainShellFailure(d),
       onEarlyInput: () => {
         wanted = true;
         promote?.();

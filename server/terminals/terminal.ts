@@ -1,6 +1,7 @@
 /**
- * One terminal: a node-pty running the join helper (so the shell lives in
- * the session's sandbox), with the rules of docs/terminals.md:
+ * One terminal: a shell in the session's sandbox on a pty of the sandbox's
+ * own, whose master the server holds (a TerminalPty: sandbox/console-pty.ts),
+ * with the rules of docs/terminals.md:
  *
  * - Leading-edge batching: the first chunk after a quiet period goes out
  *   at once (echo stays ~1 ms), later chunks are batched for <= 5 ms or 64 KiB;
@@ -12,21 +13,18 @@
  *   stalls the one in front) and resumes when one drops below 64 KiB. An
  *   attachment that falls out of the replay buffer skips ahead (a gap in
  *   offsets tells its client). Acks from ended attachments are ignored.
- * - Input backpressure: node-pty retries EAGAIN with setImmediate, which burns a core
- *   while a paste sits in front of a process that does not read. The write
- *   queue is replaced with one that backs off, and input is acknowledged only
- *   once the queue has room, so clients send big pastes chunk by chunk.
+ * - Input backpressure: input is acknowledged only once the pty's write
+ *   queue (which backs off, never spins, while the shell does not read) has
+ *   room, so clients send big pastes chunk by chunk.
  * - Replay by offset: every byte has an offset; a bounded buffer serves resumes.
  * - A terminal may exist before its pty (a lab's later shells start after
  *   every first prompt of a herd, sessions/session-manager.ts): it can be
  *   attached, typed into and resized meanwhile, and adopt()s the pty when
  *   it is spawned; fail() ends it if the spawn fails.
- * - Input is held until the first output (or EARLY_INPUT_MS): until the join
- *   helper runs its relay, the host pty is in cooked mode and would echo it
- *   itself (shown twice, and before a failed join's error record).
+ * - Input is held until the first output (or EARLY_INPUT_MS): until the
+ *   shell's line editor takes the pty, the pty is in cooked mode and its line
+ *   discipline would echo typed-ahead input itself (shown twice).
  */
-import * as fs from 'node:fs';
-import type { IPty } from 'node-pty';
 import { LIMITS } from '../protocol/index';
 import { exitStatus } from '../util/exit-status';
 import { ReplayBuffer } from './replay-buffer';
@@ -45,14 +43,21 @@ const ECHO_INPUT_MAX = 16;
  */
 export const INPUT_HARD_CAP = 1024 * 1024;
 
-interface WriteTask {
-  buffer: Buffer;
-  offset: number;
-}
-interface NodePtyWriteStream {
-  _writeQueue: WriteTask[];
-  _processWriteQueue: () => void;
-  _fd: number;
+/** What a terminal needs of its shell's pty (sandbox/console-pty.ts; fakes in unit tests). */
+export interface TerminalPty {
+  readonly pid: number;
+  onData(listener: (data: Buffer) => void): void;
+  /** A shell-style status: the code, or 128 + the signal. */
+  onExit(listener: (status: number) => void): void;
+  /** Called whenever queued input shrinks. */
+  onDrain(listener: () => void): void;
+  /** Input written but not yet taken by the pty. */
+  readonly pendingInput: number;
+  write(data: string): void;
+  resize(cols: number, rows: number): void;
+  pause(): void;
+  resume(): void;
+  kill(signal?: NodeJS.Signals): void;
 }
 
 interface Attachment {
@@ -64,14 +69,11 @@ interface Attachment {
 
 export interface TerminalOptions {
   replayBytes?: number;
-  /** Rewrites the first output chunk (a failed start's error record, in words). */
-  rewriteFirst?: (data: Buffer) => Buffer;
   onExit?: (code: number) => void;
   /** Input arrived before the pty: someone is using this terminal now. */
   onEarlyInput?: () => void;
 }
 
-const ERR_PREFIX = Buffer.from('ERR\t');
 /** Input waits for the first output at most this long after the spawn. */
 const EARLY_INPUT_MS = 2_000;
 
@@ -92,7 +94,7 @@ export class Terminal {
   private cols: number;
   private rows: number;
   private resizeListeners = new Set<(cols: number, rows: number) => void>();
-  private pty: IPty | undefined;
+  private pty: TerminalPty | undefined;
   /** Input typed before the shell's first output, written then. */
   private early: string[] = [];
   private earlyBytes = 0;
@@ -104,7 +106,7 @@ export class Terminal {
     readonly id: string,
     readonly name: string,
     /** Undefined: spawned later, then adopt(). */
-    pty: IPty | undefined,
+    pty: TerminalPty | undefined,
     cols: number,
     rows: number,
     private readonly opts: TerminalOptions = {},
@@ -129,14 +131,12 @@ export class Terminal {
    * The pty, spawned at `cols` x `rows` (resized here if the terminal was
    * resized meanwhile); what was typed meanwhile is written to it now.
    */
-  adopt(pty: IPty, cols = this.cols, rows = this.rows): void {
+  adopt(pty: TerminalPty, cols = this.cols, rows = this.rows): void {
     if (this.pty) throw new Error(`terminal ${this.id} already has a pty`);
     this.pty = pty;
-    this.installWriteBackoff();
-    pty.onData((d: string | Buffer) =>
-      this.onOutput(typeof d === 'string' ? Buffer.from(d, 'utf8') : d),
-    );
-    pty.onExit(({ exitCode, signal }) => this.ended(exitStatus(exitCode, signal)));
+    pty.onData((d) => this.onOutput(d));
+    pty.onExit((status) => this.ended(status));
+    pty.onDrain(() => this.wake());
     if (this.killed) return this.kill();
     if (cols !== this.cols || rows !== this.rows) pty.resize(this.cols, this.rows);
     if (this.paused) pty.pause();
@@ -164,7 +164,6 @@ export class Terminal {
 
   private ended(code: number): void {
     if (this.exited) return;
-    this.releaseHead();
     this.flush();
     this.exited = { code };
     this.early = [];
@@ -299,34 +298,10 @@ export class Terminal {
     });
   }
 
-  /**
-   * The start of the output while it may still be a helper's error record
-   * (`ERR\t...` up to its newline): a pty may hand it over in pieces (seen
-   * under emulation), and rewriteFirst needs it whole.
-   */
-  private head: Buffer | undefined = Buffer.alloc(0);
   /** Input was typed since the last output went out: the next output is its echo. */
   private echoDue = false;
 
-  private releaseHead(): void {
-    const h = this.head;
-    this.head = undefined;
-    if (h?.length) this.onOutput(this.opts.rewriteFirst ? this.opts.rewriteFirst(h) : h);
-  }
-
   private onOutput(data: Buffer): void {
-    if (this.head && this.opts.rewriteFirst) {
-      const h = Buffer.concat([this.head, data]);
-      const n = Math.min(4, h.length);
-      const maybeRecord = h.subarray(0, n).equals(ERR_PREFIX.subarray(0, n));
-      // Still possibly a record, and not yet whole: wait for more (1 KiB at most).
-      if (maybeRecord && (n < 4 || (!h.includes(10) && h.length < 1024))) {
-        this.head = h;
-        return;
-      }
-      data = this.opts.rewriteFirst(h);
-    }
-    this.head = undefined;
     if (this.holding) this.releaseInput();
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
@@ -402,43 +377,12 @@ export class Terminal {
 
   private pendingInput(): number {
     if (this.holding) return this.earlyBytes;
-    const ws = (this.pty as unknown as { _writeStream?: NodePtyWriteStream })._writeStream;
-    if (!ws) return 0;
-    return ws._writeQueue.reduce((n, t) => n + t.buffer.length - t.offset, 0);
+    return this.pty?.pendingInput ?? 0;
   }
 
-  /**
-   * node-pty 1.1.0's CustomWriteStream retries EAGAIN with setImmediate (a
-   * busy loop, microsoft/node-pty#956). Same algorithm, but EAGAIN waits
-   * 1 ms, doubling to 50 ms, and drained queues wake input waiters.
-   */
-  private installWriteBackoff(): void {
-    const ws = (this.pty as unknown as { _writeStream?: NodePtyWriteStream })._writeStream;
-    if (!ws || typeof ws._processWriteQueue !== 'function') return;
-    let delay = 1;
-    const wake = () => {
-      if (this.pendingInput() < INPUT_HIGH_WATER) for (const w of this.waiters.splice(0)) w();
-    };
-    ws._processWriteQueue = () => {
-      const task = ws._writeQueue[0];
-      if (!task) return wake();
-      fs.write(ws._fd, task.buffer, task.offset, (err, written) => {
-        if (err) {
-          if (err.code === 'EAGAIN') {
-            setTimeout(() => ws._processWriteQueue(), delay).unref();
-            delay = Math.min(50, delay * 2);
-          } else {
-            ws._writeQueue.length = 0; // the pty is gone (EIO): drop input
-            wake();
-          }
-          return;
-        }
-        delay = 1;
-        task.offset += written;
-        if (task.offset >= task.buffer.length) ws._writeQueue.shift();
-        wake();
-        ws._processWriteQueue();
-      });
-    };
+  /** Input waiters go on once the pty's queue has room (or the pty is gone). */
+  private wake(): void {
+    if (this.pendingInput() < INPUT_HIGH_WATER || this.exited)
+      for (const w of this.waiters.splice(0)) w();
   }
 }

@@ -1,30 +1,34 @@
-/** A node-pty stand-in for Terminal unit tests: feed it output, end it; what it was told is recorded. */
-import type { IPty } from 'node-pty';
+/** A TerminalPty stand-in for Terminal unit tests: feed it output, end it; what it was told is recorded. */
+import type { TerminalPty } from '../../server/terminals/terminal';
 
 export function fakePty() {
   let onData: (d: Buffer) => void = () => {};
-  let onExit: (e: { exitCode: number; signal?: number }) => void = () => {};
+  let onExit: (status: number) => void = () => {};
+  let onDrain: () => void = () => {};
   const calls = {
     writes: [] as string[],
     resizes: [] as [number, number][],
     kills: 0,
     paused: false,
   };
-  const pty = {
+  const pty: TerminalPty = {
     pid: 1,
-    onData: (f: (d: Buffer) => void) => (onData = f),
-    onExit: (f: (e: { exitCode: number; signal?: number }) => void) => (onExit = f),
-    write: (d: string) => calls.writes.push(d),
-    resize: (c: number, r: number) => calls.resizes.push([c, r]),
+    pendingInput: 0,
+    onData: (f) => (onData = f),
+    onExit: (f) => (onExit = f),
+    onDrain: (f) => (onDrain = f),
+    write: (d) => calls.writes.push(d),
+    resize: (c, r) => calls.resizes.push([c, r]),
     kill: () => calls.kills++,
     pause: () => (calls.paused = true),
     resume: () => (calls.paused = false),
-  } as unknown as IPty;
+  };
   return {
     pty,
     calls,
     data: (s: string) => onData(Buffer.from(s)),
-    exit: (exitCode = 125, signal?: number) =>
-      onExit({ exitCode, ...(signal !== undefined ? { signal } : {}) }),
+    /** Ends it with a shell-style status (125: the join failed). */
+    exit: (status = 125) => onExit(status),
+    drain: () => onDrain(),
   };
 }

@@ -54,7 +54,7 @@ test('closed before its pty: it ends as killed, the spawner is told not to spawn
   const p = fakePty();
   t.adopt(p.pty);
   assert.equal(p.calls.kills, 1);
-  p.exit(0, 9);
+  p.exit(137);
   assert.deepEqual(exits, [137], 'one exit, not two');
 });
 

@@ -3,7 +3,8 @@
 // `underlay sandbox run`.
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
-//                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--pty] [--no-seccomp]
+//                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
+//                        [--pty COLS ROWS]
 //                        [--tool-tree HOSTDIR DIR]... [--view-bind PATH]...
 //                        [--view-mkdir DIR]... [--view-mount FSTYPE SOURCE DIR DATA]...
 //                        [--view-symlink TARGET PATH]... -- ARGV...
@@ -29,17 +30,19 @@
 //   in the child mark every fd above 2 close-on-exec (node-pty and Node leak
 //   other terminals' pty masters otherwise: microsoft/node-pty#657) and exec.
 // The parent stays as a small relay of signals and of the exit status.
+
 //
-// --pty (terminals): the command gets a pty of the sandbox's own devpts
-// instead of the caller's host pty, so `tty`, job control, `script` and
-// `su -` behave as on a real machine (a host pty's /dev/pts/N means nothing
-// in the sandbox's /dev/pts). runc passes such a master to its caller over a
-// console socket; here the relay keeps it and copies bytes between it and
-// the caller's pty (put in raw mode: the sandbox's line discipline is the
-// one that echoes and turns ^C into SIGINT), with the window size. The
-// relay opens it after entering the sandbox, as the sandbox's root: nothing
-// it opens is out of the student's own reach. If the student broke their
-// /dev/ptmx, the command runs on the caller's pty as before, with a notice.
+// --pty COLS ROWS (terminals): the command gets a pty of the sandbox's own
+// devpts, so `tty`, job control, `script` and `su -` behave as on a real
+// machine (a host pty's /dev/pts/N means nothing in the sandbox's
+// /dev/pts). As runc does with its --console-socket, the master goes to the
+// caller over the unix socket on fd 3 (SCM_RIGHTS), and "PTY\n" on stdout
+// says it was sent: the caller reads and writes the sandbox's pty itself,
+// with no relay process copying bytes. The master is opened after entering
+// the sandbox, as the sandbox's root: nothing it opens is out of the
+// student's own reach. If the student broke their /dev/ptmx, the command
+// gets a host pty opened before entering (as the caller's own pty once
+// was), with a notice on it.
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -48,11 +51,10 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,6 +88,7 @@ struct Args {
   std::vector<std::string> env;
   bool set_sid = false;
   bool pty = false;
+  unsigned short cols = 80, rows = 24;
   bool no_seccomp = false;
   // A private mount view for the command: host trees moved in, then actions.
   std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target in new root
@@ -130,6 +133,9 @@ Args parse(int argc, char** argv) {
       a.set_sid = true;
     } else if (k == "--pty") {
       a.pty = true;
+      a.cols = static_cast<unsigned short>(atoi(val()));
+      a.rows = static_cast<unsigned short>(atoi(val()));
+      if (a.cols == 0 || a.rows == 0) usage("--pty needs COLS ROWS, both at least 1");
     } else if (k == "--no-seccomp") {
       a.no_seccomp = true;
     } else if (k == "--tool-tree") {
@@ -296,35 +302,24 @@ void make_view(const Args& a, const std::vector<int>& trees) {
   }
 }
 
-// --pty: a master of the sandbox's devpts (its /dev/ptmx, reached after
-// setns), or -1 with the reason on the caller's pty if the student broke it.
-int open_sandbox_pty() {
-  int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-  const char* why = nullptr;
-  int err = errno;
+// A pty master, unlocked, or -1 with errno. `path` is a /dev/ptmx: the
+// host's before entering, the sandbox's after.
+int open_pty(const char* path, const char** why) {
+  int m = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
   struct stat st;
   int unlock = 0;
   if (m < 0) {
-    why = strerror(err);
+    *why = strerror(errno);
   } else if (fstat(m, &st) != 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 ||
              minor(st.st_rdev) != 2) {
-    why = "not the pty multiplexer (5:2)";
+    *why = "not the pty multiplexer (5:2)";
   } else if (ioctl(m, TIOCSPTLCK, &unlock) != 0) {
-    why = strerror(errno);
+    *why = strerror(errno);
+  } else {
+    return m;
   }
-  if (why == nullptr) return m;
   if (m >= 0) close(m);
-  dprintf(2,
-          "underlay: the sandbox's /dev/ptmx is unusable (%s): this shell runs on the "
-          "host's terminal, where `tty` says \"not a tty\". Restore it with: "
-          "ln -sf pts/ptmx /dev/ptmx\r\n",
-          why);
   return -1;
-}
-
-void copy_winsize(int from, int to) {
-  struct winsize ws;
-  if (ioctl(from, TIOCGWINSZ, &ws) == 0) ioctl(to, TIOCSWINSZ, &ws);
 }
 
 // In the command's process, before exec: the pty's other end as its
@@ -340,138 +335,34 @@ void take_pty(int master) {
   close(master);
 }
 
-ssize_t retry_read(int fd, char* b, size_t n) {
-  ssize_t r;
-  do r = read(fd, b, n);
-  while (r < 0 && errno == EINTR);
-  return r;
-}
-
-// The relay's loop for --pty: bytes both ways, never blocking one way on the
-// other (a client that stops reading a flood must still be able to send ^C),
-// the window size, relayed signals; returns the command's exit status.
-int relay_pty(int master, pid_t child, const sigset_t& relayed) {
-  struct termios raw;
-  if (tcgetattr(0, &raw) == 0) {
-    cfmakeraw(&raw);
-    tcsetattr(0, TCSANOW, &raw);
-  }
-  sigset_t mask = relayed;
-  sigaddset(&mask, SIGWINCH);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  int sig = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sig < 0) {
-    kill(child, SIGKILL);
-    report::die(kStep, "signalfd", errno, "");
-  }
-  for (int fd : {0, 1}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  copy_winsize(0, master);  // a resize before the signalfd existed
-  static char in[4096], out[65536];
-  size_t in_len = 0, in_off = 0, out_len = 0, out_off = 0;
-  bool host_gone = false, master_gone = false;
-  int status = -1;
-  // What the command wrote before it ended. The tty layer hands data to the
-  // master asynchronously, so an empty read right after the exit does not
-  // mean the end: read until EIO (no slave left) or a quiet 100 ms (a
-  // background job still holds it).
-  auto flush_master = [&]() {
-    size_t budget = 1 << 20;  // a job still printing after the shell left: not forever
-    while (budget > 0) {
-      if (out_len == 0 && !master_gone) {
-        struct pollfd r = {master, POLLIN, 0};
-        if (poll(&r, 1, 100) <= 0) break;
-        ssize_t n = retry_read(master, out, sizeof out);
-        if (n < 0 && errno == EAGAIN) continue;
-        if (n <= 0) break;
-        out_len = static_cast<size_t>(n);
-        out_off = 0;
-        budget -= std::min(budget, out_len);
-      }
-      if (out_len == 0 || host_gone) break;
-      struct pollfd w = {1, POLLOUT, 0};
-      if (poll(&w, 1, 1000) <= 0) break;  // nobody reads: give up on the tail
-      ssize_t n = write(1, out + out_off, out_len - out_off);
-      if (n <= 0) break;
-      out_off += static_cast<size_t>(n);
-      if (out_off == out_len) out_len = 0;
-    }
-  };
-  for (;;) {
-    // A hung-up fd reports POLLHUP whatever it is asked: one not waited on
-    // now is left out (fd -1), or the loop would spin while a client stalls.
-    auto want = [](int fd, bool in, bool out) {
-      short ev = static_cast<short>((in ? POLLIN : 0) | (out ? POLLOUT : 0));
-      return pollfd{ev != 0 ? fd : -1, ev, 0};
-    };
-    struct pollfd p[4] = {
-        want(0, !host_gone && in_len == 0, false),
-        want(1, false, !host_gone && out_len > 0),
-        want(master, !master_gone && out_len == 0, !master_gone && in_len > 0),
-        {sig, POLLIN, 0},
-    };
-    if (poll(p, 4, -1) < 0) {
-      if (errno == EINTR) continue;
-      kill(child, SIGKILL);
-      report::die(kStep, "poll", errno, "");
-    }
-    if (p[0].revents) {
-      ssize_t r = retry_read(0, in, sizeof in);
-      if (r > 0) {
-        in_len = static_cast<size_t>(r);
-        in_off = 0;
-      } else if (r == 0 || errno != EAGAIN) {  // the caller hung up
-        host_gone = true;
-        in_len = out_len = 0;
-        kill(child, SIGHUP);
-      }
-    }
-    if (p[2].revents & (POLLOUT | POLLERR | POLLHUP) && in_len > 0) {
-      ssize_t n = write(master, in + in_off, in_len - in_off);
-      if (n > 0) {
-        in_off += static_cast<size_t>(n);
-        if (in_off == in_len) in_len = 0;
-      }
-    }
-    if (p[2].revents & (POLLIN | POLLERR | POLLHUP) && out_len == 0) {
-      ssize_t r = retry_read(master, out, sizeof out);
-      if (r > 0) {
-        out_len = static_cast<size_t>(r);
-        out_off = 0;
-      } else if (r == 0 || errno != EAGAIN) {  // EIO: no slave left open
-        master_gone = true;
-        in_len = 0;
-      }
-    }
-    if (p[1].revents && out_len > 0) {
-      ssize_t n = write(1, out + out_off, out_len - out_off);
-      if (n > 0) {
-        out_off += static_cast<size_t>(n);
-        if (out_off == out_len) out_len = 0;
-      } else if (n < 0 && errno != EAGAIN) {
-        host_gone = true;
-        in_len = out_len = 0;
-        kill(child, SIGHUP);
-      }
-    }
-    if (p[3].revents) {
-      struct signalfd_siginfo si;
-      while (read(sig, &si, sizeof si) == sizeof si) {
-        int s = static_cast<int>(si.ssi_signo);
-        if (s == SIGWINCH) {
-          copy_winsize(0, master);
-        } else if (s != SIGCHLD) {
-          kill(child, s);
-        }
-      }
-      int st = 0;
-      if (waitpid(child, &st, WNOHANG) == child) status = st;
-    }
-    if (status != -1) {
-      flush_master();
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return 1;
-    }
+// The master to the caller over the console socket (fd 3), then "PTY\n" on
+// stdout, its cue to receive it. A caller that went away gets nothing: the
+// command then ends with SIGHUP when the last master copy closes.
+void send_master(int master) {
+  char byte = 'P';
+  struct iovec iov = {&byte, 1};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  memset(cbuf, 0, sizeof cbuf);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &master, sizeof master);
+  ssize_t n;
+  do n = sendmsg(3, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  close(master);
+  close(3);
+  if (n == 1) {
+    ssize_t w;
+    do w = write(1, "PTY\n", 4);
+    while (w < 0 && errno == EINTR);
   }
 }
 
@@ -480,9 +371,20 @@ int relay_pty(int master, pid_t child, const sigset_t& relayed) {
 int run(int argc, char** argv) {
   report::set_fd(2);
   Args a = parse(argc, argv);
-  // Whatever the caller leaked to us (node-pty hands every open pty master
-  // to its children) goes now, before we enter the sandbox's namespaces.
-  sys::close_range(3, ~0U, 0);
+  // Whatever the caller leaked to us goes now, before we enter the
+  // sandbox's namespaces; with --pty, fd 3 is the console socket.
+  sys::close_range(a.pty ? 4 : 3, ~0U, 0);
+  // The fallback pty, from the host's /dev/ptmx while it is still in reach:
+  // used only if the sandbox's own turns out to be unusable.
+  int host_master = -1;
+  if (a.pty) {
+    struct stat st;
+    if (fstat(3, &st) != 0 || !S_ISSOCK(st.st_mode))
+      report::die(kStep, "fstat", EBADF, "", "--pty needs the console socket on fd 3");
+    const char* why = nullptr;
+    host_master = open_pty("/dev/ptmx", &why);
+    if (host_master < 0) report::die(kStep, "open", errno, "/dev/ptmx", why);
+  }
 
   int pidfd = sys::pidfd_open(a.pid, 0);
   if (pidfd < 0) report::die(kStep, "pidfd_open", errno, "", "sandbox init is gone");
@@ -499,8 +401,7 @@ int run(int argc, char** argv) {
   const std::vector<int> trees = open_tool_trees(a);
 
   // A new session first, so the command can never reach the caller's
-  // controlling terminal (TIOCSTI through /dev/tty). A pty caller (node-pty)
-  // already made one and made the pty our controlling tty; keep that.
+  // controlling terminal (TIOCSTI through /dev/tty).
   if (a.set_sid && getsid(0) != getpid()) setsid();
 
   std::string self = std::to_string(getpid());
@@ -523,8 +424,19 @@ int run(int argc, char** argv) {
   // setresuid reset dumpable; keep the relay non-dumpable anyway.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-  int master = a.pty ? open_sandbox_pty() : -1;
-  if (master >= 0) copy_winsize(0, master);  // the command starts at the right size
+  int master = -1;
+  const char* broken_ptmx = nullptr;  // why the sandbox's /dev/ptmx is unusable
+  if (a.pty) {
+    master = open_pty("/dev/ptmx", &broken_ptmx);
+    if (master >= 0) {
+      close(host_master);
+    } else {
+      master = host_master;
+    }
+    // The command starts at the right size (later: the caller's TIOCSWINSZ).
+    struct winsize ws = {a.rows, a.cols, 0, 0};
+    ioctl(master, TIOCSWINSZ, &ws);
+  }
 
   // Block the signals we relay before forking, so none is lost in between.
   sigset_t relay;
@@ -554,6 +466,12 @@ int run(int argc, char** argv) {
     if (poll(&relay_gone, 1, 0) != 0) _exit(125);  // EOF/HUP: died before PDEATHSIG was set
     close(alive[0]);
     if (master >= 0) take_pty(master);
+    if (broken_ptmx != nullptr)
+      dprintf(2,
+              "underlay: the sandbox's /dev/ptmx is unusable (%s): this shell runs on the "
+              "host's terminal, where `tty` says \"not a tty\". Restore it with: "
+              "ln -sf pts/ptmx /dev/ptmx\r\n",
+              broken_ptmx);
     if (!trees.empty() || !a.binds.empty() || !a.view.empty()) make_view(a, trees);
     sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
@@ -568,7 +486,7 @@ int run(int argc, char** argv) {
   }
   close(alive[0]);  // alive[1] stays open for as long as the relay lives
   g_child = child;
-  if (master >= 0) return relay_pty(master, child, relay);
+  if (master >= 0) send_master(master);
   for (;;) {
     siginfo_t info;
     int s = sigwaitinfo(&relay, &info);

@@ -1,0 +1,261 @@
+/**
+ * A terminal's shell on a pty of its sandbox's own devpts, read and written
+ * by the server directly (docs/terminals.md#a-pty-of-the-sandboxs-own).
+ *
+ * The join helper (`join --pty`) enters the sandbox, opens its /dev/ptmx,
+ * forks the shell on the other end and sends the master back over a
+ * console socket (fd 3, SCM_RIGHTS), then says "PTY" on its stdout: runc's
+ * console-socket pattern. The helper stays as the shell's parent only to
+ * relay signals and its exit status; no process copies the bytes, so a
+ * keystroke crosses one pty, not two. A helper that fails before that
+ * writes its `ERR\t...` record on stderr and exits 125: the terminal shows
+ * it in words (`explain`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as tty from 'node:tty';
+import type { NativeAddon } from '../../native/index';
+import { exitStatus } from '../util/exit-status';
+
+/** After the helper exits, the pty's last output is read until EIO, or this quiet spell. */
+const TAIL_QUIET_MS = 100;
+/** ...and never longer than this (a client that stopped reading, a job holding the pty). */
+const TAIL_MAX_MS = 2_000;
+/** Of the helper's stderr, kept for its error record. */
+const STDERR_MAX = 64 * 1024;
+
+export class ConsolePty {
+  readonly pid: number;
+  private readonly child: ChildProcess;
+  /** The console socket's server end, until the master arrives. */
+  private sock: number;
+  private master = -1;
+  private reader: tty.ReadStream | undefined;
+  private readonly queue: Buffer[] = [];
+  private queued = 0;
+  private retry: NodeJS.Timeout | undefined;
+  private backoff = 1;
+  private paused = false;
+  private readonly dataListeners: ((d: Buffer) => void)[] = [];
+  private readonly exitListeners: ((status: number) => void)[] = [];
+  private readonly drainListeners: (() => void)[] = [];
+  private stderr = '';
+  private helperStatus: number | undefined;
+  private masterDone = false;
+  private tail: NodeJS.Timeout | undefined;
+  private tailCap: NodeJS.Timeout | undefined;
+  private finished = false;
+
+  constructor(
+    private readonly native: NativeAddon,
+    helperPath: string,
+    args: string[],
+    private cols: number,
+    private rows: number,
+    /** The start's failure in words, from the helper's stderr and status. */
+    private readonly explain: (stderr: string, status: number) => string | undefined,
+  ) {
+    const [server, helper] = native.consoleSocket();
+    this.sock = server;
+    try {
+      this.child = spawn(helperPath, args, {
+        stdio: ['ignore', 'pipe', 'pipe', helper],
+        env: {} as NodeJS.ProcessEnv,
+      });
+    } catch (err) {
+      native.closeFd(server);
+      throw err;
+    } finally {
+      native.closeFd(helper); // only the helper may hold it now
+    }
+    this.pid = this.child.pid ?? 0;
+    this.child.stdout?.on('data', () => this.receive());
+    this.child.stderr?.on('data', (b: Buffer) => {
+      if (this.stderr.length < STDERR_MAX) this.stderr += b.toString('utf8');
+    });
+    this.child.on('error', (err) => {
+      this.stderr += `underlay: cannot start the join helper: ${err.message}\n`;
+      this.helperClosed(125);
+    });
+    this.child.on('close', (code, signal) => this.helperClosed(exitStatus(code, signal)));
+  }
+
+  onData(listener: (d: Buffer) => void): void {
+    this.dataListeners.push(listener);
+  }
+
+  /** The shell-style status (125: the join failed; 128+n: killed by signal n). */
+  onExit(listener: (status: number) => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  /** Called whenever queued input shrinks (or is dropped). */
+  onDrain(listener: () => void): void {
+    this.drainListeners.push(listener);
+  }
+
+  /** Input written but not yet taken by the pty. */
+  get pendingInput(): number {
+    return this.queued;
+  }
+
+  /**
+   * Writes what the pty takes now (a keystroke: at once, no thread pool);
+   * the rest waits in order and is retried with a backoff, never a spin, while
+   * the shell does not read.
+   */
+  write(data: string | Buffer): void {
+    if (this.finished) return;
+    const b = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    if (b.length === 0) return;
+    this.queue.push(b);
+    this.queued += b.length;
+    if (this.queue.length === 1 && !this.retry) this.drain();
+  }
+
+  resize(cols: number, rows: number): void {
+    this.cols = cols;
+    this.rows = rows;
+    if (this.master < 0 || this.finished) return;
+    try {
+      this.native.setWindowSize(this.master, cols, rows);
+    } catch {
+      // the pty is gone; the exit follows
+    }
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.reader?.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.reader?.resume();
+  }
+
+  /** Signals the helper, which passes it on (SIGKILL: the shell dies with it, PDEATHSIG). */
+  kill(signal: NodeJS.Signals = 'SIGHUP'): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  private receive(): void {
+    if (this.sock < 0) return;
+    let fd: number;
+    try {
+      fd = this.native.receivePty(this.sock);
+    } catch (err) {
+      this.stderr += `underlay: the shell's pty did not arrive: ${(err as Error).message}\n`;
+      this.native.closeFd(this.sock);
+      this.sock = -1;
+      this.kill('SIGKILL');
+      return;
+    }
+    if (fd < 0) return; // not yet
+    this.native.closeFd(this.sock);
+    this.sock = -1;
+    this.master = fd;
+    // libuv reads a pty master as a tty handle (node-pty does the same);
+    // it puts the fd in non-blocking mode, which write() relies on.
+    const reader = new tty.ReadStream(fd);
+    this.reader = reader;
+    reader.on('data', (d: Buffer) => this.output(d));
+    reader.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EAGAIN') return;
+      this.masterEnded(); // EIO: no process holds the pty's other end any more
+    });
+    reader.on('close', () => this.masterEnded());
+    if (this.paused) reader.pause();
+    this.resize(this.cols, this.rows);
+    this.drain();
+  }
+
+  private output(d: Buffer): void {
+    for (const l of this.dataListeners) l(d);
+    if (this.tail) this.tail.refresh();
+  }
+
+  private drain(): void {
+    this.retry = undefined;
+    while (this.queue.length > 0) {
+      if (this.master < 0 || this.finished) return;
+      const b = this.queue[0]!;
+      let n: number;
+      try {
+        n = fs.writeSync(this.master, b);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          this.retry = setTimeout(() => this.drain(), this.backoff);
+          this.retry.unref();
+          this.backoff = Math.min(50, this.backoff * 2);
+          return this.drained();
+        }
+        // EIO: the shell is gone; its input with it.
+        this.queue.length = 0;
+        this.queued = 0;
+        return this.drained();
+      }
+      this.backoff = 1;
+      this.queued -= n;
+      if (n >= b.length) this.queue.shift();
+      else this.queue[0] = b.subarray(n);
+    }
+    this.drained();
+  }
+
+  private drained(): void {
+    for (const l of this.drainListeners) l();
+  }
+
+  private masterEnded(): void {
+    if (this.masterDone) return;
+    this.masterDone = true;
+    this.maybeFinish();
+  }
+
+  private helperClosed(status: number): void {
+    if (this.helperStatus !== undefined) return;
+    this.helperStatus = status;
+    this.receive(); // its "PTY" line and the helper's exit may come in one turn
+    if (this.master >= 0 && !this.masterDone) {
+      // The tty layer hands the last output over asynchronously: read on
+      // until EIO, a quiet spell, or the cap.
+      this.tail = setTimeout(() => this.finish(), TAIL_QUIET_MS);
+      this.tailCap = setTimeout(() => this.finish(), TAIL_MAX_MS);
+      if (this.paused) this.reader?.resume(); // the tail is small; take it
+      return;
+    }
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.helperStatus === undefined) return;
+    if (this.master >= 0 && !this.masterDone) return;
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.tail);
+    clearTimeout(this.tailCap);
+    clearTimeout(this.retry);
+    const status = this.helperStatus ?? 125;
+    if (this.sock >= 0) {
+      this.native.closeFd(this.sock);
+      this.sock = -1;
+    }
+    // Closing the master hangs up whatever still holds the other end.
+    this.reader?.destroy();
+    this.queue.length = 0;
+    this.queued = 0;
+    const why = this.explain(this.stderr, status);
+    if (why) this.output(Buffer.from(why));
+    for (const l of this.exitListeners) l(status);
+    this.drained();
+  }
+}
