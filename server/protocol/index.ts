@@ -23,9 +23,14 @@ export const LIMITS = {
   maxDim: 500,
   /** Client acks at least every this many rendered bytes. */
   ackEveryBytes: 32 * 1024,
-  /** Server pauses the pty above this many unacknowledged bytes... */
+  /**
+   * A socket's window: the server sends it at most this many unacknowledged
+   * bytes, more (up to maxWindowBytes) to a client that acknowledges fast
+   * enough to render that much within ~20 ms...
+   */
   highWaterBytes: 256 * 1024,
-  /** ...and resumes below this many. */
+  maxWindowBytes: 1024 * 1024,
+  /** ...and resumes a paused pty when a socket is below a quarter of its window (64 KiB at first). */
   lowWaterBytes: 64 * 1024,
   /** Terminals per session. */
   terminalsPerSession: 8,

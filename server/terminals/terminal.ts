@@ -65,7 +65,28 @@ interface Attachment {
   /** The next offset to send. */
   cursor: number;
   unacked: number;
+  /** Unacknowledged bytes allowed: LIMITS.highWaterBytes, grown for a fast client. */
+  window: number;
+  /** Bytes sent and acknowledged so far, and when recent sends went out (for the ack delay). */
+  sentBytes: number;
+  ackedBytes: number;
+  sends: { end: number; at: number }[];
+  /** The window changes once per round: when what was sent before the last change is acked. */
+  roundEnd: number;
+  /** The longest ack delay of this round (ms), and whether the window held output back in it. */
+  roundDelay: number;
+  limited: boolean;
 }
+
+/**
+ * The ack delay a window aims at: how long the client takes to render what
+ * was sent. A client that renders a flood fast gets a bigger window (no stall
+ * of a round trip per 256 KiB); one that lags keeps the 256 KiB floor, so
+ * ^C's prompt never waits behind much more than this much of its rendering.
+ */
+const ACK_DELAY_MS = 20;
+/** Send times kept per attachment (older ones are dropped). */
+const MAX_SENDS = 256;
 
 export interface TerminalOptions {
   replayBytes?: number;
@@ -202,7 +223,18 @@ export class Terminal {
       reset = from !== undefined;
       start = this.replay.startOffset;
     }
-    const a: Attachment = { sink, cursor: start, unacked: 0 };
+    const a: Attachment = {
+      sink,
+      cursor: start,
+      unacked: 0,
+      window: LIMITS.highWaterBytes,
+      sentBytes: 0,
+      ackedBytes: 0,
+      sends: [],
+      roundEnd: 0,
+      roundDelay: 0,
+      limited: false,
+    };
     this.attachments.set(token, a);
     this.unwatched = 0;
     this.pump(a);
@@ -225,6 +257,7 @@ export class Terminal {
     const a = this.attachments.get(token);
     if (!a) return; // an ack from an ended attachment
     a.unacked = Math.max(0, a.unacked - bytes);
+    this.sizeWindow(a, bytes);
     this.pump(a);
     this.updatePause();
   }
@@ -341,9 +374,31 @@ export class Terminal {
     for (const a of this.attachments.values()) this.pump(a);
   }
 
+  /**
+   * Once per round (what was sent before the last change is acked): the
+   * window grows by half if it held output back and every ack came within
+   * half of ACK_DELAY_MS (the client could take more), and shrinks by a
+   * quarter if an ack took longer than ACK_DELAY_MS (the client is the
+   * bottleneck); always between highWaterBytes and maxWindowBytes.
+   */
+  private sizeWindow(a: Attachment, acked: number): void {
+    a.ackedBytes = Math.min(a.sentBytes, a.ackedBytes + acked);
+    let sentAt: number | undefined;
+    while (a.sends.length > 0 && a.sends[0]!.end <= a.ackedBytes) sentAt = a.sends.shift()!.at;
+    if (sentAt !== undefined) a.roundDelay = Math.max(a.roundDelay, performance.now() - sentAt);
+    if (a.ackedBytes < a.roundEnd) return;
+    let w = a.window;
+    if (a.roundDelay > ACK_DELAY_MS) w *= 0.75;
+    else if (a.roundDelay < ACK_DELAY_MS / 2 && a.limited) w *= 1.5;
+    a.window = Math.round(Math.min(LIMITS.maxWindowBytes, Math.max(LIMITS.highWaterBytes, w)));
+    a.roundEnd = a.sentBytes;
+    a.roundDelay = 0;
+    a.limited = false;
+  }
+
   /** Sends an attachment what it lacks, in messages of <= 64 KiB, up to its window. */
   private pump(a: Attachment): void {
-    while (a.unacked < LIMITS.highWaterBytes && a.cursor < this.replay.endOffset) {
+    while (a.unacked < a.window && a.cursor < this.replay.endOffset) {
       // Fell out of the buffer (it did not ack while others read on): skip ahead.
       if (a.cursor < this.replay.startOffset) a.cursor = this.replay.startOffset;
       const data = this.replay.slice(a.cursor, BATCH_BYTES);
@@ -351,8 +406,19 @@ export class Terminal {
       const offset = a.cursor;
       a.cursor += data.length;
       a.unacked += data.length;
+      a.sentBytes += data.length;
+      const at = performance.now();
+      const last = a.sends[a.sends.length - 1];
+      // Sends within a millisecond share a record (its older time: a delay
+      // is never underestimated); the oldest go past MAX_SENDS.
+      if (last && at - last.at < 1) last.end = a.sentBytes;
+      else {
+        a.sends.push({ end: a.sentBytes, at });
+        if (a.sends.length > MAX_SENDS) a.sends.shift();
+      }
       a.sink(offset, data);
     }
+    if (a.unacked >= a.window) a.limited = true; // full: output waits (here or in the paused pty)
   }
 
   /** Paused while no attachment can take more output, or nobody watches a flood. */
@@ -362,7 +428,7 @@ export class Terminal {
     else {
       full = true;
       for (const a of this.attachments.values())
-        if (a.unacked < (this.paused ? LIMITS.lowWaterBytes : LIMITS.highWaterBytes)) full = false;
+        if (a.unacked < (this.paused ? a.window / 4 : a.window)) full = false;
     }
     if (full && !this.paused) {
       this.paused = true;
