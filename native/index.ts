@@ -264,10 +264,11 @@ export interface JoinSpec {
   /**
    * A terminal: the command gets a pty of the sandbox's own devpts (so `tty`
    * and job control work inside), this size; its master comes back over the
-   * console socket the caller hands the helper as fd 3 (`consoleSocket`,
-   * `receivePty`).
+   * console socket whose other end is the caller's fd `consoleFd`
+   * (`consoleSocket`, `receivePty`; the helper copies it with pidfd_getfd,
+   * so the caller must be its parent and keep that fd open until then).
    */
-  pty?: { cols: number; rows: number };
+  pty?: { cols: number; rows: number; consoleFd: number };
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
   /**
@@ -319,7 +320,13 @@ export function joinArgs(spec: JoinSpec): string[] {
   }
   if (spec.setsid) args.push('--setsid');
   if (spec.pty)
-    args.push('--pty', intArg('pty.cols', spec.pty.cols, 1), intArg('pty.rows', spec.pty.rows, 1));
+    args.push(
+      '--pty',
+      intArg('pty.cols', spec.pty.cols, 1),
+      intArg('pty.rows', spec.pty.rows, 1),
+      '--console-fd',
+      intArg('pty.consoleFd', spec.pty.consoleFd, 0),
+    );
   if (spec.seccomp === false) args.push('--no-seccomp');
   if (spec.view) {
     if (spec.uid) throw new RangeError('joinArgs: a view needs uid 0');
@@ -417,7 +424,7 @@ export interface NativeAddon {
   reapChild(pid: number): boolean;
   /**
    * A SOCK_SEQPACKET socketpair, both ends close-on-exec: [server, helper].
-   * `helper` goes to a `join --pty` as its fd 3 (the console socket).
+   * A `join --pty --console-fd <helper>` copies `helper` from its parent.
    */
   consoleSocket(): [number, number];
   /**

@@ -25,7 +25,7 @@ int Int(const Napi::CallbackInfo& info, size_t i) {
 }
 
 // consoleSocket() -> [server, helper]: a SOCK_SEQPACKET socketpair, both
-// ends close-on-exec (spawn's stdio dup2 hands `helper` to the child).
+// ends close-on-exec (the join helper copies `helper` with pidfd_getfd).
 Napi::Value Socket(const Napi::CallbackInfo& info) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {

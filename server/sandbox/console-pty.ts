@@ -2,18 +2,21 @@
  * A terminal's shell on a pty of its sandbox's own devpts, read and written
  * by the server directly (docs/terminals.md#a-pty-of-the-sandboxs-own).
  *
- * The join helper (`join --pty`) enters the sandbox, opens its /dev/ptmx,
- * forks the shell on the other end and sends the master back over a
- * console socket (fd 3, SCM_RIGHTS), then says "PTY" on its stdout: runc's
- * console-socket pattern. The helper stays as the shell's parent only to
- * relay signals and its exit status; no process copies the bytes, so a
- * keystroke crosses one pty, not two. A helper that fails before that
- * writes its `ERR\t...` record on stderr and exits 125: the terminal shows
- * it in words (`explain`).
+ * node-pty starts the join helper (`join --pty`) on a host pty of its own,
+ * reaps it and reports its exit; that pty carries only the helper's own
+ * words (its "PTY" cue, or its `ERR\t...` record and exit 125 when the join
+ * fails). The helper enters the sandbox, opens its /dev/ptmx, forks the
+ * shell on the other end and sends the master back over a console socket
+ * (SCM_RIGHTS): runc's console-socket pattern. forkpty hands a child nothing
+ * but its pty, so the helper copies the socket's end from us by number
+ * (pidfd_getfd); we keep it open until the master arrived or the helper
+ * ended. The helper stays as the shell's parent only to relay signals and
+ * its exit status; no process copies the bytes, so a keystroke crosses one
+ * pty, not two.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as tty from 'node:tty';
+import * as pty from 'node-pty';
 import type { NativeAddon } from '../../native/index';
 import { exitStatus } from '../util/exit-status';
 
@@ -21,14 +24,17 @@ import { exitStatus } from '../util/exit-status';
 const TAIL_QUIET_MS = 100;
 /** ...and never longer than this (a client that stopped reading, a job holding the pty). */
 const TAIL_MAX_MS = 2_000;
-/** Of the helper's stderr, kept for its error record. */
-const STDERR_MAX = 64 * 1024;
+/** Of what the helper says on its own pty, kept for its error record. */
+const DIAG_MAX = 64 * 1024;
+/** The helper's cue that the master is on the console socket. */
+const CUE = 'PTY\r\n';
 
 export class ConsolePty {
   readonly pid: number;
-  private readonly child: ChildProcess;
-  /** The console socket's server end, until the master arrives. */
+  private readonly helper: pty.IPty;
+  /** The console socket's ends, until the master arrives or the helper ends. */
   private sock: number;
+  private helperEnd: number;
   private master = -1;
   private reader: tty.ReadStream | undefined;
   private readonly queue: Buffer[] = [];
@@ -39,7 +45,8 @@ export class ConsolePty {
   private readonly dataListeners: ((d: Buffer) => void)[] = [];
   private readonly exitListeners: ((status: number) => void)[] = [];
   private readonly drainListeners: (() => void)[] = [];
-  private stderr = '';
+  /** What the helper said on its own pty (its cue, or why it failed). */
+  private diag = '';
   private helperStatus: number | undefined;
   private masterDone = false;
   private tail: NodeJS.Timeout | undefined;
@@ -49,35 +56,35 @@ export class ConsolePty {
   constructor(
     private readonly native: NativeAddon,
     helperPath: string,
-    args: string[],
+    /** The helper's argv, given the console socket's fd number for it. */
+    args: (consoleFd: number) => string[],
     private cols: number,
     private rows: number,
-    /** The start's failure in words, from the helper's stderr and status. */
-    private readonly explain: (stderr: string, status: number) => string | undefined,
+    /** The start's failure in words, from what the helper said and its status. */
+    private readonly explain: (said: string, status: number) => string | undefined,
   ) {
     const [server, helper] = native.consoleSocket();
     this.sock = server;
+    this.helperEnd = helper;
     try {
-      this.child = spawn(helperPath, args, {
-        stdio: ['ignore', 'pipe', 'pipe', helper],
-        env: {} as NodeJS.ProcessEnv,
+      this.helper = pty.spawn(helperPath, args(helper), {
+        name: 'xterm-256color',
+        cols,
+        rows,
+        cwd: '/',
+        env: {},
+        encoding: null,
       });
     } catch (err) {
-      native.closeFd(server);
+      this.closeSockets();
       throw err;
-    } finally {
-      native.closeFd(helper); // only the helper may hold it now
     }
-    this.pid = this.child.pid ?? 0;
-    this.child.stdout?.on('data', () => this.receive());
-    this.child.stderr?.on('data', (b: Buffer) => {
-      if (this.stderr.length < STDERR_MAX) this.stderr += b.toString('utf8');
+    this.pid = this.helper.pid;
+    this.helper.onData((d: string | Buffer) => {
+      if (this.diag.length < DIAG_MAX) this.diag += d.toString();
+      if (this.diag.includes(CUE)) this.receive();
     });
-    this.child.on('error', (err) => {
-      this.stderr += `underlay: cannot start the join helper: ${err.message}\n`;
-      this.helperClosed(125);
-    });
-    this.child.on('close', (code, signal) => this.helperClosed(exitStatus(code, signal)));
+    this.helper.onExit(({ exitCode, signal }) => this.helperClosed(exitStatus(exitCode, signal)));
   }
 
   onData(listener: (d: Buffer) => void): void {
@@ -136,11 +143,13 @@ export class ConsolePty {
 
   /** Signals the helper, which passes it on (SIGKILL: the shell dies with it, PDEATHSIG). */
   kill(signal: NodeJS.Signals = 'SIGHUP'): void {
-    try {
-      this.child.kill(signal);
-    } catch {
-      // already gone
-    }
+    this.helper.kill(signal); // node-pty swallows ESRCH
+  }
+
+  private closeSockets(): void {
+    for (const fd of [this.sock, this.helperEnd]) if (fd >= 0) this.native.closeFd(fd);
+    this.sock = -1;
+    this.helperEnd = -1;
   }
 
   private receive(): void {
@@ -149,15 +158,13 @@ export class ConsolePty {
     try {
       fd = this.native.receivePty(this.sock);
     } catch (err) {
-      this.stderr += `underlay: the shell's pty did not arrive: ${(err as Error).message}\n`;
-      this.native.closeFd(this.sock);
-      this.sock = -1;
+      this.diag += `underlay: the shell's pty did not arrive: ${(err as Error).message}\n`;
+      this.closeSockets();
       this.kill('SIGKILL');
       return;
     }
     if (fd < 0) return; // not yet
-    this.native.closeFd(this.sock);
-    this.sock = -1;
+    this.closeSockets();
     this.master = fd;
     // libuv reads a pty master as a tty handle (node-pty does the same);
     // it puts the fd in non-blocking mode, which write() relies on.
@@ -245,15 +252,13 @@ export class ConsolePty {
     clearTimeout(this.tailCap);
     clearTimeout(this.retry);
     const status = this.helperStatus ?? 125;
-    if (this.sock >= 0) {
-      this.native.closeFd(this.sock);
-      this.sock = -1;
-    }
+    this.closeSockets();
     // Closing the master hangs up whatever still holds the other end.
     this.reader?.destroy();
     this.queue.length = 0;
     this.queued = 0;
-    const why = this.explain(this.stderr, status);
+    // A pty's line ends are \r\n; the record parser wants plain lines.
+    const why = this.explain(this.diag.replace(CUE, '').replace(/\r\n/g, '\n'), status);
     if (why) this.output(Buffer.from(why));
     for (const l of this.exitListeners) l(status);
     this.drained();

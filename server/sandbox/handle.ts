@@ -15,7 +15,7 @@ import { SandboxError } from './errors';
 import { SANDBOX_ENV, type ExecOptions, type ExecResult, type JoinOptions } from './options';
 import { exitStatus } from '../util/exit-status';
 
-/** Pids of helper processes this process spawned itself (libuv reaps them, not the reaper). */
+/** Pids of helper processes this process spawned itself (libuv or node-pty reaps them, not the reaper). */
 class SpawnRegistry {
   private readonly pids = new Set<number>();
   add(pid: number | undefined): void {
@@ -91,7 +91,10 @@ export class Sandbox {
   /** The helper's argv: enter this sandbox and run `argv`. */
   private join(
     argv: string[],
-    opts: JoinOptions & { setsid?: boolean; pty?: { cols: number; rows: number } },
+    opts: JoinOptions & {
+      setsid?: boolean;
+      pty?: { cols: number; rows: number; consoleFd: number };
+    },
   ): string[] {
     const r = this.record;
     if (r.initPid === null || r.usernsIno === null) {
@@ -147,14 +150,15 @@ export class Sandbox {
 
   /**
    * `argv` in the sandbox on a pty of the sandbox's own, which the server
-   * reads and writes directly (console-pty.ts); tracked until exit.
+   * reads and writes directly (console-pty.ts); the helper is tracked until
+   * exit (node-pty reaps it).
    */
   spawnPty(argv: string[], opts: PtyOptions): ConsolePty {
     const { cols, rows, ...join } = opts;
     const p = new ConsolePty(
       this.native.addon,
       this.native.helperPath,
-      this.join(argv, { ...join, setsid: true, pty: { cols, rows } }),
+      (consoleFd) => this.join(argv, { ...join, pty: { cols, rows, consoleFd } }),
       cols,
       rows,
       (stderr, status) => this.explainFailedStart(stderr, status),

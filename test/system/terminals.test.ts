@@ -4,8 +4,11 @@
  * socket.io client that decodes and acks like xterm.js does.
  */
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { loadNative } from '../../native/index';
 import { timeScale } from '../../server/config';
 import { LIMITS, type SessionCreated } from '../../server/protocol/index';
 import { SessionManager } from '../../server/sessions/session-manager';
@@ -137,6 +140,77 @@ describe('terminals over socket.io', () => {
       await c.input(term, '\x04'); // EOF ends cat; the prompt returns
       assert.equal((await c.run(term, 'jobs | wc -l')).trim(), '0');
       c.close();
+    },
+  );
+
+  sysTest(
+    "no process relays a shell's bytes: the server holds the sandbox pty's master, the join helper none",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const { c, term } = await shell(s);
+      const helper = app.sessions.get(s.session)!.terminals.get(term)!.terminal.pid;
+      assert.ok(helper > 0);
+      /** fds of `pid` open on a pty multiplexer (5:2): pty masters. */
+      const masters = (pid: number) =>
+        fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+          try {
+            return fs.statSync(`/proc/${pid}/fd/${fd}`).rdev === 0x502;
+          } catch {
+            return false; // closed meanwhile
+          }
+        });
+      assert.deepEqual(masters(helper), [], 'the helper holds a pty master (a relay)');
+      // The shell's pty is the sandbox's: its number is the one `tty` names there.
+      const n = (await c.run(term, 'tty')).trim().replace('/dev/pts/', '');
+      assert.match(n, /^\d+$/);
+      assert.ok(masters(process.pid).length >= 1, 'the server holds no pty master');
+      c.close();
+      await app.sessions.end(s.session);
+    },
+  );
+
+  sysTest(
+    'the server takes nothing but a pty master from a console socket',
+    KERNEL_FREE,
+    async () => {
+      ready();
+      const { addon } = loadNative();
+      /** Sends what python opens in `expr` over a fresh console socket; returns receivePty's answer. */
+      const receive = (expr: string): number => {
+        const [server, helper] = addon.consoleSocket();
+        try {
+          const r = spawnSync(
+            'python3',
+            [
+              '-c',
+              `import os, socket; socket.send_fds(socket.socket(fileno=3), [b'P'], [${expr}])`,
+            ],
+            { stdio: ['ignore', 'ignore', 'pipe', helper] },
+          );
+          assert.equal(r.status, 0, r.stderr.toString());
+          return addon.receivePty(server);
+        } finally {
+          addon.closeFd(server);
+          addon.closeFd(helper);
+        }
+      };
+      // What a sandboxed helper could send instead: a file, a FIFO, a pty's slave end.
+      for (const expr of [
+        "os.open('/etc/hostname', os.O_RDONLY)",
+        'os.pipe()[0]',
+        'os.openpty()[1]',
+      ])
+        assert.throws(() => receive(expr), /EBADMSG|not a pty master/, expr);
+      const fd = receive("os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)");
+      assert.ok(fd >= 0);
+      addon.closeFd(fd);
+      // Nothing queued yet: -1, at once.
+      const [server, helper] = addon.consoleSocket();
+      assert.equal(addon.receivePty(server), -1);
+      addon.closeFd(server);
+      addon.closeFd(helper);
     },
   );
 

@@ -4,7 +4,7 @@
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
 //                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
-//                        [--pty COLS ROWS]
+//                        [--pty COLS ROWS --console-fd N]
 //                        [--tool-tree HOSTDIR DIR]... [--view-bind PATH]...
 //                        [--view-mkdir DIR]... [--view-mount FSTYPE SOURCE DIR DATA]...
 //                        [--view-symlink TARGET PATH]... -- ARGV...
@@ -32,17 +32,19 @@
 // The parent stays as a small relay of signals and of the exit status.
 
 //
-// --pty COLS ROWS (terminals): the command gets a pty of the sandbox's own
-// devpts, so `tty`, job control, `script` and `su -` behave as on a real
-// machine (a host pty's /dev/pts/N means nothing in the sandbox's
+// --pty COLS ROWS --console-fd N (terminals): the command gets a pty of the
+// sandbox's own devpts, so `tty`, job control, `script` and `su -` behave as
+// on a real machine (a host pty's /dev/pts/N means nothing in the sandbox's
 // /dev/pts). As runc does with its --console-socket, the master goes to the
-// caller over the unix socket on fd 3 (SCM_RIGHTS), and "PTY\n" on stdout
-// says it was sent: the caller reads and writes the sandbox's pty itself,
-// with no relay process copying bytes. The master is opened after entering
-// the sandbox, as the sandbox's root: nothing it opens is out of the
-// student's own reach. If the student broke their /dev/ptmx, the command
-// gets a host pty opened before entering (as the caller's own pty once
-// was), with a notice on it.
+// caller over a unix socket (SCM_RIGHTS), and "PTY" on stdout says it was
+// sent: the caller reads and writes the sandbox's pty itself, with no relay
+// process copying bytes. The caller (node-pty's forkpty, which can hand a
+// child nothing but its pty) keeps the socket's other end as its fd N; we
+// copy it from our parent with pidfd_getfd while still host root, and check
+// that its peer is that parent. The master is opened after entering the
+// sandbox, as the sandbox's root: nothing it opens is out of the student's
+// own reach. If the student broke their /dev/ptmx, the command gets a host
+// pty opened before entering, with a notice on it.
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -89,6 +91,7 @@ struct Args {
   bool set_sid = false;
   bool pty = false;
   unsigned short cols = 80, rows = 24;
+  int console_fd = -1;  // the caller's fd number of the console socket
   bool no_seccomp = false;
   // A private mount view for the command: host trees moved in, then actions.
   std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target in new root
@@ -136,6 +139,8 @@ Args parse(int argc, char** argv) {
       a.cols = static_cast<unsigned short>(atoi(val()));
       a.rows = static_cast<unsigned short>(atoi(val()));
       if (a.cols == 0 || a.rows == 0) usage("--pty needs COLS ROWS, both at least 1");
+    } else if (k == "--console-fd") {
+      a.console_fd = atoi(val());
     } else if (k == "--no-seccomp") {
       a.no_seccomp = true;
     } else if (k == "--tool-tree") {
@@ -160,6 +165,7 @@ Args parse(int argc, char** argv) {
   if (a.argv.empty()) usage("no command after --");
   if ((!a.tool_trees.empty() || !a.binds.empty() || !a.view.empty()) && a.uid != 0)
     usage("a private view (--tool-tree, --view-*) needs --uid 0");
+  if (a.pty != (a.console_fd >= 0)) usage("--pty and --console-fd go together");
   if (a.pty && (!a.tool_trees.empty() || !a.binds.empty() || !a.view.empty()))
     usage("--pty is for terminals, not for a private view");
   a.argv.push_back(nullptr);
@@ -335,6 +341,28 @@ void take_pty(int master) {
   close(master);
 }
 
+// The console socket: our parent's fd `n`, copied into ours as fd 3 before
+// anything else is open there. Its peer must be that parent (the caller
+// made the pair), or we would hand a pty to whoever else held that number.
+void take_console_socket(int n) {
+  pid_t parent = getppid();
+  int pp = sys::pidfd_open(parent, 0);
+  if (pp < 0) report::die(kStep, "pidfd_open", errno, "", "the caller (console socket)");
+  int s = sys::pidfd_getfd(pp, n, 0);
+  if (s < 0) report::die(kStep, "pidfd_getfd", errno, "", "the caller's console socket");
+  close(pp);
+  struct ucred peer;
+  socklen_t len = sizeof peer;
+  if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0)
+    report::die(kStep, "getsockopt", errno, "", "SO_PEERCRED of the console socket");
+  if (peer.pid != parent)
+    report::die(kStep, "getsockopt", EBADF, "", "the console socket is not the caller's");
+  if (s != 3) {
+    if (dup3(s, 3, O_CLOEXEC) < 0) report::die(kStep, "dup3", errno, "", "console socket");
+    close(s);
+  }
+}
+
 // The master to the caller over the console socket (fd 3), then "PTY\n" on
 // stdout, its cue to receive it. A caller that went away gets nothing: the
 // command then ends with SIGHUP when the last master copy closes.
@@ -371,16 +399,14 @@ void send_master(int master) {
 int run(int argc, char** argv) {
   report::set_fd(2);
   Args a = parse(argc, argv);
-  // Whatever the caller leaked to us goes now, before we enter the
-  // sandbox's namespaces; with --pty, fd 3 is the console socket.
-  sys::close_range(a.pty ? 4 : 3, ~0U, 0);
+  // Whatever the caller leaked to us (node-pty hands every open pty master
+  // to its children) goes now, before we enter the sandbox's namespaces.
+  sys::close_range(3, ~0U, 0);
   // The fallback pty, from the host's /dev/ptmx while it is still in reach:
   // used only if the sandbox's own turns out to be unusable.
   int host_master = -1;
   if (a.pty) {
-    struct stat st;
-    if (fstat(3, &st) != 0 || !S_ISSOCK(st.st_mode))
-      report::die(kStep, "fstat", EBADF, "", "--pty needs the console socket on fd 3");
+    take_console_socket(a.console_fd);
     const char* why = nullptr;
     host_master = open_pty("/dev/ptmx", &why);
     if (host_master < 0) report::die(kStep, "open", errno, "/dev/ptmx", why);
@@ -401,7 +427,8 @@ int run(int argc, char** argv) {
   const std::vector<int> trees = open_tool_trees(a);
 
   // A new session first, so the command can never reach the caller's
-  // controlling terminal (TIOCSTI through /dev/tty).
+  // controlling terminal (TIOCSTI through /dev/tty). A pty caller (node-pty)
+  // already made one and made the pty our controlling tty; keep that.
   if (a.set_sid && getsid(0) != getpid()) setsid();
 
   std::string self = std::to_string(getpid());

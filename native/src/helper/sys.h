@@ -17,6 +17,11 @@ inline int pidfd_open(pid_t pid, unsigned flags) {
   return static_cast<int>(syscall(SYS_pidfd_open, pid, flags));
 }
 
+// A copy of another process's fd (Linux 5.6; needs ptrace rights over it).
+inline int pidfd_getfd(int pidfd, int fd, unsigned flags) {
+  return static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, flags));
+}
+
 inline int open_tree(int dfd, const char* path, unsigned flags) {
   return static_cast<int>(syscall(SYS_open_tree, dfd, path, flags));
 }
