@@ -259,7 +259,7 @@ export interface JoinSpec {
   cwd: string;
   /** The command's whole environment; nothing is inherited. */
   env: Record<string, string>;
-  /** A session of its own (never for a pty caller, which already made one). */
+  /** A session of its own (not for a terminal: node-pty already made one). */
   setsid?: boolean;
   /**
    * A terminal: the command gets a pty of the sandbox's own devpts (so `tty`

@@ -25,13 +25,13 @@ export const LIMITS = {
   ackEveryBytes: 32 * 1024,
   /**
    * A socket's window: the server sends it at most this many unacknowledged
-   * bytes, more (up to maxWindowBytes) to a client that acknowledges fast
-   * enough to render that much within ~20 ms...
+   * bytes at first, more (up to maxWindowBytes) to a client that acknowledges
+   * a full window within ~10 ms; a paused pty resumes when a socket is below
+   * a quarter of its window. maxWindowBytes leaves room in the 1 MiB replay
+   * buffer, so a socket that reconnects mid-flood still resumes exactly.
    */
   highWaterBytes: 256 * 1024,
-  maxWindowBytes: 1024 * 1024,
-  /** ...and resumes a paused pty when a socket is below a quarter of its window (64 KiB at first). */
-  lowWaterBytes: 64 * 1024,
+  maxWindowBytes: 512 * 1024,
   /** Terminals per session. */
   terminalsPerSession: 8,
   /** Sockets connected to one session at once (tabs). */

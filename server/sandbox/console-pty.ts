@@ -24,6 +24,8 @@ import { exitStatus } from '../util/exit-status';
 const TAIL_QUIET_MS = 100;
 /** ...and never longer than this (a client that stopped reading, a job holding the pty). */
 const TAIL_MAX_MS = 2_000;
+/** A helper still alive this long after its pty's last slave closed is ended (the terminal is dead). */
+const ORPHAN_MS = 2_000;
 /** Of what the helper says on its own pty, kept for its error record. */
 const DIAG_MAX = 64 * 1024;
 /** The helper's cue that the master is on the console socket. */
@@ -35,7 +37,10 @@ export class ConsolePty {
   /** The console socket's ends, until the master arrives or the helper ends. */
   private sock: number;
   private helperEnd: number;
+  /** The pty master while it is open (libuv closes it at EIO: never use a stale number). */
   private master = -1;
+  private received = false;
+  private orphan: NodeJS.Timeout | undefined;
   private reader: tty.ReadStream | undefined;
   private readonly queue: Buffer[] = [];
   private queued = 0;
@@ -158,17 +163,26 @@ export class ConsolePty {
     try {
       fd = this.native.receivePty(this.sock);
     } catch (err) {
-      this.diag += `underlay: the shell's pty did not arrive: ${(err as Error).message}\n`;
+      if (this.helperStatus === undefined)
+        this.diag += `underlay: the shell's pty did not arrive: ${(err as Error).message}\n`;
       this.closeSockets();
       this.kill('SIGKILL');
       return;
     }
     if (fd < 0) return; // not yet
     this.closeSockets();
+    // libuv reads a pty master as a tty handle (node-pty does the same).
+    let reader: tty.ReadStream;
+    try {
+      reader = new tty.ReadStream(fd);
+    } catch (err) {
+      this.native.closeFd(fd);
+      this.diag += `underlay: cannot read the shell's pty: ${(err as Error).message}\n`;
+      this.kill('SIGKILL');
+      return;
+    }
     this.master = fd;
-    // libuv reads a pty master as a tty handle (node-pty does the same);
-    // it puts the fd in non-blocking mode, which write() relies on.
-    const reader = new tty.ReadStream(fd);
+    this.received = true;
     this.reader = reader;
     reader.on('data', (d: Buffer) => this.output(d));
     reader.on('error', (err: NodeJS.ErrnoException) => {
@@ -194,6 +208,7 @@ export class ConsolePty {
       let n: number;
       try {
         n = fs.writeSync(this.master, b);
+        if (n === 0) throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
           this.retry = setTimeout(() => this.drain(), this.backoff);
@@ -218,9 +233,21 @@ export class ConsolePty {
     for (const l of this.drainListeners) l();
   }
 
+  /** EIO or close: libuv has closed the fd; nothing may write to or resize that number again. */
   private masterEnded(): void {
     if (this.masterDone) return;
     this.masterDone = true;
+    this.master = -1;
+    this.queue.length = 0;
+    this.queued = 0;
+    this.drained();
+    // No process holds the pty's other end, so the terminal can do nothing
+    // more; a helper that outlives that (the shell closed its fds and went
+    // on running) is ended, and its shell with it.
+    if (this.helperStatus === undefined) {
+      this.orphan = setTimeout(() => this.kill('SIGKILL'), ORPHAN_MS);
+      this.orphan.unref();
+    }
     this.maybeFinish();
   }
 
@@ -228,7 +255,8 @@ export class ConsolePty {
     if (this.helperStatus !== undefined) return;
     this.helperStatus = status;
     this.receive(); // its "PTY" line and the helper's exit may come in one turn
-    if (this.master >= 0 && !this.masterDone) {
+    clearTimeout(this.orphan);
+    if (this.received && !this.masterDone) {
       // The tty layer hands the last output over asynchronously: read on
       // until EIO, a quiet spell, or the cap.
       this.tail = setTimeout(() => this.finish(), TAIL_QUIET_MS);
@@ -241,7 +269,7 @@ export class ConsolePty {
 
   private maybeFinish(): void {
     if (this.helperStatus === undefined) return;
-    if (this.master >= 0 && !this.masterDone) return;
+    if (this.received && !this.masterDone) return;
     this.finish();
   }
 
@@ -251,10 +279,12 @@ export class ConsolePty {
     clearTimeout(this.tail);
     clearTimeout(this.tailCap);
     clearTimeout(this.retry);
+    clearTimeout(this.orphan);
     const status = this.helperStatus ?? 125;
     this.closeSockets();
     // Closing the master hangs up whatever still holds the other end.
     this.reader?.destroy();
+    this.master = -1;
     this.queue.length = 0;
     this.queued = 0;
     // A pty's line ends are \r\n; the record parser wants plain lines.

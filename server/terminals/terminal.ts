@@ -73,7 +73,7 @@ interface Attachment {
   sends: { end: number; at: number }[];
   /** The window changes once per round: when what was sent before the last change is acked. */
   roundEnd: number;
-  /** The longest ack delay of this round (ms), and whether the window held output back in it. */
+  /** The longest ack delay of this round (ms; -1: none measured yet), and whether the window held output back in it. */
   roundDelay: number;
   limited: boolean;
 }
@@ -232,7 +232,7 @@ export class Terminal {
       ackedBytes: 0,
       sends: [],
       roundEnd: 0,
-      roundDelay: 0,
+      roundDelay: -1,
       limited: false,
     };
     this.attachments.set(token, a);
@@ -386,13 +386,15 @@ export class Terminal {
     let sentAt: number | undefined;
     while (a.sends.length > 0 && a.sends[0]!.end <= a.ackedBytes) sentAt = a.sends.shift()!.at;
     if (sentAt !== undefined) a.roundDelay = Math.max(a.roundDelay, performance.now() - sentAt);
-    if (a.ackedBytes < a.roundEnd) return;
+    // A round ends when its sends are acknowledged, and only one that
+    // measured a delay may change the window.
+    if (a.ackedBytes < a.roundEnd || a.roundDelay < 0) return;
     let w = a.window;
     if (a.roundDelay > ACK_DELAY_MS) w *= 0.75;
     else if (a.roundDelay < ACK_DELAY_MS / 2 && a.limited) w *= 1.5;
     a.window = Math.round(Math.min(LIMITS.maxWindowBytes, Math.max(LIMITS.highWaterBytes, w)));
     a.roundEnd = a.sentBytes;
-    a.roundDelay = 0;
+    a.roundDelay = -1;
     a.limited = false;
   }
 

@@ -172,6 +172,27 @@ describe('terminals over socket.io', () => {
   );
 
   sysTest(
+    'a shell that closes every fd of its pty ends its terminal (and its input goes nowhere else)',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const { c, term } = await shell(s);
+      // No process holds the pty's other end now, but the shell runs on: the
+      // server's master reads EIO and is closed. Before, the terminal stayed
+      // "alive" for as long as the shell did, and input went to the closed
+      // fd's number, which the server may already have reused.
+      await c.input(term, "trap '' HUP; exec 0<&- 1>&- 2>&- 255<&-; sleep 600\r");
+      await waitUntil(() => c.terms.get(term)?.exited !== undefined, 'the terminal ends');
+      // Closing the master hangs the shell up (SIGHUP, 129); one that ignores
+      // that is killed with its helper (137).
+      assert.ok([129, 137].includes(c.terms.get(term)!.exited!), `${c.terms.get(term)!.exited}`);
+      c.close();
+      await app.sessions.end(s.session);
+    },
+  );
+
+  sysTest(
     'the server takes nothing but a pty master from a console socket',
     KERNEL_FREE,
     async () => {

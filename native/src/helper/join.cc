@@ -30,7 +30,7 @@
 //   in the child mark every fd above 2 close-on-exec (node-pty and Node leak
 //   other terminals' pty masters otherwise: microsoft/node-pty#657) and exec.
 // The parent stays as a small relay of signals and of the exit status.
-
+//
 //
 // --pty COLS ROWS --console-fd N (terminals): the command gets a pty of the
 // sandbox's own devpts, so `tty`, job control, `script` and `su -` behave as
@@ -492,6 +492,11 @@ int run(int argc, char** argv) {
     struct pollfd relay_gone = {alive[0], POLLIN, 0};
     if (poll(&relay_gone, 1, 0) != 0) _exit(125);  // EOF/HUP: died before PDEATHSIG was set
     close(alive[0]);
+    if (!trees.empty() || !a.binds.empty() || !a.view.empty()) make_view(a, trees);
+    sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
+    // Last, so every failure before it still reaches the caller as a record
+    // on our stderr, not the student's screen as raw text.
     if (master >= 0) take_pty(master);
     if (broken_ptmx != nullptr)
       dprintf(2,
@@ -499,9 +504,6 @@ int run(int argc, char** argv) {
               "host's terminal, where `tty` says \"not a tty\". Restore it with: "
               "ln -sf pts/ptmx /dev/ptmx\r\n",
               broken_ptmx);
-    if (!trees.empty() || !a.binds.empty() || !a.view.empty()) make_view(a, trees);
-    sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
     std::vector<char*> envp;
     for (std::string& e : a.env) envp.push_back(&e[0]);
     envp.push_back(nullptr);
