@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TextDecoder } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import * as xtermHeadless from '@xterm/headless';
 import * as pty from 'node-pty';
 import { io, type Socket } from 'socket.io-client';
@@ -127,7 +128,71 @@ interface Server {
   name: string;
   pid: number | undefined;
   open(): Promise<Conn>;
+  /** How a worker thread opens one more terminal itself (undefined: only in this thread). */
+  remote?(): Promise<Remote>;
   stop(): Promise<void>;
+}
+
+/** A terminal a worker thread opens over the network, as another browser would. */
+type Remote =
+  | { kind: 'ours'; url: string; session: SessionCreated }
+  | { kind: 'wetty'; url: string };
+
+/** Our protocol: a socket for the session, `term:open`, acks every 32 KiB. */
+async function oursConn(sock: Socket): Promise<Conn> {
+  const res = await new Promise<{ ok: boolean; term: string }>((resolve) =>
+    sock.emit('term:open', { cols: 120, rows: 30 }, resolve as (r: unknown) => void),
+  );
+  if (!res.ok) throw new Error(`term:open failed: ${JSON.stringify(res)}`);
+  const term = res.term;
+  let fn: (c: Uint8Array) => void = () => {};
+  sock.on('term:output', (m: { term: string; data: ArrayBuffer }) => {
+    if (m.term === term) fn(new Uint8Array(m.data));
+  });
+  let acc = 0;
+  return {
+    send: (d) => sock.emit('term:input', { term, data: d }),
+    onData: (f) => (fn = f),
+    processed: (n) => {
+      acc += n;
+      if (acc >= 32 * 1024) {
+        sock.emit('term:ack', { term, bytes: acc });
+        acc = 0;
+      }
+    },
+    close: () => sock.emit('term:close', { term }),
+  };
+}
+
+function oursSocket(url: string, s: SessionCreated): Promise<Socket> {
+  const sock = io(url, {
+    transports: ['websocket'],
+    auth: { v: PROTOCOL_VERSION, session: s.session, token: s.token },
+    forceNew: true,
+  });
+  return new Promise((r) => sock.once('connect', () => r(sock)));
+}
+
+/** wetty's protocol: a socket per terminal, `commit` every 2^18 characters. */
+async function wettyConn(url: string): Promise<Conn> {
+  const sock = io(url, { path: '/socket.io', transports: ['websocket'], forceNew: true });
+  let fn: (c: string) => void = () => {};
+  sock.on('data', (d: string) => fn(d));
+  await new Promise<void>((r) => sock.once('login', () => r()));
+  sock.emit('resize', { cols: 120, rows: 30 });
+  let acc = 0;
+  return {
+    send: (d) => sock.emit('input', d),
+    onData: (f) => (fn = f),
+    processed: (n) => {
+      acc += n;
+      if (acc >= 2 ** 18) {
+        sock.emit('commit', acc);
+        acc = 0;
+      }
+    },
+    close: () => sock.close(),
+  };
 }
 
 // ---- peers ------------------------------------------------------------------
@@ -186,15 +251,19 @@ async function ours(): Promise<Server & { sessions: SessionCreated[]; url: strin
   const socketFor = async (s: SessionCreated) => {
     let sock = sockets.get(s.session);
     if (!sock) {
-      sock = io(url, {
-        transports: ['websocket'],
-        auth: { v: PROTOCOL_VERSION, session: s.session, token: s.token },
-        forceNew: true,
-      });
+      sock = await oursSocket(url, s);
       sockets.set(s.session, sock);
-      await new Promise<void>((r) => sock!.once('connect', () => r()));
     }
     return sock;
+  };
+  const newSession = async () => {
+    const r = await fetch(`${url}/api/sessions`, {
+      method: 'POST',
+      headers: { 'x-underlay-client': 'terminal.bench' },
+    });
+    const s = (await r.json()) as SessionCreated;
+    sessions.push(s);
+    return s;
   };
   return {
     name: 'Underlay (shell in a sandbox)',
@@ -202,38 +271,13 @@ async function ours(): Promise<Server & { sessions: SessionCreated[]; url: strin
     url,
     sessions,
     async open() {
-      if (opened % 8 === 0) {
-        const r = await fetch(`${url}/api/sessions`, {
-          method: 'POST',
-          headers: { 'x-underlay-client': 'terminal.bench' },
-        });
-        sessions.push((await r.json()) as SessionCreated);
-      }
+      if (opened % 8 === 0) await newSession();
       opened++;
       const s = sessions[sessions.length - 1] as SessionCreated;
-      const sock = await socketFor(s);
-      const res = await new Promise<{ ok: boolean; term: string }>((resolve) =>
-        sock.emit('term:open', { cols: 120, rows: 30 }, resolve as (r: unknown) => void),
-      );
-      if (!res.ok) throw new Error(`term:open failed: ${JSON.stringify(res)}`);
-      const term = res.term;
-      let fn: (c: Uint8Array) => void = () => {};
-      sock.on('term:output', (m: { term: string; data: ArrayBuffer }) => {
-        if (m.term === term) fn(new Uint8Array(m.data));
-      });
-      let acc = 0;
-      return {
-        send: (d) => sock.emit('term:input', { term, data: d }),
-        onData: (f) => (fn = f),
-        processed: (n) => {
-          acc += n;
-          if (acc >= 32 * 1024) {
-            sock.emit('term:ack', { term, bytes: acc });
-            acc = 0;
-          }
-        },
-        close: () => sock.emit('term:close', { term }),
-      };
+      return oursConn(await socketFor(s));
+    },
+    async remote() {
+      return { kind: 'ours', url, session: await newSession() };
     },
     async stop() {
       for (const s of sockets.values()) s.close();
@@ -281,30 +325,8 @@ async function wetty(main: string): Promise<Server> {
   return {
     name: 'wetty 3.2.0 (host shell, no sandbox)',
     pid: child.pid,
-    async open() {
-      const sock = io(`http://127.0.0.1:${port}`, {
-        path: '/socket.io',
-        transports: ['websocket'],
-        forceNew: true,
-      });
-      let fn: (c: string) => void = () => {};
-      sock.on('data', (d: string) => fn(d));
-      await new Promise<void>((r) => sock.once('login', () => r()));
-      sock.emit('resize', { cols: 120, rows: 30 });
-      let acc = 0;
-      return {
-        send: (d) => sock.emit('input', d),
-        onData: (f) => (fn = f),
-        processed: (n) => {
-          acc += n;
-          if (acc >= 2 ** 18) {
-            sock.emit('commit', acc);
-            acc = 0;
-          }
-        },
-        close: () => sock.close(),
-      };
-    },
+    open: () => wettyConn(`http://127.0.0.1:${port}`),
+    remote: async () => ({ kind: 'wetty', url: `http://127.0.0.1:${port}` }),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -414,6 +436,48 @@ async function fairness(srv: Server): Promise<number[]> {
   return lat;
 }
 
+/**
+ * The same, with A's client (the flood into xterm-headless) in a worker
+ * thread, as another browser would be: in one event loop, xterm parsing A's
+ * flood in slices of up to 12 ms delays B's echo in the client itself.
+ */
+async function fairnessApart(srv: Server): Promise<number[]> {
+  if (!srv.remote) return [];
+  const worker = new Worker(__filename, { workerData: await srv.remote() });
+  const said = (what: string) =>
+    new Promise<void>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.once('message', (m: string) => (m === what ? resolve() : reject(new Error(m))));
+    });
+  await said('flooding');
+  const b = new Client(await srv.open(), 'null');
+  await prompt(b);
+  await sleep(500);
+  const lat = await echo(b, 200);
+  worker.postMessage('stop');
+  await said('stopped');
+  await worker.terminate();
+  b.conn.close();
+  return lat;
+}
+
+/** In the worker: open A over the network, flood it with `yes`, render, until told to stop. */
+async function floodWorker(): Promise<void> {
+  const r = workerData as Remote;
+  const conn =
+    r.kind === 'ours' ? await oursConn(await oursSocket(r.url, r.session)) : await wettyConn(r.url);
+  const a = new Client(conn, 'headless');
+  await prompt(a);
+  a.conn.send('yes\r');
+  parentPort?.postMessage('flooding');
+  parentPort?.once('message', async () => {
+    a.conn.send('\x03');
+    await sleep(300);
+    a.conn.close();
+    parentPort?.postMessage('stopped');
+  });
+}
+
 async function idle(
   srv: Server,
   n: number,
@@ -453,9 +517,9 @@ async function main(): Promise<void> {
   );
   lines.push('');
   lines.push(
-    '| server | attach→prompt ms | echo p50 / p95 / p99 ms | flood into xterm-headless MB/s (server CPU s) | ^C after 8 s of `yes`, 5 MB/s client: prompt ms / max backlog KB | echo in B while A floods p50 / p99 ms | idle: server RSS per terminal |',
+    '| server | attach→prompt ms | echo p50 / p95 / p99 ms | flood into xterm-headless MB/s (server CPU s) | ^C after 8 s of `yes`, 5 MB/s client: prompt ms / max backlog KB | echo in B while A floods p50 / p99 ms | same, the flooding client in a thread of its own p50 / p99 ms | idle: server RSS per terminal |',
   );
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   const wettyMain = only && only !== 'wetty' ? undefined : ensureWetty();
   const servers: (() => Promise<Server>)[] = [];
   if (!only || only === 'raw') servers.push(async () => rawPty());
@@ -474,9 +538,10 @@ async function main(): Promise<void> {
       c.conn.close();
       const cc = want('ctrlc') ? await ctrlC(srv) : { ms: NaN, backlogKB: NaN };
       const fair = want('fair') ? await fairness(srv) : [];
+      const apart = want('apart') ? await fairnessApart(srv) : [];
       const id = srv.name.startsWith('raw') || !want('idle') ? undefined : await idle(srv, 50);
       lines.push(
-        `| ${srv.name} | ${f1(attach)} | ${f2(pct(e, 50))} / ${f2(pct(e, 95))} / ${f2(pct(e, 99))} | ${f1(fl.mbps)} (${f2(fl.serverCpuMs / 1000)}) | ${f1(cc.ms)} / ${f1(cc.backlogKB)} | ${f2(pct(fair, 50))} / ${f2(pct(fair, 99))} | ${id ? `${(id.rssPerTermKiB / 1024).toFixed(2)} MB (50 terminals opened in ${f1(id.openMs)} ms)` : '-'} |`,
+        `| ${srv.name} | ${f1(attach)} | ${f2(pct(e, 50))} / ${f2(pct(e, 95))} / ${f2(pct(e, 99))} | ${f1(fl.mbps)} (${f2(fl.serverCpuMs / 1000)}) | ${f1(cc.ms)} / ${f1(cc.backlogKB)} | ${f2(pct(fair, 50))} / ${f2(pct(fair, 99))} | ${f2(pct(apart, 50))} / ${f2(pct(apart, 99))} | ${id ? `${(id.rssPerTermKiB / 1024).toFixed(2)} MB (50 terminals opened in ${f1(id.openMs)} ms)` : '-'} |`,
       );
       if (srv.name.startsWith('Underlay') && want('leak')) {
         // 300 terminals opened and closed: nothing may leak.
@@ -507,7 +572,9 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-main().catch((err) => {
-  process.stderr.write(String(err?.stack ?? err) + '\n');
-  process.exit(1);
-});
+if (isMainThread)
+  main().catch((err) => {
+    process.stderr.write(String(err?.stack ?? err) + '\n');
+    process.exit(1);
+  });
+else void floodWorker();
