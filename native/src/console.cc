@@ -13,6 +13,7 @@
 #include <string>
 
 #include "errors.h"
+#include "helper/fd_message.h"
 
 namespace console {
 namespace {
@@ -45,17 +46,9 @@ Napi::Value Socket(const Napi::CallbackInfo& info) {
 // EBADMSG) otherwise: the server never reads an arbitrary file or FIFO.
 Napi::Value ReceivePty(const Napi::CallbackInfo& info) {
   int sock = Int(info, 0);
-  char byte;
-  struct iovec iov = {&byte, 1};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
+  FdMessage m;
   ssize_t n;
-  do n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  do n = recvmsg(sock, &m.msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Napi::Number::New(info.Env(), -1);
   if (n < 0) {
@@ -63,7 +56,7 @@ Napi::Value ReceivePty(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   int fd = -1;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   if (c != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
       c->cmsg_len == CMSG_LEN(sizeof(int)))
     memcpy(&fd, CMSG_DATA(c), sizeof fd);
@@ -71,7 +64,7 @@ Napi::Value ReceivePty(const Napi::CallbackInfo& info) {
   const char* bad = nullptr;
   if (fd < 0)
     bad = n == 0 ? "the helper closed the console socket without a pty" : "no fd in the message";
-  else if (msg.msg_flags & MSG_CTRUNC)
+  else if (m.msg.msg_flags & MSG_CTRUNC)
     bad = "more than one fd";
   else if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 ||
            minor(st.st_rdev) != 2)

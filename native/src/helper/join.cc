@@ -67,6 +67,7 @@
 #include <string>
 #include <vector>
 
+#include "fd_message.h"
 #include "report.h"
 #include "seccomp.h"
 #include "sys.h"
@@ -367,23 +368,14 @@ void take_console_socket(int n) {
 // stdout, its cue to receive it. A caller that went away gets nothing: the
 // command then ends with SIGHUP when the last master copy closes.
 void send_master(int master) {
-  char byte = 'P';
-  struct iovec iov = {&byte, 1};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-  memset(cbuf, 0, sizeof cbuf);
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  FdMessage m;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(c), &master, sizeof master);
   ssize_t n;
-  do n = sendmsg(3, &msg, MSG_NOSIGNAL);
+  do n = sendmsg(3, &m.msg, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   close(master);
   close(3);
