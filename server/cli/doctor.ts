@@ -81,6 +81,8 @@ export interface HostFacts {
    * measureMigration), null if it could not be measured; absent: no finding.
    */
   migrationMs?: number | null;
+  /** kernel.yama.ptrace_scope (default: read from the host; undefined: no Yama). */
+  ptraceScope?: number;
   /** /etc/subuid and /etc/subgid contents (default: read from the host). */
   subuid?: string;
   subgid?: string;
@@ -142,6 +144,24 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
       ? 'kernel >= 5.19: the base image is shared through one idmapped mount per session'
       : `kernel ${rel} < 5.19: each uid range gets a shifted copy of the image instead (slower first start, more disk)`,
     'upgrade to Linux >= 5.19; see docs/sandbox.md "Without idmapped mounts" for the fallback',
+  );
+
+  // A terminal's join helper copies the console socket from the server with
+  // pidfd_getfd (docs/terminals.md#a-pty-of-the-sandboxs-own), a ptrace
+  // attach check: Yama's scope 3 refuses it to everyone, root included.
+  const scope =
+    'ptraceScope' in facts ? facts.ptraceScope : readNum('/proc/sys/kernel/yama/ptrace_scope');
+  add(
+    'terminal console socket',
+    !atLeast(5, 6) || scope === 3 ? 'fail' : 'ok',
+    !atLeast(5, 6)
+      ? `kernel ${rel} < 5.6 has no pidfd_getfd`
+      : scope === 3
+        ? 'kernel.yama.ptrace_scope=3: pidfd_getfd is refused, so no terminal can start'
+        : `pidfd_getfd available (kernel.yama.ptrace_scope=${scope ?? 'none'})`,
+    scope === 3
+      ? 'set kernel.yama.ptrace_scope to 2 or lower (3 can only be undone by a reboot)'
+      : 'upgrade to Linux >= 5.6',
   );
 
   // Debian's adduser hands out subordinate id ranges 100000:65536, 165536:65536, ...:
