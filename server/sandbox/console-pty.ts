@@ -148,6 +148,8 @@ export class ConsolePty {
 
   /** Signals the helper, which passes it on (SIGKILL: the shell dies with it, PDEATHSIG). */
   kill(signal: NodeJS.Signals = 'SIGHUP'): void {
+    // Once reaped, its pid may belong to anyone: never signal it again.
+    if (this.helperStatus !== undefined) return;
     this.helper.kill(signal); // node-pty swallows ESRCH
   }
 
