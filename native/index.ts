@@ -264,11 +264,12 @@ export interface JoinSpec {
   /**
    * A terminal: the command gets a pty of the sandbox's own devpts (so `tty`
    * and job control work inside), this size; its master comes back over the
-   * console socket whose other end is the caller's fd `consoleFd`
-   * (`consoleSocket`, `receivePty`; the helper copies it with pidfd_getfd,
-   * so the caller must be its parent and keep that fd open until then).
+   * console socket whose other end is the caller's fd `consoleFd`, inode
+   * `consoleIno` (`consoleSocket`, `receivePty`; the helper copies it with
+   * pidfd_getfd, so the caller must be its parent and keep that fd open
+   * until then; the inode proves it copied that very socket).
    */
-  pty?: { cols: number; rows: number; consoleFd: number };
+  pty?: { cols: number; rows: number; consoleFd: number; consoleIno: number };
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
   /**
@@ -326,6 +327,8 @@ export function joinArgs(spec: JoinSpec): string[] {
       intArg('pty.rows', spec.pty.rows, 1),
       '--console-fd',
       intArg('pty.consoleFd', spec.pty.consoleFd, 0),
+      '--console-ino',
+      intArg('pty.consoleIno', spec.pty.consoleIno, 1),
     );
   if (spec.seccomp === false) args.push('--no-seccomp');
   if (spec.view) {

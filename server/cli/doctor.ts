@@ -83,6 +83,8 @@ export interface HostFacts {
   migrationMs?: number | null;
   /** kernel.yama.ptrace_scope (default: read from the host; undefined: no Yama). */
   ptraceScope?: number;
+  /** Whether this process has CAP_SYS_PTRACE (default: its CapEff). */
+  capSysPtrace?: boolean;
   /** /etc/subuid and /etc/subgid contents (default: read from the host). */
   subuid?: string;
   subgid?: string;
@@ -151,17 +153,25 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
   // attach check: Yama's scope 3 refuses it to everyone, root included.
   const scope =
     'ptraceScope' in facts ? facts.ptraceScope : readNum('/proc/sys/kernel/yama/ptrace_scope');
+  // Scopes 1 and 2 let a child attach to its parent only with CAP_SYS_PTRACE.
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readText('/proc/self/status'))?.[1];
+  const ptraceCap =
+    facts.capSysPtrace ?? (capEff !== undefined && (BigInt(`0x${capEff}`) >> 19n) & 1n) === 1n;
+  const refused =
+    scope === 3
+      ? 'kernel.yama.ptrace_scope=3: pidfd_getfd is refused to everyone'
+      : (scope === 1 || scope === 2) && !ptraceCap
+        ? `kernel.yama.ptrace_scope=${scope} and no CAP_SYS_PTRACE: pidfd_getfd on the server is refused`
+        : undefined;
   add(
     'terminal console socket',
-    !atLeast(5, 6) || scope === 3 ? 'fail' : 'ok',
-    !atLeast(5, 6)
-      ? `kernel ${rel} < 5.6 has no pidfd_getfd`
-      : scope === 3
-        ? 'kernel.yama.ptrace_scope=3: pidfd_getfd is refused, so no terminal can start'
-        : `pidfd_getfd available (kernel.yama.ptrace_scope=${scope ?? 'none'})`,
+    refused ? 'fail' : 'ok',
+    refused
+      ? `${refused}, so no terminal can start`
+      : `pidfd_getfd available (kernel.yama.ptrace_scope=${scope ?? 'none'})`,
     scope === 3
       ? 'set kernel.yama.ptrace_scope to 2 or lower (3 can only be undone by a reboot)'
-      : 'upgrade to Linux >= 5.6',
+      : 'run underlay with CAP_SYS_PTRACE (a root service keeps it unless its unit drops it)',
   );
 
   // Debian's adduser hands out subordinate id ranges 100000:65536, 165536:65536, ...:

@@ -15,6 +15,7 @@
  * pty, not two.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as tty from 'node:tty';
 import * as pty from 'node-pty';
 import type { NativeAddon } from '../../native/index';
@@ -28,8 +29,8 @@ const TAIL_MAX_MS = 2_000;
 const ORPHAN_MS = 2_000;
 /** Of what the helper says on its own pty, kept for its error record. */
 const DIAG_MAX = 64 * 1024;
-/** The helper's cue that the master is on the console socket. */
-const CUE = 'PTY\r\n';
+/** The helper's cue that the master is on the console socket (its pty turns \n into \r\n). */
+const CUE = /PTY\r?\n/;
 
 export class ConsolePty {
   readonly pid: number;
@@ -37,6 +38,11 @@ export class ConsolePty {
   /** The console socket's ends, until the master arrives or the helper ends. */
   private sock: number;
   private helperEnd: number;
+  /**
+   * A pidfd of the helper: node-pty reaps it on a thread of its own and
+   * reports the exit later, so its bare pid may be someone else's by then.
+   */
+  private pidfd = -1;
   /** The pty master while it is open (libuv closes it at EIO: never use a stale number). */
   private master = -1;
   private received = false;
@@ -61,8 +67,8 @@ export class ConsolePty {
   constructor(
     private readonly native: NativeAddon,
     helperPath: string,
-    /** The helper's argv, given the console socket's fd number for it. */
-    args: (consoleFd: number) => string[],
+    /** The helper's argv, given the console socket's end for it (our fd number, its inode). */
+    args: (console: { fd: number; ino: number }) => string[],
     private cols: number,
     private rows: number,
     /** The start's failure in words, from what the helper said and its status. */
@@ -72,7 +78,8 @@ export class ConsolePty {
     this.sock = server;
     this.helperEnd = helper;
     try {
-      this.helper = pty.spawn(helperPath, args(helper), {
+      const console = { fd: helper, ino: fs.fstatSync(helper).ino };
+      this.helper = pty.spawn(helperPath, args(console), {
         name: 'xterm-256color',
         cols,
         rows,
@@ -85,9 +92,14 @@ export class ConsolePty {
       throw err;
     }
     this.pid = this.helper.pid;
+    try {
+      this.pidfd = native.pidfdOpen(this.pid);
+    } catch {
+      // already gone (and reaped): nothing to signal
+    }
     this.helper.onData((d: string | Buffer) => {
       if (this.diag.length < DIAG_MAX) this.diag += d.toString();
-      if (this.diag.includes(CUE)) this.receive();
+      if (CUE.test(this.diag)) this.receive();
     });
     this.helper.onExit(({ exitCode, signal }) => this.helperClosed(exitStatus(exitCode, signal)));
   }
@@ -148,9 +160,13 @@ export class ConsolePty {
 
   /** Signals the helper, which passes it on (SIGKILL: the shell dies with it, PDEATHSIG). */
   kill(signal: NodeJS.Signals = 'SIGHUP'): void {
-    // Once reaped, its pid may belong to anyone: never signal it again.
-    if (this.helperStatus !== undefined) return;
-    this.helper.kill(signal); // node-pty swallows ESRCH
+    // Through the pidfd: once reaped, its pid may belong to anyone.
+    if (this.pidfd < 0 || this.helperStatus !== undefined) return;
+    try {
+      this.native.pidfdSignal(this.pidfd, os.constants.signals[signal]);
+    } catch {
+      // ESRCH: it has exited
+    }
   }
 
   private closeSockets(): void {
@@ -284,6 +300,8 @@ export class ConsolePty {
     clearTimeout(this.orphan);
     const status = this.helperStatus ?? 125;
     this.closeSockets();
+    if (this.pidfd >= 0) this.native.closeFd(this.pidfd);
+    this.pidfd = -1;
     // Closing the master hangs up whatever still holds the other end.
     this.reader?.destroy();
     this.master = -1;

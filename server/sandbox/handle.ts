@@ -93,7 +93,7 @@ export class Sandbox {
     argv: string[],
     opts: JoinOptions & {
       setsid?: boolean;
-      pty?: { cols: number; rows: number; consoleFd: number };
+      pty?: { cols: number; rows: number; consoleFd: number; consoleIno: number };
     },
   ): string[] {
     const r = this.record;
@@ -158,7 +158,7 @@ export class Sandbox {
     const p = new ConsolePty(
       this.native.addon,
       this.native.helperPath,
-      (consoleFd) => this.join(argv, { ...join, pty: { cols, rows, consoleFd } }),
+      (c) => this.join(argv, { ...join, pty: { cols, rows, consoleFd: c.fd, consoleIno: c.ino } }),
       cols,
       rows,
       (stderr, status) => this.explainFailedStart(stderr, status),

@@ -383,18 +383,22 @@ describe('underlay CLI', () => {
     assert.match(idmap?.fix ?? '', /5\.19/);
     assert.equal(f.find((x) => x.check === 'kernel')?.status, 'fail');
     assert.equal(f.find((x) => x.check === 'setns with pidfd')?.status, 'fail');
-    assert.equal(f.find((x) => x.check === 'terminal console socket')?.status, 'fail');
   });
 
-  test("doctor fails when Yama's ptrace_scope 3 would refuse every terminal its console socket", () => {
-    const at = (ptraceScope: number | undefined) =>
-      diagnose({ release: os.release(), ptraceScope }).find(
+  test('doctor fails when Yama would refuse every terminal its console socket (pidfd_getfd)', () => {
+    const at = (ptraceScope: number | undefined, capSysPtrace = true) =>
+      diagnose({ release: os.release(), ptraceScope, capSysPtrace }).find(
         (x) => x.check === 'terminal console socket',
       );
     assert.equal(at(3)?.status, 'fail');
     assert.match(at(3)?.detail ?? '', /ptrace_scope=3/);
     assert.match(at(3)?.fix ?? '', /ptrace_scope to 2 or lower/);
     for (const scope of [0, 1, 2, undefined]) assert.equal(at(scope)?.status, 'ok', `${scope}`);
+    for (const scope of [1, 2]) {
+      assert.equal(at(scope, false)?.status, 'fail', `${scope} without CAP_SYS_PTRACE`);
+      assert.match(at(scope, false)?.fix ?? '', /CAP_SYS_PTRACE/);
+    }
+    assert.equal(at(0, false)?.status, 'ok', 'scope 0: same uid is enough');
   });
 
   test('doctor times a cgroup migration and says how to make it fast when it is slow', async () => {

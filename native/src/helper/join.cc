@@ -4,7 +4,7 @@
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
 //                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
-//                        [--pty COLS ROWS --console-fd N]
+//                        [--pty COLS ROWS --console-fd N --console-ino INO]
 //                        [--tool-tree HOSTDIR DIR]... [--view-bind PATH]...
 //                        [--view-mkdir DIR]... [--view-mount FSTYPE SOURCE DIR DATA]...
 //                        [--view-symlink TARGET PATH]... -- ARGV...
@@ -92,7 +92,8 @@ struct Args {
   bool set_sid = false;
   bool pty = false;
   unsigned short cols = 80, rows = 24;
-  int console_fd = -1;  // the caller's fd number of the console socket
+  int console_fd = -1;                 // the caller's fd number of the console socket
+  unsigned long long console_ino = 0;  // ...and its inode
   bool no_seccomp = false;
   // A private mount view for the command: host trees moved in, then actions.
   std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target in new root
@@ -141,7 +142,14 @@ Args parse(int argc, char** argv) {
       a.rows = static_cast<unsigned short>(atoi(val()));
       if (a.cols == 0 || a.rows == 0) usage("--pty needs COLS ROWS, both at least 1");
     } else if (k == "--console-fd") {
-      a.console_fd = atoi(val());
+      char* end = nullptr;
+      const char* v = val();
+      long n = strtol(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || n < 0 || n > 1 << 20)
+        usage("--console-fd needs an fd number");
+      a.console_fd = static_cast<int>(n);
+    } else if (k == "--console-ino") {
+      a.console_ino = strtoull(val(), nullptr, 10);
     } else if (k == "--no-seccomp") {
       a.no_seccomp = true;
     } else if (k == "--tool-tree") {
@@ -166,7 +174,8 @@ Args parse(int argc, char** argv) {
   if (a.argv.empty()) usage("no command after --");
   if ((!a.tool_trees.empty() || !a.binds.empty() || !a.view.empty()) && a.uid != 0)
     usage("a private view (--tool-tree, --view-*) needs --uid 0");
-  if (a.pty != (a.console_fd >= 0)) usage("--pty and --console-fd go together");
+  if (a.pty != (a.console_fd >= 0) || a.pty != (a.console_ino != 0))
+    usage("--pty, --console-fd and --console-ino go together");
   if (a.pty && (!a.tool_trees.empty() || !a.binds.empty() || !a.view.empty()))
     usage("--pty is for terminals, not for a private view");
   a.argv.push_back(nullptr);
@@ -343,9 +352,10 @@ void take_pty(int master) {
 }
 
 // The console socket: our parent's fd `n`, copied into ours as fd 3 before
-// anything else is open there. Its peer must be that parent (the caller
-// made the pair), or we would hand a pty to whoever else held that number.
-void take_console_socket(int n) {
+// anything else is open there. It must be the very socket the caller named
+// (its inode, a seqpacket socket) and its peer that parent (the caller made
+// the pair), or we would hand a pty to whatever else held that number.
+void take_console_socket(int n, unsigned long long ino) {
   pid_t parent = getppid();
   int pp = sys::pidfd_open(parent, 0);
   if (pp < 0) report::die(kStep, "pidfd_open", errno, "", "the caller (console socket)");
@@ -358,6 +368,12 @@ void take_console_socket(int n) {
     report::die(kStep, "getsockopt", errno, "", "SO_PEERCRED of the console socket");
   if (peer.pid != parent)
     report::die(kStep, "getsockopt", EBADF, "", "the console socket is not the caller's");
+  struct stat st;
+  int type = 0;
+  len = sizeof type;
+  if (fstat(s, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_ino != ino ||
+      getsockopt(s, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET)
+    report::die(kStep, "fstat", EBADF, "", "fd --console-fd is not the console socket named");
   if (s != 3) {
     if (dup3(s, 3, O_CLOEXEC) < 0) report::die(kStep, "dup3", errno, "", "console socket");
     close(s);
@@ -398,7 +414,7 @@ int run(int argc, char** argv) {
   // used only if the sandbox's own turns out to be unusable.
   int host_master = -1;
   if (a.pty) {
-    take_console_socket(a.console_fd);
+    take_console_socket(a.console_fd, a.console_ino);
     const char* why = nullptr;
     host_master = open_pty("/dev/ptmx", &why);
     if (host_master < 0) report::die(kStep, "open", errno, "/dev/ptmx", why);
