@@ -257,6 +257,8 @@ export interface JoinSpec {
   uid?: number;
   gid?: number;
   cwd: string;
+  /** Where to start instead when `cwd` cannot be entered (a terminal is told); unset: fail. */
+  cwdFallback?: string;
   /** The command's whole environment; nothing is inherited. */
   env: Record<string, string>;
   /** A session of its own (not for a terminal: node-pty already made one). */
@@ -314,6 +316,7 @@ export function joinArgs(spec: JoinSpec): string[] {
   if (spec.uid !== undefined) args.push('--uid', intArg('uid', spec.uid, 0));
   if (spec.gid !== undefined) args.push('--gid', intArg('gid', spec.gid, 0));
   args.push('--cwd', spec.cwd);
+  if (spec.cwdFallback !== undefined) args.push('--cwd-fallback', spec.cwdFallback);
   for (const [k, v] of Object.entries(spec.env)) {
     if (k === '' || k.includes('='))
       throw new RangeError(`joinArgs: bad env name ${JSON.stringify(k)}`);

@@ -106,7 +106,11 @@ export class Sandbox {
       cgroupProcs: opts.cgroupProcs ?? r.resources.joinProcs,
       ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
       ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
-      cwd: opts.cwd ?? (opts.uid ? '/home/learner' : '/root'),
+      // The home dir is the student's to remove: then start in / (the
+      // helper tells a terminal so). A cwd the caller chose must exist.
+      ...(opts.cwd !== undefined
+        ? { cwd: opts.cwd }
+        : { cwd: opts.uid ? '/home/learner' : '/root', cwdFallback: '/' }),
       env: {
         ...SANDBOX_ENV,
         HOSTNAME: r.hostname,

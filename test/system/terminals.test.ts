@@ -263,6 +263,61 @@ describe('terminals over socket.io', () => {
   );
 
   sysTest(
+    'a student who holds every pty of the sandbox still gets a shell, told why and what to close',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const { c, term } = await shell(s);
+      // Open ptys until the sandbox's devpts says no more, then hold them.
+      await c.input(
+        term,
+        `python3 -c 'import os,time,sys${'\n'}n=0${'\n'}try:${'\n'} while True: os.open("/dev/ptmx",os.O_RDWR|os.O_NOCTTY); n+=1${'\n'}except OSError as e: print("held",n,e.strerror,flush=True)${'\n'}time.sleep(600)' &\r`,
+      );
+      await c.waitFor(term, /held \d+ No space left on device/);
+      const t = await c.open({});
+      assert.ok(t.ok, JSON.stringify(t));
+      await c.waitFor(t.term, /# $/);
+      const text = c.terms.get(t.term)!.text;
+      assert.match(text, /no pty left in this sandbox[^\n]*close/);
+      assert.doesNotMatch(text, /ln -sf pts\/ptmx/);
+      await c.run(
+        t.term,
+        'pkill -f time.sleep; while pgrep -f time.sleep >/dev/null; do sleep 0.05; done; echo gone',
+      );
+      const again = await c.open({});
+      assert.ok(again.ok, JSON.stringify(again));
+      await c.waitFor(again.term, /# $/);
+      assert.match(await c.run(again.term, 'tty'), /^\/dev\/pts\/\d+\r?$/m);
+      c.close();
+      await app.sessions.end(s.session);
+    },
+  );
+
+  sysTest(
+    'a student who removed /root still gets a shell (in /, told why) and working checks',
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      const s = await post();
+      const sandbox = app.sessions.get(s.session)!.sandbox;
+      const rm = await sandbox.exec(['rm', '-rf', '/root']);
+      assert.equal(rm.code, 0, rm.stderr);
+      // A check (a trusted exec, default cwd /root) still runs.
+      const check = await sandbox.exec(['hostname'], { trusted: true });
+      assert.equal(check.code, 0, check.stderr);
+      assert.equal(check.stdout.trim(), sandbox.record.hostname);
+      const c = await connect(s);
+      const t = await c.open({});
+      assert.ok(t.ok, JSON.stringify(t));
+      await c.waitFor(t.term, /# $/);
+      assert.match(c.terms.get(t.term)!.text, /cannot enter \/root[^\n]*starts in \//);
+      assert.equal((await c.run(t.term, 'pwd')).trim(), '/');
+      c.close();
+    },
+  );
+
+  sysTest(
     "'─é😀' streamed through the whole path arrives without U+FFFD or loss",
     KERNEL_FREE,
     async () => {

@@ -3,7 +3,8 @@
 // `underlay sandbox run`.
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
-//                        [--gid N] [--cwd DIR] [--env K=V]... [--setsid] [--no-seccomp]
+//                        [--gid N] [--cwd DIR [--cwd-fallback DIR]] [--env K=V]...
+//                        [--setsid] [--no-seccomp]
 //                        [--pty COLS ROWS --console-fd N --console-ino INO]
 //                        [--tool-tree HOSTDIR DIR]... [--view-bind PATH]...
 //                        [--view-mkdir DIR]... [--view-mount FSTYPE SOURCE DIR DATA]...
@@ -88,6 +89,7 @@ struct Args {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string cwd = "/";
+  std::string cwd_fallback;  // where to start if cwd is gone (empty: fail)
   std::vector<std::string> env;
   bool set_sid = false;
   bool pty = false;
@@ -132,6 +134,8 @@ Args parse(int argc, char** argv) {
       a.gid = static_cast<gid_t>(atol(val()));
     } else if (k == "--cwd") {
       a.cwd = val();
+    } else if (k == "--cwd-fallback") {
+      a.cwd_fallback = val();
     } else if (k == "--env") {
       a.env.emplace_back(val());
     } else if (k == "--setsid") {
@@ -320,11 +324,12 @@ void make_view(const Args& a, const std::vector<int>& trees) {
 
 // A pty master, unlocked, or -1 with errno. `path` is a /dev/ptmx: the
 // host's before entering, the sandbox's after.
-int open_pty(const char* path, const char** why) {
+int open_pty(const char* path, const char** why, int* open_errno = nullptr) {
   int m = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
   struct stat st;
   int unlock = 0;
   if (m < 0) {
+    if (open_errno != nullptr) *open_errno = errno;
     *why = strerror(errno);
   } else if (fstat(m, &st) != 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 ||
              minor(st.st_rdev) != 2) {
@@ -461,8 +466,9 @@ int run(int argc, char** argv) {
 
   int master = -1;
   const char* broken_ptmx = nullptr;  // why the sandbox's /dev/ptmx is unusable
+  int ptmx_errno = 0;                 // ENOSPC: every pty is taken, nothing is broken
   if (a.pty) {
-    master = open_pty("/dev/ptmx", &broken_ptmx);
+    master = open_pty("/dev/ptmx", &broken_ptmx, &ptmx_errno);
     if (master >= 0) {
       close(host_master);
     } else {
@@ -502,16 +508,31 @@ int run(int argc, char** argv) {
     close(alive[0]);
     if (!trees.empty() || !a.binds.empty() || !a.view.empty()) make_view(a, trees);
     sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (chdir(a.cwd.c_str()) != 0) report::die(kStep, "chdir", errno, a.cwd.c_str());
+    // The student owns their home dir and may remove it; a shell (or a
+    // check) then starts in the fallback, as sshd does, instead of failing.
+    int cwd_errno = 0;
+    if (chdir(a.cwd.c_str()) != 0) {
+      cwd_errno = errno;
+      if (a.cwd_fallback.empty() || chdir(a.cwd_fallback.c_str()) != 0)
+        report::die(kStep, "chdir", cwd_errno, a.cwd.c_str());
+    }
     // Last, so every failure before it still reaches the caller as a record
     // on our stderr, not the student's screen as raw text.
     if (master >= 0) take_pty(master);
-    if (broken_ptmx != nullptr)
+    if (broken_ptmx != nullptr && ptmx_errno == ENOSPC)
+      dprintf(2,
+              "underlay: no pty left in this sandbox (its processes hold them all): this shell "
+              "runs on the host's terminal, where `tty` says \"not a tty\". To get one back, "
+              "close what holds them (leftover `script`, `tmux` or `screen` sessions)\r\n");
+    else if (broken_ptmx != nullptr)
       dprintf(2,
               "underlay: the sandbox's /dev/ptmx is unusable (%s): this shell runs on the "
               "host's terminal, where `tty` says \"not a tty\". Restore it with: "
               "ln -sf pts/ptmx /dev/ptmx\r\n",
               broken_ptmx);
+    if (cwd_errno != 0 && master >= 0)
+      dprintf(2, "underlay: cannot enter %s (%s): this shell starts in %s\r\n", a.cwd.c_str(),
+              strerror(cwd_errno), a.cwd_fallback.c_str());
     std::vector<char*> envp;
     for (std::string& e : a.env) envp.push_back(&e[0]);
     envp.push_back(nullptr);
