@@ -6,14 +6,19 @@
  * ack logic. Prints Markdown for docs/benchmarks.md. Figures, not assertions.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TextDecoder } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import * as xtermHeadless from '@xterm/headless';
 import * as pty from 'node-pty';
+import { Server as SocketIoServer } from 'socket.io';
 import { io, type Socket } from 'socket.io-client';
+import { WebSocket, WebSocketServer } from 'ws';
 import { PROTOCOL_VERSION, type SessionCreated } from '../../server/protocol/index';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -388,6 +393,74 @@ async function echo(c: Client, n: number): Promise<number[]> {
   return out;
 }
 
+/**
+ * The transport alone: a bare server in another process echoes a one-byte
+ * message back (no pty, no shell, no flow control), timed as `echo` times a
+ * keystroke (the client waits idle, 20 ms apart). What any terminal's echo
+ * over that transport costs at least on this machine.
+ */
+async function transportFloor(n: number): Promise<{ name: string; ms: number[] }[]> {
+  const { child, match } = await startProcess(
+    process.execPath,
+    [__filename, '--echo-server'],
+    /ECHO (\d+) (\d+)/,
+  );
+  const timed = async (once: () => Promise<void>) => {
+    const ms: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = now();
+      await once();
+      ms.push(now() - t0);
+      await sleep(20);
+    }
+    return ms;
+  };
+  try {
+    const sock = io(`http://127.0.0.1:${match[1]}`, { transports: ['websocket'], forceNew: true });
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const roundTrip = (ev: string) => () =>
+      new Promise<void>((r) => {
+        sock.once(ev, () => r());
+        sock.emit(ev, 'x');
+      });
+    const out = [
+      { name: 'socket.io, text both ways', ms: await timed(roundTrip('text')) },
+      // Our terminal's shape: text `term:input` in, binary `term:output` out.
+      { name: 'socket.io, text in, binary out', ms: await timed(roundTrip('binary')) },
+    ];
+    sock.close();
+    const ws = new WebSocket(`ws://127.0.0.1:${match[2]}`, { perMessageDeflate: false });
+    await once(ws, 'open');
+    const wsTrip = () =>
+      new Promise<void>((r) => {
+        ws.once('message', () => r());
+        ws.send('x');
+      });
+    out.push({ name: 'raw websocket (ws), text', ms: await timed(wsTrip) });
+    ws.close();
+    return out;
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+/** `--echo-server`: the far end of transportFloor, as our server configures socket.io. */
+async function echoServer(): Promise<void> {
+  const h = http.createServer();
+  const sio = new SocketIoServer(h, { perMessageDeflate: false, serveClient: false });
+  sio.on('connection', (s) => {
+    s.on('text', (m: string) => s.emit('text', m));
+    s.on('binary', (m: string) => s.emit('binary', Buffer.from(m)));
+  });
+  h.listen(0, '127.0.0.1');
+  await once(h, 'listening');
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+  await once(wss, 'listening');
+  wss.on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
+  const port = (a: AddressInfo | string | null) => (a as AddressInfo).port;
+  process.stdout.write(`ECHO ${port(h.address())} ${port(wss.address())}\n`);
+}
+
 async function flood(c: Client, srv: Server): Promise<{ mbps: number; serverCpuMs: number }> {
   const cpu0 = procStat(srv.pid).cpuMs;
   const b0 = c.receivedBytes;
@@ -568,11 +641,25 @@ async function main(): Promise<void> {
   }
   lines.push('');
   if (leak) lines.push(leak);
+  if (want('floor')) {
+    lines.push('');
+    lines.push('| transport alone (a bare echo server, 1 byte) | round trip p50 / p95 / p99 ms |');
+    lines.push('| --- | ---: |');
+    for (const f of await transportFloor(300))
+      lines.push(
+        `| ${f.name} | ${f2(pct(f.ms, 50))} / ${f2(pct(f.ms, 95))} / ${f2(pct(f.ms, 99))} |`,
+      );
+  }
   process.stdout.write(lines.join('\n') + '\n');
   process.exit(0);
 }
 
-if (isMainThread)
+if (process.argv.includes('--echo-server'))
+  echoServer().catch((err) => {
+    process.stderr.write(String(err?.stack ?? err) + '\n');
+    process.exit(1);
+  });
+else if (isMainThread)
   main().catch((err) => {
     process.stderr.write(String(err?.stack ?? err) + '\n');
     process.exit(1);
