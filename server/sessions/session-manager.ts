@@ -19,6 +19,7 @@ import {
   type SandboxManager,
 } from '../sandbox/index';
 import { promptEnv } from '../terminals/prompt';
+import { OutputPacer } from '../terminals/pacer';
 import { Terminal } from '../terminals/terminal';
 import type { Slot } from './admission';
 import { RequestError } from '../util/errors';
@@ -108,6 +109,9 @@ export class SessionManager {
   private readonly graceMs: number;
   private readonly idleMs: number;
   private readonly parkMs: number;
+
+  /** One for the whole server: floods yield to students typing on a busy host. */
+  private readonly pacer = new OutputPacer();
 
   constructor(
     private readonly sandboxes: SandboxManager,
@@ -249,6 +253,7 @@ export class SessionManager {
     let wanted = false;
     let promote: (() => void) | undefined;
     const terminal = new Terminal(id, name, undefined, opts.cols, opts.rows, {
+      pacer: this.pacer,
       onEarlyInput: () => {
         wanted = true;
         promote?.();

@@ -21,12 +21,15 @@
  *   every first prompt of a herd, sessions/session-manager.ts): it can be
  *   attached, typed into and resized meanwhile, and adopt()s the pty when
  *   it is spawned; fail() ends it if the spawn fails.
+ * - Under contention a flood is paced (pacer.ts): its pty is not read for
+ *   a while, as if every client were slow.
  * - Input is held until the first output (or EARLY_INPUT_MS): until the
  *   shell's line editor takes the pty, the pty is in cooked mode and its line
  *   discipline would echo typed-ahead input itself (shown twice).
  */
 import { LIMITS } from '../protocol/index';
 import { exitStatus } from '../util/exit-status';
+import type { OutputPacer } from './pacer';
 import { ReplayBuffer } from './replay-buffer';
 
 export type OutputSink = (offset: number, data: Buffer) => void;
@@ -93,6 +96,8 @@ export interface TerminalOptions {
   onExit?: (code: number) => void;
   /** Input arrived before the pty: someone is using this terminal now. */
   onEarlyInput?: () => void;
+  /** The server's, shared by all terminals: paces floods while others type on a busy host. */
+  pacer?: OutputPacer;
 }
 
 /** Input waits for the first output at most this long after the spawn. */
@@ -106,6 +111,8 @@ export class Terminal {
   /** Output produced while nobody was attached: a flood with nobody watching pauses too. */
   private unwatched = 0;
   private paused = false;
+  /** The pacer holds the pty until this timer fires. */
+  private pacedTimer: NodeJS.Timeout | undefined;
   /** Bytes appended since the last pump (waiting for the batch window). */
   private batchBytes = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -187,6 +194,9 @@ export class Terminal {
     if (this.exited) return;
     this.flush();
     this.exited = { code };
+    clearTimeout(this.pacedTimer);
+    this.pacedTimer = undefined;
+    this.opts.pacer?.forget(this);
     this.early = [];
     this.earlyBytes = 0;
     clearTimeout(this.holdTimer);
@@ -271,6 +281,7 @@ export class Terminal {
     if (this.exited) return Promise.resolve(true);
     if (this.pendingInput() + Buffer.byteLength(data) > INPUT_HARD_CAP)
       return Promise.resolve(false);
+    this.opts.pacer?.noteInput(this);
     if (this.pty && !this.holding) this.pty.write(data);
     else {
       this.early.push(data);
@@ -339,6 +350,13 @@ export class Terminal {
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
     if (this.attachments.size === 0) this.unwatched += data.length;
+    const wait = this.opts.pacer?.charge(this, data.length) ?? 0;
+    if (wait > 0 && !this.pacedTimer && !this.exited) {
+      this.pacedTimer = setTimeout(() => {
+        this.pacedTimer = undefined;
+        this.updatePause();
+      }, wait);
+    }
     if (!this.timer) {
       // Leading edge: nothing sent in the last BATCH_MS, send right now.
       this.echoDue = false;
@@ -423,10 +441,11 @@ export class Terminal {
     if (a.unacked >= a.window) a.limited = true; // full: output waits (here or in the paused pty)
   }
 
-  /** Paused while no attachment can take more output, or nobody watches a flood. */
+  /** Paused while no attachment can take more output, nobody watches a flood, or the pacer says wait. */
   private updatePause(): void {
     let full: boolean;
-    if (this.attachments.size === 0) full = this.unwatched > LIMITS.highWaterBytes;
+    if (this.pacedTimer) full = true;
+    else if (this.attachments.size === 0) full = this.unwatched > LIMITS.highWaterBytes;
     else {
       full = true;
       for (const a of this.attachments.values())

@@ -1,0 +1,148 @@
+/**
+ * Fair output under contention (docs/terminals.md#output-under-contention).
+ *
+ * A terminal that floods (`yes`, `cat` of a big file) costs the host far more
+ * CPU than its sandbox's cgroup is charged for: the shell's pty writes are
+ * its own, but the kernel's pty work queue, the server and every browser
+ * that renders the flood are not (on this 2-core kind of host, five `yes`
+ * floods read at 2 MB/s each kept both cores 99 % busy and the other
+ * students' echo p99 at 29 ms; paced, 43 % and 9 ms). Nobody reads more than
+ * a few hundred lines a second, so while the host is busy AND someone else
+ * is typing, a terminal may produce at most RATE bytes a second beyond a
+ * burst: the server stops reading its pty meanwhile, so the flooding process
+ * blocks in its write and spends nothing. Alone on a host, or on an idle
+ * one, a flood runs at full speed.
+ */
+
+import * as fs from 'node:fs';
+
+/** Bytes a second a paced terminal may produce beyond its burst. */
+export const PACE_RATE_BYTES = 512 * 1024;
+/** Output that never waits: a screenful of anything, a long `ls`, a small file. */
+export const PACE_BURST_BYTES = 256 * 1024;
+/** The host counts as busy from this fraction of all its CPUs' time. */
+export const BUSY_FRACTION = 0.75;
+/** Input within this long makes a terminal "someone typing". */
+const TYPING_MS = 2_000;
+/** Once contended, it stays so this long (pacing itself makes the host look idle). */
+const CONTENDED_MS = 30_000;
+/** The host's CPU counters are read at most this often. */
+const SAMPLE_MS = 250;
+
+export interface PacerOptions {
+  rateBytes?: number;
+  burstBytes?: number;
+  /** The busy fraction of all CPUs since the last call, undefined if unknown (tests: a stub). */
+  hostBusy?: () => number | undefined;
+  now?: () => number;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export class OutputPacer {
+  private readonly rate: number;
+  private readonly burst: number;
+  private readonly hostBusy: () => number | undefined;
+  private readonly now: () => number;
+  private readonly buckets = new WeakMap<object, Bucket>();
+  /** Terminals typed into recently, and when. */
+  private readonly typing = new Map<object, number>();
+  private contendedUntil = -Infinity;
+  private checkedAt = -Infinity;
+
+  constructor(opts: PacerOptions = {}) {
+    this.rate = opts.rateBytes ?? PACE_RATE_BYTES;
+    this.burst = opts.burstBytes ?? PACE_BURST_BYTES;
+    this.hostBusy = opts.hostBusy ?? hostCpuBusy();
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Someone typed into `terminal`. */
+  noteInput(terminal: object): void {
+    this.typing.set(terminal, this.now());
+  }
+
+  /** `terminal` ended. */
+  forget(terminal: object): void {
+    this.typing.delete(terminal);
+    this.buckets.delete(terminal);
+  }
+
+  /**
+   * `terminal` just produced `bytes`: how many ms it must wait before its
+   * pty is read again (0: at once).
+   */
+  charge(terminal: object, bytes: number): number {
+    const t = this.now();
+    let b = this.buckets.get(terminal);
+    if (!b) {
+      b = { tokens: this.burst, at: t };
+      this.buckets.set(terminal, b);
+    }
+    b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) * this.rate) / 1000);
+    b.at = t;
+    b.tokens -= bytes;
+    if (b.tokens >= 0) return 0;
+    if (!this.contended(terminal, t)) {
+      b.tokens = 0; // unpaced: a flood does not bank a debt for later
+      return 0;
+    }
+    return (-b.tokens / this.rate) * 1000;
+  }
+
+  /** Whether the host is busy and a terminal other than `terminal` is being typed into. */
+  private contended(terminal: object, t: number): boolean {
+    let other = false;
+    for (const [term, at] of this.typing) {
+      if (t - at > TYPING_MS) this.typing.delete(term);
+      else if (term !== terminal) other = true;
+    }
+    if (!other) return false;
+    if (t < this.contendedUntil) return true;
+    if (t - this.checkedAt < SAMPLE_MS) return false;
+    this.checkedAt = t;
+    const busy = this.hostBusy();
+    if (busy === undefined || busy < BUSY_FRACTION) return false;
+    this.contendedUntil = t + CONTENDED_MS;
+    return true;
+  }
+}
+
+/**
+ * The busy fraction of all CPUs between two calls, from /proc/stat's `cpu`
+ * line (busy = all but idle and iowait); undefined on the first call or
+ * where /proc/stat cannot be read.
+ */
+export function hostCpuBusy(read = () => readCpuLine()): () => number | undefined {
+  let last: { busy: number; total: number } | undefined;
+  return () => {
+    const now = read();
+    if (!now) return undefined;
+    const prev = last;
+    last = now;
+    if (!prev || now.total <= prev.total) return undefined;
+    return (now.busy - prev.busy) / (now.total - prev.total);
+  };
+}
+
+function readCpuLine(): { busy: number; total: number } | undefined {
+  try {
+    return parseCpuLine(fs.readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** `cpu  user nice system idle iowait irq softirq steal ...` (USER_HZ ticks). */
+export function parseCpuLine(stat: string): { busy: number; total: number } | undefined {
+  const line = stat.split('\n', 1)[0] ?? '';
+  if (!line.startsWith('cpu ')) return undefined;
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (v.length < 5 || v.some((x) => !Number.isFinite(x))) return undefined;
+  const total = v.reduce((a, b) => a + b, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: total - idle, total };
+}

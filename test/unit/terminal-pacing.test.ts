@@ -1,0 +1,132 @@
+/**
+ * Fair output under contention (docs/terminals.md#output-under-contention):
+ * a flood is paced only while the host is busy and someone else types; a
+ * burst never waits; alone, or on an idle host, a flood runs at full speed.
+ */
+import * as assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  hostCpuBusy,
+  OutputPacer,
+  PACE_BURST_BYTES,
+  PACE_RATE_BYTES,
+  parseCpuLine,
+} from '../../server/terminals/pacer';
+import { Terminal } from '../../server/terminals/terminal';
+import { fakePty } from '../helpers/fake-pty';
+
+const MiB = 1024 * 1024;
+
+function pacer(busy: number | undefined) {
+  let now = 0;
+  const state = { busy, calls: 0 };
+  const p = new OutputPacer({
+    now: () => now,
+    hostBusy: () => {
+      state.calls++;
+      return state.busy;
+    },
+  });
+  return { p, state, advance: (ms: number) => (now += ms) };
+}
+
+test('a flood with nobody else typing is never paced, however busy the host', () => {
+  const { p } = pacer(1);
+  const flood = {};
+  p.noteInput(flood); // its own ^C or keys do not count
+  for (let i = 0; i < 64; i++) assert.equal(p.charge(flood, MiB), 0);
+});
+
+test('a flood while someone else types on a busy host waits for its share', () => {
+  const { p, advance } = pacer(0.9);
+  const flood = {};
+  const typist = {};
+  p.noteInput(typist);
+  assert.equal(p.charge(flood, PACE_BURST_BYTES), 0, 'the burst never waits');
+  const wait = p.charge(flood, 64 * 1024);
+  assert.ok(
+    Math.abs(wait - (64 * 1024 * 1000) / PACE_RATE_BYTES) < 1,
+    `waits ${wait} ms for 64 KiB`,
+  );
+  // After the wait the debt is paid; a second of quiet refills the burst only.
+  advance(wait);
+  advance(10_000);
+  p.noteInput(typist);
+  assert.equal(p.charge(flood, PACE_BURST_BYTES), 0);
+  assert.ok(p.charge(flood, 1024) > 0);
+});
+
+test('an idle host or an old keystroke paces nothing', () => {
+  const idle = pacer(0.3);
+  const [flood, typist] = [{}, {}];
+  idle.p.noteInput(typist);
+  for (let i = 0; i < 8; i++) assert.equal(idle.p.charge(flood, MiB), 0);
+  const old = pacer(1);
+  old.p.noteInput(typist);
+  old.advance(2_500);
+  for (let i = 0; i < 8; i++) assert.equal(old.p.charge(flood, MiB), 0);
+  const unknown = pacer(undefined); // /proc/stat unreadable: never paced
+  unknown.p.noteInput(typist);
+  assert.equal(unknown.p.charge(flood, 4 * MiB), 0);
+});
+
+test('once contended, pacing holds for a while (pacing itself makes the host look idle)', () => {
+  const { p, state, advance } = pacer(0.95);
+  const [flood, typist] = [{}, {}];
+  p.noteInput(typist);
+  assert.ok(p.charge(flood, 2 * MiB) > 0);
+  state.busy = 0.2;
+  advance(1_000);
+  p.noteInput(typist);
+  assert.ok(p.charge(flood, 2 * MiB) > 0, 'still paced 1 s later');
+  advance(2_500); // a typist who pauses: typing lapses after 2 s, pacing with it
+  assert.equal(p.charge(flood, 2 * MiB), 0, 'unpaced: nobody typed for 2.5 s');
+  p.noteInput(typist);
+  assert.ok(p.charge(flood, 2 * MiB) > 0, 'paced again at the next keystroke');
+  advance(30_000);
+  p.noteInput(typist);
+  assert.equal(p.charge(flood, 2 * MiB), 0, 'released once the host stays idle');
+  // The host's counters are read at most every 250 ms, however many chunks come.
+  const calls = state.calls;
+  for (let i = 0; i < 100; i++) p.charge(flood, 64 * 1024);
+  assert.equal(state.calls, calls);
+});
+
+test('host busy fraction from /proc/stat deltas (idle and iowait are not busy)', () => {
+  assert.deepEqual(parseCpuLine('cpu  10 0 10 70 10 0 0 0 0 0\ncpu0 1 2 3 4\n'), {
+    busy: 20,
+    total: 100,
+  });
+  assert.equal(parseCpuLine('intr 1 2 3'), undefined);
+  const lines = ['cpu  10 0 10 70 10 0 0 0', 'cpu  100 0 40 80 10 0 0 0'];
+  const busy = hostCpuBusy(() => parseCpuLine(lines.shift() ?? ''));
+  assert.equal(busy(), undefined, 'the first call has nothing to compare with');
+  assert.equal(busy(), 120 / 130);
+  assert.equal(busy(), undefined, 'unreadable');
+});
+
+test("a paced terminal stops reading its pty and resumes after its wait; others' output flows", async () => {
+  const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 4 * MiB });
+  const flood = fakePty();
+  const t = new Terminal('t1', 'T1', flood.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
+  const quiet = fakePty();
+  const q = new Terminal('t2', 'T2', quiet.pty, 80, 24, { pacer: p });
+  // Clients that ack at once: only the pacer can hold the pty.
+  let tt = 0;
+  let qt = 0;
+  tt = t.attach((_o, d) => t.ack(tt, d.length), undefined).token;
+  qt = q.attach((_o, d) => q.ack(qt, d.length), undefined).token;
+  await q.input('x');
+  flood.data('y\n'.repeat(PACE_BURST_BYTES / 2));
+  assert.equal(flood.calls.paused, false, 'the burst is not paced');
+  flood.data('y\n'.repeat(64 * 1024)); // 128 KiB beyond: ~31 ms at 4 MiB/s
+  assert.equal(flood.calls.paused, true, 'paced');
+  quiet.data('x');
+  assert.equal(quiet.calls.paused, false);
+  while (flood.calls.paused) await sleep(5);
+  t.kill();
+  flood.exit(137);
+  q.kill();
+  quiet.exit(137);
+});
