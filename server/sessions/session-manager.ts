@@ -254,6 +254,7 @@ export class SessionManager {
     let promote: (() => void) | undefined;
     const terminal = new Terminal(id, name, undefined, opts.cols, opts.rows, {
       pacer: this.pacer,
+      paceShare: s, // one student's terminals share one share
       onEarlyInput: () => {
         wanted = true;
         promote?.();

@@ -8,10 +8,15 @@
  * floods read at 2 MB/s each kept both cores 99 % busy and the other
  * students' echo p99 at 29 ms; paced, 43 % and 9 ms). Nobody reads more than
  * a few hundred lines a second, so while the host is busy AND someone else
- * is typing, a terminal may produce at most RATE bytes a second beyond a
- * burst: the server stops reading its pty meanwhile, so the flooding process
- * blocks in its write and spends nothing. Alone on a host, or on an idle
- * one, a flood runs at full speed.
+ * is typing, a student's terminals together may produce at most RATE bytes a
+ * second beyond a burst: the server stops reading a pty that is over its
+ * share, so the flooding process blocks in its write and spends nothing.
+ * Alone on a host, or on an idle one, a flood runs at full speed.
+ *
+ * Shares are whatever the caller groups terminals by (the session: eight
+ * terminals of one student do not get eight shares). "Someone else typing"
+ * is any terminal but the flooding one, the student's own other terminals
+ * included (their echo suffers from the flood as much as anyone's).
  */
 
 import * as fs from 'node:fs';
@@ -28,6 +33,8 @@ const TYPING_MS = 2_000;
 const CONTENDED_MS = 30_000;
 /** The host's CPU counters are read at most this often. */
 const SAMPLE_MS = 250;
+/** A paced pty waits at least this long (a pause per 4 KiB read would churn). */
+const MIN_WAIT_MS = 20;
 
 export interface PacerOptions {
   rateBytes?: number;
@@ -62,25 +69,28 @@ export class OutputPacer {
 
   /** Someone typed into `terminal`. */
   noteInput(terminal: object): void {
-    this.typing.set(terminal, this.now());
+    const t = this.now();
+    this.typing.set(terminal, t);
+    // Stale entries also go when a flood asks (contended()); this bounds
+    // the map when none does.
+    if (this.typing.size > 256) this.pruneTyping(t);
   }
 
   /** `terminal` ended. */
   forget(terminal: object): void {
     this.typing.delete(terminal);
-    this.buckets.delete(terminal);
   }
 
   /**
-   * `terminal` just produced `bytes`: how many ms it must wait before its
-   * pty is read again (0: at once).
+   * `terminal` just produced `bytes`, counted against `share`: how many ms
+   * its pty must wait before it is read again (0: at once).
    */
-  charge(terminal: object, bytes: number): number {
+  charge(terminal: object, share: object, bytes: number): number {
     const t = this.now();
-    let b = this.buckets.get(terminal);
+    let b = this.buckets.get(share);
     if (!b) {
       b = { tokens: this.burst, at: t };
-      this.buckets.set(terminal, b);
+      this.buckets.set(share, b);
     }
     b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) * this.rate) / 1000);
     b.at = t;
@@ -90,16 +100,18 @@ export class OutputPacer {
       b.tokens = 0; // unpaced: a flood does not bank a debt for later
       return 0;
     }
-    return (-b.tokens / this.rate) * 1000;
+    return Math.max(MIN_WAIT_MS, (-b.tokens / this.rate) * 1000);
+  }
+
+  private pruneTyping(t: number): void {
+    for (const [k, at] of this.typing) if (t - at > TYPING_MS) this.typing.delete(k);
   }
 
   /** Whether the host is busy and a terminal other than `terminal` is being typed into. */
   private contended(terminal: object, t: number): boolean {
+    this.pruneTyping(t);
     let other = false;
-    for (const [term, at] of this.typing) {
-      if (t - at > TYPING_MS) this.typing.delete(term);
-      else if (term !== terminal) other = true;
-    }
+    for (const k of this.typing.keys()) if (k !== terminal) other = true;
     if (!other) return false;
     if (t < this.contendedUntil) return true;
     if (t - this.checkedAt < SAMPLE_MS) return false;
@@ -113,18 +125,26 @@ export class OutputPacer {
 
 /**
  * The busy fraction of all CPUs between two calls, from /proc/stat's `cpu`
- * line (busy = all but idle and iowait); undefined on the first call or
- * where /proc/stat cannot be read.
+ * line (busy = all but idle and iowait): the whole host's, also when the
+ * server itself runs under a CPU limit. Undefined on the first call, where
+ * /proc/stat cannot be read, and when the last call is older than `maxAgeMs`
+ * (a busy spell long past says nothing about now: that call is the new
+ * baseline).
  */
-export function hostCpuBusy(read = () => readCpuLine()): () => number | undefined {
-  let last: { busy: number; total: number } | undefined;
+export function hostCpuBusy(
+  read = () => readCpuLine(),
+  now = () => performance.now(),
+  maxAgeMs = 4 * SAMPLE_MS,
+): () => number | undefined {
+  let last: { busy: number; total: number; at: number } | undefined;
   return () => {
-    const now = read();
-    if (!now) return undefined;
+    const cur = read();
+    if (!cur) return undefined;
+    const at = now();
     const prev = last;
-    last = now;
-    if (!prev || now.total <= prev.total) return undefined;
-    return (now.busy - prev.busy) / (now.total - prev.total);
+    last = { ...cur, at };
+    if (!prev || at - prev.at > maxAgeMs || cur.total <= prev.total) return undefined;
+    return (cur.busy - prev.busy) / (cur.total - prev.total);
   };
 }
 

@@ -98,6 +98,8 @@ export interface TerminalOptions {
   onEarlyInput?: () => void;
   /** The server's, shared by all terminals: paces floods while others type on a busy host. */
   pacer?: OutputPacer;
+  /** Whose share this terminal's output counts against (its session's); default: its own. */
+  paceShare?: object;
 }
 
 /** Input waits for the first output at most this long after the spawn. */
@@ -111,6 +113,8 @@ export class Terminal {
   /** Output produced while nobody was attached: a flood with nobody watching pauses too. */
   private unwatched = 0;
   private paused = false;
+  /** Flow control wants the pty paused (no attachment can take more). */
+  private flowFull = false;
   /** The pacer holds the pty until this timer fires. */
   private pacedTimer: NodeJS.Timeout | undefined;
   /** Bytes appended since the last pump (waiting for the batch window). */
@@ -350,7 +354,7 @@ export class Terminal {
     if (this.startWaiters.length) for (const w of this.startWaiters.splice(0)) w();
     this.replay.append(data);
     if (this.attachments.size === 0) this.unwatched += data.length;
-    const wait = this.opts.pacer?.charge(this, data.length) ?? 0;
+    const wait = this.opts.pacer?.charge(this, this.opts.paceShare ?? this, data.length) ?? 0;
     if (wait > 0 && !this.pacedTimer && !this.exited) {
       this.pacedTimer = setTimeout(() => {
         this.pacedTimer = undefined;
@@ -444,17 +448,18 @@ export class Terminal {
   /** Paused while no attachment can take more output, nobody watches a flood, or the pacer says wait. */
   private updatePause(): void {
     let full: boolean;
-    if (this.pacedTimer) full = true;
-    else if (this.attachments.size === 0) full = this.unwatched > LIMITS.highWaterBytes;
+    if (this.attachments.size === 0) full = this.unwatched > LIMITS.highWaterBytes;
     else {
       full = true;
       for (const a of this.attachments.values())
-        if (a.unacked < (this.paused ? a.window / 4 : a.window)) full = false;
+        if (a.unacked < (this.flowFull ? a.window / 4 : a.window)) full = false;
     }
-    if (full && !this.paused) {
+    this.flowFull = full;
+    const pause = full || this.pacedTimer !== undefined;
+    if (pause && !this.paused) {
       this.paused = true;
       this.pty?.pause();
-    } else if (!full && this.paused) this.resumePty();
+    } else if (!pause && this.paused) this.resumePty();
   }
 
   private resumePty(): void {

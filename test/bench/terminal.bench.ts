@@ -103,28 +103,52 @@ class Client {
   private done(text: string, units: number): void {
     this.processedText = (this.processedText + text).slice(-8192);
     this.conn.processed(units);
+    this.onProcessed?.();
+  }
+
+  /** Called after every processed chunk (waits sleep on it instead of spinning a core). */
+  private onProcessed: (() => void) | undefined;
+
+  /** Resolves once `cond` holds, re-checked on each `hook` call; the client's thread stays idle meanwhile. */
+  private waitIdle(
+    hook: 'onReceive' | 'onProcessed',
+    cond: () => boolean,
+    ms: number,
+    what: () => string,
+  ): Promise<void> {
+    if (cond()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this[hook] = undefined;
+        reject(new Error(`timeout waiting for ${what()}`));
+      }, ms);
+      this[hook] = () => {
+        if (!cond()) return;
+        clearTimeout(t);
+        this[hook] = undefined;
+        resolve();
+      };
+    });
   }
 
   async waitReceived(s: string, mark = '', ms = 30_000): Promise<void> {
-    const end = Date.now() + ms;
-    while (
-      !this.received.includes(s) ||
-      (mark && !this.received.slice(this.received.lastIndexOf(mark)).includes(s))
-    ) {
-      if (Date.now() > end)
-        throw new Error(
-          `timeout waiting for ${JSON.stringify(s)}; got ${JSON.stringify(this.received.slice(-200))}`,
-        );
-      await new Promise((r) => setImmediate(r));
-    }
+    await this.waitIdle(
+      'onReceive',
+      () =>
+        this.received.includes(s) &&
+        (!mark || this.received.slice(this.received.lastIndexOf(mark)).includes(s)),
+      ms,
+      () => `${JSON.stringify(s)}; got ${JSON.stringify(this.received.slice(-200))}`,
+    );
   }
 
   async waitProcessed(s: string, ms = 120_000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!this.processedText.includes(s)) {
-      if (Date.now() > end) throw new Error(`timeout waiting to process ${JSON.stringify(s)}`);
-      await new Promise((r) => setImmediate(r));
-    }
+    await this.waitIdle(
+      'onProcessed',
+      () => this.processedText.includes(s),
+      ms,
+      () => `${JSON.stringify(s)} to be processed`,
+    );
     if (this.term) await new Promise<void>((r) => this.term!.write('', r));
   }
 }
@@ -405,11 +429,11 @@ async function transportFloor(n: number): Promise<{ name: string; ms: number[] }
     [__filename, '--echo-server'],
     /ECHO (\d+) (\d+)/,
   );
-  const timed = async (once: () => Promise<void>) => {
+  const timed = async (trip: () => Promise<void>) => {
     const ms: number[] = [];
     for (let i = 0; i < n; i++) {
       const t0 = now();
-      await once();
+      await trip();
       ms.push(now() - t0);
       await sleep(20);
     }
@@ -484,10 +508,7 @@ async function ctrlC(srv: Server): Promise<{ ms: number; backlogKB: number }> {
   const t0 = now();
   c.processedText = '';
   // Everything processed from here on is new; the next prompt ends the wait.
-  while (!c.processedText.includes('P> ')) {
-    if (now() - t0 > 60_000) break;
-    await new Promise((r) => setImmediate(r));
-  }
+  await c.waitProcessed('P> ', 60_000).catch(() => {}); // 60 s: reported as such
   const ms = now() - t0;
   const backlogKB = c.maxBacklog / 1024;
   c.conn.close();

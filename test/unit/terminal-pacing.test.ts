@@ -35,7 +35,7 @@ test('a flood with nobody else typing is never paced, however busy the host', ()
   const { p } = pacer(1);
   const flood = {};
   p.noteInput(flood); // its own ^C or keys do not count
-  for (let i = 0; i < 64; i++) assert.equal(p.charge(flood, MiB), 0);
+  for (let i = 0; i < 64; i++) assert.equal(p.charge(flood, flood, MiB), 0);
 });
 
 test('a flood while someone else types on a busy host waits for its share', () => {
@@ -43,8 +43,8 @@ test('a flood while someone else types on a busy host waits for its share', () =
   const flood = {};
   const typist = {};
   p.noteInput(typist);
-  assert.equal(p.charge(flood, PACE_BURST_BYTES), 0, 'the burst never waits');
-  const wait = p.charge(flood, 64 * 1024);
+  assert.equal(p.charge(flood, flood, PACE_BURST_BYTES), 0, 'the burst never waits');
+  const wait = p.charge(flood, flood, 64 * 1024);
   assert.ok(
     Math.abs(wait - (64 * 1024 * 1000) / PACE_RATE_BYTES) < 1,
     `waits ${wait} ms for 64 KiB`,
@@ -53,43 +53,43 @@ test('a flood while someone else types on a busy host waits for its share', () =
   advance(wait);
   advance(10_000);
   p.noteInput(typist);
-  assert.equal(p.charge(flood, PACE_BURST_BYTES), 0);
-  assert.ok(p.charge(flood, 1024) > 0);
+  assert.equal(p.charge(flood, flood, PACE_BURST_BYTES), 0);
+  assert.ok(p.charge(flood, flood, 1024) > 0);
 });
 
 test('an idle host or an old keystroke paces nothing', () => {
   const idle = pacer(0.3);
   const [flood, typist] = [{}, {}];
   idle.p.noteInput(typist);
-  for (let i = 0; i < 8; i++) assert.equal(idle.p.charge(flood, MiB), 0);
+  for (let i = 0; i < 8; i++) assert.equal(idle.p.charge(flood, flood, MiB), 0);
   const old = pacer(1);
   old.p.noteInput(typist);
   old.advance(2_500);
-  for (let i = 0; i < 8; i++) assert.equal(old.p.charge(flood, MiB), 0);
+  for (let i = 0; i < 8; i++) assert.equal(old.p.charge(flood, flood, MiB), 0);
   const unknown = pacer(undefined); // /proc/stat unreadable: never paced
   unknown.p.noteInput(typist);
-  assert.equal(unknown.p.charge(flood, 4 * MiB), 0);
+  assert.equal(unknown.p.charge(flood, flood, 4 * MiB), 0);
 });
 
 test('once contended, pacing holds for a while (pacing itself makes the host look idle)', () => {
   const { p, state, advance } = pacer(0.95);
   const [flood, typist] = [{}, {}];
   p.noteInput(typist);
-  assert.ok(p.charge(flood, 2 * MiB) > 0);
+  assert.ok(p.charge(flood, flood, 2 * MiB) > 0);
   state.busy = 0.2;
   advance(1_000);
   p.noteInput(typist);
-  assert.ok(p.charge(flood, 2 * MiB) > 0, 'still paced 1 s later');
+  assert.ok(p.charge(flood, flood, 2 * MiB) > 0, 'still paced 1 s later');
   advance(2_500); // a typist who pauses: typing lapses after 2 s, pacing with it
-  assert.equal(p.charge(flood, 2 * MiB), 0, 'unpaced: nobody typed for 2.5 s');
+  assert.equal(p.charge(flood, flood, 2 * MiB), 0, 'unpaced: nobody typed for 2.5 s');
   p.noteInput(typist);
-  assert.ok(p.charge(flood, 2 * MiB) > 0, 'paced again at the next keystroke');
+  assert.ok(p.charge(flood, flood, 2 * MiB) > 0, 'paced again at the next keystroke');
   advance(30_000);
   p.noteInput(typist);
-  assert.equal(p.charge(flood, 2 * MiB), 0, 'released once the host stays idle');
+  assert.equal(p.charge(flood, flood, 2 * MiB), 0, 'released once the host stays idle');
   // The host's counters are read at most every 250 ms, however many chunks come.
   const calls = state.calls;
-  for (let i = 0; i < 100; i++) p.charge(flood, 64 * 1024);
+  for (let i = 0; i < 100; i++) p.charge(flood, flood, 64 * 1024);
   assert.equal(state.calls, calls);
 });
 
@@ -99,11 +99,43 @@ test('host busy fraction from /proc/stat deltas (idle and iowait are not busy)',
     total: 100,
   });
   assert.equal(parseCpuLine('intr 1 2 3'), undefined);
-  const lines = ['cpu  10 0 10 70 10 0 0 0', 'cpu  100 0 40 80 10 0 0 0'];
-  const busy = hostCpuBusy(() => parseCpuLine(lines.shift() ?? ''));
+  const lines = [
+    'cpu  10 0 10 70 10 0 0 0',
+    'cpu  100 0 40 80 10 0 0 0',
+    'cpu  200 0 40 80 10 0 0 0',
+    'cpu  300 0 40 80 10 0 0 0',
+  ];
+  let now = 0;
+  const busy = hostCpuBusy(
+    () => parseCpuLine(lines.shift() ?? ''),
+    () => now,
+    1000,
+  );
   assert.equal(busy(), undefined, 'the first call has nothing to compare with');
+  now += 300;
   assert.equal(busy(), 120 / 130);
+  now += 60_000;
+  assert.equal(busy(), undefined, 'a minute-old baseline says nothing about now');
+  now += 300;
+  assert.equal(busy(), 1, 'measured from the fresh baseline');
+  now += 300;
   assert.equal(busy(), undefined, 'unreadable');
+});
+
+test("one student's terminals share one share; typing in any other terminal counts", () => {
+  const { p } = pacer(1);
+  const [t1, t2, student, other] = [{}, {}, {}, {}];
+  p.noteInput(t1); // the flooding terminal's own keys (^C) do not count
+  assert.equal(p.charge(t1, student, 4 * MiB), 0, 'nobody else types: full speed');
+  p.noteInput(t2); // the student's own second terminal does: its echo suffers too
+  assert.ok(p.charge(t1, student, 64 * 1024) > 0, 'paced once another terminal is typed into');
+  // Another terminal of the same student draws on the same (empty) share...
+  p.noteInput(other);
+  assert.ok(p.charge(t2, student, 1024) > 0);
+  // ...while another student's starts full.
+  assert.equal(p.charge(other, other, 128 * 1024), 0);
+  // The shortest wait is long enough not to churn a pause per pty read.
+  assert.ok(p.charge(t1, student, 1) >= 20);
 });
 
 test("a paced terminal stops reading its pty and resumes after its wait; others' output flows", async () => {
@@ -124,9 +156,48 @@ test("a paced terminal stops reading its pty and resumes after its wait; others'
   assert.equal(flood.calls.paused, true, 'paced');
   quiet.data('x');
   assert.equal(quiet.calls.paused, false);
-  while (flood.calls.paused) await sleep(5);
+  const end = Date.now() + 10_000;
+  while (flood.calls.paused) {
+    assert.ok(Date.now() < end, 'still paused 10 s later');
+    await sleep(5);
+  }
   t.kill();
   flood.exit(137);
   q.kill();
   quiet.exit(137);
+});
+
+test('a terminal that ends or is attached while paced neither stays paused nor leaks its timer', async () => {
+  const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024 });
+  const typist = {};
+  p.noteInput(typist);
+  const ended = fakePty();
+  const t = new Terminal('t1', 'T1', ended.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
+  let tt = 0;
+  tt = t.attach((_o, d) => t.ack(tt, d.length), undefined).token;
+  ended.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 4 * 1024)); // 8 KiB beyond: 125 ms at 64 KiB/s
+  assert.equal(ended.calls.paused, true);
+  ended.exit(0);
+  assert.deepEqual(t.exited, { code: 0 });
+  await sleep(400);
+  assert.equal(ended.calls.paused, true, 'a timer left behind resumed a pty that had ended');
+
+  const again = fakePty();
+  const u = new Terminal('t2', 'T2', again.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
+  let ut = 0;
+  ut = u.attach((_o, d) => u.ack(ut, d.length), undefined).token;
+  again.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 8 * 1024)); // 16 KiB beyond: 250 ms
+  assert.equal(again.calls.paused, true);
+  // A second socket attaching meanwhile (its replay goes out) does not resume the pty early...
+  let vt = 0;
+  vt = u.attach((_o, d) => u.ack(vt, d.length), undefined).token;
+  assert.equal(again.calls.paused, true);
+  // ...and once the wait is over, the pty resumes with no ack needed.
+  const end = Date.now() + 10_000;
+  while (again.calls.paused) {
+    assert.ok(Date.now() < end, 'still paused 10 s later');
+    await sleep(5);
+  }
+  u.kill();
+  again.exit(137);
 });

@@ -521,9 +521,10 @@ int run(int argc, char** argv) {
     if (master >= 0) take_pty(master);
     if (broken_ptmx != nullptr && ptmx_errno == ENOSPC)
       dprintf(2,
-              "underlay: no pty left in this sandbox (its processes hold them all): this shell "
-              "runs on the host's terminal, where `tty` says \"not a tty\". To get one back, "
-              "close what holds them (leftover `script`, `tmux` or `screen` sessions)\r\n");
+              "underlay: no pty left (this sandbox's 256 are taken, or the host's shared pool "
+              "is): this shell runs on the host's terminal, where `tty` says \"not a tty\". If "
+              "`ls /dev/pts | wc -l` shows about 256, close what holds them (leftover `script`, "
+              "`tmux` or `screen` sessions)\r\n");
     else if (broken_ptmx != nullptr)
       dprintf(2,
               "underlay: the sandbox's /dev/ptmx is unusable (%s): this shell runs on the "
@@ -531,7 +532,7 @@ int run(int argc, char** argv) {
               "ln -sf pts/ptmx /dev/ptmx\r\n",
               broken_ptmx);
     if (cwd_errno != 0 && master >= 0)
-      dprintf(2, "underlay: cannot enter %s (%s): this shell starts in %s\r\n", a.cwd.c_str(),
+      dprintf(2, "underlay: cannot enter %s (%s): starting in %s\r\n", a.cwd.c_str(),
               strerror(cwd_errno), a.cwd_fallback.c_str());
     std::vector<char*> envp;
     for (std::string& e : a.env) envp.push_back(&e[0]);
