@@ -138,17 +138,29 @@ test("one student's terminals share one share; typing in any other terminal coun
   assert.ok(p.charge(t1, student, 1) >= 20);
 });
 
+/** A client that acks everything at once: only the pacer can hold the pty. */
+function attachAcking(t: Terminal): void {
+  let token = 0;
+  token = t.attach((_o, d) => t.ack(token, d.length), undefined).token;
+}
+
+/** Resolves once the fake pty is resumed; fails if it is still paused 10 s later. */
+async function untilResumed(pty: ReturnType<typeof fakePty>): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (pty.calls.paused) {
+    assert.ok(Date.now() < end, 'still paused 10 s later');
+    await sleep(5);
+  }
+}
+
 test("a paced terminal stops reading its pty and resumes after its wait; others' output flows", async () => {
   const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 4 * MiB });
   const flood = fakePty();
   const t = new Terminal('t1', 'T1', flood.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
   const quiet = fakePty();
   const q = new Terminal('t2', 'T2', quiet.pty, 80, 24, { pacer: p });
-  // Clients that ack at once: only the pacer can hold the pty.
-  let tt = 0;
-  let qt = 0;
-  tt = t.attach((_o, d) => t.ack(tt, d.length), undefined).token;
-  qt = q.attach((_o, d) => q.ack(qt, d.length), undefined).token;
+  attachAcking(t);
+  attachAcking(q);
   await q.input('x');
   flood.data('y\n'.repeat(PACE_BURST_BYTES / 2));
   assert.equal(flood.calls.paused, false, 'the burst is not paced');
@@ -156,11 +168,7 @@ test("a paced terminal stops reading its pty and resumes after its wait; others'
   assert.equal(flood.calls.paused, true, 'paced');
   quiet.data('x');
   assert.equal(quiet.calls.paused, false);
-  const end = Date.now() + 10_000;
-  while (flood.calls.paused) {
-    assert.ok(Date.now() < end, 'still paused 10 s later');
-    await sleep(5);
-  }
+  await untilResumed(flood);
   t.kill();
   flood.exit(137);
   q.kill();
@@ -173,8 +181,7 @@ test('a terminal that ends or is attached while paced neither stays paused nor l
   p.noteInput(typist);
   const ended = fakePty();
   const t = new Terminal('t1', 'T1', ended.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
-  let tt = 0;
-  tt = t.attach((_o, d) => t.ack(tt, d.length), undefined).token;
+  attachAcking(t);
   ended.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 4 * 1024)); // 8 KiB beyond: 125 ms at 64 KiB/s
   assert.equal(ended.calls.paused, true);
   ended.exit(0);
@@ -184,20 +191,14 @@ test('a terminal that ends or is attached while paced neither stays paused nor l
 
   const again = fakePty();
   const u = new Terminal('t2', 'T2', again.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
-  let ut = 0;
-  ut = u.attach((_o, d) => u.ack(ut, d.length), undefined).token;
+  attachAcking(u);
   again.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 8 * 1024)); // 16 KiB beyond: 250 ms
   assert.equal(again.calls.paused, true);
   // A second socket attaching meanwhile (its replay goes out) does not resume the pty early...
-  let vt = 0;
-  vt = u.attach((_o, d) => u.ack(vt, d.length), undefined).token;
+  attachAcking(u);
   assert.equal(again.calls.paused, true);
   // ...and once the wait is over, the pty resumes with no ack needed.
-  const end = Date.now() + 10_000;
-  while (again.calls.paused) {
-    assert.ok(Date.now() < end, 'still paused 10 s later');
-    await sleep(5);
-  }
+  await untilResumed(again);
   u.kill();
   again.exit(137);
 });
