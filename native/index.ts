@@ -123,6 +123,11 @@ export type Op = { step: StepName } &
      * before it run while the server still mounts the session disk.
      */
     | { op: 'await-scratch' }
+    /**
+     * Lets the user-namespace child begin its ops now (its maps are written),
+     * up to its `await-host`, which waits for `release-child`. Both or neither.
+     */
+    | { op: 'start-child' }
     | { op: 'release-child' }
     | { op: 'setids'; uid: number; gid: number }
     | { op: 'unshare'; ns: CloneFlag[] }
@@ -131,6 +136,8 @@ export type Op = { step: StepName } &
      * (ids of the current namespace), written by a helper that stays outside.
      */
     | { op: 'nest-userns'; map: string }
+    /** After `start-child`: the child waits until the host reaches `release-child` (its mounts done). */
+    | { op: 'await-host' }
     /** The child waits until the host's attach-child writes are done (they run alongside). */
     | { op: 'await-attach' }
     /** Before fork-init: init is born in cgroup (v2) directory `dir` (clone3 CLONE_INTO_CGROUP). */
@@ -199,7 +206,9 @@ function opArgs(o: Op): string[] {
       return [String(o.value)];
     case 'clone-userns':
       return [String(o.uid), String(o.gid)];
+    case 'start-child':
     case 'release-child':
+    case 'await-host':
     case 'await-attach':
     case 'await-scratch':
     case 'fork-init':

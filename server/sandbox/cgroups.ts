@@ -160,6 +160,13 @@ export interface CgroupDriver {
   readonly mode: CgroupMode;
   /** Creates the session's cgroups with limits, delegated to `owner`. */
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup;
+  /**
+   * What create(id) will return, known before anything is made, so the
+   * helper can start first (v1: it moves its child in once told the cgroups
+   * exist); undefined where the helper needs them made first (v2: the child
+   * is born in the session cgroup).
+   */
+  layoutAhead(id: string): SessionCgroup | undefined;
   /** See primeMigration(). */
   primeMigration(): Promise<void>;
   /**
@@ -243,9 +250,17 @@ export class V1Driver implements CgroupDriver {
     }
   }
 
+  /** Whether the session's directory in hierarchy h is shown inside (mounted by init). */
+  private static shown(h: V1Hierarchy): boolean {
+    return h.controllers.some((c) => V1_DELEGATED.has(c));
+  }
+
+  layoutAhead(id: string): SessionCgroup {
+    return this.layout(id);
+  }
+
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
     const dirs: string[] = [];
-    const delegated: { h: V1Hierarchy; dir: string }[] = [];
     try {
       for (const h of this.hierarchies) {
         const base = path.join(h.mountPoint, h.own, 'underlay');
@@ -272,7 +287,7 @@ export class V1Driver implements CgroupDriver {
           write(path.join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
           write(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * PERIOD_US)));
         }
-        if (h.controllers.some((c) => V1_DELEGATED.has(c))) {
+        if (V1Driver.shown(h)) {
           // The memory hierarchy is shown inside but not delegated on v1: a
           // memory cgroup the student made would have no TCP limit of its own,
           // and v1 charges socket buffers only to cgroups that have one (from
@@ -282,7 +297,6 @@ export class V1Driver implements CgroupDriver {
           if (!h.controllers.includes('memory'))
             for (const f of ['', 'cgroup.procs', 'tasks'])
               chown(path.join(dir, f), owner.uid, owner.gid);
-          delegated.push({ h, dir });
         }
       }
       if (this.unified) {
@@ -296,6 +310,15 @@ export class V1Driver implements CgroupDriver {
       removeCgroupDirs(dirs);
       throw SandboxError.wrap(`create v1 cgroups for ${id}`, err, 'cgroup');
     }
+    return this.layout(id);
+  }
+
+  /** The session's dirs (as create makes them, in its order) and what init mounts. */
+  private layout(id: string): SessionCgroup {
+    const dirs = this.hierarchies.map((h) => path.join(h.mountPoint, h.own, 'underlay', id));
+    if (this.unified)
+      dirs.push(path.join(this.unified.mountPoint, this.unified.own, 'underlay', id));
+    const delegated = this.hierarchies.filter((h) => V1Driver.shown(h)).map((h) => ({ h }));
     const procs = dirs.map((d) => path.join(d, 'cgroup.procs'));
     return {
       mode: 'v1',
@@ -556,6 +579,10 @@ export class V2Driver implements CgroupDriver {
     } catch (err) {
       throw SandboxError.wrap('limit the parent cgroup of all sandboxes', err, 'cgroup');
     }
+  }
+
+  layoutAhead(): undefined {
+    return undefined;
   }
 
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {

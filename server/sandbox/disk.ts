@@ -58,14 +58,23 @@ export function loopControlStatus(): { ok: boolean; detail: string } {
   }
 }
 
-/** The dirs every session disk holds (manager.ts makeScratch owns their modes and owners). */
-export const DISK_DIRS = ['upper', 'work', 'tmp', 'lab'];
+/**
+ * The dirs every session disk holds, with their modes: the overlay's upper
+ * dir (the sandbox's `/`), its work dir, `/tmp` and `/lab`. A template holds
+ * them so; manager.ts makeScratch gives them to the session's root.
+ */
+export const DISK_DIRS: Readonly<Record<string, number>> = {
+  upper: 0o755,
+  work: 0o700,
+  tmp: 0o1777,
+  lab: 0o755,
+};
 
 /**
  * A new sparse image of `bytes` with `inodes` inodes, formatted ext4, holding
  * the empty DISK_DIRS (mke2fs -d): a fresh mount's first mkdir costs ~1 ms
  * (the first write to its bitmaps), paid here once per template instead of
- * in every create. Root's; the caller sets modes and owners.
+ * in every create. Root's; the caller sets owners.
  */
 export async function makeDisk(file: string, bytes: number, inodes: number): Promise<void> {
   const mke2fs = mke2fsPath();
@@ -85,7 +94,10 @@ export async function makeDisk(file: string, bytes: number, inodes: number): Pro
       fs.closeSync(fd);
     }
     dirs = fs.mkdtempSync(`${file}.dirs-`);
-    for (const d of DISK_DIRS) fs.mkdirSync(path.join(dirs, d), { mode: 0o700 });
+    for (const [d, mode] of Object.entries(DISK_DIRS)) {
+      fs.mkdirSync(path.join(dirs, d));
+      fs.chmodSync(path.join(dirs, d), mode); // not the umask's
+    }
     const args = (extended: string) => [
       '-q',
       '-F',
@@ -133,7 +145,7 @@ function runMke2fs(mke2fs: string, args: string[]): Promise<{ err: Error | null;
 }
 
 /** Bump when makeDisk's format changes: templates of an older recipe are not reused. */
-export const TEMPLATE_RECIPE = 2;
+export const TEMPLATE_RECIPE = 3;
 
 /** Whether a template file name (`template-...-r<recipe>.ext4`) is of today's recipe. */
 export function templateIsCurrent(name: string): boolean {

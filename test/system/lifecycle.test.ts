@@ -21,7 +21,7 @@ import type { SandboxRecord } from '../../server/store/store';
 import { earlyHelpers } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
-import { encodeOps } from '../../native/index';
+import { encodeOps, type Op } from '../../native/index';
 import {
   CLI,
   REPO,
@@ -277,6 +277,86 @@ describe('lifecycle', () => {
         },
       );
       assert.deepEqual(pidsOwnedByRange(base), []);
+    },
+  );
+
+  sysTest(
+    'an op list whose early-started child has nothing to wait on (start-child without await-host) is refused before it forks',
+    SYSTEM_NEEDS,
+    async () => {
+      const { native } = testManager();
+      const base = 100000 + 65536 * 4001; // no live range: nothing may run as it
+      const ops: Op[] = [
+        { step: 'clone', op: 'clone-userns', uid: base, gid: base },
+        { step: 'clone', op: 'start-child' },
+        { step: 'clone', op: 'release-child' },
+        { step: 'clone', op: 'fork-init' },
+        { step: 'init', op: 'init-loop' },
+      ];
+      await assert.rejects(
+        native.addon.createSandbox(native.helperPath, encodeOps(ops)),
+        (err: SandboxError) => {
+          assert.equal(err.step, 'clone', String(err));
+          assert.equal(err.code, 'EINVAL', String(err));
+          assert.match(err.message, /start-child without an await-host/);
+          return true;
+        },
+      );
+      assert.deepEqual(pidsOwnedByRange(base), []);
+    },
+  );
+
+  sysTest(
+    "a child started early that fails while the host still waits for the disk: the create reports the child's error (not a helper killed by SIGPIPE)",
+    SYSTEM_NEEDS,
+    async () => {
+      const { native } = testManager();
+      const base = 100000 + 65536 * 4002; // no live range: nothing else runs as it
+      const map = `0 ${base} 65536`;
+      const ops: Op[] = [
+        { step: 'clone', op: 'clone-userns', uid: base, gid: base },
+        { step: 'clone', op: 'write-child-proc', file: 'uid_map', content: map },
+        { step: 'clone', op: 'write-child-proc', file: 'gid_map', content: map },
+        { step: 'clone', op: 'start-child' },
+        { step: 'scratch', op: 'await-scratch' },
+        { step: 'clone', op: 'release-child' },
+        { step: 'clone', op: 'setids', uid: 0, gid: 0 },
+        // Not a number: the kernel refuses it (EINVAL), in the child's early ops.
+        { step: 'clone', op: 'write', path: '/proc/sys/user/max_user_namespaces', content: 'many' },
+        { step: 'clone', op: 'await-host' },
+        { step: 'clone', op: 'fork-init' },
+        { step: 'init', op: 'init-loop' },
+      ];
+      const started = native.addon.startSandbox(native.helperPath, encodeOps(ops));
+      try {
+        // The child has failed and exited (a zombie: the host, at the gate,
+        // has not reaped it) before the host is let on to release it.
+        await waitFor('the early child to fail', () => {
+          const zombies = fs
+            .readdirSync('/proc')
+            .filter((p) => /^\d+$/.test(p))
+            .filter((p) => {
+              try {
+                const st = fs.readFileSync(`/proc/${p}/status`, 'utf8');
+                return /^State:\s+Z/m.test(st) && new RegExp(`^Uid:\\s+${base}\\s`, 'm').test(st);
+              } catch {
+                return false;
+              }
+            });
+          return zombies.length > 0 ? zombies : undefined;
+        });
+        fs.writeSync(started.gate, 'g');
+      } finally {
+        fs.closeSync(started.gate);
+      }
+      await assert.rejects(started.done, (err: SandboxError) => {
+        assert.equal(err.code, 'EINVAL', String(err));
+        assert.equal(err.path, '/proc/sys/user/max_user_namespaces', String(err));
+        return true;
+      });
+      await waitFor('nothing of the range left', () =>
+        pidsOwnedByRange(base).length === 0 ? true : undefined,
+      );
     },
   );
 

@@ -32,18 +32,21 @@ const plan = {
 const ops = buildOps(plan);
 const idx = (pred: (o: Op) => boolean) => ops.findIndex(pred);
 
-test('the step order follows the architecture: userns first, cgroup attach (overlapped), maps, idmap, the wait for the session disk, overlay, nested userns, the cgroup namespace only after the attach, then the rest', () => {
+test('the step order follows the architecture: userns first, maps, idmap, the child started early, the wait for the session disk and cgroups, the cgroup attach (overlapped), overlay, nested userns and every namespace but mnt before the host is done, mnt after it, the cgroup namespace only after the attach, then the rest', () => {
   const order = [
     idx((o) => o.op === 'clone-userns'),
-    idx((o) => o.op === 'attach-child'),
     idx((o) => o.op === 'write-child-proc' && o.file === 'uid_map'),
     idx((o) => o.op === 'idmap-mount'),
+    idx((o) => o.op === 'start-child'),
     idx((o) => o.op === 'await-scratch'),
+    idx((o) => o.op === 'attach-child'),
     idx((o) => o.op === 'mount' && o.fstype === 'overlay'),
     idx((o) => o.op === 'release-child'),
     idx((o) => o.op === 'write' && o.path.startsWith('/proc/sys/user/')),
     idx((o) => o.op === 'nest-userns'),
     idx((o) => o.op === 'unshare' && o.ns.includes('CLONE_NEWPID')),
+    idx((o) => o.op === 'await-host'),
+    idx((o) => o.op === 'unshare' && o.ns.includes('CLONE_NEWNS')),
     idx((o) => o.op === 'await-attach'),
     idx((o) => o.op === 'unshare' && o.ns.includes('CLONE_NEWCGROUP')),
     idx((o) => o.op === 'fork-init'),

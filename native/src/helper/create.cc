@@ -63,8 +63,13 @@ struct Ctx {
   pid_t init = -1;    // host pid of the sandbox init
   int status_w = -1;  // child/init -> host: PID/USERNS/OK/ERR lines
   int status_r = -1;
-  int go_r = -1;  // host -> child: one byte = maps and host mounts done,
-  int go_w = -1;  // a second one = the child is in the session's cgroups
+  // host -> child, one byte per release: start-child (maps written: the
+  // child may begin its own ops), release-child (host mounts done), then
+  // the attach (the child is in the session's cgroups). Without
+  // start-child, release-child's byte is the first.
+  int go_r = -1;
+  int go_w = -1;
+  bool child_started = false;  // start-child ran
   // clone-into-cgroup / init-into-cgroup: the cgroups (v2) the child and
   // init are born in (see fork_into), or empty.
   std::string clone_into;
@@ -176,6 +181,12 @@ void kill_started(Ctx* c) {
   if (c->attacher > 0) kill(c->attacher, SIGKILL);
   if (c->init > 0) kill(c->init, SIGKILL);
   if (c->child > 0) kill(c->child, SIGKILL);
+  // Ours to reap (init is the child's, re-parented to the server, which
+  // reaps it): gone with us, they would be the server's zombies.
+  for (pid_t p : {c->attacher, c->child}) {
+    while (p > 0 && waitpid(p, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 // Forward an ERR line to stdout (the addon) and fail.
@@ -266,6 +277,21 @@ void finish_attacher(Ctx* c) {
   }
 }
 
+// One byte on the go pipe (see Ctx). A child that already failed has closed
+// its end (EPIPE; SIGPIPE is ignored in this stage): its own report, on the
+// status pipe, is the error to forward.
+void host_release(Ctx* c, const char* step, char byte) {
+  ssize_t n;
+  while ((n = write(c->go_w, &byte, 1)) < 0 && errno == EINTR) {
+  }
+  if (n == 1) return;
+  const int err = errno;
+  std::string line;
+  if (err == EPIPE && read_status_line(c, &line, 1000) && line.rfind("ERR\t", 0) == 0)
+    host_fail_with(c, line);
+  host_die(c, step, "write", err, "", "go pipe to the user-namespace child");
+}
+
 // Host ops, before and after clone-userns; the parser keeps the ones that
 // need the child (write-child-proc, attach-child, idmap-mount) after it.
 void run_host_op(Ctx* c, const Op& op) {
@@ -291,6 +317,13 @@ void run_host_op(Ctx* c, const Op& op) {
     case Kind::kCloneIntoCgroup:
       // clone-into-cgroup DIR: see fork_into.
       c->clone_into = op.args[0];
+      return;
+    case Kind::kStartChild:
+      // The child runs its ops up to await-host meanwhile: what needs only
+      // its mapped user namespace (the nested one, the namespaces other than
+      // mount) overlaps the host's wait for the disk and its mounts.
+      host_release(c, step, 's');
+      c->child_started = true;
       return;
     case Kind::kAwaitScratch: {
       // The server mounts the session disk while this helper starts, forks
@@ -576,6 +609,11 @@ void run_child_op(Ctx* c, const Op& op) {
     case Kind::kNestUserns:
       nest_userns(op);
       return;
+    case Kind::kAwaitHost:
+      // The host's mounts (the overlay) are done: a mount namespace copied
+      // from here on holds them.
+      child_wait_go(c);
+      return;
     case Kind::kAwaitAttach:
       child_wait_go(c);
       return;
@@ -705,6 +743,9 @@ int run(int argc, char** argv) {
 
   // ---- host ----
   c.child = child;
+  // A child that failed closes the go pipe; writing to it then must be an
+  // error we can report (host_release), not a silent death by SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
   close(c.status_w);
   close(c.go_r);
   std::string line;
@@ -712,12 +753,12 @@ int run(int argc, char** argv) {
   for (size_t i = sp.clone_userns + 1; i < sp.release_child; ++i) run_host_op(&c, ops[i]);
   const Op& release_op = ops[sp.release_child];
   start_attacher(&c);
-  if (write(c.go_w, "g", 1) != 1) host_die(&c, release_op.step.c_str(), "write", errno, "go pipe");
+  host_release(&c, release_op.step.c_str(), c.child_started ? 'm' : 'g');
   // The child awaits the attach even when it was born in its cgroup
   // (clone-into-cgroup): the same op list serves both ways.
   if (!c.attach.empty() || awaits_attach) {
     finish_attacher(&c);
-    if (write(c.go_w, "a", 1) != 1) host_die(&c, "cgroup", "write", errno, "go pipe");
+    host_release(&c, "cgroup", 'a');
   }
   host_expect_line(&c, release_op.step.c_str(), "PID ", &line);
   c.init = static_cast<pid_t>(atol(line.c_str() + 4));

@@ -52,6 +52,7 @@ bool op_fail(std::string* error, const Op& op, const std::string& why) {
 
 bool parse(const std::string& buf, Spec* out, std::string* error) {
   unsigned stage = ops::kPreClone;
+  int start_child = 0, await_host = 0, await_attach = 0;
   size_t pos = 0;
   std::string why;
   for (size_t index = 0; pos < buf.size(); ++index) {
@@ -89,6 +90,15 @@ bool parse(const std::string& buf, Spec* out, std::string* error) {
       return op_fail(error, op, "unknown clone flag in '" + op.args[0] + "'");
     op.kind = def->kind;
     op.stage = static_cast<ops::Stage>(stage);
+    // The go pipe carries one byte per release: start-child's, release-child's,
+    // then the attach. Each waiting op must have its byte, in this order.
+    if (def->kind == ops::Kind::kStartChild && ++start_child > 1)
+      return op_fail(error, op, "start-child may appear once");
+    if (def->kind == ops::Kind::kAwaitHost && ++await_host > 1)
+      return op_fail(error, op, "await-host may appear once");
+    if (def->kind == ops::Kind::kAwaitHost && await_attach > 0)
+      return op_fail(error, op, "await-host must come before await-attach");
+    if (def->kind == ops::Kind::kAwaitAttach) ++await_attach;
     if (def->boundary) {
       switch (def->kind) {
         case ops::Kind::kCloneUserns:
@@ -114,6 +124,10 @@ bool parse(const std::string& buf, Spec* out, std::string* error) {
     return fail(error, std::string("the list ends in the ") + ops::stage_name(stage) +
                            " stage: no " + ops::boundary_ending(stage) + " op");
   }
+  if (start_child != await_host)
+    return fail(error, start_child ? "start-child without an await-host in the child stage"
+                                   : "await-host without a start-child in the host stage");
+  out->starts_child_early = start_child > 0;
   return true;
 }
 

@@ -37,6 +37,9 @@ struct Spec {
   size_t release_child = 0;
   size_t fork_init = 0;
   size_t init_loop = 0;
+  // start-child (host) and await-host (child): both or neither, at most one
+  // each, await-host before any await-attach. Whether the list has them.
+  bool starts_child_early = false;
 };
 
 // Parses and checks the whole buffer. On any problem returns false and sets
