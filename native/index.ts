@@ -424,6 +424,25 @@ export interface NativeAddon {
     step: StepName,
   ): Promise<string>;
   /**
+   * mountLoop's first half: `image` on a free loop device (AUTOCLEAR, direct
+   * I/O), held by the fd this resolves with (as a decimal string) until
+   * mountAttached; closing the fd instead detaches the device. Off the JS thread.
+   */
+  attachLoop(image: string, step: StepName): Promise<string>;
+  /**
+   * mountLoop's second half: mounts `dev`, attached by attachLoop and held
+   * by `fd`, and closes `fd` whatever the outcome. Off the JS thread.
+   */
+  mountAttached(
+    fd: number,
+    dev: string,
+    target: string,
+    fstype: string,
+    flags: string,
+    data: string,
+    step: StepName,
+  ): Promise<void>;
+  /**
    * A new file `dst` (0600; must not exist) with `src`'s size and data, its
    * holes kept (SEEK_DATA/SEEK_HOLE + copy_file_range): a sparse image copy.
    */
@@ -462,6 +481,17 @@ export interface NativeAddon {
     helperPath: string,
     spec: Buffer,
   ): { done: Promise<{ initPid: number }>; gate: number };
+  /**
+   * The same, the helper started before its spec is known: it waits for the
+   * spec on its stdin, whose write end is `spec`. The caller writes the
+   * encoded ops there and closes it; closing it unwritten ends the helper
+   * (`done` rejects with a spec error).
+   */
+  startSandbox(helperPath: string): {
+    done: Promise<{ initPid: number }>;
+    gate: number;
+    spec: number;
+  };
 }
 
 export interface Native {

@@ -101,15 +101,14 @@ Napi::Value Umount(const Napi::CallbackInfo& info) {
   });
 }
 
-// The body of mountLoop, on a worker thread: the device path, or false and `err`.
-// A free loop device set up with AUTOCLEAR, so the device detaches itself once
-// the mount is gone (teardown only unmounts) and a failed mount leaves no
-// device behind (our close is the last reference). Another process can take
-// the same free device between GET_FREE and CONFIGURE: EBUSY, so ask again
-// (util-linux does the same).
-bool DoMountLoop(const std::string& image, const std::string& target, const std::string& fstype,
-                 unsigned long f, const std::string& fl, const std::string& data,
-                 const std::string& step, std::string* dev_out, errors::Record* err) {
+// On a worker thread: `image` on a free loop device, set up with AUTOCLEAR,
+// so the device detaches itself once nothing holds it: the mount once made
+// (teardown only unmounts), or *fd_out until then (a failed or never-made
+// mount leaves no device behind). Another process can take the same free
+// device between GET_FREE and CONFIGURE: EBUSY, so ask again (util-linux
+// does the same).
+bool DoAttachLoop(const std::string& image, const std::string& step, int* fd_out,
+                  std::string* dev_out, errors::Record* err) {
   int file = open(image.c_str(), O_RDWR | O_CLOEXEC);
   if (file < 0) {
     *err = {step, "open", errno, image, "the disk image"};
@@ -164,18 +163,38 @@ bool DoMountLoop(const std::string& image, const std::string& target, const std:
     *err = {step, "ioctl", EBUSY, "/dev/loop-control", "no free loop device"};
     return false;
   }
+  *fd_out = fd;
+  *dev_out = dev;
+  return true;
+}
+
+// On a worker thread: mounts the attached loop device `dev` (held by `fd`,
+// which is closed here either way: the mount holds the device from now on).
+bool DoMountAttached(int fd, const std::string& dev, const std::string& target,
+                     const std::string& fstype, unsigned long f, const std::string& fl,
+                     const std::string& data, const std::string& step, errors::Record* err) {
   int rc = ::mount(dev.c_str(), target.c_str(), fstype.c_str(), f,
                    data.empty() ? nullptr : data.c_str());
   int e = errno;
   close(fd);  // the mount holds the device now; after a failure this frees it
   if (rc != 0) {
-    std::string detail = dev + " (" + image + ") fstype=" + fstype + " flags=" + fl;
+    std::string detail = dev + " fstype=" + fstype + " flags=" + fl;
     if (!data.empty()) detail += " data=" + data;
     *err = {step, "mount", e, target, detail};
     return false;
   }
-  *dev_out = dev;
   return true;
+}
+
+// The body of mountLoop: attach, then mount; the device path, or false and `err`.
+bool DoMountLoop(const std::string& image, const std::string& target, const std::string& fstype,
+                 unsigned long f, const std::string& fl, const std::string& data,
+                 const std::string& step, std::string* dev_out, errors::Record* err) {
+  int fd = -1;
+  if (!DoAttachLoop(image, step, &fd, dev_out, err)) return false;
+  if (DoMountAttached(fd, *dev_out, target, fstype, f, fl, data, step, err)) return true;
+  err->detail += " (" + image + ")";
+  return false;
 }
 
 // mountLoop(image, target, fstype, flags, data, step) -> Promise<"/dev/loopN">:
@@ -189,6 +208,43 @@ Napi::Value MountLoop(const Napi::CallbackInfo& info) {
   if (!ParseFlags(env, fl, target, step, &f)) return env.Undefined();
   return Queue(env, [=](std::string* dev, errors::Record* err) {
     return DoMountLoop(image, target, fstype, f, fl, data, step, dev, err);
+  });
+}
+
+// attachLoop(image, step) -> Promise<"<fd>">: `image` on a free loop device
+// (as mountLoop does), held by the returned fd until mountAttached: a disk
+// made ready ahead of its create. Closing the fd instead detaches it.
+Napi::Value AttachLoop(const Napi::CallbackInfo& info) {
+  std::string image = Str(info, 0), step = Str(info, 1);
+  return Queue(info.Env(), [=](std::string* out, errors::Record* err) {
+    int fd = -1;
+    std::string dev;
+    if (!DoAttachLoop(image, step, &fd, &dev, err)) return false;
+    *out = std::to_string(fd);
+    return true;
+  });
+}
+
+// mountAttached(fd, dev, target, fstype, flags, data, step) -> Promise<void>:
+// mounts a device from attachLoop (`dev`, held by `fd`) off the JS thread,
+// and closes `fd`, whatever the outcome.
+Napi::Value MountAttached(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd =
+      info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+  std::string dev = Str(info, 1), target = Str(info, 2), fstype = Str(info, 3), fl = Str(info, 4),
+              data = Str(info, 5), step = Str(info, 6);
+  unsigned long f = 0;
+  if (fd < 0) {
+    errors::Throw(env, {step, "mount", EBADF, target, "mountAttached needs the device's fd"});
+    return env.Undefined();
+  }
+  if (!ParseFlags(env, fl, target, step, &f)) {
+    close(fd);
+    return env.Undefined();
+  }
+  return Queue(env, [=](std::string*, errors::Record* err) {
+    return DoMountAttached(fd, dev, target, fstype, f, fl, data, step, err);
   });
 }
 
@@ -254,6 +310,8 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount));
   exports.Set("umount", Napi::Function::New(env, Umount));
   exports.Set("mountLoop", Napi::Function::New(env, MountLoop));
+  exports.Set("attachLoop", Napi::Function::New(env, AttachLoop));
+  exports.Set("mountAttached", Napi::Function::New(env, MountAttached));
   exports.Set("copySparse", Napi::Function::New(env, CopySparse));
 }
 

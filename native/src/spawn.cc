@@ -19,26 +19,38 @@ class CreateWorker : public Napi::AsyncWorker {
  public:
   // gate_r: the read end of a scratch gate to hand the helper as fd 3
   // (startSandbox), or -1. Owned by the worker from here: closed once spawned.
-  CreateWorker(Napi::Env env, std::string helper, std::string spec, int gate_r = -1)
+  // spec_r: the read end of a pipe the caller writes the spec into later
+  // (startSandbox without a spec), or -1: this worker writes `spec`. Owned
+  // by the worker from here, as gate_r.
+  CreateWorker(Napi::Env env, std::string helper, std::string spec, int gate_r = -1,
+               int spec_r = -1)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         helper_(std::move(helper)),
         spec_(std::move(spec)),
-        gate_r_(gate_r) {}
+        gate_r_(gate_r),
+        spec_r_(spec_r) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     Run();
     if (gate_r_ >= 0) close(gate_r_);
+    if (spec_r_ >= 0) close(spec_r_);
   }
 
   void Run() {
     int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) != 0) return Fail({"clone", "pipe2", errno, "", ""});
+    if (spec_r_ >= 0) {
+      in[0] = spec_r_;  // the caller holds the write end
+      in[1] = -1;
+      spec_r_ = -1;
+    } else if (pipe2(in, O_CLOEXEC) != 0) {
+      return Fail({"clone", "pipe2", errno, "", ""});
+    }
     if (pipe2(out, O_CLOEXEC) != 0) {
       close(in[0]);
-      close(in[1]);
+      if (in[1] >= 0) close(in[1]);
       return Fail({"clone", "pipe2", errno, "", ""});
     }
     // posix_spawn (vfork-based) is the cheap and thread-safe way to start a
@@ -75,12 +87,12 @@ class CreateWorker : public Napi::AsyncWorker {
       gate_r_ = -1;
     }
     if (rc != 0) {
-      close(in[1]);
+      if (in[1] >= 0) close(in[1]);
       close(out[0]);
       return Fail({"clone", "posix_spawn", rc, helper_, "cannot start the helper"});
     }
     const char* p = spec_.data();
-    size_t left = spec_.size();
+    size_t left = in[1] >= 0 ? spec_.size() : 0;
     while (left > 0) {
       ssize_t n = write(in[1], p, left);
       if (n < 0 && errno == EINTR) continue;
@@ -88,7 +100,7 @@ class CreateWorker : public Napi::AsyncWorker {
       p += n;
       left -= static_cast<size_t>(n);
     }
-    close(in[1]);
+    if (in[1] >= 0) close(in[1]);
     char buf[4096];
     for (;;) {
       ssize_t n = read(out[0], buf, sizeof buf);
@@ -135,6 +147,7 @@ class CreateWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::string helper_, spec_, output_;
   int gate_r_ = -1;
+  int spec_r_ = -1;
   int init_pid_ = -1;
   bool failed_ = false;
   errors::Record record_;
@@ -156,16 +169,19 @@ Napi::Value CreateSandbox(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// startSandbox(helperPath, spec: Buffer) -> {done: Promise<{initPid}>, gate: fd}
+// startSandbox(helperPath, spec?: Buffer) -> {done: Promise<{initPid}>, gate: fd, spec?: fd}
 // The same, for a spec with an await-scratch op: the helper starts now and
 // waits there until the caller writes one byte to `gate` (the session disk
 // is mounted) or closes it (give up). The caller owns `gate` and must close
-// it either way. The pipe is made here, on the JS thread, so the fd exists
-// before this returns.
+// it either way. Without a spec the helper starts and waits for one on its
+// stdin: the caller writes it to `spec` and closes that (closing it unwritten
+// ends the helper with a spec error). The pipes are made here, on the JS
+// thread, so the fds exist before this returns.
 Napi::Value StartSandbox(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) {
-    Napi::TypeError::New(env, "startSandbox(helperPath: string, spec: Buffer)")
+  const bool later = info.Length() < 2 || info[1].IsUndefined();
+  if (info.Length() < 1 || !info[0].IsString() || (!later && !info[1].IsBuffer())) {
+    Napi::TypeError::New(env, "startSandbox(helperPath: string, spec?: Buffer)")
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -174,12 +190,25 @@ Napi::Value StartSandbox(const Napi::CallbackInfo& info) {
     errors::Throw(env, {"clone", "pipe2", errno, "", "scratch gate"});
     return env.Undefined();
   }
-  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
-  auto* w = new CreateWorker(env, info[0].As<Napi::String>().Utf8Value(),
-                             std::string(b.Data(), b.Length()), gate[0]);
+  int spec[2] = {-1, -1};
+  if (later && pipe2(spec, O_CLOEXEC) != 0) {
+    const int e = errno;
+    close(gate[0]);
+    close(gate[1]);
+    errors::Throw(env, {"clone", "pipe2", e, "", "spec pipe"});
+    return env.Undefined();
+  }
+  std::string bytes;
+  if (!later) {
+    Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+    bytes.assign(b.Data(), b.Length());
+  }
+  auto* w = new CreateWorker(env, info[0].As<Napi::String>().Utf8Value(), std::move(bytes), gate[0],
+                             spec[0]);
   Napi::Object o = Napi::Object::New(env);
   o.Set("done", w->Promise());
   o.Set("gate", Napi::Number::New(env, gate[1]));
+  if (later) o.Set("spec", Napi::Number::New(env, spec[1]));
   w->Queue();
   return o;
 }

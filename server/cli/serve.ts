@@ -55,7 +55,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (opts.labs) config.labsDir = path.resolve(opts.labs);
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
-  const sandboxes = new SandboxManager({ config, store, logger: log });
+  // A helper and a session disk wait ahead for each next create (ManagerOptions).
+  const sandboxes = new SandboxManager({
+    config,
+    store,
+    logger: log,
+    warmHelper: true,
+    spareDisk: true,
+  });
   // Admission: the capacity assumes sandboxes rarely reach their limits; the
   // aggregate cgroup limit makes that assumption safe for the host.
   const facts = readHostFacts(config.maxSessions);
@@ -210,6 +217,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Stopping keeps students' sandboxes for the next start to re-adopt
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
+    sandboxes.dropAhead();
     catalog.close();
     web.stop();
     if (config.endOnStop) {

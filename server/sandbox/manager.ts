@@ -48,6 +48,36 @@ export interface ManagerOptions {
   logger?: Logger;
   /** Called with each host-side step's duration (ms); the sandbox benchmark breaks create down with it. */
   onStep?: (name: StepName, ms: number) => void;
+  /**
+   * Keep one helper started ahead, waiting for its op list, so a create does
+   * not wait for the helper's start (~1-1.5 ms of its path here). For a
+   * long-lived process (the server); off by default, because the waiting
+   * helper keeps the event loop alive until dropAhead().
+   */
+  warmHelper?: boolean;
+  /**
+   * Keep one session disk ready ahead, of the size last asked for: copied
+   * from its template and on a loop device, so a fresh disk's create only
+   * mounts it. For the server, as warmHelper; dropAhead() releases it.
+   */
+  spareDisk?: boolean;
+}
+
+/** A fresh session disk made ready ahead (see ManagerOptions.spareDisk). */
+interface SpareDisk {
+  file: string;
+  bytes: number;
+  inodes: number;
+  /** The loop device's fd (attachLoop): it holds the device until mounted. */
+  fd: number;
+  dev: string;
+}
+
+/** A helper started without its op list (see ManagerOptions.warmHelper). */
+interface WarmHelper {
+  done: Promise<{ initPid: number }>;
+  gate: number;
+  spec: number;
 }
 
 /** What create() works from: the request, validated and resolved. */
@@ -154,6 +184,21 @@ interface StartedHelper {
   gate: ScratchGate;
 }
 
+/** Ends a warm helper that will not get its op list: it reads an empty one and exits. */
+function discardWarm(w: WarmHelper): void {
+  closeQuietly(w.spec);
+  closeQuietly(w.gate);
+  w.done.catch(() => {});
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // closed already
+  }
+}
+
 /** A failure in step `name`, as a SandboxError naming the step (unless it names one already). */
 function stepError(name: StepName, id: string, err: unknown): Error {
   if (err instanceof SandboxError && err.step) return err;
@@ -186,10 +231,18 @@ export class SandboxManager {
   readonly reaper: Reaper;
   private readonly log: Logger;
   private readonly onStep: ManagerOptions['onStep'];
+  private warmWanted: boolean;
+  private warm: WarmHelper | undefined;
+  private spareWanted: boolean;
+  private spare: SpareDisk | undefined;
+  private spareMaking = false;
 
   constructor(opts: ManagerOptions) {
     this.config = opts.config;
     this.onStep = opts.onStep;
+    this.warmWanted = opts.warmHelper ?? false;
+    if (this.warmWanted) setImmediate(() => this.startWarmHelper());
+    this.spareWanted = opts.spareDisk ?? false;
     this.store = opts.store;
     this.native = opts.native ?? loadNative();
     this.native.addon.initialize((props) => SandboxError.fromNative(props));
@@ -245,6 +298,8 @@ export class SandboxManager {
     const releaseEarly = () => {
       if (early) earlyHelpers.free++;
       early = false;
+      // A warm helper that found no free slot takes this one.
+      if (this.warmWanted && !this.warm) setImmediate(() => this.startWarmHelper());
     };
     try {
       await step(
@@ -253,14 +308,23 @@ export class SandboxManager {
         () =>
           this.makeScratch(record, plan, () => {
             const ahead = this.driver.layoutAhead(plan.id);
-            if (earlyHelpers.free > 0) {
-              earlyHelpers.free--;
+            // A warm helper holds a slot already, which passes to this create.
+            const warm = this.takeWarmHelper();
+            if (warm || earlyHelpers.free > 0) {
+              if (!warm) earlyHelpers.free--;
               early = true;
-              if (ahead) helper = this.startHelperNow(record, plan, ahead);
+              if (ahead) helper = this.startHelperNow(record, plan, ahead, warm);
             }
             cgroup = step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
             cgroup.catch(() => {}); // awaited below, after the disk
-            if (early && !ahead) helper = cgroup.then((cg) => this.startHelper(record, plan, cg));
+            if (early && !ahead)
+              helper = cgroup.then(
+                (cg) => this.startHelper(record, plan, cg, warm),
+                (err: unknown) => {
+                  if (warm) discardWarm(warm); // never given its op list
+                  throw err;
+                },
+              );
             helper?.catch(() => {}); // awaited below, after the disk
           }),
         this.onStep,
@@ -305,7 +369,132 @@ export class SandboxManager {
       // Never throws: a cleanup that fails is quarantined and retried.
       await this.reaper.teardownOrQuarantine(record);
       throw e;
+    } finally {
+      // The next warm helper starts once this create is done, not during it
+      // (two CPUs: it would slow this one down).
+      if (this.warmWanted) setImmediate(() => this.startWarmHelper());
+      if (this.spareWanted)
+        setImmediate(
+          () => void this.makeSpareDisk(plan.limits.scratchBytes, plan.limits.scratchInodes),
+        );
     }
+  }
+
+  /**
+   * Makes the spare disk (ManagerOptions.spareDisk) of this size, unless one
+   * is ready or being made. Best effort: a failure only costs the next create
+   * the usual path. Its file is `disks/spare-*.ext4`; a server that died left
+   * at most that file (its loop device went with the fd), which the first
+   * spare of the next removes.
+   */
+  private async makeSpareDisk(bytes: number, inodes: number): Promise<void> {
+    if (!this.spareWanted || this.spareMaking) return;
+    if (this.spare && this.spare.bytes === bytes && this.spare.inodes === inodes) return;
+    this.spareMaking = true;
+    const dir = this.disksDir();
+    const file = path.join(dir, `spare-${crypto.randomBytes(6).toString('hex')}.ext4`);
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (!this.spareSwept) {
+        this.spareSwept = true;
+        for (const f of fs.readdirSync(dir))
+          if (f.startsWith('spare-')) fs.rmSync(path.join(dir, f), { force: true });
+      }
+      this.dropSpare(); // one of another size
+      await this.diskMaker.make(file, bytes, inodes);
+      const fd = Number(
+        await this.diskMounts.run(() => this.native.addon.attachLoop(file, 'scratch')),
+      );
+      const dev = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (!this.spareWanted) {
+        closeQuietly(fd);
+        fs.rmSync(file, { force: true });
+        return;
+      }
+      this.spare = { file, bytes, inodes, fd, dev };
+    } catch (err) {
+      this.log.warn('could not make a spare session disk', { error: String(err) });
+      fs.rmSync(file, { force: true });
+    } finally {
+      this.spareMaking = false;
+    }
+  }
+
+  private spareSwept = false;
+
+  /** The spare disk if it is of this size, now the caller's; else undefined. */
+  private takeSpareDisk(bytes: number, inodes: number): SpareDisk | undefined {
+    const s = this.spare;
+    if (!s || s.bytes !== bytes || s.inodes !== inodes) return undefined;
+    this.spare = undefined;
+    return s;
+  }
+
+  private dropSpare(): void {
+    const s = this.spare;
+    this.spare = undefined;
+    if (!s) return;
+    closeQuietly(s.fd); // the device detaches itself (AUTOCLEAR)
+    fs.rmSync(s.file, { force: true });
+  }
+
+  /** Whether a spare session disk is ready now (ManagerOptions.spareDisk). */
+  get spareDiskReady(): boolean {
+    return this.spare !== undefined;
+  }
+
+  /**
+   * Starts the warm helper if wanted, none is waiting and an early-start
+   * slot is free (it waits on a libuv pool thread, as an early helper does).
+   */
+  private startWarmHelper(): void {
+    if (!this.warmWanted || this.warm || earlyHelpers.free <= 0) return;
+    let w: WarmHelper;
+    try {
+      w = this.native.addon.startSandbox(this.native.helperPath);
+    } catch (err) {
+      this.log.warn('could not start a helper ahead', { error: String(err) });
+      return;
+    }
+    earlyHelpers.free--;
+    this.warm = w;
+    // One that ends while still warm (killed, say) gives its slot back; a
+    // create that took it owns the slot and the fds from then on.
+    const ended = () => {
+      if (this.warm !== w) return;
+      this.warm = undefined;
+      closeQuietly(w.spec);
+      closeQuietly(w.gate);
+      earlyHelpers.free++;
+    };
+    w.done.then(ended, ended);
+  }
+
+  /** Whether a helper waits ahead for the next create now (ManagerOptions.warmHelper). */
+  get warmHelperWaiting(): boolean {
+    return this.warm !== undefined;
+  }
+
+  /** The warm helper, now the caller's (with its slot), or undefined. */
+  private takeWarmHelper(): WarmHelper | undefined {
+    const w = this.warm;
+    this.warm = undefined;
+    return w;
+  }
+
+  /**
+   * Ends the warm helper (it reads an empty op list and exits), releases the
+   * spare disk, and makes no more: for a clean exit of the process that
+   * asked for them.
+   */
+  dropAhead(): void {
+    this.warmWanted = false;
+    this.spareWanted = false;
+    this.dropSpare();
+    const w = this.takeWarmHelper();
+    if (!w) return;
+    discardWarm(w);
+    earlyHelpers.free++;
   }
 
   private readonly toolsChecked = new Set<string>();
@@ -620,13 +809,34 @@ export class SandboxManager {
     // A kept disk comes back as it was; one whose image went missing (or a
     // new one) is made now, and then nothing is restored.
     const fresh = !record.resources.restored || !fs.existsSync(disk);
+    let spare: SpareDisk | undefined;
     if (fresh) {
       record.resources.restored = false;
       fs.rmSync(disk, { force: true });
       fs.mkdirSync(this.disksDir(), { recursive: true, mode: 0o700 });
-      await this.diskMaker.make(disk, plan.limits.scratchBytes, plan.limits.scratchInodes);
+      // A spare of this size is already a copy on a loop device: it becomes
+      // this disk by a rename (the device follows the file).
+      spare = this.takeSpareDisk(plan.limits.scratchBytes, plan.limits.scratchInodes);
+      if (spare) {
+        try {
+          fs.renameSync(spare.file, disk);
+        } catch (err) {
+          this.log.warn('could not take the spare session disk', { error: String(err) });
+          closeQuietly(spare.fd);
+          fs.rmSync(spare.file, { force: true });
+          spare = undefined;
+        }
+      }
+      if (!spare)
+        await this.diskMaker.make(disk, plan.limits.scratchBytes, plan.limits.scratchInodes);
     }
-    this.store.update(record);
+    try {
+      this.store.update(record);
+    } catch (err) {
+      // Until mountAttached, the taken spare's device is held by its fd alone.
+      if (spare) closeQuietly(spare.fd);
+      throw err;
+    }
     // A kept disk whose last teardown had to unmount lazily may still be
     // mounted (reaper.ts quarantines that record): never mount it twice.
     // (Another create of this disk cannot be mounting it now, although the
@@ -644,15 +854,27 @@ export class SandboxManager {
     // noinit_itable: the image is a sparse file, its inode tables read as
     // zeros already, so the kernel need not write them (16 MiB per GiB).
     // discard: a file the student deletes gives its blocks back to the host.
-    const mounted = this.diskMounts.run(() =>
-      this.native.addon.mountLoop(
-        disk,
-        scratch,
-        'ext4',
-        'MS_NODEV',
-        'noinit_itable,discard',
-        'scratch',
-      ),
+    const taken = spare;
+    const mounted = this.diskMounts.run(
+      (): Promise<unknown> =>
+        taken
+          ? this.native.addon.mountAttached(
+              taken.fd,
+              taken.dev,
+              scratch,
+              'ext4',
+              'MS_NODEV',
+              'noinit_itable,discard',
+              'scratch',
+            )
+          : this.native.addon.mountLoop(
+              disk,
+              scratch,
+              'ext4',
+              'MS_NODEV',
+              'noinit_itable,discard',
+              'scratch',
+            ),
     );
     whileMounting();
     await mounted;
@@ -671,9 +893,10 @@ export class SandboxManager {
     record: SandboxRecord,
     plan: Plan,
     cg: SessionCgroup,
+    warm?: WarmHelper,
   ): Promise<StartedHelper> {
     try {
-      return Promise.resolve(this.startHelper(record, plan, cg));
+      return Promise.resolve(this.startHelper(record, plan, cg, warm));
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -686,43 +909,68 @@ export class SandboxManager {
    * `done` resolves with the init's pid. Synchronous up to the spawn, so a
    * caller's next step (the v1 cgroups) runs while the helper starts.
    */
-  private startHelper(record: SandboxRecord, plan: Plan, cg: SessionCgroup): StartedHelper {
-    const uid = record.uidBase;
-    const dirs = scratchPaths(record.resources.sessionDir);
-    const t0 = process.hrtime.bigint();
-    let imageRoot: string;
+  private startHelper(
+    record: SandboxRecord,
+    plan: Plan,
+    cg: SessionCgroup,
+    warm?: WarmHelper,
+  ): StartedHelper {
+    let spec: Buffer;
     try {
-      imageRoot = this.config.idmap
-        ? plan.image.rootfs
-        : shiftedImage(plan.image, this.config.imagesDir, uid);
+      const uid = record.uidBase;
+      const dirs = scratchPaths(record.resources.sessionDir);
+      const t0 = process.hrtime.bigint();
+      let imageRoot: string;
+      try {
+        imageRoot = this.config.idmap
+          ? plan.image.rootfs
+          : shiftedImage(plan.image, this.config.imagesDir, uid);
+      } catch (err) {
+        throw stepError('idmap-lower', plan.id, err);
+      } finally {
+        this.onStep?.('idmap-lower', Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      const ops = buildOps({
+        uidBase: uid,
+        gidBase: uid,
+        hostname: plan.hostname,
+        imageRoot,
+        idmap: this.config.idmap,
+        lowerDir: dirs.lower,
+        upperDir: dirs.upper,
+        workDir: dirs.work,
+        mergedDir: dirs.merged,
+        cgroup: cg,
+        tmpDir: dirs.tmp,
+        labDir: dirs.lab,
+        shmBytes: plan.limits.shmBytes,
+        runBytes: plan.limits.runBytes,
+        shmInodes: plan.limits.shmInodes,
+        runInodes: plan.limits.runInodes,
+      });
+      spec = encodeOps(ops);
     } catch (err) {
-      throw stepError('idmap-lower', plan.id, err);
-    } finally {
-      this.onStep?.('idmap-lower', Number(process.hrtime.bigint() - t0) / 1e6);
+      if (warm) discardWarm(warm); // never given its op list
+      throw err;
     }
-    const ops = buildOps({
-      uidBase: uid,
-      gidBase: uid,
-      hostname: plan.hostname,
-      imageRoot,
-      idmap: this.config.idmap,
-      lowerDir: dirs.lower,
-      upperDir: dirs.upper,
-      workDir: dirs.work,
-      mergedDir: dirs.merged,
-      cgroup: cg,
-      tmpDir: dirs.tmp,
-      labDir: dirs.lab,
-      shmBytes: plan.limits.shmBytes,
-      runBytes: plan.limits.runBytes,
-      shmInodes: plan.limits.shmInodes,
-      runInodes: plan.limits.runInodes,
-    });
     // Errors from the helper already name the op's step.
     const t1 = process.hrtime.bigint();
-    let started: ReturnType<Native['addon']['startSandbox']>;
+    let started: { done: Promise<{ initPid: number }>; gate: number } | undefined;
+    if (warm) {
+      // Its stdin is a pipe with room for far more than a spec (a few KiB),
+      // so this write does not block, read or not.
+      try {
+        if (fs.writeSync(warm.spec, spec) !== spec.length) throw new Error('short write');
+        closeQuietly(warm.spec);
+        started = warm;
+      } catch (err) {
+        // It ended meanwhile (EPIPE): start one the usual way.
+        this.log.warn('the helper started ahead was gone', { error: String(err) });
+        discardWarm(warm);
+      }
+    }
     try {
-      started = this.native.addon.startSandbox(this.native.helperPath, encodeOps(ops));
+      started ??= this.native.addon.startSandbox(this.native.helperPath, spec);
     } catch (err) {
       throw stepError('clone', plan.id, err);
     }

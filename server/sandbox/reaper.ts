@@ -257,6 +257,9 @@ export class Reaper {
       // Those of an older recipe are never used again.
       if (f.startsWith('template-') && !f.includes('.tmp-') && templateIsCurrent(f)) continue;
       if (!f.includes('.ext4') || named.has(f)) continue;
+      // A live server's spare disk is on its loop device (a dead server's
+      // was detached with its fd): docs/sandbox.md#the-session-disk.
+      if (f.startsWith('spare-') && loopDevicesOf(path.join(dir, f)).length > 0) continue;
       try {
         if (Date.now() - fs.statSync(path.join(dir, f)).mtimeMs < 60_000) continue;
         // recursive: a crashed mke2fs leaves its `.dirs-` staging dir

@@ -69,6 +69,9 @@ async function main(): Promise<void> {
     config,
     store: new Store(config.stateDir),
     logger: createLogger('error'),
+    // As `underlay serve` runs it: a helper and a disk wait ahead for each create.
+    warmHelper: true,
+    spareDisk: true,
     onStep: (name, t) => {
       if (timeSteps) steps.set(name, [...(steps.get(name) ?? []), t]);
     },
@@ -229,6 +232,7 @@ async function main(): Promise<void> {
       (concurrentError ? ` Stopped early: ${concurrentError}` : ''),
   );
   process.stdout.write(lines.join('\n') + '\n');
+  m.dropAhead();
   m.store.close();
 }
 

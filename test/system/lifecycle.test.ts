@@ -18,6 +18,7 @@ import {
   type Sandbox,
 } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
+import { loopDevicesOf } from '../../server/sandbox/disk';
 import { earlyHelpers } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
@@ -357,6 +358,146 @@ describe('lifecycle', () => {
       await waitFor('nothing of the range left', () =>
         pidsOwnedByRange(base).length === 0 ? true : undefined,
       );
+    },
+  );
+
+  sysTest(
+    'a server keeps a helper waiting ahead: a create uses it (it ends, a new one waits), one that died is replaced by a fresh start, and dropAhead ends it',
+    SYSTEM_NEEDS,
+    async () => {
+      const slots = earlyHelpers.free;
+      // Our children that are helpers (the warm one waits for its op list).
+      const helpers = () =>
+        fs
+          .readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .map(Number)
+          .filter((pid) => {
+            try {
+              const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+              const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+              return stat.includes('(underlay-nsexec)') && Number(fields[1]) === process.pid;
+            } catch {
+              return false;
+            }
+          });
+      const base = testManager();
+      const m = new SandboxManager({
+        config: base.config,
+        store: base.store,
+        logger: createLogger('warn'),
+        warmHelper: true,
+      });
+      try {
+        const first = await waitFor('a helper waiting ahead', () =>
+          m.warmHelperWaiting && helpers().length === 1 ? helpers()[0] : undefined,
+        );
+        assert.equal(earlyHelpers.free, slots - 1, 'the waiting helper holds an early-start slot');
+        const sb = await m.create({ hostname: 'warm' });
+        try {
+          assert.equal((await sb.exec(['hostname'])).stdout.trim(), 'warm');
+        } finally {
+          await m.teardown(sb.record);
+        }
+        // It ran this create and exited; the next one waits.
+        const second = await waitFor('the next helper waiting ahead', () => {
+          const h = helpers();
+          return m.warmHelperWaiting && h.length === 1 && h[0] !== first ? h[0] : undefined;
+        });
+        assert.ok(!fs.existsSync(`/proc/${first}`), 'the used helper is still there');
+
+        // One that died before its create noticed: the spec write fails
+        // (EPIPE) and the create starts a helper of its own.
+        process.kill(second, 'SIGKILL');
+        // Synchronously (no event-loop turn: the manager has not seen it end):
+        // until the pool thread that waits for it has reaped it.
+        const end = Date.now() + 10_000 * timeScale();
+        while (fs.existsSync(`/proc/${second}`) && Date.now() < end) {
+          // spin: the point is not to yield
+        }
+        assert.ok(!fs.existsSync(`/proc/${second}`), 'the killed helper was not reaped');
+        const sb2 = await m.create({ hostname: 'warm-2' });
+        try {
+          assert.equal((await sb2.exec(['hostname'])).stdout.trim(), 'warm-2');
+        } finally {
+          await m.teardown(sb2.record);
+        }
+        const third = await waitFor('a helper waiting ahead again', () =>
+          m.warmHelperWaiting && helpers().length === 1 ? helpers()[0] : undefined,
+        );
+        m.dropAhead();
+        await waitFor('the dropped helper to end', () =>
+          fs.existsSync(`/proc/${third}`) ? undefined : true,
+        );
+        assert.equal(m.warmHelperWaiting, false);
+        assert.equal(earlyHelpers.free, slots, 'early-start slots leaked');
+      } finally {
+        m.dropAhead();
+      }
+    },
+  );
+
+  sysTest(
+    "a server keeps a session disk ready ahead: a create of its size takes it (renamed, its loop device mounted), the next is made, dropAhead detaches and removes it, a dead server's leftover spare goes, a live one survives the sweep of orphan images",
+    SYSTEM_NEEDS,
+    async () => {
+      const base = testManager();
+      const disks = path.join(base.config.stateDir, 'disks');
+      fs.mkdirSync(disks, { recursive: true });
+      const leftover = path.join(disks, 'spare-left-by-a-dead-server.ext4');
+      fs.writeFileSync(leftover, '');
+      const spares = () => fs.readdirSync(disks).filter((f) => f.startsWith('spare-'));
+      const m = new SandboxManager({
+        config: base.config,
+        store: base.store,
+        logger: createLogger('warn'),
+        spareDisk: true,
+      });
+      try {
+        // The first create tells the size; the spare is made after it.
+        const first = await m.create({ hostname: 'spare-0' });
+        await m.teardown(first.record);
+        const file = await waitFor('a spare disk', () =>
+          m.spareDiskReady && spares().length === 1 ? path.join(disks, spares()[0]!) : undefined,
+        );
+        assert.ok(!fs.existsSync(leftover), 'the leftover spare was not removed');
+        const [dev] = loopDevicesOf(file);
+        assert.ok(dev, `the spare ${file} is on no loop device`);
+        // The sweep of orphan images (housekeeping, `sandbox reap`) spares it,
+        // however old: it is on a live loop device.
+        const old = new Date(Date.now() - 10 * 60_000);
+        fs.utimesSync(file, old, old);
+        m.reaper.sweepDisks();
+        assert.ok(fs.existsSync(file), 'the sweep removed a live spare');
+
+        const sb = await m.create({ hostname: 'spare-1' });
+        try {
+          assert.ok(!fs.existsSync(file), 'the spare was not taken');
+          const disk = sb.record.resources.disk as string;
+          assert.deepEqual(loopDevicesOf(disk), [dev], 'the session disk is not the spare');
+          const r = await sb.exec([
+            'sh',
+            '-c',
+            'echo kept > /tmp/f && cat /tmp/f && stat -c %a /tmp',
+          ]);
+          assert.deepEqual(r.stdout.trim().split('\n'), ['kept', '1777'], r.stderr);
+        } finally {
+          await m.teardown(sb.record);
+        }
+        const next = await waitFor('the next spare disk', () =>
+          m.spareDiskReady && spares().length === 1 && path.join(disks, spares()[0]!) !== file
+            ? path.join(disks, spares()[0]!)
+            : undefined,
+        );
+        m.dropAhead();
+        assert.equal(m.spareDiskReady, false);
+        assert.ok(!fs.existsSync(next), 'dropAhead left the spare file');
+        await waitFor('the spare loop device to detach', () =>
+          loopDevicesOf(next).length === 0 ? true : undefined,
+        );
+      } finally {
+        m.dropAhead();
+      }
     },
   );
 
