@@ -57,6 +57,11 @@ export interface SessionCgroup {
   initOps(root: string): Op[];
   /** Runs once the sandbox init is in place (v2: enable controllers on the emptied session cgroup). */
   afterStart(): void;
+  /**
+   * v1 (CgroupDriver.ahead): the ops that make these cgroups, run by the
+   * helper before anything else; absent when create() made them.
+   */
+  makeOps?: Op[];
 }
 
 const CGROUP2_MAGIC = 0x63677270;
@@ -161,12 +166,17 @@ export interface CgroupDriver {
   /** Creates the session's cgroups with limits, delegated to `owner`. */
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup;
   /**
-   * What create(id) will return, known before anything is made, so the
-   * helper can start first (v1: it moves its child in once told the cgroups
-   * exist); undefined where the helper needs them made first (v2: the child
-   * is born in the session cgroup).
+   * What create() would make, as a layout whose `makeOps` make it: the
+   * helper runs them (syscalls, ~0.2 ms) where create() costs the JS thread
+   * ~1.5 ms (v1: ten hierarchies, ~40 files). Undefined where the helper
+   * needs the cgroups before it starts (v2: its child is born in the session
+   * cgroup; one directory, cheap).
    */
-  layoutAhead(id: string): SessionCgroup | undefined;
+  ahead(
+    id: string,
+    limits: CgroupLimits,
+    owner: { uid: number; gid: number },
+  ): SessionCgroup | undefined;
   /** See primeMigration(). */
   primeMigration(): Promise<void>;
   /**
@@ -255,8 +265,90 @@ export class V1Driver implements CgroupDriver {
     return h.controllers.some((c) => V1_DELEGATED.has(c));
   }
 
-  layoutAhead(id: string): SessionCgroup {
-    return this.layout(id);
+  /** Per hierarchy, once per process: its `underlay` dir exists, cpuset's is populated. */
+  private readonly basesReady = new Set<string>();
+  /** Which optional limit files each hierarchy has (the same in every cgroup of it). */
+  private readonly hasFile = new Map<string, boolean>();
+
+  private base(h: V1Hierarchy): string {
+    const base = path.join(h.mountPoint, h.own, 'underlay');
+    if (!this.basesReady.has(base)) {
+      mkdirOnce(base);
+      if (h.controllers.includes('cpuset')) initCpuset(base);
+      this.basesReady.add(base);
+    }
+    return base;
+  }
+
+  private has(base: string, file: string): boolean {
+    const key = path.join(base, file);
+    let v = this.hasFile.get(key);
+    if (v === undefined) this.hasFile.set(key, (v = fs.existsSync(key)));
+    return v;
+  }
+
+  ahead(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
+    const ops: Op[] = [];
+    const mk = (p: string): Op => ({ step: 'cgroup', op: 'mkdir', path: p, mode: 0o755 });
+    const wr = (p: string, content: string): Op => ({
+      step: 'cgroup',
+      op: 'write',
+      path: p,
+      content,
+    });
+    try {
+      for (const h of this.hierarchies) {
+        const base = this.base(h);
+        const dir = path.join(base, id);
+        ops.push(mk(dir));
+        // As create() does, in its order (see there for why each).
+        if (h.controllers.includes('cpuset'))
+          for (const f of ['cpuset.cpus', 'cpuset.mems'])
+            ops.push(
+              wr(path.join(dir, f), fs.readFileSync(path.join(base, f), 'utf8').trim() || '0'),
+            );
+        if (h.controllers.includes('memory')) {
+          ops.push(wr(path.join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes)));
+          if (this.has(base, 'memory.memsw.limit_in_bytes'))
+            ops.push(wr(path.join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)));
+          if (this.has(base, 'memory.kmem.tcp.limit_in_bytes'))
+            ops.push(
+              wr(
+                path.join(dir, 'memory.kmem.tcp.limit_in_bytes'),
+                String(Math.floor(limits.memoryBytes / 4)),
+              ),
+            );
+        }
+        if (h.controllers.includes('pids'))
+          ops.push(wr(path.join(dir, 'pids.max'), String(limits.pids)));
+        if (h.controllers.includes('cpu')) {
+          ops.push(wr(path.join(dir, 'cpu.cfs_period_us'), String(PERIOD_US)));
+          ops.push(
+            wr(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * PERIOD_US))),
+          );
+        }
+        if (V1Driver.shown(h) && !h.controllers.includes('memory'))
+          for (const f of ['', 'cgroup.procs', 'tasks'])
+            ops.push({
+              step: 'cgroup',
+              op: 'chown',
+              path: f ? path.join(dir, f) : dir,
+              uid: owner.uid,
+              gid: owner.gid,
+            });
+      }
+      if (this.unified) {
+        const base = path.join(this.unified.mountPoint, this.unified.own, 'underlay');
+        if (!this.basesReady.has(base)) {
+          mkdirOnce(base);
+          this.basesReady.add(base);
+        }
+        ops.push(mk(path.join(base, id)));
+      }
+    } catch (err) {
+      throw SandboxError.wrap(`plan v1 cgroups for ${id}`, err, 'cgroup');
+    }
+    return { ...this.layout(id), makeOps: ops };
   }
 
   create(id: string, limits: CgroupLimits, owner: { uid: number; gid: number }): SessionCgroup {
@@ -581,7 +673,7 @@ export class V2Driver implements CgroupDriver {
     }
   }
 
-  layoutAhead(): undefined {
+  ahead(): undefined {
     return undefined;
   }
 

@@ -307,7 +307,22 @@ export class SandboxManager {
         plan.id,
         () =>
           this.makeScratch(record, plan, () => {
-            const ahead = this.driver.layoutAhead(plan.id);
+            // v1: the helper makes the cgroups (its first ops); recorded now,
+            // before they exist, so a teardown always knows them. Nothing
+            // here may throw: the disk is being mounted, and a failure must
+            // wait for that (it is awaited below, as `cgroup`).
+            let ahead: SessionCgroup | undefined;
+            try {
+              ahead = this.driver.ahead(plan.id, plan.limits, {
+                uid: record.uidBase,
+                gid: record.uidBase,
+              });
+              if (ahead) this.recordCgroup(record, ahead);
+            } catch (err) {
+              cgroup = Promise.reject(stepError('cgroup', plan.id, err));
+              cgroup.catch(() => {});
+              return;
+            }
             // A warm helper holds a slot already, which passes to this create.
             const warm = this.takeWarmHelper();
             if (warm || earlyHelpers.free > 0) {
@@ -315,7 +330,9 @@ export class SandboxManager {
               early = true;
               if (ahead) helper = this.startHelperNow(record, plan, ahead, warm);
             }
-            cgroup = step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
+            cgroup = ahead
+              ? Promise.resolve(ahead)
+              : step('cgroup', plan.id, () => this.makeCgroup(record, plan), this.onStep);
             cgroup.catch(() => {}); // awaited below, after the disk
             if (early && !ahead)
               helper = cgroup.then(
@@ -333,7 +350,7 @@ export class SandboxManager {
       const cg = await cgroup;
       helper ??= this.startHelperNow(record, plan, cg);
       const started = await helper;
-      // The disk is mounted and the cgroups exist: past await-scratch.
+      // The disk is mounted (v2: and the cgroup exists): past await-scratch.
       started.gate.open();
       releaseEarly();
       record.resources.checkView = await step(
@@ -709,10 +726,14 @@ export class SandboxManager {
   private makeCgroup(record: SandboxRecord, plan: Plan): SessionCgroup {
     const uid = record.uidBase;
     const cg = this.driver.create(plan.id, plan.limits, { uid, gid: uid });
+    this.recordCgroup(record, cg);
+    return cg;
+  }
+
+  private recordCgroup(record: SandboxRecord, cg: SessionCgroup): void {
     record.resources.cgroupDirs = cg.dirs;
     record.resources.joinProcs = cg.joinProcs;
     this.store.update(record);
-    return cg;
   }
 
   /**

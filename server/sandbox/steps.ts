@@ -92,6 +92,9 @@ export function buildOps(p: StepPlan): Op[] {
   const gmap = `0 ${p.gidBase} 65536`;
   const ops: Op[] = [
     // ---- host + user-namespace child -------------------------------------
+    // v1: the session's cgroups, made here rather than by the server's JS
+    // thread (CgroupDriver.ahead), before anything that uses them.
+    ...(p.cgroup.makeOps ?? []),
     // The child becomes the session's host uid before it creates the user
     // namespace, so the namespace (and every per-user count inside it) is
     // charged to the session, not to host root.
@@ -121,11 +124,10 @@ export function buildOps(p: StepPlan): Op[] {
     // namespace. (After the idmapped mount, which is made with the child's
     // user namespace: the nested one the child makes next must not be it.)
     { step: 'clone', op: 'start-child' },
-    // Everything above runs while the server still mounts the session disk
-    // and (v1) makes the session's cgroups; the overlay's upper and work dirs
-    // are on the disk.
+    // Everything above runs while the server still mounts the session disk;
+    // the overlay's upper and work dirs are on the disk.
     { step: 'scratch', op: 'await-scratch' },
-    // v1: into the session's cgroups, which exist now: the helper runs these
+    // v1: into the session's cgroups (made by the first ops): the helper runs these
     // writes in a process of their own (the first cgroup migration waits for
     // an RCU grace period), alongside the overlay mount and the child's ops.
     ...p.cgroup.attachProcs.map((procs): Op => ({ step: 'cgroup', op: 'attach-child', procs })),

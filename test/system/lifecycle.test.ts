@@ -137,6 +137,20 @@ describe('lifecycle', () => {
         failed = structuredClone(shared.store.list().find((r) => r.id === id));
         throw Object.assign(new Error(`mkdir ${id}: No space left on device`), { code: 'ENOSPC' });
       };
+      // v1: the helper makes them (CgroupDriver.ahead); its last cgroup op
+      // fails, after it made every dir, as a refused write would.
+      driver.ahead = (id, limits, owner) => {
+        const layout = shared.driver.ahead(id, limits, owner);
+        if (!layout) return undefined;
+        failed = structuredClone(shared.store.list().find((r) => r.id === id));
+        const bad: Op = {
+          step: 'cgroup',
+          op: 'write',
+          path: path.join(layout.dirs[0]!, 'cgroup.procs'),
+          content: 'not-a-pid',
+        };
+        return { ...layout, makeOps: [...(layout.makeOps ?? []), bad] };
+      };
       const m = new SandboxManager({
         config: shared.config,
         store: shared.store,
@@ -146,7 +160,7 @@ describe('lifecycle', () => {
       const storeBefore = m.store.list().length;
       await assert.rejects(m.create(), (err: SandboxError) => {
         assert.equal(err.step, 'cgroup', String(err));
-        assert.match(err.message, /No space left on device/);
+        assert.match(err.message, /No space left on device|EINVAL/);
         return true;
       });
       assert.ok(failed, 'the injected cgroup failure was not reached');
