@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ARTIFACTS, CLI, sleep, testEnv } from './env';
 
@@ -105,7 +106,14 @@ export async function waitForScreen(
   for (;;) {
     const t = await screenText(page, scope).catch(() => '');
     if (re.test(t)) return t;
-    if (Date.now() > end) throw new Error(`screen never matched ${re}; it shows:\n${t}`);
+    if (Date.now() > end) {
+      // What the page says besides the terminal (an error, a notice) tells why.
+      const body = await page
+        .innerText('body')
+        .then((b) => b.slice(0, 1500))
+        .catch((err: unknown) => `(page text unreadable: ${String(err)})`);
+      throw new Error(`screen never matched ${re}; it shows:\n${t}\nthe page reads:\n${body}`);
+    }
     await sleep(50);
   }
 }
@@ -175,6 +183,11 @@ export function browserSuite(
   after(async () => {
     await s.browser?.close();
     await s.server?.stop();
+    // The server's log, for a failure that only shows in the page.
+    if (s.server) {
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      fs.writeFileSync(path.join(ARTIFACTS, `server-${s.server.port}.log`), s.server.log());
+    }
   });
   return s;
 }

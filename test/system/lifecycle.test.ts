@@ -19,10 +19,10 @@ import {
 } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
 import { loopDevicesOf } from '../../server/sandbox/disk';
-import { earlyHelpers } from '../../server/sandbox/manager';
+import { earlyHelpers, type ManagerOptions } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
-import { encodeOps, type Op } from '../../native/index';
+import { encodeOps, type Native, type Op } from '../../native/index';
 import {
   CLI,
   REPO,
@@ -70,6 +70,37 @@ function cgroupChildren(): string[] {
         if (e.isDirectory()) names.push(e.name);
   }
   return names;
+}
+
+/** A manager of its own on the test manager's host, store and state dir. */
+function sharedManager(opts: Partial<ManagerOptions>): SandboxManager {
+  const base = testManager();
+  return new SandboxManager({
+    config: base.config,
+    store: base.store,
+    logger: createLogger('warn'),
+    ...opts,
+  });
+}
+
+/** A helper given `ops` fails at step `clone` with `code`, and nothing ran as the range `base`. */
+async function refusedBeforeFork(
+  native: Native,
+  ops: Op[],
+  base: number,
+  code: string,
+  message: RegExp,
+): Promise<void> {
+  await assert.rejects(
+    native.addon.createSandbox(native.helperPath, encodeOps(ops)),
+    (err: SandboxError) => {
+      assert.equal(err.step, 'clone', String(err));
+      assert.equal(err.code, code, String(err));
+      assert.match(err.message, message);
+      return true;
+    },
+  );
+  assert.deepEqual(pidsOwnedByRange(base), []);
 }
 
 async function waitFor<T>(what: string, fn: () => T | undefined, ms = 15000): Promise<T> {
@@ -282,16 +313,7 @@ describe('lifecycle', () => {
         shmInodes: 100,
         runInodes: 100,
       });
-      await assert.rejects(
-        native.addon.createSandbox(native.helperPath, encodeOps(ops)),
-        (err: SandboxError) => {
-          assert.equal(err.step, 'clone', String(err));
-          assert.equal(err.code, 'EBADF', String(err));
-          assert.match(err.message, /scratch gate/);
-          return true;
-        },
-      );
-      assert.deepEqual(pidsOwnedByRange(base), []);
+      await refusedBeforeFork(native, ops, base, 'EBADF', /scratch gate/);
     },
   );
 
@@ -308,16 +330,7 @@ describe('lifecycle', () => {
         { step: 'clone', op: 'fork-init' },
         { step: 'init', op: 'init-loop' },
       ];
-      await assert.rejects(
-        native.addon.createSandbox(native.helperPath, encodeOps(ops)),
-        (err: SandboxError) => {
-          assert.equal(err.step, 'clone', String(err));
-          assert.equal(err.code, 'EINVAL', String(err));
-          assert.match(err.message, /start-child without an await-host/);
-          return true;
-        },
-      );
-      assert.deepEqual(pidsOwnedByRange(base), []);
+      await refusedBeforeFork(native, ops, base, 'EINVAL', /start-child without an await-host/);
     },
   );
 
@@ -395,13 +408,7 @@ describe('lifecycle', () => {
               return false;
             }
           });
-      const base = testManager();
-      const m = new SandboxManager({
-        config: base.config,
-        store: base.store,
-        logger: createLogger('warn'),
-        warmHelper: true,
-      });
+      const m = sharedManager({ warmHelper: true });
       try {
         const first = await waitFor('a helper waiting ahead', () =>
           m.warmHelperWaiting && helpers().length === 1 ? helpers()[0] : undefined,
@@ -461,12 +468,7 @@ describe('lifecycle', () => {
       const leftover = path.join(disks, 'spare-left-by-a-dead-server.ext4');
       fs.writeFileSync(leftover, '');
       const spares = () => fs.readdirSync(disks).filter((f) => f.startsWith('spare-'));
-      const m = new SandboxManager({
-        config: base.config,
-        store: base.store,
-        logger: createLogger('warn'),
-        spareDisk: true,
-      });
+      const m = sharedManager({ spareDisk: true });
       try {
         // The first create tells the size; the spare is made after it.
         const first = await m.create({ hostname: 'spare-0' });
