@@ -180,6 +180,14 @@ export interface CgroupDriver {
   /** See primeMigration(). */
   primeMigration(): Promise<void>;
   /**
+   * Settles where this process lives before it starts a child that would
+   * share its cgroup (a helper started ahead): on v2 the delegation moves
+   * this process into a leaf of its own only while it is alone there, and
+   * would otherwise ask systemd for a new scope. Best effort; create()
+   * reports a failure.
+   */
+  settle(): void;
+  /**
    * Limits what all sandboxes together may use, on their common parent
    * `<own>/underlay` (hierarchical on v1 and v2): the host's reserve holds
    * even when every sandbox runs to its own limits at once.
@@ -240,6 +248,10 @@ export class V1Driver implements CgroupDriver {
       const own = lines.find((l) => l.split(':')[1] === h.key)?.split(':')[2];
       return own === undefined ? undefined : path.join(h.mountPoint, own, 'cgroup.procs');
     });
+  }
+
+  settle(): void {
+    // v1 has nothing to settle: each hierarchy's cgroups are made below ours as we are.
   }
 
   limitAll(total: { memoryBytes: number; pids: number }): void {
@@ -519,12 +531,16 @@ export class V2Driver implements CgroupDriver {
     // prime would hold cgroup_mutex through its grace period, which the
     // helper's clone3(CLONE_INTO_CGROUP) takes too: it would make the
     // create wait for exactly what it no longer needs.
+    this.settle();
+    return Promise.resolve();
+  }
+
+  settle(): void {
     try {
       this.delegateOwn(this.controllers());
     } catch {
       // create() reports it
     }
-    return Promise.resolve();
   }
 
   /** Controllers we can hand to sessions: wanted and available in our own cgroup. */

@@ -466,6 +466,9 @@ export class SandboxManager {
    */
   private startWarmHelper(): void {
     if (!this.warmWanted || this.warm || earlyHelpers.free <= 0) return;
+    // It will share our cgroup: on v2 the delegation must be settled first,
+    // or it would find us not alone and move us to a new systemd scope.
+    this.driver.settle();
     let w: WarmHelper;
     try {
       w = this.native.addon.startSandbox(this.native.helperPath);

@@ -408,18 +408,27 @@ describe('lifecycle', () => {
               return false;
             }
           });
+      // v2: where the process lives (its delegation settles before the
+      // helper is born beside it, or it would move to a new systemd scope).
+      const unified = () => /^0::(.*)$/m.exec(fs.readFileSync('/proc/self/cgroup', 'utf8'))?.[1];
+      const cgBefore = unified();
       const m = sharedManager({ warmHelper: true });
       try {
         const first = await waitFor('a helper waiting ahead', () =>
           m.warmHelperWaiting && helpers().length === 1 ? helpers()[0] : undefined,
         );
         assert.equal(earlyHelpers.free, slots - 1, 'the waiting helper holds an early-start slot');
+        assert.ok(unified()?.startsWith(cgBefore ?? ''), `moved from ${cgBefore} to ${unified()}`);
         const sb = await m.create({ hostname: 'warm' });
         try {
           assert.equal((await sb.exec(['hostname'])).stdout.trim(), 'warm');
         } finally {
           await m.teardown(sb.record);
         }
+        assert.ok(
+          unified()?.startsWith(cgBefore ?? ''),
+          `the create moved us from ${cgBefore} to ${unified()}`,
+        );
         // It ran this create and exited; the next one waits.
         const second = await waitFor('the next helper waiting ahead', () => {
           const h = helpers();
