@@ -198,6 +198,9 @@ export const DEFAULT_LIMITS = {
   pids: 512,
   cpus: 1,
   scratchBytes: 512 * 1024 * 1024,
+  /** The session disk's bandwidth, each way (docs/sandbox.md#disk-bandwidth). */
+  diskBps: 32 * 1024 * 1024,
+  diskIops: 2000,
 };
 
 /** Parses "512M", "1G", "64k", "1048576". Returns undefined on junk. */

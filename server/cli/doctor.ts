@@ -10,6 +10,8 @@ import * as zlib from 'node:zlib';
 import { loadConfig } from '../config';
 import {
   detectCgroupMode,
+  dirtyBoundSupported,
+  diskIoSupport,
   findImage,
   loopControlStatus,
   mke2fsPath,
@@ -302,6 +304,26 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
     `${mke2fs ?? 'mke2fs: not found'}, ${loop.detail}`,
     mke2fs ? 'modprobe loop' : 'apt-get install e2fsprogs',
   );
+
+  if (mode) {
+    // docs/sandbox.md#disk-bandwidth: unbounded, one student's disk filler
+    // takes the host's disk, and the CPU its writeback costs, from everyone.
+    let ioController = false;
+    try {
+      ioController = mode === 'v2' && new V2Driver().controllers().includes('io');
+    } catch {
+      // reported by the cgroups check
+    }
+    const io = diskIoSupport(mode, { ioController, dirtyBound: dirtyBoundSupported() });
+    add(
+      'disk bandwidth',
+      io.ok ? 'ok' : 'warn',
+      io.detail,
+      mode === 'v2'
+        ? 'delegate the io controller (systemd: Delegate=yes)'
+        : 'mount the blkio hierarchy at its root, on Linux >= 6.2',
+    );
+  }
 
   const img = findImage(loadConfig().imagesDir);
   add(

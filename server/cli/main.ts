@@ -93,6 +93,16 @@ export function buildProgram(): Command {
     .option('--pids <n>', 'maximum number of processes', intArg('--pids'))
     .option('--cpus <n>', 'CPU bandwidth in CPUs, e.g. 0.5', numArg('--cpus'))
     .option('--scratch <size>', 'session disk size (/, /tmp, /lab), e.g. 2G', sizeArg('--scratch'))
+    .option(
+      '--disk-bps <size>',
+      'session disk bandwidth per second, reads and writes each, e.g. 32M',
+      sizeArg('--disk-bps'),
+    )
+    .option(
+      '--disk-iops <n>',
+      'session disk operations per second, each way',
+      intArg('--disk-iops'),
+    )
     .option('--user <name>', "run as 'root' (default) or 'learner' (uid 1000)", 'root')
     .option('-t, --tty', 'interactive terminal (default command: bash -i)')
     .option('--keep', 'leave the sandbox running afterwards (remove with `sandbox rm`)')
@@ -115,6 +125,8 @@ export function buildProgram(): Command {
           ...(opts.pids !== undefined && { pids: opts.pids }),
           ...(opts.cpus !== undefined && { cpus: opts.cpus }),
           ...(opts.scratch !== undefined && { scratchBytes: opts.scratch }),
+          ...(opts.diskBps !== undefined && { diskBps: opts.diskBps }),
+          ...(opts.diskIops !== undefined && { diskIops: opts.diskIops }),
         },
         tty: Boolean(opts.tty),
         keep: Boolean(opts.keep),

@@ -48,6 +48,59 @@ export function loopDevicesOf(image: string): string[] {
   return out;
 }
 
+/**
+ * The block device a path's filesystem is on, as "major:minor" (the form
+ * cgroup I/O rules and /sys/class/bdi name it): Linux's dev_t encoding.
+ */
+export function deviceOf(p: string): string {
+  const dev = fs.statSync(p, { bigint: true }).dev;
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/**
+ * Bounds the dirty pages of block device `dev` to `bytes`, enforced even
+ * while the host as a whole is far below its dirty limits (strict_limit):
+ * a writer to a disk whose writeback is throttled (cgroups.ts setDiskRules)
+ * is then paced at that rate, instead of filling its memory cgroup with
+ * dirty pages that drain slowly (v1 memory cgroups do not throttle dirtying)
+ * or the host's dirty budget that every writer shares. Linux >= 6.2; false
+ * when the kernel lacks the knobs.
+ */
+export function boundDirtyPages(dev: string, bytes: number): boolean {
+  const bdi = `/sys/class/bdi/${dev}`;
+  if (!fs.existsSync(`${bdi}/strict_limit`) || !fs.existsSync(`${bdi}/max_bytes`)) return false;
+  writeKnob(`${bdi}/max_bytes`, String(bytes));
+  writeKnob(`${bdi}/strict_limit`, '1');
+  return true;
+}
+
+/** The kernel's defaults again (the loop device outlives the session). */
+export function unboundDirtyPages(dev: string): void {
+  const bdi = `/sys/class/bdi/${dev}`;
+  if (fs.existsSync(`${bdi}/strict_limit`)) writeKnob(`${bdi}/strict_limit`, '0');
+  if (fs.existsSync(`${bdi}/max_ratio`)) writeKnob(`${bdi}/max_ratio`, '100');
+}
+
+function writeKnob(file: string, value: string): void {
+  try {
+    fs.writeFileSync(file, value);
+  } catch (err) {
+    throw SandboxError.wrap(`write ${value} to ${file}`, err, 'scratch');
+  }
+}
+
+/** Whether this kernel can bound a device's dirty pages (boundDirtyPages). */
+export function dirtyBoundSupported(): boolean {
+  try {
+    const any = fs.readdirSync('/sys/class/bdi')[0];
+    return any !== undefined && fs.existsSync(`/sys/class/bdi/${any}/strict_limit`);
+  } catch {
+    return false;
+  }
+}
+
 /** Whether loop devices can be had: /dev/loop-control opens (the kernel loads `loop` on demand). */
 export function loopControlStatus(): { ok: boolean; detail: string } {
   try {

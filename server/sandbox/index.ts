@@ -6,6 +6,7 @@
 export {
   createDriver,
   detectCgroupMode,
+  diskIoSupport,
   killCgroups,
   removeCgroupDirs,
   removeCgroupTrees,
@@ -13,7 +14,7 @@ export {
   V2Driver,
   type CgroupMode,
 } from './cgroups';
-export { loopControlStatus, mke2fsPath } from './disk';
+export { dirtyBoundSupported, loopControlStatus, mke2fsPath } from './disk';
 export { SandboxError } from './errors';
 export { Sandbox, helperFailure, type PtyOptions } from './handle';
 export { buildImage, findImage, hostDistro, type ImageInfo } from './images';

@@ -31,7 +31,8 @@ import { RequestError } from '../util/errors';
 import { Gate } from '../util/gate';
 import { createLogger, type Logger } from '../util/logger';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
-import { DISK_DIRS, DiskMaker, loopDevicesOf } from './disk';
+import { deviceOf, DISK_DIRS, DiskMaker, loopDevicesOf } from './disk';
+import { applyDiskIo, type DiskIoRecord } from './disk-io';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
@@ -360,7 +361,15 @@ export class SandboxManager {
         this.onStep,
       );
       const { initPid } = await started.done;
+      const io = this.diskIoOf(record, plan);
       await step('init', plan.id, () => this.recordInit(record, cg, initPid), this.onStep);
+      // After the record names them (a teardown lifts them), before anything of the student's runs.
+      if (io)
+        try {
+          applyDiskIo(record, io);
+        } catch (err) {
+          throw stepError('scratch', plan.id, err);
+        }
       this.log.info('sandbox created', {
         id: plan.id,
         k: record.k,
@@ -1013,6 +1022,23 @@ export class SandboxManager {
   }
 
   /** init: the sandbox runs; record who it is so a later start can re-adopt or reap it. */
+  /** The session disk's I/O limits, into the record (docs/sandbox.md#disk-bandwidth). */
+  private diskIoOf(record: SandboxRecord, plan: Plan): DiskIoRecord | undefined {
+    const scratch = path.join(record.resources.sessionDir, 'scratch');
+    let dev: string;
+    try {
+      dev = deviceOf(scratch);
+    } catch (err) {
+      throw stepError('scratch', plan.id, err);
+    }
+    const { diskBps: bps, diskIops: iops, memoryBytes } = plan.limits;
+    // Twice the rate may be dirty at once (a lab's copy of a few MiB is
+    // never paced), at most a quarter of the memory limit it is charged to.
+    const dirtyBytes = Math.min(2 * bps, Math.floor(memoryBytes / 4));
+    record.resources.diskIo = { dev, bps, iops, dirtyBytes };
+    return record.resources.diskIo;
+  }
+
   private recordInit(record: SandboxRecord, cg: SessionCgroup, initPid: number): void {
     record.initPid = initPid;
     cg.afterStart();

@@ -15,6 +15,13 @@ export interface Limits extends CgroupLimits {
    */
   scratchBytes: number;
   scratchInodes: number;
+  /**
+   * The session disk's bandwidth, bytes per second, reads and writes each,
+   * and its I/O operations per second: one student's disk filler must not
+   * take the host's disk and CPU from everyone (docs/sandbox.md#disk-bandwidth).
+   */
+  diskBps: number;
+  diskIops: number;
   /** /dev/shm (tmpfs: charged to the memory limit). */
   shmBytes: number;
   shmInodes: number;
@@ -170,6 +177,11 @@ export function resolveLimits(requested: Partial<Limits> = {}): Limits {
   if (!Number.isFinite(l.scratchBytes) || l.scratchBytes < 8 * MiB)
     bad('scratch', 'at least 8M (the session disk holds the upper layer, /tmp and /lab)');
   if (l.scratchBytes > 1024 ** 4) bad('scratch', 'more than 1T');
+  if (!Number.isInteger(l.diskBps) || l.diskBps < 1024 * 1024)
+    bad('disk rate', 'at least 1M per second (a lab copies a few MiB at once)');
+  if (l.diskBps > 1024 ** 4) bad('disk rate', 'more than 1T per second');
+  if (!Number.isInteger(l.diskIops) || l.diskIops < 50) bad('disk iops', 'at least 50');
+  if (l.diskIops > 10_000_000) bad('disk iops', 'more than 10000000');
   const room = headroom(l.memoryBytes);
   if (memoryWritableTotal(l) > l.memoryBytes - room)
     bad(

@@ -3,7 +3,7 @@
  * re-adopting a previous server's sandboxes, and collecting our zombies.
  *
  * Teardown is record-driven, idempotent and runs in reverse creation order:
- * kill (cgroup) -> init -> unmount -> scratch files -> cgroup dirs -> id range.
+ * kill (cgroup) -> init -> disk limits -> unmount -> scratch files -> cgroup dirs -> id range.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import type { Logger } from '../util/logger';
 import { pollUntil } from '../util/wait';
 import { killCgroups, removeCgroupTrees } from './cgroups';
 import { loopDevicesOf, templateIsCurrent } from './disk';
+import { applyDiskIo, liftDiskIo } from './disk-io';
 import { SandboxError } from './errors';
 import { ownSpawns } from './handle';
 import { childPids, procAlive, processStartTime, readStat } from './proc';
@@ -90,7 +91,14 @@ export class Reaper {
         return false;
       }, 5000);
     }
-    // 3. host mounts, innermost first
+    // 3. the disk's I/O limits, or the unmount's writeback crawls at them
+    try {
+      liftDiskIo(r);
+    } catch (err) {
+      // Only slower: the unmount writes back at the student's rate.
+      this.o.log.warn('teardown: could not lift the disk limits', { id: r.id, error: String(err) });
+    }
+    // 4. host mounts, innermost first
     let unsure = false; // a mount detached lazily, or already gone (a crash, a reboot)
     for (const m of [...r.resources.mounts].reverse()) {
       try {
@@ -129,7 +137,7 @@ export class Reaper {
           },
         );
     }
-    // 4. files; the disk's loop device went with its mount (AUTOCLEAR)
+    // 5. files; the disk's loop device went with its mount (AUTOCLEAR)
     const sessionDir = r.resources.sessionDir;
     if (sessionDir.startsWith(this.sessionsDir() + path.sep)) {
       fs.rmSync(sessionDir, { recursive: true, force: true });
@@ -143,9 +151,9 @@ export class Reaper {
       // reaches the file any more, and a server start sweeps orphans.
       fs.rm(disk, { force: true }, () => {});
     }
-    // 5. cgroup dirs (student-made children included)
+    // 6. cgroup dirs (student-made children included)
     await removeCgroupTrees(r.resources.cgroupDirs);
-    // 6. the id range
+    // 7. the id range
     store.remove(r.id);
     this.o.log.info('sandbox destroyed', { id: r.id, ms: Date.now() - t0 });
   }
@@ -226,6 +234,17 @@ export class Reaper {
         r.ownerPid = process.pid;
         r.ownerStart = processStartTime(process.pid) ?? 0;
         store.update(r);
+        // The dead server may have recorded them and died before setting them.
+        if (r.resources.diskIo) {
+          try {
+            applyDiskIo(r, r.resources.diskIo);
+          } catch (err) {
+            this.o.log.warn('adopted sandbox: could not set its disk limits', {
+              id: r.id,
+              error: String(err),
+            });
+          }
+        }
         adopted.push(r.id);
       } else if (await this.teardownOrQuarantine(r)) {
         reaped.push(r.id);

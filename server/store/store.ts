@@ -44,6 +44,12 @@ export interface SandboxResources {
   mounts: string[];
   /** The session disk's image (sandbox/disk.ts), removed after the unmount unless kept. */
   disk?: string;
+  /**
+   * The session disk's I/O limits on its loop device (sandbox/cgroups.ts
+   * setDiskRules), recorded before they are set: lifted before the unmount,
+   * set again when a restarted server adopts the sandbox.
+   */
+  diskIo?: { dev: string; bps: number; iops: number; dirtyBytes: number };
   /** The disk is kept for its owner after this sandbox (a lab session's files): its id. */
   keptDisk?: string;
   /** The disk held files from an earlier sandbox (so the lab's setup is not run again). */

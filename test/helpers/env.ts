@@ -124,4 +124,50 @@ export function diskLeftovers(disk: string | undefined): string[] {
   return out;
 }
 
+/**
+ * The I/O limits set for block device `dev` (docs/sandbox.md#disk-bandwidth),
+ * as rule lines: v1's blkio throttle rules in the hierarchy's root (where
+ * the flusher's writes are) and in `cgroupDirs`' blkio dir; v2's io.max
+ * line in the session cgroup (`cgroupDirs[0]`), unless all "max".
+ */
+export function diskIoRules(dev: string, cgroupDirs: string[] = []): string[] {
+  const out: string[] = [];
+  const blkio = '/sys/fs/cgroup/blkio';
+  const v1 = fs.existsSync(blkio);
+  const dirs = v1
+    ? [blkio, ...cgroupDirs.filter((d) => d.startsWith(`${blkio}/`))]
+    : cgroupDirs.slice(0, 1);
+  for (const dir of dirs) {
+    const files = v1
+      ? ['read_bps', 'write_bps', 'read_iops', 'write_iops'].map(
+          (f) => `blkio.throttle.${f}_device`,
+        )
+      : ['io.max'];
+    for (const f of files) {
+      let text = '';
+      try {
+        text = fs.readFileSync(path.join(dir, f), 'utf8');
+      } catch {
+        continue; // a removed cgroup
+      }
+      for (const l of text.split('\n'))
+        if (l.startsWith(`${dev} `) && !/^\S+ rbps=max wbps=max riops=max wiops=max/.test(l))
+          out.push(`${path.join(dir, f)}: ${l}`);
+    }
+  }
+  return out;
+}
+
+/** The device's writeback bounds (/sys/class/bdi): the kernel's defaults when nobody set them. */
+export function dirtyBound(dev: string): { strict: string; maxRatio: string } {
+  const read = (f: string, dflt: string) => {
+    try {
+      return fs.readFileSync(`/sys/class/bdi/${dev}/${f}`, 'utf8').trim();
+    } catch {
+      return dflt; // no such knob on this kernel
+    }
+  };
+  return { strict: read('strict_limit', '0'), maxRatio: read('max_ratio', '100') };
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -12,10 +12,13 @@ import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Limits, Sandbox, SandboxManager } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
+import { deviceOf } from '../../server/sandbox/disk';
 import { USER_LIMITS } from '../../server/sandbox/steps';
 import {
   cli,
+  diskIoRules,
   diskLeftovers,
+  dirtyBound,
   mountsContaining,
   pidsOwnedByRange,
   REPO,
@@ -314,6 +317,48 @@ describe('sandbox hardening', { concurrency: false }, () => {
       { timeout: 700_000 },
     );
   }
+
+  sysTest(
+    "a disk filler is held to the session disk's rate, and its teardown leaves no rule on the device",
+    SYSTEM_NEEDS,
+    async () => {
+      // Unbounded, five `dd` fillers wrote 1.8 GB/s through their loop
+      // devices here and took every quiet student's echo to ~0.1 s.
+      const victim = await m.create({
+        hostname: 'filler',
+        limits: { diskBps: 2 * MiB, diskIops: 100 },
+      });
+      const dev = deviceOf(path.join(victim.record.resources.sessionDir, 'scratch'));
+      const seconds = (out: string) => Number(/copied, ([\d.]+) s/.exec(out)?.[1] ?? NaN);
+      try {
+        // Lower bounds (a slow host only makes them longer); unbounded, each
+        // took under 0.1 s. Buffered writes, paced once the disk's share of
+        // dirty pages (twice the rate) is used: 8 MiB at 2 MiB/s.
+        const w = await victim.exec(['sh', '-c', 'dd if=/dev/zero of=/tmp/f bs=1M count=8 2>&1']);
+        assert.ok(seconds(w.stdout) >= 1, `8 MiB written in ${seconds(w.stdout)} s: ${w.stdout}`);
+        // Reads past the page cache: 8 MiB at 2 MiB/s.
+        const r = await victim.exec([
+          'sh',
+          '-c',
+          'dd if=/tmp/f of=/dev/null bs=1M iflag=direct 2>&1',
+        ]);
+        assert.ok(seconds(r.stdout) >= 2, `8 MiB read in ${seconds(r.stdout)} s: ${r.stdout}`);
+        // Small synchronous writes: 300 at 100 per second.
+        const s = await victim.exec([
+          'sh',
+          '-c',
+          'dd if=/dev/zero of=/tmp/g bs=4k count=300 oflag=direct 2>&1',
+        ]);
+        assert.ok(seconds(s.stdout) >= 1.5, `300 writes in ${seconds(s.stdout)} s: ${s.stdout}`);
+      } finally {
+        await m.teardown(victim);
+      }
+      // The device is the next sandbox's: nothing of this one's limits stays on it.
+      assert.deepEqual(diskIoRules(dev), [], `rules left on ${dev}`);
+      assert.deepEqual(dirtyBound(dev), { strict: '0', maxRatio: '100' });
+      await hostUnharmed(m);
+    },
+  );
 
   sysTest(
     "another host user cannot reach a sandbox's files (nor run its setuid programs) through the host paths",

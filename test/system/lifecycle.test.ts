@@ -18,7 +18,8 @@ import {
   type Sandbox,
 } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
-import { loopDevicesOf } from '../../server/sandbox/disk';
+import { dirtyBoundSupported, loopDevicesOf } from '../../server/sandbox/disk';
+import { liftDiskIo } from '../../server/sandbox/disk-io';
 import { earlyHelpers, type ManagerOptions } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
@@ -27,7 +28,9 @@ import {
   CLI,
   REPO,
   cli,
+  diskIoRules,
   diskLeftovers,
+  dirtyBound,
   mountsContaining,
   pidsOwnedByRange,
   sleep,
@@ -601,10 +604,25 @@ describe('lifecycle', () => {
       // The second sandbox's init dies too (as if the host had rebooted it away).
       process.kill(deadRec.initPid as number, 'SIGKILL');
       await waitFor('the dead init', () => (initAlive(deadRec) ? undefined : true));
+      // The live one's server died after recording its disk limits and
+      // before setting them (docs/sandbox.md#disk-bandwidth).
+      const liveIo = liveRec.resources.diskIo;
+      const deadIo = deadRec.resources.diskIo;
+      assert.ok(liveIo && deadIo, 'the records name their disk limits');
+      assert.notDeepEqual(diskIoRules(deadIo.dev, deadRec.resources.cgroupDirs), []);
+      liftDiskIo(liveRec);
+      assert.deepEqual(diskIoRules(liveIo.dev, liveRec.resources.cgroupDirs), []);
       const { adopted, reaped } = await m.adoptOrReap();
       assert.ok(adopted.includes(live.id), `live sandbox not adopted: ${adopted}`);
       assert.ok(reaped.includes(dead.id), `dead sandbox not reaped: ${reaped}`);
       await assertGone(deadRec);
+      assert.deepEqual(diskIoRules(deadIo.dev), [], 'the reaped disk left limits on its device');
+      assert.notDeepEqual(
+        diskIoRules(liveIo.dev, liveRec.resources.cgroupDirs),
+        [],
+        'the adopted sandbox has its disk limits again',
+      );
+      assert.equal(dirtyBound(liveIo.dev).strict, dirtyBoundSupported() ? '1' : '0');
       // The adopted sandbox is fully usable, and now ours.
       const sb = m.get(live.id);
       assert.equal(sb.record.ownerPid, process.pid);
@@ -612,6 +630,8 @@ describe('lifecycle', () => {
       assert.equal(r.stdout, 'held\n');
       await m.teardown(sb.record);
       await assertGone(liveRec);
+      assert.deepEqual(diskIoRules(liveIo.dev), []);
+      assert.deepEqual(dirtyBound(liveIo.dev), { strict: '0', maxRatio: '100' });
     },
   );
 
