@@ -989,12 +989,20 @@ const V1_THROTTLE = ['read_bps', 'write_bps', 'read_iops', 'write_iops'].map(
  * when this mount shows it (a container's view of a subtree does not).
  */
 function v1Blkio(dirs: string[]): { session?: string; root?: string } {
-  const h = v1Hierarchies().find((x) => x.controllers.includes('blkio'));
+  const h = blkioHierarchy();
   if (!h) return {};
   return {
     session: dirs.find((d) => d.startsWith(h.mountPoint + path.sep)),
     root: h.mountRoot === '/' ? h.mountPoint : undefined,
   };
+}
+
+/** The blkio hierarchy, looked up once (every create and teardown asks; mountinfo grows with them). */
+let blkio: V1Hierarchy | null | undefined;
+function blkioHierarchy(): V1Hierarchy | null {
+  if (blkio === undefined)
+    blkio = v1Hierarchies().find((x) => x.controllers.includes('blkio')) ?? null;
+  return blkio;
 }
 
 /**
@@ -1012,7 +1020,7 @@ export function diskIoSupport(
     return have.ioController
       ? { ok: true, detail: 'io.max on each session cgroup (buffered writes included)' }
       : { ok: false, detail: 'the io controller is not delegated to us: disks are not bounded' };
-  const h = v1Hierarchies().find((x) => x.controllers.includes('blkio'));
+  const h = blkioHierarchy();
   if (!h) return { ok: false, detail: 'no blkio hierarchy is mounted: disks are not bounded' };
   if (h.mountRoot !== '/')
     return {

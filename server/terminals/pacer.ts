@@ -6,7 +6,7 @@
  * its own, but the kernel's pty work queue, the server and every browser
  * that renders the flood are not (on this 2-core kind of host, five `yes`
  * floods read at 2 MB/s each kept both cores 99 % busy and the other
- * students' echo p99 at 29 ms; paced, 43 % and 9 ms). Nobody reads more than
+ * students' echo p99 at 29 ms; paced, 22-24 % and 9-13 ms). Nobody reads more than
  * a few hundred lines a second, so while the host is busy AND someone else
  * is typing, a student's terminals together may produce at most RATE bytes a
  * second beyond a burst: the server stops reading a pty that is over its
@@ -21,8 +21,12 @@
 
 import * as fs from 'node:fs';
 
-/** Bytes a second a paced terminal may produce beyond its burst. */
-export const PACE_RATE_BYTES = 512 * 1024;
+/**
+ * Bytes a second a paced terminal may produce beyond its burst: ~1,600 lines
+ * of 80 columns, more than anyone reads. (512 KiB: five `yes` floods still
+ * took quiet students' echo p99 to 31-52 ms; 128 KiB: 9-13 ms.)
+ */
+export const PACE_RATE_BYTES = 128 * 1024;
 /** Output that never waits: a screenful of anything, a long `ls`, a small file. */
 export const PACE_BURST_BYTES = 256 * 1024;
 /** The host counts as busy from this fraction of all its CPUs' time. */
@@ -74,6 +78,17 @@ export class OutputPacer {
     // Stale entries also go when a flood asks (contended()); this bounds
     // the map when none does.
     if (this.typing.size > 256) this.pruneTyping(t);
+  }
+
+  /**
+   * The student interrupted what floods `share` (^C, ^Z, ^\): its debt is
+   * dropped, so the shell's answer (the tty flushed the flood's unread
+   * output) shows at once instead of after the wait (up to 0.5 s for a
+   * 64 KiB read at RATE). What follows is paced again.
+   */
+  forgive(share: object): void {
+    const b = this.buckets.get(share);
+    if (b && b.tokens < 0) b.tokens = 0;
   }
 
   /** `terminal` ended. */

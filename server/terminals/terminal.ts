@@ -286,6 +286,13 @@ export class Terminal {
     if (this.pendingInput() + Buffer.byteLength(data) > INPUT_HARD_CAP)
       return Promise.resolve(false);
     this.opts.pacer?.noteInput(this);
+    // ^C, ^Z and ^\ (the tty's interrupt keys).
+    if (this.pacedTimer && ['\x03', '\x1a', '\x1c'].some((c) => data.includes(c))) {
+      this.opts.pacer?.forgive(this.opts.paceShare ?? this);
+      clearTimeout(this.pacedTimer);
+      this.pacedTimer = undefined;
+      this.updatePause();
+    }
     if (this.pty && !this.holding) this.pty.write(data);
     else {
       this.early.push(data);

@@ -175,6 +175,38 @@ test("a paced terminal stops reading its pty and resumes after its wait; others'
   quiet.exit(137);
 });
 
+test('^C in a paced terminal resumes it at once and drops its debt; what follows is paced again', async () => {
+  const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024 });
+  const typist = {};
+  p.noteInput(typist);
+  const flood = fakePty();
+  const t = new Terminal('t1', 'T1', flood.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
+  attachAcking(t);
+  flood.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 64 * 1024)); // 128 KiB beyond: 2 s at 64 KiB/s
+  assert.equal(flood.calls.paused, true);
+  await t.input('\x03');
+  assert.equal(flood.calls.paused, false, 'still paused after ^C');
+  // The shell's answer is not held back; a flood after it waits again.
+  flood.data('^C\r\n# ');
+  assert.equal(flood.calls.paused, false, 'the prompt after ^C was charged the old debt');
+  flood.data('y\n'.repeat(64 * 1024));
+  assert.equal(flood.calls.paused, true, 'a new flood is paced');
+  // Other keys do not forgive.
+  const other = fakePty();
+  const u = new Terminal('t2', 'T2', other.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
+  attachAcking(u);
+  other.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 64 * 1024));
+  await u.input('q');
+  assert.equal(other.calls.paused, true, 'a plain key resumed a paced flood');
+  for (const [term, pty] of [
+    [t, flood],
+    [u, other],
+  ] as const) {
+    term.kill();
+    pty.exit(137);
+  }
+});
+
 test('a terminal that ends or is attached while paced neither stays paused nor leaks its timer', async () => {
   const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024 });
   const typist = {};
