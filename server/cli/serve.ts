@@ -217,7 +217,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Stopping keeps students' sandboxes for the next start to re-adopt
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
-    sandboxes.dropAhead();
+    await sandboxes.dropAhead();
     catalog.close();
     web.stop();
     if (config.endOnStop) {

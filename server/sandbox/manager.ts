@@ -38,7 +38,7 @@ import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
 import { resolveLimits, validateHostname, type CreateOptions, type Limits } from './options';
 import { initAlive, ownerAlive, Reaper } from './reaper';
-import { nsInode, processStartTime } from './proc';
+import { nsInode, processStartTime, rmdirQuietly } from './proc';
 import { buildOps } from './steps';
 
 export interface ManagerOptions {
@@ -58,8 +58,9 @@ export interface ManagerOptions {
   warmHelper?: boolean;
   /**
    * Keep one session disk ready ahead, of the size last asked for: copied
-   * from its template and on a loop device, so a fresh disk's create only
-   * mounts it. For the server, as warmHelper; dropAhead() releases it.
+   * from its template, on a loop device and mounted, so a fresh disk's
+   * create only moves the mount. For the server, as warmHelper; dropAhead()
+   * releases it.
    */
   spareDisk?: boolean;
 }
@@ -69,8 +70,8 @@ interface SpareDisk {
   file: string;
   bytes: number;
   inodes: number;
-  /** The loop device's fd (attachLoop): it holds the device until mounted. */
-  fd: number;
+  /** Where it is mounted, in the private `spares` dir: moved (MS_MOVE) to a session's scratch. */
+  mnt: string;
   dev: string;
 }
 
@@ -409,37 +410,58 @@ export class SandboxManager {
   /**
    * Makes the spare disk (ManagerOptions.spareDisk) of this size, unless one
    * is ready or being made. Best effort: a failure only costs the next create
-   * the usual path. Its file is `disks/spare-*.ext4`; a server that died left
-   * at most that file (its loop device went with the fd), which the first
-   * spare of the next removes.
+   * the usual path. Its file is `disks/spare-*.ext4`, mounted at
+   * `spares/<pid>-<start>-<random>`; a server that died left both, which the
+   * next start's reaper unmounts (Reaper.sweepSpares) and the first spare of
+   * the next server removes.
    */
   private async makeSpareDisk(bytes: number, inodes: number): Promise<void> {
     if (!this.spareWanted || this.spareMaking) return;
     if (this.spare && this.spare.bytes === bytes && this.spare.inodes === inodes) return;
     this.spareMaking = true;
     const dir = this.disksDir();
-    const file = path.join(dir, `spare-${crypto.randomBytes(6).toString('hex')}.ext4`);
+    const rand = crypto.randomBytes(6).toString('hex');
+    const file = path.join(dir, `spare-${rand}.ext4`);
+    let mnt: string | undefined;
+    let mounted = false;
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (!this.spareSwept) {
         this.spareSwept = true;
+        await this.reaper.sweepSpares();
         for (const f of fs.readdirSync(dir))
           if (f.startsWith('spare-')) fs.rmSync(path.join(dir, f), { force: true });
       }
-      this.dropSpare(); // one of another size
+      await this.dropSpare(); // one of another size
       await this.diskMaker.make(file, bytes, inodes);
       const fd = Number(
         await this.diskMounts.run(() => this.native.addon.attachLoop(file, 'scratch')),
       );
       const dev = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      if (!this.spareWanted) {
-        closeQuietly(fd);
-        fs.rmSync(file, { force: true });
-        return;
-      }
-      this.spare = { file, bytes, inodes, fd, dev };
+      mnt = path.join(
+        this.sparesDir(),
+        `${process.pid}-${processStartTime(process.pid) ?? 0}-${rand}`,
+      );
+      fs.mkdirSync(mnt, { mode: 0o700 });
+      await this.diskMounts.run(() =>
+        this.native.addon.mountAttached(
+          fd,
+          dev,
+          mnt as string,
+          'ext4',
+          'MS_NODEV',
+          'noinit_itable,discard',
+          'scratch',
+        ),
+      );
+      mounted = true;
+      if (!this.spareWanted) throw new Error('no longer wanted');
+      this.spare = { file, bytes, inodes, mnt, dev };
     } catch (err) {
-      this.log.warn('could not make a spare session disk', { error: String(err) });
+      if (this.spareWanted)
+        this.log.warn('could not make a spare session disk', { error: String(err) });
+      if (mounted) await this.native.addon.umount(mnt as string, true, 'scratch').catch(() => {});
+      if (mnt) rmdirQuietly(mnt);
       fs.rmSync(file, { force: true });
     } finally {
       this.spareMaking = false;
@@ -447,6 +469,27 @@ export class SandboxManager {
   }
 
   private spareSwept = false;
+  private sparesMade = false;
+
+  /**
+   * `<state dir>/spares`, a private mount of its own: a mount can be moved
+   * (MS_MOVE) only out of a parent that is not shared, and systemd makes `/`
+   * shared. Made once; it stays (the next server uses it again).
+   */
+  private sparesDir(): string {
+    const dir = path.join(this.config.stateDir, 'spares');
+    if (!this.sparesMade) {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const mountedAt = fs
+        .readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .some((l) => l.split(' ')[4] === dir);
+      if (!mountedAt) this.native.addon.mount(dir, dir, '', 'MS_BIND', '', 'scratch');
+      this.native.addon.mount('', dir, '', 'MS_PRIVATE', '', 'scratch');
+      this.sparesMade = true;
+    }
+    return dir;
+  }
 
   /** The spare disk if it is of this size, now the caller's; else undefined. */
   private takeSpareDisk(bytes: number, inodes: number): SpareDisk | undefined {
@@ -456,12 +499,15 @@ export class SandboxManager {
     return s;
   }
 
-  private dropSpare(): void {
-    const s = this.spare;
-    this.spare = undefined;
+  /** Unmounts the spare (its loop device detaches: AUTOCLEAR) and removes it. */
+  private async dropSpare(s = this.spare): Promise<void> {
+    if (s === this.spare) this.spare = undefined;
     if (!s) return;
-    closeQuietly(s.fd); // the device detaches itself (AUTOCLEAR)
     fs.rmSync(s.file, { force: true });
+    await this.native.addon.umount(s.mnt, false, 'scratch').catch(async () => {
+      await this.native.addon.umount(s.mnt, true, 'scratch').catch(() => {});
+    });
+    rmdirQuietly(s.mnt);
   }
 
   /** Whether a spare session disk is ready now (ManagerOptions.spareDisk). */
@@ -516,14 +562,15 @@ export class SandboxManager {
    * spare disk, and makes no more: for a clean exit of the process that
    * asked for them.
    */
-  dropAhead(): void {
+  async dropAhead(): Promise<void> {
     this.warmWanted = false;
     this.spareWanted = false;
-    this.dropSpare();
     const w = this.takeWarmHelper();
-    if (!w) return;
-    discardWarm(w);
-    earlyHelpers.free++;
+    if (w) {
+      discardWarm(w);
+      earlyHelpers.free++;
+    }
+    await this.dropSpare();
   }
 
   private readonly toolsChecked = new Set<string>();
@@ -855,8 +902,7 @@ export class SandboxManager {
           fs.renameSync(spare.file, disk);
         } catch (err) {
           this.log.warn('could not take the spare session disk', { error: String(err) });
-          closeQuietly(spare.fd);
-          fs.rmSync(spare.file, { force: true });
+          void this.dropSpare(spare);
           spare = undefined;
         }
       }
@@ -866,8 +912,8 @@ export class SandboxManager {
     try {
       this.store.update(record);
     } catch (err) {
-      // Until mountAttached, the taken spare's device is held by its fd alone.
-      if (spare) closeQuietly(spare.fd);
+      // Until it is moved, the taken spare is nobody's.
+      if (spare) void this.dropSpare(spare);
       throw err;
     }
     // A kept disk whose last teardown had to unmount lazily may still be
@@ -887,20 +933,21 @@ export class SandboxManager {
     // noinit_itable: the image is a sparse file, its inode tables read as
     // zeros already, so the kernel need not write them (16 MiB per GiB).
     // discard: a file the student deletes gives its blocks back to the host.
-    const taken = spare;
-    const mounted = this.diskMounts.run(
-      (): Promise<unknown> =>
-        taken
-          ? this.native.addon.mountAttached(
-              taken.fd,
-              taken.dev,
-              scratch,
-              'ext4',
-              'MS_NODEV',
-              'noinit_itable,discard',
-              'scratch',
-            )
-          : this.native.addon.mountLoop(
+    // A spare is mounted already: moved into place, here (~0.1 ms).
+    if (spare) {
+      try {
+        this.native.addon.mount(spare.mnt, scratch, '', 'MS_MOVE', '', 'scratch');
+      } catch (err) {
+        void this.dropSpare(spare);
+        throw err;
+      }
+      rmdirQuietly(spare.mnt);
+    }
+    const mounted = spare
+      ? Promise.resolve()
+      : this.diskMounts.run(
+          (): Promise<unknown> =>
+            this.native.addon.mountLoop(
               disk,
               scratch,
               'ext4',
@@ -908,7 +955,7 @@ export class SandboxManager {
               'noinit_itable,discard',
               'scratch',
             ),
-    );
+        );
     whileMounting();
     await mounted;
     fs.chmodSync(scratch, 0o711);

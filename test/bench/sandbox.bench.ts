@@ -232,7 +232,7 @@ async function main(): Promise<void> {
       (concurrentError ? ` Stopped early: ${concurrentError}` : ''),
   );
   process.stdout.write(lines.join('\n') + '\n');
-  m.dropAhead();
+  await m.dropAhead();
   m.store.close();
 }
 

@@ -18,7 +18,7 @@ import {
   type Sandbox,
 } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
-import { dirtyBoundSupported, loopDevicesOf } from '../../server/sandbox/disk';
+import { dirtyBoundSupported, loopDevicesOf, makeDisk } from '../../server/sandbox/disk';
 import { liftDiskIo } from '../../server/sandbox/disk-io';
 import { earlyHelpers, type ManagerOptions } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
@@ -458,28 +458,39 @@ describe('lifecycle', () => {
         const third = await waitFor('a helper waiting ahead again', () =>
           m.warmHelperWaiting && helpers().length === 1 ? helpers()[0] : undefined,
         );
-        m.dropAhead();
+        await m.dropAhead();
         await waitFor('the dropped helper to end', () =>
           fs.existsSync(`/proc/${third}`) ? undefined : true,
         );
         assert.equal(m.warmHelperWaiting, false);
         assert.equal(earlyHelpers.free, slots, 'early-start slots leaked');
       } finally {
-        m.dropAhead();
+        await m.dropAhead();
       }
     },
   );
 
   sysTest(
-    "a server keeps a session disk ready ahead: a create of its size takes it (renamed, its loop device mounted), the next is made, dropAhead detaches and removes it, a dead server's leftover spare goes, a live one survives the sweep of orphan images",
+    "a server keeps a session disk ready ahead: mounted, a create of its size moves it into place (its loop device), the next is made, dropAhead unmounts and removes it, a dead server's leftover spare is unmounted and goes, a live one survives the sweeps",
     SYSTEM_NEEDS,
     async () => {
       const base = testManager();
       const disks = path.join(base.config.stateDir, 'disks');
+      const sparesDir = path.join(base.config.stateDir, 'spares');
       fs.mkdirSync(disks, { recursive: true });
+      // What a server killed with its spare mounted leaves: the image, on a
+      // loop device, mounted below spares/ under its (dead) pid.
       const leftover = path.join(disks, 'spare-left-by-a-dead-server.ext4');
-      fs.writeFileSync(leftover, '');
+      await makeDisk(leftover, 16 * 1024 * 1024, 1024);
+      const deadMnt = path.join(sparesDir, '999999999-1-dead');
+      fs.mkdirSync(deadMnt, { recursive: true });
+      await base.native.addon.mountLoop(leftover, deadMnt, 'ext4', 'MS_NODEV', '', 'scratch');
       const spares = () => fs.readdirSync(disks).filter((f) => f.startsWith('spare-'));
+      const mountedAt = (dir: string) =>
+        fs
+          .readFileSync('/proc/self/mountinfo', 'utf8')
+          .split('\n')
+          .some((l) => l.split(' ')[4] === dir);
       const m = sharedManager({ spareDisk: true });
       try {
         // The first create tells the size; the spare is made after it.
@@ -489,18 +500,28 @@ describe('lifecycle', () => {
           m.spareDiskReady && spares().length === 1 ? path.join(disks, spares()[0]!) : undefined,
         );
         assert.ok(!fs.existsSync(leftover), 'the leftover spare was not removed');
+        assert.ok(
+          !mountedAt(deadMnt) && !fs.existsSync(deadMnt),
+          'the dead spare is still mounted',
+        );
         const [dev] = loopDevicesOf(file);
         assert.ok(dev, `the spare ${file} is on no loop device`);
-        // The sweep of orphan images (housekeeping, `sandbox reap`) spares it,
-        // however old: it is on a live loop device.
+        const mnt = fs.readdirSync(sparesDir).map((n) => path.join(sparesDir, n));
+        assert.equal(mnt.length, 1);
+        assert.ok(mountedAt(mnt[0]!), 'the spare is not mounted');
+        // The sweeps (housekeeping, `sandbox reap`) spare it, however old:
+        // it is on a live loop device, mounted by a live server.
         const old = new Date(Date.now() - 10 * 60_000);
         fs.utimesSync(file, old, old);
         m.reaper.sweepDisks();
+        await m.reaper.sweepSpares();
         assert.ok(fs.existsSync(file), 'the sweep removed a live spare');
+        assert.ok(mountedAt(mnt[0]!), 'the sweep unmounted a live spare');
 
         const sb = await m.create({ hostname: 'spare-1' });
         try {
           assert.ok(!fs.existsSync(file), 'the spare was not taken');
+          assert.ok(!fs.existsSync(mnt[0]!), 'the spare was not moved');
           const disk = sb.record.resources.disk as string;
           assert.deepEqual(loopDevicesOf(disk), [dev], 'the session disk is not the spare');
           const r = await sb.exec([
@@ -517,14 +538,16 @@ describe('lifecycle', () => {
             ? path.join(disks, spares()[0]!)
             : undefined,
         );
-        m.dropAhead();
+        const nextMnt = fs.readdirSync(sparesDir).map((n) => path.join(sparesDir, n));
+        await m.dropAhead();
         assert.equal(m.spareDiskReady, false);
         assert.ok(!fs.existsSync(next), 'dropAhead left the spare file');
+        assert.ok(!nextMnt.some(mountedAt), 'dropAhead left the spare mounted');
         await waitFor('the spare loop device to detach', () =>
           loopDevicesOf(next).length === 0 ? true : undefined,
         );
       } finally {
-        m.dropAhead();
+        await m.dropAhead();
       }
     },
   );
