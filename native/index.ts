@@ -447,6 +447,23 @@ export interface NativeAddon {
     step: StepName,
   ): Promise<void>;
   /**
+   * mountAttached as a detached mount (fsopen, fsconfig, fsmount; Linux >=
+   * 5.2): in no mount namespace, so a namespace made meanwhile holds no copy
+   * of it. Closes `fd`; resolves with the mount's fd (as a decimal string),
+   * which moveMount places and whose close drops an unplaced mount. `data`:
+   * "flag,key=value". Off the JS thread.
+   */
+  mountDetached(
+    fd: number,
+    dev: string,
+    fstype: string,
+    flags: string,
+    data: string,
+    step: StepName,
+  ): Promise<string>;
+  /** move_mount(2) of a detached mount (mountDetached) to `target`; the fd stays the caller's. */
+  moveMount(mountFd: number, target: string, step: StepName): void;
+  /**
    * A new file `dst` (0600; must not exist) with `src`'s size and data, its
    * holes kept (SEEK_DATA/SEEK_HOLE + copy_file_range): a sparse image copy.
    */

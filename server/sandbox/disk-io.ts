@@ -5,6 +5,7 @@
  * together, by the create, an adopting server and any teardown.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { SandboxRecord } from '../store/store';
 import { liftDiskRules, setDiskRules } from './cgroups';
 import { boundDirtyPages, unboundDirtyPages } from './disk';
@@ -36,5 +37,12 @@ function backedBy(dev: string, image: string): boolean {
   } catch {
     return false; // not a loop device, or not attached
   }
-  return backing === image || backing === `${image} (deleted)`;
+  // The kernel names the file by its real path; the state dir may be reached through a symlink.
+  let real = image;
+  try {
+    real = path.join(fs.realpathSync(path.dirname(image)), path.basename(image));
+  } catch {
+    // its dir is gone: compare as recorded
+  }
+  return [image, real].some((p) => backing === p || backing === `${p} (deleted)`);
 }

@@ -71,7 +71,16 @@ export function deviceOf(p: string): string {
 export function boundDirtyPages(dev: string, bytes: number): boolean {
   const bdi = `/sys/class/bdi/${dev}`;
   if (!fs.existsSync(`${bdi}/strict_limit`) || !fs.existsSync(`${bdi}/max_bytes`)) return false;
-  writeKnob(`${bdi}/max_bytes`, String(bytes));
+  try {
+    // The kernel keeps it as a share of the host's dirty limit: more than
+    // that limit (a host with little memory, or vm.dirty_bytes set low) is
+    // EINVAL. Then the device is not bounded (v1: its flusher writes are not
+    // throttled either), rather than failing every create.
+    fs.writeFileSync(`${bdi}/max_bytes`, String(bytes));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw SandboxError.wrap(`write ${bytes} to ${bdi}/max_bytes`, err, 'scratch');
+  }
   writeKnob(`${bdi}/strict_limit`, '1');
   return true;
 }

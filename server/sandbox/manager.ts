@@ -38,7 +38,7 @@ import { Sandbox } from './handle';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
 import { resolveLimits, validateHostname, type CreateOptions, type Limits } from './options';
 import { initAlive, ownerAlive, Reaper } from './reaper';
-import { nsInode, processStartTime, rmdirQuietly } from './proc';
+import { nsInode, processStartTime } from './proc';
 import { buildOps } from './steps';
 
 export interface ManagerOptions {
@@ -58,8 +58,8 @@ export interface ManagerOptions {
   warmHelper?: boolean;
   /**
    * Keep one session disk ready ahead, of the size last asked for: copied
-   * from its template, on a loop device and mounted, so a fresh disk's
-   * create only moves the mount. For the server, as warmHelper; dropAhead()
+   * from its template, on a loop device and mounted (a detached mount), so a
+   * fresh disk's create only moves the mount into place. For the server, as warmHelper; dropAhead()
    * releases it.
    */
   spareDisk?: boolean;
@@ -70,8 +70,11 @@ interface SpareDisk {
   file: string;
   bytes: number;
   inodes: number;
-  /** Where it is mounted, in the private `spares` dir: moved (MS_MOVE) to a session's scratch. */
-  mnt: string;
+  /**
+   * Its mount, detached (in no mount namespace): moved into a session's
+   * scratch by a create; closing the fd drops it (the loop device detaches).
+   */
+  mountFd: number;
   dev: string;
 }
 
@@ -237,7 +240,7 @@ export class SandboxManager {
   private warm: WarmHelper | undefined;
   private spareWanted: boolean;
   private spare: SpareDisk | undefined;
-  private spareMaking = false;
+  private spareMaking: Promise<void> | undefined;
 
   constructor(opts: ManagerOptions) {
     this.config = opts.config;
@@ -410,86 +413,73 @@ export class SandboxManager {
   /**
    * Makes the spare disk (ManagerOptions.spareDisk) of this size, unless one
    * is ready or being made. Best effort: a failure only costs the next create
-   * the usual path. Its file is `disks/spare-*.ext4`, mounted at
-   * `spares/<pid>-<start>-<random>`; a server that died left both, which the
-   * next start's reaper unmounts (Reaper.sweepSpares) and the first spare of
-   * the next server removes.
+   * the usual path. Its file is `disks/spare-*.ext4`, mounted as a detached
+   * mount whose fd the server holds: a server that dies leaves at most the
+   * file (its mount and loop device go with the fd), which the first spare
+   * of the next removes.
    */
-  private async makeSpareDisk(bytes: number, inodes: number): Promise<void> {
-    if (!this.spareWanted || this.spareMaking) return;
-    if (this.spare && this.spare.bytes === bytes && this.spare.inodes === inodes) return;
-    this.spareMaking = true;
+  private makeSpareDisk(bytes: number, inodes: number): Promise<void> {
+    if (!this.spareWanted || this.spareMaking) return this.spareMaking ?? Promise.resolve();
+    if (this.spare && this.spare.bytes === bytes && this.spare.inodes === inodes)
+      return Promise.resolve();
+    this.spareMaking = this.makeSpare(bytes, inodes).finally(() => {
+      this.spareMaking = undefined;
+    });
+    return this.spareMaking;
+  }
+
+  private async makeSpare(bytes: number, inodes: number): Promise<void> {
     const dir = this.disksDir();
-    const rand = crypto.randomBytes(6).toString('hex');
-    const file = path.join(dir, `spare-${rand}.ext4`);
-    let mnt: string | undefined;
-    let mounted = false;
+    const file = path.join(dir, `spare-${crypto.randomBytes(6).toString('hex')}.ext4`);
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (!this.spareSwept) {
         this.spareSwept = true;
-        await this.reaper.sweepSpares();
         for (const f of fs.readdirSync(dir))
           if (f.startsWith('spare-')) fs.rmSync(path.join(dir, f), { force: true });
       }
-      await this.dropSpare(); // one of another size
+      this.dropSpare(); // one of another size
       await this.diskMaker.make(file, bytes, inodes);
       const fd = Number(
         await this.diskMounts.run(() => this.native.addon.attachLoop(file, 'scratch')),
       );
-      const dev = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      mnt = path.join(
-        this.sparesDir(),
-        `${process.pid}-${processStartTime(process.pid) ?? 0}-${rand}`,
-      );
-      fs.mkdirSync(mnt, { mode: 0o700 });
-      await this.diskMounts.run(() =>
-        this.native.addon.mountAttached(
-          fd,
-          dev,
-          mnt as string,
-          'ext4',
-          'MS_NODEV',
-          'noinit_itable,discard',
-          'scratch',
+      let dev: string;
+      try {
+        dev = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch (err) {
+        closeQuietly(fd);
+        throw err;
+      }
+      // mountDetached closes the loop device's fd whatever the outcome.
+      const mountFd = Number(
+        await this.diskMounts.run(() =>
+          this.native.addon.mountDetached(
+            fd,
+            dev,
+            'ext4',
+            'MS_NODEV',
+            'noinit_itable,discard',
+            'scratch',
+          ),
         ),
       );
-      mounted = true;
-      if (!this.spareWanted) throw new Error('no longer wanted');
-      this.spare = { file, bytes, inodes, mnt, dev };
+      if (!this.spareWanted) {
+        closeQuietly(mountFd);
+        fs.rmSync(file, { force: true });
+        return;
+      }
+      this.spare = { file, bytes, inodes, mountFd, dev };
     } catch (err) {
-      if (this.spareWanted)
-        this.log.warn('could not make a spare session disk', { error: String(err) });
-      if (mounted) await this.native.addon.umount(mnt as string, true, 'scratch').catch(() => {});
-      if (mnt) rmdirQuietly(mnt);
-      fs.rmSync(file, { force: true });
-    } finally {
-      this.spareMaking = false;
+      this.log.warn('could not make a spare session disk', { error: String(err) });
+      try {
+        fs.rmSync(file, { force: true });
+      } catch {
+        // the orphan-image sweep removes it
+      }
     }
   }
 
   private spareSwept = false;
-  private sparesMade = false;
-
-  /**
-   * `<state dir>/spares`, a private mount of its own: a mount can be moved
-   * (MS_MOVE) only out of a parent that is not shared, and systemd makes `/`
-   * shared. Made once; it stays (the next server uses it again).
-   */
-  private sparesDir(): string {
-    const dir = path.join(this.config.stateDir, 'spares');
-    if (!this.sparesMade) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const mountedAt = fs
-        .readFileSync('/proc/self/mountinfo', 'utf8')
-        .split('\n')
-        .some((l) => l.split(' ')[4] === dir);
-      if (!mountedAt) this.native.addon.mount(dir, dir, '', 'MS_BIND', '', 'scratch');
-      this.native.addon.mount('', dir, '', 'MS_PRIVATE', '', 'scratch');
-      this.sparesMade = true;
-    }
-    return dir;
-  }
 
   /** The spare disk if it is of this size, now the caller's; else undefined. */
   private takeSpareDisk(bytes: number, inodes: number): SpareDisk | undefined {
@@ -499,15 +489,16 @@ export class SandboxManager {
     return s;
   }
 
-  /** Unmounts the spare (its loop device detaches: AUTOCLEAR) and removes it. */
-  private async dropSpare(s = this.spare): Promise<void> {
+  /** Drops the spare: its mount goes with the fd, its loop device with the mount (AUTOCLEAR). */
+  private dropSpare(s = this.spare): void {
     if (s === this.spare) this.spare = undefined;
     if (!s) return;
-    fs.rmSync(s.file, { force: true });
-    await this.native.addon.umount(s.mnt, false, 'scratch').catch(async () => {
-      await this.native.addon.umount(s.mnt, true, 'scratch').catch(() => {});
-    });
-    rmdirQuietly(s.mnt);
+    closeQuietly(s.mountFd);
+    try {
+      fs.rmSync(s.file, { force: true });
+    } catch {
+      // the orphan-image sweep removes it
+    }
   }
 
   /** Whether a spare session disk is ready now (ManagerOptions.spareDisk). */
@@ -570,7 +561,9 @@ export class SandboxManager {
       discardWarm(w);
       earlyHelpers.free++;
     }
-    await this.dropSpare();
+    // One being made is dropped when it is done (spareWanted is false).
+    await this.spareMaking;
+    this.dropSpare();
   }
 
   private readonly toolsChecked = new Set<string>();
@@ -902,7 +895,7 @@ export class SandboxManager {
           fs.renameSync(spare.file, disk);
         } catch (err) {
           this.log.warn('could not take the spare session disk', { error: String(err) });
-          void this.dropSpare(spare);
+          this.dropSpare(spare);
           spare = undefined;
         }
       }
@@ -913,7 +906,7 @@ export class SandboxManager {
       this.store.update(record);
     } catch (err) {
       // Until it is moved, the taken spare is nobody's.
-      if (spare) void this.dropSpare(spare);
+      if (spare) this.dropSpare(spare);
       throw err;
     }
     // A kept disk whose last teardown had to unmount lazily may still be
@@ -936,12 +929,10 @@ export class SandboxManager {
     // A spare is mounted already: moved into place, here (~0.1 ms).
     if (spare) {
       try {
-        this.native.addon.mount(spare.mnt, scratch, '', 'MS_MOVE', '', 'scratch');
-      } catch (err) {
-        void this.dropSpare(spare);
-        throw err;
+        this.native.addon.moveMount(spare.mountFd, scratch, 'scratch');
+      } finally {
+        this.dropSpare(spare); // placed, the mount no longer needs its fd
       }
-      rmdirQuietly(spare.mnt);
     }
     const mounted = spare
       ? Promise.resolve()

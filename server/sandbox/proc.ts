@@ -82,17 +82,3 @@ function scanChildren(): number[] {
   }
   return out;
 }
-
-/**
- * rmdir of a mount point once unmounted; never throws (false if it is still
- * there: busy, or still mounted after a failed unmount, which a later sweep
- * retries).
- */
-export function rmdirQuietly(dir: string): boolean {
-  try {
-    fs.rmdirSync(dir);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT';
-  }
-}

@@ -17,7 +17,7 @@ import { loopDevicesOf, templateIsCurrent } from './disk';
 import { applyDiskIo, liftDiskIo } from './disk-io';
 import { SandboxError } from './errors';
 import { ownSpawns } from './handle';
-import { childPids, procAlive, processStartTime, readStat, rmdirQuietly } from './proc';
+import { childPids, procAlive, processStartTime, readStat } from './proc';
 
 export function initAlive(r: SandboxRecord): boolean {
   return procAlive(r.initPid, r.initStart);
@@ -213,7 +213,6 @@ export class Reaper {
       else failed.push(r.id);
     }
     this.collectZombies();
-    await this.sweepSpares();
     return { reaped, failed };
   }
 
@@ -254,46 +253,8 @@ export class Reaper {
       }
     }
     this.collectZombies();
-    await this.sweepSpares();
     this.sweepDisks();
     return { adopted, reaped, quarantined };
-  }
-
-  /**
-   * Unmounts the spare disks (manager.ts makeSpareDisk) of servers that are
-   * gone: each is mounted at `spares/<pid>-<start>-<random>`, and its owner is
-   * alive only if that pid still started then. Their images are orphans
-   * then (sweepDisks, or the next server's first spare, removes them).
-   */
-  async sweepSpares(): Promise<void> {
-    const dir = path.join(this.o.config.stateDir, 'spares');
-    let names: string[];
-    try {
-      names = fs.readdirSync(dir);
-    } catch {
-      return;
-    }
-    const { addon } = this.o.native;
-    for (const n of names) {
-      const m = /^(\d+)-(\d+)-/.exec(n);
-      if (m && processStartTime(Number(m[1])) === Number(m[2])) continue;
-      const mnt = path.join(dir, n);
-      try {
-        await addon.umount(mnt, false, 'teardown');
-      } catch (err) {
-        const code = (err as SandboxError).code;
-        if (code === 'EBUSY') await addon.umount(mnt, true, 'teardown').catch(() => {});
-        else if (code !== 'EINVAL' && code !== 'ENOENT') {
-          this.o.log.warn("a dead server's spare disk could not be unmounted", {
-            path: mnt,
-            error: String(err),
-          });
-          continue;
-        }
-      }
-      rmdirQuietly(mnt);
-      this.o.log.info("a dead server's spare disk unmounted", { path: mnt });
-    }
   }
 
   /**

@@ -37,6 +37,9 @@ const TYPING_MS = 2_000;
 const CONTENDED_MS = 30_000;
 /** The host's CPU counters are read at most this often. */
 const SAMPLE_MS = 250;
+/** How often an interrupt may forgive a share's debt, and what it may then produce at once. */
+const FORGIVE_MS = 2_000;
+const ANSWER_BYTES = 4096;
 /** A paced pty waits at least this long (a pause per 4 KiB read would churn). */
 const MIN_WAIT_MS = 20;
 
@@ -51,6 +54,8 @@ export interface PacerOptions {
 interface Bucket {
   tokens: number;
   at: number;
+  /** When an interrupt last forgave its debt (forgive()). */
+  forgivenAt?: number;
 }
 
 export class OutputPacer {
@@ -82,13 +87,19 @@ export class OutputPacer {
 
   /**
    * The student interrupted what floods `share` (^C, ^Z, ^\): its debt is
-   * dropped, so the shell's answer (the tty flushed the flood's unread
-   * output) shows at once instead of after the wait (up to 0.5 s for a
-   * 64 KiB read at RATE). What follows is paced again.
+   * dropped and it may produce ANSWER_BYTES at once, so the shell's answer
+   * (the tty flushed the flood's unread output) shows now instead of after
+   * the wait (up to 0.5 s for a 64 KiB read at RATE). What follows is paced
+   * again. At most once per FORGIVE_MS per share: a flood that ignores ^C
+   * (`trap '' INT`) with ^C sent in a loop gains one read per interval.
    */
-  forgive(share: object): void {
+  forgive(share: object): boolean {
     const b = this.buckets.get(share);
-    if (b && b.tokens < 0) b.tokens = 0;
+    const t = this.now();
+    if (!b || t - (b.forgivenAt ?? -Infinity) < FORGIVE_MS) return false;
+    b.forgivenAt = t;
+    b.tokens = Math.max(b.tokens, ANSWER_BYTES);
+    return true;
   }
 
   /** `terminal` ended. */

@@ -287,8 +287,11 @@ export class Terminal {
       return Promise.resolve(false);
     this.opts.pacer?.noteInput(this);
     // ^C, ^Z and ^\ (the tty's interrupt keys).
-    if (this.pacedTimer && ['\x03', '\x1a', '\x1c'].some((c) => data.includes(c))) {
-      this.opts.pacer?.forgive(this.opts.paceShare ?? this);
+    if (
+      this.pacedTimer &&
+      ['\x03', '\x1a', '\x1c'].some((c) => data.includes(c)) &&
+      this.opts.pacer?.forgive(this.opts.paceShare ?? this)
+    ) {
       clearTimeout(this.pacedTimer);
       this.pacedTimer = undefined;
       this.updatePause();

@@ -337,12 +337,7 @@ function snapshot(server: Server, db: string): Record<string, number> {
     'sandbox processes': inRange,
     'server fds': fs.readdirSync(`/proc/${pid}/fd`).length,
     'server RSS MiB': Math.round(rss / 1024),
-    // The server's spare disk (mounted ahead, in its private `spares` mount)
-    // comes after the first create and is there by design.
-    mounts: fs
-      .readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .filter((l) => l && !/\/spares(\/| )/.test(l.split(' ')[4] + ' ')).length,
+    mounts: fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length - 1,
     cgroups,
     'uid ranges (sandboxes rows)': count('sandboxes'),
     'lab_sessions rows': count('lab_sessions'),

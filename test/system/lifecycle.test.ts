@@ -18,7 +18,7 @@ import {
   type Sandbox,
 } from '../../server/sandbox/index';
 import type { SandboxRecord } from '../../server/store/store';
-import { dirtyBoundSupported, loopDevicesOf, makeDisk } from '../../server/sandbox/disk';
+import { dirtyBoundSupported, loopDevicesOf } from '../../server/sandbox/disk';
 import { liftDiskIo } from '../../server/sandbox/disk-io';
 import { earlyHelpers, type ManagerOptions } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
@@ -471,27 +471,18 @@ describe('lifecycle', () => {
   );
 
   sysTest(
-    "a server keeps a session disk ready ahead: mounted, a create of its size moves it into place (its loop device), the next is made, dropAhead unmounts and removes it, a dead server's leftover spare is unmounted and goes, a live one survives the sweeps",
+    "a server keeps a session disk ready ahead: mounted (detached), a create of its size moves it into place (its loop device), a mount namespace made meanwhile keeps no copy, the next is made, dropAhead drops it, a dead server's leftover goes, a live one survives the sweep of orphan images",
     SYSTEM_NEEDS,
     async () => {
       const base = testManager();
       const disks = path.join(base.config.stateDir, 'disks');
-      const sparesDir = path.join(base.config.stateDir, 'spares');
       fs.mkdirSync(disks, { recursive: true });
-      // What a server killed with its spare mounted leaves: the image, on a
-      // loop device, mounted below spares/ under its (dead) pid.
+      // What a killed server leaves: the image (its mount and loop device went with its fds).
       const leftover = path.join(disks, 'spare-left-by-a-dead-server.ext4');
-      await makeDisk(leftover, 16 * 1024 * 1024, 1024);
-      const deadMnt = path.join(sparesDir, '999999999-1-dead');
-      fs.mkdirSync(deadMnt, { recursive: true });
-      await base.native.addon.mountLoop(leftover, deadMnt, 'ext4', 'MS_NODEV', '', 'scratch');
+      fs.writeFileSync(leftover, '');
       const spares = () => fs.readdirSync(disks).filter((f) => f.startsWith('spare-'));
-      const mountedAt = (dir: string) =>
-        fs
-          .readFileSync('/proc/self/mountinfo', 'utf8')
-          .split('\n')
-          .some((l) => l.split(' ')[4] === dir);
       const m = sharedManager({ spareDisk: true });
+      let holder: ReturnType<typeof spawn> | undefined;
       try {
         // The first create tells the size; the spare is made after it.
         const first = await m.create({ hostname: 'spare-0' });
@@ -500,29 +491,35 @@ describe('lifecycle', () => {
           m.spareDiskReady && spares().length === 1 ? path.join(disks, spares()[0]!) : undefined,
         );
         assert.ok(!fs.existsSync(leftover), 'the leftover spare was not removed');
-        assert.ok(
-          !mountedAt(deadMnt) && !fs.existsSync(deadMnt),
-          'the dead spare is still mounted',
-        );
         const [dev] = loopDevicesOf(file);
         assert.ok(dev, `the spare ${file} is on no loop device`);
-        const mnt = fs.readdirSync(sparesDir).map((n) => path.join(sparesDir, n));
-        assert.equal(mnt.length, 1);
-        assert.ok(mountedAt(mnt[0]!), 'the spare is not mounted');
-        // The sweeps (housekeeping, `sandbox reap`) spare it, however old:
-        // it is on a live loop device, mounted by a live server.
+        // Mounted, but in no mount table: nothing can copy it.
+        assert.ok(
+          !fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${dev} `),
+          'the spare is in the mount table',
+        );
+        // A host process makes a mount namespace while the spare waits
+        // (systemd units with PrivateTmp do): a private copy of an attached
+        // mount there would hold the disk and its loop device after teardown.
+        holder = spawn('unshare', ['-m', 'sleep', '300'], { stdio: 'ignore' });
+        await waitFor('the other mount namespace', () =>
+          holder?.pid &&
+          fs.readlinkSync(`/proc/${holder.pid}/ns/mnt`) !== fs.readlinkSync('/proc/self/ns/mnt') &&
+          fs.readFileSync(`/proc/${holder.pid}/comm`, 'utf8').trim() === 'sleep'
+            ? true
+            : undefined,
+        );
+        // The sweep of orphan images (housekeeping, `sandbox reap`) spares it,
+        // however old: it is on a live loop device.
         const old = new Date(Date.now() - 10 * 60_000);
         fs.utimesSync(file, old, old);
         m.reaper.sweepDisks();
-        await m.reaper.sweepSpares();
         assert.ok(fs.existsSync(file), 'the sweep removed a live spare');
-        assert.ok(mountedAt(mnt[0]!), 'the sweep unmounted a live spare');
 
         const sb = await m.create({ hostname: 'spare-1' });
+        const disk = sb.record.resources.disk as string;
         try {
           assert.ok(!fs.existsSync(file), 'the spare was not taken');
-          assert.ok(!fs.existsSync(mnt[0]!), 'the spare was not moved');
-          const disk = sb.record.resources.disk as string;
           assert.deepEqual(loopDevicesOf(disk), [dev], 'the session disk is not the spare');
           const r = await sb.exec([
             'sh',
@@ -533,20 +530,23 @@ describe('lifecycle', () => {
         } finally {
           await m.teardown(sb.record);
         }
+        await waitFor("the taken spare's loop device to detach", () =>
+          loopDevicesOf(disk).length === 0 ? true : undefined,
+        );
         const next = await waitFor('the next spare disk', () =>
           m.spareDiskReady && spares().length === 1 && path.join(disks, spares()[0]!) !== file
             ? path.join(disks, spares()[0]!)
             : undefined,
         );
-        const nextMnt = fs.readdirSync(sparesDir).map((n) => path.join(sparesDir, n));
+        assert.equal(loopDevicesOf(next).length, 1);
         await m.dropAhead();
         assert.equal(m.spareDiskReady, false);
         assert.ok(!fs.existsSync(next), 'dropAhead left the spare file');
-        assert.ok(!nextMnt.some(mountedAt), 'dropAhead left the spare mounted');
         await waitFor('the spare loop device to detach', () =>
           loopDevicesOf(next).length === 0 ? true : undefined,
         );
       } finally {
+        holder?.kill('SIGKILL');
         await m.dropAhead();
       }
     },
@@ -639,6 +639,7 @@ describe('lifecycle', () => {
       assert.ok(reaped.includes(dead.id), `dead sandbox not reaped: ${reaped}`);
       await assertGone(deadRec);
       assert.deepEqual(diskIoRules(deadIo.dev), [], 'the reaped disk left limits on its device');
+      assert.deepEqual(dirtyBound(deadIo.dev), { strict: '0', maxRatio: '100' });
       assert.notDeepEqual(
         diskIoRules(liveIo.dev, liveRec.resources.cgroupDirs),
         [],

@@ -175,7 +175,7 @@ test("a paced terminal stops reading its pty and resumes after its wait; others'
   quiet.exit(137);
 });
 
-test('^C in a paced terminal resumes it at once and drops its debt; what follows is paced again', async () => {
+test('^C in a paced terminal resumes it at once and drops its debt, once per 2 s; what follows is paced again', async () => {
   const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024 });
   const typist = {};
   p.noteInput(typist);
@@ -191,6 +191,10 @@ test('^C in a paced terminal resumes it at once and drops its debt; what follows
   assert.equal(flood.calls.paused, false, 'the prompt after ^C was charged the old debt');
   flood.data('y\n'.repeat(64 * 1024));
   assert.equal(flood.calls.paused, true, 'a new flood is paced');
+  // A second ^C soon after does not forgive again (a flood that ignores
+  // ^C, with ^C sent in a loop, would otherwise never be paced).
+  await t.input('\x03');
+  assert.equal(flood.calls.paused, true, 'a second ^C within 2 s resumed the flood');
   // Other keys do not forgive.
   const other = fakePty();
   const u = new Terminal('t2', 'T2', other.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
