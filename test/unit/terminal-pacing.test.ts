@@ -175,31 +175,51 @@ test("a paced terminal stops reading its pty and resumes after its wait; others'
   quiet.exit(137);
 });
 
-test('^C in a paced terminal resumes it at once and drops its debt, once per 2 s; what follows is paced again', async () => {
-  const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024 });
-  const typist = {};
-  p.noteInput(typist);
-  const flood = fakePty();
-  const t = new Terminal('t1', 'T1', flood.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
+/**
+ * A pacer on a busy host with someone else typing, at 64 KiB/s, and a
+ * terminal on it that has just produced `beyond` bytes past its burst (so it
+ * waits beyond / 64 KiB seconds). `now`: the pacer's clock (default: real).
+ */
+function pacedFlood(beyond: number, p = busyPacer()) {
+  const pty = fakePty();
+  const t = new Terminal('t1', 'T1', pty.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
   attachAcking(t);
-  flood.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 64 * 1024)); // 128 KiB beyond: 2 s at 64 KiB/s
+  pty.data('y\n'.repeat(PACE_BURST_BYTES / 2 + beyond / 2));
+  return { p, t, pty };
+}
+
+function busyPacer(now?: () => number): OutputPacer {
+  const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024, ...(now && { now }) });
+  p.noteInput({}); // someone else typed
+  return p;
+}
+
+test('^C in a paced terminal resumes it at once and drops its debt, once per 2 s; what follows is paced again', async () => {
+  // The pacer's clock stands still (the 2 s are its own); each flood waits
+  // 16 s of real time, so no timer resumes anything during the test.
+  const clock = 1_000_000;
+  const {
+    p,
+    t,
+    pty: flood,
+  } = pacedFlood(
+    MiB,
+    busyPacer(() => clock),
+  );
   assert.equal(flood.calls.paused, true);
   await t.input('\x03');
   assert.equal(flood.calls.paused, false, 'still paused after ^C');
   // The shell's answer is not held back; a flood after it waits again.
   flood.data('^C\r\n# ');
   assert.equal(flood.calls.paused, false, 'the prompt after ^C was charged the old debt');
-  flood.data('y\n'.repeat(64 * 1024));
+  flood.data('y\n'.repeat(512 * 1024));
   assert.equal(flood.calls.paused, true, 'a new flood is paced');
   // A second ^C soon after does not forgive again (a flood that ignores
   // ^C, with ^C sent in a loop, would otherwise never be paced).
   await t.input('\x03');
   assert.equal(flood.calls.paused, true, 'a second ^C within 2 s resumed the flood');
   // Other keys do not forgive.
-  const other = fakePty();
-  const u = new Terminal('t2', 'T2', other.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
-  attachAcking(u);
-  other.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 64 * 1024));
+  const { t: u, pty: other } = pacedFlood(MiB, p);
   await u.input('q');
   assert.equal(other.calls.paused, true, 'a plain key resumed a paced flood');
   for (const [term, pty] of [
@@ -212,13 +232,8 @@ test('^C in a paced terminal resumes it at once and drops its debt, once per 2 s
 });
 
 test('a terminal that ends or is attached while paced neither stays paused nor leaks its timer', async () => {
-  const p = new OutputPacer({ hostBusy: () => 1, rateBytes: 64 * 1024 });
-  const typist = {};
-  p.noteInput(typist);
-  const ended = fakePty();
-  const t = new Terminal('t1', 'T1', ended.pty, 80, 24, { pacer: p, replayBytes: 4 * MiB });
-  attachAcking(t);
-  ended.data('y\n'.repeat(PACE_BURST_BYTES / 2 + 4 * 1024)); // 8 KiB beyond: 125 ms at 64 KiB/s
+  // 8 KiB beyond: 125 ms at 64 KiB/s
+  const { p, t, pty: ended } = pacedFlood(8 * 1024);
   assert.equal(ended.calls.paused, true);
   ended.exit(0);
   assert.deepEqual(t.exited, { code: 0 });
