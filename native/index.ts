@@ -430,24 +430,11 @@ export interface NativeAddon {
   /**
    * mountLoop's first half: `image` on a free loop device (AUTOCLEAR, direct
    * I/O), held by the fd this resolves with (as a decimal string) until
-   * mountAttached; closing the fd instead detaches the device. Off the JS thread.
+   * mountDetached; closing the fd instead detaches the device. Off the JS thread.
    */
   attachLoop(image: string, step: StepName): Promise<string>;
   /**
-   * mountLoop's second half: mounts `dev`, attached by attachLoop and held
-   * by `fd`, and closes `fd` whatever the outcome. Off the JS thread.
-   */
-  mountAttached(
-    fd: number,
-    dev: string,
-    target: string,
-    fstype: string,
-    flags: string,
-    data: string,
-    step: StepName,
-  ): Promise<void>;
-  /**
-   * mountAttached as a detached mount (fsopen, fsconfig, fsmount; Linux >=
+   * Mounts `dev` (attachLoop's) as a detached mount (fsopen, fsconfig, fsmount; Linux >=
    * 5.2): in no mount namespace, so a namespace made meanwhile holds no copy
    * of it. Closes `fd`; resolves with the mount's fd (as a decimal string),
    * which moveMount places and whose close drops an unplaced mount. `data`:

@@ -213,7 +213,7 @@ Napi::Value MountLoop(const Napi::CallbackInfo& info) {
 }
 
 // attachLoop(image, step) -> Promise<"<fd>">: `image` on a free loop device
-// (as mountLoop does), held by the returned fd until mountAttached: a disk
+// (as mountLoop does), held by the returned fd until mountDetached: a disk
 // made ready ahead of its create. Closing the fd instead detaches it.
 Napi::Value AttachLoop(const Napi::CallbackInfo& info) {
   std::string image = Str(info, 0), step = Str(info, 1);
@@ -223,29 +223,6 @@ Napi::Value AttachLoop(const Napi::CallbackInfo& info) {
     if (!DoAttachLoop(image, step, &fd, &dev, err)) return false;
     *out = std::to_string(fd);
     return true;
-  });
-}
-
-// mountAttached(fd, dev, target, fstype, flags, data, step) -> Promise<void>:
-// mounts a device from attachLoop (`dev`, held by `fd`) off the JS thread,
-// and closes `fd`, whatever the outcome.
-Napi::Value MountAttached(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int fd =
-      info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
-  std::string dev = Str(info, 1), target = Str(info, 2), fstype = Str(info, 3), fl = Str(info, 4),
-              data = Str(info, 5), step = Str(info, 6);
-  unsigned long f = 0;
-  if (fd < 0) {
-    errors::Throw(env, {step, "mount", EBADF, target, "mountAttached needs the device's fd"});
-    return env.Undefined();
-  }
-  if (!ParseFlags(env, fl, target, step, &f)) {
-    close(fd);
-    return env.Undefined();
-  }
-  return Queue(env, [=](std::string*, errors::Record* err) {
-    return DoMountAttached(fd, dev, target, fstype, f, fl, data, step, err);
   });
 }
 
@@ -407,7 +384,6 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("umount", Napi::Function::New(env, Umount));
   exports.Set("mountLoop", Napi::Function::New(env, MountLoop));
   exports.Set("attachLoop", Napi::Function::New(env, AttachLoop));
-  exports.Set("mountAttached", Napi::Function::New(env, MountAttached));
   exports.Set("mountDetached", Napi::Function::New(env, MountDetached));
   exports.Set("moveMount", Napi::Function::New(env, MoveMount));
   exports.Set("copySparse", Napi::Function::New(env, CopySparse));
