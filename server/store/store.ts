@@ -138,6 +138,8 @@ interface Row {
 export class Store {
   private readonly db: Database.Database;
 
+  private used: { version: number; ks: Set<number> } | undefined;
+
   constructor(stateDir: string) {
     fs.mkdirSync(stateDir, { recursive: true, mode: 0o711 });
     this.db = new Database(path.join(stateDir, 'underlay.db'), { timeout: 5000 });
@@ -226,22 +228,16 @@ export class Store {
     disk?: { owner: string; name: string; bytes: number; id: string },
   ): { record: SandboxRecord; disk: (DiskRow & { fresh: boolean }) | undefined } {
     const tx = this.db.transaction(() => {
-      const sandboxKs = new Set(
-        (this.db.prepare('SELECT k FROM sandboxes').all() as { k: number }[]).map((r) => r.k),
-      );
       let kept: (DiskRow & { fresh: boolean }) | undefined;
       if (disk) {
         const row = this.getDisk(disk.owner, disk.name);
-        if (row && sandboxKs.has(row.k))
+        if (row && this.db.prepare('SELECT 1 FROM sandboxes WHERE k = ?').get(row.k))
           throw new Error(`the disk ${row.id} is in use by another sandbox`);
         if (row) kept = { ...row, fresh: false };
       }
       let k = kept?.k ?? 0;
       if (!kept) {
-        const used = new Set([
-          ...sandboxKs,
-          ...(this.db.prepare('SELECT k FROM disks').all() as { k: number }[]).map((r) => r.k),
-        ]);
+        const used = this.usedKs();
         while (used.has(k)) k++;
         if (k >= maxK) throw new RangesExhausted(maxK);
         if (disk) {
@@ -260,7 +256,40 @@ export class Store {
         .run(rec.id, rec.k, JSON.stringify(rec));
       return { record: rec, disk: kept };
     });
-    return tx.immediate();
+    try {
+      const r = tx.immediate();
+      this.used?.ks.add(r.record.k);
+      return r;
+    } catch (err) {
+      this.used = undefined; // a rolled-back insert may be in it
+      throw err;
+    }
+  }
+
+  /**
+   * Every k a sandbox or a kept disk holds. Cached: a class's server keeps
+   * hundreds of parked disks, and reading all their ks for each create cost
+   * it ~0.6 ms at 800 (docs/benchmarks.md). This connection's own writes
+   * update the cache; `data_version` changes when another connection (the
+   * CLI, another process) commits, and then it is read again. Called inside
+   * the write transaction, so nobody else commits meanwhile.
+   */
+  private usedKs(): Set<number> {
+    const version = this.db.pragma('data_version', { simple: true }) as number;
+    if (this.used?.version !== version) {
+      const ks = this.db.prepare('SELECT k FROM sandboxes UNION ALL SELECT k FROM disks').pluck();
+      this.used = { version, ks: new Set(ks.all() as number[]) };
+    }
+    return this.used.ks;
+  }
+
+  /** Frees k in the cache of usedKs() once neither table holds it. */
+  private releaseK(k: number | undefined): void {
+    if (k === undefined || !this.used) return;
+    const held =
+      this.db.prepare('SELECT 1 FROM sandboxes WHERE k = ?').get(k) ??
+      this.db.prepare('SELECT 1 FROM disks WHERE k = ?').get(k);
+    if (!held) this.used.ks.delete(k);
   }
 
   /** A kept session disk (sandbox/disk.ts), by who it belongs to. */
@@ -290,7 +319,10 @@ export class Store {
 
   /** Forgets a disk (its image is already gone); its id range is free again. */
   removeDisk(id: string): void {
-    this.db.prepare('DELETE FROM disks WHERE id = ?').run(id);
+    const row = this.db.prepare('DELETE FROM disks WHERE id = ? RETURNING k').get(id) as
+      | { k: number }
+      | undefined;
+    this.releaseK(row?.k);
   }
 
   update(rec: SandboxRecord): void {
@@ -311,7 +343,10 @@ export class Store {
 
   /** Releases the range; only called once nothing of the sandbox remains. */
   remove(id: string): void {
-    this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+    const row = this.db.prepare('DELETE FROM sandboxes WHERE id = ? RETURNING k').get(id) as
+      | { k: number }
+      | undefined;
+    this.releaseK(row?.k);
   }
 
   /** Lab progress of one student (or session) in one lab, as the engine's JSON. */

@@ -61,3 +61,44 @@ test('a kept disk holds its id range between sandboxes, and only one sandbox use
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('two connections (the server and a CLI) never hand out the same id range, and see each other free one', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-store-'));
+  const server = new Store(dir);
+  const cli = new Store(dir);
+  try {
+    // Enough parked disks that a create's search goes through the cache.
+    for (let i = 0; i < 50; i++) {
+      const r = server.reserve((k) => record(`s${i}`, k), 1000, {
+        owner: `o${i}`,
+        name: 'lab',
+        bytes: 1,
+        id: `d${i}`,
+      });
+      assert.equal(r.record.k, i);
+      server.remove(`s${i}`); // parked: the disk holds the range
+    }
+    assert.equal(server.reserve((k) => record('a', k), 1000).record.k, 50);
+    assert.equal(cli.reserve((k) => record('b', k), 1000).record.k, 51);
+    // The server's next range is past the one the CLI took.
+    assert.equal(server.reserve((k) => record('c', k), 1000).record.k, 52);
+    // Freed by the other connection: reused by this one, lowest first.
+    cli.removeDisk('d7');
+    assert.equal(server.reserve((k) => record('d', k), 1000).record.k, 7);
+    server.remove('a');
+    assert.equal(cli.reserve((k) => record('e', k), 1000).record.k, 50);
+    // A record that fails to be made leaves its range free.
+    assert.throws(() =>
+      server.reserve(() => {
+        throw new Error('no record');
+      }, 1000),
+    );
+    assert.equal(server.reserve((k) => record('f', k), 1000).record.k, 53);
+    server.remove('f');
+    assert.equal(server.reserve((k) => record('g', k), 1000).record.k, 53);
+  } finally {
+    server.close();
+    cli.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
