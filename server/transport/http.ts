@@ -27,6 +27,7 @@ import type { Admission } from '../sessions/admission';
 import type { Session, SessionManager } from '../sessions/session-manager';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
+import { LoopDelayMonitor } from '../util/loop-delay';
 import { hostAllowed, limitConnections, stateChangeRefusal } from './guard';
 import { clientOf, StudentIds } from './identity';
 import {
@@ -93,6 +94,7 @@ export function createApp(opts: AppOptions): App {
   const { log, sessions, labs, admission } = opts;
   const students =
     opts.students ?? new StudentIds(crypto.randomBytes(32).toString('hex'), { admission });
+  const loopDelay = new LoopDelayMonitor();
   const server = http.createServer(
     {
       headersTimeout: HEADERS_TIMEOUT_MS,
@@ -127,6 +129,7 @@ export function createApp(opts: AppOptions): App {
       return json(res, 200, {
         ok: true,
         sessions: sessions.list().length,
+        loopDelayMs: loopDelay.stats(),
         ...(admission ? { capacity: admission.limits.capacity, waiting: admission.waiting } : {}),
       });
     if (url.pathname.startsWith('/api/') && !SAFE_METHODS.has(req.method ?? 'GET')) {
@@ -294,11 +297,13 @@ export function createApp(opts: AppOptions): App {
     io,
     sessions,
     async close() {
+      loopDelay.stop();
       io.close();
       await sessions.endAll();
       await new Promise<void>((r) => server.close(() => r()));
     },
     async shutdown() {
+      loopDelay.stop();
       io.close();
       sessions.detachAll();
       server.closeAllConnections();
