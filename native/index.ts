@@ -500,6 +500,22 @@ export interface NativeAddon {
     gate: number;
     spec: number;
   };
+  /**
+   * `path args...` with pipes for stdin/stdout/stderr, by posix_spawn on a
+   * worker thread (no fork of Node's address space on the JS thread). The
+   * fds are the parent's ends (close-on-exec); the caller must hand `pidfd`
+   * to watchExit, which reaps the child.
+   */
+  spawnPiped(
+    path: string,
+    args: string[],
+  ): Promise<{ pid: number; pidfd: number; stdin: number; stdout: number; stderr: number }>;
+  /**
+   * Calls `cb` once the child of `pidfd` has exited, reaping it (waitid
+   * P_PIDFD: that child only): `code` its exit status, or -1 with `signal`.
+   * Takes the pidfd. The watch keeps the event loop alive.
+   */
+  watchExit(pidfd: number, cb: (code: number, signal: number) => void): void;
 }
 
 export interface Native {

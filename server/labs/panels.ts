@@ -9,7 +9,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { PanelData, PanelSpec, PanelUpdate } from '../protocol/index';
 import type { Sandbox } from '../sandbox/index';
 
@@ -27,7 +26,7 @@ const MAX_LINE = 256 * 1024;
 const MIN_GAP_MS = 450;
 
 export class PanelFeed {
-  private child: ChildProcessWithoutNullStreams | undefined;
+  private child: ReturnType<Sandbox['spawnPipes']> | undefined;
   private buf = '';
   private last = 0;
   private stopped = false;

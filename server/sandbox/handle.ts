@@ -3,21 +3,33 @@
  * pipes (`exec`, `spawnPipes`) or a pty (`spawnPty`). Every process that
  * enters a sandbox is a fresh underlay-nsexec `join` (the Node process never
  * changes namespaces), and the handle owns every such spawn: it records the
- * pid so the reaper never waitpid()s a child that libuv or node-pty will wait
- * for itself.
+ * pid so the reaper never waitpid()s a child that its owner (PipedProcess,
+ * node-pty) will wait for itself.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { joinArgs, parseErrRecord, type Native } from '../../native/index';
 import type { SandboxRecord, SandboxResources } from '../store/store';
 import { terminalCgroup } from './cgroups';
 import { ConsolePty } from './console-pty';
+import { PipedProcess } from './piped';
 import { SandboxError } from './errors';
 import { SANDBOX_ENV, type ExecOptions, type ExecResult, type JoinOptions } from './options';
 import { exitStatus } from '../util/exit-status';
 
-/** Pids of helper processes this process spawned itself (libuv or node-pty reaps them, not the reaper). */
+/** Pids of helper processes this process spawned itself (their owner reaps them, not the reaper). */
 class SpawnRegistry {
   private readonly pids = new Set<number>();
+  private starting = 0;
+  /** A spawn is under way whose pid is not known yet. */
+  begin(): void {
+    this.starting++;
+  }
+  end(): void {
+    this.starting--;
+  }
+  /** Whether any spawn's pid is still unknown: then no child can be told apart. */
+  get pending(): boolean {
+    return this.starting > 0;
+  }
   add(pid: number | undefined): void {
     if (pid) this.pids.add(pid);
   }
@@ -142,14 +154,13 @@ export class Sandbox {
    * `argv` in the sandbox with stdin/stdout/stderr as pipes, in a session of
    * its own. The caller handles the streams; the pid is tracked until exit.
    */
-  spawnPipes(argv: string[], opts: JoinOptions = {}): ChildProcessWithoutNullStreams {
-    const child = spawn(this.native.helperPath, this.join(argv, { ...opts, setsid: true }), {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: {} as NodeJS.ProcessEnv,
-    });
-    ownSpawns.add(child.pid);
-    child.on('exit', () => ownSpawns.delete(child.pid));
-    return child;
+  spawnPipes(argv: string[], opts: JoinOptions = {}): PipedProcess {
+    return new PipedProcess(
+      this.native.addon,
+      this.native.helperPath,
+      this.join(argv, { ...opts, setsid: true }),
+      ownSpawns,
+    );
   }
 
   /**
@@ -182,7 +193,7 @@ export class Sandbox {
     const timeout = opts.timeoutMs ?? 10_000;
     const t0 = process.hrtime.bigint();
     return new Promise((resolve, reject) => {
-      let child: ChildProcessWithoutNullStreams;
+      let child: PipedProcess;
       try {
         child = this.spawnPipes(argv, opts);
       } catch (err) {
@@ -212,7 +223,7 @@ export class Sandbox {
         child.kill('SIGTERM');
         setTimeout(() => child.kill('SIGKILL'), 500).unref();
       }, timeout);
-      child.on('error', (e) => {
+      child.on('error', (e: unknown) => {
         clearTimeout(timer);
         reject(SandboxError.wrap(`exec in sandbox ${this.id}`, e, 'join'));
       });
@@ -225,7 +236,7 @@ export class Sandbox {
           child.stderr.destroy();
         }, 50).unref();
       });
-      child.on('close', (code, signal) => {
+      child.on('close', (code: number | null, signal: NodeJS.Signals | null) => {
         clearTimeout(timer);
         const stderr = Buffer.concat(err).toString('utf8');
         const rc = exitStatus(code, signal);

@@ -317,6 +317,9 @@ export class Reaper {
     const lo = this.o.config.uidBase;
     const hi = lo + 65536 * this.o.config.maxSessions;
     let n = 0;
+    // A spawn under way may have a child whose pid its owner does not know
+    // yet (PipedProcess): nothing here can tell it apart. Teardown polls.
+    if (ownSpawns.pending) return 0;
     // Only our own children can be ours to reap: the kernel lists them per
     // thread (a subreaper's re-parented children may land on any thread).
     for (const pid of childPids()) {

@@ -5,6 +5,7 @@
  */
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe } from 'node:test';
@@ -23,6 +24,7 @@ import { liftDiskIo } from '../../server/sandbox/disk-io';
 import { earlyHelpers, type ManagerOptions } from '../../server/sandbox/manager';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
+import { pollUntil } from '../../server/util/wait';
 import { encodeOps, type Native, type Op } from '../../native/index';
 import {
   CLI,
@@ -123,6 +125,60 @@ async function waitFor<T>(what: string, fn: () => T | undefined, ms = 15000): Pr
 const CYCLES = Math.max(25, Math.round(200 / timeScale() ** 2));
 
 describe('lifecycle', () => {
+  sysTest(
+    'a command run in a sandbox (a check, a panel) is started off the event loop and reaped by its owner: its helper is no child of the main thread, its exit is reported, nothing is left',
+    SYSTEM_NEEDS,
+    async (t) => {
+      const m = testManager();
+      const sb = await m.create();
+      t.after(() => m.teardown(sb.record));
+      // Children are listed per thread that made them: libuv's spawn forks on
+      // the main thread, which held the event loop for the fork and the exec.
+      const childrenOf = (tid: number) =>
+        fs
+          .readFileSync(`/proc/self/task/${tid}/children`, 'utf8')
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean)
+          .map(Number);
+      const child = sb.spawnPipes(['sleep', '300']);
+      child.stdout.resume();
+      child.stderr.resume();
+      assert.ok(await pollUntil(() => child.pid !== undefined, 10_000), 'no pid');
+      const pid = child.pid as number;
+      assert.ok(!childrenOf(process.pid).includes(pid), 'the helper was forked by the main thread');
+      const threads = fs.readdirSync('/proc/self/task').map(Number);
+      assert.ok(
+        threads.some((tid) => childrenOf(tid).includes(pid)),
+        'the helper is not our child at all',
+      );
+      const exited = new Promise<[number | null, string | null]>((r) =>
+        child.on('exit', (code: number | null, signal: string | null) => r([code, signal])),
+      );
+      const closed = new Promise<void>((r) => child.on('close', () => r()));
+      child.kill('SIGTERM');
+      // The helper relays the signal and exits as its command did (128 + 15),
+      // or, signalled before it set that up, dies of it itself.
+      const [code, signal] = await exited;
+      assert.ok(code === 143 || signal === 'SIGTERM', `exit ${code} signal ${signal}`);
+      await closed;
+      assert.ok(!fs.existsSync(`/proc/${pid}`), 'the helper was not reaped');
+      // Output and the exit status come through, stdin too; a background job
+      // that keeps the pipe does not hold the call.
+      const r = await sb.exec(['sh', '-c', 'read x; echo "$x"; echo err >&2; sleep 300 & exit 3'], {
+        input: 'hello\n',
+      });
+      assert.deepEqual([r.code, r.stdout, r.stderr], [3, 'hello\n', 'err\n']);
+      // Input far beyond a pipe's buffer arrives whole (a lab's files, a tool).
+      const blob = crypto.randomBytes(4 << 20);
+      const sum = await sb.exec(['sha256sum'], { input: blob });
+      assert.equal(
+        sum.stdout.split(' ')[0],
+        crypto.createHash('sha256').update(blob).digest('hex'),
+      );
+    },
+  );
+
   sysTest(
     `${CYCLES} create/teardown cycles leave nothing behind`,
     SYSTEM_NEEDS,

@@ -1,0 +1,121 @@
+/**
+ * A join helper with pipes for stdin/stdout/stderr, started without
+ * blocking the event loop (native spawnPiped: posix_spawn on a worker
+ * thread) and reaped through its pidfd (native watchExit). Node's own spawn
+ * forks the whole server on the JS thread and waits there for the exec:
+ * 7-9 ms of a ~150 MB server per spawn, during which no terminal of the class
+ * echoes (docs/benchmarks.md, twentieth session). Behaves as much of a
+ * ChildProcess as the callers use: the three streams, `pid`, `kill`, and
+ * the events 'error', 'exit' (code, signal) and 'close' (the same, once
+ * stdout and stderr are closed too).
+ */
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { PassThrough } from 'node:stream';
+import type { NativeAddon } from '../../native/index';
+
+const SIGNAL_NAMES = new Map(
+  Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+/** What the reaper must know: which children are ours, and when a spawn is under way. */
+export interface SpawnTracker {
+  add(pid: number | undefined): void;
+  delete(pid: number | undefined): void;
+  /** A spawn whose pid is not known yet: the reaper reaps nothing meanwhile. */
+  begin(): void;
+  end(): void;
+}
+
+export class PipedProcess extends EventEmitter {
+  readonly stdin = new PassThrough();
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  pid: number | undefined;
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  private pidfd = -1;
+  private exited = false;
+  private pendingSignal: NodeJS.Signals | undefined;
+  private openStreams = 2;
+
+  constructor(addon: NativeAddon, path: string, args: string[], tracker: SpawnTracker) {
+    super();
+    for (const s of [this.stdout, this.stderr])
+      s.once('close', () => {
+        this.openStreams--;
+        this.maybeClose();
+      });
+    tracker.begin();
+    addon.spawnPiped(path, args).then(
+      (r) => {
+        tracker.add(r.pid);
+        tracker.end();
+        this.pid = r.pid;
+        this.pidfd = r.pidfd;
+        this.attach(r.stdin, r.stdout, r.stderr);
+        addon.watchExit(r.pidfd, (code, signal) => {
+          this.exited = true;
+          this.pidfd = -1;
+          tracker.delete(r.pid);
+          this.exitCode = code >= 0 ? code : null;
+          this.signalCode = signal ? (SIGNAL_NAMES.get(signal) ?? null) : null;
+          this.emit('exit', this.exitCode, this.signalCode);
+          this.maybeClose();
+        });
+        if (this.pendingSignal) this.kill(this.pendingSignal);
+      },
+      (err: unknown) => {
+        tracker.end();
+        this.exited = true;
+        this.emit('error', err);
+        this.stdout.end();
+        this.stderr.end();
+      },
+    );
+    this.kill = (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (this.exited) return false;
+      if (this.pidfd < 0) {
+        this.pendingSignal = signal;
+        return true;
+      }
+      try {
+        addon.pidfdSignal(this.pidfd, os.constants.signals[signal]);
+        return true;
+      } catch {
+        return false; // it ended meanwhile (ESRCH)
+      }
+    };
+  }
+
+  /** Sends `signal` (default SIGTERM); false once it has ended. */
+  kill: (signal?: NodeJS.Signals) => boolean;
+
+  private attach(inFd: number, outFd: number, errFd: number): void {
+    const input = new net.Socket({ fd: inFd, readable: false, writable: true });
+    input.on('error', () => {}); // EPIPE: the command does not read its input
+    // Ended by the pipe once all is written (never destroyed early: a write
+    // still queued would be lost); let go of at the latest when the child ends.
+    this.stdin.pipe(input);
+    this.once('exit', () => input.destroy());
+    for (const [fd, dest] of [
+      [outFd, this.stdout],
+      [errFd, this.stderr],
+    ] as const) {
+      const src = new net.Socket({ fd, readable: true, writable: false });
+      src.on('error', () => dest.end());
+      src.pipe(dest);
+      // A caller that destroys a stream (a background job still holds the
+      // pipe) lets go of the fd as well.
+      dest.once('close', () => src.destroy());
+    }
+  }
+
+  private maybeClose(): void {
+    if (this.exited && this.openStreams === 0 && this.pid !== undefined) {
+      this.openStreams = -1; // once
+      this.emit('close', this.exitCode, this.signalCode);
+    }
+  }
+}
