@@ -18,7 +18,8 @@
  *
  * Environment: STUDENTS (100), NOISY (5), MINUTES (10), LAB (ns-uts-ipc),
  * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods),
- * ECHO_WINDOWS (1: also echo p99 per 20 s of the run),
+ * ECHO_WINDOWS (1: also echo p99 per 20 s of the run), CLIENT_NICE (e.g. -10:
+ * the bench client's threads ahead of the host's other work, as if remote),
  * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
  * private-hostname, as an open lab page does; to compare echo with and without).
  * All students come from 127.0.0.1, one client address, so the bench raises
@@ -28,6 +29,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import * as os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { io, type Socket } from 'socket.io-client';
@@ -41,6 +44,7 @@ const LAB = process.env.LAB ?? 'ns-uts-ipc';
 const STATE_DIR = process.env.UNDERLAY_BENCH_STATE_DIR ?? '/var/lib/underlay-bench';
 const UID_BASE = 100000 + 65536 * 3000;
 const PANELS = process.env.PANELS === '1';
+const CLIENT_NICE = Number(process.env.CLIENT_NICE ?? 0);
 const PANEL_STEP = process.env.PANEL_STEP ?? 'private-hostname';
 let panelUpdates = 0;
 /** When each echo sample was taken (for ECHO_WINDOWS=1). */
@@ -368,6 +372,9 @@ async function main(): Promise<void> {
     UNDERLAY_CONNECTIONS_PER_CLIENT: String(STUDENTS * 8 + 100),
     UNDERLAY_LOG: 'warn',
   });
+  // CLIENT_NICE=-10: the bench client (not the server, started above) runs
+  // ahead of the host's other work, as browsers on their own machines would.
+  if (CLIENT_NICE) os.setPriority(CLIENT_NICE);
   const db = path.join(STATE_DIR, 'underlay.db');
   const students = Array.from({ length: STUDENTS }, (_, i) => new Student(i, server.url));
   try {
@@ -433,12 +440,21 @@ async function main(): Promise<void> {
     else await noisyThread?.noise();
     if (PANELS) students.slice(NOISY).forEach((s) => s.watchPanels());
     await sleep(5_000); // let the noise build up before measuring
+    // The bench client's own event loop: an echo waits in it too (in a class
+    // each browser is on its own machine); printed beside the echo figures.
+    const clientLag = monitorEventLoopDelay({ resolution: 1 });
+    clientLag.enable();
     measuringEcho = true;
     const tRun = performance.now();
     const cpu0 = cpuTimes(server.proc.pid as number);
     const end = Date.now() + MINUTES * 60_000;
     await Promise.all(students.slice(NOISY).map((s) => quiet(s, end)));
     measuringEcho = false;
+    clientLag.disable();
+    // The server's own loop delay over the last full minute of the run.
+    const health = (await fetch(`${server.url}/healthz`).then((r) => r.json())) as {
+      loopDelayMs?: { p50: number; p99: number; max: number; windowS: number };
+    };
     const cpu1 = cpuTimes(server.proc.pid as number);
     const runSecs = (performance.now() - tRun) / 1000;
 
@@ -476,6 +492,17 @@ async function main(): Promise<void> {
 
     const row = (name: string, xs: number[]) =>
       `| ${name} | ${fmt(pct(xs, 50))} | ${fmt(pct(xs, 99))} | ${fmt(xs.reduce((m, x) => Math.max(m, x), -Infinity))} | ${xs.length} |`;
+    console.log(
+      // (The histogram holds the time between its 1 ms ticks: less the 1 ms.)
+      `bench client's event loop delay while measuring: p50 ${fmt(clientLag.percentile(50) / 1e6 - 1)} ` +
+        `p99 ${fmt(clientLag.percentile(99) / 1e6 - 1)} max ${fmt(clientLag.max / 1e6 - 1)} ms` +
+        (CLIENT_NICE ? ` (client at nice ${CLIENT_NICE})` : ''),
+    );
+    const sl = health.loopDelayMs;
+    if (sl)
+      console.log(
+        `server's event loop delay over the last ${sl.windowS} s: p50 ${sl.p50} p99 ${sl.p99} max ${sl.max} ms`,
+      );
     console.log('\n| figure (ms) | p50 | p99 | max | n |\n| --- | --- | --- | --- | --- |');
     console.log(row('herd: POST session → prompt in T1', fig.start));
     console.log(row('herd: POST session → prompt in every terminal', fig.allShells));
