@@ -275,7 +275,8 @@ class PipedWorker : public Napi::AsyncWorker {
     stdout_ = p[1][0];
     stderr_ = p[2][0];
     pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
-    // Cannot fail for our own unreaped child on Linux >= 5.3 (the doctor's floor).
+    // Cannot fail for our own unreaped child on Linux >= 5.3 (waitid P_PIDFD: 5.4;
+    // the doctor's floor is higher).
     if (pidfd_ < 0) {
       err_ = errno;
       what_ = "pidfd_open";
@@ -380,6 +381,12 @@ void OnExitReadable(uv_poll_t* handle, int /*status*/, int /*events*/) {
     Napi::HandleScope scope(env);
     w->cb.MakeCallback(env.Global(), {Napi::Number::New(env, code), Napi::Number::New(env, sig)},
                        *w->context);
+    // A listener that threw: report it as Node does for its own callbacks
+    // (uncaughtException), never leave it pending for the next call in.
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
   }
   uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) {
     auto* w = static_cast<ExitWatch*>(h->data);
@@ -409,7 +416,9 @@ Napi::Value WatchExit(const Napi::CallbackInfo& info) {
   w->context = new Napi::AsyncContext(env, "underlay:exit");
   w->poll.data = w;
   const int fd = w->pidfd;
+  const char* what = "uv_poll_init";
   int rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc == 0) what = "uv_poll_start";
   if (rc != 0) {
     delete w->context;
     delete w;
@@ -421,7 +430,7 @@ Napi::Value WatchExit(const Napi::CallbackInfo& info) {
   }
   if (rc != 0) {
     close(fd);
-    errors::Throw(env, {"join", "uv_poll_start", -rc, "", "pidfd " + std::to_string(fd)});
+    errors::Throw(env, {"join", what, -rc, "", "pidfd " + std::to_string(fd)});
   }
   return env.Undefined();
 }

@@ -19,12 +19,18 @@ import { exitStatus } from '../util/exit-status';
 class SpawnRegistry {
   private readonly pids = new Set<number>();
   private starting = 0;
+  private settled: (() => void)[] = [];
   /** A spawn is under way whose pid is not known yet. */
   begin(): void {
     this.starting++;
   }
   end(): void {
-    this.starting--;
+    if (--this.starting === 0) for (const f of this.settled.splice(0)) f();
+  }
+  /** Runs `f` once no spawn is under way (at once if none is). */
+  whenSettled(f: () => void): void {
+    if (this.starting === 0) f();
+    else if (!this.settled.includes(f)) this.settled.push(f);
   }
   /** Whether any spawn's pid is still unknown: then no child can be told apart. */
   get pending(): boolean {

@@ -15,9 +15,13 @@ import * as os from 'node:os';
 import { PassThrough } from 'node:stream';
 import type { NativeAddon } from '../../native/index';
 
-const SIGNAL_NAMES = new Map(
-  Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
-);
+/** Signal numbers to names, the first name of each (SIGABRT, not SIGIOT), as Node reports them. */
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
+for (const [name, n] of Object.entries(os.constants.signals))
+  if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name as NodeJS.Signals);
+
+/** The status of a child whose exit could not be read (reaped by someone else): a failure. */
+const UNKNOWN_STATUS = 255;
 
 /** What the reaper must know: which children are ours, and when a spawn is under way. */
 export interface SpawnTracker {
@@ -48,30 +52,56 @@ export class PipedProcess extends EventEmitter {
         this.maybeClose();
       });
     tracker.begin();
-    addon.spawnPiped(path, args).then(
+    let started: ReturnType<NativeAddon['spawnPiped']>;
+    try {
+      started = addon.spawnPiped(path, args);
+    } catch (err) {
+      started = Promise.reject(err as Error);
+    }
+    started.then(
       (r) => {
         tracker.add(r.pid);
         tracker.end();
         this.pid = r.pid;
         this.pidfd = r.pidfd;
-        this.attach(r.stdin, r.stdout, r.stderr);
-        addon.watchExit(r.pidfd, (code, signal) => {
-          this.exited = true;
+        try {
+          this.attach(r.stdin, r.stdout, r.stderr);
+        } catch (err) {
+          for (const fd of [r.stdin, r.stdout, r.stderr]) addon.closeFd(fd);
+          this.stdout.end();
+          this.stderr.end();
+          this.stdout.resume();
+          this.stderr.resume();
+          this.kill('SIGKILL'); // reaped below, as any exit
+          queueMicrotask(() => this.emit('error', err));
+        }
+        try {
+          addon.watchExit(r.pidfd, (code, signal) => {
+            this.exited = true;
+            this.pidfd = -1;
+            tracker.delete(r.pid);
+            this.exitCode = code >= 0 ? code : signal ? null : UNKNOWN_STATUS;
+            this.signalCode = signal ? (SIGNAL_NAMES.get(signal) ?? null) : null;
+            this.emit('exit', this.exitCode, this.signalCode);
+            this.maybeClose();
+          });
+        } catch (err) {
+          // Cannot happen short of the loop failing to poll a new fd: end
+          // the child; nothing reaps it (it stays a zombie of ours).
+          try {
+            addon.pidfdSignal(r.pidfd, os.constants.signals.SIGKILL);
+          } catch {
+            // gone already
+          }
           this.pidfd = -1;
-          tracker.delete(r.pid);
-          this.exitCode = code >= 0 ? code : null;
-          this.signalCode = signal ? (SIGNAL_NAMES.get(signal) ?? null) : null;
-          this.emit('exit', this.exitCode, this.signalCode);
-          this.maybeClose();
-        });
+          this.failed(err);
+          return;
+        }
         if (this.pendingSignal) this.kill(this.pendingSignal);
       },
       (err: unknown) => {
         tracker.end();
-        this.exited = true;
-        this.emit('error', err);
-        this.stdout.end();
-        this.stderr.end();
+        this.failed(err);
       },
     );
     this.kill = (signal: NodeJS.Signals = 'SIGTERM') => {
@@ -112,8 +142,19 @@ export class PipedProcess extends EventEmitter {
     }
   }
 
+  /** Not started (or not watchable): 'error', then 'close' as ChildProcess does. */
+  private failed(err: unknown): void {
+    this.exited = true;
+    this.exitCode = this.exitCode ?? UNKNOWN_STATUS;
+    this.emit('error', err);
+    this.stdout.end();
+    this.stderr.end();
+    this.stdout.resume();
+    this.stderr.resume();
+  }
+
   private maybeClose(): void {
-    if (this.exited && this.openStreams === 0 && this.pid !== undefined) {
+    if (this.exited && this.openStreams === 0) {
       this.openStreams = -1; // once
       this.emit('close', this.exitCode, this.signalCode);
     }

@@ -313,13 +313,18 @@ export class Reaper {
    * zombie relay, so this also unblocks teardown. Only specific pids running
    * as a sandbox uid that we did not spawn ourselves; never waitpid(-1).
    */
+  private readonly collectLater = () => void this.collectZombies();
+
   collectZombies(): number {
     const lo = this.o.config.uidBase;
     const hi = lo + 65536 * this.o.config.maxSessions;
     let n = 0;
     // A spawn under way may have a child whose pid its owner does not know
-    // yet (PipedProcess): nothing here can tell it apart. Teardown polls.
-    if (ownSpawns.pending) return 0;
+    // yet (PipedProcess): nothing here can tell it apart. Done once none is.
+    if (ownSpawns.pending) {
+      ownSpawns.whenSettled(this.collectLater);
+      return 0;
+    }
     // Only our own children can be ours to reap: the kernel lists them per
     // thread (a subreaper's re-parented children may land on any thread).
     for (const pid of childPids()) {

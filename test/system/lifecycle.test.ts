@@ -21,7 +21,9 @@ import {
 import type { SandboxRecord } from '../../server/store/store';
 import { dirtyBoundSupported, loopDevicesOf } from '../../server/sandbox/disk';
 import { liftDiskIo } from '../../server/sandbox/disk-io';
+import { ownSpawns } from '../../server/sandbox/handle';
 import { earlyHelpers, type ManagerOptions } from '../../server/sandbox/manager';
+import { PipedProcess } from '../../server/sandbox/piped';
 import { buildOps } from '../../server/sandbox/steps';
 import { createLogger } from '../../server/util/logger';
 import { pollUntil } from '../../server/util/wait';
@@ -141,6 +143,20 @@ describe('lifecycle', () => {
           .split(/\s+/)
           .filter(Boolean)
           .map(Number);
+      // Pipes and pidfds this process holds: none may be left once the children are done.
+      const handles = () =>
+        fs
+          .readdirSync('/proc/self/fd')
+          .map((fd) => {
+            try {
+              return fs.readlinkSync(`/proc/self/fd/${fd}`);
+            } catch {
+              return ''; // the dir's own fd, gone
+            }
+          })
+          .filter((l) => l.startsWith('pipe:') || l === 'anon_inode:[pidfd]')
+          .sort();
+      const handlesBefore = handles();
       const child = sb.spawnPipes(['sleep', '300']);
       child.stdout.resume();
       child.stderr.resume();
@@ -175,6 +191,37 @@ describe('lifecycle', () => {
       assert.equal(
         sum.stdout.split(' ')[0],
         crypto.createHash('sha256').update(blob).digest('hex'),
+      );
+      // Killed before its pid is known: the signal waits for it.
+      const early = sb.spawnPipes(['sleep', '300']);
+      early.stdout.resume();
+      early.stderr.resume();
+      assert.equal(early.pid, undefined);
+      early.kill('SIGKILL');
+      const [earlyCode, earlySignal] = await new Promise<[unknown, unknown]>((r) =>
+        early.on('close', (code: unknown, signal: unknown) => r([code, signal])),
+      );
+      assert.ok(earlySignal === 'SIGKILL' || earlyCode === 137, `${earlyCode} ${earlySignal}`);
+      // A helper that cannot start: 'error', then 'close' (a caller cleans up there).
+      const broken = new PipedProcess(
+        m.native.addon,
+        '/nonexistent/underlay-nsexec',
+        [],
+        ownSpawns,
+      );
+      const events: string[] = [];
+      broken.on('error', () => events.push('error'));
+      await new Promise<void>((r) =>
+        broken.on('close', () => {
+          events.push('close');
+          r();
+        }),
+      );
+      assert.deepEqual(events, ['error', 'close']);
+      assert.equal(ownSpawns.pending, false, 'a failed spawn still counts as under way');
+      assert.ok(
+        await pollUntil(() => handles().join() === handlesBefore.join(), 10_000),
+        `left open: ${handles().filter((h) => !handlesBefore.includes(h))}`,
       );
     },
   );
