@@ -18,6 +18,18 @@
 namespace spawn {
 namespace {
 
+// Spawn attributes for a helper: no signal blocked, every disposition the
+// default (Node ignores SIGPIPE; a helper must see the defaults).
+void DefaultSignals(posix_spawnattr_t* attr) {
+  posix_spawnattr_init(attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(attr, &none);
+  posix_spawnattr_setsigdefault(attr, &all);
+  posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 class CreateWorker : public Napi::AsyncWorker {
  public:
   // gate_r: the read end of a scratch gate to hand the helper as fd 3
@@ -68,13 +80,7 @@ class CreateWorker : public Napi::AsyncWorker {
     // (dup2 onto itself clears FD_CLOEXEC in glibc >= 2.29, as POSIX now says.)
     if (gate_r_ >= 0) posix_spawn_file_actions_adddup2(&fa, gate_r_, 3);
     posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    DefaultSignals(&attr);
     char* argv[] = {const_cast<char*>(helper_.c_str()), const_cast<char*>("create"), nullptr};
     char* envp[] = {nullptr};
     pid_t pid = -1;
@@ -247,13 +253,7 @@ class PipedWorker : public Napi::AsyncWorker {
     posix_spawn_file_actions_adddup2(&fa, p[1][1], 1);
     posix_spawn_file_actions_adddup2(&fa, p[2][1], 2);
     posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    DefaultSignals(&attr);
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(path_.c_str()));
     for (auto& a : argv_) argv.push_back(const_cast<char*>(a.c_str()));
