@@ -44,7 +44,12 @@ export class PipedProcess extends EventEmitter {
   private pendingSignal: NodeJS.Signals | undefined;
   private openStreams = 2;
 
-  constructor(addon: NativeAddon, path: string, args: string[], tracker: SpawnTracker) {
+  constructor(
+    private readonly addon: NativeAddon,
+    path: string,
+    args: string[],
+    tracker: SpawnTracker,
+  ) {
     super();
     for (const s of [this.stdout, this.stderr])
       s.once('close', () => {
@@ -68,10 +73,7 @@ export class PipedProcess extends EventEmitter {
           this.attach(r.stdin, r.stdout, r.stderr);
         } catch (err) {
           for (const fd of [r.stdin, r.stdout, r.stderr]) addon.closeFd(fd);
-          this.stdout.end();
-          this.stderr.end();
-          this.stdout.resume();
-          this.stderr.resume();
+          this.endStreams();
           this.kill('SIGKILL'); // reaped below, as any exit
           queueMicrotask(() => this.emit('error', err));
         }
@@ -104,23 +106,22 @@ export class PipedProcess extends EventEmitter {
         this.failed(err);
       },
     );
-    this.kill = (signal: NodeJS.Signals = 'SIGTERM') => {
-      if (this.exited) return false;
-      if (this.pidfd < 0) {
-        this.pendingSignal = signal;
-        return true;
-      }
-      try {
-        addon.pidfdSignal(this.pidfd, os.constants.signals[signal]);
-        return true;
-      } catch {
-        return false; // it ended meanwhile (ESRCH)
-      }
-    };
   }
 
-  /** Sends `signal` (default SIGTERM); false once it has ended. */
-  kill: (signal?: NodeJS.Signals) => boolean;
+  /** Sends `signal` (default SIGTERM) through the pidfd; false once it has ended. */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    if (this.exited) return false;
+    if (this.pidfd < 0) {
+      this.pendingSignal = signal; // sent once the pid is known
+      return true;
+    }
+    try {
+      this.addon.pidfdSignal(this.pidfd, os.constants.signals[signal]);
+      return true;
+    } catch {
+      return false; // it ended meanwhile (ESRCH)
+    }
+  }
 
   private attach(inFd: number, outFd: number, errFd: number): void {
     const input = new net.Socket({ fd: inFd, readable: false, writable: true });
@@ -147,10 +148,15 @@ export class PipedProcess extends EventEmitter {
     this.exited = true;
     this.exitCode = this.exitCode ?? UNKNOWN_STATUS;
     this.emit('error', err);
-    this.stdout.end();
-    this.stderr.end();
-    this.stdout.resume();
-    this.stderr.resume();
+    this.endStreams();
+  }
+
+  /** Nothing more will come on stdout/stderr: end them (unread, they still close). */
+  private endStreams(): void {
+    for (const s of [this.stdout, this.stderr]) {
+      s.end();
+      s.resume();
+    }
   }
 
   private maybeClose(): void {
