@@ -44,6 +44,11 @@ export async function startServer(
   });
   let log = '';
   proc.stderr?.on('data', (b: Buffer) => (log += b.toString()));
+  // A test or bench that dies (an unhandled rejection skips its finally)
+  // must not leave its server, and the server's sandboxes, running.
+  const orphanGuard = () => proc.kill('SIGTERM');
+  process.once('exit', orphanGuard);
+  proc.once('exit', () => process.removeListener('exit', orphanGuard));
   // Generous: under emulation (the VM tier) a start takes 30 s and more.
   const end = Date.now() + 120_000;
   while (
