@@ -103,21 +103,35 @@ export async function serve(opts: ServeOptions): Promise<void> {
     totalBytes: config.disks.totalBytes ?? Math.floor((st.blocks * st.bsize) / 2),
   };
   log.info('kept disks', { ...diskPolicy, parkAfterMs: config.disks.parkAfterMs });
-  const collectDisks = () => {
+  // Housekeeping reads the host a slice at a time (hundreds of disks and
+  // children in a class), so a tick may outlast a turn of the loop: one still
+  // under way skips the next.
+  let housekeepingBusy = false;
+  const housekeep = async () => {
+    if (housekeepingBusy) return;
+    housekeepingBusy = true;
+    const step = async (what: string, f: () => Promise<unknown>) => {
+      try {
+        await f();
+      } catch (err) {
+        log.error(what, { error: String(err) });
+      }
+    };
     try {
-      sandboxes.collectDisks(diskPolicy);
-    } catch (err) {
-      log.error('collecting parked disks', { error: String(err) });
+      await step('collecting parked disks', () => sandboxes.collectDisks(diskPolicy));
+      await step('collecting zombies', () => sandboxes.collectZombies());
+      await step('retry of quarantined sandboxes', () => sandboxes.retryQuarantined());
+    } finally {
+      housekeepingBusy = false;
     }
   };
-  collectDisks();
-  const housekeeping = setInterval(() => {
-    collectDisks();
-    sandboxes.collectZombies();
-    sandboxes
-      .retryQuarantined()
-      .catch((err) => log.error('retry of quarantined sandboxes', { error: String(err) }));
-  }, 30_000);
+  // Once before serving: a restart after a long pause frees old disks first.
+  try {
+    await sandboxes.collectDisks(diskPolicy);
+  } catch (err) {
+    log.error('collecting parked disks', { error: String(err) });
+  }
+  const housekeeping = setInterval(() => void housekeep(), 30_000);
   housekeeping.unref();
 
   // --dev reloads labs; the web app's own dev mode (next dev) is separate.

@@ -21,6 +21,10 @@ export function readStat(pid: number): ProcStat | undefined {
   } catch {
     return undefined;
   }
+  return parseStat(text);
+}
+
+function parseStat(text: string): ProcStat {
   // comm (field 2) may contain spaces and parens: fields resume after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   return { state: rest[0] ?? '', ppid: Number(rest[1]), start: Number(rest[19]) };

@@ -11,7 +11,7 @@ import type { Native } from '../../native/index';
 import type { Config } from '../config';
 import type { SandboxRecord, Store } from '../store/store';
 import type { Logger } from '../util/logger';
-import { pollUntil } from '../util/wait';
+import { mapInSlices, pollUntil } from '../util/wait';
 import { killCgroups, removeCgroupTrees } from './cgroups';
 import { loopDevicesOf, templateIsCurrent } from './disk';
 import { applyDiskIo, liftDiskIo } from './disk-io';
@@ -87,7 +87,10 @@ export class Reaper {
         // were re-parented to us. Sweeping reads every child of ours (every
         // other sandbox's init too), so not on the first checks, which
         // usually find it dead already.
-        if (++polls > 2) this.collectZombies();
+        if (++polls > 2)
+          this.collectZombies().catch((err) =>
+            this.o.log.error('collecting zombies', { error: String(err) }),
+          );
         return false;
       }, 5000);
     }
@@ -212,7 +215,7 @@ export class Reaper {
       if (await this.teardownOrQuarantine(r)) reaped.push(r.id);
       else failed.push(r.id);
     }
-    this.collectZombies();
+    await this.collectZombies();
     return { reaped, failed };
   }
 
@@ -252,7 +255,7 @@ export class Reaper {
         quarantined.push(r.id);
       }
     }
-    this.collectZombies();
+    await this.collectZombies();
     this.sweepDisks();
     return { adopted, reaped, quarantined };
   }
@@ -296,12 +299,12 @@ export class Reaper {
    */
   async retryQuarantined(): Promise<string[]> {
     const stuck: string[] = [];
-    for (const r of this.o.store.list()) {
+    for (const r of this.o.store.listQuarantined()) {
       if (!r.failures || r.state !== 'destroying') continue;
       if (ownerAlive(r) && r.ownerPid !== process.pid) continue;
       if (!(await this.teardownOrQuarantine(r))) stuck.push(r.id);
     }
-    if (stuck.length === 0) this.collectZombies();
+    if (stuck.length === 0) await this.collectZombies();
     return stuck;
   }
 
@@ -313,21 +316,44 @@ export class Reaper {
    * zombie relay, so this also unblocks teardown. Only specific pids running
    * as a sandbox uid that we did not spawn ourselves; never waitpid(-1).
    */
-  private readonly collectLater = () => void this.collectZombies();
+  collectZombies(): Promise<number> {
+    if (!this.sweep) {
+      this.sweep = this.sweepOnce().finally(() => (this.sweep = undefined));
+      return this.sweep;
+    }
+    // A sweep under way may have read a child before it died: one more after it.
+    this.nextSweep ??= this.sweep.then(() => {
+      this.nextSweep = undefined;
+      return this.collectZombies();
+    });
+    return this.nextSweep;
+  }
 
-  collectZombies(): number {
+  private sweep: Promise<number> | undefined;
+  private nextSweep: Promise<number> | undefined;
+
+  private async sweepOnce(): Promise<number> {
     const lo = this.o.config.uidBase;
     const hi = lo + 65536 * this.o.config.maxSessions;
-    let n = 0;
     // A spawn under way may have a child whose pid its owner does not know
     // yet (PipedProcess): nothing here can tell it apart. Done once none is.
-    if (ownSpawns.pending) {
-      ownSpawns.whenSettled(this.collectLater);
-      return 0;
-    }
+    const settled = () => new Promise<void>((resolve) => ownSpawns.whenSettled(resolve));
+    await settled();
     // Only our own children can be ours to reap: the kernel lists them per
     // thread (a subreaper's re-parented children may land on any thread).
-    for (const pid of childPids()) {
+    // Read a slice at a time: a class's server has hundreds of children, and
+    // reading them all at once held every terminal's echo for 10-30 ms
+    // (bench:class), every 30 s and after every session's end.
+    const children = childPids().filter((pid) => !ownSpawns.has(pid));
+    const states = await mapInSlices(children, readStat);
+    const zombies = children.filter((_, i) => states[i]?.state === 'Z');
+    if (zombies.length === 0) return 0;
+    // The decision is made again, synchronously, right before each reap: a
+    // spawn may have begun while the states were read.
+    await settled();
+    let n = 0;
+    for (const pid of zombies) {
+      if (ownSpawns.pending) break; // a spawn began meanwhile: the next sweep
       if (ownSpawns.has(pid)) continue;
       try {
         const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -407,9 +407,12 @@ export class SessionManager {
    * later; housekeeping's 30 s sweep would leave it a zombie until then.
    */
   private reapSoon(): void {
-    this.sandboxes.collectZombies();
-    for (const ms of [200, 1_000, 3_000, 10_000, 30_000])
-      setTimeout(() => this.sandboxes.collectZombies(), ms).unref();
+    const sweep = () =>
+      void this.sandboxes
+        .collectZombies()
+        .catch((err) => this.log.error('collecting zombies', { error: String(err) }));
+    sweep();
+    for (const ms of [200, 1_000, 3_000, 10_000, 30_000]) setTimeout(sweep, ms).unref();
   }
 
   async endAll(): Promise<void> {

@@ -29,3 +29,23 @@ export async function pollUntil(
     await delay(Math.min(maxDelayMs, BACKOFF_MS[i] ?? maxDelayMs));
   }
 }
+
+/**
+ * `f` over `items`, yielding to the event loop (setImmediate) after every
+ * `slice` of them: for host reads that are each cheap but, by the hundred,
+ * would hold every terminal's echo (a class's hundreds of disks or children).
+ * Thread-pool reads do not help there: their completions run back to back
+ * on the loop, each costlier than the read itself.
+ */
+export async function mapInSlices<T, R>(
+  items: readonly T[],
+  f: (item: T) => R,
+  slice = 32,
+): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0 && i % slice === 0) await delay(0);
+    out.push(f(items[i] as T));
+  }
+  return out;
+}

@@ -139,7 +139,7 @@ describe('sandbox hardening', { concurrency: false }, () => {
   /** Nothing of the sandbox is left on the host. */
   async function assertGone(r: SandboxRecord): Promise<void> {
     for (let i = 0; i < 100 && pidsOwnedByRange(r.uidBase).length > 0; i++) {
-      m.reaper.collectZombies();
+      await m.reaper.collectZombies();
       await sleep(20);
     }
     assert.deepEqual(pidsOwnedByRange(r.uidBase), [], `processes of ${r.id} survived`);

@@ -133,7 +133,7 @@ describe('labs', () => {
       assert.match(r.stderr, /labs: 1 passed, 5 failed/);
       // Nothing left: no sandbox recorded, no process in the test uid ranges.
       assert.equal(testManager().store.list().length, 0);
-      testManager().reaper.collectZombies();
+      await testManager().reaper.collectZombies();
       for (let k = 0; k < 5; k++) assert.deepEqual(pidsOwnedByRange(TEST_UID_BASE + 65536 * k), []);
     },
     { timeout: 150_000 },

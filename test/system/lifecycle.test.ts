@@ -48,7 +48,7 @@ async function assertGone(r: SandboxRecord): Promise<void> {
   // whose creator we killed become our children, and only a parent can reap.
   // A dying namespace init waits for its namespace to drain, so reap in rounds.
   for (let i = 0; i < 100 && pidsOwnedByRange(r.uidBase).length > 0; i++) {
-    testManager().reaper.collectZombies();
+    await testManager().reaper.collectZombies();
     await sleep(20);
   }
   assert.deepEqual(pidsOwnedByRange(r.uidBase), [], `processes of ${r.id} survived`);

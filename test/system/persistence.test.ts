@@ -183,7 +183,7 @@ describe('kept disks: files outlive the sandbox', () => {
       const rec = sb.record;
       process.kill(rec.initPid as number, 'SIGKILL');
       for (let i = 0; i < 200 && pidsOwnedByRange(rec.uidBase).length > 0; i++) {
-        testManager().collectZombies();
+        await testManager().collectZombies();
         await sleep(25);
       }
       for (const mnt of [...rec.resources.mounts].reverse()) {
@@ -224,14 +224,14 @@ describe('kept disks: files outlive the sandbox', () => {
       assert.doesNotMatch(r.stdout, /^mine$/m);
 
       // In use: never dropped, whatever the budget.
-      const all = srv.m.collectDisks({ maxIdleMs: 0, perOwnerBytes: 0, totalBytes: 0 });
+      const all = await srv.m.collectDisks({ maxIdleMs: 0, perOwnerBytes: 0, totalBytes: 0 });
       const mine = srv.m.disks().find((d) => d.owner === owner);
       assert.ok(mine?.sandbox, 'the disk in use is kept');
       assert.ok(!all.includes(mine.id));
       // Parked and over the per-student budget: dropped, the id range free again.
       await srv.sessions.endAll();
       assert.equal(srv.m.disks().find((d) => d.owner === owner)?.sandbox, undefined);
-      const dropped = srv.m.collectDisks({
+      const dropped = await srv.m.collectDisks({
         maxIdleMs: 3_600_000,
         perOwnerBytes: 0,
         totalBytes: Number.MAX_SAFE_INTEGER,

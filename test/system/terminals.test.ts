@@ -783,7 +783,7 @@ describe('terminals over socket.io', () => {
       });
       assert.equal(r.status, 200);
       for (let i = 0; i < 100 && pidsOwnedByRange(base).length > 0; i++) {
-        testManager().reaper.collectZombies();
+        await testManager().reaper.collectZombies();
         await sleep(20);
       }
       assert.deepEqual(pidsOwnedByRange(base), []);

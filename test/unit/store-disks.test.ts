@@ -102,3 +102,36 @@ test('two connections (the server and a CLI) never hand out the same id range, a
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the store's narrow reads (keys, disk files, quarantined) agree with the full records", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-store-'));
+  const store = new Store(dir);
+  try {
+    for (const id of ['a', 'b', 'c', 'd']) store.reserve((k) => record(id, k), 10);
+    const [a, b, c, d] = store.list();
+    assert.ok(a && b && c && d);
+    b.resources.disk = '/state/disks/b.ext4';
+    c.resources.disk = '/state/disks/c.ext4';
+    // Quarantined: being destroyed after a failed teardown. Destroying
+    // without a failure (a teardown under way) or failed but not destroying
+    // is not.
+    c.state = 'destroying';
+    c.failures = 2;
+    d.state = 'destroying';
+    a.failures = 1;
+    for (const r of [a, b, c, d]) store.update(r);
+    assert.deepEqual(
+      store.listKeys(),
+      store.list().map((r) => ({ id: r.id, k: r.k })),
+    );
+    assert.deepEqual(store.listDiskFiles(), ['/state/disks/b.ext4', '/state/disks/c.ext4']);
+    assert.deepEqual(
+      store.listQuarantined().map((r) => r.id),
+      ['c'],
+    );
+    assert.deepEqual(store.listQuarantined()[0], store.get('c'));
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
