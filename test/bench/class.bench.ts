@@ -18,8 +18,9 @@
  *
  * Environment: STUDENTS (100), NOISY (5), MINUTES (10), LAB (ns-uts-ipc),
  * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods),
- * ECHO_WINDOWS (1: also echo p99 per 20 s of the run), CLIENT_NICE (e.g. -10:
- * the bench client's threads ahead of the host's other work, as if remote),
+ * ECHO_WINDOWS (1: also echo p99 per 20 s of the run), ECHO_SLOW (1: list
+ * every echo over 20 ms), CLIENT_NICE (e.g. -10: the bench client's threads
+ * ahead of the host's other work, as if remote),
  * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
  * private-hostname, as an open lab page does; to compare echo with and without).
  * All students come from 127.0.0.1, one client address, so the bench raises
@@ -90,6 +91,7 @@ interface Figures {
 }
 const fig: Figures = { start: [], echo: [], check: [], reload: [], allShells: [], errors: [] };
 let measuringEcho = false;
+let tMeasure = 0;
 
 class Student {
   private readonly http: CookieClient;
@@ -103,6 +105,7 @@ class Student {
   private waiters: { re: RegExp; resolve: () => void }[] = [];
   private tail = '';
   private echoWait: { ch: string; t: number } | undefined;
+  keys = 0;
 
   constructor(
     readonly n: number,
@@ -156,7 +159,16 @@ class Student {
       const text = bytes.toString('latin1');
       if (this.echoWait && text.includes(this.echoWait.ch)) {
         if (measuringEcho) {
-          fig.echo.push(performance.now() - this.echoWait.t);
+          const dt = performance.now() - this.echoWait.t;
+          this.keys++;
+          // ECHO_SLOW=1: each echo over 20 ms, with when it came (echoes
+          // that wait together point at one stall, e.g. of the server's loop).
+          if (process.env.ECHO_SLOW === '1' && dt > 20)
+            console.log(
+              `slow echo: student ${this.n} key ${this.keys} ${fmt(dt)} ms ` +
+                `at ${((performance.now() - tMeasure) / 1000).toFixed(2)} s`,
+            );
+          fig.echo.push(dt);
           echoAt.push(performance.now());
         }
         this.echoWait = undefined;
@@ -258,6 +270,10 @@ async function quiet(s: Student, end: number): Promise<void> {
   let nextCheck = Date.now() + rand(20_000, 70_000);
   let nextReload = Date.now() + rand(120_000, 360_000);
   const stop = () => Date.now() > end;
+  // Students read before they type: their first keys do not all land in the
+  // same millisecond (without this, 95 first keys at once were the run's
+  // slowest echoes: 36-51 ms, the last of them waiting for all the others).
+  await sleep(rand(0, 4_000));
   while (!stop()) {
     try {
       await s.type(COMMANDS[Math.floor(Math.random() * COMMANDS.length)] as string, stop);
@@ -445,6 +461,7 @@ async function main(): Promise<void> {
     const clientLag = monitorEventLoopDelay({ resolution: 1 });
     clientLag.enable();
     measuringEcho = true;
+    tMeasure = performance.now();
     const tRun = performance.now();
     const cpu0 = cpuTimes(server.proc.pid as number);
     const end = Date.now() + MINUTES * 60_000;
