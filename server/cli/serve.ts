@@ -104,8 +104,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
   log.info('kept disks', { ...diskPolicy, parkAfterMs: config.disks.parkAfterMs });
   // Housekeeping reads the host a slice at a time (hundreds of disks and
-  // children in a class), so a tick may outlast a turn of the loop: one still
-  // under way skips the next.
+  // children in a class) and awaits teardown retries, so a tick may run past
+  // the next: one still under way skips it.
   let housekeepingBusy = false;
   const housekeep = async () => {
     if (housekeepingBusy) return;
@@ -231,6 +231,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Stopping keeps students' sandboxes for the next start to re-adopt
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
+    clearInterval(housekeeping);
     await sandboxes.dropAhead();
     catalog.close();
     web.stop();

@@ -1245,6 +1245,9 @@ export class SandboxManager {
       total += d.usage;
     }
     const drop = (d: (typeof all)[number]) => {
+      // The rows were read before the yields: the same disk, unused since?
+      const fresh = this.store.getDisk(d.owner, d.name);
+      if (fresh?.id !== d.id || fresh.used !== d.used) return;
       try {
         if (this.dropDisk(d.owner, d.name)) dropped.push(d.id);
       } catch (err) {

@@ -321,24 +321,33 @@ export class Reaper {
       this.sweep = this.sweepOnce().finally(() => (this.sweep = undefined));
       return this.sweep;
     }
-    // A sweep under way may have read a child before it died: one more after it.
-    this.nextSweep ??= this.sweep.then(() => {
+    // A sweep under way may have read a child before it died: one more after
+    // it, whatever became of that one.
+    const again = () => {
       this.nextSweep = undefined;
       return this.collectZombies();
-    });
+    };
+    this.nextSweep ??= this.sweep.then(again, again);
     return this.nextSweep;
   }
 
   private sweep: Promise<number> | undefined;
   private nextSweep: Promise<number> | undefined;
+  private readonly collectLater = () =>
+    void this.collectZombies().catch((err) =>
+      this.o.log.error('collecting zombies', { error: String(err) }),
+    );
 
   private async sweepOnce(): Promise<number> {
     const lo = this.o.config.uidBase;
     const hi = lo + 65536 * this.o.config.maxSessions;
     // A spawn under way may have a child whose pid its owner does not know
-    // yet (PipedProcess): nothing here can tell it apart. Done once none is.
-    const settled = () => new Promise<void>((resolve) => ownSpawns.whenSettled(resolve));
-    await settled();
+    // yet (PipedProcess): nothing here can tell it apart. Done once none is
+    // (not awaited: a spawn that never settles must not hold its callers).
+    if (ownSpawns.pending) {
+      ownSpawns.whenSettled(this.collectLater);
+      return 0;
+    }
     // Only our own children can be ours to reap: the kernel lists them per
     // thread (a subreaper's re-parented children may land on any thread).
     // Read a slice at a time: a class's server has hundreds of children, and
@@ -350,10 +359,12 @@ export class Reaper {
     if (zombies.length === 0) return 0;
     // The decision is made again, synchronously, right before each reap: a
     // spawn may have begun while the states were read.
-    await settled();
+    if (ownSpawns.pending) {
+      ownSpawns.whenSettled(this.collectLater);
+      return 0;
+    }
     let n = 0;
     for (const pid of zombies) {
-      if (ownSpawns.pending) break; // a spawn began meanwhile: the next sweep
       if (ownSpawns.has(pid)) continue;
       try {
         const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');

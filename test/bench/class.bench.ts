@@ -19,7 +19,8 @@
  * Environment: STUDENTS (100), NOISY (5), MINUTES (10), LAB (ns-uts-ipc),
  * NOISE (indexes into the noise list, e.g. `3` for only `yes` floods),
  * ECHO_WINDOWS (1: also echo p99 per 20 s of the run), ECHO_SLOW (1: list
- * every echo over 20 ms), CLIENT_NICE (e.g. -10: the bench client's threads
+ * every echo over 20 ms; diagnostic only, the printing runs on the client's
+ * loop while it measures), CLIENT_NICE (e.g. -10: the bench client's threads
  * ahead of the host's other work, as if remote),
  * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
  * private-hostname, as an open lab page does; to compare echo with and without).
