@@ -287,6 +287,8 @@ export interface JoinSpec {
   pty?: { cols: number; rows: number; consoleFd: number; consoleIno: number };
   /** The seccomp deny-list (default true; false only for tests that prove it matters). */
   seccomp?: boolean;
+  /** RLIMIT_NPROC, soft and hard, of the command (absent: inherited). */
+  nproc?: number;
   /**
    * A root of its own for the command (needs uid 0): a fresh tmpfs with host
    * trees and the sandbox's own paths in it and a fresh /proc, then the
@@ -347,6 +349,7 @@ export function joinArgs(spec: JoinSpec): string[] {
       intArg('pty.consoleIno', spec.pty.consoleIno, 1),
     );
   if (spec.seccomp === false) args.push('--no-seccomp');
+  if (spec.nproc !== undefined) args.push('--nproc', intArg('nproc', spec.nproc, 1));
   if (spec.view) {
     if (spec.uid) throw new RangeError('joinArgs: a view needs uid 0');
     for (const t of spec.view.trees) {

@@ -6,6 +6,8 @@
  * pid so the reaper never waitpid()s a child that its owner (PipedProcess,
  * node-pty) will wait for itself.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { joinArgs, parseErrRecord, type Native } from '../../native/index';
 import type { SandboxRecord, SandboxResources } from '../store/store';
 import { terminalCgroup } from './cgroups';
@@ -140,10 +142,39 @@ export class Sandbox {
       ...(opts.setsid ? { setsid: true } : {}),
       ...(opts.pty ? { pty: opts.pty } : {}),
       ...(opts.seccomp === false ? { seccomp: false } : {}),
+      ...(this.nprocLimit() !== undefined ? { nproc: this.nprocLimit() } : {}),
       ...(opts.trusted ? { view: this.checkView() } : {}),
       argv,
     });
   }
+
+  /**
+   * RLIMIT_NPROC for every process joined into the sandbox: the session's
+   * pids limit, read from its cgroup (the source of truth, also for a
+   * sandbox adopted after a restart). The pids controller alone refuses a
+   * fork bomb's forks only after each has copied its parent's page tables,
+   * and five bombs at their limits slowed every fork on the host up to twentyfold (a
+   * Check took 39 s at p50, bench:class); RLIMIT_NPROC refuses them at the
+   * start (docs/sandbox.md#default-limits). Processes of the sandbox's root
+   * (one host uid) are the ones counted; the pids limit still bounds all.
+   */
+  private nprocLimit(): number | undefined {
+    if (this.nproc === null) {
+      this.nproc = undefined;
+      for (const dir of this.record.resources.cgroupDirs) {
+        try {
+          const v = Number(fs.readFileSync(path.join(dir, 'pids.max'), 'utf8').trim());
+          if (Number.isSafeInteger(v) && v > 0) this.nproc = v;
+          break;
+        } catch {
+          // not the pids hierarchy (v1), or no pids controller
+        }
+      }
+    }
+    return this.nproc;
+  }
+
+  private nproc: number | undefined | null = null;
 
   private checkView(): NonNullable<SandboxResources['checkView']> {
     const v = this.record.resources.checkView;

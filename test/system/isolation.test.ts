@@ -268,10 +268,24 @@ describe('one sandbox, seen from both sides', () => {
   );
 
   sysTest(
-    'a fork bomb stops at the pids limit, and the host is unaffected',
+    'a fork bomb stops at the pids limit, refused by RLIMIT_NPROC first, and the host is unaffected',
     SYSTEM_NEEDS,
     async () => {
       ready();
+      // The pids controller refuses a fork only after the page tables are
+      // copied; RLIMIT_NPROC (= pids.max, out of sandbox root's reach)
+      // refuses it at the start, so the pids controller never has to.
+      const pidsDir = sb.record.resources.cgroupDirs.find((d) =>
+        fs.existsSync(path.join(d, 'pids.events')),
+      );
+      assert.ok(pidsDir, 'the session has a pids cgroup');
+      const refusedByPids = () =>
+        Number(
+          /^max (\d+)$/m.exec(fs.readFileSync(path.join(pidsDir, 'pids.events'), 'utf8'))?.[1],
+        );
+      const refusedBefore = refusedByPids();
+      const lim = await sh('ulimit -Su; ulimit -Hu; ulimit -Hu 100000 2>/dev/null && echo raised');
+      assert.deepEqual(lim.stdout.trim().split('\n'), ['96', '96'], lim.stdout + lim.stderr);
       const r = await sh(
         `python3 - <<'EOF'
 import os, errno
@@ -298,6 +312,11 @@ EOF`,
       const [n, code] = r.stdout.trim().split(' ');
       assert.equal(code, 'EAGAIN', r.stdout + r.stderr);
       assert.ok(Number(n) > 10 && Number(n) < 96, `forked ${n} times with pids.max=96`);
+      assert.equal(
+        refusedByPids(),
+        refusedBefore,
+        'the pids controller refused a fork: RLIMIT_NPROC did not',
+      );
     },
   );
 

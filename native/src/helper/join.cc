@@ -4,11 +4,18 @@
 //
 //   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
 //                        [--gid N] [--cwd DIR [--cwd-fallback DIR]] [--env K=V]...
-//                        [--setsid] [--no-seccomp]
+//                        [--setsid] [--no-seccomp] [--nproc N]
 //                        [--pty COLS ROWS --console-fd N --console-ino INO]
 //                        [--tool-tree HOSTDIR DIR]... [--view-bind PATH]...
 //                        [--view-mkdir DIR]... [--view-mount FSTYPE SOURCE DIR DATA]...
 //                        [--view-symlink TARGET PATH]... -- ARGV...
+//
+// --nproc N: RLIMIT_NPROC (soft and hard) of the command, set while still
+// host root; sandbox root cannot raise a hard limit (that takes
+// CAP_SYS_RESOURCE in the initial user namespace). The kernel checks it at
+// the start of fork, before the parent's page tables are copied; the pids
+// controller refuses a fork only at its end. Policy (the value) is the
+// caller's.
 //
 // --tool-tree, --view-*: the command runs in a root of its own
 // (docs/sandbox.md#trusted-checks): a fresh tmpfs holding each HOSTDIR
@@ -54,6 +61,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -97,6 +105,7 @@ struct Args {
   int console_fd = -1;                 // the caller's fd number of the console socket
   unsigned long long console_ino = 0;  // ...and its inode
   bool no_seccomp = false;
+  unsigned long nproc = 0;  // 0: RLIMIT_NPROC left as inherited
   // A private mount view for the command: host trees moved in, then actions.
   std::vector<std::pair<std::string, std::string>> tool_trees;  // host dir, target in new root
   std::vector<std::string> binds;  // the sandbox's own paths, cloned into the new root
@@ -154,6 +163,9 @@ Args parse(int argc, char** argv) {
       a.console_fd = static_cast<int>(n);
     } else if (k == "--console-ino") {
       a.console_ino = strtoull(val(), nullptr, 10);
+    } else if (k == "--nproc") {
+      a.nproc = strtoul(val(), nullptr, 10);
+      if (a.nproc == 0) usage("--nproc needs a count of at least 1");
     } else if (k == "--no-seccomp") {
       a.no_seccomp = true;
     } else if (k == "--tool-tree") {
@@ -443,6 +455,12 @@ int run(int argc, char** argv) {
   // controlling terminal (TIOCSTI through /dev/tty). A pty caller (node-pty)
   // already made one and made the pty our controlling tty; keep that.
   if (a.set_sid && getsid(0) != getpid()) setsid();
+
+  if (a.nproc != 0) {
+    struct rlimit rl = {a.nproc, a.nproc};
+    if (setrlimit(RLIMIT_NPROC, &rl) != 0)
+      report::die(kStep, "setrlimit", errno, "", "RLIMIT_NPROC");
+  }
 
   std::string self = std::to_string(getpid());
   for (const std::string& procs : a.cgroups) {
