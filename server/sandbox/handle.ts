@@ -17,6 +17,9 @@ import { SandboxError } from './errors';
 import { SANDBOX_ENV, type ExecOptions, type ExecResult, type JoinOptions } from './options';
 import { exitStatus } from '../util/exit-status';
 
+/** RLIMIT_NPROC is this much below pids.max (at most an eighth of it): see nprocLimit(). */
+const NPROC_MARGIN = 16;
+
 /** Pids of helper processes this process spawned itself (their owner reaps them, not the reaper). */
 class SpawnRegistry {
   private readonly pids = new Set<number>();
@@ -120,6 +123,7 @@ export class Sandbox {
     if (r.initPid === null || r.usernsIno === null) {
       throw new SandboxError(`sandbox ${r.id} is not ready`, { step: 'join', code: 'ESRCH' });
     }
+    const nproc = this.nprocLimit();
     return joinArgs({
       pid: r.initPid,
       usernsIno: r.usernsIno,
@@ -142,36 +146,45 @@ export class Sandbox {
       ...(opts.setsid ? { setsid: true } : {}),
       ...(opts.pty ? { pty: opts.pty } : {}),
       ...(opts.seccomp === false ? { seccomp: false } : {}),
-      ...(this.nprocLimit() !== undefined ? { nproc: this.nprocLimit() } : {}),
+      ...(nproc !== undefined ? { nproc } : {}),
       ...(opts.trusted ? { view: this.checkView() } : {}),
       argv,
     });
   }
 
   /**
-   * RLIMIT_NPROC for every process joined into the sandbox: the session's
-   * pids limit, read from its cgroup (the source of truth, also for a
-   * sandbox adopted after a restart). The pids controller alone refuses a
+   * RLIMIT_NPROC for every process joined into the sandbox: a little below
+   * the session's pids limit, read from its cgroup (the source of truth, also
+   * for a sandbox adopted after a restart). The pids controller refuses a
    * fork bomb's forks only after each has copied its parent's page tables,
-   * and five bombs at their limits slowed every fork on the host up to twentyfold (a
-   * Check took 39 s at p50, bench:class); RLIMIT_NPROC refuses them at the
-   * start (docs/sandbox.md#default-limits). Processes of the sandbox's root
-   * (one host uid) are the ones counted; the pids limit still bounds all.
+   * and five bombs at their limits slowed every fork on the host up to
+   * twentyfold (bench:class); RLIMIT_NPROC refuses them at the start. It
+   * counts one uid's processes, so it stops a bomb run as one user; the
+   * margin leaves room for the others (the init, a helper not yet switched
+   * to the sandbox's uid). The pids limit still bounds everything
+   * (docs/sandbox.md#default-limits).
    */
   private nprocLimit(): number | undefined {
-    if (this.nproc === null) {
-      this.nproc = undefined;
-      for (const dir of this.record.resources.cgroupDirs) {
-        try {
-          const v = Number(fs.readFileSync(path.join(dir, 'pids.max'), 'utf8').trim());
-          if (Number.isSafeInteger(v) && v > 0) this.nproc = v;
-          break;
-        } catch {
-          // not the pids hierarchy (v1), or no pids controller
-        }
+    if (this.nproc !== null) return this.nproc;
+    for (const dir of this.record.resources.cgroupDirs) {
+      let text: string;
+      try {
+        text = fs.readFileSync(path.join(dir, 'pids.max'), 'utf8');
+      } catch (err) {
+        // not the pids hierarchy (v1), or no pids controller; anything else
+        // is not cached: the next join reads again
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        return undefined;
       }
+      const pids = Number(text.trim()); // NaN for "max": no limit
+      this.nproc =
+        Number.isSafeInteger(pids) && pids > 1
+          ? pids - Math.min(NPROC_MARGIN, Math.floor(pids / 8))
+          : undefined;
+      return this.nproc;
     }
-    return this.nproc;
+    this.nproc = undefined;
+    return undefined;
   }
 
   private nproc: number | undefined | null = null;

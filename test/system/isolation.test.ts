@@ -279,13 +279,19 @@ describe('one sandbox, seen from both sides', () => {
         fs.existsSync(path.join(d, 'pids.events')),
       );
       assert.ok(pidsDir, 'the session has a pids cgroup');
-      const refusedByPids = () =>
-        Number(
-          /^max (\d+)$/m.exec(fs.readFileSync(path.join(pidsDir, 'pids.events'), 'utf8'))?.[1],
-        );
+      // Summed over the session's subtree: before Linux 6.11 (and with
+      // pids_localevents) v2 counts a refusal in the forking task's own
+      // cgroup (the `init` leaf), not where the limit is.
+      const refusedByPids = (dir: string = pidsDir): number =>
+        Number(/^max (\d+)$/m.exec(fs.readFileSync(path.join(dir, 'pids.events'), 'utf8'))?.[1]) +
+        fs
+          .readdirSync(dir, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .reduce((n, e) => n + refusedByPids(path.join(dir, e.name)), 0);
       const refusedBefore = refusedByPids();
       const lim = await sh('ulimit -Su; ulimit -Hu; ulimit -Hu 100000 2>/dev/null && echo raised');
-      assert.deepEqual(lim.stdout.trim().split('\n'), ['96', '96'], lim.stdout + lim.stderr);
+      // pids.max less a margin (an eighth of it, at most 16) for other uids' processes
+      assert.deepEqual(lim.stdout.trim().split('\n'), ['84', '84'], lim.stdout + lim.stderr);
       const r = await sh(
         `python3 - <<'EOF'
 import os, errno

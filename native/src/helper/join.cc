@@ -559,6 +559,11 @@ int run(int argc, char** argv) {
     execvp(a.argv[0], a.argv.data());
     int e = errno;
     fprintf(stderr, "underlay: cannot run %s: %s\n", a.argv[0], strerror(e));
+    // --nproc: at the limit, execve fails too (PF_NPROC_EXCEEDED), not only fork.
+    if (e == EAGAIN)
+      fprintf(stderr,
+              "underlay: the sandbox has as many processes as it may (a fork bomb?): "
+              "end some, e.g. `kill -9 -1` from a terminal that is open\n");
     _exit(e == ENOENT ? 127 : 126);
   }
   close(alive[0]);  // alive[1] stays open for as long as the relay lives
