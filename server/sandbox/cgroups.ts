@@ -51,7 +51,16 @@ export interface SessionCgroup {
   cloneInto?: string;
   /** v2: the cgroup dir the sandbox init is born in (its leaf), the same way. */
   initInto?: string;
-  /** cgroup.procs files a joining terminal/check writes itself into. */
+  /**
+   * The files a joining terminal/check writes itself into ("0": the writer).
+   * v1: each hierarchy's `tasks`, which moves only the writing thread (the
+   * join helper has one) and so (Linux 5.10 already) skips the write side of
+   * cgroup_threadgroup_rwsem that a cgroup.procs write takes; that write
+   * waits for every fork in progress on the host, and with fork bombs
+   * running a join waited seconds per hierarchy (docs/sandbox.md#joining-a-sandbox).
+   * v2 (and v1's unified hierarchy): cgroup.procs; `cgroup.threads` takes
+   * only threaded cgroups.
+   */
   joinProcs: string[];
   /** Ops for the sandbox init: leaf move (v2) and cgroupfs mounts under `root`. */
   initOps(root: string): Op[];
@@ -433,12 +442,15 @@ export class V1Driver implements CgroupDriver {
       dirs.push(path.join(this.unified.mountPoint, this.unified.own, 'underlay', id));
     const delegated = this.hierarchies.filter((h) => V1Driver.shown(h)).map((h) => ({ h }));
     const procs = dirs.map((d) => path.join(d, 'cgroup.procs'));
+    const tasks = this.hierarchies.map((h) =>
+      path.join(h.mountPoint, h.own, 'underlay', id, 'tasks'),
+    );
     return {
       mode: 'v1',
       afterStart: () => {},
       dirs,
       attachProcs: procs,
-      joinProcs: procs,
+      joinProcs: this.unified ? [...tasks, procs[procs.length - 1] as string] : tasks,
       initOps: (root) => {
         const ops: Op[] = [
           mount(
@@ -795,9 +807,12 @@ export function terminalCgroup(
   if (!freezer) return { dirs: [], joinProcs: r.joinProcs };
   const dir = path.join(freezer, `t-${name}`);
   make(dir);
-  const procs = path.join(dir, 'cgroup.procs');
-  const own = path.join(freezer, 'cgroup.procs');
-  return { dirs: [dir], joinProcs: r.joinProcs.map((p) => (p === own ? procs : p)) };
+  // A record from before joins used `tasks` names cgroup.procs; either works.
+  const mine = (f: string) => path.join(dir, f);
+  return {
+    dirs: [dir],
+    joinProcs: r.joinProcs.map((p) => (path.dirname(p) === freezer ? mine(path.basename(p)) : p)),
+  };
 }
 
 /** Paths longer than this are reached through an fd anchor (PATH_MAX is 4096). */

@@ -326,6 +326,28 @@ EOF`,
     },
   );
 
+  sysTest(
+    "a joined command is in the session's cgroup of every hierarchy; a v1 join moves its one thread",
+    SYSTEM_NEEDS,
+    async () => {
+      ready();
+      // Seen through the sandbox's cgroup namespace, the session's cgroup is
+      // `/`: a hierarchy the join missed would show a path above it.
+      const r = await sh('cat /proc/self/cgroup');
+      const lines = r.stdout.trim().split('\n');
+      assert.ok(lines.length >= 1, r.stdout + r.stderr);
+      for (const l of lines) assert.match(l, /^\d+:[^:]*:\/$/, `outside the session: ${l}`);
+      // v1: `tasks` + "0" moves the calling thread without the write lock a
+      // cgroup.procs write takes (cgroups.ts SessionCgroup.joinProcs); the
+      // hybrid's unified hierarchy has no `tasks`.
+      const CGROUP2_MAGIC = 0x63677270;
+      for (const f of sb.record.resources.joinProcs) {
+        const v2 = fs.statfsSync(path.dirname(f)).type === CGROUP2_MAGIC;
+        assert.equal(path.basename(f), v2 ? 'cgroup.procs' : 'tasks', f);
+      }
+    },
+  );
+
   sysTest('a memory hog is OOM-killed inside the session only', SYSTEM_NEEDS, async () => {
     ready();
     const r = await sh(

@@ -2,7 +2,7 @@
 // the way `runc exec` / `nsenter` do, for terminals, checks and
 // `underlay sandbox run`.
 //
-//   underlay-nsexec join --pid N --userns-ino N [--cgroup PROCS]... [--uid N]
+//   underlay-nsexec join --pid N --userns-ino N [--cgroup FILE]... [--uid N]
 //                        [--gid N] [--cwd DIR [--cwd-fallback DIR]] [--env K=V]...
 //                        [--setsid] [--no-seccomp] [--nproc N]
 //                        [--pty COLS ROWS --console-fd N --console-ino INO]
@@ -462,9 +462,13 @@ int run(int argc, char** argv) {
       report::die(kStep, "setrlimit", errno, "", "RLIMIT_NPROC");
   }
 
-  std::string self = std::to_string(getpid());
+  // "0" is the writer. Written to a v1 `tasks` file it moves just this
+  // thread - we have no other - and the kernel (5.10 already) skips the write
+  // lock on cgroup_threadgroup_rwsem, which waits out every fork in progress
+  // on the host; a pid, or any cgroup.procs file, takes it. Which files is
+  // the caller's policy.
   for (const std::string& procs : a.cgroups) {
-    if (!write_file(procs.c_str(), self)) report::die(kStep, "write", errno, procs.c_str());
+    if (!write_file(procs.c_str(), "0")) report::die(kStep, "write", errno, procs.c_str());
   }
 
   int nsflags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
