@@ -195,7 +195,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
  */
 export const DEFAULT_LIMITS = {
   memoryBytes: 512 * 1024 * 1024,
-  pids: 512,
+  // Few: a fork bomb's cost to every other session grows with the processes
+  // it keeps alive (docs/sandbox.md#default-limits, "Why 128 tasks").
+  pids: 128,
   cpus: 1,
   scratchBytes: 512 * 1024 * 1024,
   /** The session disk's bandwidth, each way (docs/sandbox.md#disk-bandwidth). */

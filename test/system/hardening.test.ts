@@ -447,7 +447,9 @@ describe('sandbox hardening', { concurrency: false }, () => {
     SYSTEM_NEEDS,
     async () => {
       const cap = USER_LIMITS.max_uts_namespaces as number;
-      const victim = await m.create({ hostname: 'nscount' });
+      // Each namespace is held by a process: room for more of them than the
+      // cap, so the cap (not the pids limit) is what stops them.
+      const victim = await m.create({ hostname: 'nscount', limits: { pids: 2 * cap + 100 } });
       try {
         // Sandbox root may write its own namespace's limits; the cap sits in
         // the namespace around it. Each success leaves a process holding one:
