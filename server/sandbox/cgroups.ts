@@ -54,7 +54,7 @@ export interface SessionCgroup {
   /**
    * The files a joining terminal/check writes itself into ("0": the writer).
    * v1: each hierarchy's `tasks`, which moves only the writing thread (the
-   * join helper has one) and so (Linux 5.10 already) skips the write side of
+   * join helper has one) and so skips (Debian 12's 6.1 and later do) the write side of
    * cgroup_threadgroup_rwsem that a cgroup.procs write takes; that write
    * waits for every fork in progress on the host, and with fork bombs
    * running a join waited seconds per hierarchy (docs/sandbox.md#joining-a-sandbox).
@@ -777,7 +777,7 @@ export class V2Driver implements CgroupDriver {
  * A cgroup of its own for one terminal, below the session's (v1: in the
  * freezer hierarchy; v2: below the `init` leaf), so closing the terminal
  * kills exactly what it started - nohup and setsid included. Returns the
- * dirs made and the cgroup.procs files to join instead of the session's.
+ * dirs made and the files to join instead of the session's (see joinProcs).
  */
 export function terminalCgroup(
   r: Pick<SandboxResources, 'cgroupMode' | 'cgroupDirs' | 'joinProcs'>,

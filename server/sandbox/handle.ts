@@ -105,7 +105,7 @@ export class Sandbox {
   /**
    * A cgroup of its own for one terminal (see cgroups.ts terminalCgroup), so
    * closing the terminal kills exactly what it started, nohup and setsid
-   * included. Returns its dirs and the cgroup.procs files to join.
+   * included. Returns its dirs and the cgroup files to join (SessionCgroup.joinProcs).
    */
   terminalCgroup(name: string): { dirs: string[]; joinProcs: string[] } {
     return terminalCgroup(this.record.resources, name);

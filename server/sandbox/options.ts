@@ -115,7 +115,7 @@ export interface JoinOptions {
   env?: Record<string, string>;
   /** Apply the seccomp deny-list (default true; false exists for tests that prove it matters). */
   seccomp?: boolean;
-  /** The cgroup.procs files to join instead of the session's (a terminal's own cgroup). */
+  /** The cgroup files to join instead of the session's (a terminal's own cgroup; see SessionCgroup.joinProcs). */
   cgroupProcs?: string[];
   /**
    * Run with the trusted toolset and fresh /proc and cgroup mounts, in a

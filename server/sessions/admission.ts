@@ -91,7 +91,7 @@ export function aggregateBudget(h: HostFacts): { memoryBytes: number; pids: numb
 
 /**
  * Sandboxes rarely use their limits (a lab shell uses ~10 MB and ~10 pids
- * of its 512 MiB and 512), so capacity assumes a sandbox uses an eighth of
+ * of its 512 MiB and 128), so capacity assumes a sandbox uses an eighth of
  * each on average; the aggregate cgroup limit is what makes that safe.
  */
 export const OVERCOMMIT = 8;

@@ -273,7 +273,7 @@ describe('one sandbox, seen from both sides', () => {
     async () => {
       ready();
       // The pids controller refuses a fork only after the page tables are
-      // copied; RLIMIT_NPROC (= pids.max, out of sandbox root's reach)
+      // copied; RLIMIT_NPROC (pids.max less a margin, out of sandbox root's reach)
       // refuses it at the start, so the pids controller never has to.
       const pidsDir = sb.record.resources.cgroupDirs.find((d) =>
         fs.existsSync(path.join(d, 'pids.events')),
@@ -327,23 +327,37 @@ EOF`,
   );
 
   sysTest(
-    "a joined command is in the session's cgroup of every hierarchy; a v1 join moves its one thread",
+    "a joined command is in the sandbox init's cgroup of every hierarchy, moved there by writing 0 (itself)",
     SYSTEM_NEEDS,
     async () => {
       ready();
-      // Seen through the sandbox's cgroup namespace, the session's cgroup is
-      // `/`: a hierarchy the join missed would show a path above it.
-      const r = await sh('cat /proc/self/cgroup');
-      const lines = r.stdout.trim().split('\n');
-      assert.ok(lines.length >= 1, r.stdout + r.stderr);
-      for (const l of lines) assert.match(l, /^\d+:[^:]*:\/$/, `outside the session: ${l}`);
+      // Both seen through the sandbox's cgroup namespace: a hierarchy the
+      // join missed would show a path other than init's.
+      const r = await sh('cat /proc/self/cgroup; echo --; cat /proc/1/cgroup');
+      const [mine, init] = r.stdout.split('--\n').map((t) => t.trim());
+      assert.ok(mine && init, r.stdout + r.stderr);
+      assert.equal(mine, init);
       // v1: `tasks` + "0" moves the calling thread without the write lock a
-      // cgroup.procs write takes (cgroups.ts SessionCgroup.joinProcs); the
-      // hybrid's unified hierarchy has no `tasks`.
+      // cgroup.procs write takes (cgroups.ts SessionCgroup.joinProcs); v2,
+      // and the hybrid's unified hierarchy, have no such file for a domain
+      // cgroup.
       const CGROUP2_MAGIC = 0x63677270;
-      for (const f of sb.record.resources.joinProcs) {
+      const files = sb.record.resources.joinProcs;
+      for (const f of files) {
         const v2 = fs.statfsSync(path.dirname(f)).type === CGROUP2_MAGIC;
         assert.equal(path.basename(f), v2 ? 'cgroup.procs' : 'tasks', f);
+      }
+      // What the helper writes, seen in a plain file given as one more
+      // cgroup file (it opens without O_CREAT): "0", never a pid, which
+      // would take the lock again.
+      const probe = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'join-')), 'tasks');
+      fs.writeFileSync(probe, '');
+      try {
+        const j = await sb.exec(['true'], { cgroupProcs: [...files, probe] });
+        assert.equal(j.code, 0, j.stderr);
+        assert.equal(fs.readFileSync(probe, 'utf8'), '0');
+      } finally {
+        fs.rmSync(path.dirname(probe), { recursive: true, force: true });
       }
     },
   );

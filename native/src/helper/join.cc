@@ -463,7 +463,7 @@ int run(int argc, char** argv) {
   }
 
   // "0" is the writer. Written to a v1 `tasks` file it moves just this
-  // thread - we have no other - and the kernel (5.10 already) skips the write
+  // thread - we have no other - and the kernel (6.1 and later) skips the write
   // lock on cgroup_threadgroup_rwsem, which waits out every fork in progress
   // on the host; a pid, or any cgroup.procs file, takes it. Which files is
   // the caller's policy.
