@@ -54,8 +54,8 @@ export interface SessionCgroup {
   /**
    * The files a joining terminal/check writes itself into ("0": the writer).
    * v1: each hierarchy's `tasks`, which moves only the writing thread (the
-   * join helper has one) and so skips (Debian 12's 6.1 and later do) the write side of
-   * cgroup_threadgroup_rwsem that a cgroup.procs write takes; that write
+   * join helper has one), so the kernel (6.1 and later) skips the write side
+   * of cgroup_threadgroup_rwsem that a cgroup.procs write takes; that write
    * waits for every fork in progress on the host, and with fork bombs
    * running a join waited seconds per hierarchy (docs/sandbox.md#joining-a-sandbox).
    * v2 (and v1's unified hierarchy): cgroup.procs; `cgroup.threads` takes
@@ -442,9 +442,7 @@ export class V1Driver implements CgroupDriver {
       dirs.push(path.join(this.unified.mountPoint, this.unified.own, 'underlay', id));
     const delegated = this.hierarchies.filter((h) => V1Driver.shown(h)).map((h) => ({ h }));
     const procs = dirs.map((d) => path.join(d, 'cgroup.procs'));
-    const tasks = this.hierarchies.map((h) =>
-      path.join(h.mountPoint, h.own, 'underlay', id, 'tasks'),
-    );
+    const tasks = dirs.slice(0, this.hierarchies.length).map((d) => path.join(d, 'tasks'));
     return {
       mode: 'v1',
       afterStart: () => {},
@@ -807,11 +805,13 @@ export function terminalCgroup(
   if (!freezer) return { dirs: [], joinProcs: r.joinProcs };
   const dir = path.join(freezer, `t-${name}`);
   make(dir);
-  // A record from before joins used `tasks` names cgroup.procs; either works.
-  const mine = (f: string) => path.join(dir, f);
+  // The same file in the terminal's cgroup: `tasks`, or cgroup.procs in a
+  // record from before joins used `tasks`.
   return {
     dirs: [dir],
-    joinProcs: r.joinProcs.map((p) => (path.dirname(p) === freezer ? mine(path.basename(p)) : p)),
+    joinProcs: r.joinProcs.map((p) =>
+      path.dirname(p) === freezer ? path.join(dir, path.basename(p)) : p,
+    ),
   };
 }
 
