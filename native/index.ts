@@ -274,7 +274,7 @@ export interface JoinSpec {
   cwdFallback?: string;
   /** The command's whole environment; nothing is inherited. */
   env: Record<string, string>;
-  /** A session of its own (not for a terminal: node-pty already made one). */
+  /** A session of its own, so the command cannot reach the caller's controlling terminal. */
   setsid?: boolean;
   /**
    * A terminal: the command gets a pty of the sandbox's own devpts (so `tty`

@@ -62,7 +62,7 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
 }
 
 // reapChild(pid) -> true if `pid` was our exited child and is now reaped.
-// Only ever a specific pid: a waitpid(-1) would steal node-pty's and libuv's
+// Only ever a specific pid: a waitpid(-1) would steal libuv's and the pidfd watchers'
 // children and lose their exit codes (docs/terminals.md#never-reap-globally).
 Napi::Value ReapChild(const Napi::CallbackInfo& info) {
   int pid = Int(info, 0);

@@ -2,24 +2,29 @@
  * A terminal's shell on a pty of its sandbox's own devpts, read and written
  * by the server directly (docs/terminals.md#a-pty-of-the-sandboxs-own).
  *
- * node-pty starts the join helper (`join --pty`) on a host pty of its own,
- * reaps it and reports its exit; that pty carries only the helper's own
- * words (its "PTY" cue, or its `ERR\t...` record and exit 125 when the join
- * fails). The helper enters the sandbox, opens its /dev/ptmx, forks the
- * shell on the other end and sends the master back over a console socket
- * (SCM_RIGHTS): runc's console-socket pattern. forkpty hands a child nothing
- * but its pty, so the helper copies the socket's end from us by number
- * (pidfd_getfd); we keep it open until the master arrived or the helper
- * ended. The helper stays as the shell's parent only to relay signals and
- * its exit status; no process copies the bytes, so a keystroke crosses one
- * pty, not two.
+ * The join helper (`join --pty`) starts as any join does (PipedProcess:
+ * posix_spawn on a pool thread, reaped through its pidfd) with pipes for
+ * its own words only: its "PTY" cue on stdout, or its `ERR\t...` record on
+ * stderr and exit 125 when the join fails. The helper enters the sandbox,
+ * opens its /dev/ptmx, forks the shell on the other end and sends the
+ * master back over a console socket (SCM_RIGHTS): runc's console-socket
+ * pattern. The helper copies the socket's end from us by number
+ * (pidfd_getfd), as it is handed nothing but its three pipes; we keep it
+ * open until the master arrived or the helper ended. The helper stays as
+ * the shell's parent only to relay signals and its exit status; no process
+ * copies the bytes, so a keystroke crosses one pty, not two.
+ *
+ * node-pty started the helper until the twenty-fourth session: its forkpty
+ * copies the whole server (page tables of a 100-150 MB process, on the JS
+ * thread), and the copy's teardown at exec and the server's copy-on-write
+ * faults after it were a fifth of a herd's host CPU
+ * (docs/benchmarks.md, "The herd's forks").
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as tty from 'node:tty';
-import * as pty from 'node-pty';
 import type { NativeAddon } from '../../native/index';
 import { exitStatus } from '../util/exit-status';
+import { PipedProcess, type SpawnTracker } from './piped';
 
 /** After the helper exits, the pty's last output is read until EIO, or this quiet spell. */
 const TAIL_QUIET_MS = 100;
@@ -27,22 +32,16 @@ const TAIL_QUIET_MS = 100;
 const TAIL_MAX_MS = 2_000;
 /** A helper still alive this long after its pty's last slave closed is ended (the terminal is dead). */
 const ORPHAN_MS = 2_000;
-/** Of what the helper says on its own pty, kept for its error record. */
+/** Of what the helper says on its stdout and stderr, kept for its error record. */
 const DIAG_MAX = 64 * 1024;
-/** The helper's cue that the master is on the console socket (its pty turns \n into \r\n). */
+/** The helper's cue on its stdout that the master is on the console socket. */
 const CUE = /PTY\r?\n/;
 
 export class ConsolePty {
-  readonly pid: number;
-  private readonly helper: pty.IPty;
+  private readonly helper: PipedProcess;
   /** The console socket's ends, until the master arrives or the helper ends. */
   private sock: number;
   private helperEnd: number;
-  /**
-   * A pidfd of the helper: node-pty reaps it on a thread of its own and
-   * reports the exit later, so its bare pid may be someone else's by then.
-   */
-  private pidfd = -1;
   /** The pty master while it is open (libuv closes it at EIO: never use a stale number). */
   private master = -1;
   private received = false;
@@ -56,8 +55,10 @@ export class ConsolePty {
   private readonly dataListeners: ((d: Buffer) => void)[] = [];
   private readonly exitListeners: ((status: number) => void)[] = [];
   private readonly drainListeners: (() => void)[] = [];
-  /** What the helper said on its own pty (its cue, or why it failed). */
+  /** What the helper said on stderr (why it failed). */
   private diag = '';
+  /** What the helper said on stdout (its cue). */
+  private said = '';
   private helperStatus: number | undefined;
   private masterDone = false;
   private tail: NodeJS.Timeout | undefined;
@@ -73,35 +74,41 @@ export class ConsolePty {
     private rows: number,
     /** The start's failure in words, from what the helper said and its status. */
     private readonly explain: (said: string, status: number) => string | undefined,
+    /** Told the helper's pid (the server's reaper leaves it to us). */
+    tracker: SpawnTracker,
   ) {
     const [server, helper] = native.consoleSocket();
     this.sock = server;
     this.helperEnd = helper;
+    let argv: string[];
     try {
-      const console = { fd: helper, ino: fs.fstatSync(helper).ino };
-      this.helper = pty.spawn(helperPath, args(console), {
-        name: 'xterm-256color',
-        cols,
-        rows,
-        cwd: '/',
-        env: {},
-        encoding: null,
-      });
+      argv = args({ fd: helper, ino: fs.fstatSync(helper).ino });
     } catch (err) {
       this.closeSockets();
       throw err;
     }
-    this.pid = this.helper.pid;
-    try {
-      this.pidfd = native.pidfdOpen(this.pid);
-    } catch {
-      // already gone (and reaped): nothing to signal
-    }
-    this.helper.onData((d: string | Buffer) => {
-      if (this.diag.length < DIAG_MAX) this.diag += d.toString();
-      if (CUE.test(this.diag)) this.receive();
+    this.helper = new PipedProcess(native, helperPath, argv, tracker);
+    this.helper.stdin.end(); // it reads nothing
+    this.helper.stdout.on('data', (d: Buffer) => {
+      if (this.said.length < DIAG_MAX) this.said += d.toString();
+      if (CUE.test(this.said)) this.receive();
     });
-    this.helper.onExit(({ exitCode, signal }) => this.helperClosed(exitStatus(exitCode, signal)));
+    this.helper.stderr.on('data', (d: Buffer) => {
+      if (this.diag.length < DIAG_MAX) this.diag += d.toString();
+    });
+    this.helper.on('error', (err: Error) => {
+      this.diag += `underlay: cannot start the join helper: ${err.message}\n`;
+    });
+    // 'close': exited, and its stdout and stderr read to the end, so an
+    // error record written just before the exit is in `diag`.
+    this.helper.on('close', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.helperClosed(exitStatus(code, signal)),
+    );
+  }
+
+  /** The helper's pid; 0 until it has started (a pool thread spawns it). */
+  get pid(): number {
+    return this.helper.pid ?? 0;
   }
 
   onData(listener: (d: Buffer) => void): void {
@@ -160,13 +167,10 @@ export class ConsolePty {
 
   /** Signals the helper, which passes it on (SIGKILL: the shell dies with it, PDEATHSIG). */
   kill(signal: NodeJS.Signals = 'SIGHUP'): void {
-    // Through the pidfd: once reaped, its pid may belong to anyone.
-    if (this.pidfd < 0 || this.helperStatus !== undefined) return;
-    try {
-      this.native.pidfdSignal(this.pidfd, os.constants.signals[signal]);
-    } catch {
-      // ESRCH: it has exited
-    }
+    // Through its pidfd (once reaped, its pid may belong to anyone); a
+    // signal sent before the pid is known goes as soon as it is.
+    if (this.helperStatus !== undefined) return;
+    this.helper.kill(signal);
   }
 
   private closeSockets(): void {
@@ -300,15 +304,12 @@ export class ConsolePty {
     clearTimeout(this.orphan);
     const status = this.helperStatus ?? 125;
     this.closeSockets();
-    if (this.pidfd >= 0) this.native.closeFd(this.pidfd);
-    this.pidfd = -1;
     // Closing the master hangs up whatever still holds the other end.
     this.reader?.destroy();
     this.master = -1;
     this.queue.length = 0;
     this.queued = 0;
-    // A pty's line ends are \r\n; the record parser wants plain lines.
-    const why = this.explain(this.diag.replace(CUE, '').replace(/\r\n/g, '\n'), status);
+    const why = this.explain(this.diag, status);
     if (why) this.output(Buffer.from(why));
     for (const l of this.exitListeners) l(status);
     this.drained();

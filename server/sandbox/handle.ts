@@ -4,7 +4,7 @@
  * enters a sandbox is a fresh underlay-nsexec `join` (the Node process never
  * changes namespaces), and the handle owns every such spawn: it records the
  * pid so the reaper never waitpid()s a child that its owner (PipedProcess,
- * node-pty) will wait for itself.
+ * also under a terminal's ConsolePty) will wait for itself.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -215,22 +215,26 @@ export class Sandbox {
 
   /**
    * `argv` in the sandbox on a pty of the sandbox's own, which the server
-   * reads and writes directly (console-pty.ts); the helper is tracked until
-   * exit (node-pty reaps it).
+   * reads and writes directly (console-pty.ts); the helper runs in a session
+   * of its own (nothing it starts can reach the server's terminal) and is
+   * tracked until exit.
    */
   spawnPty(argv: string[], opts: PtyOptions): ConsolePty {
     const { cols, rows, ...join } = opts;
-    const p = new ConsolePty(
+    return new ConsolePty(
       this.native.addon,
       this.native.helperPath,
-      (c) => this.join(argv, { ...join, pty: { cols, rows, consoleFd: c.fd, consoleIno: c.ino } }),
+      (c) =>
+        this.join(argv, {
+          ...join,
+          setsid: true,
+          pty: { cols, rows, consoleFd: c.fd, consoleIno: c.ino },
+        }),
       cols,
       rows,
       (stderr, status) => this.explainFailedStart(stderr, status),
+      ownSpawns,
     );
-    ownSpawns.add(p.pid);
-    p.onExit(() => ownSpawns.delete(p.pid));
-    return p;
   }
 
   /**

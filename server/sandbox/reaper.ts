@@ -76,7 +76,7 @@ export class Reaper {
       let polls = 0;
       await pollUntil(() => {
         // Identity first: a stale record's pid may now be another process,
-        // even a helper libuv or node-pty is about to reap.
+        // even a helper libuv or a PipedProcess is about to reap.
         const st = readStat(initPid);
         if (!st || st.start !== r.initStart) return true; // gone
         if (st.state === 'Z') {

@@ -323,7 +323,7 @@ export class SessionManager {
     }
     entry.cgroupDirs.push(...cg.dirs);
     terminal.adopt(p);
-    this.log.info('terminal opened', { session: s.id, term: terminal.id, pid: p.pid });
+    this.log.info('terminal opened', { session: s.id, term: terminal.id });
   }
 
   async closeTerminal(s: Session, id: string): Promise<void> {

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 /**
  * A shell-style exit status: the code, or 128 + the signal number for a
  * process killed by a signal. Signals come as names (child_process) or
- * numbers (node-pty).
+ * numbers.
  */
 export function exitStatus(
   code: number | null | undefined,

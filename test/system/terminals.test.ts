@@ -1,6 +1,6 @@
 /**
  * Browser terminals end to end minus the browser: a real server (HTTP +
- * socket.io), real sandboxes, node-pty shells joined into them, and a real
+ * socket.io), real sandboxes, shells joined into them on their own ptys, and a real
  * socket.io client that decodes and acks like xterm.js does.
  */
 import * as assert from 'node:assert/strict';
@@ -162,6 +162,18 @@ describe('terminals over socket.io', () => {
           }
         });
       assert.deepEqual(masters(helper), [], 'the helper holds a pty master (a relay)');
+      // Started by posix_spawn, as a check's helper is, not by a fork of the
+      // server onto a host pty of its own (node-pty's forkpty): its stdio are
+      // pipes, and it leads a session of its own.
+      for (const fd of [0, 1, 2])
+        assert.match(
+          fs.readlinkSync(`/proc/${helper}/fd/${fd}`),
+          /^pipe:/,
+          `the helper's fd ${fd}`,
+        );
+      const stat = fs.readFileSync(`/proc/${helper}/stat`, 'utf8');
+      const sid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+      assert.equal(sid, helper, 'the helper leads a session of its own');
       // The shell's pty is the sandbox's: its number is the one `tty` names there.
       const n = (await c.run(term, 'tty')).trim().replace('/dev/pts/', '');
       assert.match(n, /^\d+$/);

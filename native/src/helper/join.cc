@@ -35,8 +35,9 @@
 //   join the session's cgroups while still on the host side; setns(pidfd,
 //   all namespaces) - atomic since 5.8, user namespace handled by the kernel;
 //   drop to the sandbox uid; fork (a pid namespace applies to children);
-//   in the child mark every fd above 2 close-on-exec (node-pty and Node leak
-//   other terminals' pty masters otherwise: microsoft/node-pty#657) and exec.
+//   in the child mark every fd above 2 close-on-exec (whatever a caller
+//   leaked - node-pty handed on every open pty master, microsoft/node-pty#657 -
+//   stays out of the sandbox) and exec.
 // The parent stays as a small relay of signals and of the exit status.
 //
 //
@@ -46,10 +47,10 @@
 // /dev/pts). As runc does with its --console-socket, the master goes to the
 // caller over a unix socket (SCM_RIGHTS), and "PTY" on stdout says it was
 // sent: the caller reads and writes the sandbox's pty itself, with no relay
-// process copying bytes. The caller (node-pty's forkpty, which can hand a
-// child nothing but its pty) keeps the socket's other end as its fd N; we
-// copy it from our parent with pidfd_getfd while still host root, and check
-// that its peer is that parent. The master is opened after entering the
+// process copying bytes. The caller (posix_spawn, which hands us nothing
+// but three pipes) keeps the socket's other end as its fd N; we copy it from
+// our parent with pidfd_getfd while still host root, and check that its peer
+// is that parent. The master is opened after entering the
 // sandbox, as the sandbox's root: nothing it opens is out of the student's
 // own reach. If the student broke their /dev/ptmx, the command gets a host
 // pty opened before entering, with a notice on it.
@@ -424,8 +425,8 @@ void send_master(int master) {
 int run(int argc, char** argv) {
   report::set_fd(2);
   Args a = parse(argc, argv);
-  // Whatever the caller leaked to us (node-pty hands every open pty master
-  // to its children) goes now, before we enter the sandbox's namespaces.
+  // Whatever a caller leaked to us (node-pty handed every open pty master to
+  // its children) goes now, before we enter the sandbox's namespaces.
   sys::close_range(3, ~0U, 0);
   // The fallback pty, from the host's /dev/ptmx while it is still in reach:
   // used only if the sandbox's own turns out to be unusable.
@@ -452,8 +453,8 @@ int run(int argc, char** argv) {
   const std::vector<int> trees = open_tool_trees(a);
 
   // A new session first, so the command can never reach the caller's
-  // controlling terminal (TIOCSTI through /dev/tty). A pty caller (node-pty)
-  // already made one and made the pty our controlling tty; keep that.
+  // controlling terminal (TIOCSTI through /dev/tty). A caller that already
+  // made us a session leader (with a controlling tty of its choosing) keeps that.
   if (a.set_sid && getsid(0) != getpid()) setsid();
 
   if (a.nproc != 0) {
