@@ -59,6 +59,9 @@ export class ConsolePty {
   private diag = '';
   /** What the helper said on stdout (its cue). */
   private said = '';
+  private startError: Error | undefined;
+  private readonly spawnListeners: ((pid: number) => void)[] = [];
+  private readonly startFailedListeners: ((err: Error) => void)[] = [];
   private helperStatus: number | undefined;
   private masterDone = false;
   private tail: NodeJS.Timeout | undefined;
@@ -72,8 +75,15 @@ export class ConsolePty {
     args: (console: { fd: number; ino: number }) => string[],
     private cols: number,
     private rows: number,
-    /** The start's failure in words, from what the helper said and its status. */
-    private readonly explain: (said: string, status: number) => string | undefined,
+    /**
+     * The start's failure in words, from what the helper said on stderr and
+     * its status, or the error that kept it from starting at all.
+     */
+    private readonly explain: (
+      said: string,
+      status: number,
+      startError: Error | undefined,
+    ) => string | undefined,
     /** Told the helper's pid (the server's reaper leaves it to us). */
     tracker: SpawnTracker,
   ) {
@@ -96,14 +106,30 @@ export class ConsolePty {
     this.helper.stderr.on('data', (d: Buffer) => {
       if (this.diag.length < DIAG_MAX) this.diag += d.toString();
     });
+    this.helper.on('spawn', () => {
+      for (const l of this.spawnListeners) l(this.pid);
+    });
     this.helper.on('error', (err: Error) => {
-      this.diag += `underlay: cannot start the join helper: ${err.message}\n`;
+      // Not started (or its pipes could not be read): the terminal ends as a
+      // failed join does (125), with this error in words.
+      this.startError ??= err;
+      for (const l of this.startFailedListeners) l(err);
     });
     // 'close': exited, and its stdout and stderr read to the end, so an
     // error record written just before the exit is in `diag`.
     this.helper.on('close', (code: number | null, signal: NodeJS.Signals | null) =>
-      this.helperClosed(exitStatus(code, signal)),
+      this.helperClosed(this.startError ? 125 : exitStatus(code, signal)),
     );
+  }
+
+  /** Once the helper runs (its pid is known). */
+  onSpawn(listener: (pid: number) => void): void {
+    this.spawnListeners.push(listener);
+  }
+
+  /** When the helper could not be started (the terminal then ends with 125). */
+  onStartFailed(listener: (err: Error) => void): void {
+    this.startFailedListeners.push(listener);
   }
 
   /** The helper's pid; 0 until it has started (a pool thread spawns it). */
@@ -309,7 +335,7 @@ export class ConsolePty {
     this.master = -1;
     this.queue.length = 0;
     this.queued = 0;
-    const why = this.explain(this.diag, status);
+    const why = this.explain(this.diag, status, this.startError);
     if (why) this.output(Buffer.from(why));
     for (const l of this.exitListeners) l(status);
     this.drained();

@@ -86,7 +86,12 @@ export class Sandbox {
    * else it said on stderr) in words, with the step and a hint, as
    * everywhere else. Undefined when the join itself went fine.
    */
-  explainFailedStart(stderr: string, status: number): string | undefined {
+  explainFailedStart(stderr: string, status: number, startError?: Error): string | undefined {
+    if (startError)
+      return (
+        `\x1b[31mThe shell could not start: the join helper did not start: ${startError.message}\x1b[0m\r\n` +
+        'Hint: the server may be out of processes or file descriptors (see its log); reload the page to try again.\r\n'
+      );
     const e = helperFailure(status, stderr, this.id);
     if (!e) {
       const text = stderr.trim();
@@ -232,7 +237,7 @@ export class Sandbox {
         }),
       cols,
       rows,
-      (stderr, status) => this.explainFailedStart(stderr, status),
+      (stderr, status, startError) => this.explainFailedStart(stderr, status, startError),
       ownSpawns,
     );
   }

@@ -6,8 +6,8 @@
  * 7-9 ms of a ~150 MB server per spawn, during which no terminal of the class
  * echoes (docs/benchmarks.md, twentieth session). Behaves as much of a
  * ChildProcess as the callers use: the three streams, `pid`, `kill`, and
- * the events 'error', 'exit' (code, signal) and 'close' (the same, once
- * stdout and stderr are closed too).
+ * the events 'spawn' (the pid is known), 'error', 'exit' (code, signal) and
+ * 'close' (the same, once stdout and stderr are closed too).
  */
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
@@ -69,6 +69,7 @@ export class PipedProcess extends EventEmitter {
         tracker.end();
         this.pid = r.pid;
         this.pidfd = r.pidfd;
+        this.emit('spawn');
         try {
           this.attach(r.stdin, r.stdout, r.stderr);
         } catch (err) {
@@ -112,7 +113,8 @@ export class PipedProcess extends EventEmitter {
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
     if (this.exited) return false;
     if (this.pidfd < 0) {
-      this.pendingSignal = signal; // sent once the pid is known
+      // Sent once the pid is known; a SIGKILL asked for is never weakened.
+      if (this.pendingSignal !== 'SIGKILL') this.pendingSignal = signal;
       return true;
     }
     try {

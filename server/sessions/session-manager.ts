@@ -323,7 +323,15 @@ export class SessionManager {
     }
     entry.cgroupDirs.push(...cg.dirs);
     terminal.adopt(p);
-    this.log.info('terminal opened', { session: s.id, term: terminal.id });
+    // The helper starts on a pool thread: its pid (or why not) comes later.
+    p.onSpawn((pid) => this.log.info('terminal opened', { session: s.id, term: terminal.id, pid }));
+    p.onStartFailed((err) =>
+      this.log.warn('terminal spawn failed', {
+        session: s.id,
+        term: terminal.id,
+        error: err.message,
+      }),
+    );
   }
 
   async closeTerminal(s: Session, id: string): Promise<void> {

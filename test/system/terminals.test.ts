@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { loadNative } from '../../native/index';
 import { timeScale } from '../../server/config';
 import { LIMITS, type SessionCreated } from '../../server/protocol/index';
+import { ConsolePty } from '../../server/sandbox/console-pty';
 import { SessionManager } from '../../server/sessions/session-manager';
 import { createApp, type App } from '../../server/transport/http';
 import { createLogger } from '../../server/util/logger';
@@ -244,6 +245,39 @@ describe('terminals over socket.io', () => {
       assert.equal(addon.receivePty(server), -1);
       addon.closeFd(server);
       addon.closeFd(helper);
+    },
+  );
+
+  sysTest(
+    'a join helper that cannot start ends its terminal with 125, in words, and leaves no fd behind',
+    KERNEL_FREE,
+    async () => {
+      ready();
+      const { addon } = loadNative();
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      const before = fds();
+      const tracker = { add() {}, delete() {}, begin() {}, end() {} };
+      const failed: Error[] = [];
+      const p = new ConsolePty(
+        addon,
+        '/nonexistent/underlay-nsexec',
+        (c) => ['join', '--console-fd', String(c.fd)],
+        80,
+        24,
+        (said, status, startError) =>
+          startError ? `could not start: ${startError.message}\r\n` : `said ${said} ${status}`,
+        tracker,
+      );
+      p.onStartFailed((err) => failed.push(err));
+      let out = '';
+      p.onData((d) => (out += d.toString()));
+      const status = await new Promise<number>((resolve) => p.onExit(resolve));
+      assert.equal(status, 125);
+      assert.match(out, /^could not start: .*ENOENT/);
+      assert.equal(failed.length, 1);
+      assert.equal(p.pid, 0);
+      // The console socket's two ends (and any pipe) are closed again.
+      await waitUntil(() => fds() <= before, 'the fds are closed');
     },
   );
 
