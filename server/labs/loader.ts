@@ -35,10 +35,10 @@ export function insideLab(dir: string, rel: string): string | undefined {
   return real === root || real.startsWith(root + path.sep) ? real : undefined;
 }
 
-/** Loads one lab folder (containing lab.yaml). */
 /** Bash's parse of a lab's scripts: index -> the first error's line and text. */
-type SyntaxCheck = (scripts: string[]) => Map<number, { line: number; message: string }>;
+export type SyntaxCheck = (scripts: string[]) => Map<number, { line: number; message: string }>;
 
+/** Loads one lab folder (containing lab.yaml). */
 export function loadLab(
   dir: string,
   display = dir,
@@ -172,14 +172,39 @@ export function loadLab(
   return problems.length ? { problems } : { lab: { lab, dir, file }, problems };
 }
 
-/** Whether bash parses every script, in one `bash -n` (each as a function body). */
+/** A lab's scripts as one input for `bash -n`: each as a function body. */
+function asFunctions(scripts: string[]): string {
+  return scripts.map((x, i) => `__underlay_${i}() {\n${x}\n}\n`).join('');
+}
+
+/** Whether bash parses every script, in one `bash -n`. */
 function bashParsesAll(scripts: string[]): boolean {
   if (!scripts.length) return true;
-  const all = spawnSync('bash', ['-n'], {
-    input: scripts.map((x, i) => `__underlay_${i}() {\n${x}\n}\n`).join(''),
-    encoding: 'utf8',
-  });
-  return all.status === 0;
+  return spawnSync('bash', ['-n'], { input: asFunctions(scripts), encoding: 'utf8' }).status === 0;
+}
+
+/**
+ * The indexes of the labs (each a list of scripts) that bash does not parse:
+ * one spawn, in which each lab's input goes to a `bash -n` of its own. As
+ * arguments: `read -d ''` from a pipe takes a syscall per byte. A lab over
+ * the kernel's 128 KiB per argument fails the spawn, and then every lab
+ * takes the one-by-one path.
+ */
+function labsNotParsing(labs: string[][]): number[] {
+  const inputs = labs.map((s) => (s.length ? asFunctions(s) : ''));
+  if (inputs.every((x) => !x)) return [];
+  const r = spawnSync(
+    'bash',
+    [
+      '-c',
+      'i=0; for s; do [ -z "$s" ] || bash -n -c "$s" 2>/dev/null || echo "$i"; i=$((i + 1)); done',
+      'bash',
+      ...inputs,
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) return labs.map((_, k) => k);
+  return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
 /**
@@ -265,18 +290,22 @@ export function loadLabs(paths: string[]): { labs: LoadedLab[]; problems: LabPro
     });
   }
   const ids = new Map<string, string>();
-  // Every lab's scripts in one `bash -n` first: a spawn is a fork of the
-  // whole server (45 ms each on a slow host: 0.7 s of a 16-lab start, and of
-  // every reload in dev mode). Only when that parse fails are the labs
-  // loaded again with a parse of their own, to name file, line and column.
-  const deferred: string[] = [];
-  const later: SyntaxCheck = (scripts) => {
-    deferred.push(...scripts);
-    return new Map();
-  };
+  // Bash's parse of each lab, all from one spawn: a spawn is a fork of the
+  // whole server (45 ms each on a slow host: 0.7 s of a 15-lab start, and of
+  // every reload in dev mode), a small bash per lab is not. Each lab is still
+  // parsed on its own (one lab's open quote must never be closed by another
+  // lab's text); a lab that fails is loaded again with the parse that names
+  // file, line and column.
+  const scripts: string[][] = dirs.map(() => []);
   const display = (d: string) => path.relative(process.cwd(), d) || d;
-  let loaded = dirs.map((d) => loadLab(d, display(d), later));
-  if (!bashParsesAll(deferred)) loaded = dirs.map((d) => loadLab(d, display(d)));
+  const loaded = dirs.map((d, k) =>
+    loadLab(d, display(d), (s) => {
+      scripts[k] = s;
+      return new Map();
+    }),
+  );
+  for (const k of labsNotParsing(scripts))
+    loaded[k] = loadLab(dirs[k] as string, display(dirs[k] as string));
   for (const r of loaded) {
     problems.push(...r.problems);
     if (!r.lab) continue;
