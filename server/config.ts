@@ -58,6 +58,12 @@ export interface Config {
     /** All kept disks together; undefined: half the state dir's filesystem. UNDERLAY_DISK_TOTAL. */
     totalBytes: number | undefined;
   };
+  /**
+   * Warm seats: how many sandboxes of each lab to keep started ahead, for
+   * students with no files of their own in that lab to take
+   * (docs/operating.md#warm-seats). UNDERLAY_WARM="lab=N,lab=N".
+   */
+  warm: Map<string, number>;
   /** Admission control (docs/operating.md#admission-control). */
   admission: {
     /** Live sandboxes at once; undefined: derived from the host. UNDERLAY_CAPACITY. */
@@ -126,6 +132,20 @@ function parseRates(v: string | undefined): Partial<Record<RateKind, Rate>> {
   return out;
 }
 
+/** Parses warm seats, "lab=N,lab=N" (UNDERLAY_WARM, serve --warm). */
+export function parseWarm(v: string | undefined, what: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const item of list(v)) {
+    const m = /^([a-z0-9][a-z0-9-]*)=(\d+)$/.exec(item);
+    if (!m || Number(m[2]) > 1000)
+      throw new Error(
+        `${what}: "${item}" is not LAB=N (a lab id and how many sandboxes of it to keep ready, 0 to 1000)`,
+      );
+    out.set(m[1] as string, Number(m[2]));
+  }
+  return out;
+}
+
 /**
  * How much slower than a normal host this one is: lab check, hint and setup
  * time limits are multiplied by it. UNDERLAY_TIME_SCALE, default 1; the VM
@@ -177,6 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       perStudentBytes: sizeEnv(env, 'UNDERLAY_DISK_PER_STUDENT') ?? 4 * 1024 ** 3,
       totalBytes: sizeEnv(env, 'UNDERLAY_DISK_TOTAL'),
     },
+    warm: parseWarm(env.UNDERLAY_WARM, 'UNDERLAY_WARM'),
     admission: {
       capacity: positiveInt(env, 'UNDERLAY_CAPACITY', undefined),
       perClient: positiveInt(env, 'UNDERLAY_PER_CLIENT', 30) as number,

@@ -10,7 +10,7 @@
  * load, and `underlay --version` or `validate` need none of them.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { DEFAULT_LIMITS, loadConfig, parseSize, REPO_LABS } from '../config';
+import { DEFAULT_LIMITS, loadConfig, parseSize, parseWarm, REPO_LABS } from '../config';
 import { SandboxError } from '../sandbox/errors';
 import { RequestError } from '../util/errors';
 
@@ -442,14 +442,25 @@ export function buildProgram(): Command {
       '--labs <dir>',
       "serve the labs in DIR (a folder of labs, or one lab folder) instead of the repository's",
     )
+    .option(
+      '--warm <lab=N,...>',
+      'keep N sandboxes of each lab started ahead, for students to take at once (UNDERLAY_WARM)',
+    )
     .action(async (opts) => {
       requireRoot();
+      let warm: Map<string, number> | undefined;
+      try {
+        warm = typeof opts.warm === 'string' ? parseWarm(opts.warm, '--warm') : undefined;
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       const { serve } = await import('./serve');
       await serve({
         port: opts.port,
         host: opts.host,
         dev: Boolean(opts.dev),
         labs: typeof opts.labs === 'string' ? opts.labs : undefined,
+        ...(warm ? { warm } : {}),
       });
     });
 

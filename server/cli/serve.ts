@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, loadConfig } from '../config';
 import { LabCatalog } from '../labs/catalog';
 import { LabEngine } from '../labs/engine';
 import { LabSessions } from '../labs/lab-sessions';
+import type { WarmPool } from '../labs/warm-pool';
 import { detectCgroupMode, SandboxManager } from '../sandbox/index';
 import {
   Admission,
@@ -36,6 +37,8 @@ export interface ServeOptions {
   dev: boolean;
   /** A folder of labs (or one lab's folder) to serve instead of UNDERLAY_LABS_DIR. */
   labs?: string;
+  /** Warm seats per lab (--warm lab=N), over UNDERLAY_WARM's. */
+  warm?: Map<string, number>;
 }
 
 /**
@@ -53,6 +56,7 @@ export const WEB_DIR = path.resolve(__dirname, '..', '..', '..', 'web');
 export async function serve(opts: ServeOptions): Promise<void> {
   const config = loadConfig();
   if (opts.labs) config.labsDir = path.resolve(opts.labs);
+  for (const [lab, n] of opts.warm ?? []) config.warm.set(lab, n);
   const log = createLogger(config.logLevel ?? 'info');
   const store = new Store(config.stateDir);
   // A helper and a session disk wait ahead for each next create (ManagerOptions).
@@ -107,6 +111,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // children in a class) and awaits teardown retries, so a tick may run past
   // the next: one still under way skips it.
   let housekeepingBusy = false;
+  // Made once the previous run's sandboxes are restored (below).
+  const seats: { warm?: WarmPool } = {};
   const housekeep = async () => {
     if (housekeepingBusy) return;
     housekeepingBusy = true;
@@ -121,6 +127,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
       await step('collecting parked disks', () => sandboxes.collectDisks(diskPolicy));
       await step('collecting zombies', () => sandboxes.collectZombies());
       await step('retry of quarantined sandboxes', () => sandboxes.retryQuarantined());
+      await step('warm seats', async () => {
+        seats.warm?.sweep();
+        seats.warm?.fill();
+      });
     } finally {
       housekeepingBusy = false;
     }
@@ -189,6 +199,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     allowedOrigins: config.allowedOrigins,
     allowedHosts: config.allowedHosts,
     admission,
+    warm: () => seats.warm?.status() ?? {},
     students,
     bareSessions: config.bareSessions,
     classesOnly: config.classesOnly,
@@ -218,6 +229,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
     );
   // Students' sandboxes from before a restart come back as their sessions; the rest is destroyed.
   await labSessions.restore(adopted);
+  // Seats started ahead for a class (docs/operating.md#warm-seats); with none
+  // wanted, this still drops the disks of seats a previous run left.
+  seats.warm = labSessions.warmUp(config.warm);
+  if (config.warm.size) log.info('warm seats', { wanted: Object.fromEntries(config.warm) });
   // next dev's hot reload (a websocket) goes to the web process; socket.io has its own path.
   if (config.nextDev)
     app.server.on('upgrade', (req, socket, head) => {
@@ -232,6 +247,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
   const stop = async () => {
     clearInterval(housekeeping);
+    seats.warm?.close();
     await sandboxes.dropAhead();
     catalog.close();
     web.stop();

@@ -18,7 +18,9 @@ import type { Store } from '../store/store';
 import { RequestError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import type { LabCatalog } from './catalog';
+import type { LoadedLab } from './loader';
 import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
+import { WarmPool, type Seat } from './warm-pool';
 
 export class LabSessions {
   private readonly secret: string;
@@ -28,6 +30,8 @@ export class LabSessions {
   private readonly ownerChain = new Map<string, Promise<unknown>>();
   /** Why a student's sandbox for a lab was ended by us, told on their next start there. */
   private readonly endedWhy = new Map<string, string>();
+  /** Sandboxes started ahead for students to take (serve --warm). */
+  private warm: WarmPool | undefined;
 
   constructor(
     private readonly sessions: SessionManager,
@@ -43,6 +47,28 @@ export class LabSessions {
 
   private token = (id: string) =>
     crypto.createHmac('sha256', this.secret).update(`session:${id}`).digest('base64url');
+
+  /**
+   * Keeps `wanted` seats of each lab started ahead (labs/warm-pool.ts); a
+   * student with no files of their own in the lab takes one instead of
+   * waiting for a start. Call after restore(): it drops the disks of seats
+   * a previous run left.
+   */
+  warmUp(wanted: ReadonlyMap<string, number>): WarmPool {
+    this.warm = new WarmPool(
+      this.sessions,
+      this.sandboxes,
+      this.store,
+      this.catalog,
+      this.log,
+      this.admission,
+      this.token,
+      wanted,
+    );
+    this.warm.sweep();
+    this.warm.fill();
+    return this.warm;
+  }
 
   /** The student's live session in the lab, if any. */
   find(owner: string, labId: string): Session | undefined {
@@ -185,11 +211,15 @@ export class LabSessions {
       // A row without a live session: the sandbox is gone (the server or the
       // host restarted, or it was parked); its disk, if kept, brings the files back.
       const hadOne = !!this.store.getLabSession(owner, labId);
+      // A warm seat if one is ready and the student has no files of their
+      // own in this lab (those come back on a start of their own). A seat is
+      // a live sandbox already: it needs no place in line.
+      const seatable = !!this.warm?.hasSeats(labId) && !this.store.getDisk(owner, labId);
       // A place first (a student waiting in line asks again every few
       // seconds, and waiting must not use up the start rate), then the
       // rates, and only then room among the student's own labs: a refused
       // start ends nothing.
-      const slot = pre.slot ?? this.admission?.admit(client, owner);
+      let slot = pre.slot ?? (seatable ? undefined : this.admission?.admit(client, owner));
       try {
         if (!pre.rated) {
           this.admission?.take('start', owner);
@@ -201,38 +231,12 @@ export class LabSessions {
         throw err;
       }
       const t0 = Date.now();
-      // Through the gate: the sandbox, the lab's setup and its first shell up
-      // to its first output - a start's CPU work up to the prompt. The answer
-      // goes out once that shell is spawned (the client connects while it
-      // starts); the gate is held until it has printed. The lab's other
-      // shells follow through the same gate at low priority.
-      const created = await new Promise<SessionCreated>((resolve, reject) => {
-        void this.sessions.startGate.run(async () => {
-          let shells: Terminal[];
-          try {
-            const c = await this.sessions.create({
-              ...labSandboxOptions(loaded.lab),
-              token: this.token,
-              owner,
-              lab: labId,
-              keepDisk: { owner, name: labId },
-              prepare: (sb) => prepareSandbox(loaded, sb),
-              ...(slot ? { slot } : {}),
-            });
-            const fresh = this.sessions.get(c.session) as Session;
-            // The first shell now; the others after every start waiting here
-            // (a herd's first prompts first). All are listed in the answer.
-            shells = loaded.lab.sandbox.terminals.map((t, i) =>
-              this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24, later: i > 0 }),
-            );
-            resolve(c);
-          } catch (err) {
-            reject(err);
-            return;
-          }
-          await shells[0]?.started(2_000);
-        });
-      });
+      // Taken by another student while room was made: a start of its own.
+      const seat = seatable ? this.warm?.take(labId) : undefined;
+      if (seatable && !seat) slot ??= this.admission?.admit(client, owner);
+      const created = seat
+        ? this.takeSeat(seat, owner, labId, client, slot)
+        : await this.coldStart(loaded, owner, labId, slot);
       const why = this.endedWhy.get(`${owner}\0${labId}`);
       this.endedWhy.delete(`${owner}\0${labId}`);
       startMs = Date.now() - t0;
@@ -268,6 +272,77 @@ export class LabSessions {
       ...(notice ? { notice } : {}),
       startMs,
     };
+  }
+
+  /**
+   * A warm seat becomes the student's (synchronous: nothing else happens
+   * between taking it and handing it over): its disk, its admission place
+   * (the student's client's cap applies; refused, the seat goes back).
+   */
+  private takeSeat(
+    seat: Seat,
+    owner: string,
+    labId: string,
+    client: string,
+    slot: Slot | undefined,
+  ): SessionCreated {
+    const s = seat.session;
+    let handed: Slot | undefined;
+    try {
+      handed = this.admission && s.slot ? this.admission.handOver(s.slot, client) : undefined;
+    } catch (err) {
+      this.warm?.giveBack(seat);
+      slot?.release();
+      throw err;
+    }
+    // A reset's place (the old sandbox's) is not needed: the seat has one.
+    slot?.release();
+    this.store.reownDisk(s.sandbox.record.resources.keptDisk as string, owner, labId);
+    this.sessions.handOver(s, owner, handed);
+    return { session: s.id, token: this.token(s.id), hostname: s.sandbox.record.hostname };
+  }
+
+  /**
+   * A new sandbox for the student: through the gate, the sandbox, the lab's
+   * setup and its first shell up to its first output - a start's CPU work
+   * up to the prompt. The answer goes out once that shell is spawned (the
+   * client connects while it starts); the gate is held until it has
+   * printed. The lab's other shells follow through the same gate at low
+   * priority.
+   */
+  private coldStart(
+    loaded: LoadedLab,
+    owner: string,
+    labId: string,
+    slot: Slot | undefined,
+  ): Promise<SessionCreated> {
+    return new Promise<SessionCreated>((resolve, reject) => {
+      void this.sessions.startGate.run(async () => {
+        let shells: Terminal[];
+        try {
+          const c = await this.sessions.create({
+            ...labSandboxOptions(loaded.lab),
+            token: this.token,
+            owner,
+            lab: labId,
+            keepDisk: { owner, name: labId },
+            prepare: (sb) => prepareSandbox(loaded, sb),
+            ...(slot ? { slot } : {}),
+          });
+          const fresh = this.sessions.get(c.session) as Session;
+          // The first shell now; the others after every start waiting here
+          // (a herd's first prompts first). All are listed in the answer.
+          shells = loaded.lab.sandbox.terminals.map((t, i) =>
+            this.sessions.openTerminal(fresh, { name: t.name, cols: 80, rows: 24, later: i > 0 }),
+          );
+          resolve(c);
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        await shells[0]?.started(2_000);
+      });
+    });
   }
 
   async end(owner: string, labId: string, reason?: string): Promise<boolean> {

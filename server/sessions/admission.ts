@@ -176,15 +176,7 @@ export class Admission {
    */
   admit(client: string, key: string): Slot {
     const mine = this.perClient.get(client) ?? 0;
-    if (mine >= this.limits.perClient)
-      throw new RequestError(
-        'rate-limited',
-        `${mine} sandboxes are already running from your address (at most ${this.limits.perClient})`,
-        {
-          hint: 'End a lab you no longer use. A classroom behind one address needs a higher UNDERLAY_PER_CLIENT on the server.',
-          retryAfterMs: QUEUE_POLL_MS * 10,
-        },
-      );
+    if (mine >= this.limits.perClient) throw this.overClientCap(mine);
     this.prune();
     const now = this.now();
     let i = this.line.findIndex((w) => w.key === key);
@@ -221,6 +213,31 @@ export class Admission {
       retryAfterMs: QUEUE_POLL_MS,
       queuePosition: position,
     });
+  }
+
+  /**
+   * A live sandbox changes hands (a warm seat taken by a student of
+   * `client`): the host holds no more sandboxes than before, so capacity and
+   * the line do not apply, the client's cap does. `old` is released only if
+   * the new place is granted.
+   */
+  handOver(old: Slot, client: string): Slot {
+    const mine = this.perClient.get(client) ?? 0;
+    if (mine >= this.limits.perClient) throw this.overClientCap(mine);
+    const slot = this.take1(client);
+    old.release();
+    return slot;
+  }
+
+  private overClientCap(mine: number): RequestError {
+    return new RequestError(
+      'rate-limited',
+      `${mine} sandboxes are already running from your address (at most ${this.limits.perClient})`,
+      {
+        hint: 'End a lab you no longer use. A classroom behind one address needs a higher UNDERLAY_PER_CLIENT on the server.',
+        retryAfterMs: QUEUE_POLL_MS * 10,
+      },
+    );
   }
 
   /** Counts a sandbox that exists already (re-adopted after a restart), even over capacity. */

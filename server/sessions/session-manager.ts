@@ -50,6 +50,11 @@ export interface Session {
   lastActive: number;
   /** The admission place this session holds; released when it ends. */
   slot?: Slot;
+  /**
+   * A warm seat (labs/warm-pool.ts): started ahead for a student to take,
+   * owned by nobody yet, never idle-ended.
+   */
+  warm?: boolean;
 }
 
 export interface CreateSessionOptions {
@@ -69,6 +74,8 @@ export interface CreateSessionOptions {
   prepare?: (sb: Sandbox) => Promise<void>;
   /** Keep the session disk for the next sandbox of this owner and name (CreateOptions.keepDisk). */
   keepDisk?: { owner: string; name: string };
+  /** A warm seat (Session.warm): no idle timer until a student takes it. */
+  warm?: boolean;
 }
 
 export interface SessionOptions {
@@ -180,11 +187,28 @@ export class SessionManager {
       ...(opts.owner ? { owner: opts.owner } : {}),
       ...(opts.lab ? { lab: opts.lab } : {}),
       ...(opts.slot ? { slot: opts.slot } : {}),
+      ...(opts.warm ? { warm: true } : {}),
     };
     this.sessions.set(id, s);
-    this.armIdle(s);
+    if (!s.warm) this.armIdle(s);
     this.log.info('session created', { session: id, owner: opts.owner, lab: opts.lab });
     return { session: id, token, hostname: sandbox.record.hostname };
+  }
+
+  /**
+   * A warm seat becomes the student's: their admission place replaces the
+   * seat's, and from now on it idles and parks as any lab session.
+   */
+  handOver(s: Session, owner: string, slot: Slot | undefined): void {
+    const old = s.slot;
+    s.owner = owner;
+    delete s.warm;
+    if (slot) s.slot = slot;
+    else delete s.slot;
+    if (old !== slot) old?.release();
+    s.lastActive = Date.now();
+    if (s.connections === 0) this.armIdle(s);
+    this.log.info('warm seat taken', { session: s.id, owner, lab: s.lab });
   }
 
   on<K extends keyof SessionEvents>(event: K, listener: SessionEvents[K]): void {

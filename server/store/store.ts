@@ -317,6 +317,17 @@ export class Store {
     this.db.prepare('UPDATE disks SET used = ? WHERE id = ?').run(Date.now(), id);
   }
 
+  /**
+   * Gives a kept disk to another owner and name (a warm seat's disk, taken
+   * by a student). Throws if that owner already has a disk of that name.
+   */
+  reownDisk(id: string, owner: string, name: string): void {
+    const r = this.db
+      .prepare('UPDATE disks SET owner = ?, name = ?, used = ? WHERE id = ?')
+      .run(owner, name, Date.now(), id);
+    if (r.changes !== 1) throw new Error(`no kept disk ${id}`);
+  }
+
   /** Forgets a disk (its image is already gone); its id range is free again. */
   removeDisk(id: string): void {
     const row = this.db.prepare('DELETE FROM disks WHERE id = ? RETURNING k').get(id) as

@@ -63,6 +63,8 @@ export interface AppOptions extends GatewayOptions {
   labs?: LabServices;
   /** Admission control (serve builds it from the host); absent: every start is admitted. */
   admission?: Admission;
+  /** Warm seats per lab (labs/warm-pool.ts), for /healthz. */
+  warm?: () => Record<string, { wanted: number; ready: number; preparing: number }>;
   /** Student ids (serve signs them with a stored secret); default: a per-process secret. */
   students?: StudentIds;
   /** Classes (cohorts): joins with a code; absent, the routes answer 404. */
@@ -131,6 +133,7 @@ export function createApp(opts: AppOptions): App {
         sessions: sessions.list().length,
         loopDelayMs: loopDelay.stats(),
         ...(admission ? { capacity: admission.limits.capacity, waiting: admission.waiting } : {}),
+        ...(opts.warm ? { warm: opts.warm() } : {}),
       });
     if (url.pathname.startsWith('/api/') && !SAFE_METHODS.has(req.method ?? 'GET')) {
       const refusal = stateChangeRefusal(req, opts.allowedOrigins);

@@ -23,7 +23,10 @@
  * loop while it measures), CLIENT_NICE (e.g. -10: the bench client's threads
  * ahead of the host's other work, as if remote),
  * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
- * private-hostname, as an open lab page does; to compare echo with and without).
+ * private-hostname, as an open lab page does; to compare echo with and without),
+ * WARM (N: the server keeps N warm seats of LAB, docs/operating.md#warm-seats;
+ * the bench waits until they are ready before the baseline and the herd, and
+ * again after everyone left, before the leak check).
  * All students come from 127.0.0.1, one client address, so the bench raises
  * the per-address caps (UNDERLAY_PER_CLIENT, UNDERLAY_CONNECTIONS_PER_CLIENT)
  * as an operator would for a classroom behind one NAT.
@@ -48,6 +51,7 @@ const UID_BASE = 100000 + 65536 * 3000;
 const PANELS = process.env.PANELS === '1';
 const CLIENT_NICE = Number(process.env.CLIENT_NICE ?? 0);
 const PANEL_STEP = process.env.PANEL_STEP ?? 'private-hostname';
+const WARM = Number(process.env.WARM ?? 0);
 let panelUpdates = 0;
 /** When each echo sample was taken (for ECHO_WINDOWS=1). */
 const echoAt: number[] = [];
@@ -369,6 +373,20 @@ function snapshot(server: Server, db: string): Record<string, number> {
   return out;
 }
 
+/** Waits until the server's warm seats of LAB are all ready (WARM), up to 20 minutes. */
+async function warmSeatsReady(server: Server): Promise<void> {
+  const end = Date.now() + 20 * 60_000;
+  for (;;) {
+    const h = (await fetch(`${server.url}/healthz`).then((r) => r.json())) as {
+      warm?: Record<string, { ready: number; preparing: number }>;
+    };
+    const w = h.warm?.[LAB];
+    if (w && w.ready >= WARM && w.preparing === 0) return;
+    if (Date.now() > end) throw new Error(`warm seats not ready: ${JSON.stringify(h.warm)}`);
+    await sleep(250);
+  }
+}
+
 /** Busy and idle jiffies (1/100 s) of all CPUs together, from /proc/stat. */
 function hostCpu(): { busy: number; idle: number } {
   const f = (fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
@@ -388,6 +406,7 @@ async function main(): Promise<void> {
     UNDERLAY_PER_CLIENT: String(STUDENTS + 50),
     UNDERLAY_CONNECTIONS_PER_CLIENT: String(STUDENTS * 8 + 100),
     UNDERLAY_LOG: 'warn',
+    ...(WARM ? { UNDERLAY_WARM: `${LAB}=${WARM}` } : {}),
   });
   // CLIENT_NICE=-10: the bench client (not the server, started above) runs
   // ahead of the host's other work, as browsers on their own machines would.
@@ -395,6 +414,16 @@ async function main(): Promise<void> {
   const db = path.join(STATE_DIR, 'underlay.db');
   const students = Array.from({ length: STUDENTS }, (_, i) => new Student(i, server.url));
   try {
+    if (WARM) {
+      const t = Date.now();
+      const c0 = hostCpu();
+      await warmSeatsReady(server);
+      const c1 = hostCpu();
+      console.log(
+        `${WARM} warm seats ready in ${((Date.now() - t) / 1000).toFixed(1)} s; host CPU ` +
+          `${((c1.busy - c0.busy) / 100).toFixed(1)} s (${(((c1.busy - c0.busy) * 10) / WARM).toFixed(0)} ms per seat)`,
+      );
+    }
     const before = snapshot(server, db);
     const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(
@@ -493,6 +522,8 @@ async function main(): Promise<void> {
         ),
     );
     const endMs = performance.now() - tEnd;
+    // The pool made again (the baseline was taken with it full).
+    if (WARM) await warmSeatsReady(server);
     // Wait (up to 20 s) for the state to settle: idle keep-alive connections
     // close after 5 s, reaping is asynchronous.
     let after = snapshot(server, db);
@@ -500,7 +531,7 @@ async function main(): Promise<void> {
       let i = 0;
       i < 200 &&
       (after.zombies ||
-        after['sandbox processes'] ||
+        (after['sandbox processes'] as number) > (before['sandbox processes'] as number) ||
         (after['server fds'] as number) > (before['server fds'] as number));
       i++
     ) {

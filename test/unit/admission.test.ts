@@ -167,6 +167,40 @@ test('config: admission settings parse, junk is refused with the variable name',
   assert.throws(() => loadConfig({ UNDERLAY_RATES: 'checks=1/1' }), /UNDERLAY_RATES/);
 });
 
+test('warm seats: UNDERLAY_WARM is LAB=N, junk refused with what it should be', () => {
+  assert.deepEqual(
+    [...loadConfig({ UNDERLAY_WARM: 'ns-uts-ipc=30, cgroups-cpu=0' }).warm],
+    [
+      ['ns-uts-ipc', 30],
+      ['cgroups-cpu', 0],
+    ],
+  );
+  assert.equal(loadConfig({}).warm.size, 0);
+  for (const bad of ['ns-uts-ipc', 'ns=-1', 'ns=1.5', 'Ns=1', 'ns=1001', '=3'])
+    assert.throws(() => loadConfig({ UNDERLAY_WARM: bad }), /UNDERLAY_WARM: .* is not LAB=N/, bad);
+});
+
+test('a seat handed over: the place moves to the taker, within their cap; refused, nothing moves', () => {
+  const a = new Admission(limits({ capacity: 2, perClient: 1 }));
+  const seat = a.adopt('~warm');
+  const other = a.admit('10.0.0.2', 'bob');
+  assert.equal(a.used, 2);
+  // The host is full, and the taker still gets the seat: it is no new sandbox.
+  const mine = a.handOver(seat, '10.0.0.1');
+  assert.equal(a.used, 2);
+  assert.equal(mine.client, '10.0.0.1');
+  seat.release(); // already released by the hand-over: no double count
+  assert.equal(a.used, 2);
+  // Over the taker's cap: refused, the seat keeps its place.
+  const seat2 = a.adopt('~warm');
+  assert.equal(refused(() => a.handOver(seat2, '10.0.0.1')).status, 429);
+  assert.equal(a.used, 3);
+  seat2.release();
+  mine.release();
+  other.release();
+  assert.equal(a.used, 0);
+});
+
 const req = (headers: http.IncomingHttpHeaders, remoteAddress = '127.0.0.1') =>
   ({ headers, socket: { remoteAddress } }) as unknown as http.IncomingMessage;
 

@@ -1,0 +1,238 @@
+/**
+ * Warm seats (docs/operating.md#warm-seats): sandboxes of a lab started
+ * ahead of a class - created, the lab's files copied and its setup run,
+ * every shell at its prompt - so that a student who opens the lab with no
+ * files of their own there takes one instead of waiting for a start. A
+ * class of a hundred opening the same lab at once costs a slow host tens of
+ * seconds of CPU; taken seats cost none of it.
+ *
+ * A seat is a lab session owned by nobody (WARM_OWNER): it holds an
+ * admission place (it is a live sandbox), its disk is kept under
+ * WARM_OWNER until taken, and it never idles out. Taking one is synchronous
+ * (no other start can take the same seat): the disk is re-owned to the
+ * student in the store, the admission place handed to the student's
+ * client, and the session becomes an ordinary lab session. Seats are made
+ * one at a time, at the start gate's low priority (students' own starts go
+ * first), and only while the host has room and nobody waits in line. A
+ * seat made from a lab as it was before an edit (serve --dev) is never
+ * handed out. On a restart, seats are destroyed like any sandbox without a
+ * lab session (LabSessions.restore) and their disks dropped (sweep).
+ */
+import * as crypto from 'node:crypto';
+import type { SandboxManager } from '../sandbox/index';
+import type { Admission } from '../sessions/admission';
+import type { Session, SessionManager } from '../sessions/session-manager';
+import type { Store } from '../store/store';
+import { RequestError } from '../util/errors';
+import type { Logger } from '../util/logger';
+import type { LabCatalog } from './catalog';
+import type { LoadedLab } from './loader';
+import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
+
+/** The owner of seats not yet taken. Student ids are base64url: never this. */
+export const WARM_OWNER = '~warm';
+
+/** After a seat of a lab failed to start, the next try waits this long. */
+const RETRY_AFTER_FAILURE_MS = 60_000;
+
+export interface Seat {
+  session: Session;
+  /** The lab as it was loaded when the seat was made. */
+  loaded: LoadedLab;
+  /** The seat's kept disk's name under WARM_OWNER. */
+  diskName: string;
+}
+
+export interface WarmStatus {
+  wanted: number;
+  ready: number;
+  preparing: number;
+}
+
+export class WarmPool {
+  private readonly seats = new Map<string, Seat[]>();
+  private preparing: string | undefined;
+  private readonly failedAt = new Map<string, number>();
+  private closed = false;
+
+  constructor(
+    private readonly sessions: SessionManager,
+    private readonly sandboxes: SandboxManager,
+    private readonly store: Store,
+    private readonly catalog: LabCatalog,
+    private readonly log: Logger,
+    private readonly admission: Admission | undefined,
+    private readonly token: (id: string) => string,
+    /** Seats wanted per lab id. */
+    private readonly wanted: ReadonlyMap<string, number>,
+  ) {
+    for (const lab of wanted.keys())
+      if (!catalog.labs.has(lab))
+        log.warn('warm seats for a lab that is not loaded', {
+          lab,
+          labs: [...catalog.labs.keys()],
+        });
+  }
+
+  /**
+   * A ready seat of the lab, made from the lab as it is loaded now, taken
+   * out of the pool (the caller hands it over, or gives it back). Synchronous.
+   */
+  take(labId: string): Seat | undefined {
+    const list = this.seats.get(labId);
+    const loaded = this.catalog.labs.get(labId);
+    while (list?.length) {
+      const seat = list.shift() as Seat;
+      if (this.sessions.get(seat.session.id) !== seat.session) continue; // ended meanwhile
+      if (seat.loaded !== loaded) {
+        void this.discard(seat, 'the lab changed');
+        continue;
+      }
+      // Its place in the pool is made again, behind the students' own starts.
+      setImmediate(() => this.fill());
+      return seat;
+    }
+    return undefined;
+  }
+
+  /** Whether a seat of the lab may be ready (take() says for sure). */
+  hasSeats(labId: string): boolean {
+    return (this.seats.get(labId)?.length ?? 0) > 0;
+  }
+
+  /** A seat taken but not handed over (the student was refused): first in line again. */
+  giveBack(seat: Seat): void {
+    const lab = seat.loaded.lab.metadata.id;
+    this.seats.set(lab, [seat, ...(this.seats.get(lab) ?? [])]);
+  }
+
+  status(): Record<string, WarmStatus> {
+    const out: Record<string, WarmStatus> = {};
+    for (const [lab, wanted] of this.wanted)
+      out[lab] = {
+        wanted,
+        ready: this.live(lab).length,
+        preparing: this.preparing === lab ? 1 : 0,
+      };
+    return out;
+  }
+
+  /**
+   * Makes the next missing seat, then the one after (one at a time, so a
+   * pool filling up takes at most one core); drops seats of a lab since
+   * edited. Called at start, after each take and by housekeeping.
+   */
+  fill(): void {
+    if (this.closed || this.preparing) return;
+    const lab = this.nextWanted();
+    if (!lab) return;
+    this.preparing = lab;
+    this.sessions.startGate
+      .runLow(() => this.makeSeat(lab))
+      .done.catch((err: Error) => {
+        this.failedAt.set(lab, Date.now());
+        this.log.warn('warm seat failed to start', { lab, error: err.message });
+      })
+      .finally(() => {
+        this.preparing = undefined;
+        this.fill();
+      });
+  }
+
+  /** No more seats are made (server stop); those made stay, for restore to end. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /**
+   * Drops the disks of seats that are gone (a restart, a failed start, a
+   * discarded seat whose disk was still held); disks of live seats stay.
+   */
+  sweep(): void {
+    const live = new Set<string>();
+    for (const list of this.seats.values()) for (const s of list) live.add(s.diskName);
+    for (const d of this.store.listDisks()) {
+      if (d.owner !== WARM_OWNER || live.has(d.name)) continue;
+      try {
+        this.sandboxes.dropDisk(d.owner, d.name);
+      } catch (err) {
+        // In use: a seat being made, or a teardown not done yet. Next sweep.
+        if (!(err instanceof RequestError)) throw err;
+      }
+    }
+  }
+
+  /** The lab that lacks a seat most (in the order configured), if any may be made now. */
+  private nextWanted(): string | undefined {
+    const a = this.admission;
+    // A seat is a sandbox: never one that keeps a student in line.
+    if (a && (a.used >= a.limits.capacity || a.waiting > 0)) return undefined;
+    for (const [lab, wanted] of this.wanted) {
+      const loaded = this.catalog.labs.get(lab);
+      if (!loaded || notApplicable(loaded.lab, this.catalog.mode)) continue;
+      if (Date.now() - (this.failedAt.get(lab) ?? 0) < RETRY_AFTER_FAILURE_MS) continue;
+      if (this.live(lab).length < wanted) return lab;
+    }
+    return undefined;
+  }
+
+  /** The lab's seats still usable; ended ones forgotten, stale ones discarded. */
+  private live(lab: string): Seat[] {
+    const loaded = this.catalog.labs.get(lab);
+    const list = (this.seats.get(lab) ?? []).filter((seat) => {
+      if (this.sessions.get(seat.session.id) !== seat.session) return false;
+      if (seat.loaded === loaded) return true;
+      void this.discard(seat, 'the lab changed');
+      return false;
+    });
+    this.seats.set(lab, list);
+    return list;
+  }
+
+  private async makeSeat(lab: string): Promise<void> {
+    const loaded = this.catalog.labs.get(lab);
+    if (!loaded || this.closed) return;
+    const diskName = `${lab}#${crypto.randomBytes(6).toString('hex')}`;
+    const c = await this.sessions.create({
+      ...labSandboxOptions(loaded.lab),
+      token: this.token,
+      owner: WARM_OWNER,
+      lab,
+      keepDisk: { owner: WARM_OWNER, name: diskName },
+      prepare: (sb) => prepareSandbox(loaded, sb),
+      warm: true,
+      ...(this.admission ? { slot: this.admission.adopt(WARM_OWNER) } : {}),
+    });
+    const s = this.sessions.get(c.session) as Session;
+    const shells = loaded.lab.sandbox.terminals.map((t) =>
+      this.sessions.openTerminal(s, { name: t.name, cols: 80, rows: 24 }),
+    );
+    // Every shell at its prompt: what a taken seat saves its student.
+    await Promise.all(shells.map((t) => t.started(30_000)));
+    const seat = { session: s, loaded, diskName };
+    if (this.closed || this.sessions.get(s.id) !== s) return;
+    const list = this.seats.get(lab) ?? [];
+    list.push(seat);
+    this.seats.set(lab, list);
+    this.failedAt.delete(lab);
+    this.log.info('warm seat ready', { lab, session: s.id, ready: list.length });
+  }
+
+  /** Ends a seat and drops its disk; never throws (what is left, the next sweep drops). */
+  private async discard(seat: Seat, why: string): Promise<void> {
+    for (const list of this.seats.values()) {
+      const i = list.indexOf(seat);
+      if (i >= 0) list.splice(i, 1);
+    }
+    this.log.info('warm seat discarded', { lab: seat.session.lab, why });
+    try {
+      await this.sessions.end(seat.session.id, why);
+      this.sandboxes.dropDisk(WARM_OWNER, seat.diskName);
+    } catch (err) {
+      if (!(err instanceof RequestError))
+        this.log.warn('discarding a warm seat', { lab: seat.session.lab, error: String(err) });
+    }
+    // One of the lab as it is now takes its place.
+    this.fill();
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * Warm seats (docs/operating.md#warm-seats): sandboxes of a lab started
+ * ahead, taken by students with no files of their own in the lab. What a
+ * taken seat must be is a cold start's sandbox, owned by the student: their
+ * disk (kept for them after), their admission place, the idle rules of any
+ * lab session; and a seat that could not be handed over, or was made from
+ * the lab before an edit, or outlived its server, must leave nothing behind.
+ */
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, describe } from 'node:test';
+import { LabCatalog } from '../../server/labs/catalog';
+import { LabSessions } from '../../server/labs/lab-sessions';
+import { WARM_OWNER, type WarmPool } from '../../server/labs/warm-pool';
+import { timeScale } from '../../server/config';
+import { detectCgroupMode } from '../../server/sandbox/index';
+import { Admission, DEFAULT_RATES } from '../../server/sessions/admission';
+import { SessionManager } from '../../server/sessions/session-manager';
+import { RequestError } from '../../server/util/errors';
+import { createLogger } from '../../server/util/logger';
+import { startServer } from '../helpers/browser';
+import { CookieClient } from '../helpers/browser-like';
+import { REPO, sleep, testManager } from '../helpers/env';
+import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+
+const FIX = path.join(REPO, 'test', 'fixtures', 'labs', 'persist');
+const LAB = 'keep-files';
+const log = createLogger('warn');
+/** Each test waits for seats to be made, several on a slow host. */
+const LONG = 300_000 * timeScale();
+
+/** A server's session layer (as serve.ts wires it), with admission and `warm` seats of LAB. */
+function server(warm: number, opts: { parkMs?: number; perClient?: number } = {}) {
+  const m = testManager();
+  const sessions = new SessionManager(m, log, {
+    parkMs: opts.parkMs ?? 3_600_000,
+    onEnded: (s) => {
+      if (s.lab) m.store.deleteLabSession(s.id);
+    },
+  });
+  const catalog = new LabCatalog(FIX, detectCgroupMode(), log);
+  const admission = new Admission({
+    capacity: 50,
+    perClient: opts.perClient ?? 50,
+    perStudent: 2,
+    queueMax: 10,
+    rates: DEFAULT_RATES,
+  });
+  const labs = new LabSessions(sessions, m, m.store, catalog, log, admission);
+  const pool = labs.warmUp(new Map([[LAB, warm]]));
+  servers.push({ sessions, pool });
+  return { m, sessions, labs, catalog, admission, pool };
+}
+const servers: { sessions: SessionManager; pool: WarmPool }[] = [];
+
+/** Ends a test's server: no new seats, every session ended, the seats' disks dropped. */
+async function shutdown(srv: { sessions: SessionManager; pool: WarmPool }): Promise<void> {
+  srv.pool.close();
+  await srv.sessions.endAll();
+  srv.pool.sweep();
+}
+
+/** Waits (for a condition, not a time) until `f()` holds; fails with `what` after a generous bound. */
+async function until(what: string, f: () => boolean): Promise<void> {
+  const end = Date.now() + 180_000 * timeScale();
+  while (!f()) {
+    if (Date.now() > end) assert.fail(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
+const ready = (pool: WarmPool) => pool.status()[LAB]?.ready ?? 0;
+
+let n = 0;
+const owners: string[] = [];
+function newOwner(): string {
+  const o = `warm-${process.pid}-${n++}`;
+  owners.push(o);
+  return o;
+}
+
+describe('warm seats: a lab started ahead, taken by a student', () => {
+  after(async () => {
+    for (const s of servers) await shutdown(s);
+    const m = testManager();
+    for (const d of m.disks())
+      if (d.owner === WARM_OWNER || owners.includes(d.owner)) {
+        if (d.sandbox) await m.destroy(d.sandbox).catch(() => {});
+        m.dropDisk(d.owner, d.name);
+      }
+  });
+
+  sysTest(
+    'a student takes a ready seat: the same sandbox, now theirs (disk, place, token); the pool is made again',
+    SYSTEM_NEEDS,
+    async () => {
+      const srv = server(2);
+      await until('two seats are ready', () => ready(srv.pool) === 2);
+      const seats = srv.sessions.list().filter((s) => s.warm);
+      assert.equal(seats.length, 2);
+      for (const s of seats) {
+        assert.equal(s.owner, WARM_OWNER);
+        const t1 = [...s.terminals.values()][0]?.terminal;
+        assert.ok(t1 && t1.replay.endOffset > 0, "a seat's shell is at its prompt");
+      }
+      const owner = newOwner();
+      const used = srv.admission.used;
+      const got = await srv.labs.start(owner, LAB, 'client-a');
+      // A place changed hands, now the student's client's: the host holds no
+      // more sandboxes than before (checked before the pool makes the next).
+      assert.equal(srv.admission.used, used);
+      const s = srv.sessions.get(got.session);
+      assert.equal(s?.slot?.client, 'client-a');
+      assert.ok(s && seats.includes(s), 'the student got one of the seats');
+      assert.equal(s.owner, owner);
+      assert.equal(s.warm, undefined);
+      assert.equal(srv.labs.find(owner, LAB), s);
+      assert.ok(srv.sessions.authenticate(got.session, got.token), "the token is the session's");
+      assert.equal(got.notice, undefined, 'a first start says nothing');
+      assert.deepEqual(
+        got.terminals.map((t) => t.name),
+        ['T1'],
+      );
+      // The lab's setup ran in it, and it is the student's disk now.
+      const r = await s.sandbox.exec(['cat', '/lab/setup.txt']);
+      assert.equal(r.stdout, 'from-setup\n');
+      const disk = srv.m.store.getDisk(owner, LAB);
+      assert.equal(disk?.id, s.sandbox.record.resources.keptDisk);
+      assert.equal(
+        srv.m.store.listDisks().filter((d) => d.id === disk?.id && d.owner === WARM_OWNER).length,
+        0,
+      );
+      // Again: the same session (a reload), not another seat.
+      const again = await srv.labs.start(owner, LAB, 'client-a');
+      assert.equal(again.session, got.session);
+      await until('the pool is full again', () => ready(srv.pool) === 2);
+      // Its files stay the student's: ended, the disk is kept for them.
+      await srv.labs.end(owner, LAB);
+      assert.ok(srv.m.store.getDisk(owner, LAB), 'the disk is kept for the student');
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'a student with files of their own in the lab gets them back, not a seat',
+    SYSTEM_NEEDS,
+    async () => {
+      const srv = server(1);
+      await until('a seat is ready', () => ready(srv.pool) === 1);
+      const owner = newOwner();
+      const first = await srv.labs.start(owner, LAB);
+      const sb = srv.sessions.get(first.session)?.sandbox;
+      assert.ok(sb);
+      assert.equal((await sb.exec(['bash', '-c', 'echo mine > /root/work.txt'])).code, 0);
+      await srv.labs.end(owner, LAB);
+      await until('a seat is ready again', () => ready(srv.pool) === 1);
+      const seat = srv.sessions.list().find((s) => s.warm);
+      const back = await srv.labs.start(owner, LAB);
+      assert.notEqual(back.session, seat?.id);
+      assert.match(back.notice ?? '', /your files are as you left them/);
+      const r = await srv.sessions.get(back.session)?.sandbox.exec(['cat', '/root/work.txt']);
+      assert.equal(r?.stdout, 'mine\n');
+      assert.equal(ready(srv.pool), 1, 'the seat is still there');
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'refused by the per-client cap, the student takes nothing: the seat stays ready',
+    SYSTEM_NEEDS,
+    async () => {
+      const srv = server(1, { perClient: 1 });
+      await until('a seat is ready', () => ready(srv.pool) === 1);
+      const held = srv.admission.admit('busy-client', 'someone');
+      const owner = newOwner();
+      await assert.rejects(
+        srv.labs.start(owner, LAB, 'busy-client'),
+        (e: unknown) => e instanceof RequestError && e.kind === 'rate-limited',
+      );
+      held.release();
+      assert.equal(ready(srv.pool), 1);
+      assert.equal(srv.m.store.getDisk(owner, LAB), undefined);
+      assert.equal(srv.labs.find(owner, LAB), undefined);
+      const seat = srv.sessions.list().find((s) => s.warm);
+      assert.equal(seat?.owner, WARM_OWNER);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'a seat made before the lab was edited is never handed out, and leaves no disk',
+    SYSTEM_NEEDS,
+    async () => {
+      const srv = server(1);
+      await until('a seat is ready', () => ready(srv.pool) === 1);
+      const old = srv.sessions.list().find((s) => s.warm);
+      assert.ok(old);
+      const oldDisk = old.sandbox.record.resources.keptDisk;
+      // What a reload of the catalog does (serve --dev): new objects for the lab.
+      const loaded = srv.catalog.labs.get(LAB);
+      assert.ok(loaded);
+      srv.catalog.labs.set(LAB, { ...loaded });
+      const owner = newOwner();
+      const got = await srv.labs.start(owner, LAB);
+      assert.notEqual(got.session, old.id);
+      await until(
+        'the stale seat ended and its disk is gone',
+        () => !srv.sessions.get(old.id) && !srv.m.store.listDisks().some((d) => d.id === oldDisk),
+      );
+      await until('a seat of the edited lab is ready', () => ready(srv.pool) === 1);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'seats never idle out; a taken one parks as any lab session',
+    SYSTEM_NEEDS,
+    async () => {
+      const parkMs = 1500 * timeScale();
+      const srv = server(1, { parkMs });
+      await until('a seat is ready', () => ready(srv.pool) === 1);
+      const seat = srv.sessions.list().find((s) => s.warm);
+      assert.ok(seat);
+      // Measured from when it became ready: three park times with nobody attached.
+      await sleep(3 * parkMs);
+      assert.equal(srv.sessions.get(seat.id), seat, 'an untaken seat was ended as idle');
+      srv.pool.close(); // no new seat: the taken one is the only session left
+      const owner = newOwner();
+      const got = await srv.labs.start(owner, LAB);
+      assert.equal(got.session, seat.id);
+      await until('the taken seat is parked', () => !srv.sessions.get(seat.id));
+      // Parked: the disk is kept for the student, no sandbox holds it.
+      await until('the disk is free', () =>
+        srv.m.disks().some((d) => d.owner === owner && !d.sandbox),
+      );
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'serve --warm: /healthz counts the seats; after a restart without them, no seat and no seat disk is left',
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const s1 = await startServer(undefined, {
+        UNDERLAY_LABS_DIR: FIX,
+        UNDERLAY_WARM: `${LAB}=1`,
+        UNDERLAY_END_ON_STOP: '0',
+      });
+      let s2: Awaited<ReturnType<typeof startServer>> | undefined;
+      try {
+        type Health = { warm: Record<string, { wanted: number; ready: number }> };
+        const health = async (url: string) =>
+          (await fetch(`${url}/healthz`).then((r) => r.json())) as Health;
+        const end = Date.now() + 180_000 * timeScale();
+        while ((await health(s1.url)).warm[LAB]?.ready !== 1) {
+          if (Date.now() > end) assert.fail(`no seat ready:\n${s1.log()}`);
+          await sleep(100);
+        }
+        assert.equal((await health(s1.url)).warm[LAB]?.wanted, 1);
+        const seatDisks = m.store.listDisks().filter((d) => d.owner === WARM_OWNER);
+        assert.equal(seatDisks.length, 1);
+        // Taken over HTTP, as a browser would.
+        const ann = new CookieClient(s1.url);
+        const seatSession = m.disks().find((d) => d.id === seatDisks[0]?.id)?.sandbox;
+        const got = await ann.ok('POST', `/api/labs/${LAB}/session`);
+        assert.equal(got.session, seatSession, 'Ann took the seat');
+        assert.notEqual(m.disks().find((d) => d.id === seatDisks[0]?.id)?.owner, WARM_OWNER);
+        const end2 = Date.now() + 180_000 * timeScale();
+        while ((await health(s1.url)).warm[LAB]?.ready !== 1) {
+          if (Date.now() > end2) assert.fail(`the pool was not made again:\n${s1.log()}`);
+          await sleep(100);
+        }
+        const seat = m.store.listDisks().find((d) => d.owner === WARM_OWNER);
+        assert.ok(seat, 'a new seat has a disk');
+        await s1.stop(); // sandboxes kept for the next start
+        // On the same port: Ann's browser comes back to the same address.
+        s2 = await startServer(s1.port, { UNDERLAY_LABS_DIR: FIX });
+        assert.deepEqual((await health(s2.url)).warm, {});
+        assert.deepEqual(
+          m.store.listDisks().filter((d) => d.owner === WARM_OWNER),
+          [],
+          "the seat's disk was dropped",
+        );
+        assert.equal(
+          m.disks().find((d) => d.id === seat.id),
+          undefined,
+        );
+        // Ann's sandbox was hers: re-adopted, not destroyed.
+        const back = await ann.ok('POST', `/api/labs/${LAB}/session`);
+        assert.equal(back.session, got.session);
+        await ann.call('DELETE', `/api/labs/${LAB}/session`);
+      } finally {
+        await s1.stop();
+        await s2?.stop();
+      }
+    },
+    { timeout: LONG },
+  );
+});
