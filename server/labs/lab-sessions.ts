@@ -20,7 +20,7 @@ import type { Logger } from '../util/logger';
 import type { LabCatalog } from './catalog';
 import type { LoadedLab } from './loader';
 import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
-import { WarmPool, type Seat } from './warm-pool';
+import { WARM_OWNER, WarmPool, type Seat } from './warm-pool';
 
 export class LabSessions {
   private readonly secret: string;
@@ -218,8 +218,10 @@ export class LabSessions {
       // A place first (a student waiting in line asks again every few
       // seconds, and waiting must not use up the start rate), then the
       // rates, and only then room among the student's own labs: a refused
-      // start ends nothing.
-      let slot = pre.slot ?? (seatable ? undefined : this.admission?.admit(client, owner));
+      // start ends nothing. (A seat brings its place; the client's cap
+      // still applies.)
+      if (seatable && !pre.slot) this.admission?.checkClient(client);
+      let slot = pre.slot ?? (seatable ? undefined : this.admit(client, owner));
       try {
         if (!pre.rated) {
           this.admission?.take('start', owner);
@@ -233,7 +235,7 @@ export class LabSessions {
       const t0 = Date.now();
       // Taken by another student while room was made: a start of its own.
       const seat = seatable ? this.warm?.take(labId) : undefined;
-      if (seatable && !seat) slot ??= this.admission?.admit(client, owner);
+      if (seatable && !seat) slot ??= this.admit(client, owner);
       const created = seat
         ? this.takeSeat(seat, owner, labId, client, slot)
         : await this.coldStart(loaded, owner, labId, slot);
@@ -287,19 +289,43 @@ export class LabSessions {
     slot: Slot | undefined,
   ): SessionCreated {
     const s = seat.session;
-    let handed: Slot | undefined;
+    const disk = s.sandbox.record.resources.keptDisk as string;
     try {
-      handed = this.admission && s.slot ? this.admission.handOver(s.slot, client) : undefined;
+      this.store.reownDisk(disk, owner, labId);
+      // A reset (or an instructor's move) brings the old sandbox's place:
+      // it goes on, as in a start of its own. Otherwise the seat's place
+      // becomes the student's client's, within its cap.
+      const place =
+        slot ??
+        (this.admission && s.slot ? this.admission.handOver(s.slot, client, owner) : undefined);
+      this.sessions.handOver(s, owner, place);
     } catch (err) {
-      this.warm?.giveBack(seat);
+      try {
+        this.store.reownDisk(disk, WARM_OWNER, seat.diskName);
+        this.warm?.giveBack(seat);
+      } catch {
+        // The disk stays the student's; the seat ends (swept with its sandbox).
+        void this.sessions.end(s.id, 'a warm seat could not be handed over');
+      }
       slot?.release();
       throw err;
     }
-    // A reset's place (the old sandbox's) is not needed: the seat has one.
-    slot?.release();
-    this.store.reownDisk(s.sandbox.record.resources.keptDisk as string, owner, labId);
-    this.sessions.handOver(s, owner, handed);
     return { session: s.id, token: this.token(s.id), hostname: s.sandbox.record.hostname };
+  }
+
+  /**
+   * A place for a new sandbox (Admission.admit); with the host full, an
+   * untaken warm seat gives its place up first: seats never keep a student
+   * in line.
+   */
+  private admit(client: string, owner: string): Slot | undefined {
+    try {
+      return this.admission?.admit(client, owner);
+    } catch (err) {
+      if (!(err instanceof RequestError && err.kind === 'full') || !this.warm?.yieldPlace())
+        throw err;
+      return this.admission?.admit(client, owner);
+    }
   }
 
   /**

@@ -54,6 +54,7 @@ export class WarmPool {
   private preparing: string | undefined;
   private readonly failedAt = new Map<string, number>();
   private closed = false;
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly sessions: SessionManager,
@@ -125,23 +126,62 @@ export class WarmPool {
   fill(): void {
     if (this.closed || this.preparing) return;
     const lab = this.nextWanted();
-    if (!lab) return;
+    if (!lab) {
+      // Short of seats while the host is full or students wait: look again
+      // soon (places free up as sessions end, and nothing else calls).
+      if (!this.retry && this.lacking()) {
+        this.retry = setTimeout(() => {
+          this.retry = undefined;
+          this.fill();
+        }, 2_000);
+        this.retry.unref();
+      }
+      return;
+    }
     this.preparing = lab;
+    let later = false;
     this.sessions.startGate
-      .runLow(() => this.makeSeat(lab))
+      .runLow(async () => {
+        // The gate lets low work in after a few seconds even when students'
+        // starts wait: a seat then gives way, and asks again in a second.
+        // The room is looked at again too (it was queued a while ago).
+        if (this.sessions.startGate.waiting > 0 || !this.hasRoom()) {
+          later = this.sessions.startGate.waiting > 0;
+          return;
+        }
+        await this.makeSeat(lab);
+      })
       .done.catch((err: Error) => {
         this.failedAt.set(lab, Date.now());
         this.log.warn('warm seat failed to start', { lab, error: err.message });
       })
       .finally(() => {
         this.preparing = undefined;
-        this.fill();
+        if (later) setTimeout(() => this.fill(), 1_000).unref();
+        else this.fill();
       });
+  }
+
+  /**
+   * Ends one untaken seat so that a student who would wait in line gets its
+   * place instead (seats are there for students, never ahead of them). Its
+   * place is free when this returns; the sandbox ends in the background.
+   */
+  yieldPlace(): boolean {
+    let from: Seat[] | undefined;
+    for (const list of this.seats.values()) if (list.length > (from?.length ?? 0)) from = list;
+    const seat = from?.pop();
+    if (!seat) return false;
+    seat.session.slot?.release();
+    delete seat.session.slot;
+    void this.discard(seat, 'a student needed its place');
+    return true;
   }
 
   /** No more seats are made (server stop); those made stay, for restore to end. */
   close(): void {
     this.closed = true;
+    clearTimeout(this.retry);
   }
 
   /**
@@ -162,11 +202,27 @@ export class WarmPool {
     }
   }
 
-  /** The lab that lacks a seat most (in the order configured), if any may be made now. */
-  private nextWanted(): string | undefined {
+  /** Whether some lab that can run here has fewer seats than wanted. */
+  private lacking(): boolean {
+    for (const [lab, wanted] of this.wanted) {
+      const loaded = this.catalog.labs.get(lab);
+      if (loaded && !notApplicable(loaded.lab, this.catalog.mode) && this.live(lab).length < wanted)
+        return true;
+    }
+    return false;
+  }
+
+  /** A seat is a sandbox: made only while the host has room and nobody waits in line. */
+  private hasRoom(): boolean {
     const a = this.admission;
-    // A seat is a sandbox: never one that keeps a student in line.
-    if (a && (a.used >= a.limits.capacity || a.waiting > 0)) return undefined;
+    return !a || (a.used < a.limits.capacity && a.waiting === 0);
+  }
+
+  /** The first lab (in the order configured) that lacks a seat, if one may be made now. */
+  private nextWanted(): string | undefined {
+    // Seats of a lab edited, removed or no longer able to run here go first.
+    for (const lab of this.seats.keys()) this.live(lab);
+    if (!this.hasRoom()) return undefined;
     for (const [lab, wanted] of this.wanted) {
       const loaded = this.catalog.labs.get(lab);
       if (!loaded || notApplicable(loaded.lab, this.catalog.mode)) continue;
@@ -179,14 +235,17 @@ export class WarmPool {
   /** The lab's seats still usable; ended ones forgotten, stale ones discarded. */
   private live(lab: string): Seat[] {
     const loaded = this.catalog.labs.get(lab);
-    const list = (this.seats.get(lab) ?? []).filter((seat) => {
-      if (this.sessions.get(seat.session.id) !== seat.session) return false;
-      if (seat.loaded === loaded) return true;
-      void this.discard(seat, 'the lab changed');
-      return false;
-    });
-    this.seats.set(lab, list);
-    return list;
+    const usable = loaded && !notApplicable(loaded.lab, this.catalog.mode);
+    const keep: Seat[] = [];
+    const stale: Seat[] = [];
+    for (const seat of this.seats.get(lab) ?? []) {
+      if (this.sessions.get(seat.session.id) !== seat.session) continue;
+      (usable && seat.loaded === loaded ? keep : stale).push(seat);
+    }
+    // Set before discarding: discard() edits the pool's lists.
+    this.seats.set(lab, keep);
+    for (const seat of stale) void this.discard(seat, 'the lab changed');
+    return keep;
   }
 
   private async makeSeat(lab: string): Promise<void> {
@@ -204,11 +263,18 @@ export class WarmPool {
       ...(this.admission ? { slot: this.admission.adopt(WARM_OWNER) } : {}),
     });
     const s = this.sessions.get(c.session) as Session;
-    const shells = loaded.lab.sandbox.terminals.map((t) =>
-      this.sessions.openTerminal(s, { name: t.name, cols: 80, rows: 24 }),
-    );
-    // Every shell at its prompt: what a taken seat saves its student.
-    await Promise.all(shells.map((t) => t.started(30_000)));
+    try {
+      const shells = loaded.lab.sandbox.terminals.map((t) =>
+        this.sessions.openTerminal(s, { name: t.name, cols: 80, rows: 24 }),
+      );
+      // Every shell at its prompt: what a taken seat saves its student.
+      await Promise.all(shells.map((t) => t.started(30_000)));
+      if (shells.some((t) => t.exited)) throw new Error('a shell of the seat ended at once');
+    } catch (err) {
+      // Not in the pool, so nothing else would ever end it.
+      await this.discard({ session: s, loaded, diskName }, 'it did not start');
+      throw err;
+    }
     const seat = { session: s, loaded, diskName };
     if (this.closed || this.sessions.get(s.id) !== s) return;
     const list = this.seats.get(lab) ?? [];

@@ -94,6 +94,7 @@ interface Plan {
   image: ImageInfo;
   ownerKind: NonNullable<CreateOptions['ownerKind']>;
   keepDisk: CreateOptions['keepDisk'];
+  dropParked: boolean;
 }
 
 /** The host-side directories of one sandbox (under its session dir). */
@@ -639,7 +640,8 @@ export class SandboxManager {
     if (!room) return () => {}; // no state dir yet: nothing on it can fill it
     const need = this.diskNeed(plan);
     const short = () => need + room!.growth + this.admittedBytes + room!.reserve - room!.free;
-    if (short() > 0 && this.dropParkedFor(short(), plan.keepDisk)) room = this.hostDiskRoom()!;
+    if (short() > 0 && plan.dropParked && this.dropParkedFor(short(), plan.keepDisk))
+      room = this.hostDiskRoom()!;
     if (short() > 0) {
       const mib = (n: number) => Math.round(n / 1024 ** 2);
       // The figures are for the operator (the log, `underlay sandbox disks`);
@@ -737,6 +739,7 @@ export class SandboxManager {
       image: requireImage(this.config.imagesDir, opts.packages ?? []),
       ownerKind: opts.ownerKind ?? 'cli',
       keepDisk: opts.keepDisk,
+      dropParked: opts.dropParked ?? true,
     };
   }
 
@@ -749,7 +752,7 @@ export class SandboxManager {
       // disk goes (its owner gets a fresh start): the smallest, then the least
       // recently used, so that labs nobody worked in (~0.2 MB, what a flood
       // of made-up students leaves) go before anyone's work.
-      if (!(err instanceof RangesExhausted)) throw err;
+      if (!(err instanceof RangesExhausted) || !plan.dropParked) throw err;
       const lru = this.disks()
         .filter((d) => !d.sandbox)
         .sort((a, b) => a.usage - b.usage || a.used - b.used)[0];

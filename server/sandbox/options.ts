@@ -105,6 +105,12 @@ export interface CreateOptions {
    * sandbox, a parked session and a host reboot (docs/sandbox.md#kept-disks).
    */
   keepDisk?: { owner: string; name: string };
+  /**
+   * Short of host disk room or id ranges, parked disks may be dropped to make
+   * room (default). false: refused instead - for a sandbox nobody asked for
+   * yet (a warm seat), which must never cost a student their files.
+   */
+  dropParked?: boolean;
 }
 
 /** Who a command runs as inside the sandbox, and where. */

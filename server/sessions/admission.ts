@@ -175,8 +175,7 @@ export class Admission {
    * cap, or 503 with the caller's place in line when the host is full.
    */
   admit(client: string, key: string): Slot {
-    const mine = this.perClient.get(client) ?? 0;
-    if (mine >= this.limits.perClient) throw this.overClientCap(mine);
+    this.checkClient(client);
     this.prune();
     const now = this.now();
     let i = this.line.findIndex((w) => w.key === key);
@@ -219,14 +218,20 @@ export class Admission {
    * A live sandbox changes hands (a warm seat taken by a student of
    * `client`): the host holds no more sandboxes than before, so capacity and
    * the line do not apply, the client's cap does. `old` is released only if
-   * the new place is granted.
+   * the new place is granted; `key` (the taker) leaves the line if it was in it.
    */
-  handOver(old: Slot, client: string): Slot {
-    const mine = this.perClient.get(client) ?? 0;
-    if (mine >= this.limits.perClient) throw this.overClientCap(mine);
+  handOver(old: Slot, client: string, key: string): Slot {
+    this.checkClient(client);
     const slot = this.take1(client);
     old.release();
+    this.line = this.line.filter((w) => w.key !== key);
     return slot;
+  }
+
+  /** Throws 429 if `client` runs as many sandboxes as it may. */
+  checkClient(client: string): void {
+    const mine = this.perClient.get(client) ?? 0;
+    if (mine >= this.limits.perClient) throw this.overClientCap(mine);
   }
 
   private overClientCap(mine: number): RequestError {

@@ -138,6 +138,8 @@ export class SessionManager {
         ...(opts.packages?.length ? { packages: opts.packages } : {}),
         ...(opts.limits ? { limits: opts.limits } : {}),
         ...(opts.keepDisk ? { keepDisk: opts.keepDisk } : {}),
+        // A seat nobody asked for yet never costs a student's parked files.
+        ...(opts.warm ? { dropParked: false } : {}),
         ownerKind: 'server',
       });
     } catch (err) {

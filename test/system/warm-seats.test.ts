@@ -30,7 +30,10 @@ const log = createLogger('warn');
 const LONG = 300_000 * timeScale();
 
 /** A server's session layer (as serve.ts wires it), with admission and `warm` seats of LAB. */
-function server(warm: number, opts: { parkMs?: number; perClient?: number } = {}) {
+function server(
+  warm: number,
+  opts: { parkMs?: number; perClient?: number; capacity?: number } = {},
+) {
   const m = testManager();
   const sessions = new SessionManager(m, log, {
     parkMs: opts.parkMs ?? 3_600_000,
@@ -40,7 +43,7 @@ function server(warm: number, opts: { parkMs?: number; perClient?: number } = {}
   });
   const catalog = new LabCatalog(FIX, detectCgroupMode(), log);
   const admission = new Admission({
-    capacity: 50,
+    capacity: opts.capacity ?? 50,
     perClient: opts.perClient ?? 50,
     perStudent: 2,
     queueMax: 10,
@@ -194,23 +197,65 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
     'a seat made before the lab was edited is never handed out, and leaves no disk',
     SYSTEM_NEEDS,
     async () => {
-      const srv = server(1);
-      await until('a seat is ready', () => ready(srv.pool) === 1);
-      const old = srv.sessions.list().find((s) => s.warm);
-      assert.ok(old);
-      const oldDisk = old.sandbox.record.resources.keptDisk;
+      const srv = server(2);
+      await until('two seats are ready', () => ready(srv.pool) === 2);
+      const olds = srv.sessions.list().filter((s) => s.warm);
+      assert.equal(olds.length, 2);
+      const old = olds[0] as (typeof olds)[number];
       // What a reload of the catalog does (serve --dev): new objects for the lab.
       const loaded = srv.catalog.labs.get(LAB);
       assert.ok(loaded);
       srv.catalog.labs.set(LAB, { ...loaded });
+      // Looked at before anyone starts (as /healthz does): both are dropped.
+      assert.equal(ready(srv.pool), 0);
       const owner = newOwner();
       const got = await srv.labs.start(owner, LAB);
       assert.notEqual(got.session, old.id);
+      const oldDisks = olds.map((o) => o.sandbox.record.resources.keptDisk);
       await until(
-        'the stale seat ended and its disk is gone',
-        () => !srv.sessions.get(old.id) && !srv.m.store.listDisks().some((d) => d.id === oldDisk),
+        'both stale seats ended and their disks are gone',
+        () =>
+          olds.every((o) => !srv.sessions.get(o.id)) &&
+          !srv.m.store.listDisks().some((d) => oldDisks.includes(d.id)),
       );
-      await until('a seat of the edited lab is ready', () => ready(srv.pool) === 1);
+      await until('seats of the edited lab are ready', () => ready(srv.pool) === 2);
+      // No seat lives outside the pool (one would never end).
+      assert.equal(srv.sessions.list().filter((x) => x.warm).length, 2);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    "a reset at the per-client cap takes a seat with the old place; a student who would wait in line gets a seat's place",
+    SYSTEM_NEEDS,
+    async () => {
+      const srv = server(2, { perClient: 1, capacity: 3 });
+      await until('two seats are ready', () => ready(srv.pool) === 2);
+      // Ann (at her address's cap of one once she has a sandbox) resets her lab.
+      const ann = newOwner();
+      const first = await srv.labs.start(ann, LAB, 'ann-addr');
+      await until('the pool is full again', () => ready(srv.pool) === 2);
+      const again = await srv.labs.reset(ann, LAB, 'ann-addr', () => {});
+      assert.notEqual(again.session, first.session);
+      assert.equal(srv.sessions.get(again.session)?.slot?.client, 'ann-addr');
+      await until('the pool is full again', () => ready(srv.pool) === 2);
+      assert.equal(srv.admission.used, 3, 'Ann and two seats: the host is full');
+      // Bob has files of his own (no seat for him) and the host is full: a
+      // seat gives its place up rather than keep him in line.
+      const bob = newOwner();
+      const b1 = await srv.labs.start(bob, LAB, 'bob-addr');
+      const b1s = srv.sessions.get(b1.session);
+      assert.ok(b1s);
+      assert.equal((await b1s.sandbox.exec(['bash', '-c', 'echo bob > /root/b'])).code, 0);
+      await srv.labs.end(bob, LAB);
+      await until('the pool is full again', () => ready(srv.pool) === 2);
+      assert.equal(srv.admission.used, 3);
+      const b2 = await srv.labs.start(bob, LAB, 'bob-addr');
+      assert.match(b2.notice ?? '', /your files are as you left them/);
+      assert.equal(ready(srv.pool), 1, 'one seat gave its place up');
+      await until('the seat ended', () => srv.sessions.list().length === 3);
+      assert.equal(srv.admission.used, 3);
       await shutdown(srv);
     },
     { timeout: LONG },

@@ -185,15 +185,19 @@ test('a seat handed over: the place moves to the taker, within their cap; refuse
   const seat = a.adopt('~warm');
   const other = a.admit('10.0.0.2', 'bob');
   assert.equal(a.used, 2);
-  // The host is full, and the taker still gets the seat: it is no new sandbox.
-  const mine = a.handOver(seat, '10.0.0.1');
+  // The host is full: Ann is put in line; then she takes the seat (no new
+  // sandbox), and leaves the line.
+  assert.equal(refused(() => a.admit('10.0.0.1', 'ann')).status, 503);
+  assert.equal(a.waiting, 1);
+  const mine = a.handOver(seat, '10.0.0.1', 'ann');
+  assert.equal(a.waiting, 0, 'Ann left the line');
   assert.equal(a.used, 2);
   assert.equal(mine.client, '10.0.0.1');
   seat.release(); // already released by the hand-over: no double count
   assert.equal(a.used, 2);
   // Over the taker's cap: refused, the seat keeps its place.
   const seat2 = a.adopt('~warm');
-  assert.equal(refused(() => a.handOver(seat2, '10.0.0.1')).status, 429);
+  assert.equal(refused(() => a.handOver(seat2, '10.0.0.1', 'ann')).status, 429);
   assert.equal(a.used, 3);
   seat2.release();
   mine.release();
