@@ -24,6 +24,7 @@
  * ahead of the host's other work, as if remote),
  * PANELS (1: every quiet student watches the live panels of PANEL_STEP,
  * private-hostname, as an open lab page does; to compare echo with and without),
+ * SERVER_LOG (a file for the server's log, at SERVER_LOG_LEVEL, default warn),
  * WARM (N: the server keeps N warm seats of LAB, docs/operating.md#warm-seats;
  * the bench waits until they are ready before the baseline and the herd, and
  * again after everyone left, before the leak check).
@@ -194,8 +195,13 @@ class Student {
       ),
     );
     if (!ack.ok) throw new Error(`term:open: ${JSON.stringify(ack)}`);
-    // A resume replays nothing new when nothing happened: the prompt is already on screen.
-    if (resume) return;
+    // A resume replays nothing new when nothing happened: the prompt is
+    // already on screen. Its waiter goes (left, it would fail the run a
+    // minute later if no prompt came by then).
+    if (resume) {
+      this.waiters.length = 0;
+      return;
+    }
     await prompt;
   }
 
@@ -405,7 +411,7 @@ async function main(): Promise<void> {
     UNDERLAY_UID_BASE: String(UID_BASE),
     UNDERLAY_PER_CLIENT: String(STUDENTS + 50),
     UNDERLAY_CONNECTIONS_PER_CLIENT: String(STUDENTS * 8 + 100),
-    UNDERLAY_LOG: 'warn',
+    UNDERLAY_LOG: process.env.SERVER_LOG_LEVEL ?? 'warn',
     ...(WARM ? { UNDERLAY_WARM: `${LAB}=${WARM}` } : {}),
   });
   // CLIENT_NICE=-10: the bench client (not the server, started above) runs
@@ -592,6 +598,8 @@ async function main(): Promise<void> {
   } finally {
     for (const s of students) s.close();
     await server.stop();
+    // SERVER_LOG=file: the server's log (SERVER_LOG_LEVEL, default warn), for a run to look into.
+    if (process.env.SERVER_LOG) fs.writeFileSync(process.env.SERVER_LOG, server.log());
   }
 }
 
