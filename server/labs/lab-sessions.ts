@@ -238,7 +238,14 @@ export class LabSessions {
       if (seatable && !seat) slot ??= this.admit(client, owner);
       const created = seat
         ? this.takeSeat(seat, owner, labId, client, slot)
-        : await this.coldStart(loaded, owner, labId, slot);
+        : await this.coldStart(loaded, owner, labId, slot).catch(async (err: unknown) => {
+            // Short of room on the host disk while seats nobody took hold
+            // some: one gives its room up, once. (The failed start released
+            // its place: a new one.)
+            if (!(err instanceof RequestError && err.short === 'host-disk')) throw err;
+            if (!(await this.warm?.yieldRoom())) throw err;
+            return this.coldStart(loaded, owner, labId, this.admit(client, owner));
+          });
       const why = this.endedWhy.get(`${owner}\0${labId}`);
       this.endedWhy.delete(`${owner}\0${labId}`);
       startMs = Date.now() - t0;

@@ -168,14 +168,30 @@ export class WarmPool {
    * place is free when this returns; the sandbox ends in the background.
    */
   yieldPlace(): boolean {
-    let from: Seat[] | undefined;
-    for (const list of this.seats.values()) if (list.length > (from?.length ?? 0)) from = list;
-    const seat = from?.pop();
+    const seat = this.popSeat();
     if (!seat) return false;
     seat.session.slot?.release();
     delete seat.session.slot;
-    void this.discard(seat, 'a student needed its place');
+    void this.discard(seat, 'a student needed its place', false);
     return true;
+  }
+
+  /**
+   * Ends one untaken seat and waits until its sandbox and disk are gone: a
+   * student's start refused for room on the host disk gets that room.
+   */
+  async yieldRoom(): Promise<boolean> {
+    const seat = this.popSeat();
+    if (!seat) return false;
+    await this.discard(seat, 'a student needed its room on the host disk', false);
+    return true;
+  }
+
+  /** The newest seat of the lab with the most, out of the pool. */
+  private popSeat(): Seat | undefined {
+    let from: Seat[] | undefined;
+    for (const list of this.seats.values()) if (list.length > (from?.length ?? 0)) from = list;
+    return from?.pop();
   }
 
   /** No more seats are made (server stop); those made stay, for restore to end. */
@@ -284,8 +300,12 @@ export class WarmPool {
     this.log.info('warm seat ready', { lab, session: s.id, ready: list.length });
   }
 
-  /** Ends a seat and drops its disk; never throws (what is left, the next sweep drops). */
-  private async discard(seat: Seat, why: string): Promise<void> {
+  /**
+   * Ends a seat and drops its disk; never throws (what is left, the next
+   * sweep drops). `refill`: one of the lab as it is now takes its place at
+   * once (not when the seat gave way to a student: the room is theirs).
+   */
+  private async discard(seat: Seat, why: string, refill = true): Promise<void> {
     for (const list of this.seats.values()) {
       const i = list.indexOf(seat);
       if (i >= 0) list.splice(i, 1);
@@ -298,7 +318,6 @@ export class WarmPool {
       if (!(err instanceof RequestError))
         this.log.warn('discarding a warm seat', { lab: seat.session.lab, error: String(err) });
     }
-    // One of the lab as it is now takes its place.
-    this.fill();
+    if (refill) this.fill();
   }
 }

@@ -661,6 +661,7 @@ export class SandboxManager {
           hint:
             'try again in a few minutes, or tell your instructor. Operators: `underlay sandbox disks` ' +
             'shows where the space went (docs/operating.md)',
+          short: 'host-disk',
         },
       );
     }

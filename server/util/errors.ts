@@ -41,11 +41,18 @@ export class RequestError extends Error {
   readonly retryAfterMs: number | undefined;
   /** The caller's place in line (full). */
   readonly queuePosition: number | undefined;
+  /** What the host is short of, when that is why (unavailable): a warm seat may give it up. */
+  readonly short: 'host-disk' | undefined;
 
   constructor(
     kind: RequestErrorKind,
     message: string,
-    opts: { hint?: string; retryAfterMs?: number; queuePosition?: number } = {},
+    opts: {
+      hint?: string;
+      retryAfterMs?: number;
+      queuePosition?: number;
+      short?: 'host-disk';
+    } = {},
   ) {
     super(message);
     this.name = 'RequestError';
@@ -53,6 +60,7 @@ export class RequestError extends Error {
     this.hint = opts.hint;
     this.retryAfterMs = opts.retryAfterMs;
     this.queuePosition = opts.queuePosition;
+    this.short = opts.short;
   }
 
   get status(): number {

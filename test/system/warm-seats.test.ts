@@ -7,20 +7,22 @@
  * the lab before an edit, or outlived its server, must leave nothing behind.
  */
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe } from 'node:test';
 import { LabCatalog } from '../../server/labs/catalog';
 import { LabSessions } from '../../server/labs/lab-sessions';
 import { WARM_OWNER, type WarmPool } from '../../server/labs/warm-pool';
 import { timeScale } from '../../server/config';
-import { detectCgroupMode } from '../../server/sandbox/index';
+import { detectCgroupMode, SandboxManager } from '../../server/sandbox/index';
+import { Store } from '../../server/store/store';
 import { Admission, DEFAULT_RATES } from '../../server/sessions/admission';
 import { SessionManager } from '../../server/sessions/session-manager';
 import { RequestError } from '../../server/util/errors';
 import { createLogger } from '../../server/util/logger';
 import { startServer } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
-import { REPO, sleep, testManager } from '../helpers/env';
+import { REPO, sleep, testConfig, testManager } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'labs', 'persist');
@@ -32,9 +34,9 @@ const LONG = 300_000 * timeScale();
 /** A server's session layer (as serve.ts wires it), with admission and `warm` seats of LAB. */
 function server(
   warm: number,
-  opts: { parkMs?: number; perClient?: number; capacity?: number } = {},
+  opts: { parkMs?: number; perClient?: number; capacity?: number; manager?: SandboxManager } = {},
 ) {
-  const m = testManager();
+  const m = opts.manager ?? testManager();
   const sessions = new SessionManager(m, log, {
     parkMs: opts.parkMs ?? 3_600_000,
     onEnded: (s) => {
@@ -257,6 +259,61 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       await until('the seat ended', () => srv.sessions.list().length === 3);
       assert.equal(srv.admission.used, 3);
       await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'short of room on the host disk, an untaken seat gives its room to a student with files of their own',
+    SYSTEM_NEEDS,
+    async () => {
+      // A server over a store and disks dir of its own (its host-disk
+      // reserve is set below so that one more disk does not fit: other
+      // tests' managers are not affected), with uid ranges far from theirs.
+      const base = testConfig();
+      const dir = `${base.stateDir}-warm-disk-${process.pid}`;
+      fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
+      const config = {
+        ...base,
+        stateDir: dir,
+        imagesDir: base.imagesDir,
+        uidBase: base.uidBase + 65536 * 900,
+        maxSessions: 20,
+      };
+      const m = new SandboxManager({ config, store: new Store(dir), logger: log });
+      const srv = server(1, { manager: m });
+      try {
+        await until('a seat is ready', () => ready(srv.pool) === 1);
+        // Ann takes it, writes, leaves (her disk is parked); the seat is made again.
+        const ann = newOwner();
+        const first = await srv.labs.start(ann, LAB);
+        const sb = srv.sessions.get(first.session)?.sandbox;
+        assert.ok(sb);
+        assert.equal((await sb.exec(['bash', '-c', 'echo mine > /root/work.txt'])).code, 0);
+        await srv.labs.end(ann, LAB);
+        await until('a seat is ready again', () => ready(srv.pool) === 1);
+        const seat = srv.sessions.list().find((x) => x.warm);
+        assert.ok(seat);
+        // Now the host disk holds the seat's disk and no room for another.
+        const room = m.hostDiskRoom();
+        assert.ok(room);
+        config.diskReserveBytes = room.free - room.growth - 256 * 1024 ** 2;
+        const back = await srv.labs.start(ann, LAB);
+        assert.match(back.notice ?? '', /your files are as you left them/);
+        const r = await srv.sessions.get(back.session)?.sandbox.exec(['cat', '/root/work.txt']);
+        assert.equal(r?.stdout, 'mine\n');
+        assert.equal(srv.sessions.get(seat.id), undefined, 'the seat gave its room up');
+        assert.equal(m.store.listDisks().filter((d) => d.owner === WARM_OWNER).length, 0);
+        await srv.labs.end(ann, LAB);
+      } finally {
+        config.diskReserveBytes = undefined;
+        await shutdown(srv);
+        for (const d of m.disks()) {
+          if (d.sandbox) await m.destroy(d.sandbox).catch(() => {});
+          m.dropDisk(d.owner, d.name);
+        }
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     },
     { timeout: LONG },
   );
