@@ -238,14 +238,7 @@ export class LabSessions {
       if (seatable && !seat) slot ??= this.admit(client, owner);
       const created = seat
         ? this.takeSeat(seat, owner, labId, client, slot)
-        : await this.coldStart(loaded, owner, labId, slot).catch(async (err: unknown) => {
-            // Short of room on the host disk while seats nobody took hold
-            // some: one gives its room up, once. (The failed start released
-            // its place: a new one.)
-            if (!(err instanceof RequestError && err.short === 'host-disk')) throw err;
-            if (!(await this.warm?.yieldRoom())) throw err;
-            return this.coldStart(loaded, owner, labId, this.admit(client, owner));
-          });
+        : await this.startMakingRoom(loaded, owner, labId, slot);
       const why = this.endedWhy.get(`${owner}\0${labId}`);
       this.endedWhy.delete(`${owner}\0${labId}`);
       startMs = Date.now() - t0;
@@ -311,13 +304,47 @@ export class LabSessions {
         this.store.reownDisk(disk, WARM_OWNER, seat.diskName);
         this.warm?.giveBack(seat);
       } catch {
-        // The disk stays the student's; the seat ends (swept with its sandbox).
-        void this.sessions.end(s.id, 'a warm seat could not be handed over');
+        // The seat ends and its disk goes: files that were never the student's.
+        void this.sessions
+          .end(s.id, 'a warm seat could not be handed over')
+          .then(() => this.sandboxes.dropDisk(owner, labId))
+          .catch(() => {});
       }
       slot?.release();
       throw err;
     }
     return { session: s.id, token: this.token(s.id), hostname: s.sandbox.record.hostname };
+  }
+
+  /**
+   * A cold start that, short of room on the host disk or of id ranges,
+   * takes the room of untaken warm seats before any student's parked files
+   * go: while seats exist it starts without dropping parked disks, and on
+   * each refusal a seat gives its room up; with none left, the usual start
+   * (which may drop parked disks). The student's admission place is held
+   * throughout (a failed create releases it: taken again at once).
+   */
+  private async startMakingRoom(
+    loaded: LoadedLab,
+    owner: string,
+    labId: string,
+    slot: Slot | undefined,
+  ): Promise<SessionCreated> {
+    let place = slot;
+    for (;;) {
+      const spare = !!this.warm?.anySeats();
+      try {
+        return await this.coldStart(loaded, owner, labId, place, spare ? false : undefined);
+      } catch (err) {
+        if (!(err instanceof RequestError && err.short) || !spare) throw err;
+        // The place was ours a moment ago: held while a seat makes room.
+        place = place && this.admission ? this.admission.adopt(place.client) : place;
+        if (!(await this.warm?.yieldRoom())) {
+          // None left to give: the usual start, which may drop parked disks.
+          return this.coldStart(loaded, owner, labId, place);
+        }
+      }
+    }
   }
 
   /**
@@ -348,6 +375,7 @@ export class LabSessions {
     owner: string,
     labId: string,
     slot: Slot | undefined,
+    dropParked?: false,
   ): Promise<SessionCreated> {
     return new Promise<SessionCreated>((resolve, reject) => {
       void this.sessions.startGate.run(async () => {
@@ -361,6 +389,7 @@ export class LabSessions {
             keepDisk: { owner, name: labId },
             prepare: (sb) => prepareSandbox(loaded, sb),
             ...(slot ? { slot } : {}),
+            ...(dropParked === false ? { dropParked } : {}),
           });
           const fresh = this.sessions.get(c.session) as Session;
           // The first shell now; the others after every start waiting here

@@ -96,6 +96,12 @@ export class WarmPool {
     return undefined;
   }
 
+  /** Whether any seat of any lab may be ready. */
+  anySeats(): boolean {
+    for (const list of this.seats.values()) if (list.length) return true;
+    return false;
+  }
+
   /** Whether a seat of the lab may be ready (take() says for sure). */
   hasSeats(labId: string): boolean {
     return (this.seats.get(labId)?.length ?? 0) > 0;
@@ -187,11 +193,14 @@ export class WarmPool {
     return true;
   }
 
-  /** The newest seat of the lab with the most, out of the pool. */
+  /** The newest live seat of the lab with the most, out of the pool. */
   private popSeat(): Seat | undefined {
-    let from: Seat[] | undefined;
-    for (const list of this.seats.values()) if (list.length > (from?.length ?? 0)) from = list;
-    return from?.pop();
+    for (;;) {
+      let from: Seat[] | undefined;
+      for (const list of this.seats.values()) if (list.length > (from?.length ?? 0)) from = list;
+      const seat = from?.pop();
+      if (!seat || this.sessions.get(seat.session.id) === seat.session) return seat;
+    }
   }
 
   /** No more seats are made (server stop); those made stay, for restore to end. */

@@ -753,7 +753,12 @@ export class SandboxManager {
       // disk goes (its owner gets a fresh start): the smallest, then the least
       // recently used, so that labs nobody worked in (~0.2 MB, what a flood
       // of made-up students leaves) go before anyone's work.
-      if (!(err instanceof RangesExhausted) || !plan.dropParked) throw err;
+      if (!(err instanceof RangesExhausted)) throw err;
+      if (!plan.dropParked)
+        throw new RequestError('unavailable', 'every uid range of this server is taken', {
+          hint: 'try again in a few minutes, or tell your instructor',
+          short: 'id-ranges',
+        });
       const lru = this.disks()
         .filter((d) => !d.sandbox)
         .sort((a, b) => a.usage - b.usage || a.used - b.used)[0];

@@ -76,6 +76,8 @@ export interface CreateSessionOptions {
   keepDisk?: { owner: string; name: string };
   /** A warm seat (Session.warm): no idle timer until a student takes it. */
   warm?: boolean;
+  /** false: short of host disk room or id ranges, refused rather than dropping parked disks (CreateOptions.dropParked). */
+  dropParked?: boolean;
 }
 
 export interface SessionOptions {
@@ -139,7 +141,7 @@ export class SessionManager {
         ...(opts.limits ? { limits: opts.limits } : {}),
         ...(opts.keepDisk ? { keepDisk: opts.keepDisk } : {}),
         // A seat nobody asked for yet never costs a student's parked files.
-        ...(opts.warm ? { dropParked: false } : {}),
+        ...(opts.warm || opts.dropParked === false ? { dropParked: false } : {}),
         ownerKind: 'server',
       });
     } catch (err) {

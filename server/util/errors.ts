@@ -42,7 +42,7 @@ export class RequestError extends Error {
   /** The caller's place in line (full). */
   readonly queuePosition: number | undefined;
   /** What the host is short of, when that is why (unavailable): a warm seat may give it up. */
-  readonly short: 'host-disk' | undefined;
+  readonly short: 'host-disk' | 'id-ranges' | undefined;
 
   constructor(
     kind: RequestErrorKind,
@@ -51,7 +51,7 @@ export class RequestError extends Error {
       hint?: string;
       retryAfterMs?: number;
       queuePosition?: number;
-      short?: 'host-disk';
+      short?: 'host-disk' | 'id-ranges';
     } = {},
   ) {
     super(message);

@@ -264,12 +264,12 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
   );
 
   sysTest(
-    'short of room on the host disk, an untaken seat gives its room to a student with files of their own',
+    'short of room on the host disk, untaken seats give their room before any parked files go',
     SYSTEM_NEEDS,
     async () => {
-      // A server over a store and disks dir of its own (its host-disk
-      // reserve is set below so that one more disk does not fit: other
-      // tests' managers are not affected), with uid ranges far from theirs.
+      // A server over a store and disks dir of its own, with uid ranges far
+      // from other tests'; what its host disk has free is made up below (a
+      // figure of its own: other tests writing meanwhile change nothing).
       const base = testConfig();
       const dir = `${base.stateDir}-warm-disk-${process.pid}`;
       fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
@@ -280,38 +280,59 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
         uidBase: base.uidBase + 65536 * 900,
         maxSessions: 20,
       };
-      const m = new SandboxManager({ config, store: new Store(dir), logger: log });
+      const store = new Store(dir);
+      const m = new SandboxManager({ config, store, logger: log });
       const srv = server(1, { manager: m });
+      const worked = async (who: string, cmd: string) => {
+        const got = await srv.labs.start(who, LAB);
+        const sb = srv.sessions.get(got.session)?.sandbox;
+        assert.ok(sb);
+        const w = await sb.exec(['bash', '-c', cmd]);
+        assert.equal(w.code, 0, w.stderr);
+        await srv.labs.end(who, LAB); // parked: the disk is kept
+        await until('a seat is ready again', () => ready(srv.pool) === 1);
+      };
       try {
         await until('a seat is ready', () => ready(srv.pool) === 1);
-        // Ann takes it, writes, leaves (her disk is parked); the seat is made again.
+        // Bob and Ann worked and left: their disks are parked, Bob's holds 64 MiB.
+        const bob = newOwner();
+        await worked(bob, 'head -c 64M /dev/zero > /root/big && sync');
         const ann = newOwner();
-        const first = await srv.labs.start(ann, LAB);
-        const sb = srv.sessions.get(first.session)?.sandbox;
-        assert.ok(sb);
-        assert.equal((await sb.exec(['bash', '-c', 'echo mine > /root/work.txt'])).code, 0);
-        await srv.labs.end(ann, LAB);
-        await until('a seat is ready again', () => ready(srv.pool) === 1);
+        await worked(ann, 'echo mine > /root/work.txt');
         const seat = srv.sessions.list().find((x) => x.warm);
         assert.ok(seat);
-        // Now the host disk holds the seat's disk and no room for another.
-        const room = m.hostDiskRoom();
-        assert.ok(room);
-        config.diskReserveBytes = room.free - room.growth - 256 * 1024 ** 2;
+        // Ann's start is 32 MiB short: dropping Bob's parked disk would do,
+        // the seat's room does too, and goes first.
+        const annDisk = m.disks().find((d) => d.owner === ann);
+        assert.ok(annDisk);
+        const st = fs.statSync(path.join(dir, 'disks', `${annDisk.id}.ext4`));
+        const need = st.size - st.blocks * 512;
+        const real = m.hostDiskRoom.bind(m);
+        const growth = real()?.growth ?? 0;
+        const free = need + growth - 32 * 1024 ** 2;
+        m.hostDiskRoom = () => {
+          const r = real();
+          return r && { ...r, free, reserve: 0 };
+        };
         const back = await srv.labs.start(ann, LAB);
         assert.match(back.notice ?? '', /your files are as you left them/);
         const r = await srv.sessions.get(back.session)?.sandbox.exec(['cat', '/root/work.txt']);
         assert.equal(r?.stdout, 'mine\n');
         assert.equal(srv.sessions.get(seat.id), undefined, 'the seat gave its room up');
         assert.equal(m.store.listDisks().filter((d) => d.owner === WARM_OWNER).length, 0);
+        assert.ok(m.store.getDisk(bob, LAB), "Bob's parked files were kept");
         await srv.labs.end(ann, LAB);
       } finally {
-        config.diskReserveBytes = undefined;
         await shutdown(srv);
+        servers.splice(
+          servers.findIndex((x) => x.pool === srv.pool),
+          1,
+        );
         for (const d of m.disks()) {
           if (d.sandbox) await m.destroy(d.sandbox).catch(() => {});
           m.dropDisk(d.owner, d.name);
         }
+        store.close();
         fs.rmSync(dir, { recursive: true, force: true });
       }
     },
