@@ -110,38 +110,53 @@ export class WebProcess {
     delete headers[NOT_FOUND_HEADER];
     for (const h of HOP) delete headers[h];
     if (notFound) headers[NOT_FOUND_HEADER] = '1';
-    const up = http.request(
-      {
-        socketPath: this.socketPath,
-        agent: this.agent,
-        method: req.method,
-        path: req.url,
-        headers,
-      },
-      (pres) => {
-        const out: http.OutgoingHttpHeaders = {};
-        for (const [k, v] of Object.entries(pres.headers)) if (!HOP.includes(k)) out[k] = v;
-        // The server may have set the student cookie before the page (identity.ts).
-        const mine = res.getHeader('set-cookie');
-        if (mine !== undefined && out['set-cookie'] !== undefined)
-          out['set-cookie'] = [mine, out['set-cookie']].flat().map(String);
-        res.writeHead(pres.statusCode ?? 502, out);
-        pres.pipe(res);
-        pres.on('error', () => res.destroy());
-      },
-    );
-    up.on('error', (err) => {
-      if (res.headersSent) return void res.destroy();
-      this.opts.log.warn('web app request failed', { url: req.url, error: String(err) });
-      res.statusCode = 502;
-      res.setHeader('content-type', 'text/plain; charset=utf-8');
-      res.end('The web app did not answer; reload in a few seconds.\n');
-    });
+    // A GET or HEAD carries no body, so it can be sent again: when a kept-alive
+    // socket to the web process was closed by it just as we reused it
+    // (EPIPE / ECONNRESET on a reused socket), the page's request is retried
+    // once on a new socket instead of failing (a page whose script chunk got a
+    // 502 never starts).
+    const idempotent = req.method === 'GET' || req.method === 'HEAD';
+    let up: http.ClientRequest;
+    const send = (retry: boolean): void => {
+      up = http.request(
+        {
+          socketPath: this.socketPath,
+          agent: this.agent,
+          method: req.method,
+          path: req.url,
+          headers,
+        },
+        (pres) => {
+          const out: http.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(pres.headers)) if (!HOP.includes(k)) out[k] = v;
+          // The server may have set the student cookie before the page (identity.ts).
+          const mine = res.getHeader('set-cookie');
+          if (mine !== undefined && out['set-cookie'] !== undefined)
+            out['set-cookie'] = [mine, out['set-cookie']].flat().map(String);
+          res.writeHead(pres.statusCode ?? 502, out);
+          pres.pipe(res);
+          pres.on('error', () => res.destroy());
+        },
+      );
+      const sent = up;
+      sent.on('error', (err: NodeJS.ErrnoException) => {
+        if (res.headersSent) return void res.destroy();
+        if (res.destroyed) return; // the client went away: nothing to answer
+        if (retry && sent.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))
+          return send(false);
+        this.opts.log.warn('web app request failed', { url: req.url, error: String(err) });
+        res.statusCode = 502;
+        res.setHeader('content-type', 'text/plain; charset=utf-8');
+        res.end('The web app did not answer; reload in a few seconds.\n');
+      });
+      if (idempotent) sent.end();
+      else req.pipe(sent);
+    };
+    send(idempotent);
     // A client that goes away mid-response: stop the render too.
     res.on('close', () => {
       if (!res.writableFinished) up.destroy();
     });
-    req.pipe(up);
   };
 
   /** Forwards a websocket upgrade (next dev's hot reload) to the web process. */
