@@ -245,7 +245,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
   });
   // Stopping keeps students' sandboxes for the next start to re-adopt
   // (UNDERLAY_END_ON_STOP=1 ends them instead).
+  // One stop at a time: a second signal while the first ends sessions (a
+  // supervisor and a timeout both sending SIGTERM) exited mid-teardown,
+  // leaving sandboxes for the next start to reap.
+  let stopping = false;
   const stop = async () => {
+    if (stopping) return;
+    stopping = true;
     clearInterval(housekeeping);
     seats.warm?.close();
     await sandboxes.dropAhead();
