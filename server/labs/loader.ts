@@ -4,7 +4,9 @@
  * all problems of all labs at once, never just the first.
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fieldPath, readYaml, type YamlProblem } from '../util/yaml-file';
 import { Lab, type Step } from './schema';
@@ -154,7 +156,16 @@ export function loadLab(
     }
   });
   const lines = fs.readFileSync(abs, 'utf8').split('\n');
-  for (const [k, err] of syntax(scripts.map(([, s]) => s))) {
+  // A NUL (YAML's "\0") cannot reach bash: a script runs as an argument.
+  for (const [p, body] of scripts)
+    if (body.includes('\0'))
+      problems.push({
+        file,
+        ...loc.at(p),
+        field: fieldPath(p),
+        message: 'a script may not hold a NUL character ("\\0"): it could never run',
+      });
+  for (const [k, err] of syntax(scripts.map(([, s]) => (s.includes('\0') ? 'true' : s)))) {
     const [p, body] = scripts[k] as [(string | number)[], string];
     // An unclosed quote is reported at the end of input: name the last line.
     const n = Math.min(err.line, body.trimEnd().split('\n').length);
@@ -172,39 +183,148 @@ export function loadLab(
   return problems.length ? { problems } : { lab: { lab, dir, file }, problems };
 }
 
-/** A lab's scripts as one input for `bash -n`: each as a function body. */
-function asFunctions(scripts: string[]): string {
-  return scripts.map((x, i) => `__underlay_${i}() {\n${x}\n}\n`).join('');
+/**
+ * Scripts as one bash input, each the body of a function of its own, named
+ * with a nonce (no script names them by chance). bash >= 5.2 can print what
+ * it parsed without running anything (`--pretty-print`): when every one of
+ * these functions comes out as a function, in order, no script's open quote
+ * or construct ran on into the next script's text (`echo "hi` closed by a
+ * later `done"` would hide both), so the scripts parse apart as they run.
+ */
+interface Wrapped {
+  text: string;
+  names: string[];
+}
+const NONCE = randomBytes(4).toString('hex');
+function asFunctions(scripts: string[], tag = ''): Wrapped {
+  const names = scripts.map((_, i) => `__underlay_${NONCE}_${tag}${i}`);
+  return { text: scripts.map((x, i) => `${names[i]}() {\n${x}\n}\n`).join(''), names };
 }
 
-/** Whether bash parses every script, in one `bash -n`. */
-function bashParsesAll(scripts: string[]): boolean {
-  if (!scripts.length) return true;
-  return spawnSync('bash', ['-n'], { input: asFunctions(scripts), encoding: 'utf8' }).status === 0;
+/** bash prints back about what it read: labs' scripts are far below this. */
+const MAX_PRINTED = 64 * 1024 * 1024;
+
+/**
+ * The environment of every parse: without BASH_ENV (and ENV), which a
+ * non-interactive bash would run first, even to only parse.
+ */
+function parseEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, BASH_ENV: undefined, ENV: undefined };
+}
+
+/** Whether this host's bash has `--pretty-print` (5.2 and later). */
+let prettyPrint: boolean | undefined;
+function canPrettyPrint(): boolean {
+  prettyPrint ??=
+    spawnSync('bash', ['--pretty-print', '/dev/null'], { env: parseEnv() }).status === 0;
+  return prettyPrint;
 }
 
 /**
- * The indexes of the labs (each a list of scripts) that bash does not parse:
- * one spawn, in which each lab's input goes to a `bash -n` of its own. As
- * arguments: `read -d ''` from a pipe takes a syscall per byte. A lab over
- * the kernel's 128 KiB per argument fails the spawn, and then every lab
- * takes the one-by-one path.
+ * Whether bash's printed parse is the wrapper functions `names`, in order,
+ * and nothing else. A function prints as `name () `, `{ `, its body
+ * indented, and `}` at the start of a line. A wrapper swallowed into
+ * another script's string prints as written (`name() {`), and a script's
+ * stray `}` that ends its wrapper early leaves text of its own between two
+ * wrappers: either fails the match, and then the exact path decides (as
+ * does a heredoc or string line that starts with `}`: only slower).
+ */
+function functionsApart(printed: string, names: string[]): boolean {
+  const lines = printed.split('\n');
+  let k = 0;
+  const nextText = () => {
+    while (k < lines.length && !(lines[k] as string).trim()) k++;
+    return lines[k];
+  };
+  for (const name of names) {
+    if (nextText()?.trimEnd() !== `${name} ()`) return false;
+    while (++k < lines.length && !(lines[k] as string).startsWith('}'));
+    if (k++ >= lines.length) return false;
+  }
+  return nextText() === undefined;
+}
+
+/**
+ * `texts` as files of a fresh private folder, for bash to read: a script
+ * read from a pipe is read a byte per syscall (0.4 s for the repository's
+ * labs, against 40 ms from a file).
+ */
+function withFiles<T>(texts: string[], use: (files: string[]) => T): T {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-parse-'));
+  try {
+    const files = texts.map((t, i) => {
+      const f = path.join(dir, `${i}.sh`);
+      fs.writeFileSync(f, t);
+      return f;
+    });
+    return use(files);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One parse of `w` by bash, nothing run: whether it parses and every wrapper
+ * function came out apart. bash before 5.2 has no `--pretty-print`: there
+ * `bash -n` of the whole text, which cannot tell whether one script's open
+ * quote ran on into the next (an exact parse per script costs a bash start
+ * each, about 5 s for the repository's labs). Never `--pretty-print -c`: that
+ * runs the text.
+ */
+function parsesApart(w: Wrapped): boolean {
+  const pretty = canPrettyPrint();
+  return withFiles([w.text], ([f]) => {
+    const r = spawnSync('bash', [pretty ? '--pretty-print' : '-n', f as string], {
+      env: parseEnv(),
+      encoding: 'utf8',
+      maxBuffer: MAX_PRINTED,
+    });
+    return r.status === 0 && (!pretty || functionsApart(r.stdout, w.names));
+  });
+}
+
+/** Whether bash parses every script, each apart from the others, in one spawn. */
+function bashParsesAll(scripts: string[]): boolean {
+  return !scripts.length || parsesApart(asFunctions(scripts));
+}
+
+/**
+ * The indexes of the labs (each a list of scripts) that bash may not parse,
+ * each script apart: one parse of all, and only when that fails one spawn in
+ * which each lab's file goes to a bash of its own. Each lab found is loaded
+ * again with the exact parse (bashSyntaxErrors).
  */
 function labsNotParsing(labs: string[][]): number[] {
-  const inputs = labs.map((s) => (s.length ? asFunctions(s) : ''));
-  if (inputs.every((x) => !x)) return [];
-  const r = spawnSync(
-    'bash',
-    [
-      '-c',
-      'i=0; for s; do [ -z "$s" ] || bash -n -c "$s" 2>/dev/null || echo "$i"; i=$((i + 1)); done',
-      'bash',
-      ...inputs,
-    ],
-    { encoding: 'utf8' },
+  const withScripts = labs.flatMap((s, k) => (s.length ? [k] : []));
+  if (!withScripts.length) return [];
+  const inputs = labs.map((s, k) => asFunctions(s, `${k}_`));
+  const pretty = canPrettyPrint();
+  // The usual case, every lab fine: one parse of all (a bash start per lab
+  // costs more than the parse). `bash -n` could not tell labs apart.
+  const all = { text: inputs.map((w) => w.text).join(''), names: inputs.flatMap((w) => w.names) };
+  if (pretty && parsesApart(all)) return [];
+  const r = withFiles(
+    inputs.map((w) => w.text),
+    (files) =>
+      spawnSync(
+        'bash',
+        [
+          '-c',
+          // Per lab: its printed parse (none from -n), then NUL, the status, NUL.
+          `for f; do bash ${pretty ? '--pretty-print' : '-n'} "$f" 2>/dev/null; printf '\\0%s\\0' "$?"; done`,
+          'bash',
+          ...files,
+        ],
+        { env: parseEnv(), encoding: 'utf8', maxBuffer: MAX_PRINTED },
+      ),
   );
-  if (r.status !== 0) return labs.map((_, k) => k);
-  return r.stdout.split('\n').filter(Boolean).map(Number);
+  const parts = (r.stdout ?? '').split('\0');
+  if (r.status !== 0 || parts.length !== 2 * labs.length + 1) return withScripts;
+  return withScripts.filter(
+    (k) =>
+      parts[2 * k + 1] !== '0' ||
+      (pretty && !functionsApart(parts[2 * k] as string, (inputs[k] as Wrapped).names)),
+  );
 }
 
 /**
@@ -227,7 +347,7 @@ export function bashSyntaxErrors(
       'bash',
       ...scripts,
     ],
-    { encoding: 'utf8' },
+    { env: parseEnv(), encoding: 'utf8' },
   );
   for (const rec of (r.stdout ?? '').split('\0')) {
     const tab = rec.indexOf('\t');
@@ -290,12 +410,11 @@ export function loadLabs(paths: string[]): { labs: LoadedLab[]; problems: LabPro
     });
   }
   const ids = new Map<string, string>();
-  // Bash's parse of each lab, all from one spawn: a spawn is a fork of the
+  // Bash's parse of every lab, from one spawn: a spawn is a fork of the
   // whole server (45 ms each on a slow host: 0.7 s of a 15-lab start, and of
-  // every reload in dev mode), a small bash per lab is not. Each lab is still
-  // parsed on its own (one lab's open quote must never be closed by another
-  // lab's text); a lab that fails is loaded again with the parse that names
-  // file, line and column.
+  // every reload in dev mode). Each script is still parsed apart (one
+  // script's open quote must never be closed by another's text); a lab that
+  // fails is loaded again with the parse that names file, line and column.
   const scripts: string[][] = dirs.map(() => []);
   const display = (d: string) => path.relative(process.cwd(), d) || d;
   const loaded = dirs.map((d, k) =>
