@@ -172,7 +172,7 @@ class Student {
           if (process.env.ECHO_SLOW === '1' && dt > 20)
             console.log(
               `slow echo: student ${this.n} key ${this.keys} ${fmt(dt)} ms ` +
-                `at ${((performance.now() - tMeasure) / 1000).toFixed(2)} s`,
+                `at ${((performance.now() - tMeasure) / 1000).toFixed(2)} s (epoch ms ${Date.now()})`,
             );
           fig.echo.push(dt);
           echoAt.push(performance.now());
