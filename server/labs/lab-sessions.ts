@@ -290,24 +290,44 @@ export class LabSessions {
   ): SessionCreated {
     const s = seat.session;
     const disk = s.sandbox.record.resources.keptDisk as string;
+    let place: Slot | undefined;
+    let reowned = false;
     try {
       this.store.reownDisk(disk, owner, labId);
+      reowned = true;
       // A reset (or an instructor's move) brings the old sandbox's place:
       // it goes on, as in a start of its own. Otherwise the seat's place
       // becomes the student's client's, within its cap.
-      const place =
+      place =
         slot ??
         (this.admission && s.slot ? this.admission.handOver(s.slot, client, owner) : undefined);
       this.sessions.handOver(s, owner, place);
     } catch (err) {
+      // The disk is the pool's again first, whatever comes next: a retry by
+      // the student must not find it theirs (a cold start would find it in
+      // use, or later restore a seat's files as theirs).
       try {
-        this.store.reownDisk(disk, WARM_OWNER, seat.diskName);
-        this.warm?.giveBack(seat);
+        if (reowned) this.store.reownDisk(disk, WARM_OWNER, seat.diskName);
+        reowned = false;
       } catch {
-        // The seat ends and its disk goes: files that were never the student's.
+        // Dropped under the student's name below.
+      }
+      // Given back only whole: with its disk and its own place, still the
+      // pool's. Once its place went to the student's client it cannot be,
+      // and it ends.
+      const placeGone = place !== undefined && place !== slot;
+      if (!reowned && !placeGone && s.owner === WARM_OWNER) this.warm?.giveBack(seat);
+      else {
+        // Files that were never the student's go with it (an untaken seat's
+        // disk left by a failed drop goes at the next sweep).
+        if (placeGone) place?.release();
         void this.sessions
           .end(s.id, 'a warm seat could not be handed over')
-          .then(() => this.sandboxes.dropDisk(owner, labId))
+          .then(() =>
+            reowned
+              ? this.sandboxes.dropDisk(owner, labId)
+              : this.sandboxes.dropDisk(WARM_OWNER, seat.diskName),
+          )
           .catch(() => {});
       }
       slot?.release();

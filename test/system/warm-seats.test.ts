@@ -196,6 +196,43 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
   );
 
   sysTest(
+    'a hand-over that fails after the seat gave its place away ends the seat, and holds no place of the client',
+    SYSTEM_NEEDS,
+    async () => {
+      const srv = server(1, { perClient: 1 });
+      await until('a seat is ready', () => ready(srv.pool) === 1);
+      const seat = srv.sessions.list().find((s) => s.warm);
+      assert.ok(seat);
+      // The last step of a take fails once (the seat's place is the client's by then).
+      const handOver = srv.sessions.handOver.bind(srv.sessions);
+      let fail = true;
+      srv.sessions.handOver = (...args) => {
+        if (!fail) return handOver(...args);
+        fail = false;
+        throw new Error('injected: the hand-over failed');
+      };
+      const owner = newOwner();
+      await assert.rejects(srv.labs.start(owner, LAB, 'client-x'), /injected/);
+      // At once, not after the seat's teardown: a retry must not find the
+      // seat's disk as the student's (in use, or later "your files").
+      assert.equal(srv.m.store.getDisk(owner, LAB), undefined);
+      // Not given back without a place: it ends, and its disk goes.
+      await until('the seat has ended', () => srv.sessions.get(seat.id) === undefined);
+      await until('its disk is gone', () =>
+        srv.m.store.listDisks().every((d) => d.id !== seat.sandbox.record.resources.keptDisk),
+      );
+      await until('a new seat is ready', () => ready(srv.pool) === 1);
+      // The client holds no place from the failed take: within its cap of
+      // one, the next start is theirs.
+      const got = await srv.labs.start(owner, LAB, 'client-x');
+      assert.notEqual(got.session, seat.id);
+      assert.equal(srv.sessions.get(got.session)?.owner, owner);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
     'a seat made before the lab was edited is never handed out, and leaves no disk',
     SYSTEM_NEEDS,
     async () => {
