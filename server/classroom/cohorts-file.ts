@@ -38,6 +38,12 @@ const Declared = z
       .optional()
       .describe('A fixed join code (XXXX-XXXX) for printed handouts; absent: one is drawn.'),
     seats: z.number().int().min(1).optional(),
+    warm: z
+      .record(z.string(), z.number().int().min(1).max(1000))
+      .optional()
+      .describe(
+        'Warm seats per lab of the class ({lab: N}): started from 15 minutes before `starts` until `ends`.',
+      ),
     starts: when.optional(),
     ends: when.optional(),
     closed: z.boolean().default(false),
@@ -52,6 +58,7 @@ export interface DeclaredCohort {
   tokenHash: string;
   code?: string;
   seats?: number;
+  warm?: Record<string, number>;
   starts?: number;
   ends?: number;
   closed: boolean;
@@ -108,6 +115,15 @@ export function loadCohortsFile(
           `no lab "${lab}" in the labs folder (labs: ${knownLabs.join(', ')})`,
         );
     });
+    for (const [lab, n] of Object.entries(c.warm ?? {})) {
+      if (!c.labs.includes(lab))
+        at(
+          [...base, 'warm', lab],
+          `"${lab}" is not one of this class's labs (labs: ${c.labs.join(', ')})`,
+        );
+      else if (c.seats !== undefined && n > c.seats)
+        at([...base, 'warm', lab], `${n} warm seats for a class of ${c.seats} seats`);
+    }
     try {
       validateSpec(
         { name: c.name, labs: c.labs, ...dates, ...(c.seats ? { seats: c.seats } : {}) },
@@ -124,6 +140,7 @@ export function loadCohortsFile(
       tokenHash: c.instructorTokenSha256,
       ...(code ? { code } : {}),
       ...(c.seats !== undefined ? { seats: c.seats } : {}),
+      ...(c.warm && Object.keys(c.warm).length ? { warm: c.warm } : {}),
       ...dates,
       closed: c.closed,
     });
@@ -177,6 +194,7 @@ export function syncCohorts(
       ...(d.starts !== undefined ? { starts: d.starts } : {}),
       ...(d.ends !== undefined ? { ends: d.ends } : {}),
       ...(d.seats !== undefined ? { seats: d.seats } : {}),
+      ...(d.warm ? { warm: d.warm } : {}),
       closed: d.closed,
       created: had?.created ?? now,
       source: 'file',

@@ -75,6 +75,25 @@ export function cohortState(c: CohortRow, now = Date.now()): CohortState {
   return 'open';
 }
 
+/** A class's warm seats are made from this long before it starts (the pool fills at about one core). */
+export const WARM_LEAD_MS = 15 * 60_000;
+
+/**
+ * Warm seats wanted per lab by the classes now on (cohorts.yaml `warm`;
+ * docs/classroom.md#cohorts-in-a-file): each class from WARM_LEAD_MS before
+ * it starts until it ends, unless closed; two classes on at once, the sum.
+ */
+export function cohortsWarm(cohorts: readonly CohortRow[], now = Date.now()): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const c of cohorts) {
+    if (!c.warm || c.closed) continue;
+    if (c.starts !== undefined && now < c.starts - WARM_LEAD_MS) continue;
+    if (c.ends !== undefined && now >= c.ends) continue;
+    for (const [lab, n] of Object.entries(c.warm)) out.set(lab, (out.get(lab) ?? 0) + n);
+  }
+  return out;
+}
+
 /**
  * Checks a spec against the labs that exist; throws RequestError('invalid')
  * naming the field and what would be accepted.

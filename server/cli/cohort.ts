@@ -58,7 +58,8 @@ function describe(c: CohortRow): string {
     c.starts === undefined && c.ends === undefined
       ? 'no time limit'
       : `open ${c.starts !== undefined ? `from ${iso(c.starts)} ` : ''}${c.ends !== undefined ? `until ${iso(c.ends)}` : ''}`.trim();
-  return `labs ${c.labs.join(', ')}; ${c.seats !== undefined ? `${c.seats} seats` : 'no seat limit'}; ${window}`;
+  const warm = Object.entries(c.warm ?? {});
+  return `labs ${c.labs.join(', ')}; ${c.seats !== undefined ? `${c.seats} seats` : 'no seat limit'}; ${window}${warm.length ? `; warm seats ${warm.map(([lab, n]) => `${lab}=${n}`).join(', ')}` : ''}`;
 }
 
 export function create(spec: CohortSpec, url: string): void {

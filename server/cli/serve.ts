@@ -8,7 +8,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { Classroom, cohortState, drawCode } from '../classroom/cohorts';
+import { Classroom, cohortState, cohortsWarm, drawCode } from '../classroom/cohorts';
 import { cohortsFileOf, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
 import { formatProblem } from '../util/yaml-file';
 import { DEFAULT_LIMITS, loadConfig } from '../config';
@@ -231,7 +231,20 @@ export async function serve(opts: ServeOptions): Promise<void> {
   await labSessions.restore(adopted);
   // Seats started ahead for a class (docs/operating.md#warm-seats); with none
   // wanted, this still drops the disks of seats a previous run left.
-  seats.warm = labSessions.warmUp(config.warm);
+  // Wanted: serve --warm's, or the classes' on now (cohorts.yaml `warm`)
+  // when more; asked at every fill, so read from the store at most once a
+  // second.
+  let warmAt = 0;
+  let warmNow: ReadonlyMap<string, number> = config.warm;
+  seats.warm = labSessions.warmUp(() => {
+    if (Date.now() - warmAt < 1_000) return warmNow;
+    warmAt = Date.now();
+    const merged = new Map(config.warm);
+    for (const [lab, n] of cohortsWarm(store.listCohorts(), warmAt))
+      merged.set(lab, Math.max(n, merged.get(lab) ?? 0));
+    warmNow = merged;
+    return merged;
+  });
   if (config.warm.size) log.info('warm seats', { wanted: Object.fromEntries(config.warm) });
   // next dev's hot reload (a websocket) goes to the web process; socket.io has its own path.
   if (config.nextDev)

@@ -54,7 +54,7 @@ export class LabSessions {
    * waiting for a start. Call after restore(): it drops the disks of seats
    * a previous run left.
    */
-  warmUp(wanted: ReadonlyMap<string, number>): WarmPool {
+  warmUp(wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>)): WarmPool {
     this.warm = new WarmPool(
       this.sessions,
       this.sandboxes,

@@ -64,10 +64,13 @@ export class WarmPool {
     private readonly log: Logger,
     private readonly admission: Admission | undefined,
     private readonly token: (id: string) => string,
-    /** Seats wanted per lab id. */
-    private readonly wanted: ReadonlyMap<string, number>,
+    /**
+     * Seats wanted per lab id: fixed (serve --warm), or asked again at each
+     * fill (the classes' `warm`, which come and go with their hours).
+     */
+    private readonly wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
   ) {
-    for (const lab of wanted.keys())
+    for (const lab of this.want().keys())
       if (!catalog.labs.has(lab))
         log.warn('warm seats for a lab that is not loaded', {
           lab,
@@ -115,7 +118,7 @@ export class WarmPool {
 
   status(): Record<string, WarmStatus> {
     const out: Record<string, WarmStatus> = {};
-    for (const [lab, wanted] of this.wanted)
+    for (const [lab, wanted] of this.want())
       out[lab] = {
         wanted,
         ready: this.live(lab).length,
@@ -229,7 +232,7 @@ export class WarmPool {
 
   /** Whether some lab that can run here has fewer seats than wanted. */
   private lacking(): boolean {
-    for (const [lab, wanted] of this.wanted) {
+    for (const [lab, wanted] of this.want()) {
       const loaded = this.catalog.labs.get(lab);
       if (loaded && !notApplicable(loaded.lab, this.catalog.mode) && this.live(lab).length < wanted)
         return true;
@@ -248,7 +251,7 @@ export class WarmPool {
     // Seats of a lab edited, removed or no longer able to run here go first.
     for (const lab of this.seats.keys()) this.live(lab);
     if (!this.hasRoom()) return undefined;
-    for (const [lab, wanted] of this.wanted) {
+    for (const [lab, wanted] of this.want()) {
       const loaded = this.catalog.labs.get(lab);
       if (!loaded || notApplicable(loaded.lab, this.catalog.mode)) continue;
       if (Date.now() - (this.failedAt.get(lab) ?? 0) < RETRY_AFTER_FAILURE_MS) continue;
@@ -257,7 +260,14 @@ export class WarmPool {
     return undefined;
   }
 
-  /** The lab's seats still usable; ended ones forgotten, stale ones discarded. */
+  private want(): ReadonlyMap<string, number> {
+    return typeof this.wanted === 'function' ? this.wanted() : this.wanted;
+  }
+
+  /**
+   * The lab's seats still usable; ended ones forgotten, stale ones
+   * discarded, and those beyond the number now wanted (a class over) too.
+   */
   private live(lab: string): Seat[] {
     const loaded = this.catalog.labs.get(lab);
     const usable = loaded && !notApplicable(loaded.lab, this.catalog.mode);
@@ -267,9 +277,11 @@ export class WarmPool {
       if (this.sessions.get(seat.session.id) !== seat.session) continue;
       (usable && seat.loaded === loaded ? keep : stale).push(seat);
     }
+    const extra = keep.splice(this.want().get(lab) ?? 0);
     // Set before discarding: discard() edits the pool's lists.
     this.seats.set(lab, keep);
     for (const seat of stale) void this.discard(seat, 'the lab changed');
+    for (const seat of extra) void this.discard(seat, 'fewer seats wanted', false);
     return keep;
   }
 

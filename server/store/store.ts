@@ -100,6 +100,8 @@ export interface CohortRow {
   ends?: number;
   /** Absent: no limit. */
   seats?: number;
+  /** Warm seats of the class per lab id (cohorts.yaml `warm`), wanted from WARM_LEAD_MS before it starts until it ends. */
+  warm?: Record<string, number>;
   closed: boolean;
   created: number;
   /** 'file': declared in the labs folder's cohorts.yaml (the file wins); absent: made with the CLI. */

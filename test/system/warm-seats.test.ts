@@ -33,7 +33,7 @@ const LONG = 300_000 * timeScale();
 
 /** A server's session layer (as serve.ts wires it), with admission and `warm` seats of LAB. */
 function server(
-  warm: number,
+  warm: number | (() => ReadonlyMap<string, number>),
   opts: { parkMs?: number; perClient?: number; capacity?: number; manager?: SandboxManager } = {},
 ) {
   const m = opts.manager ?? testManager();
@@ -52,7 +52,7 @@ function server(
     rates: DEFAULT_RATES,
   });
   const labs = new LabSessions(sessions, m, m.store, catalog, log, admission);
-  const pool = labs.warmUp(new Map([[LAB, warm]]));
+  const pool = labs.warmUp(typeof warm === 'number' ? new Map([[LAB, warm]]) : warm);
   servers.push({ sessions, pool });
   return { m, sessions, labs, catalog, admission, pool };
 }
@@ -227,6 +227,39 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       const got = await srv.labs.start(owner, LAB, 'client-x');
       assert.notEqual(got.session, seat.id);
       assert.equal(srv.sessions.get(got.session)?.owner, owner);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    'seats wanted by a class come and go with it: made when wanted, the untaken ones ended and their disks dropped after',
+    SYSTEM_NEEDS,
+    async () => {
+      // As serve.ts asks: the classes on now (here set by hand), at each fill.
+      let wanted = 0;
+      const srv = server(() => new Map(wanted ? [[LAB, wanted]] : []));
+      srv.pool.fill();
+      assert.equal(srv.sessions.list().filter((s) => s.warm).length, 0);
+      wanted = 2;
+      srv.pool.fill();
+      await until('two seats are ready', () => ready(srv.pool) === 2);
+      const owner = newOwner();
+      const taken = await srv.labs.start(owner, LAB, 'client-a');
+      await until('the pool is full again', () => ready(srv.pool) === 2);
+      const seats = srv.sessions.list().filter((s) => s.warm);
+      // The class is over: the untaken seats end, the student's session stays.
+      wanted = 0;
+      srv.pool.fill();
+      await until('no seat is left', () =>
+        seats.every((s) => srv.sessions.get(s.id) === undefined),
+      );
+      await until('their disks are gone', () =>
+        srv.m.store.listDisks().every((d) => d.owner !== WARM_OWNER),
+      );
+      assert.equal(srv.sessions.get(taken.session)?.owner, owner);
+      assert.ok(srv.m.store.getDisk(owner, LAB), "the student's disk stays");
+      assert.deepEqual(srv.pool.status(), {});
       await shutdown(srv);
     },
     { timeout: LONG },

@@ -13,16 +13,17 @@ import { test } from 'node:test';
 import {
   closeCohort,
   cohortState,
+  cohortsWarm,
   createCohort,
   formatCode,
   instructorAllowed,
   joinCohort,
   normalizeCode,
 } from '../../server/classroom/cohorts';
-import { loadCohortsFile } from '../../server/classroom/cohorts-file';
+import { loadCohortsFile, syncCohorts } from '../../server/classroom/cohorts-file';
 import { REPO_LABS } from '../../server/config';
 import { loadLabs } from '../../server/labs/loader';
-import { Store } from '../../server/store/store';
+import { type CohortRow, Store } from '../../server/store/store';
 import { RequestError } from '../../server/util/errors';
 
 const LABS = ['ns-pid', 'ns-uts-ipc', 'cg-cpu-quota'];
@@ -142,4 +143,76 @@ test('the example cohorts file (labs/cohorts.example.yaml) is valid against the 
       ['containers-102', undefined, true],
     ],
   );
+});
+
+test("a class's warm seats are wanted from 15 minutes before it starts until it ends, unless closed", () => {
+  const t = Date.parse('2027-01-11T09:00Z');
+  const row = (over: Partial<CohortRow>): CohortRow => ({
+    name: 'c',
+    code: 'ACDEFG23',
+    tokenHash: '0'.repeat(64),
+    labs: ['ns-pid', 'ns-uts-ipc'],
+    closed: false,
+    created: 0,
+    ...over,
+  });
+  const day = row({ warm: { 'ns-pid': 30 }, starts: t, ends: t + 8 * 3_600_000 });
+  const at = (now: number, ...cs: CohortRow[]) => Object.fromEntries(cohortsWarm(cs, now));
+  assert.deepEqual(at(t - 16 * 60_000, day), {});
+  assert.deepEqual(at(t - 14 * 60_000, day), { 'ns-pid': 30 });
+  assert.deepEqual(at(t + 8 * 3_600_000 - 1, day), { 'ns-pid': 30 });
+  assert.deepEqual(at(t + 8 * 3_600_000, day), {});
+  assert.deepEqual(at(t, { ...day, closed: true }), {});
+  // No window: while open. Two classes on at once: the sum per lab.
+  const always = row({ name: 'd', warm: { 'ns-pid': 5, 'ns-uts-ipc': 2 } });
+  assert.deepEqual(at(t, day, always), { 'ns-pid': 35, 'ns-uts-ipc': 2 });
+  assert.deepEqual(at(t, row({ name: 'e' })), {});
+});
+
+test('warm seats in a cohorts file: checked against the class (file:line:col) and kept by sync', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cohorts-warm-'));
+  try {
+    const file = path.join(dir, 'cohorts.yaml');
+    const write = (warm: string) =>
+      fs.writeFileSync(
+        file,
+        [
+          'cohorts:',
+          '  - name: mon-101',
+          '    labs: [ns-pid, ns-uts-ipc]',
+          `    instructorTokenSha256: '${'0'.repeat(64)}'`,
+          '    seats: 20',
+          `    warm: ${warm}`,
+          '',
+        ].join('\n'),
+      );
+    write('{ ns-pid: 30, cg-cpu-quota: 5 }');
+    const bad = loadCohortsFile(file, 'cohorts.yaml', LABS);
+    assert.equal(bad.cohorts, undefined);
+    assert.deepEqual(
+      bad.problems.map((p) => `${p.line}:${p.col}: ${p.field}: ${p.message}`),
+      [
+        '6:21: cohorts[0].warm.ns-pid: 30 warm seats for a class of 20 seats',
+        `6:39: cohorts[0].warm.cg-cpu-quota: "cg-cpu-quota" is not one of this class's labs (labs: ns-pid, ns-uts-ipc)`,
+      ],
+    );
+    write('{ ns-pid: 0 }');
+    assert.match(
+      loadCohortsFile(file, 'cohorts.yaml', LABS).problems[0]?.message ?? '',
+      />=\s*1|at least 1|too small/i,
+    );
+    write('{ ns-pid: 20 }');
+    const good = loadCohortsFile(file, 'cohorts.yaml', LABS);
+    assert.deepEqual(good.problems, []);
+    const store = tempStore();
+    try {
+      syncCohorts(store, good.cohorts ?? [], () => 'ACDEFG23');
+      assert.deepEqual(store.getCohort('mon-101')?.warm, { 'ns-pid': 20 });
+    } finally {
+      store.close();
+      fs.rmSync(lastDir, { recursive: true, force: true });
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
