@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import type { CohortRow, Store } from '../store/store';
-import { fieldPath, readYaml, type YamlProblem } from '../util/yaml-file';
+import { didYouMean, fieldPath, readYaml, type YamlProblem } from '../util/yaml-file';
 import { normalizeCode, validateSpec } from './cohorts';
 import { RequestError } from '../util/errors';
 
@@ -21,6 +21,13 @@ export const COHORTS_FILE = 'cohorts.yaml';
 const when = z
   .string()
   .describe('An ISO date and time, e.g. 2026-12-07T09:00+01:00 (a bare date is midnight UTC).');
+
+const SEATS_MESSAGE = { error: 'a whole number of seats, from 1 to 1000' };
+const seatCount = z
+  .number(SEATS_MESSAGE)
+  .int(SEATS_MESSAGE)
+  .min(1, SEATS_MESSAGE)
+  .max(1000, SEATS_MESSAGE);
 
 const Declared = z
   .object({
@@ -39,7 +46,9 @@ const Declared = z
       .describe('A fixed join code (XXXX-XXXX) for printed handouts; absent: one is drawn.'),
     seats: z.number().int().min(1).optional(),
     warm: z
-      .record(z.string(), z.number().int().min(1).max(1000))
+      .record(z.string(), seatCount, {
+        error: 'warm seats per lab of the class, e.g. { uts-hostname: 30 }',
+      })
       .optional()
       .describe(
         'Warm seats per lab of the class ({lab: N}): started from 15 minutes before `starts` until `ends`.',
@@ -116,12 +125,13 @@ export function loadCohortsFile(
         );
     });
     for (const [lab, n] of Object.entries(c.warm ?? {})) {
-      if (!c.labs.includes(lab))
+      if (!c.labs.includes(lab)) {
+        const near = didYouMean(lab, c.labs);
         at(
           [...base, 'warm', lab],
-          `"${lab}" is not one of this class's labs (labs: ${c.labs.join(', ')})`,
+          `"${lab}" is not one of this class's labs${near ? ` - did you mean "${near}"?` : ''} (labs: ${c.labs.join(', ')})`,
         );
-      else if (c.seats !== undefined && n > c.seats)
+      } else if (c.seats !== undefined && n > c.seats)
         at([...base, 'warm', lab], `${n} warm seats for a class of ${c.seats} seats`);
     }
     try {

@@ -196,10 +196,13 @@ test('warm seats in a cohorts file: checked against the class (file:line:col) an
         `6:39: cohorts[0].warm.cg-cpu-quota: "cg-cpu-quota" is not one of this class's labs (labs: ns-pid, ns-uts-ipc)`,
       ],
     );
-    write('{ ns-pid: 0 }');
-    assert.match(
-      loadCohortsFile(file, 'cohorts.yaml', LABS).problems[0]?.message ?? '',
-      />=\s*1|at least 1|too small/i,
+    write('{ ns-pid: 0, ns-uts-ipc: two }');
+    assert.deepEqual(
+      loadCohortsFile(file, 'cohorts.yaml', LABS).problems.map((p) => `${p.field}: ${p.message}`),
+      [
+        'cohorts[0].warm.ns-pid: a whole number of seats, from 1 to 1000',
+        'cohorts[0].warm.ns-uts-ipc: a whole number of seats, from 1 to 1000',
+      ],
     );
     write('{ ns-pid: 20 }');
     const good = loadCohortsFile(file, 'cohorts.yaml', LABS);
