@@ -82,14 +82,25 @@ export const WARM_LEAD_MS = 15 * 60_000;
  * Warm seats wanted per lab by the classes now on (cohorts.yaml `warm`;
  * docs/classroom.md#cohorts-in-a-file): each class from WARM_LEAD_MS before
  * it starts until it ends, unless closed; two classes on at once, the sum.
+ * A class's figure is for its first students: each of its students who has
+ * the lab already (started, or a seat taken) counts one seat used
+ * (`started`), so the pool does not make a second class's worth of seats
+ * behind the first. (Not those who only joined: they open the lab next.)
  */
-export function cohortsWarm(cohorts: readonly CohortRow[], now = Date.now()): Map<string, number> {
+export function cohortsWarm(
+  cohorts: readonly CohortRow[],
+  now = Date.now(),
+  started: (cohort: string, lab: string) => number = () => 0,
+): Map<string, number> {
   const out = new Map<string, number>();
   for (const c of cohorts) {
     if (!c.warm || c.closed) continue;
     if (c.starts !== undefined && now < c.starts - WARM_LEAD_MS) continue;
     if (c.ends !== undefined && now >= c.ends) continue;
-    for (const [lab, n] of Object.entries(c.warm)) out.set(lab, (out.get(lab) ?? 0) + n);
+    for (const [lab, n] of Object.entries(c.warm)) {
+      const left = n - started(c.name, lab);
+      if (left > 0) out.set(lab, (out.get(lab) ?? 0) + left);
+    }
   }
   return out;
 }

@@ -233,17 +233,33 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // wanted, this still drops the disks of seats a previous run left.
   // Wanted: serve --warm's, or the classes' on now (cohorts.yaml `warm`)
   // when more; asked at every fill, so read from the store at most once a
-  // second.
-  let warmAt = 0;
+  // second (a store that fails keeps the last figures).
+  let warmAt = -Infinity;
   let warmNow: ReadonlyMap<string, number> = config.warm;
   seats.warm = labSessions.warmUp(() => {
-    if (Date.now() - warmAt < 1_000) return warmNow;
-    warmAt = Date.now();
-    const merged = new Map(config.warm);
-    for (const [lab, n] of cohortsWarm(store.listCohorts(), warmAt))
-      merged.set(lab, Math.max(n, merged.get(lab) ?? 0));
-    warmNow = merged;
-    return merged;
+    if (performance.now() - warmAt < 1_000) return warmNow;
+    warmAt = performance.now();
+    try {
+      const merged = new Map(config.warm);
+      // A student of the class has the lab once their disk for it exists
+      // (a taken seat's is theirs at once).
+      const classes = cohortsWarm(
+        store.listCohorts(),
+        Date.now(),
+        (c, lab) =>
+          store
+            .members(c)
+            .filter((m) => store.getDisk(m.student, lab) || store.getLabSession(m.student, lab))
+            .length,
+      );
+      for (const [lab, n] of classes) merged.set(lab, Math.max(n, merged.get(lab) ?? 0));
+      if (JSON.stringify([...merged]) !== JSON.stringify([...warmNow]))
+        log.info('warm seats wanted', { wanted: Object.fromEntries(merged) });
+      warmNow = merged;
+    } catch (err) {
+      log.error('reading the classes for warm seats', { error: String(err) });
+    }
+    return warmNow;
   });
   if (config.warm.size) log.info('warm seats', { wanted: Object.fromEntries(config.warm) });
   // next dev's hot reload (a websocket) goes to the web process; socket.io has its own path.

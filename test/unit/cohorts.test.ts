@@ -145,7 +145,7 @@ test('the example cohorts file (labs/cohorts.example.yaml) is valid against the 
   );
 });
 
-test("a class's warm seats are wanted from 15 minutes before it starts until it ends, unless closed", () => {
+test("a class's warm seats are wanted from 15 minutes before it starts until it ends, unless closed, less those its students took", () => {
   const t = Date.parse('2027-01-11T09:00Z');
   const row = (over: Partial<CohortRow>): CohortRow => ({
     name: 'c',
@@ -167,6 +167,14 @@ test("a class's warm seats are wanted from 15 minutes before it starts until it 
   const always = row({ name: 'd', warm: { 'ns-pid': 5, 'ns-uts-ipc': 2 } });
   assert.deepEqual(at(t, day, always), { 'ns-pid': 35, 'ns-uts-ipc': 2 });
   assert.deepEqual(at(t, row({ name: 'e' })), {});
+  // Each student of the class with the lab started uses one: no second
+  // class's worth behind the first.
+  const started = (n: number) =>
+    Object.fromEntries(
+      cohortsWarm([day, always], t, (c, lab) => (c === 'c' && lab === 'ns-pid' ? n : 0)),
+    );
+  assert.deepEqual(started(12), { 'ns-pid': 23, 'ns-uts-ipc': 2 });
+  assert.deepEqual(started(40), { 'ns-pid': 5, 'ns-uts-ipc': 2 });
 });
 
 test('warm seats in a cohorts file: checked against the class (file:line:col) and kept by sync', () => {
