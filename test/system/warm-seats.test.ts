@@ -8,6 +8,7 @@
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe } from 'node:test';
 import { LabCatalog } from '../../server/labs/catalog';
@@ -490,6 +491,62 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       } finally {
         await s1.stop();
         await s2?.stop();
+      }
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    "serve with a class's `warm` in cohorts.yaml: its seats made, one fewer once a student of it has the lab",
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const labs = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-warm-class-'));
+      fs.cpSync(path.join(FIX, LAB), path.join(labs, LAB), { recursive: true });
+      fs.writeFileSync(
+        path.join(labs, 'cohorts.yaml'),
+        [
+          'cohorts:',
+          '  - name: warm-class',
+          `    labs: [${LAB}]`,
+          `    instructorTokenSha256: '${'0'.repeat(64)}'`,
+          '    code: ACDE-FG23',
+          `    warm: { ${LAB}: 2 }`,
+          '',
+        ].join('\n'),
+      );
+      const srv = await startServer(undefined, { UNDERLAY_LABS_DIR: labs });
+      try {
+        type Health = { warm: Record<string, { wanted: number; ready: number }> };
+        const health = async () =>
+          (await fetch(`${srv.url}/healthz`).then((r) => r.json())) as Health;
+        const waitFor = async (what: string, f: (h: Health) => boolean) => {
+          const end = Date.now() + 180_000 * timeScale();
+          while (!f(await health())) {
+            if (Date.now() > end)
+              assert.fail(`${what}:\n${JSON.stringify(await health())}\n${srv.log()}`);
+            await sleep(100);
+          }
+        };
+        await waitFor('two seats ready', (h) => h.warm[LAB]?.ready === 2);
+        const ann = new CookieClient(srv.url);
+        await ann.ok('POST', '/api/cohorts/join', { code: 'ACDE-FG23', name: 'Ann' });
+        // Joined, not yet in the lab: both seats still wanted (she opens it next).
+        assert.equal((await health()).warm[LAB]?.wanted, 2);
+        await ann.ok('POST', `/api/labs/${LAB}/session`);
+        // Her seat is used: one more is wanted, not two.
+        await waitFor(
+          'one seat wanted and ready',
+          (h) => h.warm[LAB]?.wanted === 1 && h.warm[LAB]?.ready === 1,
+        );
+        await waitFor(
+          'one seat disk',
+          () => m.store.listDisks().filter((d) => d.owner === WARM_OWNER).length === 1,
+        );
+        await ann.call('DELETE', `/api/labs/${LAB}/session`);
+      } finally {
+        await srv.stop();
+        fs.rmSync(labs, { recursive: true, force: true });
       }
     },
     { timeout: LONG },
