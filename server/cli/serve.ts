@@ -232,13 +232,16 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Seats started ahead for a class (docs/operating.md#warm-seats); with none
   // wanted, this still drops the disks of seats a previous run left.
   // Wanted: serve --warm's, or the classes' on now (cohorts.yaml `warm`)
-  // when more; asked at every fill, so read from the store at most once a
-  // second (a store that fails keeps the last figures).
-  let warmAt = -Infinity;
+  // when more. Asked many times in one fill, so read from the store once
+  // per turn of the event loop: a take (which re-owns the seat's disk to the
+  // student) is seen by the fill it schedules. A store that fails keeps the
+  // last figures.
   let warmNow: ReadonlyMap<string, number> = config.warm;
+  let warmFresh = false;
   seats.warm = labSessions.warmUp(() => {
-    if (performance.now() - warmAt < 1_000) return warmNow;
-    warmAt = performance.now();
+    if (warmFresh) return warmNow;
+    warmFresh = true;
+    setImmediate(() => (warmFresh = false));
     try {
       const merged = new Map(config.warm);
       // A student of the class has the lab once their disk for it exists

@@ -501,36 +501,41 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
     SYSTEM_NEEDS,
     async () => {
       const m = testManager();
+      // Its own class (the store is shared by runs): closed after, with its
+      // student's disk dropped, so no later server wants its seats.
+      const name = `warm-class-${process.pid}`;
       const labs = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-warm-class-'));
-      fs.cpSync(path.join(FIX, LAB), path.join(labs, LAB), { recursive: true });
-      fs.writeFileSync(
-        path.join(labs, 'cohorts.yaml'),
-        [
-          'cohorts:',
-          '  - name: warm-class',
-          `    labs: [${LAB}]`,
-          `    instructorTokenSha256: '${'0'.repeat(64)}'`,
-          '    code: ACDE-FG23',
-          `    warm: { ${LAB}: 2 }`,
-          '',
-        ].join('\n'),
-      );
-      const srv = await startServer(undefined, { UNDERLAY_LABS_DIR: labs });
+      let srv: Awaited<ReturnType<typeof startServer>> | undefined;
       try {
+        fs.cpSync(path.join(FIX, LAB), path.join(labs, LAB), { recursive: true });
+        fs.writeFileSync(
+          path.join(labs, 'cohorts.yaml'),
+          [
+            'cohorts:',
+            `  - name: ${name}`,
+            `    labs: [${LAB}]`,
+            `    instructorTokenSha256: '${'0'.repeat(64)}'`,
+            `    warm: { ${LAB}: 2 }`,
+            '',
+          ].join('\n'),
+        );
+        const s = await startServer(undefined, { UNDERLAY_LABS_DIR: labs });
+        srv = s;
         type Health = { warm: Record<string, { wanted: number; ready: number }> };
         const health = async () =>
-          (await fetch(`${srv.url}/healthz`).then((r) => r.json())) as Health;
+          (await fetch(`${s.url}/healthz`).then((r) => r.json())) as Health;
         const waitFor = async (what: string, f: (h: Health) => boolean) => {
           const end = Date.now() + 180_000 * timeScale();
           while (!f(await health())) {
             if (Date.now() > end)
-              assert.fail(`${what}:\n${JSON.stringify(await health())}\n${srv.log()}`);
+              assert.fail(`${what}:\n${JSON.stringify(await health())}\n${s.log()}`);
             await sleep(100);
           }
         };
         await waitFor('two seats ready', (h) => h.warm[LAB]?.ready === 2);
-        const ann = new CookieClient(srv.url);
-        await ann.ok('POST', '/api/cohorts/join', { code: 'ACDE-FG23', name: 'Ann' });
+        const code = m.store.getCohort(name)?.code as string;
+        const ann = new CookieClient(s.url);
+        await ann.ok('POST', '/api/cohorts/join', { code, name: 'Ann' });
         // Joined, not yet in the lab: both seats still wanted (she opens it next).
         assert.equal((await health()).warm[LAB]?.wanted, 2);
         await ann.ok('POST', `/api/labs/${LAB}/session`);
@@ -545,7 +550,13 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
         );
         await ann.call('DELETE', `/api/labs/${LAB}/session`);
       } finally {
-        await srv.stop();
+        await srv?.stop();
+        const c = m.store.getCohort(name);
+        if (c) {
+          m.store.updateCohort({ ...c, closed: true });
+          for (const mem of m.store.members(name))
+            if (m.store.getDisk(mem.student, LAB)) m.dropDisk(mem.student, LAB);
+        }
         fs.rmSync(labs, { recursive: true, force: true });
       }
     },
