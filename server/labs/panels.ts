@@ -3,9 +3,10 @@
  * step's `panels:`, read inside the student's sandbox by one long-lived
  * gatherer (panel-gather.py, through the trusted path of checks: the image's
  * own python and a fresh /proc; its CPU is the sandbox's) that prints a JSON
- * line when a 0.5 s sample changed, while someone watches. The feed passes on at most two
- * updates a second, drops a line that is too big or not JSON, and ends the
- * gatherer when the watch stops.
+ * line when a 0.5 s sample changed, while someone watches. The feed passes
+ * on at most two updates a second (the latest of those that came too soon,
+ * once the gap is over), drops a line that is too big or not JSON, and ends
+ * the gatherer when the watch stops.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,13 +23,20 @@ const GATHER = fs.readFileSync(
 
 /** A line of the gatherer above this is dropped (a flood of processes or files). */
 const MAX_LINE = 256 * 1024;
-/** Updates closer together than this are dropped: at most two a second. */
+/**
+ * Updates closer together than this wait: at most two a second. The last
+ * one that waited is sent when the gap is over (the reader prints only on a
+ * change or every 5 s, so a sample dropped here left the panel behind the
+ * shell for up to 5 s); one it replaced is dropped.
+ */
 const MIN_GAP_MS = 450;
 
 export class PanelFeed {
   private child: ReturnType<Sandbox['spawnPipes']> | undefined;
   private buf = '';
   private last = 0;
+  private pending: PanelUpdate | undefined;
+  private pendingTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Lines passed on, and dropped (too soon, too big, not JSON): for tests and benchmarks. */
   readonly counts = { sent: 0, dropped: 0 };
@@ -62,6 +70,8 @@ export class PanelFeed {
 
   stop(): void {
     this.stopped = true;
+    clearTimeout(this.pendingTimer);
+    this.pending = undefined;
     this.child?.kill('SIGTERM');
     this.child = undefined;
   }
@@ -69,6 +79,8 @@ export class PanelFeed {
   private end(why: string): void {
     if (this.stopped) return;
     this.stopped = true;
+    clearTimeout(this.pendingTimer);
+    this.pending = undefined;
     this.onEnd(why);
   }
 
@@ -90,8 +102,7 @@ export class PanelFeed {
   }
 
   private line(line: string): void {
-    const now = Date.now();
-    if (line.length > MAX_LINE || now - this.last < MIN_GAP_MS) {
+    if (line.length > MAX_LINE) {
       this.counts.dropped++;
       return;
     }
@@ -106,8 +117,22 @@ export class PanelFeed {
       this.counts.dropped++;
       return;
     }
-    this.last = now;
+    const update = { step: this.step, t: msg.t, panels: msg.panels as PanelData[] };
+    const wait = this.last + MIN_GAP_MS - Date.now();
+    if (wait <= 0) return this.send(update);
+    if (this.pending) this.counts.dropped++;
+    this.pending = update;
+    this.pendingTimer ??= setTimeout(() => {
+      this.pendingTimer = undefined;
+      const p = this.pending;
+      this.pending = undefined;
+      if (p && !this.stopped) this.send(p);
+    }, wait);
+  }
+
+  private send(update: PanelUpdate): void {
+    this.last = Date.now();
     this.counts.sent++;
-    this.emit({ step: this.step, t: msg.t, panels: msg.panels as PanelData[] });
+    this.emit(update);
   }
 }
