@@ -102,6 +102,8 @@ export class PanelFeed {
   }
 
   private line(line: string): void {
+    // A line already in the pipe when the watch stopped.
+    if (this.stopped) return;
     if (line.length > MAX_LINE) {
       this.counts.dropped++;
       return;
@@ -119,8 +121,15 @@ export class PanelFeed {
     }
     const update = { step: this.step, t: msg.t, panels: msg.panels as PanelData[] };
     const wait = this.last + MIN_GAP_MS - Date.now();
-    if (wait <= 0) return this.send(update);
     if (this.pending) this.counts.dropped++;
+    if (wait <= 0) {
+      // A held one whose timer has not run yet (a busy loop) is older: it
+      // must not follow this one.
+      clearTimeout(this.pendingTimer);
+      this.pendingTimer = undefined;
+      this.pending = undefined;
+      return this.send(update);
+    }
     this.pending = update;
     this.pendingTimer ??= setTimeout(() => {
       this.pendingTimer = undefined;

@@ -2,9 +2,9 @@
  * Live kernel-state panels over the socket, against `underlay serve` and a
  * real sandbox: a step's panels stream while watched (a new PID namespace
  * made in the student's terminal shows up as a group of its own; a cgroup's
- * CPU use and quota; an overlay's whiteout; a file capability), at most two
- * updates a second; unwatch ends the reader inside the sandbox; a step
- * without panels, or a bad payload, is a protocol error.
+ * CPU use and quota; an overlay's whiteout; a file capability); unwatch ends
+ * the reader inside the sandbox; a step without panels, or a bad payload, is
+ * a protocol error. The rate of updates: test/unit/panel-feed.test.ts.
  */
 import * as assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
@@ -58,24 +58,19 @@ describe('live panels', () => {
     const t1 = ls.terminals[0]?.term as string;
     assert.equal((await sock.open({ term: t1, cols: 120, rows: 40 })).ok, true);
     const updates: PanelUpdate[] = [];
-    /** When each update arrived (ms): `t` is when it was sampled, and a sample may wait for the gap. */
-    const arrived: number[] = [];
-    sock.socket.on('panel:data', (u) => {
-      updates.push(u);
-      arrived.push(performance.now());
-    });
+    sock.socket.on('panel:data', (u) => updates.push(u));
     const end = async () => {
       sock.close();
       await student.call('DELETE', `/api/labs/${lab}/session`);
     };
-    return { sock, t1, updates, arrived, end };
+    return { sock, t1, updates, end };
   }
 
   sysTest(
     "namespaces: a PID namespace made in the student's shell shows up; unwatch ends the reader",
     SYSTEM_NEEDS,
     async () => {
-      const { sock, t1, updates, arrived, end } = await labSocket('ns-pid');
+      const { sock, t1, updates, end } = await labSocket('ns-pid');
       try {
         sock.socket.emit('panel:watch', { step: 'mount-proc' });
         const groups = (u: PanelUpdate) =>
@@ -106,13 +101,6 @@ describe('live panels', () => {
           ['sleep'],
           'the new namespace holds the sleep, its PID 1',
         );
-        // At most two updates a second (sent 0.45 s apart at least; on
-        // arrival, a delivery's jitter less).
-        for (let i = 1; i < arrived.length; i++)
-          assert.ok(
-            (arrived[i] ?? 0) - (arrived[i - 1] ?? 0) >= 300,
-            `updates ${i - 1} and ${i} arrived ${(arrived[i] ?? 0) - (arrived[i - 1] ?? 0)} ms apart`,
-          );
         // Unwatch: the reader inside the sandbox ends (no python3 left there).
         sock.socket.emit('panel:unwatch');
         for (let i = 0; ; i++) {
