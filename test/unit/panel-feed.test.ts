@@ -2,9 +2,8 @@
  * The panel feed (server/labs/panels.ts) passes on at most two updates a
  * second, and never loses the last one: the reader in the sandbox prints a
  * sample only when it changed (or every 5 s), so an update held back for the
- * gap must be sent once the gap is over, or the panel lags the shell (seen
- * in Chromium: a namespace made with a Run button missing from the panel
- * while the check had passed).
+ * gap must be sent once the gap is over, or the panel lags the shell by up
+ * to 5 s.
  */
 import * as assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
