@@ -12,6 +12,7 @@ import * as crypto from 'node:crypto';
 import type { InstructorView } from '../protocol/index';
 import type { CohortRow, MemberRow, Store } from '../store/store';
 import { RequestError } from '../util/errors';
+import { didYouMean } from '../util/yaml-file';
 import { stepAnalytics, type LabEvent, type StepFigures } from './analytics';
 
 /** How long a notice stays on students' pages after it was sent. */
@@ -31,6 +32,8 @@ export interface CohortSpec {
   starts?: number;
   ends?: number;
   seats?: number;
+  /** Warm seats per lab of the class (docs/operating.md#warm-seats). */
+  warm?: Record<string, number>;
 }
 
 export interface CreatedCohort {
@@ -79,29 +82,38 @@ export function cohortState(c: CohortRow, now = Date.now()): CohortState {
 export const WARM_LEAD_MS = 15 * 60_000;
 
 /**
- * Warm seats wanted per lab by the classes now on (cohorts.yaml `warm`;
- * docs/classroom.md#cohorts-in-a-file): each class from WARM_LEAD_MS before
- * it starts until it ends, unless closed; two classes on at once, the sum.
- * A class's figure is for its first students: each of its students who has
- * the lab already (started, or a seat taken) counts one seat used
- * (`started`), so the pool does not make a second class's worth of seats
- * behind the first. (Not those who only joined: they open the lab next.)
+ * Warm seats one class wants kept now, per lab of its cohorts.yaml `warm`
+ * (docs/classroom.md#cohorts-in-a-file): from WARM_LEAD_MS before it starts
+ * until it ends, unless closed; else none. The figure is for its first
+ * students: each of its students who has the lab already (started, or a
+ * seat taken) counts one seat used (`started`), so the pool does not make a
+ * second class's worth of seats behind the first. (Not those who only
+ * joined: they open the lab next.)
  */
+export function classWarm(
+  c: CohortRow,
+  now = Date.now(),
+  started: (cohort: string, lab: string) => number = () => 0,
+): Map<string, number> {
+  const out = new Map<string, number>();
+  if (!c.warm || c.closed) return out;
+  if (c.starts !== undefined && now < c.starts - WARM_LEAD_MS) return out;
+  if (c.ends !== undefined && now >= c.ends) return out;
+  for (const [lab, n] of Object.entries(c.warm))
+    out.set(lab, Math.max(0, n - started(c.name, lab)));
+  return out;
+}
+
+/** Warm seats wanted per lab by the classes now on (classWarm); two classes on at once, the sum. */
 export function cohortsWarm(
   cohorts: readonly CohortRow[],
   now = Date.now(),
   started: (cohort: string, lab: string) => number = () => 0,
 ): Map<string, number> {
   const out = new Map<string, number>();
-  for (const c of cohorts) {
-    if (!c.warm || c.closed) continue;
-    if (c.starts !== undefined && now < c.starts - WARM_LEAD_MS) continue;
-    if (c.ends !== undefined && now >= c.ends) continue;
-    for (const [lab, n] of Object.entries(c.warm)) {
-      const left = n - started(c.name, lab);
+  for (const c of cohorts)
+    for (const [lab, left] of classWarm(c, now, started))
       if (left > 0) out.set(lab, (out.get(lab) ?? 0) + left);
-    }
-  }
   return out;
 }
 
@@ -147,6 +159,30 @@ export function validateSpec(spec: CohortSpec, knownLabs: readonly string[]): vo
     throw new RequestError('invalid', 'the cohort ends before it starts', {
       hint: 'swap --starts and --ends?',
     });
+  for (const [lab, n] of Object.entries(spec.warm ?? {})) {
+    if (!spec.labs.includes(lab)) {
+      const near = didYouMean(lab, spec.labs);
+      throw new RequestError('invalid', `warm seats of "${lab}": not one of the class's labs`, {
+        hint: near ? `did you mean "${near}"?` : `the class's labs: ${spec.labs.join(', ')}`,
+      });
+    }
+    if (!Number.isInteger(n) || n < 1 || n > 1000)
+      throw new RequestError(
+        'invalid',
+        `warm seats of ${lab}: ${n} is not a count from 1 to 1000`,
+        {
+          hint: 'leave the lab out for none',
+        },
+      );
+    if (spec.seats !== undefined && n > spec.seats)
+      throw new RequestError(
+        'invalid',
+        `${n} warm seats of ${lab} for a class of ${spec.seats} seats`,
+        {
+          hint: `at most ${spec.seats}: a seat nobody can take only holds memory`,
+        },
+      );
+  }
 }
 
 export function createCohort(
@@ -170,6 +206,7 @@ export function createCohort(
       ...(spec.starts !== undefined ? { starts: spec.starts } : {}),
       ...(spec.ends !== undefined ? { ends: spec.ends } : {}),
       ...(spec.seats !== undefined ? { seats: spec.seats } : {}),
+      ...(spec.warm && Object.keys(spec.warm).length ? { warm: spec.warm } : {}),
       closed: false,
       created: Date.now(),
     };
@@ -305,6 +342,18 @@ export class Classroom {
         hint: 'use the instructor link `underlay cohort create` printed (it holds the token after #token=)',
       });
     return { cohort: c, members: this.store.members(c.name) };
+  }
+
+  /**
+   * How many of a class's students have the lab: their files for it (a lab
+   * started, or a warm seat taken: its disk is theirs at once) or a live lab
+   * session. What counts a class's warm seats down (classWarm).
+   */
+  haveLab(cohort: string, lab: string): number {
+    return this.store
+      .members(cohort)
+      .filter((m) => this.store.getDisk(m.student, lab) || this.store.getLabSession(m.student, lab))
+      .length;
   }
 
   /**

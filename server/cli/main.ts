@@ -326,9 +326,19 @@ export function buildProgram(): Command {
     .option('--starts <date>', 'joins accepted from then (ISO date/time)')
     .option('--ends <date>', 'joins refused from then (ISO date/time)')
     .option('--seats <n>', 'at most N students', intArg('--seats'))
+    .option(
+      '--warm <lab=N,...>',
+      'keep N sandboxes of a lab of the class started ahead, from 15 minutes before it starts (docs/operating.md#warm-seats)',
+    )
     .option('--url <url>', 'the address students open', 'http://localhost:3000')
     .action(async (name: string, opts) => {
       const { create, parseWhen } = await import('./cohort');
+      let warm: Map<string, number> | undefined;
+      try {
+        warm = typeof opts.warm === 'string' ? parseWarm(opts.warm, '--warm') : undefined;
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       create(
         {
           name,
@@ -339,6 +349,7 @@ export function buildProgram(): Command {
           ...(opts.starts !== undefined && { starts: parseWhen('--starts', opts.starts) }),
           ...(opts.ends !== undefined && { ends: parseWhen('--ends', opts.ends) }),
           ...(opts.seats !== undefined && { seats: opts.seats }),
+          ...(warm && { warm: Object.fromEntries(warm) }),
         },
         opts.url,
       );

@@ -175,6 +175,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     },
   });
   const labSessions = new LabSessions(sessions, sandboxes, store, catalog, log, admission);
+  const classroom = new Classroom(store);
   const signingSince = Number(store.meta('student-signing-since', () => String(Date.now())));
   const students = new StudentIds(
     store.meta('student-secret', () => crypto.randomBytes(32).toString('hex')),
@@ -195,7 +196,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       web.handle(req, res, !!m && !catalog.labs.has(decodeURIComponent(m[1] as string)));
     },
     labs: { catalog, engine, sessions: labSessions },
-    classroom: new Classroom(store),
+    classroom,
     allowedOrigins: config.allowedOrigins,
     allowedHosts: config.allowedHosts,
     admission,
@@ -244,16 +245,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     setImmediate(() => (warmFresh = false));
     try {
       const merged = new Map(config.warm);
-      // A student of the class has the lab once their disk for it exists
-      // (a taken seat's is theirs at once).
-      const classes = cohortsWarm(
-        store.listCohorts(),
-        Date.now(),
-        (c, lab) =>
-          store
-            .members(c)
-            .filter((m) => store.getDisk(m.student, lab) || store.getLabSession(m.student, lab))
-            .length,
+      const classes = cohortsWarm(store.listCohorts(), Date.now(), (c, lab) =>
+        classroom.haveLab(c, lab),
       );
       for (const [lab, n] of classes) merged.set(lab, Math.max(n, merged.get(lab) ?? 0));
       if (JSON.stringify([...merged]) !== JSON.stringify([...warmNow]))

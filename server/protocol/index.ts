@@ -551,6 +551,31 @@ export interface InstructorView {
   }[];
   /** Per lab and step, from the recorded events: which step to explain again, or rewrite. */
   analytics: StepAnalytics[];
+  /** The class's warm seats (cohorts.yaml `warm`), one entry per lab it asks seats of; absent if none. */
+  warm?: ClassWarmSeats[];
+}
+
+/**
+ * A class's warm seats of one lab (docs/operating.md#warm-seats):
+ * sandboxes started ahead so its students' first start takes no time.
+ */
+export interface ClassWarmSeats {
+  lab: string;
+  /** What the class asks for (cohorts.yaml `warm`). */
+  asked: number;
+  /** Its students who have the lab (started, or a seat taken): each one uses a seat of `asked`. */
+  have: number;
+  /**
+   * Seats the class wants kept now: `asked` less `have`; 0 outside its
+   * window (from `from` until the class ends or is closed).
+   */
+  wanting: number;
+  /** Seats of the lab ready on this host now (every class's and `serve --warm`'s together). */
+  ready: number;
+  /** A seat of the lab being started now (0 or 1). */
+  preparing: number;
+  /** When the class's seats are first made (15 minutes before it starts), if it starts at all. */
+  from?: number;
 }
 
 /** How a class did on one step (docs/classroom.md#analytics). */

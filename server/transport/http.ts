@@ -189,6 +189,7 @@ export function createApp(opts: AppOptions): App {
         notify: (ids, notice) => {
           for (const id of ids) io.to(`s:${id}`).emit('class:notice', notice);
         },
+        ...(opts.warm ? { warm: opts.warm } : {}),
       });
       if (handled) return;
     }

@@ -14,7 +14,7 @@
  */
 import type * as http from 'node:http';
 import type { Classroom } from '../classroom/cohorts';
-import { cohortState, formatCode } from '../classroom/cohorts';
+import { classWarm, cohortState, formatCode, WARM_LEAD_MS } from '../classroom/cohorts';
 import { ANALYTICS_COLUMNS, exportRows, toCsv } from '../classroom/export';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
@@ -24,6 +24,7 @@ import {
   NoticeRequest,
   parse,
   type ClassNotice,
+  type ClassWarmSeats,
   type InstructorStudent,
   type InstructorView,
   type LabProgress,
@@ -43,6 +44,30 @@ export interface InstructorContext {
   log: Logger;
   /** Pushes a notice to these live sessions' pages (the socket gateway). */
   notify: (sessions: string[], notice: ClassNotice) => void;
+  /** The warm seats of this server per lab (labs/warm-pool.ts), if it keeps any. */
+  warm?: () => Record<string, { ready: number; preparing: number }>;
+}
+
+/** The class's warm seats as its instructor sees them (InstructorView.warm). */
+function warmSeats(
+  ctx: InstructorContext,
+  cohort: Parameters<typeof classWarm>[0],
+  now: number,
+): ClassWarmSeats[] | undefined {
+  const asked = Object.entries(cohort.warm ?? {});
+  if (!asked.length) return undefined;
+  const pool = ctx.warm?.() ?? {};
+  const have = new Map(asked.map(([lab]) => [lab, ctx.classroom.haveLab(cohort.name, lab)]));
+  const wanting = classWarm(cohort, now, (_, lab) => have.get(lab) ?? 0);
+  return asked.map(([lab, n]) => ({
+    lab,
+    asked: n,
+    have: have.get(lab) ?? 0,
+    wanting: wanting.get(lab) ?? 0,
+    ready: pool[lab]?.ready ?? 0,
+    preparing: pool[lab]?.preparing ?? 0,
+    ...(cohort.starts !== undefined ? { from: cohort.starts - WARM_LEAD_MS } : {}),
+  }));
 }
 
 /** How long a computed dashboard view is served again (its `now` says when it was made). */
@@ -238,6 +263,8 @@ export async function instructorRoute(
     members.map((m) => m.student),
     labs.map((l) => l.id),
   );
+  const now = Date.now();
+  const warm = warmSeats(ctx, cohort, now);
   const view: InstructorView = {
     cohort: cohort.name,
     code: formatCode(cohort.code),
@@ -248,7 +275,8 @@ export async function instructorRoute(
       title: l.title,
       steps: l.steps.map((st) => ({ id: st.id, title: st.title })),
     })),
-    now: Date.now(),
+    now,
+    ...(warm ? { warm } : {}),
     failing: classroom.failing(cohort, members, (lab, step, message) =>
       ctx.catalog.nearMissOf(lab, step, message),
     ),

@@ -193,6 +193,25 @@ describe('underlay CLI', () => {
     });
     assert.equal(badDate.code, 1);
     assert.match(badDate.stderr, /--ends "friday" is not a date/);
+    // Warm seats for the class: a lab of the class, shown with it; a typo refused, nothing made.
+    const badWarm = await cli(
+      ['cohort', 'create', 'w-1', '--labs', 'ns-pid', '--warm', 'ns-pdi=3'],
+      { env },
+    );
+    assert.equal(badWarm.code, 1);
+    assert.match(
+      badWarm.stderr,
+      /warm seats of "ns-pdi": not one of the class's labs\n {2}hint: did you mean "ns-pid"\?/,
+    );
+    const warm = await cli(
+      ['cohort', 'create', 'w-1', '--labs', 'ns-pid,ns-uts-ipc', '--warm', 'ns-pid=4'],
+      { env },
+    );
+    assert.equal(warm.code, 0, warm.stderr);
+    assert.match(
+      (await cli(['cohort', 'show', 'w-1'], { env })).stdout,
+      /labs ns-pid, ns-uts-ipc; no seat limit; no time limit; warm seats ns-pid=4/,
+    );
 
     // Export: a student with progress on one step (written as the server would).
     const store = new Store(env.UNDERLAY_STATE_DIR);

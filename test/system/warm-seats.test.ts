@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe } from 'node:test';
+import { hashToken } from '../../server/classroom/cohorts';
+import type { ClassWarmSeats, InstructorView } from '../../server/protocol/index';
 import { LabCatalog } from '../../server/labs/catalog';
 import { LabSessions } from '../../server/labs/lab-sessions';
 import { WARM_OWNER, type WarmPool } from '../../server/labs/warm-pool';
@@ -497,7 +499,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
   );
 
   sysTest(
-    "serve with a class's `warm` in cohorts.yaml: its seats made, one fewer once a student of it has the lab",
+    "serve with a class's `warm` in cohorts.yaml: its seats made, one fewer once a student of it has the lab; its instructor sees them",
     SYSTEM_NEEDS,
     async () => {
       const m = testManager();
@@ -505,6 +507,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       // student's disk dropped, so no later server wants its seats.
       const name = `warm-class-${process.pid}`;
       const labs = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-warm-class-'));
+      const token = `warm-test-token-${process.pid}-${Date.now()}`;
       let srv: Awaited<ReturnType<typeof startServer>> | undefined;
       try {
         fs.cpSync(path.join(FIX, LAB), path.join(labs, LAB), { recursive: true });
@@ -514,7 +517,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
             'cohorts:',
             `  - name: ${name}`,
             `    labs: [${LAB}]`,
-            `    instructorTokenSha256: '${'0'.repeat(64)}'`,
+            `    instructorTokenSha256: '${hashToken(token)}'`,
             `    warm: { ${LAB}: 2 }`,
             '',
           ].join('\n'),
@@ -532,7 +535,19 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
             await sleep(100);
           }
         };
+        // What the class's instructor sees on the dashboard.
+        const seen = async (): Promise<ClassWarmSeats[] | undefined> => {
+          const r = await fetch(`${s.url}/api/instructor/cohorts/${name}`, {
+            headers: { authorization: `Bearer ${token}` },
+          });
+          assert.equal(r.status, 200, await r.clone().text());
+          return ((await r.json()) as InstructorView).warm;
+        };
+        const seat = (have: number, ready: number): ClassWarmSeats[] => [
+          { lab: LAB, asked: 2, have, wanting: 2 - have, ready, preparing: 0 },
+        ];
         await waitFor('two seats ready', (h) => h.warm[LAB]?.ready === 2);
+        assert.deepEqual(await seen(), seat(0, 2));
         const code = m.store.getCohort(name)?.code as string;
         const ann = new CookieClient(s.url);
         await ann.ok('POST', '/api/cohorts/join', { code, name: 'Ann' });
@@ -544,6 +559,12 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
           'one seat wanted and ready',
           (h) => h.warm[LAB]?.wanted === 1 && h.warm[LAB]?.ready === 1,
         );
+        // The dashboard keeps its view half a second: wait for the change.
+        const end = Date.now() + 30_000;
+        while (JSON.stringify(await seen()) !== JSON.stringify(seat(1, 1))) {
+          if (Date.now() > end) assert.deepEqual(await seen(), seat(1, 1));
+          await sleep(100);
+        }
         await waitFor(
           'one seat disk',
           () => m.store.listDisks().filter((d) => d.owner === WARM_OWNER).length === 1,

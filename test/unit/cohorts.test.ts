@@ -177,6 +177,48 @@ test("a class's warm seats are wanted from 15 minutes before it starts until it 
   assert.deepEqual(started(40), { 'ns-pid': 5, 'ns-uts-ipc': 2 });
 });
 
+test('warm seats given to cohort create: checked against the class, kept with it', () => {
+  const s = tempStore();
+  try {
+    const spec = { name: 'warm-101', labs: ['ns-pid', 'ns-uts-ipc'], seats: 20 };
+    const hintOf = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        return `${(e as Error).message} / ${(e as RequestError).hint}`;
+      }
+      assert.fail('not refused');
+    };
+    assert.match(
+      hintOf(() => createCohort(s, { ...spec, warm: { 'ns-pd': 3 } }, LABS)),
+      /"ns-pd": not one of the class's labs \/ did you mean "ns-pid"\?/,
+    );
+    // A lab of this server but not of the class is refused too.
+    refused(
+      () => createCohort(s, { ...spec, warm: { 'cg-cpu-quota': 3 } }, LABS),
+      'invalid',
+      /not one of the class's labs/,
+    );
+    for (const n of [0, 1001, 2.5])
+      refused(
+        () => createCohort(s, { ...spec, seats: undefined, warm: { 'ns-pid': n } }, LABS),
+        'invalid',
+        /is not a count from 1 to 1000/,
+      );
+    refused(
+      () => createCohort(s, { ...spec, warm: { 'ns-pid': 21 } }, LABS),
+      'invalid',
+      /21 warm seats of ns-pid for a class of 20 seats/,
+    );
+    assert.equal(s.getCohort('warm-101'), undefined, 'nothing stored by a refused create');
+    createCohort(s, { ...spec, warm: { 'ns-pid': 20, 'ns-uts-ipc': 1 } }, LABS);
+    assert.deepEqual(s.getCohort('warm-101')?.warm, { 'ns-pid': 20, 'ns-uts-ipc': 1 });
+  } finally {
+    s.close();
+    fs.rmSync(lastDir, { recursive: true, force: true });
+  }
+});
+
 test('warm seats in a cohorts file: checked against the class (file:line:col) and kept by sync', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cohorts-warm-'));
   try {

@@ -9,6 +9,7 @@ import { useEffect, useState } from 'react';
 import {
   LIMITS,
   type ClassNotice,
+  type ClassWarmSeats,
   type InstructorStudent,
   type InstructorView,
   type StepAnalytics,
@@ -108,6 +109,38 @@ function usePolled<T>(url: string): { data: T | undefined; error: ErrorInfo | un
   return { data, error };
 }
 
+const clock = (at: number) =>
+  new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+/**
+ * The class's warm seats: sandboxes started ahead so a student's first
+ * start is instant (cohorts.yaml `warm`). One line per lab.
+ */
+function WarmSeats({ view, warm }: { view: InstructorView; warm: ClassWarmSeats[] }) {
+  return (
+    <ul className={styles.warm} data-testid="warm-seats">
+      {warm.map((w) => {
+        const title = view.labs.find((l) => l.id === w.lab)?.title ?? w.lab;
+        const ready = `${w.ready} ready on this host${w.preparing ? ', 1 starting' : ''}`;
+        const state =
+          w.from !== undefined && view.now < w.from
+            ? `made from ${clock(w.from)}, 15 minutes before the class starts`
+            : w.wanting > 0
+              ? `${ready}, ${w.wanting} still wanted by the class`
+              : w.have >= w.asked
+                ? 'all used: that many of its students have the lab'
+                : `none kept now: the class is ${view.state}`;
+        return (
+          <li key={w.lab}>
+            Warm seats of <strong>{title}</strong>: {state} (asked {w.asked}; {w.have} of its
+            students have the lab).
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
 export function Roster() {
   const params = useSearchParams();
   const cohort = params.get('cohort') ?? '';
@@ -133,6 +166,7 @@ export function Roster() {
         passed, a number: checks so far, ↷ skipped; outlined: where the student is, red after{' '}
         {stuckMin} minutes on it.
       </p>
+      {view.warm && <WarmSeats view={view} warm={view.warm} />}
       <p className={styles.actions}>
         <button type="button" onClick={() => void download(view.cohort, 'csv')}>
           Export CSV
