@@ -12,6 +12,8 @@ import {
   detectCgroupMode,
   dirtyBoundSupported,
   diskIoSupport,
+  FILE_MAX_UNBOUNDED,
+  fileMaxNeeded,
   findImage,
   loopControlStatus,
   mke2fsPath,
@@ -200,6 +202,19 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
     (maxUserns ?? 0) > 0 ? 'ok' : 'fail',
     `user.max_user_namespaces=${maxUserns ?? '?'}`,
     'sysctl -w user.max_user_namespaces=63000',
+  );
+
+  // One count for the host: below what memory can hold, sandboxes could fill it (host-files.ts).
+  const fileMax = readNum('/proc/sys/fs/file-max');
+  const memKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(readText('/proc/meminfo'))?.[1] ?? 0);
+  const fileMaxLow = fileMax !== undefined && fileMax < fileMaxNeeded(memKiB * 1024);
+  add(
+    'open-file table',
+    fileMaxLow ? 'warn' : 'ok',
+    fileMaxLow
+      ? `fs.file-max=${fileMax}: sandboxes could fill it (every other one then gets ENFILE); underlay raises it when it starts sandboxes, as systemd does at boot`
+      : `fs.file-max=${readText('/proc/sys/fs/file-max').trim() || '?'}`,
+    fileMaxLow ? `sysctl -w fs.file-max=${FILE_MAX_UNBOUNDED}` : undefined,
   );
 
   const fsTypes = fs.readFileSync('/proc/filesystems', 'utf8');

@@ -17,6 +17,7 @@ export {
 export { dirtyBoundSupported, loopControlStatus, mke2fsPath } from './disk';
 export { SandboxError } from './errors';
 export { Sandbox, helperFailure, type PtyOptions } from './handle';
+export { FILE_MAX_UNBOUNDED, fileMaxNeeded } from './host-files';
 export { buildImage, findImage, hostDistro, type ImageInfo } from './images';
 export { nativeStatus, SandboxManager, type ManagerOptions } from './manager';
 export {

@@ -36,6 +36,7 @@ import { deviceOf, DISK_DIRS, DiskMaker, loopDevicesOf } from './disk';
 import { applyDiskIo, type DiskIoRecord } from './disk-io';
 import { SandboxError } from './errors';
 import { Sandbox } from './handle';
+import { ensureFileTable } from './host-files';
 import { requireImage, shiftedImage, toolsTree, type ImageInfo } from './images';
 import { resolveLimits, validateHostname, type CreateOptions, type Limits } from './options';
 import { initAlive, ownerAlive, Reaper } from './reaper';
@@ -276,6 +277,8 @@ export class SandboxManager {
     this.native.addon.setChildSubreaper();
     this.driver = opts.driver ?? createDriver();
     this.log = opts.logger ?? createLogger(this.config.logLevel);
+    // Before any sandbox: their open files must not be able to fill the host's table.
+    ensureFileTable(this.log);
     this.reaper = new Reaper({
       config: this.config,
       store: this.store,

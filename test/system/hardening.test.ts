@@ -10,7 +10,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe } from 'node:test';
-import type { Limits, Sandbox, SandboxManager } from '../../server/sandbox/index';
+import {
+  SandboxManager as Manager,
+  type Limits,
+  type Sandbox,
+  type SandboxManager,
+} from '../../server/sandbox/index';
+import { Store } from '../../server/store/store';
+import { createLogger } from '../../server/util/logger';
 import type { SandboxRecord } from '../../server/store/store';
 import { deviceOf, dirtyBoundSupported } from '../../server/sandbox/disk';
 import { USER_LIMITS } from '../../server/sandbox/steps';
@@ -23,6 +30,7 @@ import {
   pidsOwnedByRange,
   REPO,
   sleep,
+  testConfig,
   testManager,
 } from '../helpers/env';
 import { setupGuard, SYSTEM_NEEDS, sysTest } from '../helpers/requires';
@@ -598,6 +606,90 @@ describe('sandbox hardening', { concurrency: false }, () => {
       await assertGone(victim.record);
     },
     { timeout: 180_000 },
+  );
+
+  sysTest(
+    "open files of one sandbox cannot fill the host's open-file table (fs.file-max): another sandbox still opens files",
+    SYSTEM_NEEDS,
+    async () => {
+      // A host whose table the kernel sized at boot (no systemd to raise
+      // it): a little more room than this sandbox may hold. What serve and
+      // the CLI do at their start is what a manager made now does.
+      const FILE_MAX = '/proc/sys/fs/file-max';
+      const before = fs.readFileSync(FILE_MAX, 'utf8').trim();
+      const openNow = Number(fs.readFileSync('/proc/sys/fs/file-nr', 'utf8').split(/\s+/)[0]);
+      const HOLD = 240_000; // 24 processes x 10,000: a fraction of the memory limit
+      fs.writeFileSync(FILE_MAX, String(openNow + 200_000));
+      const config = testConfig();
+      const store = new Store(config.stateDir);
+      let fresh: SandboxManager | undefined;
+      let holder: Sandbox | undefined;
+      try {
+        fresh = new Manager({ config, store, logger: createLogger('error') });
+        const h = await fresh.create({ hostname: 'files' });
+        holder = h;
+        const r = await h.exec(
+          [
+            'python3',
+            '-c',
+            `
+import os
+for i in range(24):
+    if os.fork() == 0:
+        # Off the exec's pipes (it returns when they close); the count goes to a file.
+        null = os.open('/dev/null', os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        fds, why = [], ''
+        try:
+            while len(fds) < ${HOLD / 24}:
+                fds.append(os.open('/dev/null', os.O_RDONLY))
+        except OSError as e:
+            why = ' ' + str(e)
+        w = os.open('/tmp/held.%d' % i, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(w, ('%d%s\\n' % (len(fds), why)).encode())
+        os.close(w)
+        os.pause()
+`,
+          ],
+          { timeoutMs: 60_000 },
+        );
+        assert.equal(r.code, 0, r.stderr);
+        // Wait for every holder to say how many it holds (they stay).
+        const end = Date.now() + 120_000 * timeScale();
+        let held = '';
+        for (;;) {
+          const c = await h.exec([
+            'sh',
+            '-c',
+            "cat /tmp/held.* 2>/dev/null | awk '{ s += $1; n++ } !/^[0-9]+$/ { e = $0 } END { print s + 0, n + 0, e }'",
+          ]);
+          const [sum, n, ...why] = c.stdout.trim().split(' ');
+          held = `${sum} files in ${n} holders${why.length ? ` (one stopped: ${why.join(' ')})` : ''}`;
+          if (n === '24') break;
+          if (Date.now() > end) assert.fail(`holders not ready: ${held}; ${c.stderr}`);
+          await sleep(200);
+        }
+        const other = await fresh.create({ hostname: 'other' });
+        try {
+          const o = await other.exec([
+            'sh',
+            '-c',
+            'hostname && python3 -c "open(\'/dev/null\')"',
+          ]);
+          assert.equal(o.code, 0, `another sandbox, while one holds ${held}: ${o.stderr}`);
+          assert.equal(o.stdout.trim(), 'other');
+        } finally {
+          await fresh.teardown(other);
+        }
+        assert.match(held, new RegExp(`^${HOLD} files`), 'the holder got every file it asked for');
+      } finally {
+        if (holder) await fresh?.teardown(holder);
+        fs.writeFileSync(FILE_MAX, before);
+        store.close();
+      }
+    },
+    { timeout: 300_000 },
   );
 
   sysTest(
