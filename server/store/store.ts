@@ -215,6 +215,15 @@ export class Store {
       -- dashboard request for 200 students, test/bench/instructor.bench.ts).
       CREATE INDEX IF NOT EXISTS events_owner_lab ON events (owner, lab, id);
     `);
+    // Stores from before updateCohort kept the code column: a code changed in
+    // cohorts.yaml was shown but never joined (the old one still was).
+    try {
+      this.db.exec(
+        `UPDATE cohorts SET code = json_extract(body, '$.code') WHERE code != json_extract(body, '$.code')`,
+      );
+    } catch {
+      // Two cohorts' bodies claim one code: left as they are; sync refuses the clash.
+    }
   }
 
   /**
@@ -562,8 +571,11 @@ export class Store {
     return r.changes === 1;
   }
 
+  /** Rewrites a cohort, its code too (the join lookup reads the code column). */
   updateCohort(c: CohortRow): void {
-    this.db.prepare('UPDATE cohorts SET body = ? WHERE name = ?').run(JSON.stringify(c), c.name);
+    this.db
+      .prepare('UPDATE cohorts SET code = ?, body = ? WHERE name = ?')
+      .run(c.code, JSON.stringify(c), c.name);
   }
 
   getCohort(name: string): CohortRow | undefined {

@@ -37,7 +37,11 @@ export async function startServer(
 ): Promise<Server> {
   const p = port ?? (await freePort());
   const url = `http://127.0.0.1:${p}`;
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(p), '--host', '127.0.0.1'], {
+  // UNDERLAY_SERVER_NODE_ARGS: node flags for the server, e.g. `--cpu-prof --cpu-prof-dir=DIR`
+  // to see where a benchmark's server spends its time (NODE_OPTIONS refuses --cpu-prof).
+  const nodeArgs = (process.env.UNDERLAY_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const args = [...nodeArgs, CLI, 'serve', '--port', String(p), '--host', '127.0.0.1'];
+  const proc = spawn(process.execPath, args, {
     // Tests end their sandboxes on stop unless they test keeping them.
     env: testEnv({ UNDERLAY_END_ON_STOP: '1', UNDERLAY_BARE_SESSIONS: '1', ...env }),
     stdio: ['ignore', 'ignore', 'pipe'],

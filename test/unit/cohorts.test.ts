@@ -131,6 +131,40 @@ test('joining: unknown code, bad name, window, seats, closed; joining again take
   s.close();
 });
 
+test("a code changed in the cohorts file is the class's code at once: the new one joins, the old one no longer", () => {
+  const s = tempStore();
+  try {
+    const declared = (code: string) => [
+      {
+        name: 'fri-101',
+        labs: ['ns-pid'],
+        tokenHash: '0'.repeat(64),
+        code,
+        closed: false,
+      },
+    ];
+    syncCohorts(s, declared('ACDEFG23'), () => 'XXXXXXXX');
+    assert.equal(joinCohort(s, 'ACDE-FG23', 'Ann', 'st-a').cohort.name, 'fri-101');
+    // The code leaked: the instructor changes it in the file and syncs.
+    assert.deepEqual(syncCohorts(s, declared('KMNPQRTU'), () => 'XXXXXXXX').updated, ['fri-101']);
+    assert.equal(joinCohort(s, 'KMNP-QRTU', 'Bo', 'st-b').cohort.name, 'fri-101');
+    refused(() => joinCohort(s, 'ACDE-FG23', 'Cy', 'st-c'), 'not-found', /no class/);
+    // And another class may not take the new one.
+    assert.throws(
+      () =>
+        syncCohorts(
+          s,
+          [...declared('KMNPQRTU'), { ...declared('KMNPQRTU')[0]!, name: 'sat-101' }],
+          () => 'XXXXXXXX',
+        ),
+      /its code is cohort fri-101's/,
+    );
+  } finally {
+    s.close();
+    fs.rmSync(lastDir, { recursive: true, force: true });
+  }
+});
+
 test('the example cohorts file (labs/cohorts.example.yaml) is valid against the repo labs', () => {
   const file = path.join(REPO_LABS, 'cohorts.example.yaml');
   const ids = loadLabs([REPO_LABS]).labs.map((l) => l.lab.metadata.id);
