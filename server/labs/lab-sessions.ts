@@ -164,20 +164,7 @@ export class LabSessions {
         this.admission?.take('client-start', client);
         const s = this.find(owner, labId);
         const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
-        // A reset starts from the lab's own files again. The old sandbox's
-        // disk may stay held on the host a moment longer (a mount namespace the
-        // kernel releases late), so its teardown was quarantined: retry it, a
-        // few seconds at most, before the disk can go.
-        for (let i = 0; ; i++) {
-          try {
-            this.sandboxes.dropDisk(owner, labId);
-            break;
-          } catch (err) {
-            if (!(err instanceof RequestError && err.kind === 'conflict') || i >= 20) throw err;
-            await new Promise((r) => setTimeout(r, 250));
-            await this.sandboxes.retryQuarantined();
-          }
-        }
+        await this.dropFiles(owner, labId);
         forget();
         return this.doStart(owner, labId, client, { slot, rated: true, ...(at ? { at } : {}) });
       });
@@ -432,6 +419,51 @@ export class LabSessions {
     if (!s) return false;
     await this.sessions.end(s.id, reason);
     return true;
+  }
+
+  /**
+   * An instructor's reset (the student's own is reset()): ends the student's
+   * sandbox for the lab, if any, and drops their files for it, so their
+   * next start is the lab's own. In the student's order of starts, so a
+   * start under way is not left on a disk being dropped. True if a sandbox
+   * was ended.
+   */
+  async endAfresh(owner: string, labId: string, reason: string): Promise<boolean> {
+    const before = this.ownerChain.get(owner) ?? Promise.resolve();
+    const p = before
+      .catch(() => {})
+      .then(async () => {
+        const s = this.find(owner, labId);
+        if (s) await this.sessions.end(s.id, reason);
+        await this.dropFiles(owner, labId);
+        return !!s;
+      });
+    const chained = p.catch(() => {});
+    this.ownerChain.set(owner, chained);
+    try {
+      return await p;
+    } finally {
+      if (this.ownerChain.get(owner) === chained) this.ownerChain.delete(owner);
+    }
+  }
+
+  /**
+   * Drops the student's kept files for the lab. A sandbox just ended may
+   * hold its disk on the host a moment longer (a mount namespace the kernel
+   * releases late), so its teardown was quarantined: retry it, a few seconds
+   * at most, before the disk can go.
+   */
+  private async dropFiles(owner: string, labId: string): Promise<void> {
+    for (let i = 0; ; i++) {
+      try {
+        this.sandboxes.dropDisk(owner, labId);
+        return;
+      } catch (err) {
+        if (!(err instanceof RequestError && err.kind === 'conflict') || i >= 20) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+        await this.sandboxes.retryQuarantined();
+      }
+    }
   }
 
   /**

@@ -106,7 +106,11 @@ export function createApp(opts: AppOptions): App {
     },
     (req, res) => {
       void route(req, res).catch((err) => {
-        if (err instanceof RequestError) {
+        // A refusal, or a sandbox that failed (503 with its step and hint,
+        // e.g. an instructor's Move to step whose earlier steps did not pass).
+        if (err instanceof RequestError || err instanceof SandboxError) {
+          if (err instanceof SandboxError)
+            log.warn('request failed in a sandbox', { url: req.url, error: err.toJSON() });
           const { status, body } = errorResponse(err);
           if (!res.headersSent) json(res, status, body);
           return;
@@ -119,7 +123,13 @@ export function createApp(opts: AppOptions): App {
   if (opts.connections) limitConnections(server, opts.connections);
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://x');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      // e.g. `GET http://[ HTTP/1.1`: node parses the line, URL does not.
+      return json(res, 400, { error: 'the request target is not a URL path' });
+    }
     if (!hostAllowed(req, opts)) {
       log.warn('request refused: host', { host: req.headers.host });
       return json(res, 421, {

@@ -145,13 +145,14 @@ export async function instructorRoute(
         json(res, 200, { ended });
         return true;
       }
-      // Reset: progress forgotten, sandbox ended; the student's next visit starts fresh.
-      engine.resetLab(m.student, lab);
-      const ended = await labSessions.end(
+      // Reset: progress forgotten, sandbox ended, files dropped; the
+      // student's next visit starts from the lab's own files, as after their own reset.
+      const ended = await labSessions.endAfresh(
         m.student,
         lab,
         'your instructor reset this lab: open it again to start afresh',
       );
+      engine.resetLab(m.student, lab);
       log.info('instructor reset a lab', { cohort: cohort.name, lab, ended });
       json(res, 200, { reset: true, ended });
       return true;

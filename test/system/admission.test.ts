@@ -184,6 +184,16 @@ describe('admission control over HTTP', () => {
         'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
       );
       assert.doesNotMatch(ws, /^HTTP\/1\.1 101 /);
+      // A request target node accepts but no URL parser does: a 400 that says so, not a 500.
+      for (const target of ['http://[', '//x:abc/', 'http://a:b'])
+        assert.match(
+          await rawRequest(
+            port,
+            `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+          ),
+          /^HTTP\/1\.1 400 [^]*not a URL path/,
+          target,
+        );
     },
     { timeout: 60_000 },
   );

@@ -275,7 +275,7 @@ describe('classroom: watching, notices, resets', () => {
   );
 
   sysTest(
-    "a notice reaches the class's pages; a reset by the instructor forgets progress and ends the sandbox",
+    "a notice reaches the class's pages; a reset by the instructor forgets progress, ends the sandbox and drops the student's files",
     SYSTEM_NEEDS,
     async () => {
       const name = `notice-${Date.now().toString(36)}`;
@@ -330,6 +330,30 @@ describe('classroom: watching, notices, resets', () => {
       assert.equal((await inst(`/students/${key}/labs/ns-pid/reset`, 'POST')).status, 404);
       assert.equal((await inst(`/students/${key}/labs/uts-hostname/reset`)).status, 405);
       sock.close();
+      // His files went with it, as after his own reset: the next start is the
+      // lab's own. (A start on kept files says so: shown first by ending and
+      // starting again.)
+      const again = async () => {
+        const r = await bo('POST', '/api/labs/uts-hostname/session');
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        return (r.body as LabSession).notice ?? '';
+      };
+      assert.doesNotMatch(await again(), /your files are as you left them/);
+      await bo('DELETE', '/api/labs/uts-hostname/session');
+      assert.match(await again(), /your files are as you left them/);
+      assert.deepEqual((await inst(`/students/${key}/labs/uts-hostname/reset`, 'POST')).body, {
+        reset: true,
+        ended: true,
+      });
+      assert.doesNotMatch(await again(), /your files are as you left them/);
+      // A parked lab (no sandbox) is reset too: its files dropped.
+      await bo('DELETE', '/api/labs/uts-hostname/session');
+      assert.deepEqual((await inst(`/students/${key}/labs/uts-hostname/reset`, 'POST')).body, {
+        reset: true,
+        ended: false,
+      });
+      assert.doesNotMatch(await again(), /your files are as you left them/);
+      await bo('DELETE', '/api/labs/uts-hostname/session');
     },
   );
 

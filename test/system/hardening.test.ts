@@ -672,11 +672,7 @@ for i in range(24):
         }
         const other = await fresh.create({ hostname: 'other' });
         try {
-          const o = await other.exec([
-            'sh',
-            '-c',
-            'hostname && python3 -c "open(\'/dev/null\')"',
-          ]);
+          const o = await other.exec(['sh', '-c', 'hostname && python3 -c "open(\'/dev/null\')"']);
           assert.equal(o.code, 0, `another sandbox, while one holds ${held}: ${o.stderr}`);
           assert.equal(o.stdout.trim(), 'other');
         } finally {

@@ -155,7 +155,29 @@ describe('start a step over', () => {
         const p = (await bob.ok('GET', '/api/labs/replay-fails')).progress as LabProgress;
         assert.equal(p.current, 0);
         assert.equal(p.steps['a']?.skipped, false, 'nothing was recorded');
+        // The instructor's Move to step fails the same way: a 503 that says why, not a 500.
+        const name = `replay-${Date.now().toString(36)}`;
+        const made = await cli(['cohort', 'create', name, '--labs', 'replay-fails'], {
+          env: { UNDERLAY_LABS_DIR: dir },
+        });
+        assert.equal(made.code, 0, made.stderr);
+        const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+        const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+        await bob.ok('POST', '/api/cohorts/join', { code, name: 'Bob' });
+        const auth = { authorization: `Bearer ${token}` };
+        const view = (await (
+          await fetch(`${other.url}/api/instructor/cohorts/${name}`, { headers: auth })
+        ).json()) as { students: { key: string }[] };
+        const moved = await fetch(
+          `${other.url}/api/instructor/cohorts/${name}/students/${view.students[0]?.key}/labs/replay-fails/steps/b/restart`,
+          { method: 'POST', headers: { ...auth, origin: other.url } },
+        );
+        const body = (await moved.json()) as { error: string; step?: string };
+        assert.equal(moved.status, 503, JSON.stringify(body));
+        assert.match(body.error, /step "First" did not pass when typed in/);
+        assert.equal(body.step, 'lab-setup');
         await bob.call('DELETE', '/api/labs/replay-fails/session');
+        assert.equal((await cli(['cohort', 'close', name])).code, 0);
       } finally {
         await other.stop();
         fs.rmSync(dir, { recursive: true, force: true });
