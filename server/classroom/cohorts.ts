@@ -318,6 +318,14 @@ export function joinCohort(
  * What the HTTP API is handed (cli/serve.ts builds it): joins and a
  * student's classes, over the store it was built with.
  */
+/**
+ * A student's opaque key in a class (the instructor API, the dashboard, the
+ * exports): never the student id, which is what their cookie signs.
+ */
+export function memberKey(cohort: string, student: string): string {
+  return crypto.createHash('sha256').update(`${cohort}\0${student}`).digest('hex').slice(0, 16);
+}
+
 export class Classroom {
   constructor(private readonly store: Store) {}
 
@@ -447,7 +455,7 @@ export class Classroom {
    * one cohort means nothing in another.
    */
   memberKey(c: CohortRow, m: MemberRow): string {
-    return crypto.createHash('sha256').update(`${c.name}\0${m.student}`).digest('hex').slice(0, 16);
+    return memberKey(c.name, m.student);
   }
 
   member(c: CohortRow, members: MemberRow[], key: string): MemberRow {

@@ -17,6 +17,8 @@ export interface ExportStep {
 export interface ExportRow {
   cohort: string;
   student: string;
+  /** The student's key in this class (as on the dashboard): tells apart two who typed one name. */
+  key: string;
   joined: string;
   lab: string;
   step: string;
@@ -30,6 +32,7 @@ export interface ExportRow {
 export const EXPORT_COLUMNS: (keyof ExportRow)[] = [
   'cohort',
   'student',
+  'key',
   'joined',
   'lab',
   'step',
@@ -47,6 +50,7 @@ export function exportRows(
   members: MemberRow[],
   labs: { id: string; steps: string[] }[],
   progress: (student: string, lab: string) => Record<string, ExportStep | undefined> | undefined,
+  keyOf: (m: MemberRow) => string,
 ): ExportRow[] {
   const rows: ExportRow[] = [];
   for (const m of members)
@@ -57,6 +61,7 @@ export function exportRows(
         rows.push({
           cohort,
           student: m.display,
+          key: keyOf(m),
           joined: iso(m.joined),
           lab: lab.id,
           step,
@@ -75,6 +80,8 @@ export function exportRows(
  * RFC 4180 CSV. A cell a spreadsheet would run as a formula (a display name
  * starting with =, +, - or @) gets a leading apostrophe: names are typed by
  * students, and the file is opened by instructors (OWASP "CSV injection").
+ * A cell with a `;` or a tab is quoted too: a spreadsheet whose locale
+ * separates by `;` would split it there, and a part could start with `=`.
  */
 export function toCsv<T extends object = ExportRow>(
   rows: T[],
@@ -83,7 +90,7 @@ export function toCsv<T extends object = ExportRow>(
   const cell = (v: unknown) => {
     let t = String(v);
     if (/^[=+\-@\t\r]/.test(t)) t = `'${t}`;
-    return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+    return /[",;\t\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
   };
   return [columns.join(','), ...rows.map((r) => columns.map((c) => cell(r[c] ?? '')).join(','))]
     .map((l) => `${l}\r\n`)

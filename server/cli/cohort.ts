@@ -15,6 +15,7 @@ import {
   formatCode,
   getCohort,
   hashToken,
+  memberKey,
   type CohortSpec,
 } from '../classroom/cohorts';
 import { COHORTS_FILE, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
@@ -165,6 +166,7 @@ export function exportCohort(
       c.labs.map((id) => ({ id, steps: labs.get(id) ?? [] })),
       (student, lab) =>
         (s.getProgress(student, lab) as { steps?: Record<string, ExportStep> } | undefined)?.steps,
+      (m) => memberKey(c.name, m.student),
     );
     const text = format === 'csv' ? toCsv(rows) : `${JSON.stringify(rows, null, 2)}\n`;
     if (output) {

@@ -239,6 +239,7 @@ export async function instructorRoute(
         members,
         labs.map((l) => ({ id: l.id, steps: l.steps.map((s) => s.id) })),
         (student, lab) => engine.state(student, lab).steps,
+        (m) => classroom.memberKey(cohort, m),
       );
       body = format === 'csv' ? toCsv(rows) : JSON.stringify(rows, null, 2);
     }

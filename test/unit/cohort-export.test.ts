@@ -16,6 +16,15 @@ const members = [
     display: '=HYPERLINK("http://x")',
     joined: Date.UTC(2026, 11, 7, 9, 5),
   },
+  // A spreadsheet in a `;` locale would split an unquoted cell at the `;`.
+  {
+    cohort: 'c',
+    student: 's3',
+    display: "x;=cmd|' /C calc'!A0;",
+    joined: Date.UTC(2026, 11, 7, 9, 6),
+  },
+  // Two students who typed one name: told apart by their keys.
+  { cohort: 'c', student: 's4', display: 'Ann "A" Lee, jr', joined: Date.UTC(2026, 11, 7, 9, 7) },
 ];
 const labs = [
   { id: 'l1', steps: ['a', 'b'] },
@@ -23,18 +32,23 @@ const labs = [
 ];
 
 test('rows per student and step, in order, with defaults; CSV quoting and formula cells', () => {
-  const rows = exportRows('c', members, labs, (student, lab) =>
-    student === 's1' && lab === 'l1'
-      ? {
-          a: {
-            passed: true,
-            skipped: false,
-            attempts: 3,
-            hintsShown: 1,
-            passedAt: Date.UTC(2026, 11, 7, 9, 30),
-          },
-        }
-      : undefined,
+  const rows = exportRows(
+    'c',
+    members,
+    labs,
+    (student, lab) =>
+      student === 's1' && lab === 'l1'
+        ? {
+            a: {
+              passed: true,
+              skipped: false,
+              attempts: 3,
+              hintsShown: 1,
+              passedAt: Date.UTC(2026, 11, 7, 9, 30),
+            },
+          }
+        : undefined,
+    (m) => `key-${m.student}`,
   );
   assert.deepEqual(
     rows.map(
@@ -47,17 +61,28 @@ test('rows per student and step, in order, with defaults; CSV quoting and formul
       '=HYPERLINK("http://x")|l1/a|false|0|0|',
       '=HYPERLINK("http://x")|l1/b|false|0|0|',
       '=HYPERLINK("http://x")|l2/z|false|0|0|',
+      "x;=cmd|' /C calc'!A0;|l1/a|false|0|0|",
+      "x;=cmd|' /C calc'!A0;|l1/b|false|0|0|",
+      "x;=cmd|' /C calc'!A0;|l2/z|false|0|0|",
+      'Ann "A" Lee, jr|l1/a|false|0|0|',
+      'Ann "A" Lee, jr|l1/b|false|0|0|',
+      'Ann "A" Lee, jr|l2/z|false|0|0|',
     ],
   );
   const csv = toCsv(rows).split('\r\n');
-  assert.equal(csv[0], 'cohort,student,joined,lab,step,passed,skipped,attempts,hints,passedAt');
+  assert.equal(csv[0], 'cohort,student,key,joined,lab,step,passed,skipped,attempts,hints,passedAt');
   assert.equal(
     csv[1],
-    'c,"Ann ""A"" Lee, jr",2026-12-07T09:00:00.000Z,l1,a,true,false,3,1,2026-12-07T09:30:00.000Z',
+    'c,"Ann ""A"" Lee, jr",key-s1,2026-12-07T09:00:00.000Z,l1,a,true,false,3,1,2026-12-07T09:30:00.000Z',
   );
   assert.equal(
     csv[4],
-    'c,"\'=HYPERLINK(""http://x"")",2026-12-07T09:05:00.000Z,l1,a,false,false,0,0,',
+    'c,"\'=HYPERLINK(""http://x"")",key-s2,2026-12-07T09:05:00.000Z,l1,a,false,false,0,0,',
   );
-  assert.equal(csv.length, 8, 'a header, six rows and the final line end');
+  assert.equal(
+    csv[7],
+    'c,"x;=cmd|\' /C calc\'!A0;",key-s3,2026-12-07T09:06:00.000Z,l1,a,false,false,0,0,',
+  );
+  assert.match(csv[10] ?? '', /^c,"Ann ""A"" Lee, jr",key-s4,/);
+  assert.equal(csv.length, 14, 'a header, twelve rows and the final line end');
 });
