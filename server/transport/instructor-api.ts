@@ -81,6 +81,20 @@ const STUDENT_RE =
   /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end|reset|steps\/([a-z0-9-]{1,63})\/restart))?$/;
 const COHORT_RE = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(?:\/(export|notice))?$/;
 
+/**
+ * A class that is over (closed, or past its end) keeps its record for its
+ * instructor (roster, progress, history, exports), but its students are no
+ * longer in it (docs/classroom.md#when-the-class-is-over): no watching their
+ * terminals, ending, resetting or moving their labs, no notices to them.
+ */
+function refuseIfOver(cohort: Parameters<typeof cohortState>[0], what: string): void {
+  const state = cohortState(cohort);
+  if (state === 'closed' || state === 'ended')
+    throw new RequestError('conflict', `the class is ${state}: no ${what} any more`, {
+      hint: 'its students are back on their own; the roster, the progress and the exports stay',
+    });
+}
+
 /** The labs of a cohort that this server has, with their step ids in order. */
 function cohortLabs(ctx: InstructorContext, labs: string[]) {
   return labs.flatMap((id) => {
@@ -109,6 +123,7 @@ export async function instructorRoute(
         return true;
       }
       const lab = is[3] as string;
+      refuseIfOver(cohort, "changes to a student's labs");
       if (!cohort.labs.includes(lab))
         throw new RequestError('not-found', `the class has no lab ${JSON.stringify(lab)}`);
       // The instructor sees their own action at once, not a cached view from before it.
@@ -161,10 +176,13 @@ export async function instructorRoute(
       json(res, 405, { error: `${req.method} is not allowed here` });
       return true;
     }
+    const state = cohortState(cohort);
+    const over = state === 'closed' || state === 'ended';
     const out: InstructorStudent = {
       key: is[2] as string,
       name: m.display,
-      live: cohort.labs.flatMap((lab) => {
+      // What a former student runs now is theirs: shown only while the class is on.
+      live: (over ? [] : cohort.labs).flatMap((lab) => {
         const s = labSessions.find(m.student, lab);
         if (!s) return [];
         return [
@@ -200,6 +218,7 @@ export async function instructorRoute(
       json(res, 405, { error: `${req.method} is not allowed here` });
       return true;
     }
+    refuseIfOver(cohort, 'notices');
     const p = parse(NoticeRequest, 'notice', await readJsonBody(req));
     if (!p.ok) throw new RequestError('invalid', p.error.message);
     const notice = classroom.notice(cohort, p.value.text);
@@ -347,6 +366,7 @@ export function watchResolver(
   return (w) => {
     const { cohort, members } = classroom.forInstructor(w.cohort, w.token);
     const m = classroom.member(cohort, members, w.student);
+    refuseIfOver(cohort, "watching a student's terminals");
     if (!cohort.labs.includes(w.lab))
       throw new RequestError('not-found', `the class has no lab ${JSON.stringify(w.lab)}`);
     const s = labSessions.find(m.student, w.lab);

@@ -358,6 +358,62 @@ describe('classroom: watching, notices, resets', () => {
   );
 
   sysTest(
+    'a class that is over keeps its record for the instructor, but its students are no longer theirs to watch, change or notify',
+    SYSTEM_NEEDS,
+    async () => {
+      const name = `over-${Date.now().toString(36)}`;
+      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
+      assert.equal(made.code, 0, made.stderr);
+      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+      const inst = async (path: string, method = 'GET', body?: unknown) => {
+        const r = await fetch(`${srv.url}/api/instructor/cohorts/${name}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            origin: srv.url,
+            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+      };
+      const dan = student(srv);
+      assert.equal((await dan('POST', '/api/cohorts/join', { code, name: 'Dan' })).status, 200);
+      assert.equal((await dan('POST', '/api/labs/uts-hostname/session')).status, 200);
+      const key = ((await inst('')).body as unknown as InstructorView).students[0]?.key as string;
+      const watch = { cohort: name, token, student: key, lab: 'uts-hostname' };
+      // While the class is on: watched, listed live.
+      (await TermClient.connect(srv.url, { watch })).close();
+      const on = (await inst(`/students/${key}`)).body as unknown as InstructorStudent;
+      assert.equal(on.live.length, 1);
+
+      assert.equal((await cli(['cohort', 'close', name])).code, 0);
+      // Over: his running sandbox is his own now.
+      await assert.rejects(TermClient.connect(srv.url, { watch }), /the class is closed/);
+      for (const action of ['end', 'reset', 'steps/private-hostname/restart']) {
+        const r = await inst(`/students/${key}/labs/uts-hostname/${action}`, 'POST');
+        assert.equal(r.status, 409, `${action}: ${JSON.stringify(r.body)}`);
+        assert.match(String(r.body.error), /the class is closed/);
+      }
+      assert.equal((await inst('/notice', 'POST', { text: 'still here?' })).status, 409);
+      const after = (await inst(`/students/${key}`)).body as unknown as InstructorStudent;
+      assert.deepEqual(after.live, [], 'what he runs now is not shown');
+      // The record stays: roster, progress, export.
+      assert.equal((await inst('')).status, 200);
+      const csv = await fetch(`${srv.url}/api/instructor/cohorts/${name}/export?format=csv`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(csv.status, 200);
+      assert.match(await csv.text(), /,Dan,/);
+      // His sandbox was not touched by any of it.
+      const mine = await dan('POST', '/api/labs/uts-hostname/session');
+      assert.equal(mine.status, 200);
+      await dan('DELETE', '/api/labs/uts-hostname/session');
+    },
+  );
+
+  sysTest(
     "a student's labs are their class's; the resume link makes another browser the same student",
     SYSTEM_NEEDS,
     async () => {

@@ -175,7 +175,14 @@ export function Roster() {
           Export JSON
         </button>
       </p>
-      <NoticeForm cohort={view.cohort} />
+      {view.state === 'closed' || view.state === 'ended' ? (
+        <p className={styles.meta}>
+          The class is {view.state}: its students are on their own again. Their progress and the
+          exports stay; watching, resetting or moving them and notices do not.
+        </p>
+      ) : (
+        <NoticeForm cohort={view.cohort} />
+      )}
       {error && <ErrorBox title="Refresh failed: " error={error} />}
       <div className={styles.scroll}>
         <table className={styles.table} data-testid="roster">
