@@ -134,12 +134,17 @@ export async function instructorRoute(
         const loaded = ctx.catalog.labs.get(lab);
         const stepId = is[5] as string;
         if (!loaded) throw new RequestError('not-found', `no lab ${JSON.stringify(lab)} here`);
+        // Counted as the student's own start: their address's, from their
+        // live sandbox, else theirs alone (not the whole class's as one
+        // address, which capped an instructor at a few dozen moves).
+        const client =
+          labSessions.find(m.student, lab)?.slot?.client ?? `instructor:${cohort.name}:${is[2]}`;
         const { progress } = await restartAt(
           { engine, labSessions, catalog: ctx.catalog },
           loaded,
           stepId,
           m.student,
-          `instructor:${cohort.name}`,
+          client,
         );
         // The student's page reconnects to the new sandbox and says why.
         const live = labSessions.find(m.student, lab);

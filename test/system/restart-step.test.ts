@@ -120,6 +120,49 @@ describe('start a step over', () => {
   );
 
   sysTest(
+    "an instructor's moves count as each student's starts, not as one address for the whole class",
+    SYSTEM_NEEDS,
+    async () => {
+      // Two live sandboxes per address: the class's parked students, moved
+      // by their instructor, were all counted as one address ("instructor").
+      const other = await startServer(undefined, {
+        UNDERLAY_PER_CLIENT: '2',
+        UNDERLAY_RATES: 'client-start=50/50',
+      });
+      const name = `moves-${Date.now().toString(36)}`;
+      const students: CookieClient[] = [];
+      try {
+        const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
+        assert.equal(made.code, 0, made.stderr);
+        const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+        const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+        for (const who of ['Ann', 'Bo', 'Cy']) {
+          const st = new CookieClient(other.url);
+          students.push(st);
+          await st.ok('POST', '/api/cohorts/join', { code, name: who });
+          await st.ok('POST', '/api/labs/uts-hostname/session');
+          await st.ok('DELETE', '/api/labs/uts-hostname/session'); // parked
+        }
+        const auth = { authorization: `Bearer ${token}`, origin: other.url };
+        const view = (await (
+          await fetch(`${other.url}/api/instructor/cohorts/${name}`, { headers: auth })
+        ).json()) as { students: { key: string; name: string }[] };
+        for (const st of view.students) {
+          const r = await fetch(
+            `${other.url}/api/instructor/cohorts/${name}/students/${st.key}/labs/uts-hostname/steps/private-hostname/restart`,
+            { method: 'POST', headers: auth },
+          );
+          assert.equal(r.status, 200, `${st.name}: ${await r.text()}`);
+        }
+      } finally {
+        for (const st of students) await st.call('DELETE', '/api/labs/uts-hostname/session');
+        await cli(['cohort', 'close', name]);
+        await other.stop();
+      }
+    },
+  );
+
+  sysTest(
     'a replay that fails on the way names the step, says why, and changes no progress',
     SYSTEM_NEEDS,
     async () => {
