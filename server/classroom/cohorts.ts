@@ -308,7 +308,7 @@ export function joinCohort(
   const r = store.addMember(c.name, student, name, c.seats);
   if (r === 'full')
     throw new RequestError('forbidden', `all ${c.seats} seats of the class ${c.name} are taken`, {
-      hint: 'ask your instructor to add seats',
+      hint: 'ask your instructor: they can free a seat (Remove from class) or add seats',
     });
   const member = store.members(c.name).find((m) => m.student === student) as MemberRow;
   return { cohort: c, member, again: r === 'again' };
@@ -456,6 +456,16 @@ export class Classroom {
    */
   memberKey(c: CohortRow, m: MemberRow): string {
     return memberKey(c.name, m.student);
+  }
+
+  /**
+   * Takes a student out of the class: their seat is free for someone else
+   * (a class whose seats were taken by made-up students gets them back).
+   * Their progress stays theirs; they may join again like anyone, with the
+   * code and a free seat (`underlay cohort set --new-code` changes the code).
+   */
+  remove(c: CohortRow, m: MemberRow): void {
+    this.store.removeMember(c.name, m.student);
   }
 
   member(c: CohortRow, members: MemberRow[], key: string): MemberRow {

@@ -16,6 +16,7 @@ import {
   getCohort,
   hashToken,
   memberKey,
+  validateSpec,
   type CohortSpec,
 } from '../classroom/cohorts';
 import { COHORTS_FILE, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
@@ -113,6 +114,67 @@ export function show(name: string): void {
         `  created   ${iso(c.created)}${c.source === 'file' ? ` (declared in ${COHORTS_FILE})` : ''}\n` +
         `  students  ${members.length}${members.length ? ':' : ''}\n` +
         members.map((m) => `    ${JSON.stringify(m.display)}  joined ${iso(m.joined)}\n`).join(''),
+    );
+  });
+}
+
+/**
+ * Changes a cohort made with `cohort create`: its seats, window, warm seats,
+ * or a new join code (the old one is refused from now on: a code that
+ * leaked, or seats taken by made-up students, see `remove` on the
+ * dashboard). A cohort from cohorts.yaml is changed in the file.
+ */
+export function set(
+  name: string,
+  change: {
+    seats?: number;
+    starts?: number;
+    ends?: number;
+    warm?: Record<string, number>;
+    newCode?: boolean;
+  },
+  url: string,
+): void {
+  withStore((s) => {
+    const c = getCohort(s, name);
+    if (c.source === 'file')
+      throw new RequestError('conflict', `cohort ${name} is declared in cohorts.yaml`, {
+        hint: 'change it in the file, then `underlay cohort sync` (or restart the server)',
+      });
+    const next: CohortRow = {
+      ...c,
+      ...(change.seats !== undefined ? { seats: change.seats } : {}),
+      ...(change.starts !== undefined ? { starts: change.starts } : {}),
+      ...(change.ends !== undefined ? { ends: change.ends } : {}),
+      ...(change.warm !== undefined ? { warm: change.warm } : {}),
+    };
+    validateSpec(
+      {
+        name: next.name,
+        labs: next.labs,
+        ...(next.starts !== undefined ? { starts: next.starts } : {}),
+        ...(next.ends !== undefined ? { ends: next.ends } : {}),
+        ...(next.seats !== undefined ? { seats: next.seats } : {}),
+        ...(next.warm ? { warm: next.warm } : {}),
+      },
+      knownLabs(),
+    );
+    if (change.newCode) {
+      // A drawn code another cohort holds is drawn again (27^8 codes).
+      do next.code = drawCode();
+      while (s.cohortByCode(next.code) || next.code === c.code);
+    }
+    s.updateCohort(next);
+    const taken = s.members(name).length;
+    const code = formatCode(next.code);
+    process.stdout.write(
+      `cohort ${name} updated: ${describe(next)}\n` +
+        (change.newCode
+          ? `  students join at  ${url.replace(/\/+$/, '')}/join?code=${code}   (or type the code ${code}); the old code is refused from now on\n`
+          : '') +
+        (next.seats !== undefined && taken > next.seats
+          ? `  ${taken} students sit in it already: nobody new joins until some are removed (the dashboard's Remove from class)\n`
+          : ''),
     );
   });
 }

@@ -384,6 +384,48 @@ export function buildProgram(): Command {
     .option('--url <url>', 'the address students open', 'http://localhost:3000')
     .action(async (opts) => (await import('./cohort')).sync(opts.file, opts.url));
   cohort
+    .command('set')
+    .description(
+      'change a cohort made with `cohort create`: seats, window, warm seats, or a new join code',
+    )
+    .argument('<name>')
+    .option('--seats <n>', 'at most N students', intArg('--seats'))
+    .option('--starts <date>', 'joins accepted from then (ISO date/time)')
+    .option('--ends <date>', 'joins refused from then (ISO date/time)')
+    .option('--warm <lab=N,...>', 'warm seats per lab of the class (replaces the old ones)')
+    .option('--new-code', 'a new join code; the old one is refused from now on')
+    .option('--url <url>', 'the address students open', 'http://localhost:3000')
+    .action(async (name: string, opts) => {
+      const { set, parseWhen } = await import('./cohort');
+      let warm: Map<string, number> | undefined;
+      try {
+        warm = typeof opts.warm === 'string' ? parseWarm(opts.warm, '--warm') : undefined;
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      if (
+        opts.seats === undefined &&
+        opts.starts === undefined &&
+        opts.ends === undefined &&
+        !warm &&
+        !opts.newCode
+      )
+        throw new UsageError(
+          'nothing to change: give --seats, --starts, --ends, --warm or --new-code',
+        );
+      set(
+        name,
+        {
+          ...(opts.seats !== undefined && { seats: opts.seats }),
+          ...(opts.starts !== undefined && { starts: parseWhen('--starts', opts.starts) }),
+          ...(opts.ends !== undefined && { ends: parseWhen('--ends', opts.ends) }),
+          ...(warm && { warm: Object.fromEntries(warm) }),
+          ...(opts.newCode && { newCode: true }),
+        },
+        opts.url,
+      );
+    });
+  cohort
     .command('close')
     .description('refuse new joins (students keep their progress)')
     .argument('<name>')

@@ -662,6 +662,15 @@ export class Store {
       .all(cohort) as MemberRow[];
   }
 
+  /** Takes a student out of a cohort (their seat frees); false if they were not in it. */
+  removeMember(cohort: string, student: string): boolean {
+    return (
+      this.db
+        .prepare('DELETE FROM cohort_members WHERE cohort = ? AND student = ?')
+        .run(cohort, student).changes === 1
+    );
+  }
+
   /** The cohorts a student sits in. */
   memberOf(student: string): MemberRow[] {
     return this.db

@@ -6,6 +6,7 @@
  *   GET  /api/instructor/cohorts/:name/export?format=csv|json[&what=progress|analytics]
  *   POST /api/instructor/cohorts/:name/notice {text}   -> ClassNotice (to every student's page)
  *   GET  /api/instructor/cohorts/:name/students/:key   -> InstructorStudent
+ *   POST /api/instructor/cohorts/:name/students/:key/remove           -> { removed } (the seat frees)
  *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/end    -> { ended }
  *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/reset  -> { reset, ended }
  *   POST /api/instructor/cohorts/:name/students/:key/labs/:lab/steps/:step/restart -> { restarted, step, current }
@@ -78,7 +79,7 @@ const bearer = (req: http.IncomingMessage) =>
   /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
 
 const STUDENT_RE =
-  /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end|reset|steps\/([a-z0-9-]{1,63})\/restart))?$/;
+  /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})\/students\/([0-9a-f]{16})(?:\/labs\/([a-z0-9-]{1,63})\/(end|reset|steps\/([a-z0-9-]{1,63})\/restart)|\/(remove))?$/;
 const COHORT_RE = /^\/api\/instructor\/cohorts\/([a-z0-9-]{1,40})(?:\/(export|notice))?$/;
 
 /**
@@ -116,6 +117,18 @@ export async function instructorRoute(
   if (is) {
     const { cohort, members } = classroom.forInstructor(is[1] as string, bearer(req));
     const m = classroom.member(cohort, members, is[2] as string);
+    if (is[6]) {
+      // Out of the class: the seat frees; their labs and progress stay theirs.
+      if (req.method !== 'POST') {
+        json(res, 405, { error: `${req.method} is not allowed here` });
+        return true;
+      }
+      classroom.remove(cohort, m);
+      viewCache.delete(cohort.name);
+      log.info('instructor removed a student from the class', { cohort: cohort.name });
+      json(res, 200, { removed: true });
+      return true;
+    }
     const action = is[4];
     if (action) {
       if (req.method !== 'POST') {

@@ -414,6 +414,66 @@ describe('classroom: watching, notices, resets', () => {
   );
 
   sysTest(
+    'seats taken by made-up students come back: the instructor removes them, and a new code keeps them out',
+    SYSTEM_NEEDS,
+    async () => {
+      const name = `squat-${Date.now().toString(36)}`;
+      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname', '--seats', '2']);
+      assert.equal(made.code, 0, made.stderr);
+      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+      const auth = { authorization: `Bearer ${token}`, origin: srv.url };
+      // Two cookies from one address take both seats; Carol is refused.
+      for (const fake of ['x1', 'x2'])
+        assert.equal(
+          (await student(srv)('POST', '/api/cohorts/join', { code, name: fake })).status,
+          200,
+        );
+      const carol = student(srv);
+      const full = await carol('POST', '/api/cohorts/join', { code, name: 'Carol' });
+      assert.equal(full.status, 403);
+      assert.match(String((full.body as { hint?: string }).hint), /ask your instructor/);
+      // The instructor draws a new code and removes the made-up students.
+      const set = await cli(['cohort', 'set', name, '--new-code']);
+      assert.equal(set.code, 0, set.stderr);
+      const code2 = /code=([A-Z0-9-]+)/.exec(set.stdout)?.[1] as string;
+      assert.notEqual(code2, code);
+      const view = (await (
+        await fetch(`${srv.url}/api/instructor/cohorts/${name}`, { headers: auth })
+      ).json()) as InstructorView;
+      for (const st of view.students) {
+        const r = await fetch(
+          `${srv.url}/api/instructor/cohorts/${name}/students/${st.key}/remove`,
+          { method: 'POST', headers: auth },
+        );
+        assert.deepEqual([r.status, await r.json()], [200, { removed: true }]);
+      }
+      // The old code joins nobody; Carol joins with the new one.
+      assert.equal(
+        (await student(srv)('POST', '/api/cohorts/join', { code, name: 'x3' })).status,
+        404,
+      );
+      assert.equal(
+        (await carol('POST', '/api/cohorts/join', { code: code2, name: 'Carol' })).status,
+        200,
+      );
+      const after = (await (
+        await fetch(`${srv.url}/api/instructor/cohorts/${name}`, { headers: auth })
+      ).json()) as InstructorView;
+      assert.deepEqual(
+        after.students.map((x) => x.name),
+        ['Carol'],
+      );
+      // A removed key is no student of the class any more.
+      const again = await fetch(
+        `${srv.url}/api/instructor/cohorts/${name}/students/${view.students[0]?.key}/remove`,
+        { method: 'POST', headers: auth },
+      );
+      assert.equal(again.status, 404);
+    },
+  );
+
+  sysTest(
     "a student's labs are their class's; the resume link makes another browser the same student",
     SYSTEM_NEEDS,
     async () => {

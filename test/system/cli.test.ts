@@ -136,6 +136,9 @@ describe('underlay CLI', () => {
     const close = await cli(['cohort', 'close', 'mon-101'], { env });
     assert.equal(close.code, 1);
     assert.match(close.stderr, /declared in the labs folder's cohorts\.yaml[\s\S]*closed: true/);
+    const setFile = await cli(['cohort', 'set', 'mon-101', '--new-code'], { env });
+    assert.equal(setFile.code, 1);
+    assert.match(setFile.stderr, /declared in cohorts\.yaml[\s\S]*change it in the file/);
 
     // A name the CLI made is not the file's to take.
     assert.equal((await cli(['cohort', 'create', 'tue-1', '--labs', 'ns-pid'], { env })).code, 0);
@@ -193,6 +196,13 @@ describe('underlay CLI', () => {
     });
     assert.equal(badDate.code, 1);
     assert.match(badDate.stderr, /--ends "friday" is not a date/);
+    // Changed after the fact: seats; nothing to change is a usage error.
+    const more = await cli(['cohort', 'set', 'fri-101', '--seats', '40'], { env });
+    assert.equal(more.code, 0, more.stderr);
+    assert.match(more.stdout, /cohort fri-101 updated: labs ns-pid, ns-uts-ipc; 40 seats;/);
+    const none = await cli(['cohort', 'set', 'fri-101'], { env });
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /nothing to change/);
     // Warm seats for the class: a lab of the class, shown with it; a typo refused, nothing made.
     const badWarm = await cli(
       ['cohort', 'create', 'w-1', '--labs', 'ns-pid', '--warm', 'ns-pdi=3'],

@@ -252,7 +252,8 @@ export function Roster() {
           </tbody>
         </table>
       </div>
-      {selected && (
+      {/* A student removed from the class leaves the roster, and their panel with it. */}
+      {selected && view.students.some((x) => x.key === selected) && (
         <StudentPanel
           key={selected}
           cohort={view.cohort}
@@ -411,10 +412,22 @@ function StudentPanel({
     const question =
       action === 'end'
         ? `End ${st?.name}'s sandbox of ${labTitle(lab)}? Their progress and files are kept.`
-        : `Reset ${st?.name}'s ${labTitle(lab)}? Their progress is forgotten and their sandbox ended; the lab starts afresh when they open it.`;
+        : `Reset ${st?.name}'s ${labTitle(lab)}? Their progress is forgotten, their sandbox ended and their files dropped; the lab starts afresh when they open it.`;
     if (!window.confirm(question)) return;
     try {
       await api('POST', `${base}/labs/${encodeURIComponent(lab)}/${action}`, {}, auth());
+      setEndError(undefined);
+    } catch (e) {
+      setEndError(describeError(e));
+    }
+  }
+  const [removed, setRemoved] = useState(false);
+  async function removeFromClass() {
+    const question = `Remove ${st?.name} from the class? Their seat is free for someone else; their labs and progress stay theirs, and they can join again with the code while a seat is free (a new code: underlay cohort set --new-code).`;
+    if (!window.confirm(question)) return;
+    try {
+      await api('POST', `${base}/remove`, {}, auth());
+      setRemoved(true);
       setEndError(undefined);
     } catch (e) {
       setEndError(describeError(e));
@@ -448,7 +461,17 @@ function StudentPanel({
       {error && <ErrorBox title="Cannot show the student: " error={error} />}
       {st && (
         <>
-          <h2 className={styles.h2}>{st.name}</h2>
+          <h2 className={styles.h2}>
+            {st.name}{' '}
+            <button
+              type="button"
+              className="small"
+              disabled={removed}
+              onClick={() => void removeFromClass()}
+            >
+              {removed ? 'Removed from the class' : 'Remove from class'}
+            </button>
+          </h2>
           {st.live.length === 0 ? (
             <p className={styles.meta}>No lab sandbox running.</p>
           ) : (
