@@ -219,8 +219,8 @@ export class WarmPool {
   sweep(): void {
     const live = new Set<string>();
     for (const list of this.seats.values()) for (const s of list) live.add(s.diskName);
-    for (const d of this.store.listDisks()) {
-      if (d.owner !== WARM_OWNER || live.has(d.name)) continue;
+    for (const d of this.store.listDisksOf(WARM_OWNER)) {
+      if (live.has(d.name)) continue;
       try {
         this.sandboxes.dropDisk(d.owner, d.name);
       } catch (err) {

@@ -30,7 +30,7 @@ import {
 import { RequestError } from '../util/errors';
 import { Gate } from '../util/gate';
 import { createLogger, type Logger } from '../util/logger';
-import { mapInSlices } from '../util/wait';
+import { mapInSlices, nextTurn } from '../util/wait';
 import { createDriver, type CgroupDriver, type SessionCgroup } from './cgroups';
 import { deviceOf, DISK_DIRS, DiskMaker, loopDevicesOf } from './disk';
 import { applyDiskIo, type DiskIoRecord } from './disk-io';
@@ -1218,6 +1218,24 @@ export class SandboxManager {
     }));
   }
 
+  /** diskRows, a page at a time with the event loop turning between pages; by `used`. */
+  private async diskRowsInSlices(): Promise<ReturnType<SandboxManager['diskRows']>> {
+    const byK = new Map(this.store.listKeys().map((r) => [r.k, r.id]));
+    const out: ReturnType<SandboxManager['diskRows']> = [];
+    const PAGE = 256;
+    let after = 0;
+    for (;;) {
+      const page = this.store.listDisksPage(after, PAGE);
+      for (const { rowid, ...d } of page) {
+        out.push({ ...d, file: path.join(this.disksDir(), `${d.id}.ext4`), sandbox: byK.get(d.k) });
+        after = rowid;
+      }
+      if (page.length < PAGE) break;
+      await nextTurn();
+    }
+    return out.sort((a, b) => a.used - b.used);
+  }
+
   /** Forgets a kept disk and its files; refused while a sandbox uses it. */
   dropDisk(owner: string, name: string): boolean {
     const d = this.store.getDisk(owner, name);
@@ -1246,7 +1264,7 @@ export class SandboxManager {
     // 30 s. A quadratic first version stalled every keystroke's echo for 0.4
     // s at 1,100 disks (bench:class); reading the images' sizes on the event
     // loop in one go still held it 18 ms at 800 disks: a slice at a time.
-    const rows = this.diskRows();
+    const rows = await this.diskRowsInSlices();
     const usages = await mapInSlices(rows, (d) => diskUsage(d.file));
     const all = rows.map((d, i) => ({ ...d, usage: usages[i] ?? 0 }));
     const dropped: string[] = [];

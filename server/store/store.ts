@@ -312,6 +312,26 @@ export class Store {
       .get(owner, name) as DiskRow | undefined;
   }
 
+  /** One owner's disks (the primary key's index: cheap however many disks the host keeps). */
+  listDisksOf(owner: string): DiskRow[] {
+    return this.db
+      .prepare('SELECT owner, name, id, k, bytes, created, used, ready FROM disks WHERE owner = ?')
+      .all(owner) as DiskRow[];
+  }
+
+  /**
+   * Up to `limit` disks after `afterRowid`, in rowid order (each with it):
+   * a term's thousands of disks read a page per turn of the event loop (a
+   * read of 2,600 in one go held it 5-20 ms).
+   */
+  listDisksPage(afterRowid: number, limit: number): (DiskRow & { rowid: number })[] {
+    return this.db
+      .prepare(
+        'SELECT rowid, owner, name, id, k, bytes, created, used, ready FROM disks WHERE rowid > ? ORDER BY rowid LIMIT ?',
+      )
+      .all(afterRowid, limit) as (DiskRow & { rowid: number })[];
+  }
+
   listDisks(): DiskRow[] {
     return this.db
       .prepare('SELECT owner, name, id, k, bytes, created, used, ready FROM disks ORDER BY used')

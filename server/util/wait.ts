@@ -37,6 +37,11 @@ export async function pollUntil(
  * Thread-pool reads do not help there: their completions run back to back
  * on the loop, each costlier than the read itself.
  */
+/** Lets the event loop turn before going on (setImmediate: the I/O callbacks waiting run first). */
+export function nextTurn(): Promise<void> {
+  return delay(0);
+}
+
 export async function mapInSlices<T, R>(
   items: readonly T[],
   f: (item: T) => R,

@@ -135,3 +135,44 @@ test("the store's narrow reads (keys, disk files, quarantined) agree with the fu
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('disks read a page at a time: every disk once, in rowid order; one owner by itself', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-store-'));
+  const store = new Store(dir);
+  try {
+    // 600 kept disks (parked: their sandboxes removed), of three owners.
+    for (let i = 0; i < 600; i++) {
+      const disk = { owner: `o${i % 3}`, name: `lab-${i}`, bytes: 1 << 20, id: `d${i}` };
+      store.reserve((k) => record(`s${i}`, k), 1000, disk);
+      store.remove(`s${i}`);
+    }
+    const seen: string[] = [];
+    let after = 0;
+    let pages = 0;
+    for (;;) {
+      const page = store.listDisksPage(after, 256);
+      pages++;
+      for (const d of page) {
+        assert.ok(d.rowid > after, 'rowids go up');
+        after = d.rowid;
+        seen.push(d.id);
+      }
+      if (page.length < 256) break;
+    }
+    assert.equal(pages, 3);
+    assert.deepEqual(
+      [...seen].sort(),
+      store
+        .listDisks()
+        .map((d) => d.id)
+        .sort(),
+    );
+    assert.equal(new Set(seen).size, 600);
+    const mine = store.listDisksOf('o1');
+    assert.equal(mine.length, 200);
+    assert.ok(mine.every((d) => d.owner === 'o1'));
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
