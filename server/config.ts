@@ -34,6 +34,11 @@ export interface Config {
   allowedOrigins: string[];
   /** On stop, end sandboxes instead of keeping them for the next start. UNDERLAY_END_ON_STOP=1. */
   endOnStop: boolean;
+  /**
+   * UNDERLAY_KEEP_FILE_MAX=1: never raise the host's fs.file-max (only warn
+   * when sandboxes could fill it; docs/sandbox.md#the-hosts-open-file-table).
+   */
+  keepFileMax: boolean;
   /** Serve the web app with `next dev` (for web development). UNDERLAY_NEXT_DEV=1. */
   nextDev: boolean;
   /** Host names served besides IP literals, localhost and this machine's name. UNDERLAY_ALLOWED_HOSTS. */
@@ -186,6 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     labsDir: path.resolve(env.UNDERLAY_LABS_DIR ?? REPO_LABS),
     allowedOrigins: list(env.UNDERLAY_ALLOWED_ORIGINS),
     endOnStop: env.UNDERLAY_END_ON_STOP === '1',
+    keepFileMax: env.UNDERLAY_KEEP_FILE_MAX === '1',
     nextDev: env.UNDERLAY_NEXT_DEV === '1',
     allowedHosts: list(env.UNDERLAY_ALLOWED_HOSTS),
     bareSessions: env.UNDERLAY_BARE_SESSIONS === '1',

@@ -32,7 +32,6 @@ export interface ExportRow {
 export const EXPORT_COLUMNS: (keyof ExportRow)[] = [
   'cohort',
   'student',
-  'key',
   'joined',
   'lab',
   'step',
@@ -41,6 +40,8 @@ export const EXPORT_COLUMNS: (keyof ExportRow)[] = [
   'attempts',
   'hints',
   'passedAt',
+  // Last: columns before it keep their places for scripts that read by position.
+  'key',
 ];
 
 const iso = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());

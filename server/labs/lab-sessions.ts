@@ -428,7 +428,13 @@ export class LabSessions {
    * start under way is not left on a disk being dropped. True if a sandbox
    * was ended.
    */
-  async endAfresh(owner: string, labId: string, reason: string): Promise<boolean> {
+  async endAfresh(
+    owner: string,
+    labId: string,
+    reason: string,
+    /** Forgets the progress, once the files are gone (as reset() does). */
+    forget: () => void,
+  ): Promise<boolean> {
     const before = this.ownerChain.get(owner) ?? Promise.resolve();
     const p = before
       .catch(() => {})
@@ -436,6 +442,7 @@ export class LabSessions {
         const s = this.find(owner, labId);
         if (s) await this.sessions.end(s.id, reason);
         await this.dropFiles(owner, labId);
+        forget();
         return !!s;
       });
     const chained = p.catch(() => {});

@@ -38,13 +38,30 @@ export function fileMaxNeeded(memTotalBytes: number): number {
 export function ensureFileTable(
   log: Logger,
   procDir = '/proc',
-): { raised?: { from: number; to: string }; error?: string } {
+  /** UNDERLAY_KEEP_FILE_MAX: the operator's figure stays; a small one is only warned about. */
+  keep = false,
+): { raised?: { from: number; to: string }; kept?: string; error?: string } {
   const fileMax = path(procDir, 'sys/fs/file-max');
   try {
     const now = Number(fs.readFileSync(fileMax, 'utf8').trim());
     const mem = /^MemTotal:\s+(\d+) kB/m.exec(fs.readFileSync(path(procDir, 'meminfo'), 'utf8'));
     const needed = fileMaxNeeded(Number(mem?.[1] ?? 0) * 1024);
     if (!(now < needed)) return {};
+    // Booted with cgroup.memory=nokmem, the kernel charges open files to no
+    // cgroup: the table is then the only bound, so it stays.
+    const cmdline = readOr(path(procDir, 'cmdline'));
+    const kept = keep
+      ? 'UNDERLAY_KEEP_FILE_MAX=1'
+      : /(^|\s)cgroup\.memory=[^\s]*nokmem/.test(cmdline)
+        ? 'cgroup.memory=nokmem: open files are charged to no sandbox'
+        : undefined;
+    if (kept) {
+      log.warn("the host's open-file table (fs.file-max) is small enough for sandboxes to fill", {
+        fileMax: now,
+        keptBecause: kept,
+      });
+      return { kept };
+    }
     fs.writeFileSync(fileMax, FILE_MAX_UNBOUNDED);
     log.info("raised the host's open-file table (fs.file-max), as systemd does at boot", {
       from: now,
@@ -63,3 +80,11 @@ export function ensureFileTable(
 }
 
 const path = (dir: string, rel: string) => `${dir}/${rel}`;
+
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}

@@ -278,7 +278,7 @@ export class SandboxManager {
     this.driver = opts.driver ?? createDriver();
     this.log = opts.logger ?? createLogger(this.config.logLevel);
     // Before any sandbox: their open files must not be able to fill the host's table.
-    ensureFileTable(this.log);
+    ensureFileTable(this.log, '/proc', this.config.keepFileMax);
     this.reaper = new Reaper({
       config: this.config,
       store: this.store,

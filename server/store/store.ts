@@ -217,13 +217,26 @@ export class Store {
     `);
     // Stores from before updateCohort kept the code column: a code changed in
     // cohorts.yaml was shown but never joined (the old one still was).
-    try {
-      this.db.exec(
-        `UPDATE cohorts SET code = json_extract(body, '$.code') WHERE code != json_extract(body, '$.code')`,
-      );
-    } catch {
-      // Two cohorts' bodies claim one code: left as they are; sync refuses the clash.
-    }
+    const stale = this.db
+      .prepare(
+        `SELECT name, json_extract(body, '$.code') AS code FROM cohorts WHERE code != json_extract(body, '$.code')`,
+      )
+      .all() as { name: string; code: string }[];
+    for (const c of stale)
+      try {
+        this.db.prepare('UPDATE cohorts SET code = ? WHERE name = ?').run(c.code, c.name);
+      } catch {
+        // Another cohort holds that code: this one keeps joining by its old
+        // one, and shows it (sync refuses the clash).
+        const row = this.getCohort(c.name);
+        const old = this.db.prepare('SELECT code FROM cohorts WHERE name = ?').get(c.name) as
+          | { code: string }
+          | undefined;
+        if (row && old)
+          this.db
+            .prepare('UPDATE cohorts SET body = ? WHERE name = ?')
+            .run(JSON.stringify({ ...row, code: old.code }), c.name);
+      }
   }
 
   /**

@@ -200,6 +200,7 @@ export function createApp(opts: AppOptions): App {
           for (const id of ids) io.to(`s:${id}`).emit('class:notice', notice);
         },
         ...(opts.warm ? { warm: opts.warm } : {}),
+        classesOnly: !!opts.classesOnly,
       });
       if (handled) return;
     }

@@ -45,6 +45,8 @@ export interface InstructorContext {
   log: Logger;
   /** Pushes a notice to these live sessions' pages (the socket gateway). */
   notify: (sessions: string[], notice: ClassNotice) => void;
+  /** UNDERLAY_CLASSES_ONLY: a student in no open class may use no lab. */
+  classesOnly?: boolean;
   /** The warm seats of this server per lab (labs/warm-pool.ts), if it keeps any. */
   warm?: () => Record<string, { ready: number; preparing: number }>;
 }
@@ -123,9 +125,18 @@ export async function instructorRoute(
         json(res, 405, { error: `${req.method} is not allowed here` });
         return true;
       }
+      // The record of a class that is over stays whole.
+      refuseIfOver(cohort, 'removing students');
       classroom.remove(cohort, m);
       viewCache.delete(cohort.name);
-      log.info('instructor removed a student from the class', { cohort: cohort.name });
+      // Their sandboxes of the class's labs that they may no longer use (with
+      // UNDERLAY_CLASSES_ONLY, or another class of theirs without the lab) end.
+      const { labs: allowed } = classroom.scope(m.student, !!ctx.classesOnly);
+      let ended = 0;
+      for (const lab of cohort.labs)
+        if (allowed && !allowed.has(lab))
+          if (await labSessions.end(m.student, lab, 'you were removed from the class')) ended++;
+      log.info('instructor removed a student from the class', { cohort: cohort.name, ended });
       json(res, 200, { removed: true });
       return true;
     }
@@ -150,8 +161,10 @@ export async function instructorRoute(
         // Counted as the student's own start: their address's, from their
         // live sandbox, else theirs alone (not the whole class's as one
         // address, which capped an instructor at a few dozen moves).
+        // (A sandbox restored after a restart holds a 'restored' place, no address.)
+        const held = labSessions.find(m.student, lab)?.slot?.client;
         const client =
-          labSessions.find(m.student, lab)?.slot?.client ?? `instructor:${cohort.name}:${is[2]}`;
+          held && held !== 'restored' ? held : `instructor:${cohort.name}:${is[2] as string}`;
         const { progress } = await restartAt(
           { engine, labSessions, catalog: ctx.catalog },
           loaded,
@@ -180,12 +193,14 @@ export async function instructorRoute(
       }
       // Reset: progress forgotten, sandbox ended, files dropped; the
       // student's next visit starts from the lab's own files, as after their own reset.
+      if (!ctx.catalog.labs.has(lab))
+        throw new RequestError('not-found', `no lab ${JSON.stringify(lab)} here`);
       const ended = await labSessions.endAfresh(
         m.student,
         lab,
         'your instructor reset this lab: open it again to start afresh',
+        () => engine.resetLab(m.student, lab),
       );
-      engine.resetLab(m.student, lab);
       log.info('instructor reset a lab', { cohort: cohort.name, lab, ended });
       json(res, 200, { reset: true, ended });
       return true;

@@ -36,7 +36,16 @@ interface SocketData {
   readOnly: boolean;
   /** Gives back the socket's place in its session's caps (once). */
   release?: () => void;
+  /** A read-only view's handshake: checked again while it is open (WATCH_RECHECK_MS). */
+  watch?: WatchAuth;
 }
+
+/**
+ * How often open instructor views are checked again: a view outlives
+ * neither the student's place in the class (removed), nor the class
+ * (closed, ended), nor the token (a new one in cohorts.yaml).
+ */
+const WATCH_RECHECK_MS = 2_000;
 
 type GatewaySocket = Socket<
   ClientToServerEvents,
@@ -161,6 +170,7 @@ export function attachGateway(
         );
       socket.data.session = session;
       socket.data.readOnly = true;
+      socket.data.watch = auth.value.watch;
       reserve(socket);
       return next();
     }
@@ -176,6 +186,28 @@ export function attachGateway(
     reserve(socket);
     next();
   });
+
+  if (opts.watch) {
+    const resolve = opts.watch;
+    const recheck = setInterval(() => {
+      for (const socket of io.sockets.sockets.values()) {
+        const w = socket.data.watch;
+        if (!w) continue;
+        let why: string | undefined;
+        try {
+          if (resolve(w) !== socket.data.session)
+            why = 'the student has no live sandbox in that lab';
+        } catch (err) {
+          why = err instanceof RequestError ? err.message : 'unauthorized';
+        }
+        if (!why) continue;
+        socket.emit('session:ended', { reason: `no longer watched: ${why}` });
+        socket.disconnect(true);
+      }
+    }, WATCH_RECHECK_MS);
+    recheck.unref();
+    server.once('close', () => clearInterval(recheck));
+  }
 
   // Every terminal's end goes to every socket of its session; an ended
   // session's sockets are told why and disconnected (their ids mean nothing now).

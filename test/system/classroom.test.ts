@@ -380,16 +380,19 @@ describe('classroom: watching, notices, resets', () => {
       };
       const dan = student(srv);
       assert.equal((await dan('POST', '/api/cohorts/join', { code, name: 'Dan' })).status, 200);
-      assert.equal((await dan('POST', '/api/labs/uts-hostname/session')).status, 200);
+      const first = (await dan('POST', '/api/labs/uts-hostname/session')).body as LabSession;
       const key = ((await inst('')).body as unknown as InstructorView).students[0]?.key as string;
       const watch = { cohort: name, token, student: key, lab: 'uts-hostname' };
       // While the class is on: watched, listed live.
-      (await TermClient.connect(srv.url, { watch })).close();
+      const eye = await TermClient.connect(srv.url, { watch });
       const on = (await inst(`/students/${key}`)).body as unknown as InstructorStudent;
       assert.equal(on.live.length, 1);
 
       assert.equal((await cli(['cohort', 'close', name])).code, 0);
-      // Over: his running sandbox is his own now.
+      // Over: his running sandbox is his own now. A view open since before is closed too.
+      await until(() => eye.ended !== undefined, 'the open view told');
+      assert.match(eye.ended as string, /no longer watched: the class is closed/);
+      eye.close();
       await assert.rejects(TermClient.connect(srv.url, { watch }), /the class is closed/);
       for (const action of ['end', 'reset', 'steps/private-hostname/restart']) {
         const r = await inst(`/students/${key}/labs/uts-hostname/${action}`, 'POST');
@@ -406,9 +409,10 @@ describe('classroom: watching, notices, resets', () => {
       });
       assert.equal(csv.status, 200);
       assert.match(await csv.text(), /,Dan,/);
-      // His sandbox was not touched by any of it.
+      // His sandbox was not touched by any of it: the same session, resumed.
       const mine = await dan('POST', '/api/labs/uts-hostname/session');
       assert.equal(mine.status, 200);
+      assert.equal((mine.body as LabSession).session, first.session);
       await dan('DELETE', '/api/labs/uts-hostname/session');
     },
   );
@@ -470,6 +474,41 @@ describe('classroom: watching, notices, resets', () => {
         { method: 'POST', headers: auth },
       );
       assert.equal(again.status, 404);
+    },
+  );
+
+  sysTest(
+    'with classes only, a student removed from their class loses the sandbox they may no longer use',
+    SYSTEM_NEEDS,
+    async () => {
+      const only = await startServer(undefined, { UNDERLAY_CLASSES_ONLY: '1' });
+      const name = `only-${Date.now().toString(36)}`;
+      try {
+        const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
+        assert.equal(made.code, 0, made.stderr);
+        const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+        const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+        const eve = student(only);
+        assert.equal((await eve('POST', '/api/cohorts/join', { code, name: 'Eve' })).status, 200);
+        const ls = (await eve('POST', '/api/labs/uts-hostname/session')).body as LabSession;
+        const sock = await TermClient.connect(only.url, { session: ls.session, token: ls.token });
+        const auth = { authorization: `Bearer ${token}`, origin: only.url };
+        const view = (await (
+          await fetch(`${only.url}/api/instructor/cohorts/${name}`, { headers: auth })
+        ).json()) as InstructorView;
+        const r = await fetch(
+          `${only.url}/api/instructor/cohorts/${name}/students/${view.students[0]?.key}/remove`,
+          { method: 'POST', headers: auth },
+        );
+        assert.equal(r.status, 200);
+        await until(() => sock.ended !== undefined, 'session:ended');
+        assert.match(sock.ended as string, /you were removed from the class/);
+        sock.close();
+        assert.equal((await eve('POST', '/api/labs/uts-hostname/session')).status, 403);
+      } finally {
+        await cli(['cohort', 'close', name]);
+        await only.stop();
+      }
     },
   );
 

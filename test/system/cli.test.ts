@@ -246,13 +246,13 @@ describe('underlay CLI', () => {
     const lines = csv.stdout.trimEnd().split('\r\n');
     assert.equal(
       lines[0],
-      'cohort,student,key,joined,lab,step,passed,skipped,attempts,hints,passedAt',
+      'cohort,student,joined,lab,step,passed,skipped,attempts,hints,passedAt,key',
     );
     // The key is the one the instructor's dashboard shows for her.
     assert.match(
       lines[1] as string,
       new RegExp(
-        `^fri-101,"Ann, ""the"" first",${memberKey('fri-101', 'st-1')},[^,]+,ns-pid,no-fork,true,false,2,1,1970-01-01T00:00:00.000Z$`,
+        `^fri-101,"Ann, ""the"" first",[^,]+,ns-pid,no-fork,true,false,2,1,1970-01-01T00:00:00.000Z,${memberKey('fri-101', 'st-1')}$`,
       ),
     );
     assert.ok(lines.length > 5, 'a row for every step of both labs');

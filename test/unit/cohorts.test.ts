@@ -165,6 +165,39 @@ test("a code changed in the cohorts file is the class's code at once: the new on
   }
 });
 
+test('a store from before the fix, whose code column kept an old code, is mended when opened', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cohorts-'));
+  try {
+    let s = new Store(dir);
+    createCohort(s, { name: 'a', labs: ['ns-pid'] }, LABS);
+    createCohort(s, { name: 'b', labs: ['ns-pid'] }, LABS);
+    const a = s.getCohort('a')!;
+    const b = s.getCohort('b')!;
+    // As the old updateCohort left it: the body's code changed, the column not.
+    const db = (s as unknown as { db: { prepare(q: string): { run(...a: unknown[]): void } } }).db;
+    db.prepare('UPDATE cohorts SET body = ? WHERE name = ?').run(
+      JSON.stringify({ ...a, code: 'KMNPQRTU' }),
+      'a',
+    );
+    // And a body that claims another cohort's code (it cannot have it).
+    db.prepare('UPDATE cohorts SET body = ? WHERE name = ?').run(
+      JSON.stringify({ ...b, code: 'KMNPQRTU' }),
+      'b',
+    );
+    s.close();
+    s = new Store(dir);
+    // One of the two got the code; the other shows the code it still joins by.
+    for (const name of ['a', 'b']) {
+      const c = s.getCohort(name)!;
+      assert.equal(s.cohortByCode(c.code)?.name, name, `${name} joins by the code it shows`);
+    }
+    assert.equal(s.cohortByCode('KMNPQRTU')?.code, 'KMNPQRTU');
+    s.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the example cohorts file (labs/cohorts.example.yaml) is valid against the repo labs', () => {
   const file = path.join(REPO_LABS, 'cohorts.example.yaml');
   const ids = loadLabs([REPO_LABS]).labs.map((l) => l.lab.metadata.id);

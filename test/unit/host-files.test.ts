@@ -55,6 +55,22 @@ test("the kernel's boot-time table (10 % of RAM at 1 KiB a file) is raised; syst
   }
 });
 
+test('kept when the operator says so, or when the kernel charges files to no cgroup (nokmem)', () => {
+  const GiB24 = 24 * 1024 * 1024;
+  const kept = fakeProc('2466248', GiB24);
+  const nokmem = fakeProc('2466248', GiB24);
+  fs.writeFileSync(path.join(nokmem, 'cmdline'), 'quiet cgroup.memory=nosocket,nokmem ro\n');
+  try {
+    assert.deepEqual(ensureFileTable(log, kept, true), { kept: 'UNDERLAY_KEEP_FILE_MAX=1' });
+    assert.equal(read(kept).trim(), '2466248');
+    assert.match(ensureFileTable(log, nokmem).kept ?? '', /nokmem/);
+    assert.equal(read(nokmem).trim(), '2466248');
+  } finally {
+    fs.rmSync(kept, { recursive: true });
+    fs.rmSync(nokmem, { recursive: true });
+  }
+});
+
 test('a table that cannot be read or written is reported, not thrown', () => {
   const missing = path.join(os.tmpdir(), `underlay-no-proc-${process.pid}`);
   const r = ensureFileTable(log, missing);

@@ -109,8 +109,14 @@ function usePolled<T>(url: string): { data: T | undefined; error: ErrorInfo | un
   return { data, error };
 }
 
-const clock = (at: number) =>
-  new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+/** A time, with its date unless it is today. */
+const clock = (at: number) => {
+  const d = new Date(at);
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return d.toDateString() === new Date().toDateString()
+    ? time
+    : `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${time}`;
+};
 
 /**
  * The class's warm seats: sandboxes started ahead so a student's first
@@ -122,14 +128,16 @@ function WarmSeats({ view, warm }: { view: InstructorView; warm: ClassWarmSeats[
       {warm.map((w) => {
         const title = view.labs.find((l) => l.id === w.lab)?.title ?? w.lab;
         const ready = `${w.ready} ready on this host${w.preparing ? ', 1 starting' : ''}`;
-        const state =
-          w.from !== undefined && view.now < w.from
+        const over = view.state === 'closed' || view.state === 'ended';
+        const state = over
+          ? `none kept: the class is ${view.state}`
+          : w.from !== undefined && view.now < w.from
             ? `made from ${clock(w.from)}, 15 minutes before the class starts`
             : w.wanting > 0
               ? `${ready}, ${w.wanting} still wanted by the class`
               : w.have >= w.asked
                 ? 'all used: that many of its students have the lab'
-                : `none kept now: the class is ${view.state}`;
+                : 'none kept now';
         return (
           <li key={w.lab}>
             Warm seats of <strong>{title}</strong>: {state} (asked {w.asked}; {w.have} of its
@@ -260,6 +268,7 @@ export function Roster() {
           studentKey={selected}
           labTitle={(id) => view.labs.find((l) => l.id === id)?.title ?? id}
           labSteps={(id) => view.labs.find((l) => l.id === id)?.steps ?? []}
+          over={view.state === 'closed' || view.state === 'ended'}
         />
       )}
       <h2 className={styles.h2}>Where checks fail most</h2>
@@ -396,9 +405,12 @@ function StudentPanel({
   studentKey,
   labTitle,
   labSteps,
+  over,
 }: {
   cohort: string;
   studentKey: string;
+  /** The class is closed or ended: the student's running labs are not shown. */
+  over: boolean;
   labTitle: (id: string) => string;
   labSteps: (id: string) => { id: string; title: string }[];
 }) {
@@ -423,7 +435,7 @@ function StudentPanel({
   }
   const [removed, setRemoved] = useState(false);
   async function removeFromClass() {
-    const question = `Remove ${st?.name} from the class? Their seat is free for someone else; their labs and progress stay theirs, and they can join again with the code while a seat is free (a new code: underlay cohort set --new-code).`;
+    const question = `Remove ${st?.name} from the class? Their seat is free for someone else; they leave the roster and the exports; their progress stays theirs, and they can join again with the code while a seat is free (to change the code: underlay cohort set --new-code, or code: in cohorts.yaml).`;
     if (!window.confirm(question)) return;
     try {
       await api('POST', `${base}/remove`, {}, auth());
@@ -463,17 +475,23 @@ function StudentPanel({
         <>
           <h2 className={styles.h2}>
             {st.name}{' '}
-            <button
-              type="button"
-              className="small"
-              disabled={removed}
-              onClick={() => void removeFromClass()}
-            >
-              {removed ? 'Removed from the class' : 'Remove from class'}
-            </button>
+            {!over && (
+              <button
+                type="button"
+                className="small"
+                disabled={removed}
+                onClick={() => void removeFromClass()}
+              >
+                {removed ? 'Removed from the class' : 'Remove from class'}
+              </button>
+            )}
           </h2>
           {st.live.length === 0 ? (
-            <p className={styles.meta}>No lab sandbox running.</p>
+            <p className={styles.meta}>
+              {over
+                ? 'The class is over: what the student runs now is not shown.'
+                : 'No lab sandbox running.'}
+            </p>
           ) : (
             <p>
               Running:{' '}
