@@ -156,18 +156,21 @@ export class LabSessions {
     /** A restart at a step: what the fresh sandbox's notice tells the student. */
     at?: { notice: string },
   ): Promise<LabSession> {
+    return this.inOrder(owner, async () => {
+      this.admission?.take('start', owner);
+      this.admission?.take('client-start', client);
+      const s = this.find(owner, labId);
+      const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
+      await this.dropFiles(owner, labId);
+      forget();
+      return this.doStart(owner, labId, client, { slot, rated: true, ...(at ? { at } : {}) });
+    });
+  }
+
+  /** Runs `f` after the student's starts and resets under way, and before any that come later. */
+  private async inOrder<T>(owner: string, f: () => Promise<T>): Promise<T> {
     const before = this.ownerChain.get(owner) ?? Promise.resolve();
-    const p = before
-      .catch(() => {})
-      .then(async () => {
-        this.admission?.take('start', owner);
-        this.admission?.take('client-start', client);
-        const s = this.find(owner, labId);
-        const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
-        await this.dropFiles(owner, labId);
-        forget();
-        return this.doStart(owner, labId, client, { slot, rated: true, ...(at ? { at } : {}) });
-      });
+    const p = before.catch(() => {}).then(f);
     const chained = p.catch(() => {});
     this.ownerChain.set(owner, chained);
     try {
@@ -435,23 +438,13 @@ export class LabSessions {
     /** Forgets the progress, once the files are gone (as reset() does). */
     forget: () => void,
   ): Promise<boolean> {
-    const before = this.ownerChain.get(owner) ?? Promise.resolve();
-    const p = before
-      .catch(() => {})
-      .then(async () => {
-        const s = this.find(owner, labId);
-        if (s) await this.sessions.end(s.id, reason);
-        await this.dropFiles(owner, labId);
-        forget();
-        return !!s;
-      });
-    const chained = p.catch(() => {});
-    this.ownerChain.set(owner, chained);
-    try {
-      return await p;
-    } finally {
-      if (this.ownerChain.get(owner) === chained) this.ownerChain.delete(owner);
-    }
+    return this.inOrder(owner, async () => {
+      const s = this.find(owner, labId);
+      if (s) await this.sessions.end(s.id, reason);
+      await this.dropFiles(owner, labId);
+      forget();
+      return !!s;
+    });
   }
 
   /**

@@ -90,6 +90,32 @@ function student(srv: Server) {
   };
 }
 
+/**
+ * A class made with the CLI (named PREFIX-<time>): its code, its
+ * instructor token, and a caller of the instructor API below
+ * /api/instructor/cohorts/NAME.
+ */
+async function makeClass(srv: Server, prefix: string, extra: string[] = []) {
+  const name = `${prefix}-${Date.now().toString(36)}`;
+  const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname', ...extra]);
+  assert.equal(made.code, 0, made.stderr);
+  const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
+  const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
+  const inst = async (path: string, method = 'GET', body?: unknown) => {
+    const r = await fetch(`${srv.url}/api/instructor/cohorts/${name}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        origin: srv.url,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+  };
+  return { name, code, token, inst };
+}
+
 describe('classroom: watching, notices, resets', () => {
   let srv: Server;
   const guard = setupGuard();
@@ -278,23 +304,7 @@ describe('classroom: watching, notices, resets', () => {
     "a notice reaches the class's pages; a reset by the instructor forgets progress, ends the sandbox and drops the student's files",
     SYSTEM_NEEDS,
     async () => {
-      const name = `notice-${Date.now().toString(36)}`;
-      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
-      assert.equal(made.code, 0, made.stderr);
-      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
-      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
-      const inst = async (path: string, method = 'GET', body?: unknown) => {
-        const r = await fetch(`${srv.url}/api/instructor/cohorts/${name}${path}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${token}`,
-            origin: srv.url,
-            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
-        return { status: r.status, body: (await r.json()) as Record<string, unknown> };
-      };
+      const { code, inst } = await makeClass(srv, 'notice');
       const bo = student(srv);
       assert.equal((await bo('POST', '/api/cohorts/join', { code, name: 'Bo' })).status, 200);
       const ls = (await bo('POST', '/api/labs/uts-hostname/session')).body as LabSession;
@@ -361,23 +371,7 @@ describe('classroom: watching, notices, resets', () => {
     'a class that is over keeps its record for the instructor, but its students are no longer theirs to watch, change or notify',
     SYSTEM_NEEDS,
     async () => {
-      const name = `over-${Date.now().toString(36)}`;
-      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
-      assert.equal(made.code, 0, made.stderr);
-      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
-      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
-      const inst = async (path: string, method = 'GET', body?: unknown) => {
-        const r = await fetch(`${srv.url}/api/instructor/cohorts/${name}${path}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${token}`,
-            origin: srv.url,
-            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
-        return { status: r.status, body: (await r.json()) as Record<string, unknown> };
-      };
+      const { name, code, token, inst } = await makeClass(srv, 'over');
       const dan = student(srv);
       assert.equal((await dan('POST', '/api/cohorts/join', { code, name: 'Dan' })).status, 200);
       const first = (await dan('POST', '/api/labs/uts-hostname/session')).body as LabSession;
@@ -421,12 +415,7 @@ describe('classroom: watching, notices, resets', () => {
     'seats taken by made-up students come back: the instructor removes them, and a new code keeps them out',
     SYSTEM_NEEDS,
     async () => {
-      const name = `squat-${Date.now().toString(36)}`;
-      const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname', '--seats', '2']);
-      assert.equal(made.code, 0, made.stderr);
-      const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
-      const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
-      const auth = { authorization: `Bearer ${token}`, origin: srv.url };
+      const { name, code, inst } = await makeClass(srv, 'squat', ['--seats', '2']);
       // Two cookies from one address take both seats; Carol is refused.
       for (const fake of ['x1', 'x2'])
         assert.equal(
@@ -442,16 +431,12 @@ describe('classroom: watching, notices, resets', () => {
       assert.equal(set.code, 0, set.stderr);
       const code2 = /code=([A-Z0-9-]+)/.exec(set.stdout)?.[1] as string;
       assert.notEqual(code2, code);
-      const view = (await (
-        await fetch(`${srv.url}/api/instructor/cohorts/${name}`, { headers: auth })
-      ).json()) as InstructorView;
-      for (const st of view.students) {
-        const r = await fetch(
-          `${srv.url}/api/instructor/cohorts/${name}/students/${st.key}/remove`,
-          { method: 'POST', headers: auth },
-        );
-        assert.deepEqual([r.status, await r.json()], [200, { removed: true }]);
-      }
+      const view = (await inst('')).body as unknown as InstructorView;
+      for (const st of view.students)
+        assert.deepEqual(await inst(`/students/${st.key}/remove`, 'POST'), {
+          status: 200,
+          body: { removed: true },
+        });
       // The old code joins nobody; Carol joins with the new one.
       assert.equal(
         (await student(srv)('POST', '/api/cohorts/join', { code, name: 'x3' })).status,
@@ -461,19 +446,13 @@ describe('classroom: watching, notices, resets', () => {
         (await carol('POST', '/api/cohorts/join', { code: code2, name: 'Carol' })).status,
         200,
       );
-      const after = (await (
-        await fetch(`${srv.url}/api/instructor/cohorts/${name}`, { headers: auth })
-      ).json()) as InstructorView;
+      const after = (await inst('')).body as unknown as InstructorView;
       assert.deepEqual(
         after.students.map((x) => x.name),
         ['Carol'],
       );
       // A removed key is no student of the class any more.
-      const again = await fetch(
-        `${srv.url}/api/instructor/cohorts/${name}/students/${view.students[0]?.key}/remove`,
-        { method: 'POST', headers: auth },
-      );
-      assert.equal(again.status, 404);
+      assert.equal((await inst(`/students/${view.students[0]?.key}/remove`, 'POST')).status, 404);
     },
   );
 
@@ -482,25 +461,14 @@ describe('classroom: watching, notices, resets', () => {
     SYSTEM_NEEDS,
     async () => {
       const only = await startServer(undefined, { UNDERLAY_CLASSES_ONLY: '1' });
-      const name = `only-${Date.now().toString(36)}`;
+      const { name, code, inst } = await makeClass(only, 'only');
       try {
-        const made = await cli(['cohort', 'create', name, '--labs', 'uts-hostname']);
-        assert.equal(made.code, 0, made.stderr);
-        const code = /code=([A-Z0-9-]+)/.exec(made.stdout)?.[1] as string;
-        const token = /#token=(\S+)/.exec(made.stdout)?.[1] as string;
         const eve = student(only);
         assert.equal((await eve('POST', '/api/cohorts/join', { code, name: 'Eve' })).status, 200);
         const ls = (await eve('POST', '/api/labs/uts-hostname/session')).body as LabSession;
         const sock = await TermClient.connect(only.url, { session: ls.session, token: ls.token });
-        const auth = { authorization: `Bearer ${token}`, origin: only.url };
-        const view = (await (
-          await fetch(`${only.url}/api/instructor/cohorts/${name}`, { headers: auth })
-        ).json()) as InstructorView;
-        const r = await fetch(
-          `${only.url}/api/instructor/cohorts/${name}/students/${view.students[0]?.key}/remove`,
-          { method: 'POST', headers: auth },
-        );
-        assert.equal(r.status, 200);
+        const key = ((await inst('')).body as unknown as InstructorView).students[0]?.key;
+        assert.equal((await inst(`/students/${key}/remove`, 'POST')).status, 200);
         await until(() => sock.ended !== undefined, 'session:ended');
         assert.match(sock.ended as string, /you were removed from the class/);
         sock.close();
