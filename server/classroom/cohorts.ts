@@ -459,6 +459,22 @@ export class Classroom {
   }
 
   /**
+   * Why an instructor's open view of a student may not go on, if it may not:
+   * the token is no longer the class's, the class is over, or the student
+   * left it. A few primary-key reads and one hash: asked for every open
+   * view every 2 s (transport/socket.ts).
+   */
+  stillWatchable(cohort: string, token: string, student: string): string | undefined {
+    const c = this.store.getCohort(cohort);
+    if (!c || !instructorAllowed(c, token))
+      return 'this link is not the instructor link of that class';
+    const state = cohortState(c);
+    if (state === 'closed' || state === 'ended') return `the class is ${state}`;
+    if (!this.store.isMember(cohort, student)) return 'the student is no longer in the class';
+    return undefined;
+  }
+
+  /**
    * Takes a student out of the class: their seat is free for someone else
    * (a class whose seats were taken by made-up students gets them back).
    * Their progress stays theirs; they may join again like anyone, with the

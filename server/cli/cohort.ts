@@ -159,7 +159,7 @@ export function set(
       },
       // Its labs do not change here: one that left the labs folder must not
       // stop a new code (a leaked one) or more seats.
-      [...new Set([...knownLabs(), ...next.labs])],
+      next.labs,
     );
     if (change.newCode) {
       // A drawn code another cohort holds is drawn again (27^8 codes).

@@ -208,13 +208,23 @@ export function diagnose(facts: HostFacts = { release: os.release() }): Finding[
   const fileMax = readNum('/proc/sys/fs/file-max');
   const memKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(readText('/proc/meminfo'))?.[1] ?? 0);
   const fileMaxLow = fileMax !== undefined && fileMax < fileMaxNeeded(memKiB * 1024);
+  const nokmem = /(^|\s)cgroup\.memory=[^\s]*nokmem/.test(readText('/proc/cmdline'));
+  const keep = loadConfig().keepFileMax;
   add(
     'open-file table',
     fileMaxLow ? 'warn' : 'ok',
-    fileMaxLow
-      ? `fs.file-max=${fileMax}: sandboxes could fill it (every other one then gets ENFILE); underlay raises it when it starts sandboxes, as systemd does at boot`
-      : `fs.file-max=${readText('/proc/sys/fs/file-max').trim() || '?'}`,
-    fileMaxLow ? `sysctl -w fs.file-max=${FILE_MAX_UNBOUNDED}` : undefined,
+    !fileMaxLow
+      ? `fs.file-max=${readText('/proc/sys/fs/file-max').trim() || '?'}`
+      : nokmem
+        ? `fs.file-max=${fileMax}: sandboxes could fill it, and this kernel (cgroup.memory=nokmem) charges open files to no sandbox, so it is the only bound; underlay leaves it`
+        : keep
+          ? `fs.file-max=${fileMax}: sandboxes could fill it (every other one then gets ENFILE); kept as it is (UNDERLAY_KEEP_FILE_MAX=1)`
+          : `fs.file-max=${fileMax}: sandboxes could fill it (every other one then gets ENFILE); underlay raises it when it starts sandboxes, as systemd does at boot`,
+    !fileMaxLow
+      ? undefined
+      : nokmem
+        ? "boot without cgroup.memory=nokmem, so open files count against each sandbox's memory"
+        : `sysctl -w fs.file-max=${FILE_MAX_UNBOUNDED}`,
   );
 
   const fsTypes = fs.readFileSync('/proc/filesystems', 'utf8');

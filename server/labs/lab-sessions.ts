@@ -425,6 +425,15 @@ export class LabSessions {
   }
 
   /**
+   * Ends the student's sandbox for the lab in their order of starts, so a
+   * start under way is ended too, once it is there (a student removed from
+   * their class). True if a sandbox was ended.
+   */
+  endInOrder(owner: string, labId: string, reason: string): Promise<boolean> {
+    return this.inOrder(owner, () => this.end(owner, labId, reason));
+  }
+
+  /**
    * An instructor's reset (the student's own is reset()): ends the student's
    * sandbox for the lab, if any, and drops their files for it, so their
    * next start is the lab's own. In the student's order of starts, so a

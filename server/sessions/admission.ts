@@ -112,6 +112,9 @@ class Bucket {
 }
 
 /** One place taken by a live (or starting) sandbox; release it exactly once. */
+/** The place of a sandbox restored after a restart: no address is known for it. */
+export const RESTORED_CLIENT = 'restored';
+
 export interface Slot {
   readonly client: string;
   release(): void;
@@ -246,7 +249,7 @@ export class Admission {
   }
 
   /** Counts a sandbox that exists already (re-adopted after a restart), even over capacity. */
-  adopt(client = 'restored'): Slot {
+  adopt(client = RESTORED_CLIENT): Slot {
     return this.take1(client);
   }
 

@@ -216,27 +216,52 @@ export class Store {
       CREATE INDEX IF NOT EXISTS events_owner_lab ON events (owner, lab, id);
     `);
     // Stores from before updateCohort kept the code column: a code changed in
-    // cohorts.yaml was shown but never joined (the old one still was).
-    const stale = this.db
-      .prepare(
-        `SELECT name, json_extract(body, '$.code') AS code FROM cohorts WHERE code != json_extract(body, '$.code')`,
-      )
-      .all() as { name: string; code: string }[];
-    for (const c of stale)
-      try {
-        this.db.prepare('UPDATE cohorts SET code = ? WHERE name = ?').run(c.code, c.name);
-      } catch {
-        // Another cohort holds that code: this one keeps joining by its old
-        // one, and shows it (sync refuses the clash).
-        const row = this.getCohort(c.name);
-        const old = this.db.prepare('SELECT code FROM cohorts WHERE name = ?').get(c.name) as
+    // cohorts.yaml was shown but never joined (the old one still was). Never
+    // stops a start: what cannot be mended stays as it was.
+    try {
+      this.mendCohortCodes();
+    } catch {
+      // e.g. a read-only or full disk: the next open tries again.
+    }
+  }
+
+  /**
+   * Gives each cohort's code column the code its row says. A code another
+   * cohort holds (UNIQUE) is not taken: that cohort keeps joining by its old
+   * code, and its row says so (sync refuses the clash). Rows are tried again
+   * while any got through, so a chain of changed codes resolves in any order.
+   */
+  private mendCohortCodes(): void {
+    for (let pass = 0; pass < 10; pass++) {
+      const stale = this.db
+        .prepare(
+          `SELECT name, json_extract(body, '$.code') AS code FROM cohorts
+             WHERE json_valid(body) AND code != json_extract(body, '$.code')`,
+        )
+        .all() as { name: string; code: string }[];
+      let mended = 0;
+      const clashed: string[] = [];
+      for (const c of stale)
+        try {
+          this.db.prepare('UPDATE cohorts SET code = ? WHERE name = ?').run(c.code, c.name);
+          mended++;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
+          clashed.push(c.name);
+        }
+      if (mended > 0 && clashed.length > 0) continue;
+      for (const name of clashed) {
+        const row = this.getCohort(name);
+        const old = this.db.prepare('SELECT code FROM cohorts WHERE name = ?').get(name) as
           | { code: string }
           | undefined;
         if (row && old)
           this.db
             .prepare('UPDATE cohorts SET body = ? WHERE name = ?')
-            .run(JSON.stringify({ ...row, code: old.code }), c.name);
+            .run(JSON.stringify({ ...row, code: old.code }), name);
       }
+      return;
+    }
   }
 
   /**
@@ -685,6 +710,13 @@ export class Store {
         'SELECT text, at FROM cohort_notices WHERE cohort = ? ORDER BY at DESC, rowid DESC LIMIT 1',
       )
       .get(cohort) as { text: string; at: number } | undefined;
+  }
+
+  /** Whether a student sits in a cohort (the primary key: one read). */
+  isMember(cohort: string, student: string): boolean {
+    return !!this.db
+      .prepare('SELECT 1 FROM cohort_members WHERE cohort = ? AND student = ?')
+      .get(cohort, student);
   }
 
   members(cohort: string): MemberRow[] {

@@ -38,7 +38,7 @@ import {
   type Me,
   type ResumePreview,
 } from '../protocol/index';
-import { instructorRoute, watchResolver } from './instructor-api';
+import { instructorRoute, watchRecheck, watchResolver } from './instructor-api';
 import { labList, labRoute, readJsonBody } from './lab-api';
 import { errorResponse, json } from './respond';
 import { attachGateway, type GatewayOptions } from './socket';
@@ -296,7 +296,12 @@ export function createApp(opts: AppOptions): App {
 
   const io = attachGateway(server, sessions, log, {
     ...opts,
-    ...(opts.classroom && labs ? { watch: watchResolver(opts.classroom, labs.sessions) } : {}),
+    ...(opts.classroom && labs
+      ? {
+          watch: watchResolver(opts.classroom, labs.sessions),
+          watchStill: watchRecheck(opts.classroom, labs.sessions),
+        }
+      : {}),
     ...(labs
       ? {
           panels: (session: Session, step: string) => {

@@ -20,6 +20,7 @@ import { ANALYTICS_COLUMNS, exportRows, toCsv } from '../classroom/export';
 import type { LabCatalog } from '../labs/catalog';
 import type { LabEngine } from '../labs/engine';
 import type { LabSessions } from '../labs/lab-sessions';
+import { RESTORED_CLIENT } from '../sessions/admission';
 import { restartAt } from './lab-api';
 import {
   NoticeRequest,
@@ -135,7 +136,13 @@ export async function instructorRoute(
       let ended = 0;
       for (const lab of cohort.labs)
         if (allowed && !allowed.has(lab))
-          if (await labSessions.end(m.student, lab, 'you were removed from the class')) ended++;
+          try {
+            if (await labSessions.endInOrder(m.student, lab, 'you were removed from the class'))
+              ended++;
+          } catch (err) {
+            // The removal stands; housekeeping parks what is left.
+            log.error("ending a removed student's sandbox", { lab, error: String(err) });
+          }
       log.info('instructor removed a student from the class', { cohort: cohort.name, ended });
       json(res, 200, { removed: true });
       return true;
@@ -164,7 +171,7 @@ export async function instructorRoute(
         // (A sandbox restored after a restart holds a 'restored' place, no address.)
         const held = labSessions.find(m.student, lab)?.slot?.client;
         const client =
-          held && held !== 'restored' ? held : `instructor:${cohort.name}:${is[2] as string}`;
+          held && held !== RESTORED_CLIENT ? held : `instructor:${cohort.name}:${is[2] as string}`;
         const { progress } = await restartAt(
           { engine, labSessions, catalog: ctx.catalog },
           loaded,
@@ -392,6 +399,27 @@ export async function instructorRoute(
  * student's live lab session. Refusals are RequestErrors whose message the
  * client sees in its connect error.
  */
+/**
+ * Whether an open view (resolved by watchResolver at its handshake) may go
+ * on: a reason when not. Cheap, for every open view every 2 s. Throws only
+ * on a store error (the view is then kept, and asked again).
+ */
+export function watchRecheck(
+  classroom: Classroom,
+  labSessions: LabSessions,
+): (w: WatchAuth, session: Session) => string | undefined {
+  return (w, session) => {
+    const owner = session.owner;
+    if (!owner) return "the session is no student's";
+    return (
+      classroom.stillWatchable(w.cohort, w.token, owner) ??
+      (labSessions.find(owner, w.lab) === session
+        ? undefined
+        : 'the student has no live sandbox in that lab')
+    );
+  };
+}
+
 export function watchResolver(
   classroom: Classroom,
   labSessions: LabSessions,

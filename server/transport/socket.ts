@@ -74,6 +74,12 @@ export interface GatewayOptions extends GuardOptions {
    * Throws or returns undefined to refuse.
    */
   watch?: (w: WatchAuth) => Session | undefined;
+  /**
+   * Whether an open view may go on (cheaper than `watch`, asked every
+   * WATCH_RECHECK_MS): a reason to close it, or undefined. May throw (a
+   * store error): the view is kept and asked again.
+   */
+  watchStill?: (w: WatchAuth, session: Session) => string | undefined;
   /** The live panels of a step of the session's lab; undefined when it has none. */
   panels?: (session: Session, step: string) => PanelSpec[] | undefined;
 }
@@ -187,20 +193,24 @@ export function attachGateway(
     next();
   });
 
-  if (opts.watch) {
-    const resolve = opts.watch;
+  /** Open instructor views, checked again every WATCH_RECHECK_MS. */
+  const views = new Set<GatewaySocket>();
+  if (opts.watchStill) {
+    const still = opts.watchStill;
     const recheck = setInterval(() => {
-      for (const socket of io.sockets.sockets.values()) {
-        const w = socket.data.watch;
-        if (!w) continue;
+      for (const socket of views) {
+        const { watch, session } = socket.data;
+        if (!watch) continue;
         let why: string | undefined;
         try {
-          if (resolve(w) !== socket.data.session)
-            why = 'the student has no live sandbox in that lab';
+          why = still(watch, session);
         } catch (err) {
-          why = err instanceof RequestError ? err.message : 'unauthorized';
+          // Not the view's fault (a store error): kept, asked again next time.
+          log.warn('checking an open view again failed', { error: String(err) });
+          continue;
         }
         if (!why) continue;
+        views.delete(socket);
         socket.emit('session:ended', { reason: `no longer watched: ${why}` });
         socket.disconnect(true);
       }
@@ -451,7 +461,9 @@ export function attachGateway(
     socket.on('panel:unwatch', () => stopFeed());
 
     if (!readOnly) void socket.join(`s:${session.id}`);
+    else views.add(socket);
     socket.on('disconnect', () => {
+      views.delete(socket);
       stopFeed();
       for (const [term, token] of attached) session.terminals.get(term)?.terminal.detach(token);
       attached.clear();

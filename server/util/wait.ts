@@ -30,6 +30,11 @@ export async function pollUntil(
   }
 }
 
+/** Lets the event loop turn before going on (setImmediate: the I/O callbacks waiting run first). */
+export function nextTurn(): Promise<void> {
+  return delay(0);
+}
+
 /**
  * `f` over `items`, yielding to the event loop (setImmediate) after every
  * `slice` of them: for host reads that are each cheap but, by the hundred,
@@ -37,11 +42,6 @@ export async function pollUntil(
  * Thread-pool reads do not help there: their completions run back to back
  * on the loop, each costlier than the read itself.
  */
-/** Lets the event loop turn before going on (setImmediate: the I/O callbacks waiting run first). */
-export function nextTurn(): Promise<void> {
-  return delay(0);
-}
-
 export async function mapInSlices<T, R>(
   items: readonly T[],
   f: (item: T) => R,

@@ -394,6 +394,12 @@ describe('classroom: watching, notices, resets', () => {
         assert.match(String(r.body.error), /the class is closed/);
       }
       assert.equal((await inst('/notice', 'POST', { text: 'still here?' })).status, 409);
+      // Nor is he removed: the record stays whole.
+      assert.equal((await inst(`/students/${key}/remove`, 'POST')).status, 409);
+      assert.deepEqual(
+        ((await inst('')).body as unknown as InstructorView).students.map((x) => x.name),
+        ['Dan'],
+      );
       const after = (await inst(`/students/${key}`)).body as unknown as InstructorStudent;
       assert.deepEqual(after.live, [], 'what he runs now is not shown');
       // The record stays: roster, progress, export.
@@ -460,9 +466,13 @@ describe('classroom: watching, notices, resets', () => {
     'with classes only, a student removed from their class loses the sandbox they may no longer use',
     SYSTEM_NEEDS,
     async () => {
+      // (Over the shared test store, as the suite's other servers.)
       const only = await startServer(undefined, { UNDERLAY_CLASSES_ONLY: '1' });
-      const { name, code, inst } = await makeClass(only, 'only');
+      let name = '';
       try {
+        const made = await makeClass(only, 'only');
+        name = made.name;
+        const { code, inst } = made;
         const eve = student(only);
         assert.equal((await eve('POST', '/api/cohorts/join', { code, name: 'Eve' })).status, 200);
         const ls = (await eve('POST', '/api/labs/uts-hostname/session')).body as LabSession;
@@ -474,7 +484,7 @@ describe('classroom: watching, notices, resets', () => {
         sock.close();
         assert.equal((await eve('POST', '/api/labs/uts-hostname/session')).status, 403);
       } finally {
-        await cli(['cohort', 'close', name]);
+        if (name) await cli(['cohort', 'close', name]);
         await only.stop();
       }
     },

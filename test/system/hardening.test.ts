@@ -616,6 +616,12 @@ describe('sandbox hardening', { concurrency: false }, () => {
       // it): a little more room than this sandbox may hold. What serve and
       // the CLI do at their start is what a manager made now does.
       const FILE_MAX = '/proc/sys/fs/file-max';
+      // A kernel that charges files to no cgroup (cgroup.memory=nokmem) keeps
+      // its table on purpose (host-files.ts): this attack then holds there.
+      const nokmem = /(^|\s)cgroup\.memory=\S*nokmem/.test(
+        fs.readFileSync('/proc/cmdline', 'utf8'),
+      );
+      assert.ok(!nokmem, 'this host charges open files to no cgroup (cgroup.memory=nokmem)');
       const before = fs.readFileSync(FILE_MAX, 'utf8').trim();
       const openNow = Number(fs.readFileSync('/proc/sys/fs/file-nr', 'utf8').split(/\s+/)[0]);
       const HOLD = 240_000; // 24 processes x 10,000: a fraction of the memory limit
