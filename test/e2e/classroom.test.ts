@@ -290,7 +290,10 @@ describe('joining a class', () => {
       const csv = fs.readFileSync(file, 'utf8');
       assert.match(
         csv,
-        new RegExp(`^${name},Ann <i>x</i>,[^,]+,ns-uts-ipc,look-first,false,false,2,0,\r$`, 'm'),
+        new RegExp(
+          `^${name},Ann <i>x</i>,[^,]+,ns-uts-ipc,look-first,false,false,2,0,,[0-9a-f]{16}\r$`,
+          'm',
+        ),
       );
       assert.equal(csv.trimEnd().split('\r\n').length, 1 + 7, 'a header and one row per step');
       assert.equal(
@@ -508,7 +511,10 @@ describe('joining a class', () => {
       );
       assert.match(
         csv,
-        new RegExp(`^${name},Bo,[^,]+,uts-hostname,private-hostname,false,false,0,0,\r$`, 'm'),
+        new RegExp(
+          `^${name},Bo,[^,]+,uts-hostname,private-hostname,false,false,0,0,,[0-9a-f]{16}\r$`,
+          'm',
+        ),
       );
 
       // A student cannot open the dashboard, even knowing the cohort's name.
