@@ -17,6 +17,16 @@ import { RequestError } from '../util/errors';
 /** A usage problem found inside an action (commander's own errors are printed by commander). */
 export class UsageError extends Error {}
 
+/** `--warm lab=N,...` (serve, cohort create, cohort set); a bad one is a usage error. */
+function warmArg(v: unknown): Map<string, number> | undefined {
+  if (typeof v !== 'string') return undefined;
+  try {
+    return parseWarm(v, '--warm');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 function sizeArg(name: string) {
   return (v: string): number => {
     const n = parseSize(v);
@@ -333,12 +343,7 @@ export function buildProgram(): Command {
     .option('--url <url>', 'the address students open', 'http://localhost:3000')
     .action(async (name: string, opts) => {
       const { create, parseWhen } = await import('./cohort');
-      let warm: Map<string, number> | undefined;
-      try {
-        warm = typeof opts.warm === 'string' ? parseWarm(opts.warm, '--warm') : undefined;
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
+      const warm = warmArg(opts.warm);
       create(
         {
           name,
@@ -397,12 +402,7 @@ export function buildProgram(): Command {
     .option('--url <url>', 'the address students open', 'http://localhost:3000')
     .action(async (name: string, opts) => {
       const { set, parseWhen } = await import('./cohort');
-      let warm: Map<string, number> | undefined;
-      try {
-        warm = typeof opts.warm === 'string' ? parseWarm(opts.warm, '--warm') : undefined;
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
+      const warm = warmArg(opts.warm);
       if (
         opts.seats === undefined &&
         opts.starts === undefined &&
@@ -501,12 +501,7 @@ export function buildProgram(): Command {
     )
     .action(async (opts) => {
       requireRoot();
-      let warm: Map<string, number> | undefined;
-      try {
-        warm = typeof opts.warm === 'string' ? parseWarm(opts.warm, '--warm') : undefined;
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
+      const warm = warmArg(opts.warm);
       const { serve } = await import('./serve');
       await serve({
         port: opts.port,
