@@ -358,10 +358,7 @@ export class Classroom {
    * session. What counts a class's warm seats down (classWarm).
    */
   haveLab(cohort: string, lab: string): number {
-    return this.store
-      .members(cohort)
-      .filter((m) => this.store.getDisk(m.student, lab) || this.store.getLabSession(m.student, lab))
-      .length;
+    return this.store.countMembersWithLab(cohort, lab);
   }
 
   /**

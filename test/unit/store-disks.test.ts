@@ -176,3 +176,33 @@ test('disks read a page at a time: every disk once, in rowid order; one owner by
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a class's students who have a lab: a kept disk of it or a live lab session, counted in one query", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-store-'));
+  const store = new Store(dir);
+  try {
+    store.addCohort({
+      name: 'c',
+      code: 'ACDEFG23',
+      tokenHash: '0'.repeat(64),
+      labs: ['lab', 'other'],
+      closed: false,
+      created: 0,
+    });
+    for (const st of ['ann', 'bo', 'cy', 'di']) store.addMember('c', st, st);
+    // Ann: a kept disk of the lab; Bo: a live session; Cy: a disk of another lab; Di: nothing.
+    store.reserve((k) => record('s1', k), 10, { owner: 'ann', name: 'lab', bytes: 1, id: 'd1' });
+    store.remove('s1');
+    store.saveLabSession('bo', 'lab', 'sess-bo');
+    store.reserve((k) => record('s2', k), 10, { owner: 'cy', name: 'other', bytes: 1, id: 'd2' });
+    store.remove('s2');
+    // Someone outside the class with the lab does not count.
+    store.saveLabSession('eve', 'lab', 'sess-eve');
+    assert.equal(store.countMembersWithLab('c', 'lab'), 2);
+    assert.equal(store.countMembersWithLab('c', 'other'), 1);
+    assert.equal(store.countMembersWithLab('nope', 'lab'), 0);
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
