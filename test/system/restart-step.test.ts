@@ -17,9 +17,11 @@ import { serverSuite, startServer } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
 import { TermClient } from '../helpers/term-client';
 import { cli } from '../helpers/env';
-import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
+import { SYSTEM_NEEDS, sysTest, type Need } from '../helpers/requires';
 
 const LAB = 'ns-files-nsenter';
+// Admission counting and a replay's error: the server's logic, the host tier's alone.
+const SERVER_LOGIC: Need[] = [...SYSTEM_NEEDS, 'any-kernel'];
 
 describe('start a step over', () => {
   const server = serverSuite(before, after);
@@ -121,7 +123,7 @@ describe('start a step over', () => {
 
   sysTest(
     "an instructor's moves count as each student's starts, not as one address for the whole class",
-    SYSTEM_NEEDS,
+    SERVER_LOGIC,
     async () => {
       // Two live sandboxes per address: the class's parked students, moved
       // by their instructor, were all counted as one address ("instructor").
@@ -164,7 +166,7 @@ describe('start a step over', () => {
 
   sysTest(
     'a replay that fails on the way names the step, says why, and changes no progress',
-    SYSTEM_NEEDS,
+    SERVER_LOGIC,
     async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-replay-'));
       fs.mkdirSync(path.join(dir, 'replay-fails'));
