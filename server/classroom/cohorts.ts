@@ -110,10 +110,34 @@ export function cohortsWarm(
   now = Date.now(),
   started: (cohort: string, lab: string) => number = () => 0,
 ): Map<string, number> {
+  return warmTotals(warmHeld(cohorts, now, started));
+}
+
+/** The seats per lab of warmHeld's classes, summed. */
+export function warmTotals(held: ReturnType<typeof warmHeld>): Map<string, number> {
   const out = new Map<string, number>();
+  for (const [lab, classes] of held) {
+    let n = 0;
+    for (const c of classes) n += c.left;
+    out.set(lab, n);
+  }
+  return out;
+}
+
+/**
+ * Per lab, the classes now on that still want warm seats of it and how
+ * many (classWarm): those seats are held for their students (a student of
+ * none of them takes only seats beyond these: WarmPool's `held`).
+ */
+export function warmHeld(
+  cohorts: readonly CohortRow[],
+  now = Date.now(),
+  started: (cohort: string, lab: string) => number = () => 0,
+): Map<string, { cohort: string; left: number }[]> {
+  const out = new Map<string, { cohort: string; left: number }[]>();
   for (const c of cohorts)
     for (const [lab, left] of classWarm(c, now, started))
-      if (left > 0) out.set(lab, (out.get(lab) ?? 0) + left);
+      if (left > 0) out.set(lab, [...(out.get(lab) ?? []), { cohort: c.name, left }]);
   return out;
 }
 

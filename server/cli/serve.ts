@@ -8,7 +8,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { Classroom, cohortState, cohortsWarm, drawCode } from '../classroom/cohorts';
+import { Classroom, cohortState, drawCode, warmHeld, warmTotals } from '../classroom/cohorts';
 import { cohortsFileOf, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
 import { formatProblem } from '../util/yaml-file';
 import { DEFAULT_LIMITS, loadConfig } from '../config';
@@ -233,30 +233,42 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Seats started ahead for a class (docs/operating.md#warm-seats); with none
   // wanted, this still drops the disks of seats a previous run left.
   // Wanted: serve --warm's, or the classes' on now (cohorts.yaml `warm`)
-  // when more. Asked many times in one fill, so read from the store once
-  // per turn of the event loop: a take (which re-owns the seat's disk to the
-  // student) is seen by the fill it schedules. A store that fails keeps the
-  // last figures.
+  // when more; a class's are held for its own students (a student of none
+  // of the classes wanting a lab takes only the seats beyond theirs). Asked
+  // many times in one fill, so read from the store once per turn of the
+  // event loop: a take (which re-owns the seat's disk to the student) is
+  // seen by the fill it schedules. A store that fails keeps the last figures.
   let warmNow: ReadonlyMap<string, number> = config.warm;
+  let heldNow: ReturnType<typeof warmHeld> = new Map();
   let warmFresh = false;
-  seats.warm = labSessions.warmUp(() => {
-    if (warmFresh) return warmNow;
+  const readWarm = () => {
+    if (warmFresh) return;
     warmFresh = true;
     setImmediate(() => (warmFresh = false));
     try {
+      const held = warmHeld(store.listCohorts(), Date.now(), (c, lab) => classroom.haveLab(c, lab));
       const merged = new Map(config.warm);
-      const classes = cohortsWarm(store.listCohorts(), Date.now(), (c, lab) =>
-        classroom.haveLab(c, lab),
-      );
-      for (const [lab, n] of classes) merged.set(lab, Math.max(n, merged.get(lab) ?? 0));
+      for (const [lab, n] of warmTotals(held)) merged.set(lab, Math.max(n, merged.get(lab) ?? 0));
       if (JSON.stringify([...merged]) !== JSON.stringify([...warmNow]))
         log.info('warm seats wanted', { wanted: Object.fromEntries(merged) });
       warmNow = merged;
+      heldNow = held;
     } catch (err) {
       log.error('reading the classes for warm seats', { error: String(err) });
     }
-    return warmNow;
-  });
+  };
+  seats.warm = labSessions.warmUp(
+    () => {
+      readWarm();
+      return warmNow;
+    },
+    (lab, owner) => {
+      readWarm();
+      let n = 0;
+      for (const c of heldNow.get(lab) ?? []) if (!store.isMember(c.cohort, owner)) n += c.left;
+      return n;
+    },
+  );
   if (config.warm.size) log.info('warm seats', { wanted: Object.fromEntries(config.warm) });
   // next dev's hot reload (a websocket) goes to the web process; socket.io has its own path.
   if (config.nextDev)

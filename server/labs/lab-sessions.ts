@@ -51,10 +51,14 @@ export class LabSessions {
   /**
    * Keeps `wanted` seats of each lab started ahead (labs/warm-pool.ts); a
    * student with no files of their own in the lab takes one instead of
-   * waiting for a start. Call after restore(): it drops the disks of seats
-   * a previous run left.
+   * waiting for a start; `held` says how many of a lab's seats are kept for
+   * classes the student is not in. Call after restore(): it drops the disks
+   * of seats a previous run left.
    */
-  warmUp(wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>)): WarmPool {
+  warmUp(
+    wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
+    held?: (labId: string, owner: string) => number,
+  ): WarmPool {
     this.warm = new WarmPool(
       this.sessions,
       this.sandboxes,
@@ -64,6 +68,7 @@ export class LabSessions {
       this.admission,
       this.token,
       wanted,
+      held,
     );
     this.warm.sweep();
     this.warm.fill();
@@ -204,7 +209,7 @@ export class LabSessions {
       // A warm seat if one is ready and the student has no files of their
       // own in this lab (those come back on a start of their own). A seat is
       // a live sandbox already: it needs no place in line.
-      const seatable = !!this.warm?.hasSeats(labId) && !this.store.getDisk(owner, labId);
+      const seatable = !!this.warm?.hasSeats(labId, owner) && !this.store.getDisk(owner, labId);
       // A place first (a student waiting in line asks again every few
       // seconds, and waiting must not use up the start rate), then the
       // rates, and only then room among the student's own labs: a refused
@@ -224,7 +229,7 @@ export class LabSessions {
       }
       const t0 = Date.now();
       // Taken by another student while room was made: a start of its own.
-      const seat = seatable ? this.warm?.take(labId) : undefined;
+      const seat = seatable ? this.warm?.take(labId, owner) : undefined;
       if (seatable && !seat) slot ??= this.admit(client, owner);
       const created = seat
         ? this.takeSeat(seat, owner, labId, client, slot)

@@ -4,7 +4,8 @@
  * every shell at its prompt - so that a student who opens the lab with no
  * files of their own there takes one instead of waiting for a start. A
  * class of a hundred opening the same lab at once costs a slow host tens of
- * seconds of CPU; taken seats cost none of it.
+ * seconds of CPU; taken seats cost none of it. The seats a class asked for
+ * are held for its students (`held`).
  *
  * A seat is a lab session owned by nobody (WARM_OWNER): it holds an
  * admission place (it is a live sandbox), its disk is kept under
@@ -69,6 +70,12 @@ export class WarmPool {
      * fill (the classes' `warm`, which come and go with their hours).
      */
     private readonly wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
+    /**
+     * How many of the lab's seats are held for classes the student is not
+     * in (a class's `warm` is for its own students): the student takes only
+     * a seat beyond those. None held by default (serve --warm's are anyone's).
+     */
+    private readonly held: (labId: string, owner: string) => number = () => 0,
   ) {
     for (const lab of this.want().keys())
       if (!catalog.labs.has(lab))
@@ -80,9 +87,12 @@ export class WarmPool {
 
   /**
    * A ready seat of the lab, made from the lab as it is loaded now, taken
-   * out of the pool (the caller hands it over, or gives it back). Synchronous.
+   * out of the pool for the student (the caller hands it over, or gives it
+   * back); none while every ready seat is held for classes the student is
+   * not in. Synchronous.
    */
-  take(labId: string): Seat | undefined {
+  take(labId: string, owner: string): Seat | undefined {
+    if (this.live(labId).length <= this.held(labId, owner)) return undefined;
     const list = this.seats.get(labId);
     const loaded = this.catalog.labs.get(labId);
     while (list?.length) {
@@ -105,9 +115,10 @@ export class WarmPool {
     return false;
   }
 
-  /** Whether a seat of the lab may be ready (take() says for sure). */
-  hasSeats(labId: string): boolean {
-    return (this.seats.get(labId)?.length ?? 0) > 0;
+  /** Whether a seat of the lab may be ready for the student (take() says for sure). */
+  hasSeats(labId: string, owner: string): boolean {
+    const ready = this.seats.get(labId)?.length ?? 0;
+    return ready > 0 && ready > this.held(labId, owner);
   }
 
   /** A seat taken but not handed over (the student was refused): first in line again. */

@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, type Config } from '../../server/config';
 import { SandboxManager } from '../../server/sandbox/index';
@@ -19,6 +20,21 @@ export const ARTIFACTS =
   process.env.UNDERLAY_TEST_ARTIFACTS ?? path.join(REPO, 'test', 'artifacts');
 export const TEST_STATE_DIR = process.env.UNDERLAY_TEST_STATE_DIR ?? '/var/lib/underlay-test';
 export const TEST_UID_BASE = Number(process.env.UNDERLAY_TEST_UID_BASE ?? 100000 + 65536 * 2000);
+
+const tempDirs: string[] = [];
+/**
+ * A new directory under the OS temp dir, removed when the test process
+ * exits (a test that fails half way leaves no litter either).
+ */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (!tempDirs.length)
+    process.once('exit', () => {
+      for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+    });
+  tempDirs.push(dir);
+  return dir;
+}
 
 export function testEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {

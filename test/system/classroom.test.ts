@@ -605,6 +605,7 @@ describe('classroom: a classes-only server', () => {
         );
       } finally {
         await srv2.stop();
+        fs.rmSync(env.UNDERLAY_STATE_DIR, { recursive: true, force: true });
       }
     },
     // Under emulation (the VM tier) a second server takes 30-40 s to start.

@@ -14,7 +14,7 @@ import { diagnose, measureMigration } from '../../server/cli/doctor';
 import { loadConfig } from '../../server/config';
 import { Store } from '../../server/store/store';
 import { freePort } from '../helpers/browser';
-import { CLI, REPO, TEST_UID_BASE, cli, sleep, testConfig, testEnv } from '../helpers/env';
+import { CLI, REPO, TEST_UID_BASE, cli, sleep, tempDir, testConfig, testEnv } from '../helpers/env';
 import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 
 describe('underlay CLI', () => {
@@ -44,7 +44,7 @@ describe('underlay CLI', () => {
   });
 
   test('cohorts declared in a file: problems with file:line:col and nothing applied; sync creates, updates, closes; the file wins', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cli-cohorts-file-'));
+    const dir = tempDir('underlay-cli-cohorts-file-');
     const env = { UNDERLAY_STATE_DIR: path.join(dir, 'state') };
     const tok = await cli(['cohort', 'token'], { env });
     assert.equal(tok.code, 0, tok.stderr);
@@ -150,7 +150,7 @@ describe('underlay CLI', () => {
 
   test('cohort create, list, show, close: the join link and code, the instructor link once, clear refusals', async () => {
     const env = {
-      UNDERLAY_STATE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cli-cohort-')),
+      UNDERLAY_STATE_DIR: tempDir('underlay-cli-cohort-'),
     };
     const made = await cli(
       [
@@ -282,7 +282,7 @@ describe('underlay CLI', () => {
     SYSTEM_NEEDS,
     async () => {
       const env = testEnv({
-        UNDERLAY_STATE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-serve-warn-')),
+        UNDERLAY_STATE_DIR: tempDir('underlay-serve-warn-'),
       });
       /** Starts serve on 0.0.0.0, returns its log up to "listening", stops it. */
       const startLog = async (): Promise<string> => {
@@ -323,7 +323,7 @@ describe('underlay CLI', () => {
       );
 
       // A labs folder with a cohorts.yaml: applied at start; a broken one is reported, not applied.
-      const labsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-serve-labs-'));
+      const labsDir = tempDir('underlay-serve-labs-');
       for (const lab of ['ns-pid', 'uts-hostname'])
         fs.symlinkSync(path.join(REPO, 'labs', lab), path.join(labsDir, lab));
       const hash = 'a'.repeat(64);

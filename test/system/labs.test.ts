@@ -17,6 +17,7 @@ import {
   cli,
   pidsOwnedByRange,
   sleep,
+  tempDir,
   testEnv,
   testManager,
   TEST_UID_BASE,
@@ -160,7 +161,7 @@ describe('labs', () => {
     'sandbox.files are laid into the sandbox before setup, with their modes',
     SYSTEM_NEEDS,
     async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-files-'));
+      const dir = tempDir('underlay-files-');
       fs.mkdirSync(path.join(dir, 'files', 'sub'), { recursive: true });
       fs.writeFileSync(path.join(dir, 'files', 'hello.sh'), '#!/bin/sh\necho hello from a file\n', {
         mode: 0o755,

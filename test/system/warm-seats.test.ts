@@ -499,7 +499,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
   );
 
   sysTest(
-    "serve with a class's `warm` in cohorts.yaml: its seats made, one fewer once a student of it has the lab; its instructor sees them",
+    "serve with a class's `warm` in cohorts.yaml: its seats made, held for its students (not another's), one fewer once a student of it has the lab; its instructor sees them",
     SYSTEM_NEEDS,
     async () => {
       const m = testManager();
@@ -509,6 +509,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       const labs = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-warm-class-'));
       const token = `warm-test-token-${process.pid}-${Date.now()}`;
       let srv: Awaited<ReturnType<typeof startServer>> | undefined;
+      let boOwner: string | undefined;
       try {
         fs.cpSync(path.join(FIX, LAB), path.join(labs, LAB), { recursive: true });
         fs.writeFileSync(
@@ -522,7 +523,8 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
             '',
           ].join('\n'),
         );
-        const s = await startServer(undefined, { UNDERLAY_LABS_DIR: labs });
+        // At info: the log names each seat's session ('warm seat ready').
+        const s = await startServer(undefined, { UNDERLAY_LABS_DIR: labs, UNDERLAY_LOG: 'info' });
         srv = s;
         type Health = { warm: Record<string, { wanted: number; ready: number }> };
         const health = async () =>
@@ -548,12 +550,29 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
         ];
         await waitFor('two seats ready', (h) => h.warm[LAB]?.ready === 2);
         assert.deepEqual(await seen(), seat(0, 2));
+        const seatSessions = () =>
+          [...s.log().matchAll(/"msg":"warm seat ready","lab":"[^"]+","session":"([^"]+)"/g)].map(
+            (x) => x[1],
+          );
+        assert.equal(seatSessions().length, 2, s.log());
+        // The class's seats are its students': a student of no class who
+        // opens the lab meanwhile starts a sandbox of their own.
+        const bo = new CookieClient(s.url);
+        const boLab = (await bo.ok('POST', `/api/labs/${LAB}/session`)) as { session: string };
+        boOwner = m.store.listLabSessions().find((r) => r.session === boLab.session)?.owner;
+        assert.ok(
+          !seatSessions().includes(boLab.session),
+          "a student outside the class was given one of the class's warm seats",
+        );
+        assert.equal((await health()).warm[LAB]?.ready, 2, 'both seats still ready');
+        await bo.call('DELETE', `/api/labs/${LAB}/session`);
         const code = m.store.getCohort(name)?.code as string;
         const ann = new CookieClient(s.url);
         await ann.ok('POST', '/api/cohorts/join', { code, name: 'Ann' });
         // Joined, not yet in the lab: both seats still wanted (she opens it next).
         assert.equal((await health()).warm[LAB]?.wanted, 2);
-        await ann.ok('POST', `/api/labs/${LAB}/session`);
+        const annLab = (await ann.ok('POST', `/api/labs/${LAB}/session`)) as { session: string };
+        assert.ok(seatSessions().includes(annLab.session), 'a student of the class takes a seat');
         // Her seat is used: one more is wanted, not two.
         await waitFor(
           'one seat wanted and ready',
@@ -578,6 +597,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
           for (const mem of m.store.members(name))
             if (m.store.getDisk(mem.student, LAB)) m.dropDisk(mem.student, LAB);
         }
+        if (boOwner && m.store.getDisk(boOwner, LAB)) m.dropDisk(boOwner, LAB);
         fs.rmSync(labs, { recursive: true, force: true });
       }
     },

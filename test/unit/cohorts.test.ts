@@ -9,11 +9,12 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import {
   closeCohort,
   cohortState,
   cohortsWarm,
+  warmHeld,
   createCohort,
   formatCode,
   instructorAllowed,
@@ -29,10 +30,15 @@ import { RequestError } from '../../server/util/errors';
 const LABS = ['ns-pid', 'ns-uts-ipc', 'cg-cpu-quota'];
 
 let lastDir = '';
+const dirs: string[] = [];
 function tempStore(): Store {
   lastDir = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-cohorts-'));
+  dirs.push(lastDir);
   return new Store(lastDir);
 }
+after(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 function refused(fn: () => unknown, kind: string, message: RegExp): void {
   assert.throws(fn, (e: unknown) => {
@@ -242,6 +248,15 @@ test("a class's warm seats are wanted from 15 minutes before it starts until it 
     );
   assert.deepEqual(started(12), { 'ns-pid': 23, 'ns-uts-ipc': 2 });
   assert.deepEqual(started(40), { 'ns-pid': 5, 'ns-uts-ipc': 2 });
+  // Which classes hold them (a student of neither takes only seats beyond these).
+  assert.deepEqual(Object.fromEntries(warmHeld([day, always], t, (c) => (c === 'c' ? 30 : 0))), {
+    'ns-pid': [{ cohort: 'd', left: 5 }],
+    'ns-uts-ipc': [{ cohort: 'd', left: 2 }],
+  });
+  assert.deepEqual(Object.fromEntries(warmHeld([day, always], t))['ns-pid'], [
+    { cohort: 'c', left: 30 },
+    { cohort: 'd', left: 5 },
+  ]);
 });
 
 test('warm seats given to cohort create: checked against the class, kept with it', () => {
