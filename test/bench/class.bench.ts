@@ -28,6 +28,10 @@
  * WARM (N: the server keeps N warm seats of LAB, docs/operating.md#warm-seats;
  * the bench waits until they are ready before the baseline and the herd, and
  * again after everyone left, before the leak check).
+ * CLASS (1: the quiet students are a class's, made with `underlay cohort
+ * create` and joined before the baseline; with WARM the class asks for the
+ * seats (`--warm`), held for its students, instead of `serve --warm`; the
+ * noisy five are not in it; the class is closed after the run).
  * All students come from 127.0.0.1, one client address, so the bench raises
  * the per-address caps (UNDERLAY_PER_CLIENT, UNDERLAY_CONNECTIONS_PER_CLIENT)
  * as an operator would for a classroom behind one NAT.
@@ -42,6 +46,7 @@ import Database from 'better-sqlite3';
 import { io, type Socket } from 'socket.io-client';
 import { startServer, type Server } from '../helpers/browser';
 import { CookieClient } from '../helpers/browser-like';
+import { cli } from '../helpers/env';
 
 const STUDENTS = Number(process.env.STUDENTS ?? 100);
 const NOISY = Number(process.env.NOISY ?? 5);
@@ -53,6 +58,7 @@ const PANELS = process.env.PANELS === '1';
 const CLIENT_NICE = Number(process.env.CLIENT_NICE ?? 0);
 const PANEL_STEP = process.env.PANEL_STEP ?? 'private-hostname';
 const WARM = Number(process.env.WARM ?? 0);
+const CLASS = process.env.CLASS === '1';
 let panelUpdates = 0;
 /** When each echo sample was taken (for ECHO_WINDOWS=1). */
 const echoAt: number[] = [];
@@ -405,14 +411,28 @@ function hostCpu(): { busy: number; idle: number } {
   return { busy: total - idle, idle };
 }
 
+/** CLASS=1: a class of the quiet students, asking for WARM seats; its join code and name. */
+async function makeClass(): Promise<{ name: string; code: string }> {
+  const name = `bench-${Date.now().toString(36)}`;
+  const args = ['cohort', 'create', name, '--labs', LAB];
+  if (WARM) args.push('--warm', `${LAB}=${WARM}`);
+  const r = await cli(args, {
+    env: { UNDERLAY_STATE_DIR: STATE_DIR, UNDERLAY_UID_BASE: String(UID_BASE) },
+  });
+  const code = /code=([A-Z0-9-]+)/.exec(r.stdout)?.[1];
+  if (r.code !== 0 || !code) throw new Error(`cohort create: ${r.stderr}`);
+  return { name, code };
+}
+
 async function main(): Promise<void> {
+  const klass = CLASS ? await makeClass() : undefined;
   const server = await startServer(undefined, {
     UNDERLAY_STATE_DIR: STATE_DIR,
     UNDERLAY_UID_BASE: String(UID_BASE),
     UNDERLAY_PER_CLIENT: String(STUDENTS + 50),
     UNDERLAY_CONNECTIONS_PER_CLIENT: String(STUDENTS * 8 + 100),
     UNDERLAY_LOG: process.env.SERVER_LOG_LEVEL ?? 'warn',
-    ...(WARM ? { UNDERLAY_WARM: `${LAB}=${WARM}` } : {}),
+    ...(WARM && !CLASS ? { UNDERLAY_WARM: `${LAB}=${WARM}` } : {}),
   });
   // CLIENT_NICE=-10: the bench client (not the server, started above) runs
   // ahead of the host's other work, as browsers on their own machines would.
@@ -420,6 +440,9 @@ async function main(): Promise<void> {
   const db = path.join(STATE_DIR, 'underlay.db');
   const students = Array.from({ length: STUDENTS }, (_, i) => new Student(i, server.url));
   try {
+    if (klass)
+      for (const st of students.slice(NOISY))
+        await st.call('POST', '/api/cohorts/join', { code: klass.code, name: `Student ${st.n}` });
     if (WARM) {
       const t = Date.now();
       const c0 = hostCpu();
@@ -479,6 +502,13 @@ async function main(): Promise<void> {
       fig.errors.push(...r.errors);
     }
     const herdCpu1 = hostCpu();
+    if (WARM) {
+      // With CLASS, seats held for the class: the noisy five (not in it) took none.
+      const h = (await fetch(`${server.url}/healthz`).then((r) => r.json())) as {
+        warm?: Record<string, unknown>;
+      };
+      console.log(`warm seats after the herd: ${JSON.stringify(h.warm?.[LAB])}`);
+    }
     // CPU of the whole host (every process) until the last first prompt: a
     // steadier figure than the herd's latencies, for comparing two versions.
     console.log(
@@ -528,8 +558,9 @@ async function main(): Promise<void> {
         ),
     );
     const endMs = performance.now() - tEnd;
-    // The pool made again (the baseline was taken with it full).
-    if (WARM) await warmSeatsReady(server);
+    // The pool made again (the baseline was taken with it full); a class's
+    // seats are not (its students have the lab now): those left end.
+    if (WARM && !CLASS) await warmSeatsReady(server);
     // Wait (up to 20 s) for the state to settle: idle keep-alive connections
     // close after 5 s, reaping is asynchronous.
     let after = snapshot(server, db);
@@ -598,6 +629,11 @@ async function main(): Promise<void> {
   } finally {
     for (const s of students) s.close();
     await server.stop();
+    // Closed: a later run over this state dir does not make its seats.
+    if (klass)
+      await cli(['cohort', 'close', klass.name], {
+        env: { UNDERLAY_STATE_DIR: STATE_DIR, UNDERLAY_UID_BASE: String(UID_BASE) },
+      });
     // SERVER_LOG=file: the server's log (SERVER_LOG_LEVEL, default warn), for a run to look into.
     if (process.env.SERVER_LOG) fs.writeFileSync(process.env.SERVER_LOG, server.log());
   }
