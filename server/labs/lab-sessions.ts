@@ -347,14 +347,14 @@ export class LabSessions {
   ): Promise<SessionCreated> {
     let place = slot;
     for (;;) {
-      const spare = !!this.warm?.anySeats();
+      const spare = !!this.warm?.anySeats(owner);
       try {
         return await this.coldStart(loaded, owner, labId, place, spare ? false : undefined);
       } catch (err) {
         if (!(err instanceof RequestError && err.short) || !spare) throw err;
         // The place was ours a moment ago: held while a seat makes room.
         place = place && this.admission ? this.admission.adopt(place.client) : place;
-        if (!(await this.warm?.yieldRoom())) {
+        if (!(await this.warm?.yieldRoom(owner))) {
           // None left to give: the usual start, which may drop parked disks.
           return this.coldStart(loaded, owner, labId, place);
         }
@@ -371,7 +371,7 @@ export class LabSessions {
     try {
       return this.admission?.admit(client, owner);
     } catch (err) {
-      if (!(err instanceof RequestError && err.kind === 'full') || !this.warm?.yieldPlace())
+      if (!(err instanceof RequestError && err.kind === 'full') || !this.warm?.yieldPlace(owner))
         throw err;
       return this.admission?.admit(client, owner);
     }

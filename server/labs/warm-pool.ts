@@ -33,6 +33,20 @@ import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
 /** The owner of seats not yet taken. Student ids are base64url: never this. */
 export const WARM_OWNER = '~warm';
 
+/**
+ * Of `ready` seats of a lab whose pool wants `wanted`, those held for
+ * classes a student is not in, which still want `others` of them: their
+ * share of what is ready, so that two classes on one lab share the seats
+ * made so far in proportion (neither waits for the other's whole figure, nor
+ * are seats left that neither may take); all of them when every seat wanted
+ * is theirs (a student of no class, with no `serve --warm` seats beyond).
+ */
+export function heldShare(others: number, wanted: number, ready: number): number {
+  if (others <= 0) return 0;
+  if (others >= wanted) return ready;
+  return Math.floor((others * ready) / wanted);
+}
+
 /** After a seat of a lab failed to start, the next try waits this long. */
 const RETRY_AFTER_FAILURE_MS = 60_000;
 
@@ -71,9 +85,10 @@ export class WarmPool {
      */
     private readonly wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
     /**
-     * How many of the lab's seats are held for classes the student is not
-     * in (a class's `warm` is for its own students): the student takes only
-     * a seat beyond those. None held by default (serve --warm's are anyone's).
+     * How many seats of the lab the classes the student is not in still
+     * want (a class's `warm` is for its own students): their share of the
+     * ready seats is held from the student (heldShare). None by default
+     * (serve --warm's are anyone's).
      */
     private readonly held: (labId: string, owner: string) => number = () => 0,
   ) {
@@ -92,7 +107,8 @@ export class WarmPool {
    * not in. Synchronous.
    */
   take(labId: string, owner: string): Seat | undefined {
-    if (this.live(labId).length <= this.held(labId, owner)) return undefined;
+    const ready = this.live(labId).length;
+    if (ready <= this.heldFrom(labId, owner, ready)) return undefined;
     const list = this.seats.get(labId);
     const loaded = this.catalog.labs.get(labId);
     while (list?.length) {
@@ -109,16 +125,17 @@ export class WarmPool {
     return undefined;
   }
 
-  /** Whether any seat of any lab may be ready. */
-  anySeats(): boolean {
-    for (const list of this.seats.values()) if (list.length) return true;
+  /** Whether any seat of any lab not held from the student may be ready. */
+  anySeats(owner: string): boolean {
+    for (const [lab, list] of this.seats)
+      if (list.length > this.heldFrom(lab, owner, list.length)) return true;
     return false;
   }
 
   /** Whether a seat of the lab may be ready for the student (take() says for sure). */
   hasSeats(labId: string, owner: string): boolean {
     const ready = this.seats.get(labId)?.length ?? 0;
-    return ready > 0 && ready > this.held(labId, owner);
+    return ready > this.heldFrom(labId, owner, ready);
   }
 
   /** A seat taken but not handed over (the student was refused): first in line again. */
@@ -184,11 +201,12 @@ export class WarmPool {
 
   /**
    * Ends one untaken seat so that a student who would wait in line gets its
-   * place instead (seats are there for students, never ahead of them). Its
-   * place is free when this returns; the sandbox ends in the background.
+   * place instead (seats are there for students, never ahead of them; a
+   * class's only for its own). Its place is free when this returns; the
+   * sandbox ends in the background.
    */
-  yieldPlace(): boolean {
-    const seat = this.popSeat();
+  yieldPlace(owner: string): boolean {
+    const seat = this.popSeat(owner);
     if (!seat) return false;
     seat.session.slot?.release();
     delete seat.session.slot;
@@ -200,18 +218,23 @@ export class WarmPool {
    * Ends one untaken seat and waits until its sandbox and disk are gone: a
    * student's start refused for room on the host disk gets that room.
    */
-  async yieldRoom(): Promise<boolean> {
-    const seat = this.popSeat();
+  async yieldRoom(owner: string): Promise<boolean> {
+    const seat = this.popSeat(owner);
     if (!seat) return false;
     await this.discard(seat, 'a student needed its room on the host disk', false);
     return true;
   }
 
-  /** The newest live seat of the lab with the most, out of the pool. */
-  private popSeat(): Seat | undefined {
+  /** The newest live seat of the lab with the most not held from the student, out of the pool. */
+  private popSeat(owner: string): Seat | undefined {
     for (;;) {
       let from: Seat[] | undefined;
-      for (const list of this.seats.values()) if (list.length > (from?.length ?? 0)) from = list;
+      for (const [lab, list] of this.seats)
+        if (
+          list.length > (from?.length ?? 0) &&
+          list.length > this.heldFrom(lab, owner, list.length)
+        )
+          from = list;
       const seat = from?.pop();
       if (!seat || this.sessions.get(seat.session.id) === seat.session) return seat;
     }
@@ -239,6 +262,12 @@ export class WarmPool {
         if (!(err instanceof RequestError)) throw err;
       }
     }
+  }
+
+  /** Of `ready` seats of the lab, how many the student may not have (heldShare). */
+  private heldFrom(lab: string, owner: string, ready: number): number {
+    if (ready === 0) return 0;
+    return heldShare(this.held(lab, owner), this.want().get(lab) ?? 0, ready);
   }
 
   /** Whether some lab that can run here has fewer seats than wanted. */

@@ -30,7 +30,12 @@ export function tempDir(prefix: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   if (!tempDirs.length)
     process.once('exit', () => {
-      for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+      for (const d of tempDirs)
+        try {
+          fs.rmSync(d, { recursive: true, force: true });
+        } catch {
+          // Left for the OS's temp cleaner: an exit hook must not throw.
+        }
     });
   tempDirs.push(dir);
   return dir;

@@ -31,13 +31,20 @@ import { SYSTEM_NEEDS, sysTest } from '../helpers/requires';
 const FIX = path.join(REPO, 'test', 'fixtures', 'labs', 'persist');
 const LAB = 'keep-files';
 const log = createLogger('warn');
-/** Each test waits for seats to be made, several on a slow host. */
-const LONG = 300_000 * timeScale();
+/** Each test waits for seats to be made (sysTest scales it on a slow host). */
+const LONG = 300_000;
 
 /** A server's session layer (as serve.ts wires it), with admission and `warm` seats of LAB. */
 function server(
   warm: number | (() => ReadonlyMap<string, number>),
-  opts: { parkMs?: number; perClient?: number; capacity?: number; manager?: SandboxManager } = {},
+  opts: {
+    parkMs?: number;
+    perClient?: number;
+    capacity?: number;
+    manager?: SandboxManager;
+    /** Seats of a lab wanted by classes the student is not in (serve.ts: from the store). */
+    held?: (lab: string, owner: string) => number;
+  } = {},
 ) {
   const m = opts.manager ?? testManager();
   const sessions = new SessionManager(m, log, {
@@ -55,7 +62,7 @@ function server(
     rates: DEFAULT_RATES,
   });
   const labs = new LabSessions(sessions, m, m.store, catalog, log, admission);
-  const pool = labs.warmUp(typeof warm === 'number' ? new Map([[LAB, warm]]) : warm);
+  const pool = labs.warmUp(typeof warm === 'number' ? new Map([[LAB, warm]]) : warm, opts.held);
   servers.push({ sessions, pool });
   return { m, sessions, labs, catalog, admission, pool };
 }
@@ -331,6 +338,35 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       assert.equal(ready(srv.pool), 1, 'one seat gave its place up');
       await until('the seat ended', () => srv.sessions.list().length === 3);
       assert.equal(srv.admission.used, 3);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    "a class's seats: a student outside it takes none, nor ends one for its place on a full host; the class's student takes one",
+    SYSTEM_NEEDS,
+    async () => {
+      const member = newOwner();
+      // Both seats are a class's, and `member` is its only student here.
+      const srv = server(2, { capacity: 2, held: (_, owner) => (owner === member ? 0 : 2) });
+      await until('two seats are ready', () => ready(srv.pool) === 2);
+      assert.equal(srv.admission.used, 2, 'two seats: the host is full');
+      const seats = srv.sessions.list().map((x) => x.id);
+      const outsider = newOwner();
+      await assert.rejects(
+        srv.labs.start(outsider, LAB, 'outsider-addr'),
+        (e: unknown) => e instanceof RequestError && e.kind === 'full',
+        'a student outside the class waits in line',
+      );
+      assert.equal(ready(srv.pool), 2, "no seat of the class's ended for an outsider's place");
+      assert.deepEqual(
+        srv.sessions.list().map((x) => x.id),
+        seats,
+      );
+      const got = await srv.labs.start(member, LAB, 'member-addr');
+      assert.ok(seats.includes(got.session), "the class's student took one of its seats");
+      assert.equal(ready(srv.pool), 1);
       await shutdown(srv);
     },
     { timeout: LONG },

@@ -25,6 +25,7 @@ import { loadCohortsFile, syncCohorts } from '../../server/classroom/cohorts-fil
 import { REPO_LABS } from '../../server/config';
 import { loadLabs } from '../../server/labs/loader';
 import { type CohortRow, Store } from '../../server/store/store';
+import { heldShare } from '../../server/labs/warm-pool';
 import { RequestError } from '../../server/util/errors';
 
 const LABS = ['ns-pid', 'ns-uts-ipc', 'cg-cpu-quota'];
@@ -350,4 +351,19 @@ test('warm seats in a cohorts file: checked against the class (file:line:col) an
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('warm seats held from a student: the share of what is ready that other classes still want', () => {
+  // A student of no class, the seats all a class's: none for them.
+  assert.equal(heldShare(30, 30, 12), 12);
+  // `serve --warm 40` beside a class wanting 30: ten of forty are anyone's.
+  assert.equal(heldShare(30, 40, 40), 30);
+  assert.equal(heldShare(30, 40, 20), 15);
+  // Two classes of 30 on one lab, 40 ready (the host's room): each class's
+  // students may take while any is ready; neither waits for the other's 30.
+  assert.equal(heldShare(30, 60, 40), 20);
+  assert.equal(heldShare(20, 40, 20), 10);
+  assert.equal(heldShare(30, 60, 1), 0);
+  // A class's own student, or nothing held.
+  assert.equal(heldShare(0, 30, 12), 0);
 });
