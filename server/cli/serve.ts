@@ -264,9 +264,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     },
     (lab, owner) => {
       readWarm();
-      let n = 0;
-      for (const c of heldNow.get(lab) ?? []) if (!store.isMember(c.cohort, owner)) n += c.left;
-      return n;
+      const wants = { own: 0, others: 0 };
+      for (const c of heldNow.get(lab) ?? [])
+        if (store.isMember(c.cohort, owner)) wants.own += c.left;
+        else wants.others += c.left;
+      return wants;
     },
   );
   if (config.warm.size) log.info('warm seats', { wanted: Object.fromEntries(config.warm) });

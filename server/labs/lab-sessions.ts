@@ -20,7 +20,7 @@ import type { Logger } from '../util/logger';
 import type { LabCatalog } from './catalog';
 import type { LoadedLab } from './loader';
 import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
-import { WARM_OWNER, WarmPool, type Seat } from './warm-pool';
+import { WARM_OWNER, WarmPool, type ClassWants, type Seat } from './warm-pool';
 
 export class LabSessions {
   private readonly secret: string;
@@ -51,13 +51,13 @@ export class LabSessions {
   /**
    * Keeps `wanted` seats of each lab started ahead (labs/warm-pool.ts); a
    * student with no files of their own in the lab takes one instead of
-   * waiting for a start; `held` says how many of a lab's seats are kept for
-   * classes the student is not in. Call after restore(): it drops the disks
+   * waiting for a start; `held` says how many of a lab's seats the classes
+   * on now still want, the student's and the others' (kept for those). Call after restore(): it drops the disks
    * of seats a previous run left.
    */
   warmUp(
     wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
-    held?: (labId: string, owner: string) => number,
+    held?: (labId: string, owner: string) => ClassWants,
   ): WarmPool {
     this.warm = new WarmPool(
       this.sessions,
@@ -364,16 +364,22 @@ export class LabSessions {
 
   /**
    * A place for a new sandbox (Admission.admit); with the host full, an
-   * untaken warm seat gives its place up first: seats never keep a student
-   * in line.
+   * untaken warm seat gives its place up to the student first in line (the
+   * place is theirs: asked for by anyone behind, it would go ahead to
+   * another, and a class's seat to someone outside the class): seats never
+   * keep a student in line.
    */
   private admit(client: string, owner: string): Slot | undefined {
     try {
       return this.admission?.admit(client, owner);
     } catch (err) {
-      if (!(err instanceof RequestError && err.kind === 'full') || !this.warm?.yieldPlace(owner))
+      if (
+        !(err instanceof RequestError && err.kind === 'full') ||
+        !this.admission?.firstInLine(owner) ||
+        !this.warm?.yieldPlace(owner)
+      )
         throw err;
-      return this.admission?.admit(client, owner);
+      return this.admission.admit(client, owner);
     }
   }
 

@@ -34,18 +34,31 @@ import { labSandboxOptions, notApplicable, prepareSandbox } from './runtime';
 export const WARM_OWNER = '~warm';
 
 /**
- * Of `ready` seats of a lab whose pool wants `wanted`, those held for
- * classes a student is not in, which still want `others` of them: their
- * share of what is ready, so that two classes on one lab share the seats
- * made so far in proportion (neither waits for the other's whole figure, nor
- * are seats left that neither may take); all of them when every seat wanted
- * is theirs (a student of no class, with no `serve --warm` seats beyond).
+ * Seats of a lab the classes now on still want, for one student: `own` by
+ * the classes the student is in, `others` by the rest.
  */
-export function heldShare(others: number, wanted: number, ready: number): number {
-  if (others <= 0) return 0;
-  if (others >= wanted) return ready;
-  return Math.floor((others * ready) / wanted);
+export interface ClassWants {
+  own: number;
+  others: number;
 }
+
+/**
+ * Of `ready` seats of a lab, how many are held from a student for the
+ * classes they are not in. A student whose own classes want none (a student
+ * of no class, or one beyond their class's figure): all the others still
+ * want, so that only seats beyond those (`serve --warm`'s extra) are theirs.
+ * A student whose class still wants some: the others' share of what is
+ * ready, in proportion to what each side wants, so that two classes on a
+ * lab whose pool is not full (the host's room) never lock each other out;
+ * each takes at most its own figure this way, since its takes lower `own`.
+ */
+export function heldShare(wants: ClassWants, ready: number): number {
+  if (wants.others <= 0) return 0;
+  if (wants.own <= 0) return Math.min(ready, wants.others);
+  return Math.floor((wants.others * ready) / (wants.others + wants.own));
+}
+
+const NO_CLASSES: ClassWants = { own: 0, others: 0 };
 
 /** After a seat of a lab failed to start, the next try waits this long. */
 const RETRY_AFTER_FAILURE_MS = 60_000;
@@ -85,12 +98,12 @@ export class WarmPool {
      */
     private readonly wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
     /**
-     * How many seats of the lab the classes the student is not in still
-     * want (a class's `warm` is for its own students): their share of the
-     * ready seats is held from the student (heldShare). None by default
+     * The seats of the lab the classes now on still want, the student's
+     * and the others' (a class's `warm` is for its own students): the
+     * others' are held from the student (heldShare). None by default
      * (serve --warm's are anyone's).
      */
-    private readonly held: (labId: string, owner: string) => number = () => 0,
+    private readonly held: (labId: string, owner: string) => ClassWants = () => NO_CLASSES,
   ) {
     for (const lab of this.want().keys())
       if (!catalog.labs.has(lab))
@@ -267,7 +280,7 @@ export class WarmPool {
   /** Of `ready` seats of the lab, how many the student may not have (heldShare). */
   private heldFrom(lab: string, owner: string, ready: number): number {
     if (ready === 0) return 0;
-    return heldShare(this.held(lab, owner), this.want().get(lab) ?? 0, ready);
+    return heldShare(this.held(lab, owner), ready);
   }
 
   /** Whether some lab that can run here has fewer seats than wanted. */

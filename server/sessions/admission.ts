@@ -218,6 +218,16 @@ export class Admission {
   }
 
   /**
+   * Whether `key` waits in line with nobody still asking ahead of it: a
+   * place freed now would be its own (admit's rule).
+   */
+  firstInLine(key: string): boolean {
+    const now = this.now();
+    const i = this.line.findIndex((w) => w.key === key);
+    return i !== -1 && !this.line.slice(0, i).some((w) => now - w.seen <= QUEUE_ACTIVE_MS);
+  }
+
+  /**
    * A live sandbox changes hands (a warm seat taken by a student of
    * `client`): the host holds no more sandboxes than before, so capacity and
    * the line do not apply, the client's cap does. `old` is released only if

@@ -15,7 +15,7 @@ import { hashToken } from '../../server/classroom/cohorts';
 import type { ClassWarmSeats, InstructorView } from '../../server/protocol/index';
 import { LabCatalog } from '../../server/labs/catalog';
 import { LabSessions } from '../../server/labs/lab-sessions';
-import { WARM_OWNER, type WarmPool } from '../../server/labs/warm-pool';
+import { WARM_OWNER, type ClassWants, type WarmPool } from '../../server/labs/warm-pool';
 import { timeScale } from '../../server/config';
 import { detectCgroupMode, SandboxManager } from '../../server/sandbox/index';
 import { Store } from '../../server/store/store';
@@ -42,8 +42,8 @@ function server(
     perClient?: number;
     capacity?: number;
     manager?: SandboxManager;
-    /** Seats of a lab wanted by classes the student is not in (serve.ts: from the store). */
-    held?: (lab: string, owner: string) => number;
+    /** Seats of a lab the classes want, the student's and the others' (serve.ts: from the store). */
+    held?: (lab: string, owner: string) => ClassWants;
   } = {},
 ) {
   const m = opts.manager ?? testManager();
@@ -349,7 +349,10 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
     async () => {
       const member = newOwner();
       // Both seats are a class's, and `member` is its only student here.
-      const srv = server(2, { capacity: 2, held: (_, owner) => (owner === member ? 0 : 2) });
+      const srv = server(2, {
+        capacity: 2,
+        held: (_, owner) => (owner === member ? { own: 2, others: 0 } : { own: 0, others: 2 }),
+      });
       await until('two seats are ready', () => ready(srv.pool) === 2);
       assert.equal(srv.admission.used, 2, 'two seats: the host is full');
       const seats = srv.sessions.list().map((x) => x.id);
@@ -367,6 +370,42 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       const got = await srv.labs.start(member, LAB, 'member-addr');
       assert.ok(seats.includes(got.session), "the class's student took one of its seats");
       assert.equal(ready(srv.pool), 1);
+      await shutdown(srv);
+    },
+    { timeout: LONG },
+  );
+
+  sysTest(
+    "on a full host a seat gives its place only to the student first in line: a class's student behind an outsider does not end one for the outsider",
+    SYSTEM_NEEDS,
+    async () => {
+      const member = newOwner();
+      const srv = server(2, {
+        capacity: 3,
+        held: (_, owner) => (owner === member ? { own: 2, others: 0 } : { own: 0, others: 2 }),
+      });
+      await until('two seats are ready', () => ready(srv.pool) === 2);
+      // The class's student has files of their own in the lab (so no seat
+      // for them: their files come back in a start of their own).
+      const m1 = await srv.labs.start(member, LAB, 'member-addr');
+      const m1s = srv.sessions.get(m1.session);
+      assert.ok(m1s);
+      assert.equal((await m1s.sandbox.exec(['bash', '-c', 'echo mine > /root/m'])).code, 0);
+      await srv.labs.end(member, LAB);
+      await until('the pool is full again', () => ready(srv.pool) === 2);
+      // Someone outside the class starts (the host is full then), and another waits first in line.
+      await srv.labs.start(newOwner(), LAB, 'x-addr');
+      assert.equal(srv.admission.used, 3);
+      const waiting = newOwner();
+      await assert.rejects(srv.labs.start(waiting, LAB, 'w-addr'), /1st in line/);
+      // The class's student asks: second in line. A seat that gave its place
+      // up now would go to the outsider ahead.
+      await assert.rejects(srv.labs.start(member, LAB, 'member-addr'), /2nd in line/);
+      assert.equal(
+        ready(srv.pool),
+        2,
+        "no seat of the class's ended for the outsider first in line",
+      );
       await shutdown(srv);
     },
     { timeout: LONG },

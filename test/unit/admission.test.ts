@@ -70,6 +70,10 @@ test('capacity: a full host answers 503 with the place in line; places free in l
   assert.match(e.message, /full: you are 1st in line/);
   assert.equal(refused(() => a.admit('c', 'dave')).queuePosition, 2);
   assert.equal(refused(() => a.admit('c', 'carol')).queuePosition, 1, 'asking again keeps it');
+  // Whom a place freed now would go to (a warm seat gives its place up only for them).
+  assert.equal(a.firstInLine('carol'), true);
+  assert.equal(a.firstInLine('dave'), false);
+  assert.equal(a.firstInLine('nobody'), false);
   s1.release();
   s1.release(); // twice is once
   assert.equal(a.used, 1);
@@ -89,6 +93,7 @@ test('capacity: a full host answers 503 with the place in line; places free in l
   refused(() => b.admit('c', 'waiting'));
   only.release();
   now += QUEUE_ACTIVE_MS + 1;
+  assert.equal(b.firstInLine('waiting'), true, 'the quiet one ahead does not count');
   b.admit('c', 'waiting');
   // A waiter that stops asking loses its place.
   now += QUEUE_STALE_MS + 1;

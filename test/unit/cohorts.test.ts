@@ -353,17 +353,51 @@ test('warm seats in a cohorts file: checked against the class (file:line:col) an
   }
 });
 
-test('warm seats held from a student: the share of what is ready that other classes still want', () => {
-  // A student of no class, the seats all a class's: none for them.
-  assert.equal(heldShare(30, 30, 12), 12);
-  // `serve --warm 40` beside a class wanting 30: ten of forty are anyone's.
-  assert.equal(heldShare(30, 40, 40), 30);
-  assert.equal(heldShare(30, 40, 20), 15);
-  // Two classes of 30 on one lab, 40 ready (the host's room): each class's
-  // students may take while any is ready; neither waits for the other's 30.
-  assert.equal(heldShare(30, 60, 40), 20);
-  assert.equal(heldShare(20, 40, 20), 10);
-  assert.equal(heldShare(30, 60, 1), 0);
-  // A class's own student, or nothing held.
-  assert.equal(heldShare(0, 30, 12), 0);
+/**
+ * Students arriving one at a time at a pool of `ready` seats (not refilled),
+ * each a student of the class named (or of none, '-'): who takes a seat, by
+ * heldShare, and each take by a class's student lowers that class's figure
+ * (as its students having the lab do in serve).
+ */
+function arrive(
+  classes: Record<string, number>,
+  ready: number,
+  arrivals: string,
+): Record<string, number> {
+  const left = { ...classes };
+  const got: Record<string, number> = {};
+  for (const who of arrivals.split(' ')) {
+    const own = left[who] ?? 0;
+    let others = 0;
+    for (const [c, n] of Object.entries(left)) if (c !== who) others += n;
+    if (ready > heldShare({ own, others }, ready)) {
+      ready--;
+      if (who in left) left[who] = Math.max(0, own - 1);
+      got[who] = (got[who] ?? 0) + 1;
+    }
+  }
+  return got;
+}
+const times = (who: string, n: number) => Array(n).fill(who).join(' ');
+
+test('warm seats held for classes: students arriving one by one take what is theirs, and nobody drains a class', () => {
+  // `serve --warm 40` beside a class wanting 30: ten are anyone's.
+  assert.deepEqual(arrive({ a: 30 }, 40, times('-', 25)), { '-': 10 });
+  // No seats beyond the class's: none for anyone else; all for its students.
+  assert.deepEqual(arrive({ a: 30 }, 30, `${times('-', 5)} ${times('a', 30)}`), { a: 30 });
+  // Two classes of 30 on a pool of 40 (the host's room): neither locks the
+  // other out; each takes at most its own figure.
+  assert.deepEqual(arrive({ a: 30, b: 30 }, 40, `${times('a', 40)} ${times('b', 40)}`), {
+    a: 30,
+    b: 10,
+  });
+  assert.deepEqual(arrive({ a: 30, b: 30 }, 40, times('a b', 40)), { a: 20, b: 20 });
+  assert.deepEqual(arrive({ a: 30, b: 30 }, 2, 'b a'), { a: 1, b: 1 });
+  // Two classes of 10 and 30 extra seats: a's latecomers take the extra, not b's.
+  assert.deepEqual(arrive({ a: 10, b: 10 }, 40, `${times('a', 40)} ${times('b', 20)}`), {
+    a: 30,
+    b: 10,
+  });
+  // A student of a class whose figure is used up is like anyone else.
+  assert.deepEqual(arrive({ a: 1, b: 5 }, 6, times('a', 6)), { a: 1 });
 });
