@@ -104,16 +104,7 @@ export function classWarm(
   return out;
 }
 
-/** Warm seats wanted per lab by the classes now on (classWarm); two classes on at once, the sum. */
-export function cohortsWarm(
-  cohorts: readonly CohortRow[],
-  now = Date.now(),
-  started: (cohort: string, lab: string) => number = () => 0,
-): Map<string, number> {
-  return warmTotals(warmHeld(cohorts, now, started));
-}
-
-/** The seats per lab of warmHeld's classes, summed. */
+/** Warm seats wanted per lab by warmHeld's classes: two classes on at once, the sum. */
 export function warmTotals(held: ReturnType<typeof warmHeld>): Map<string, number> {
   const out = new Map<string, number>();
   for (const [lab, classes] of held) {

@@ -233,8 +233,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Seats started ahead for a class (docs/operating.md#warm-seats); with none
   // wanted, this still drops the disks of seats a previous run left.
   // Wanted: serve --warm's, or the classes' on now (cohorts.yaml `warm`)
-  // when more; a class's are held for its own students (a student of none
-  // of the classes wanting a lab takes only the seats beyond theirs). Asked
+  // when more; a class's are held for its own students (WarmPool's `held`:
+  // what the student's classes and the others still want). Asked
   // many times in one fill, so read from the store once per turn of the
   // event loop: a take (which re-owns the seat's disk to the student) is
   // seen by the fill it schedules. A store that fails keeps the last figures.

@@ -52,8 +52,9 @@ export class LabSessions {
    * Keeps `wanted` seats of each lab started ahead (labs/warm-pool.ts); a
    * student with no files of their own in the lab takes one instead of
    * waiting for a start; `held` says how many of a lab's seats the classes
-   * on now still want, the student's and the others' (kept for those). Call after restore(): it drops the disks
-   * of seats a previous run left.
+   * on now still want, the student's and the others' (the others' are
+   * kept from the student). Call after restore(): it drops the disks of
+   * seats a previous run left.
    */
   warmUp(
     wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),

@@ -13,8 +13,8 @@ import { after, test } from 'node:test';
 import {
   closeCohort,
   cohortState,
-  cohortsWarm,
   warmHeld,
+  warmTotals,
   createCohort,
   formatCode,
   instructorAllowed,
@@ -231,7 +231,7 @@ test("a class's warm seats are wanted from 15 minutes before it starts until it 
     ...over,
   });
   const day = row({ warm: { 'ns-pid': 30 }, starts: t, ends: t + 8 * 3_600_000 });
-  const at = (now: number, ...cs: CohortRow[]) => Object.fromEntries(cohortsWarm(cs, now));
+  const at = (now: number, ...cs: CohortRow[]) => Object.fromEntries(warmTotals(warmHeld(cs, now)));
   assert.deepEqual(at(t - 16 * 60_000, day), {});
   assert.deepEqual(at(t - 14 * 60_000, day), { 'ns-pid': 30 });
   assert.deepEqual(at(t + 8 * 3_600_000 - 1, day), { 'ns-pid': 30 });
@@ -245,7 +245,7 @@ test("a class's warm seats are wanted from 15 minutes before it starts until it 
   // class's worth behind the first.
   const started = (n: number) =>
     Object.fromEntries(
-      cohortsWarm([day, always], t, (c, lab) => (c === 'c' && lab === 'ns-pid' ? n : 0)),
+      warmTotals(warmHeld([day, always], t, (c, lab) => (c === 'c' && lab === 'ns-pid' ? n : 0))),
     );
   assert.deepEqual(started(12), { 'ns-pid': 23, 'ns-uts-ipc': 2 });
   assert.deepEqual(started(40), { 'ns-pid': 5, 'ns-uts-ipc': 2 });
