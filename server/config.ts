@@ -146,6 +146,8 @@ export function parseWarm(v: string | undefined, what: string): Map<string, numb
       throw new Error(
         `${what}: "${item}" is not LAB=N (a lab id and how many sandboxes of it to keep ready, 0 to 1000)`,
       );
+    if (out.has(m[1] as string))
+      throw new Error(`${what}: lab ${m[1]} is given twice ("${v}"): give each lab once`);
     out.set(m[1] as string, Number(m[2]));
   }
   return out;

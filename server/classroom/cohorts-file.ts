@@ -132,7 +132,10 @@ export function loadCohortsFile(
           `"${lab}" is not one of this class's labs${near ? ` - did you mean "${near}"?` : ''} (labs: ${c.labs.join(', ')})`,
         );
       } else if (c.seats !== undefined && n > c.seats)
-        at([...base, 'warm', lab], `${n} warm seats for a class of ${c.seats} seats`);
+        at(
+          [...base, 'warm', lab],
+          `${n} warm seats for a class of ${c.seats} seat${c.seats === 1 ? '' : 's'}`,
+        );
     }
     try {
       validateSpec(

@@ -104,6 +104,25 @@ export function classWarm(
   return out;
 }
 
+/**
+ * For one student, the seats of a lab the classes still want (warmHeld):
+ * by the classes they are in (`own`) and by the rest. A student starting
+ * the lab over (a reset: their files were dropped a moment ago) was counted
+ * by their classes as having it until then: not one seat more for them.
+ */
+export function classWants(
+  held: ReturnType<typeof warmHeld>,
+  lab: string,
+  isMember: (cohort: string) => boolean,
+  startingOver = false,
+): { own: number; others: number } {
+  const wants = { own: 0, others: 0 };
+  for (const c of held.get(lab) ?? [])
+    if (isMember(c.cohort)) wants.own += startingOver ? c.left - 1 : c.left;
+    else wants.others += c.left;
+  return wants;
+}
+
 /** Warm seats wanted per lab by warmHeld's classes: two classes on at once, the sum. */
 export function warmTotals(held: ReturnType<typeof warmHeld>): Map<string, number> {
   const out = new Map<string, number>();
@@ -192,7 +211,7 @@ export function validateSpec(spec: CohortSpec, knownLabs: readonly string[]): vo
     if (spec.seats !== undefined && n > spec.seats)
       throw new RequestError(
         'invalid',
-        `${n} warm seats of ${lab} for a class of ${spec.seats} seats`,
+        `${n} warm seats of ${lab} for a class of ${spec.seats} seat${spec.seats === 1 ? '' : 's'}`,
         {
           hint: `at most ${spec.seats}: a seat nobody can take only holds memory`,
         },

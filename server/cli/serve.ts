@@ -8,7 +8,14 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { Classroom, cohortState, drawCode, warmHeld, warmTotals } from '../classroom/cohorts';
+import {
+  Classroom,
+  classWants,
+  cohortState,
+  drawCode,
+  warmHeld,
+  warmTotals,
+} from '../classroom/cohorts';
 import { cohortsFileOf, loadCohortsFile, syncCohorts } from '../classroom/cohorts-file';
 import { formatProblem } from '../util/yaml-file';
 import { DEFAULT_LIMITS, loadConfig } from '../config';
@@ -262,13 +269,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
       readWarm();
       return warmNow;
     },
-    (lab, owner) => {
+    (lab, owner, startingOver) => {
       readWarm();
-      const wants = { own: 0, others: 0 };
-      for (const c of heldNow.get(lab) ?? [])
-        if (store.isMember(c.cohort, owner)) wants.own += c.left;
-        else wants.others += c.left;
-      return wants;
+      return classWants(heldNow, lab, (c) => store.isMember(c, owner), startingOver);
     },
   );
   if (config.warm.size) log.info('warm seats', { wanted: Object.fromEntries(config.warm) });
@@ -299,6 +302,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (config.endOnStop) {
       log.info('stopping: ending sessions');
       await app.close();
+      // The untaken seats ended with them: their disks are nobody's files.
+      try {
+        seats.warm?.sweep();
+      } catch (err) {
+        log.warn("dropping the warm seats' disks", { error: String(err) });
+      }
     } else {
       log.info('stopping: sandboxes are kept for the next start');
       await app.shutdown();

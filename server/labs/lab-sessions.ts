@@ -28,6 +28,8 @@ export class LabSessions {
   private readonly starting = new Map<string, Promise<LabSession>>();
   /** Each student's latest start (starts of one student run one after another). */
   private readonly ownerChain = new Map<string, Promise<unknown>>();
+  /** `owner\0lab` of resets under way (warmUp's `held`). */
+  private readonly startingOver = new Set<string>();
   /** Why a student's sandbox for a lab was ended by us, told on their next start there. */
   private readonly endedWhy = new Map<string, string>();
   /** Sandboxes started ahead for students to take (serve --warm). */
@@ -58,7 +60,7 @@ export class LabSessions {
    */
   warmUp(
     wanted: ReadonlyMap<string, number> | (() => ReadonlyMap<string, number>),
-    held?: (labId: string, owner: string) => ClassWants,
+    held?: (labId: string, owner: string, startingOver: boolean) => ClassWants,
   ): WarmPool {
     this.warm = new WarmPool(
       this.sessions,
@@ -69,7 +71,7 @@ export class LabSessions {
       this.admission,
       this.token,
       wanted,
-      held,
+      held && ((lab, owner) => held(lab, owner, this.startingOver.has(`${owner}\0${lab}`))),
     );
     this.warm.sweep();
     this.warm.fill();
@@ -166,10 +168,22 @@ export class LabSessions {
       this.admission?.take('start', owner);
       this.admission?.take('client-start', client);
       const s = this.find(owner, labId);
-      const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
-      await this.dropFiles(owner, labId);
-      forget();
-      return this.doStart(owner, labId, client, { slot, rated: true, ...(at ? { at } : {}) });
+      // Their classes counted them as having the lab until the files go:
+      // the fresh start is not one more of their class's warm seats.
+      const key = `${owner}\0${labId}`;
+      if (s || this.store.getDisk(owner, labId)) this.startingOver.add(key);
+      try {
+        const slot = s ? await this.sessions.endKeepingSlot(s.id, 'the lab was reset') : undefined;
+        await this.dropFiles(owner, labId);
+        forget();
+        return await this.doStart(owner, labId, client, {
+          slot,
+          rated: true,
+          ...(at ? { at } : {}),
+        });
+      } finally {
+        this.startingOver.delete(key);
+      }
     });
   }
 

@@ -265,7 +265,8 @@ export class WarmPool {
    */
   sweep(): void {
     const live = new Set<string>();
-    for (const list of this.seats.values()) for (const s of list) live.add(s.diskName);
+    for (const list of this.seats.values())
+      for (const s of list) if (this.sessions.get(s.session.id) === s.session) live.add(s.diskName);
     for (const d of this.store.listDisksOf(WARM_OWNER)) {
       if (live.has(d.name)) continue;
       try {

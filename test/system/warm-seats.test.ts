@@ -678,4 +678,84 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
     },
     { timeout: LONG },
   );
+  sysTest(
+    "a class's student who starts the lab over (reset) when their class has its seats does not take another class's seat",
+    SYSTEM_NEEDS,
+    async () => {
+      const m = testManager();
+      const names = [`warm-a-${process.pid}`, `warm-b-${process.pid}`];
+      const labs = fs.mkdtempSync(path.join(os.tmpdir(), 'underlay-warm-two-'));
+      let srv: Awaited<ReturnType<typeof startServer>> | undefined;
+      try {
+        fs.cpSync(path.join(FIX, LAB), path.join(labs, LAB), { recursive: true });
+        fs.writeFileSync(
+          path.join(labs, 'cohorts.yaml'),
+          [
+            'cohorts:',
+            ...names.flatMap((n) => [
+              `  - name: ${n}`,
+              `    labs: [${LAB}]`,
+              `    instructorTokenSha256: '${hashToken(`token-of-${n}`)}'`,
+              `    warm: { ${LAB}: 1 }`,
+            ]),
+            '',
+          ].join('\n'),
+        );
+        const s = await startServer(undefined, { UNDERLAY_LABS_DIR: labs, UNDERLAY_LOG: 'info' });
+        srv = s;
+        type Health = { warm: Record<string, { wanted: number; ready: number }> };
+        const waitFor = async (what: string, f: (h: Health) => boolean) => {
+          const end = Date.now() + 180_000 * timeScale();
+          for (;;) {
+            const h = (await fetch(`${s.url}/healthz`).then((r) => r.json())) as Health;
+            if (f(h)) return;
+            if (Date.now() > end) assert.fail(`${what}:\n${JSON.stringify(h)}\n${s.log()}`);
+            await sleep(100);
+          }
+        };
+        const seatSessions = () =>
+          [...s.log().matchAll(/"msg":"warm seat ready","lab":"[^"]+","session":"([^"]+)"/g)].map(
+            (x) => x[1],
+          );
+        await waitFor('a seat for each class', (h) => h.warm[LAB]?.ready === 2);
+        const ann = new CookieClient(s.url);
+        await ann.ok('POST', '/api/cohorts/join', {
+          code: m.store.getCohort(names[0] as string)?.code,
+          name: 'Ann',
+        });
+        const first = (await ann.ok('POST', `/api/labs/${LAB}/session`)) as { session: string };
+        assert.ok(seatSessions().includes(first.session), "Ann took her class's seat");
+        // Her class has its one seat's worth; the other class's seat is left.
+        await waitFor('one seat wanted and ready', (h) => {
+          const w = h.warm[LAB];
+          return w?.wanted === 1 && w.ready === 1;
+        });
+        const before = seatSessions();
+        const r = (await ann.ok('POST', `/api/labs/${LAB}/reset`)) as {
+          session: { session: string };
+        };
+        assert.ok(!before.includes(r.session.session), "a reset took the other class's seat");
+        await ann.call('DELETE', `/api/labs/${LAB}/session`);
+        // Stopped with its sessions ended (UNDERLAY_END_ON_STOP): the
+        // untaken seat's disk goes too, not left as files nobody owns.
+        await s.stop();
+        srv = undefined;
+        assert.deepEqual(
+          m.store.listDisksOf(WARM_OWNER).filter((d) => d.name.startsWith(`${LAB}#`)),
+          [],
+        );
+      } finally {
+        await srv?.stop();
+        for (const name of names) {
+          const c = m.store.getCohort(name);
+          if (!c) continue;
+          m.store.updateCohort({ ...c, closed: true });
+          for (const mem of m.store.members(name))
+            if (m.store.getDisk(mem.student, LAB)) m.dropDisk(mem.student, LAB);
+        }
+        fs.rmSync(labs, { recursive: true, force: true });
+      }
+    },
+    { timeout: LONG },
+  );
 });

@@ -183,6 +183,11 @@ test('warm seats: UNDERLAY_WARM is LAB=N, junk refused with what it should be', 
   assert.equal(loadConfig({}).warm.size, 0);
   for (const bad of ['ns-uts-ipc', 'ns=-1', 'ns=1.5', 'Ns=1', 'ns=1001', '=3'])
     assert.throws(() => loadConfig({ UNDERLAY_WARM: bad }), /UNDERLAY_WARM: .* is not LAB=N/, bad);
+  // A lab twice is a mistake (which figure was meant?), not the last one winning.
+  assert.throws(
+    () => loadConfig({ UNDERLAY_WARM: 'ns=2,ns=3' }),
+    /UNDERLAY_WARM: lab ns is given twice/,
+  );
 });
 
 test('a seat handed over: the place moves to the taker, within their cap; refused, nothing moves', () => {

@@ -13,6 +13,7 @@ import { after, test } from 'node:test';
 import {
   closeCohort,
   cohortState,
+  classWants,
   warmHeld,
   warmTotals,
   createCohort,
@@ -400,4 +401,24 @@ test('warm seats held for classes: students arriving one by one take what is the
   });
   // A student of a class whose figure is used up is like anyone else.
   assert.deepEqual(arrive({ a: 1, b: 5 }, 6, times('a', 6)), { a: 1 });
+});
+
+test("a student's class wants: theirs and the others'; starting over, not one more of theirs", () => {
+  const held = new Map([
+    [
+      'ns-pid',
+      [
+        { cohort: 'a', left: 3 },
+        { cohort: 'b', left: 2 },
+      ],
+    ],
+  ]);
+  const inA = (c: string) => c === 'a';
+  assert.deepEqual(classWants(held, 'ns-pid', inA), { own: 3, others: 2 });
+  assert.deepEqual(classWants(held, 'ns-pid', inA, true), { own: 2, others: 2 });
+  assert.deepEqual(
+    classWants(held, 'ns-pid', () => false, true),
+    { own: 0, others: 5 },
+  );
+  assert.deepEqual(classWants(held, 'ns-uts-ipc', inA), { own: 0, others: 0 });
 });
