@@ -86,6 +86,12 @@ async function until(what: string, f: () => boolean): Promise<void> {
 
 const ready = (pool: WarmPool) => pool.status()[LAB]?.ready ?? 0;
 
+/** `held` of a class that wants both seats and whose only student is `member`. */
+const classOfOne =
+  (member: string) =>
+  (_: string, owner: string): ClassWants =>
+    owner === member ? { own: 2, others: 0 } : { own: 0, others: 2 };
+
 let n = 0;
 const owners: string[] = [];
 function newOwner(): string {
@@ -351,7 +357,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       // Both seats are a class's, and `member` is its only student here.
       const srv = server(2, {
         capacity: 2,
-        held: (_, owner) => (owner === member ? { own: 2, others: 0 } : { own: 0, others: 2 }),
+        held: classOfOne(member),
       });
       await until('two seats are ready', () => ready(srv.pool) === 2);
       assert.equal(srv.admission.used, 2, 'two seats: the host is full');
@@ -382,7 +388,7 @@ describe('warm seats: a lab started ahead, taken by a student', () => {
       const member = newOwner();
       const srv = server(2, {
         capacity: 3,
-        held: (_, owner) => (owner === member ? { own: 2, others: 0 } : { own: 0, others: 2 }),
+        held: classOfOne(member),
       });
       await until('two seats are ready', () => ready(srv.pool) === 2);
       // The class's student has files of their own in the lab (so no seat
